@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Builds the CUDA kernels (kernels/*.cu) into fatbins, one per family.
+#
+#   build.sh --install DIR  compile with nvcc into DIR when nvcc is on the PATH; otherwise copy the
+#                           prebuilt copy (kernels/prebuilt), after checking that it was built from
+#                           the current sources. Called by the Maven build (generate-resources).
+#   build.sh --update       rebuild kernels/prebuilt (run after editing a kernel; commit the result).
+#   build.sh --check        rebuild into a temporary folder and fail if kernels/prebuilt differs,
+#                           or if ptxas reports any register spill. Needs nvcc. Used by CI.
+#
+# Why a fatbin: SASS for every current architecture (no JIT at load, our flags applied by ptxas)
+# plus PTX for the newest one, so GPUs newer than this list still load the kernels through the
+# driver's JIT. The output is deterministic, so CI can compare it byte for byte.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+prebuilt="$here/prebuilt"
+families=(sgd rmsprop adam adagrad)
+archs=(75 80 90 100 120)
+ptx_arch=120
+# Exact IEEE float32: no contraction into FMA, IEEE division and square root, keep subnormals.
+nvcc_flags=(-fatbin -O3 -std=c++17 -fmad=false -prec-div=true -prec-sqrt=true -ftz=false)
+
+gencode_flags() {
+  for a in "${archs[@]}"; do printf -- '-gencode=arch=compute_%s,code=sm_%s\n' "$a" "$a"; done
+  printf -- '-gencode=arch=compute_%s,code=compute_%s\n' "$ptx_arch" "$ptx_arch"
+}
+
+# A digest of everything the binaries are made from: the sources and the flags.
+sources_digest() {
+  (cd "$here" && cat fusedopt_common.cuh "${families[@]/%/.cu}"; echo "${nvcc_flags[*]}"; gencode_flags) \
+    | sha256sum | cut -d' ' -f1
+}
+
+compile_into() {
+  local out=$1 release log
+  mkdir -p "$out"
+  release=$(nvcc --version | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p')
+  log=$(mktemp)
+  mapfile -t gencodes < <(gencode_flags)
+  for f in "${families[@]}"; do
+    nvcc "${nvcc_flags[@]}" "${gencodes[@]}" -Xptxas -v -I "$here" -o "$out/$f.fatbin" "$here/$f.cu" 2>>"$log" \
+      || { cat "$log" >&2; rm -f "$log"; exit 1; }
+  done
+  if grep -E '[1-9][0-9]* bytes spill (stores|loads)' "$log" >&2; then
+    echo "build.sh: ptxas reports register spills (lines above); kernels must not spill" >&2
+    rm -f "$log"; exit 1
+  fi
+  rm -f "$log"
+  {
+    echo "# Written by kernels/build.sh; read by io.fusedopt.cuda.KernelModules."
+    echo "nvcc.release=$release"
+    # cuDriverGetVersion encodes CUDA X.Y as X*1000+Y*10; binaries of a CUDA X toolkit need a driver of CUDA X.
+    echo "required.driver.cuda.version=$(( ${release%%.*} * 1000 ))"
+    echo "families=$(IFS=,; echo "${families[*]}")"
+    echo "sass.archs=$(IFS=,; echo "${archs[*]}")"
+    echo "ptx.arch=$ptx_arch"
+    echo "sources.sha256=$(sources_digest)"
+  } > "$out/kernels.properties"
+}
+
+mode=${1:-}
+case "$mode" in
+  --install)
+    dest=${2:?usage: build.sh --install DIR}
+    if command -v nvcc >/dev/null 2>&1; then
+      compile_into "$dest"
+      echo "build.sh: compiled kernels with $(command -v nvcc) into $dest"
+    else
+      want=$(sources_digest)
+      have=$(sed -n 's/^sources.sha256=//p' "$prebuilt/kernels.properties")
+      if [[ "$want" != "$have" ]]; then
+        echo "build.sh: nvcc is not on the PATH and kernels/prebuilt was built from other sources" >&2
+        echo "          (sources digest $want, prebuilt $have). Run kernels/build.sh --update on a machine with nvcc." >&2
+        exit 1
+      fi
+      mkdir -p "$dest"
+      cp "$prebuilt"/*.fatbin "$prebuilt/kernels.properties" "$dest/"
+      echo "build.sh: nvcc not found; installed the prebuilt kernels into $dest"
+    fi
+    ;;
+  --update)
+    rm -rf "$prebuilt"; compile_into "$prebuilt"
+    echo "build.sh: rebuilt $prebuilt"
+    ;;
+  --check)
+    command -v nvcc >/dev/null 2>&1 || { echo "build.sh --check: nvcc is not on the PATH" >&2; exit 2; }
+    tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+    compile_into "$tmp"
+    if ! diff -r "$tmp" "$prebuilt" >/dev/null; then
+      echo "build.sh --check: kernels/prebuilt is stale (it differs from a fresh build of kernels/*.cu)." >&2
+      echo "                  Run kernels/build.sh --update and commit kernels/prebuilt." >&2
+      diff -r "$tmp" "$prebuilt" >&2 || true
+      exit 1
+    fi
+    echo "build.sh --check: kernels/prebuilt matches a fresh build; no register spills"
+    ;;
+  *) echo "usage: build.sh --install DIR | --update | --check" >&2; exit 2 ;;
+esac
