@@ -1,0 +1,256 @@
+package io.fusedopt.cuda;
+
+import io.fusedopt.Backend;
+import io.fusedopt.BackendUnavailableException;
+import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.Engine;
+import io.fusedopt.internal.UpdateKernel;
+import io.fusedopt.internal.UpdateLaunch;
+import java.lang.System.Logger.Level;
+import java.nio.FloatBuffer;
+import java.nio.charset.StandardCharsets;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.Set;
+import jcuda.NativePointerObject;
+import jcuda.Pointer;
+import jcuda.driver.CUcontext;
+import jcuda.driver.CUdevice;
+import jcuda.driver.CUdevice_attribute;
+import jcuda.driver.CUdeviceptr;
+import jcuda.driver.CUfunction;
+import jcuda.driver.CUmemorytype;
+import jcuda.driver.CUpointer_attribute;
+import jcuda.driver.JCudaDriver;
+
+/**
+ * The CUDA backend on one device.
+ *
+ * <p>Context and threads: the engine retains the device's primary context (the one the CUDA
+ * runtime, and so PyTorch or any runtime-API library in the process, also uses) and makes it
+ * current on the calling thread at the start of every operation, so any thread may call it; the
+ * optimizer serializes calls. It never pushes or pops contexts, and leaves a thread's current
+ * context set to the primary context. Updates are queued on the legacy default stream, which
+ * orders them after the caller's earlier default-stream work and before later copies; nothing in a
+ * step waits for the device.
+ */
+public final class CudaEngine implements Engine {
+    private static final System.Logger LOG = System.getLogger("io.fusedopt");
+    static final int BLOCK_SIZE = 256;
+    /** Resident blocks per SM worth launching for a grid-stride loop; more only adds scheduling. */
+    private static final int BLOCKS_PER_SM = 8;
+
+    private final CUdevice device = new CUdevice();
+    private final CUcontext context = new CUcontext();
+    private final String description;
+    private final int maxBlocks;
+    private final KernelModules modules;
+    private final Set<AbstractTensorBuffer> owned = Collections.newSetFromMap(new IdentityHashMap<>());
+    private long ownedBytes;
+    private volatile boolean closed;
+
+    /**
+     * Opens device {@code ordinal}.
+     *
+     * @throws BackendUnavailableException when CUDA cannot be used here (the message says why)
+     * @throws IllegalArgumentException when the ordinal names no device
+     */
+    public CudaEngine(int ordinal) {
+        CudaProbe.Result probe = CudaProbe.result();
+        if (!probe.available()) {
+            throw new BackendUnavailableException("CUDA backend unavailable: " + probe.reason());
+        }
+        if (ordinal < 0 || ordinal >= probe.deviceCount()) {
+            throw new IllegalArgumentException("CUDA device ordinal " + ordinal + " does not exist: this machine has "
+                    + probe.deviceCount() + " device(s), ordinals 0 to " + (probe.deviceCount() - 1));
+        }
+        Driver.check(JCudaDriver.cuDeviceGet(device, ordinal), "cuDeviceGet(" + ordinal + ")");
+        Driver.check(JCudaDriver.cuDevicePrimaryCtxRetain(context, device), "cuDevicePrimaryCtxRetain(" + ordinal + ")");
+        try {
+            makeCurrent();
+            byte[] name = new byte[256];
+            Driver.check(JCudaDriver.cuDeviceGetName(name, name.length, device), "cuDeviceGetName");
+            int major = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+            int minor = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+            int sms = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
+            description = "CUDA device " + ordinal + ": " + cString(name) + " (sm_" + major + minor + ", " + sms
+                    + " SMs, driver CUDA " + DriverProbe.cudaVersion(probe.driverCudaVersion()) + ")";
+            maxBlocks = sms * BLOCKS_PER_SM;
+            modules = new KernelModules(description);
+        } catch (RuntimeException e) {
+            JCudaDriver.cuDevicePrimaryCtxRelease(device);
+            throw e;
+        }
+    }
+
+    /** Makes this engine's primary context current on the calling thread. */
+    void makeCurrent() {
+        if (closed) throw new IllegalStateException("the optimizer is closed");
+        Driver.check(JCudaDriver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
+    }
+
+    @Override
+    public Backend backend() {
+        return Backend.CUDA;
+    }
+
+    @Override
+    public String description() {
+        return description;
+    }
+
+    @Override
+    public synchronized AbstractTensorBuffer allocate(long length, float initialValue) {
+        if (length < 0 || length > Long.MAX_VALUE / Float.BYTES) {
+            throw new IllegalArgumentException("length must be in [0, " + Long.MAX_VALUE / Float.BYTES + "], got " + length);
+        }
+        makeCurrent();
+        long bytes = length * Float.BYTES;
+        long address = length == 0 ? 0 : Driver.allocate(bytes);
+        DeviceBuffer buffer = new DeviceBuffer(this, address, length, true);
+        if (length > 0) {
+            try {
+                Driver.check(JCudaDriver.cuMemsetD32(Driver.pointerAt(address), Float.floatToRawIntBits(initialValue), length),
+                        "cuMemsetD32(" + length + ")");
+            } catch (RuntimeException e) {
+                free(address);
+                throw e;
+            }
+        }
+        owned.add(buffer);
+        ownedBytes += bytes;
+        return buffer;
+    }
+
+    @Override
+    public synchronized AbstractTensorBuffer wrapDevicePointer(long address, long length) {
+        makeCurrent();
+        if (address == 0) throw new IllegalArgumentException("device pointer must not be null (0)");
+        if (length < 0 || length > Long.MAX_VALUE / Float.BYTES) {
+            throw new IllegalArgumentException("length must be >= 0, got " + length);
+        }
+        if (address % Float.BYTES != 0) {
+            throw new IllegalArgumentException("device pointer 0x" + Long.toHexString(address) + " is not aligned to 4 bytes (float32)");
+        }
+        checkDeviceRange(address, length * Float.BYTES);
+        return new DeviceBuffer(this, address, length, false);
+    }
+
+    /** Refuses host pointers and ranges that run past the end of the caller's allocation. */
+    private void checkDeviceRange(long address, long bytes) {
+        int[] memoryType = new int[1];
+        int result = JCudaDriver.cuPointerGetAttribute(Pointer.to(memoryType),
+                CUpointer_attribute.CU_POINTER_ATTRIBUTE_MEMORY_TYPE, Driver.pointerAt(address));
+        if (result != 0 || memoryType[0] != CUmemorytype.CU_MEMORYTYPE_DEVICE) {
+            throw new IllegalArgumentException("0x" + Long.toHexString(address) + " is not device memory known to the CUDA driver");
+        }
+        AddressablePointer base = new AddressablePointer();
+        long[] size = new long[1];
+        Driver.check(JCudaDriver.cuMemGetAddressRange(base, size, Driver.pointerAt(address)), "cuMemGetAddressRange");
+        long baseAddress = base.address();
+        if (address - baseAddress > size[0] - bytes) {
+            throw new IllegalArgumentException("range of " + bytes + " bytes at 0x" + Long.toHexString(address)
+                    + " runs past the end of its allocation (" + size[0] + " bytes at 0x" + Long.toHexString(baseAddress) + ")");
+        }
+    }
+
+    @Override
+    public AbstractTensorBuffer wrapHost(FloatBuffer buffer) {
+        throw new UnsupportedOperationException("the CUDA backend updates device memory only: allocate a device buffer"
+                + " (DeviceOptimizer.allocate) and copy host data into it, or wrap a device pointer you own");
+    }
+
+    @Override
+    public UpdateLaunch prepare(UpdateKernel kernel, AbstractTensorBuffer param, AbstractTensorBuffer grad,
+                                AbstractTensorBuffer[] slots, float[] scalars, int[] flags) {
+        long n = param.length();
+        NativePointerObject[] args = new NativePointerObject[2 + slots.length + 3];
+        int a = 0;
+        args[a++] = Pointer.to(device(param).pointer());
+        args[a++] = Pointer.to(device(grad).pointer());
+        for (AbstractTensorBuffer slot : slots) {
+            args[a++] = Pointer.to(slot == null ? new CUdeviceptr() : device(slot).pointer());
+        }
+        args[a++] = Pointer.to(new long[] {n});
+        args[a++] = Pointer.to(scalars); // read at launch time: the optimizer refreshes it each step
+        args[a] = Pointer.to(flags);
+        Pointer kernelParams = Pointer.to(args);
+        CUfunction function = modules.function(kernel);
+        int grid = (int) Math.max(1, Math.min((n + BLOCK_SIZE - 1) / BLOCK_SIZE, maxBlocks));
+        String call = "cuLaunchKernel(" + kernel.entryPoint() + ", n=" + n + ")";
+        return () -> {
+            if (n == 0) return;
+            makeCurrent();
+            Driver.check(JCudaDriver.cuLaunchKernel(function, grid, 1, 1, BLOCK_SIZE, 1, 1, 0, null, kernelParams, null), call);
+        };
+    }
+
+    private DeviceBuffer device(AbstractTensorBuffer buffer) {
+        if (!(buffer instanceof DeviceBuffer d) || d.owner() != this) {
+            throw new IllegalArgumentException("buffer does not belong to this CUDA optimizer"
+                    + (buffer.isDevice() ? " (it belongs to another optimizer)" : " (it is host memory)"));
+        }
+        return d;
+    }
+
+    @Override
+    public void synchronize() {
+        makeCurrent();
+        Driver.check(JCudaDriver.cuCtxSynchronize(), "cuCtxSynchronize");
+    }
+
+    @Override
+    public synchronized long ownedBytes() {
+        return ownedBytes;
+    }
+
+    @Override
+    public boolean isClosed() {
+        return closed;
+    }
+
+    @Override
+    public synchronized void onBufferClosed(AbstractTensorBuffer buffer) {
+        if (owned.remove(buffer)) {
+            ownedBytes -= buffer.length() * Float.BYTES;
+            buffer.release();
+        }
+    }
+
+    /** Frees device memory; a failure is logged, not thrown, since callers are closing. */
+    void free(long address) {
+        int result = JCudaDriver.cuCtxSetCurrent(context);
+        if (result == 0) result = JCudaDriver.cuMemFree(Driver.pointerAt(address));
+        if (result != 0) {
+            LOG.log(Level.WARNING, "cuMemFree(0x" + Long.toHexString(address) + ") failed: " + Driver.describe(result));
+        }
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed) return;
+        int sync = JCudaDriver.cuCtxSetCurrent(context);
+        if (sync == 0) sync = JCudaDriver.cuCtxSynchronize(); // queued updates may still use the buffers
+        if (sync != 0) {
+            LOG.log(Level.WARNING, "closing " + description + ": synchronize failed: " + Driver.describe(sync));
+        }
+        owned.forEach(AbstractTensorBuffer::release);
+        owned.clear();
+        ownedBytes = 0;
+        modules.close();
+        closed = true;
+        JCudaDriver.cuDevicePrimaryCtxRelease(device);
+    }
+
+    private int attribute(int attribute) {
+        int[] value = new int[1];
+        Driver.check(JCudaDriver.cuDeviceGetAttribute(value, attribute, device), "cuDeviceGetAttribute(" + attribute + ")");
+        return value[0];
+    }
+
+    private static String cString(byte[] bytes) {
+        int end = 0;
+        while (end < bytes.length && bytes[end] != 0) end++;
+        return new String(bytes, 0, end, StandardCharsets.US_ASCII);
+    }
+}

@@ -1,0 +1,57 @@
+package io.fusedopt.cuda;
+
+import io.fusedopt.internal.AbstractTensorBuffer;
+import jcuda.Pointer;
+import jcuda.driver.CUdeviceptr;
+import jcuda.driver.JCudaDriver;
+
+/** Device memory: allocated by the engine (owned) or wrapped from the caller (never freed here). */
+final class DeviceBuffer extends AbstractTensorBuffer {
+    private final CudaEngine engine;
+    private final long address;
+
+    DeviceBuffer(CudaEngine engine, long address, long length, boolean owned) {
+        super(engine, length, owned);
+        this.engine = engine;
+        this.address = address;
+    }
+
+    long address() {
+        return address;
+    }
+
+    /** A JCuda pointer to the start of this buffer (kernel arguments). */
+    CUdeviceptr pointer() {
+        return Driver.pointerAt(address);
+    }
+
+    @Override
+    public boolean isDevice() {
+        return true;
+    }
+
+    @Override
+    protected void write(float[] source, int sourceOffset, long offset, int count) {
+        if (count == 0) return;
+        engine.makeCurrent();
+        Driver.check(JCudaDriver.cuMemcpyHtoD(Driver.pointerAt(address + offset * Float.BYTES),
+                Pointer.to(source).withByteOffset((long) sourceOffset * Float.BYTES), (long) count * Float.BYTES),
+                "cuMemcpyHtoD(" + count + " floats)");
+    }
+
+    @Override
+    protected void read(long offset, float[] destination, int destinationOffset, int count) {
+        if (count == 0) return;
+        engine.makeCurrent();
+        Driver.check(JCudaDriver.cuMemcpyDtoH(Pointer.to(destination).withByteOffset((long) destinationOffset * Float.BYTES),
+                Driver.pointerAt(address + offset * Float.BYTES), (long) count * Float.BYTES),
+                "cuMemcpyDtoH(" + count + " floats)");
+    }
+
+    @Override
+    public void release() {
+        if (isOwnedByLibrary() && address != 0) {
+            engine.free(address);
+        }
+    }
+}

@@ -1,0 +1,104 @@
+package io.fusedopt.cuda;
+
+import io.fusedopt.BackendUnavailableException;
+import io.fusedopt.internal.UpdateKernel;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.util.EnumMap;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.Properties;
+import jcuda.driver.CUfunction;
+import jcuda.driver.CUmodule;
+import jcuda.driver.CUresult;
+import jcuda.driver.JCudaDriver;
+
+/**
+ * The kernel binaries (one fatbin per family, built by kernels/build.sh into the classpath) loaded
+ * into one context, and the entry point of every {@link UpdateKernel}.
+ */
+final class KernelModules implements AutoCloseable {
+    static final String RESOURCE_DIR = "/io/fusedopt/kernels/";
+
+    private final Map<String, CUmodule> modules = new HashMap<>();
+    private final Map<UpdateKernel, CUfunction> functions = new EnumMap<>(UpdateKernel.class);
+
+    /** The manifest written by kernels/build.sh. */
+    static Properties manifest() {
+        try (InputStream in = KernelModules.class.getResourceAsStream(RESOURCE_DIR + "kernels.properties")) {
+            if (in == null) {
+                throw new IllegalStateException("kernel manifest " + RESOURCE_DIR + "kernels.properties is missing from"
+                        + " the classpath; the build runs kernels/build.sh to install it");
+            }
+            Properties p = new Properties();
+            p.load(in);
+            return p;
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** The lowest driver CUDA version (cuDriverGetVersion encoding) that loads these binaries. */
+    static int requiredDriverVersion() {
+        return Integer.parseInt(manifest().getProperty("required.driver.cuda.version").trim());
+    }
+
+    /** Loads every family into the current context. */
+    KernelModules(String deviceDescription) {
+        Properties manifest = manifest();
+        try {
+            for (UpdateKernel kernel : UpdateKernel.values()) {
+                CUmodule module = modules.computeIfAbsent(kernel.family(), f -> load(f, manifest, deviceDescription));
+                CUfunction function = new CUfunction();
+                Driver.check(JCudaDriver.cuModuleGetFunction(function, module, kernel.entryPoint()),
+                        "cuModuleGetFunction(" + kernel.entryPoint() + ")");
+                functions.put(kernel, function);
+            }
+        } catch (RuntimeException e) {
+            close();
+            throw e;
+        }
+    }
+
+    CUfunction function(UpdateKernel kernel) {
+        return functions.get(kernel);
+    }
+
+    private static CUmodule load(String family, Properties manifest, String deviceDescription) {
+        byte[] image = readResource(family + ".fatbin");
+        CUmodule module = new CUmodule();
+        int result = JCudaDriver.cuModuleLoadData(module, image);
+        if (result == CUresult.CUDA_ERROR_NO_BINARY_FOR_GPU || result == CUresult.CUDA_ERROR_UNSUPPORTED_PTX_VERSION
+                || result == CUresult.CUDA_ERROR_INVALID_PTX || result == CUresult.CUDA_ERROR_INVALID_IMAGE) {
+            throw new BackendUnavailableException("the " + family + " kernels cannot be loaded on " + deviceDescription
+                    + " (" + CUresult.stringFor(result) + "): they were built by nvcc " + manifest.getProperty("nvcc.release")
+                    + " with SASS for sm_" + manifest.getProperty("sass.archs").replace(",", ", sm_")
+                    + " and PTX for compute_" + manifest.getProperty("ptx.arch")
+                    + ", which needs a driver for CUDA " + manifest.getProperty("nvcc.release")
+                    + " or newer; update the driver or build the kernels with your own nvcc (kernels/build.sh)");
+        }
+        Driver.check(result, "cuModuleLoadData(" + family + ".fatbin)");
+        return module;
+    }
+
+    private static byte[] readResource(String name) {
+        try (InputStream in = KernelModules.class.getResourceAsStream(RESOURCE_DIR + name)) {
+            if (in == null) {
+                throw new IllegalStateException("kernel binary " + RESOURCE_DIR + name + " is missing from the classpath");
+            }
+            return in.readAllBytes();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    @Override
+    public void close() {
+        for (CUmodule module : modules.values()) {
+            JCudaDriver.cuModuleUnload(module); // best effort: the context is released next
+        }
+        modules.clear();
+        functions.clear();
+    }
+}

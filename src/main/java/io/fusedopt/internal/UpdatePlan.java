@@ -1,0 +1,87 @@
+package io.fusedopt.internal;
+
+import io.fusedopt.Adagrad;
+import io.fusedopt.Adam;
+import io.fusedopt.Momentum;
+import io.fusedopt.OptimizerConfig;
+import io.fusedopt.RmsProp;
+import io.fusedopt.Sgd;
+import io.fusedopt.StateKind;
+import java.util.Arrays;
+
+/**
+ * How one configuration runs: which kernel, which state tensor sits in each of its state slots
+ * (null where the variant does not use the slot), and the flags that do not change from step to
+ * step.
+ */
+public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags) {
+
+    public static UpdatePlan of(OptimizerConfig config) {
+        if (config instanceof Sgd c) {
+            return new UpdatePlan(UpdateKernel.SGD, new StateKind[0], common(c.maximize(), c.weightDecay()));
+        }
+        if (config instanceof Momentum c) {
+            boolean buffer = c.form() == Momentum.Form.BUFFER;
+            int flags = common(c.maximize(), c.weightDecay()) | (c.nesterov() ? KernelFlags.NESTEROV : 0);
+            return new UpdatePlan(buffer ? UpdateKernel.MOMENTUM_BUFFER : UpdateKernel.MOMENTUM_VELOCITY,
+                    new StateKind[] {buffer ? StateKind.MOMENTUM_BUFFER : StateKind.VELOCITY}, flags);
+        }
+        if (config instanceof RmsProp c) {
+            int flags = common(c.maximize(), c.weightDecay())
+                    | (c.centered() ? KernelFlags.CENTERED : 0)
+                    | (c.usesMomentum() ? KernelFlags.MOMENTUM : 0);
+            return new UpdatePlan(UpdateKernel.RMSPROP, new StateKind[] {
+                StateKind.SQUARE_AVG,
+                c.centered() ? StateKind.GRAD_AVG : null,
+                c.usesMomentum() ? StateKind.MOMENTUM_BUFFER : null}, flags);
+        }
+        if (config instanceof Adam c) {
+            boolean decay = (float) c.weightDecay() != 0f;
+            boolean decoupled = c.weightDecayMode() == Adam.WeightDecay.DECOUPLED;
+            int flags = (c.maximize() ? KernelFlags.MAXIMIZE : 0)
+                    | (decay && !decoupled ? KernelFlags.L2_DECAY : 0)
+                    | (decay && decoupled ? KernelFlags.DECOUPLED_DECAY : 0)
+                    | (c.amsgrad() ? KernelFlags.AMSGRAD : 0);
+            return new UpdatePlan(UpdateKernel.ADAM, new StateKind[] {
+                StateKind.EXP_AVG, StateKind.EXP_AVG_SQ, c.amsgrad() ? StateKind.MAX_EXP_AVG_SQ : null}, flags);
+        }
+        if (config instanceof Adagrad c) {
+            return new UpdatePlan(UpdateKernel.ADAGRAD, new StateKind[] {StateKind.SUM},
+                    common(c.maximize(), c.weightDecay()));
+        }
+        throw new IllegalArgumentException("unknown configuration " + config);
+    }
+
+    /** The flags for step {@code step} (1-based). */
+    public int flagsForStep(long step) {
+        return staticFlags | (step == 1 ? KernelFlags.FIRST_STEP : 0);
+    }
+
+    /** The value a state tensor of this configuration starts at. */
+    public static float initialValue(OptimizerConfig config, StateKind kind) {
+        if (config instanceof Adagrad c && kind == StateKind.SUM) {
+            return (float) c.initialAccumulatorValue();
+        }
+        return 0f;
+    }
+
+    private static int common(boolean maximize, double weightDecay) {
+        return (maximize ? KernelFlags.MAXIMIZE : 0) | ((float) weightDecay != 0f ? KernelFlags.L2_DECAY : 0);
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof UpdatePlan p && kernel == p.kernel && staticFlags == p.staticFlags
+                && Arrays.equals(slots, p.slots);
+    }
+
+    @Override
+    public int hashCode() {
+        return 31 * (31 * kernel.hashCode() + Arrays.hashCode(slots)) + staticFlags;
+    }
+
+    @Override
+    public String toString() {
+        return "UpdatePlan[" + kernel + ", slots=" + Arrays.toString(slots) + ", flags=" + staticFlags + "]";
+    }
+}
