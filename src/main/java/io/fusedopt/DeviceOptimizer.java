@@ -130,6 +130,7 @@ public final class DeviceOptimizer implements AutoCloseable {
      */
     public synchronized TensorBuffer allocate(long length) {
         ensureOpen();
+        if (length < 0) throw new IllegalArgumentException("length must be >= 0, got " + length);
         return engine.allocate(length, 0f);
     }
 
@@ -144,6 +145,8 @@ public final class DeviceOptimizer implements AutoCloseable {
      */
     public synchronized TensorBuffer wrapDevicePointer(long address, long length) {
         ensureOpen();
+        if (address == 0) throw new IllegalArgumentException("device pointer must not be null (0)");
+        if (length < 0) throw new IllegalArgumentException("length must be >= 0, got " + length);
         return engine.wrapDevicePointer(address, length);
     }
 

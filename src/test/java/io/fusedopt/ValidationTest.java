@@ -1,0 +1,154 @@
+package io.fusedopt;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.List;
+import java.util.function.Supplier;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/** Bad input is refused with an exception that names the problem, and changes nothing. */
+class ValidationTest {
+
+    static Stream<Arguments> badHyperParameters() {
+        return Stream.of(
+                bad("learningRate", () -> Adam.builder().optLearningRate(-1e-3).build()),
+                bad("learningRate", () -> Sgd.builder().optLearningRate(Double.NaN).build()),
+                bad("learningRate", () -> RmsProp.builder().optLearningRate(Double.POSITIVE_INFINITY).build()),
+                bad("learningRate", () -> Adagrad.builder().optLearningRate(1e39).build()), // overflows float32
+                bad("beta1", () -> Adam.builder().optBetas(1.0, 0.999).build()),
+                bad("beta2", () -> Adam.builder().optBetas(0.9, 0.999999999).build()), // rounds to 1 in float32
+                bad("beta1", () -> Adam.builder().optBetas(-0.1, 0.999).build()),
+                bad("beta2", () -> Adam.builder().optBetas(0.9, Double.NaN).build()),
+                bad("epsilon", () -> Adam.builder().optEpsilon(0).build()),
+                bad("epsilon", () -> Adam.builder().optEpsilon(-1e-8).build()),
+                bad("epsilon", () -> RmsProp.builder().optEpsilon(1e-50).build()), // rounds to 0 in float32
+                bad("epsilon", () -> Adagrad.builder().optEpsilon(Double.NaN).build()),
+                bad("weightDecay", () -> Adam.adamW().optWeightDecay(-0.01).build()),
+                bad("weightDecay", () -> Sgd.builder().optWeightDecay(Double.NaN).build()),
+                bad("momentum", () -> Momentum.builder().setMomentum(1.0).build()),
+                bad("momentum", () -> Momentum.builder().setMomentum(-0.5).build()),
+                bad("momentum is required", () -> Momentum.builder().build()),
+                bad("dampening", () -> Momentum.builder().setMomentum(0.9).optDampening(1.5).build()),
+                bad("nesterov", () -> Momentum.builder().setMomentum(0.9).optDampening(0.1).optNesterov(true).build()),
+                bad("nesterov", () -> Momentum.builder().setMomentum(0).optNesterov(true).build()),
+                bad("velocity form", () -> Momentum.builder().setMomentum(0.9).optDampening(0.1)
+                        .optForm(Momentum.Form.VELOCITY).build()),
+                bad("alpha", () -> RmsProp.builder().optAlpha(1.0).build()),
+                bad("momentum", () -> RmsProp.builder().optMomentum(Double.NaN).build()),
+                bad("lrDecay", () -> Adagrad.builder().optLrDecay(-1).build()),
+                bad("initialAccumulatorValue", () -> Adagrad.builder().optInitialAccumulatorValue(-1).build()),
+                bad("form", () -> Adam.builder().optForm(null).build()));
+    }
+
+    private static Arguments bad(String named, Supplier<OptimizerConfig> build) {
+        return Arguments.of(named, build);
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("badHyperParameters")
+    void hyperParameterOutsideItsDomainIsRefused(String named, Supplier<OptimizerConfig> build) {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, build::get);
+        assertTrue(e.getMessage().contains(named), "message should name " + named + ": " + e.getMessage());
+    }
+
+    @Test
+    void badScheduleValueLeavesTheGroupUnchanged() {
+        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, Adam.builder().build())) {
+            ParamGroup group = opt.addGroup();
+            OptimizerConfig before = group.config();
+            assertThrows(IllegalArgumentException.class, () -> group.setLearningRate(-1));
+            assertThrows(IllegalArgumentException.class, () -> group.setLearningRate(Double.NaN));
+            assertEquals(before, group.config());
+        }
+    }
+
+    @Test
+    void configChangesThatWouldChangeTheStateAreRefused() {
+        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, Adam.builder().build())) {
+            ParamGroup group = opt.addGroup();
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> group.setConfig(Adam.builder().optAmsgrad(true).build()));
+            assertTrue(e.getMessage().contains("max_exp_avg_sq") || e.getMessage().contains("MAX_EXP_AVG_SQ"), e.getMessage());
+            assertThrows(IllegalArgumentException.class, () -> group.setConfig(Sgd.builder().build()));
+            assertThrows(IllegalArgumentException.class, () -> opt.addGroup(RmsProp.builder().build()));
+            group.setConfig(Adam.adamW().optLearningRate(0.5).build()); // hyper-parameters only: fine
+            assertEquals(0.5, group.config().learningRate());
+        }
+    }
+
+    @Test
+    void badTensorsAreRefusedAndNothingIsRegistered() {
+        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, Adam.builder().build());
+             DeviceOptimizer other = DeviceOptimizer.create(Backend.CPU, Adam.builder().build())) {
+            ParamGroup group = opt.addGroup();
+            TensorBuffer p = opt.allocate(4);
+            TensorBuffer g3 = opt.allocate(3);
+            TensorBuffer g = opt.allocate(4);
+            long ownedBefore = opt.ownedBytes();
+
+            assertMessage(IllegalArgumentException.class, "3", () -> group.add("w", p, g3));
+            assertMessage(IllegalArgumentException.class, "param", () -> group.add("w", null, g));
+            assertMessage(IllegalArgumentException.class, "grad", () -> group.add("w", p, null));
+            assertMessage(IllegalArgumentException.class, "name", () -> group.add(" ", p, g));
+            assertMessage(IllegalArgumentException.class, "different", () -> group.add("w", p, p));
+            assertMessage(IllegalArgumentException.class, "does not belong", () -> group.add("w", other.allocate(4), g));
+            assertEquals(List.of(), group.parameters());
+            assertEquals(ownedBefore, opt.ownedBytes(), "no state may be left allocated by a refused registration");
+
+            group.add("w", p, g); // the name and the buffers are still free
+            assertMessage(IllegalArgumentException.class, "already exists", () -> group.add("w", opt.allocate(4), opt.allocate(4)));
+            assertMessage(IllegalArgumentException.class, "already backs", () -> group.add("w2", p, opt.allocate(4)));
+            assertEquals(1, group.parameters().size());
+        }
+    }
+
+    @Test
+    void nullDevicePointerAndBadCopiesAreRefused() {
+        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, Sgd.builder().build())) {
+            assertMessage(IllegalArgumentException.class, "null", () -> opt.wrapDevicePointer(0, 16));
+            assertMessage(UnsupportedOperationException.class, "no device memory", () -> opt.wrapDevicePointer(0x1000, 16));
+            assertMessage(IllegalArgumentException.class, "length", () -> opt.allocate(-1));
+            TensorBuffer b = opt.allocate(4);
+            assertMessage(IllegalArgumentException.class, "does not match", () -> b.copyFrom(new float[5]));
+            assertThrows(IndexOutOfBoundsException.class, () -> b.copyFrom(new float[4], 0, 1, 4));
+            assertThrows(IndexOutOfBoundsException.class, () -> b.copyTo(-1, new float[4], 0, 1));
+            assertThrows(IndexOutOfBoundsException.class, () -> b.copyTo(0, new float[4], 2, 3));
+            assertThrows(NullPointerException.class, () -> b.copyFrom(null));
+            assertArrayEquals(new float[4], b.toArray(), "refused copies must not have written anything");
+        }
+    }
+
+    @Test
+    void registrationAfterTheFirstStepIsRefused() {
+        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, Adam.builder().build())) {
+            ParamGroup group = opt.addGroup();
+            group.add("w", opt.allocate(2), opt.allocate(2));
+            opt.step();
+            assertMessage(IllegalStateException.class, "first step", () -> group.add("b", opt.allocate(2), opt.allocate(2)));
+            assertMessage(IllegalStateException.class, "first step", opt::addGroup);
+        }
+    }
+
+    @Test
+    void stateIsReadOnlyAndNamed() {
+        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, Adam.builder().build())) {
+            Parameter w = opt.addGroup().add("w", opt.allocate(2), opt.allocate(2));
+            assertEquals(List.of(StateKind.EXP_AVG, StateKind.EXP_AVG_SQ), w.stateKinds());
+            assertMessage(UnsupportedOperationException.class, "read-only", () -> w.state(StateKind.EXP_AVG).copyFrom(new float[2]));
+            assertMessage(IllegalArgumentException.class, "max_exp_avg_sq", () -> w.state(StateKind.MAX_EXP_AVG_SQ));
+        }
+    }
+
+    static <T extends Throwable> void assertMessage(Class<T> type, String fragment, org.junit.jupiter.api.function.Executable call) {
+        T e = assertThrows(type, call);
+        assertTrue(e.getMessage() != null && e.getMessage().contains(fragment),
+                "expected a message containing '" + fragment + "', got: " + e.getMessage());
+    }
+}
