@@ -1,0 +1,106 @@
+package io.fusedopt;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.fusedopt.internal.KernelFlags;
+import io.fusedopt.internal.UpdateKernel;
+import java.io.IOException;
+import java.io.InputStream;
+import java.lang.reflect.Field;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Properties;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The Java side and kernels/*.cu agree on everything that crosses the boundary: flag bits, scalar
+ * struct layouts, entry points, argument counts; and the kernel binaries are on the classpath.
+ * Checked without a GPU, by reading the sources.
+ */
+class KernelContractTest {
+    private static final Path KERNELS = Path.of("kernels");
+
+    @Test
+    void flagBitsMatch() throws Exception {
+        String header = Files.readString(KERNELS.resolve("fusedopt_common.cuh"));
+        String[][] pairs = {{"FO_MAXIMIZE", "MAXIMIZE"}, {"FO_L2_DECAY", "L2_DECAY"},
+            {"FO_DECOUPLED_DECAY", "DECOUPLED_DECAY"}, {"FO_NESTEROV", "NESTEROV"}, {"FO_FIRST_STEP", "FIRST_STEP"},
+            {"FO_AMSGRAD", "AMSGRAD"}, {"FO_CENTERED", "CENTERED"}, {"FO_MOMENTUM", "MOMENTUM"}};
+        for (String[] pair : pairs) {
+            Matcher m = Pattern.compile("#define " + pair[0] + "\\s+\\(1 << (\\d+)\\)").matcher(header);
+            assertTrue(m.find(), pair[0] + " missing from the header");
+            Field f = KernelFlags.class.getField(pair[1]);
+            assertEquals(1 << Integer.parseInt(m.group(1)), f.getInt(null), pair[0]);
+        }
+    }
+
+    @Test
+    void scalarStructsAndSignaturesMatch() throws IOException {
+        for (UpdateKernel kernel : UpdateKernel.values()) {
+            String source = Files.readString(KERNELS.resolve(kernel.family() + ".cu"));
+            Matcher sig = Pattern.compile("__global__ void " + kernel.entryPoint() + "\\(([^)]*)\\)").matcher(source);
+            assertTrue(sig.find(), kernel.entryPoint() + " not found in " + kernel.family() + ".cu");
+            List<String> params = new ArrayList<>();
+            for (String p : sig.group(1).split(",")) params.add(p.trim());
+            // param, grad, state slots, n, scalars, flags
+            assertEquals(2 + kernel.stateSlots() + 3, params.size(), kernel + " arguments: " + params);
+            assertTrue(params.get(2 + kernel.stateSlots()).startsWith("long long"), kernel + ": n must be 64-bit");
+            String structName = params.get(params.size() - 2).split("\\s+")[0];
+            Matcher struct = Pattern.compile("struct " + structName + " \\{([^}]*)\\}").matcher(source);
+            assertTrue(struct.find(), structName + " not found");
+            long floats = struct.group(1).lines().map(String::trim).filter(l -> l.startsWith("float ")).count();
+            long others = struct.group(1).lines().map(String::trim)
+                    .filter(l -> !l.isEmpty() && !l.startsWith("float ") && !l.startsWith("//")).count();
+            assertEquals(kernel.scalarCount(), floats, structName + " field count vs StepScalars");
+            assertEquals(0, others, structName + " must hold only floats (passed as one float[])");
+        }
+    }
+
+    @Test
+    void kernelBinariesAndManifestAreOnTheClasspath() throws IOException {
+        Properties manifest = new Properties();
+        try (InputStream in = getClass().getResourceAsStream("/io/fusedopt/kernels/kernels.properties")) {
+            assertNotNull(in, "kernels.properties missing: the build did not run kernels/build.sh");
+            manifest.load(in);
+        }
+        assertTrue(Integer.parseInt(manifest.getProperty("required.driver.cuda.version")) >= 11000);
+        for (UpdateKernel kernel : UpdateKernel.values()) {
+            try (InputStream in = getClass().getResourceAsStream("/io/fusedopt/kernels/" + kernel.family() + ".fatbin")) {
+                assertNotNull(in, kernel.family() + ".fatbin missing");
+                assertTrue(in.readAllBytes().length > 1000);
+            }
+        }
+    }
+
+    /** A binary arithmetic operator between two operands (unary minus is exact and allowed). */
+    private static final Pattern BARE_OPERATOR = Pattern.compile("[A-Za-z0-9_)\\]]\\s*[-*/+]\\s*[A-Za-z0-9_(]");
+
+    @Test
+    void kernelsUseOnlyExplicitlyRoundedArithmetic() throws IOException {
+        // Every float operation in a kernel loop goes through an _rn intrinsic: a bare operator between
+        // floats could be contracted or approximated differently from the Java reference.
+        assertTrue(BARE_OPERATOR.matcher("float x = a * b;").find(), "the pattern must catch a bare multiply");
+        assertTrue(BARE_OPERATOR.matcher("p = p - a;").find(), "the pattern must catch a bare subtraction");
+        for (UpdateKernel kernel : UpdateKernel.values()) {
+            String source = Files.readString(KERNELS.resolve(kernel.family() + ".cu"));
+            int body = source.indexOf("__global__ void " + kernel.entryPoint());
+            int loop = source.indexOf("FO_FOR_EACH_ELEMENT", body);
+            int end = source.indexOf("\n}", loop);
+            String loopBody = source.substring(source.indexOf('{', loop), end)
+                    .replaceAll("//[^\n]*", "")
+                    .replaceAll("\\[i\\]", "")                 // element indexing is integer arithmetic
+                    .replaceAll("flags & FO_[A-Z0-9_]+", "");   // flag tests are integer arithmetic
+            Matcher bare = BARE_OPERATOR.matcher(loopBody);
+            if (bare.find()) {
+                throw new AssertionError(kernel + " has a bare arithmetic operator near: "
+                        + loopBody.substring(Math.max(0, bare.start() - 20), Math.min(loopBody.length(), bare.end() + 20)));
+            }
+        }
+    }
+}
