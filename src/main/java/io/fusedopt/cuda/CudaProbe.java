@@ -1,5 +1,8 @@
 package io.fusedopt.cuda;
 
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
 /**
  * Whether CUDA can be used in this process, decided once and cached. Every failure becomes a
  * sentence a user can act on: no JCuda on the classpath, no NVIDIA driver (libcuda.so.1), no
@@ -32,13 +35,28 @@ public final class CudaProbe {
         } catch (LinkageError e) {
             // UnsatisfiedLinkError on the first attempt, NoClassDefFoundError on later ones.
             return Result.unavailable("the JCuda driver library could not be loaded, usually because the NVIDIA"
-                    + " driver (libcuda.so.1) is not installed or not on the library path: " + rootMessage(e));
+                    + " driver (libcuda.so.1) is not installed or not on the library path: " + linkerDiagnosis(e));
         }
         try {
             return DriverProbe.run(KernelModules.requiredDriverVersion());
         } catch (LinkageError | RuntimeException e) {
             return Result.unavailable("probing the CUDA driver failed: " + rootMessage(e));
         }
+    }
+
+    private static final Pattern MISSING_SHARED_OBJECT =
+            Pattern.compile("([\\w.+-]+\\.so[.\\d]*): cannot open shared object file: ([A-Za-z ]*)");
+
+    /**
+     * JCuda's message carries whole nested stack traces; keep the dynamic loader's own sentence
+     * (for example "libcuda.so.1: cannot open shared object file: No such file or directory").
+     */
+    static String linkerDiagnosis(Throwable e) {
+        String all = String.valueOf(e.getMessage());
+        Matcher m = MISSING_SHARED_OBJECT.matcher(all);
+        if (m.find()) return m.group(1) + ": cannot open shared object file: " + m.group(2).trim();
+        String first = all.lines().findFirst().orElse(e.getClass().getName());
+        return first.length() > 300 ? first.substring(0, 300) + "..." : first;
     }
 
     static String rootMessage(Throwable e) {

@@ -1,0 +1,107 @@
+package io.fusedopt;
+
+import static io.fusedopt.ValidationTest.assertMessage;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import jcuda.Pointer;
+import jcuda.driver.CUdeviceptr;
+import jcuda.driver.JCudaDriver;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+
+/** The CUDA backend's own contract: wrapped caller memory, pointer checks, lifetime. */
+@Tag("gpu")
+class CudaBackendTest {
+
+    @BeforeEach
+    void requireGpu() {
+        GpuTests.assumeGpu();
+    }
+
+    /** Memory the test owns, allocated with JCuda as another library would. */
+    private static final class CallerAllocation extends CUdeviceptr implements AutoCloseable {
+        CallerAllocation(long bytes) {
+            assertEquals(0, JCudaDriver.cuMemAlloc(this, bytes));
+        }
+
+        long address() {
+            return getNativePointer() + getByteOffset();
+        }
+
+        @Override
+        public void close() {
+            assertEquals(0, JCudaDriver.cuMemFree(this));
+        }
+    }
+
+    @Test
+    void wrappedCallerMemoryIsUpdatedInPlaceAndNeverFreed() {
+        float[] weights = {1f, 2f, 3f, 4f, 5f};
+        float[] grads = {0.5f, -1f, 2f, 0f, 1e-3f};
+        float[] expected = Trajectory.cpu(Sgd.builder().optLearningRate(0.1).build(), weights, java.util.List.of(grads));
+        CallerAllocation memory;
+        DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, Sgd.builder().optLearningRate(0.1).build());
+        memory = new CallerAllocation(weights.length * 4L);
+        TensorBuffer p = opt.wrapDevicePointer(memory.address(), weights.length);
+        assertFalse(p.isOwnedByLibrary());
+        p.copyFrom(weights);
+        TensorBuffer g = opt.allocate(weights.length);
+        g.copyFrom(grads);
+        opt.addGroup().add("w", p, g);
+        opt.step();
+        assertArrayEquals(expected, p.toArray());
+        opt.close();
+        // The optimizer is gone; the caller's memory is intact and still the caller's to free.
+        float[] after = new float[weights.length];
+        assertEquals(0, JCudaDriver.cuMemcpyDtoH(Pointer.to(after), memory, weights.length * 4L));
+        assertArrayEquals(expected, after);
+        memory.close();
+    }
+
+    @Test
+    void badDevicePointersAreRefused() {
+        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, Sgd.builder().build());
+             CallerAllocation memory = new CallerAllocation(64)) {
+            assertMessage(IllegalArgumentException.class, "null", () -> opt.wrapDevicePointer(0, 4));
+            assertMessage(IllegalArgumentException.class, "aligned", () -> opt.wrapDevicePointer(memory.address() + 2, 4));
+            assertMessage(IllegalArgumentException.class, "past the end", () -> opt.wrapDevicePointer(memory.address(), 17));
+            assertMessage(IllegalArgumentException.class, "past the end", () -> opt.wrapDevicePointer(memory.address() + 8, 15));
+            assertMessage(IllegalArgumentException.class, "not device memory", () -> opt.wrapDevicePointer(0x1000, 4));
+            assertEquals(16, opt.wrapDevicePointer(memory.address(), 16).length());
+            assertMessage(UnsupportedOperationException.class, "device memory only", () -> opt.wrapHost(new float[4]));
+        }
+    }
+
+    @Test
+    void closeFreesOwnedMemoryAndLaterCallsAreRefused() {
+        DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, Adam.builder().build());
+        assertEquals(Backend.CUDA, opt.backend());
+        assertTrue(opt.deviceDescription().startsWith("CUDA device 0"), opt.deviceDescription());
+        TensorBuffer p = opt.allocate(1000);
+        Parameter w = opt.addGroup().add("w", p, opt.allocate(1000));
+        assertEquals(4 * 4000L, opt.ownedBytes());
+        assertArrayEquals(new float[1000], w.state(StateKind.EXP_AVG).toArray(), "state starts at zero");
+        opt.step();
+        opt.synchronize();
+        opt.close();
+        assertMessage(IllegalStateException.class, "closed", opt::step);
+        assertMessage(IllegalStateException.class, "closed", p::toArray);
+    }
+
+    @Test
+    void emptyTensorsAndAdagradInitialValueOnTheDevice() {
+        Adagrad config = Adagrad.builder().optInitialAccumulatorValue(0.25).build();
+        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, config)) {
+            ParamGroup group = opt.addGroup();
+            group.add("empty", opt.allocate(0), opt.allocate(0));
+            Parameter w = group.add("w", opt.allocate(3), opt.allocate(3));
+            assertArrayEquals(new float[] {0.25f, 0.25f, 0.25f}, w.state(StateKind.SUM).toArray());
+            opt.step();
+            assertEquals(1, opt.stepCount());
+        }
+    }
+}
