@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# On the GPU machine: runs every test (GPU ones included) and optionally the JMH step benchmark,
+# from gpu-bundle/, writing the record to ${OUT:-gpu-out}. Usage: run-on-device.sh [jmh]
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+out=${OUT:-gpu-out}; mkdir -p "$out"
+b=gpu-bundle
+[[ -x $b/jre/bin/java ]] || (cd $b && tar xzf jre.tgz)
+java=$b/jre/bin/java
+cp="$b/classes:$b/test-classes:$(ls $b/lib/*.jar | tr '\n' ':')"
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  echo "command: benchmarks/gpu/run-on-device.sh $*"
+} > "$out/environment.txt" 2>&1
+# Tests run from kernels/ sources too (KernelContractTest), so run from the repository root.
+$java -jar $b/junit-platform-console-standalone-*.jar execute --class-path "$cp" --scan-class-path "$b/test-classes" \
+  --details=tree --disable-banner > "$out/tests.txt" 2>&1
+echo "tests exit code: $?" >> "$out/tests.txt"
+tail -20 "$out/tests.txt"
+if [[ ${1:-} == jmh ]]; then
+  $java -cp "$cp" org.openjdk.jmh.Main StepBenchmark -rf json -rff "$out/jmh-step.json" > "$out/jmh-step.txt" 2>&1
+  tail -30 "$out/jmh-step.txt"
+fi
