@@ -3,20 +3,18 @@ package io.fusedopt.cpu;
 import io.fusedopt.Backend;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.Engine;
+import io.fusedopt.internal.OwnedBuffers;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdateLaunch;
 import java.nio.FloatBuffer;
 import java.util.Arrays;
-import java.util.Collections;
-import java.util.IdentityHashMap;
-import java.util.Set;
 
 /** The CPU backend: host memory and {@link ReferenceKernels}. Updates run on the calling thread. */
 public final class CpuEngine implements Engine {
     /** The largest Java array the JVM reliably allocates. */
     static final int MAX_LENGTH = Integer.MAX_VALUE - 8;
 
-    private final Set<AbstractTensorBuffer> owned = Collections.newSetFromMap(new IdentityHashMap<>());
+    private final OwnedBuffers owned = new OwnedBuffers();
     private boolean closed;
 
     @Override
@@ -92,7 +90,7 @@ public final class CpuEngine implements Engine {
 
     @Override
     public synchronized long ownedBytes() {
-        return owned.stream().mapToLong(b -> b.length() * Float.BYTES).sum();
+        return owned.bytes();
     }
 
     @Override
@@ -102,15 +100,14 @@ public final class CpuEngine implements Engine {
 
     @Override
     public synchronized void onBufferClosed(AbstractTensorBuffer buffer) {
-        if (owned.remove(buffer)) buffer.release();
+        owned.release(buffer);
     }
 
     @Override
     public synchronized void close() {
         if (closed) return;
         closed = true;
-        owned.forEach(AbstractTensorBuffer::release);
-        owned.clear();
+        owned.releaseAll();
     }
 
     private void ensureOpen() {

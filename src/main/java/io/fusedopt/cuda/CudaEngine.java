@@ -4,14 +4,12 @@ import io.fusedopt.Backend;
 import io.fusedopt.BackendUnavailableException;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.Engine;
+import io.fusedopt.internal.OwnedBuffers;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdateLaunch;
 import java.lang.System.Logger.Level;
 import java.nio.FloatBuffer;
 import java.nio.charset.StandardCharsets;
-import java.util.Collections;
-import java.util.IdentityHashMap;
-import java.util.Set;
 import jcuda.NativePointerObject;
 import jcuda.Pointer;
 import jcuda.driver.CUcontext;
@@ -45,8 +43,7 @@ public final class CudaEngine implements Engine {
     private final String description;
     private final int maxBlocks;
     private final KernelModules modules;
-    private final Set<AbstractTensorBuffer> owned = Collections.newSetFromMap(new IdentityHashMap<>());
-    private long ownedBytes;
+    private final OwnedBuffers owned = new OwnedBuffers();
     private volatile boolean closed;
 
     /**
@@ -118,7 +115,6 @@ public final class CudaEngine implements Engine {
             }
         }
         owned.add(buffer);
-        ownedBytes += bytes;
         return buffer;
     }
 
@@ -201,7 +197,7 @@ public final class CudaEngine implements Engine {
 
     @Override
     public synchronized long ownedBytes() {
-        return ownedBytes;
+        return owned.bytes();
     }
 
     @Override
@@ -211,10 +207,7 @@ public final class CudaEngine implements Engine {
 
     @Override
     public synchronized void onBufferClosed(AbstractTensorBuffer buffer) {
-        if (owned.remove(buffer)) {
-            ownedBytes -= buffer.length() * Float.BYTES;
-            buffer.release();
-        }
+        owned.release(buffer);
     }
 
     /** Frees device memory; a failure is logged, not thrown, since callers are closing. */
@@ -234,9 +227,7 @@ public final class CudaEngine implements Engine {
         if (sync != 0) {
             LOG.log(Level.WARNING, "closing " + description + ": synchronize failed: " + Driver.describe(sync));
         }
-        owned.forEach(AbstractTensorBuffer::release);
-        owned.clear();
-        ownedBytes = 0;
+        owned.releaseAll();
         modules.close();
         closed = true;
         JCudaDriver.cuDevicePrimaryCtxRelease(device);
