@@ -28,7 +28,7 @@ final class Driver {
 
     /** A JCuda device pointer for a raw device address (JCuda adds the byte offset to a null base). */
     static CUdeviceptr pointerAt(long address) {
-        return (CUdeviceptr) new CUdeviceptr().withByteOffset(address);
+        return new CUdeviceptr().withByteOffset(address);
     }
 
     /** Allocates device memory and returns its address. */
