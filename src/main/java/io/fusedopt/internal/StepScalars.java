@@ -60,8 +60,8 @@ public final class StepScalars {
             double lr = f(c.learningRate());
             double beta1 = f(c.beta1());
             double beta2 = f(c.beta2());
-            double bc1 = 1.0 - Math.pow(beta1, step);
-            double bc2 = 1.0 - Math.pow(beta2, step);
+            double bc1 = 1.0 - powerBySquaring(beta1, step);
+            double bc2 = 1.0 - powerBySquaring(beta2, step);
             boolean paper = c.form() == Adam.Form.PAPER;
             out[ADAM_NEG_STEP_SIZE] = (float) -(paper ? lr / bc1 : lr * Math.sqrt(bc2) / bc1);
             out[ADAM_INV_SQRT_BC2] = paper ? (float) (1.0 / Math.sqrt(bc2)) : 1f;
@@ -80,6 +80,22 @@ public final class StepScalars {
         } else {
             throw new IllegalArgumentException("unknown configuration " + config);
         }
+    }
+
+    /**
+     * base^exponent by binary exponentiation: a fixed sequence of IEEE double multiplies, so that a
+     * device computing the same scalars (the single-launch control block) gets the same bits.
+     * {@link Math#pow} promises no particular rounding and CUDA's pow differs from it in the last ulp.
+     * Its relative error is at most about {@code exponent} double ulps, far below float32 precision.
+     */
+    public static double powerBySquaring(double base, long exponent) {
+        double result = 1.0;
+        double square = base;
+        for (long e = exponent; e > 0; e >>>= 1) {
+            if ((e & 1) != 0) result *= square;
+            square *= square;
+        }
+        return result;
     }
 
     private static float f(double v) {

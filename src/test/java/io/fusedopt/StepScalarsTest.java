@@ -1,0 +1,58 @@
+package io.fusedopt;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import io.fusedopt.internal.StepScalars;
+import org.junit.jupiter.api.Test;
+
+/** The per-step scalars: fresh from t every step, derived from the float32 hyper-parameters. */
+class StepScalarsTest {
+
+    @Test
+    void adamBiasCorrectionsAreFreshEachStep() {
+        Adam adam = Adam.builder().optLearningRate(0.1).build();
+        float[] s = new float[StepScalars.ADAM_COUNT];
+        for (long t : new long[] {1, 2, 10, 1000, 1L << 40}) {
+            StepScalars.compute(adam, t, s);
+            double bc1 = 1 - Math.pow(0.9f, t);
+            double bc2 = 1 - Math.pow(0.999f, t);
+            assertEquals((float) -(((double) 0.1f) / bc1), s[StepScalars.ADAM_NEG_STEP_SIZE], Math.ulp(s[0]) * 2, "t=" + t);
+            assertEquals((float) (1 / Math.sqrt(bc2)), s[StepScalars.ADAM_INV_SQRT_BC2], Math.ulp(s[1]) * 2, "t=" + t);
+            assertEquals((float) (1 - (double) 0.9f), s[StepScalars.ADAM_ONE_MINUS_BETA1]);
+        }
+        // Recomputing step 2 after step 1000 gives step 2's values again: nothing accumulates.
+        float[] first = new float[StepScalars.ADAM_COUNT];
+        float[] again = new float[StepScalars.ADAM_COUNT];
+        StepScalars.compute(adam, 2, first);
+        StepScalars.compute(adam, 1000, again);
+        StepScalars.compute(adam, 2, again);
+        assertEquals(java.util.Arrays.toString(first), java.util.Arrays.toString(again));
+    }
+
+    @Test
+    void powerBySquaringMatchesPowClosely() {
+        for (double base : new double[] {0.9f, 0.999f, 0.5, 0.0, 0.99999}) {
+            for (long e : new long[] {0, 1, 2, 3, 17, 1000, 123456789L}) {
+                double expected = Math.pow(base, e);
+                // squaring doubles the relative error each time: about e ulps at most, far below float32's 2^-24
+                assertEquals(expected, StepScalars.powerBySquaring(base, e), 1e-300 + 4e-16 * Math.max(1, e) * expected,
+                        base + "^" + e);
+            }
+        }
+    }
+
+    @Test
+    void stepsCountFromOne() {
+        assertThrows(IllegalArgumentException.class,
+                () -> StepScalars.compute(Sgd.builder().build(), 0, new float[StepScalars.SGD_COUNT]));
+    }
+
+    @Test
+    void adagradLearningRateDecay() {
+        float[] s = new float[StepScalars.ADAGRAD_COUNT];
+        StepScalars.compute(Adagrad.builder().optLearningRate(0.1).optLrDecay(0.5).build(), 3, s);
+        // clr = 0.1 / (1 + 2*0.5) = 0.05
+        assertEquals(-0.05f, s[StepScalars.ADAGRAD_NEG_CLR], 1e-9f);
+    }
+}
