@@ -34,3 +34,16 @@ __device__ __forceinline__ float fo_effective_grad(float g, float p, float weigh
 __device__ __forceinline__ float fo_max_nan(float current, float candidate) {
   return (candidate > current || candidate != candidate) ? candidate : current;
 }
+
+// Storage conversions (mirrored by io.fusedopt.internal.Conversions): round to nearest even,
+// subnormals kept, NaN to the canonical 0x7FFF; widening is exact.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+__device__ __forceinline__ float fo_load(float v) { return v; }
+__device__ __forceinline__ float fo_load(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float fo_load(__half v) { return __half2float(v); }
+
+__device__ __forceinline__ void fo_store(float* dst, float v) { *dst = v; }
+__device__ __forceinline__ void fo_store(__nv_bfloat16* dst, float v) { *dst = __float2bfloat16_rn(v); }
+__device__ __forceinline__ void fo_store(__half* dst, float v) { *dst = __float2half_rn(v); }
