@@ -14,7 +14,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 prebuilt="$here/prebuilt"
-families=(sgd rmsprop adam adagrad)
+families=(sgd rmsprop adam adagrad convert)
 archs=(75 80 90 100 120)
 ptx_arch=120
 # Exact IEEE float32: no contraction into FMA, IEEE division and square root, keep subnormals.

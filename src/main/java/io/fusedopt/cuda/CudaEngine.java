@@ -80,6 +80,19 @@ public final class CudaEngine implements Engine {
         }
     }
 
+    /** The loaded kernels (for diagnostics beyond the update kernels). */
+    KernelModules modules() {
+        return modules;
+    }
+
+    /** Queues a one-dimensional grid-stride kernel over {@code n} elements on the default stream. */
+    void launch(CUfunction function, long n, Pointer kernelParams, String call) {
+        if (n == 0) return;
+        makeCurrent();
+        int grid = (int) Math.max(1, Math.min((n + BLOCK_SIZE - 1) / BLOCK_SIZE, maxBlocks));
+        Driver.check(JCudaDriver.cuLaunchKernel(function, grid, 1, 1, BLOCK_SIZE, 1, 1, 0, null, kernelParams, null), call);
+    }
+
     /** Makes this engine's primary context current on the calling thread. */
     void makeCurrent() {
         if (closed) throw new IllegalStateException("the optimizer is closed");
@@ -172,13 +185,8 @@ public final class CudaEngine implements Engine {
         args[a] = Pointer.to(flags);
         Pointer kernelParams = Pointer.to(args);
         CUfunction function = modules.function(kernel);
-        int grid = (int) Math.max(1, Math.min((n + BLOCK_SIZE - 1) / BLOCK_SIZE, maxBlocks));
         String call = "cuLaunchKernel(" + kernel.entryPoint() + ", n=" + n + ")";
-        return () -> {
-            if (n == 0) return;
-            makeCurrent();
-            Driver.check(JCudaDriver.cuLaunchKernel(function, grid, 1, 1, BLOCK_SIZE, 1, 1, 0, null, kernelParams, null), call);
-        };
+        return () -> launch(function, n, kernelParams, call);
     }
 
     private DeviceBuffer device(AbstractTensorBuffer buffer) {

@@ -44,16 +44,15 @@ final class KernelModules implements AutoCloseable {
         return Integer.parseInt(manifest().getProperty("required.driver.cuda.version").trim());
     }
 
-    /** Loads every family into the current context. */
+    /** Loads every family the manifest lists into the current context. */
     KernelModules(String deviceDescription) {
         Properties manifest = manifest();
         try {
+            for (String family : manifest.getProperty("families").split(",")) {
+                modules.put(family.trim(), load(family.trim(), manifest, deviceDescription));
+            }
             for (UpdateKernel kernel : UpdateKernel.values()) {
-                CUmodule module = modules.computeIfAbsent(kernel.family(), f -> load(f, manifest, deviceDescription));
-                CUfunction function = new CUfunction();
-                Driver.check(JCudaDriver.cuModuleGetFunction(function, module, kernel.entryPoint()),
-                        "cuModuleGetFunction(" + kernel.entryPoint() + ")");
-                functions.put(kernel, function);
+                functions.put(kernel, function(kernel.family(), kernel.entryPoint()));
             }
         } catch (RuntimeException e) {
             close();
@@ -63,6 +62,15 @@ final class KernelModules implements AutoCloseable {
 
     CUfunction function(UpdateKernel kernel) {
         return functions.get(kernel);
+    }
+
+    /** Any entry point of a loaded family. */
+    CUfunction function(String family, String entryPoint) {
+        CUmodule module = modules.get(family);
+        if (module == null) throw new IllegalStateException("kernel family " + family + " is not in the kernel manifest");
+        CUfunction function = new CUfunction();
+        Driver.check(JCudaDriver.cuModuleGetFunction(function, module, entryPoint), "cuModuleGetFunction(" + entryPoint + ")");
+        return function;
     }
 
     private static CUmodule load(String family, Properties manifest, String deviceDescription) {
