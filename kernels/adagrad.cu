@@ -1,5 +1,5 @@
 // Adagrad family: accumulator with initial value, lr decay, L2 weight decay, maximize.
-// Formulas: README "Numerics" and the Javadoc of io.fusedopt.Adagrad.
+// Formulas: README "Formulas" and the Javadoc of io.fusedopt.Adagrad.
 #include "fusedopt_common.cuh"
 
 // Layout mirrored by io.fusedopt.internal.StepScalars (ADAGRAD_* indices).
@@ -9,15 +9,21 @@ struct AdagradScalars {
   float eps;
 };
 
-// h = h + g*g; p = p - clr * (g / (sqrt(h) + eps)).
-extern "C" __global__ void fusedopt_adagrad(float* __restrict__ param, const float* __restrict__ grad,
-                                            float* __restrict__ sum, long long n, AdagradScalars s,
-                                            int flags) {
-  FO_FOR_EACH_ELEMENT(i, n) {
-    float p = param[i];
-    float g = fo_effective_grad(grad[i], p, s.weight_decay, flags);
-    float h = __fmaf_rn(g, g, sum[i]);
-    sum[i] = h;
-    param[i] = __fmaf_rn(s.neg_clr, __fdiv_rn(g, __fadd_rn(__fsqrt_rn(h), s.eps)), p);
+struct AdagradLaunch { AdagradScalars s[FO_MAX_GROUPS]; int flags[FO_MAX_GROUPS]; };
+
+// h = h + g*g; p = p - clr * (g / (sqrt(h) + eps)).  st[0] = sum.
+struct AdagradOp {
+  AdagradScalars s;
+  int flags;
+  __device__ __forceinline__ void operator()(float& p, float grad, float* st) const {
+    float g = fo_effective_grad(grad, p, s.weight_decay, flags);
+    float h = __fmaf_rn(g, g, st[0]);
+    st[0] = h;
+    p = __fmaf_rn(s.neg_clr, __fdiv_rn(g, __fadd_rn(__fsqrt_rn(h), s.eps)), p);
   }
+};
+
+extern "C" __global__ void fusedopt_adagrad(const FoTensor* tensors, const FoChunk* chunks, int chunk_count,
+                                            AdagradLaunch launch) {
+  fo_multi_tensor<1, AdagradOp>(tensors, chunks, chunk_count, launch);
 }

@@ -1,5 +1,5 @@
 // RMSProp family: plain, centered, with momentum, with L2 weight decay.
-// Formulas: README "Numerics" and the Javadoc of io.fusedopt.RmsProp.
+// Formulas: README "Formulas" and the Javadoc of io.fusedopt.RmsProp.
 #include "fusedopt_common.cuh"
 
 // Layout mirrored by io.fusedopt.internal.StepScalars (RMSPROP_* indices).
@@ -12,30 +12,34 @@ struct RmsPropScalars {
   float momentum;
 };
 
+struct RmsPropLaunch { RmsPropScalars s[FO_MAX_GROUPS]; int flags[FO_MAX_GROUPS]; };
+
 // s = alpha*s + (1-alpha)*g^2; centered: a = alpha*a + (1-alpha)*g, avg = s - a^2, else avg = s;
-// denom = sqrt(avg) + eps; momentum: b = mu*b + g/denom, p = p - lr*b; else p = p - lr*(g/denom).
-// grad_avg and momentum_buffer may be null when the variant does not use them.
-extern "C" __global__ void fusedopt_rmsprop(float* __restrict__ param, const float* __restrict__ grad,
-                                            float* __restrict__ square_avg,
-                                            float* __restrict__ grad_avg,
-                                            float* __restrict__ momentum_buffer, long long n,
-                                            RmsPropScalars s, int flags) {
-  FO_FOR_EACH_ELEMENT(i, n) {
-    float p = param[i];
-    float g = fo_effective_grad(grad[i], p, s.weight_decay, flags);
-    float sq = __fmaf_rn(s.alpha, square_avg[i], __fmul_rn(s.one_minus_alpha, __fmul_rn(g, g)));
-    square_avg[i] = sq;
+// u = g/(sqrt(avg) + eps); momentum: b = mu*b + u, p = p - lr*b; else p = p - lr*u.
+// st[0] = square_avg, st[1] = grad_avg (centered), st[2] = momentum_buffer (momentum).
+struct RmsPropOp {
+  RmsPropScalars s;
+  int flags;
+  __device__ __forceinline__ void operator()(float& p, float grad, float* st) const {
+    float g = fo_effective_grad(grad, p, s.weight_decay, flags);
+    float sq = __fmaf_rn(s.alpha, st[0], __fmul_rn(s.one_minus_alpha, __fmul_rn(g, g)));
+    st[0] = sq;
     float avg = sq;
     if (flags & FO_CENTERED) {
-      float a = __fmaf_rn(s.alpha, grad_avg[i], __fmul_rn(s.one_minus_alpha, g));
-      grad_avg[i] = a;
+      float a = __fmaf_rn(s.alpha, st[1], __fmul_rn(s.one_minus_alpha, g));
+      st[1] = a;
       avg = __fmaf_rn(-a, a, sq);
     }
     float step = __fdiv_rn(g, __fadd_rn(__fsqrt_rn(avg), s.eps));
     if (flags & FO_MOMENTUM) {
-      step = __fmaf_rn(s.momentum, momentum_buffer[i], step);
-      momentum_buffer[i] = step;
+      step = __fmaf_rn(s.momentum, st[2], step);
+      st[2] = step;
     }
-    param[i] = __fmaf_rn(s.neg_lr, step, p);
+    p = __fmaf_rn(s.neg_lr, step, p);
   }
+};
+
+extern "C" __global__ void fusedopt_rmsprop(const FoTensor* tensors, const FoChunk* chunks, int chunk_count,
+                                            RmsPropLaunch launch) {
+  fo_multi_tensor<3, RmsPropOp>(tensors, chunks, chunk_count, launch);
 }

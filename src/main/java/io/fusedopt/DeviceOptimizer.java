@@ -5,11 +5,17 @@ import io.fusedopt.cuda.CudaEngine;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.Check;
 import io.fusedopt.internal.Engine;
+import io.fusedopt.internal.SegmentTable;
+import io.fusedopt.internal.TensorOperands;
+import io.fusedopt.internal.UpdateKernel;
+import io.fusedopt.internal.UpdateLaunch;
 import java.lang.System.Logger.Level;
 import java.nio.FloatBuffer;
 import java.util.ArrayList;
+import java.util.EnumMap;
 import java.util.HashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 /**
@@ -59,6 +65,8 @@ public final class DeviceOptimizer implements AutoCloseable {
     private final OptimizerConfig defaults;
     private final List<ParamGroup> groups = new ArrayList<>();
     private final Set<String> parameterNames = new HashSet<>();
+    /** One launch per kernel kind over all tensors; built at the first step, null when stale. */
+    private List<UpdateLaunch> launches;
     private long stepCount;
     private boolean closed;
     private RuntimeException failure;
@@ -114,6 +122,7 @@ public final class DeviceOptimizer implements AutoCloseable {
         requireNoStepTaken("add a parameter group");
         ParamGroup group = new ParamGroup(this, groups.size(), config);
         groups.add(group);
+        tensorsChanged();
         return group;
     }
 
@@ -175,7 +184,8 @@ public final class DeviceOptimizer implements AutoCloseable {
         long next = stepCount + 1;
         for (ParamGroup group : groups) group.prepareStep(next);
         try {
-            for (ParamGroup group : groups) group.runUpdates();
+            if (launches == null) launches = prepareLaunches();
+            for (UpdateLaunch launch : launches) launch.run();
         } catch (RuntimeException e) {
             failure = e;
             throw e;
@@ -214,6 +224,38 @@ public final class DeviceOptimizer implements AutoCloseable {
     }
 
     // ---- package-private plumbing for ParamGroup and Parameter ----
+
+    /** The set of tensors changed: the launches are rebuilt at the next step. */
+    synchronized void tensorsChanged() {
+        launches = null;
+    }
+
+    /**
+     * One launch per kernel kind, covering every tensor of every group that runs it (groups are
+     * batched by {@link SegmentTable#MAX_GROUPS}, the groups one launch's parameters can carry).
+     */
+    private List<UpdateLaunch> prepareLaunches() {
+        Map<UpdateKernel, List<ParamGroup>> byKernel = new EnumMap<>(UpdateKernel.class);
+        for (ParamGroup group : groups) byKernel.computeIfAbsent(group.plan().kernel(), k -> new ArrayList<>()).add(group);
+        List<UpdateLaunch> prepared = new ArrayList<>();
+        for (Map.Entry<UpdateKernel, List<ParamGroup>> entry : byKernel.entrySet()) {
+            List<ParamGroup> kernelGroups = entry.getValue();
+            for (int from = 0; from < kernelGroups.size(); from += SegmentTable.MAX_GROUPS) {
+                List<ParamGroup> batch = kernelGroups.subList(from, Math.min(from + SegmentTable.MAX_GROUPS, kernelGroups.size()));
+                List<TensorOperands> tensors = new ArrayList<>();
+                float[][] scalars = new float[batch.size()][];
+                int[][] flags = new int[batch.size()][];
+                for (int g = 0; g < batch.size(); g++) {
+                    ParamGroup group = batch.get(g);
+                    scalars[g] = group.scalars();
+                    flags[g] = group.flags();
+                    for (Parameter p : group.parameterList()) tensors.add(p.operands(group.plan().slots(), g));
+                }
+                prepared.add(engine.prepare(entry.getKey(), tensors, scalars, flags));
+            }
+        }
+        return List.copyOf(prepared);
+    }
 
     Engine engine() {
         return engine;

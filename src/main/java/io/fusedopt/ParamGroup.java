@@ -2,7 +2,6 @@ package io.fusedopt;
 
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.StepScalars;
-import io.fusedopt.internal.UpdateLaunch;
 import io.fusedopt.internal.UpdatePlan;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -103,12 +102,10 @@ public final class ParamGroup {
             requireUnregistered("grad", g);
             optimizer.claimName(name);
             Map<StateKind, AbstractTensorBuffer> states = new EnumMap<>(StateKind.class);
-            UpdateLaunch update;
             try {
                 for (StateKind kind : config.stateKinds()) {
                     states.put(kind, optimizer.engine().allocate(p.length(), UpdatePlan.initialValue(config, kind)));
                 }
-                update = prepare(p, g, states);
             } catch (RuntimeException e) {
                 states.values().forEach(AbstractTensorBuffer::close);
                 optimizer.releaseName(name);
@@ -117,8 +114,9 @@ public final class ParamGroup {
             p.markRegistered("param '" + name + "'");
             g.markRegistered("grad of '" + name + "'");
             states.forEach((kind, s) -> s.markRegistered(kind.stateName() + " of '" + name + "'"));
-            Parameter parameter = new Parameter(optimizer, this, name, p, g, states, update);
+            Parameter parameter = new Parameter(optimizer, this, name, p, g, states);
             parameters.add(parameter);
+            optimizer.tensorsChanged();
             return parameter;
         }
     }
@@ -130,21 +128,28 @@ public final class ParamGroup {
         }
     }
 
-    private UpdateLaunch prepare(AbstractTensorBuffer p, AbstractTensorBuffer g,
-                                Map<StateKind, AbstractTensorBuffer> states) {
-        StateKind[] slots = plan.slots();
-        AbstractTensorBuffer[] slotBuffers = new AbstractTensorBuffer[slots.length];
-        for (int i = 0; i < slots.length; i++) slotBuffers[i] = slots[i] == null ? null : states.get(slots[i]);
-        return optimizer.engine().prepare(plan.kernel(), p, g, slotBuffers, scalars, flags);
-    }
-
     /** Computes this group's scalars and flags for step {@code step}. */
     void prepareStep(long step) {
         StepScalars.compute(config, step, scalars);
         flags[0] = plan.flagsForStep(step);
     }
 
-    void runUpdates() {
-        for (Parameter parameter : parameters) parameter.runUpdate();
+    /** The kernel this group's tensors run, and its state slots. */
+    UpdatePlan plan() {
+        return plan;
+    }
+
+    /** The scalars of the coming step; the prepared launches read this array. */
+    float[] scalars() {
+        return scalars;
+    }
+
+    /** The flags of the coming step, in one cell; the prepared launches read it. */
+    int[] flags() {
+        return flags;
+    }
+
+    List<Parameter> parameterList() {
+        return parameters;
     }
 }

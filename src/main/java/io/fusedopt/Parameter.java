@@ -1,7 +1,7 @@
 package io.fusedopt;
 
 import io.fusedopt.internal.AbstractTensorBuffer;
-import io.fusedopt.internal.UpdateLaunch;
+import io.fusedopt.internal.TensorOperands;
 import java.util.List;
 import java.util.Map;
 
@@ -13,17 +13,15 @@ public final class Parameter {
     private final AbstractTensorBuffer param;
     private final AbstractTensorBuffer grad;
     private final Map<StateKind, AbstractTensorBuffer> states;
-    private final UpdateLaunch update;
 
     Parameter(DeviceOptimizer optimizer, ParamGroup group, String name, AbstractTensorBuffer param,
-              AbstractTensorBuffer grad, Map<StateKind, AbstractTensorBuffer> states, UpdateLaunch update) {
+              AbstractTensorBuffer grad, Map<StateKind, AbstractTensorBuffer> states) {
         this.optimizer = optimizer;
         this.group = group;
         this.name = name;
         this.param = param;
         this.grad = grad;
         this.states = states;
-        this.update = update;
     }
 
     public String name() { return name; }
@@ -61,8 +59,11 @@ public final class Parameter {
         }
     }
 
-    void runUpdate() {
-        update.run();
+    /** This tensor as a kernel sees it: state buffers in the kernel's slot order. */
+    TensorOperands operands(StateKind[] slots, int group) {
+        AbstractTensorBuffer[] slotBuffers = new AbstractTensorBuffer[slots.length];
+        for (int i = 0; i < slots.length; i++) slotBuffers[i] = slots[i] == null ? null : states.get(slots[i]);
+        return new TensorOperands(param, grad, slotBuffers, group);
     }
 
     @Override

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.fusedopt.internal.KernelFlags;
+import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.UpdateKernel;
 import java.io.IOException;
 import java.io.InputStream;
@@ -41,24 +42,38 @@ class KernelContractTest {
     }
 
     @Test
-    void scalarStructsAndSignaturesMatch() throws IOException {
+    void segmentTableConstantsMatch() throws IOException {
+        String header = Files.readString(KERNELS.resolve("fusedopt_common.cuh"));
+        assertTrue(header.contains("#define FO_MAX_GROUPS " + SegmentTable.MAX_GROUPS + "\n"), "FO_MAX_GROUPS");
+        Matcher chunk = Pattern.compile("#define FO_CHUNK_ELEMENTS \\(1LL << (\\d+)\\)").matcher(header);
+        assertTrue(chunk.find(), "FO_CHUNK_ELEMENTS");
+        assertEquals(SegmentTable.CHUNK_ELEMENTS, 1L << Integer.parseInt(chunk.group(1)));
+    }
+
+    @Test
+    void launchStructsAndSignaturesMatch() throws IOException {
         for (UpdateKernel kernel : UpdateKernel.values()) {
             String source = Files.readString(KERNELS.resolve(kernel.family() + ".cu"));
-            Matcher sig = Pattern.compile("__global__ void " + kernel.entryPoint() + "\\(([^)]*)\\)").matcher(source);
+            Matcher sig = Pattern.compile("__global__ void " + kernel.entryPoint() + "\\(([^)]*)\\)\\s*\\{\\s*"
+                    + "fo_multi_tensor<(\\d+), (\\w+)>").matcher(source);
             assertTrue(sig.find(), kernel.entryPoint() + " not found in " + kernel.family() + ".cu");
             List<String> params = new ArrayList<>();
-            for (String p : sig.group(1).split(",")) params.add(p.trim());
-            // param, grad, state slots, n, scalars, flags
-            assertEquals(2 + kernel.stateSlots() + 3, params.size(), kernel + " arguments: " + params);
-            assertTrue(params.get(2 + kernel.stateSlots()).startsWith("long long"), kernel + ": n must be 64-bit");
-            String structName = params.get(params.size() - 2).split("\\s+")[0];
-            Matcher struct = Pattern.compile("struct " + structName + " \\{([^}]*)\\}").matcher(source);
-            assertTrue(struct.find(), structName + " not found");
+            for (String p : sig.group(1).split(",")) params.add(p.trim().replaceAll("\\s+", " "));
+            assertEquals(List.of("const FoTensor* tensors", "const FoChunk* chunks", "int chunk_count"),
+                    params.subList(0, 3), kernel + " arguments");
+            assertEquals(4, params.size(), kernel + " arguments: " + params);
+            assertEquals(kernel.stateSlots(), Integer.parseInt(sig.group(2)), kernel + " state slots");
+            String launchName = params.get(3).split(" ")[0];
+            Matcher launch = Pattern.compile("struct " + launchName + " \\{ (\\w+) s\\[FO_MAX_GROUPS\\]; int flags\\[FO_MAX_GROUPS\\]; \\};")
+                    .matcher(source);
+            assertTrue(launch.find(), launchName + " must be { Scalars s[FO_MAX_GROUPS]; int flags[FO_MAX_GROUPS]; }");
+            Matcher struct = Pattern.compile("struct " + launch.group(1) + " \\{([^}]*)\\}").matcher(source);
+            assertTrue(struct.find(), launch.group(1) + " not found");
             long floats = struct.group(1).lines().map(String::trim).filter(l -> l.startsWith("float ")).count();
             long others = struct.group(1).lines().map(String::trim)
                     .filter(l -> !l.isEmpty() && !l.startsWith("float ") && !l.startsWith("//")).count();
-            assertEquals(kernel.scalarCount(), floats, structName + " field count vs StepScalars");
-            assertEquals(0, others, structName + " must hold only floats (passed as one float[])");
+            assertEquals(kernel.scalarCount(), floats, launch.group(1) + " field count vs StepScalars");
+            assertEquals(0, others, launch.group(1) + " must hold only floats");
         }
     }
 
@@ -87,20 +102,24 @@ class KernelContractTest {
         // floats could be contracted or approximated differently from the Java reference.
         assertTrue(BARE_OPERATOR.matcher("float x = a * b;").find(), "the pattern must catch a bare multiply");
         assertTrue(BARE_OPERATOR.matcher("p = p - a;").find(), "the pattern must catch a bare subtraction");
-        for (UpdateKernel kernel : UpdateKernel.values()) {
-            String source = Files.readString(KERNELS.resolve(kernel.family() + ".cu"));
-            int body = source.indexOf("__global__ void " + kernel.entryPoint());
-            int loop = source.indexOf("FO_FOR_EACH_ELEMENT", body);
-            int end = source.indexOf("\n}", loop);
-            String loopBody = source.substring(source.indexOf('{', loop), end)
-                    .replaceAll("//[^\n]*", "")
-                    .replaceAll("\\[i\\]", "")                 // element indexing is integer arithmetic
-                    .replaceAll("flags & FO_[A-Z0-9_]+", "");   // flag tests are integer arithmetic
-            Matcher bare = BARE_OPERATOR.matcher(loopBody);
-            if (bare.find()) {
-                throw new AssertionError(kernel + " has a bare arithmetic operator near: "
-                        + loopBody.substring(Math.max(0, bare.start() - 20), Math.min(loopBody.length(), bare.end() + 20)));
+        for (String family : List.of("sgd", "rmsprop", "adam", "adagrad")) {
+            String source = Files.readString(KERNELS.resolve(family + ".cu"));
+            Matcher op = Pattern.compile("void operator\\(\\)\\(float& p, float grad, float\\* st\\) const \\{(.*?)\\n  \\}",
+                    Pattern.DOTALL).matcher(source);
+            int ops = 0;
+            while (op.find()) {
+                ops++;
+                String body = op.group(1)
+                        .replaceAll("//[^\\n]*", "")
+                        .replaceAll("\\[\\d\\]", "")                 // state slots are constant indices
+                        .replaceAll("flags & FO_[A-Z0-9_]+", "");   // flag tests are integer arithmetic
+                Matcher bare = BARE_OPERATOR.matcher(body);
+                if (bare.find()) {
+                    throw new AssertionError(family + " has a bare arithmetic operator near: "
+                            + body.substring(Math.max(0, bare.start() - 20), Math.min(body.length(), bare.end() + 20)));
+                }
             }
+            assertTrue(ops > 0, "no update operator found in " + family + ".cu");
         }
     }
 }

@@ -4,12 +4,18 @@ import io.fusedopt.Backend;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.Engine;
 import io.fusedopt.internal.OwnedBuffers;
+import io.fusedopt.internal.SegmentTable;
+import io.fusedopt.internal.TensorOperands;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdateLaunch;
 import java.nio.FloatBuffer;
 import java.util.Arrays;
+import java.util.List;
 
-/** The CPU backend: host memory and {@link ReferenceKernels}. Updates run on the calling thread. */
+/**
+ * The CPU backend: host memory and {@link ReferenceKernels}, run chunk by chunk over the same
+ * {@link SegmentTable} the CUDA backend uploads. Updates run on the calling thread.
+ */
 public final class CpuEngine implements Engine {
     /** The largest Java array the JVM reliably allocates. */
     static final int MAX_LENGTH = Integer.MAX_VALUE - 8;
@@ -58,21 +64,40 @@ public final class CpuEngine implements Engine {
     }
 
     @Override
-    public UpdateLaunch prepare(UpdateKernel kernel, AbstractTensorBuffer param, AbstractTensorBuffer grad,
-                                AbstractTensorBuffer[] slots, float[] scalars, int[] flags) {
-        FloatBuffer p = host(param).data();
-        FloatBuffer g = host(grad).data();
-        FloatBuffer[] st = new FloatBuffer[slots.length];
-        for (int i = 0; i < slots.length; i++) st[i] = slots[i] == null ? null : host(slots[i]).data();
-        int n = (int) param.length();
-        return switch (kernel) {
-            case SGD -> () -> ReferenceKernels.sgd(p, g, n, scalars, flags[0]);
-            case MOMENTUM_BUFFER -> () -> ReferenceKernels.momentumBuffer(p, g, st[0], n, scalars, flags[0]);
-            case MOMENTUM_VELOCITY -> () -> ReferenceKernels.momentumVelocity(p, g, st[0], n, scalars, flags[0]);
-            case RMSPROP -> () -> ReferenceKernels.rmsProp(p, g, st[0], st[1], st[2], n, scalars, flags[0]);
-            case ADAM -> () -> ReferenceKernels.adam(p, g, st[0], st[1], st[2], n, scalars, flags[0]);
-            case ADAGRAD -> () -> ReferenceKernels.adagrad(p, g, st[0], n, scalars, flags[0]);
+    public UpdateLaunch prepare(UpdateKernel kernel, List<TensorOperands> tensors, float[][] groupScalars,
+                                int[][] groupFlags) {
+        long[] lengths = new long[tensors.size()];
+        FloatBuffer[][] operands = new FloatBuffer[tensors.size()][];
+        for (int t = 0; t < tensors.size(); t++) {
+            TensorOperands tensor = tensors.get(t);
+            lengths[t] = tensor.param().length();
+            FloatBuffer[] o = new FloatBuffer[2 + tensor.slots().length];
+            o[0] = host(tensor.param()).data();
+            o[1] = host(tensor.grad()).data();
+            for (int j = 0; j < tensor.slots().length; j++) {
+                o[2 + j] = tensor.slots()[j] == null ? null : host(tensor.slots()[j]).data();
+            }
+            operands[t] = o;
+        }
+        SegmentTable table = SegmentTable.of(lengths);
+        return () -> {
+            for (int c = 0; c < table.chunkCount(); c++) {
+                int t = table.tensor(c);
+                int group = tensors.get(t).group();
+                runChunk(kernel, operands[t], (int) table.start(c), (int) table.end(c), groupScalars[group], groupFlags[group][0]);
+            }
         };
+    }
+
+    private static void runChunk(UpdateKernel kernel, FloatBuffer[] o, int from, int to, float[] s, int flags) {
+        switch (kernel) {
+            case SGD -> ReferenceKernels.sgd(o[0], o[1], from, to, s, flags);
+            case MOMENTUM_BUFFER -> ReferenceKernels.momentumBuffer(o[0], o[1], o[2], from, to, s, flags);
+            case MOMENTUM_VELOCITY -> ReferenceKernels.momentumVelocity(o[0], o[1], o[2], from, to, s, flags);
+            case RMSPROP -> ReferenceKernels.rmsProp(o[0], o[1], o[2], o[3], o[4], from, to, s, flags);
+            case ADAM -> ReferenceKernels.adam(o[0], o[1], o[2], o[3], o[4], from, to, s, flags);
+            case ADAGRAD -> ReferenceKernels.adagrad(o[0], o[1], o[2], from, to, s, flags);
+        }
     }
 
     private HostBuffer host(AbstractTensorBuffer buffer) {

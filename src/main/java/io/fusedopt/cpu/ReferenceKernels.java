@@ -17,8 +17,9 @@ import java.nio.FloatBuffer;
  * The reference implementation: one plain loop per kernel of kernels/*.cu, performing the same
  * float32 operations in the same order. {@link Math#fma(float, float, float)} stands where the
  * kernels write __fmaf_rn; every other operation is a single, correctly rounded Java float
- * operation, as the kernels' __fmul_rn/__fadd_rn/__fdiv_rn/__fsqrt_rn are. Clarity over speed: a
- * fast CPU path is separate work and is tested against this class.
+ * operation, as the kernels' __fmul_rn/__fadd_rn/__fdiv_rn/__fsqrt_rn are. Each method updates the
+ * elements [from, to) of one tensor (one chunk of the segment table). Clarity over speed: a fast
+ * CPU path is separate work and is tested against this class.
  */
 public final class ReferenceKernels {
     private ReferenceKernels() {}
@@ -35,17 +36,17 @@ public final class ReferenceKernels {
         return (candidate > current || Float.isNaN(candidate)) ? candidate : current;
     }
 
-    public static void sgd(FloatBuffer param, FloatBuffer grad, int n, float[] s, int flags) {
-        for (int i = 0; i < n; i++) {
+    public static void sgd(FloatBuffer param, FloatBuffer grad, int from, int to, float[] s, int flags) {
+        for (int i = from; i < to; i++) {
             float p = param.get(i);
             float g = effectiveGrad(grad.get(i), p, s[SGD_WEIGHT_DECAY], flags);
             param.put(i, Math.fma(s[SGD_NEG_LR], g, p));
         }
     }
 
-    public static void momentumBuffer(FloatBuffer param, FloatBuffer grad, FloatBuffer buffer, int n, float[] s, int flags) {
+    public static void momentumBuffer(FloatBuffer param, FloatBuffer grad, FloatBuffer buffer, int from, int to, float[] s, int flags) {
         float mu = s[MOMENTUM_MU];
-        for (int i = 0; i < n; i++) {
+        for (int i = from; i < to; i++) {
             float p = param.get(i);
             float g = effectiveGrad(grad.get(i), p, s[MOMENTUM_WEIGHT_DECAY], flags);
             float b = has(flags, FIRST_STEP) ? g : Math.fma(mu, buffer.get(i), s[MOMENTUM_ONE_MINUS_DAMPENING] * g);
@@ -55,9 +56,9 @@ public final class ReferenceKernels {
         }
     }
 
-    public static void momentumVelocity(FloatBuffer param, FloatBuffer grad, FloatBuffer velocity, int n, float[] s, int flags) {
+    public static void momentumVelocity(FloatBuffer param, FloatBuffer grad, FloatBuffer velocity, int from, int to, float[] s, int flags) {
         float mu = s[MOMENTUM_MU];
-        for (int i = 0; i < n; i++) {
+        for (int i = from; i < to; i++) {
             float p = param.get(i);
             float g = effectiveGrad(grad.get(i), p, s[MOMENTUM_WEIGHT_DECAY], flags);
             float a = s[MOMENTUM_NEG_LR] * g;
@@ -69,10 +70,10 @@ public final class ReferenceKernels {
 
     /** {@code gradAvg} and {@code momentumBuffer} may be null when the variant does not use them. */
     public static void rmsProp(FloatBuffer param, FloatBuffer grad, FloatBuffer squareAvg, FloatBuffer gradAvg,
-                               FloatBuffer momentumBuffer, int n, float[] s, int flags) {
+                               FloatBuffer momentumBuffer, int from, int to, float[] s, int flags) {
         float alpha = s[RMSPROP_ALPHA];
         float oneMinusAlpha = s[RMSPROP_ONE_MINUS_ALPHA];
-        for (int i = 0; i < n; i++) {
+        for (int i = from; i < to; i++) {
             float p = param.get(i);
             float g = effectiveGrad(grad.get(i), p, s[RMSPROP_WEIGHT_DECAY], flags);
             float sq = Math.fma(alpha, squareAvg.get(i), oneMinusAlpha * (g * g));
@@ -94,8 +95,8 @@ public final class ReferenceKernels {
 
     /** {@code maxExpAvgSq} may be null unless AMSGrad is on. */
     public static void adam(FloatBuffer param, FloatBuffer grad, FloatBuffer expAvg, FloatBuffer expAvgSq,
-                            FloatBuffer maxExpAvgSq, int n, float[] s, int flags) {
-        for (int i = 0; i < n; i++) {
+                            FloatBuffer maxExpAvgSq, int from, int to, float[] s, int flags) {
+        for (int i = from; i < to; i++) {
             float p = param.get(i);
             if (has(flags, DECOUPLED_DECAY)) p = p * s[ADAM_DECAY_FACTOR];
             float g = effectiveGrad(grad.get(i), p, s[ADAM_WEIGHT_DECAY], flags);
@@ -112,8 +113,8 @@ public final class ReferenceKernels {
         }
     }
 
-    public static void adagrad(FloatBuffer param, FloatBuffer grad, FloatBuffer sum, int n, float[] s, int flags) {
-        for (int i = 0; i < n; i++) {
+    public static void adagrad(FloatBuffer param, FloatBuffer grad, FloatBuffer sum, int from, int to, float[] s, int flags) {
+        for (int i = from; i < to; i++) {
             float p = param.get(i);
             float g = effectiveGrad(grad.get(i), p, s[ADAGRAD_WEIGHT_DECAY], flags);
             float h = Math.fma(g, g, sum.get(i));

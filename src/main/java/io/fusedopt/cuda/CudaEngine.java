@@ -5,12 +5,15 @@ import io.fusedopt.BackendUnavailableException;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.Engine;
 import io.fusedopt.internal.OwnedBuffers;
+import io.fusedopt.internal.SegmentTable;
+import io.fusedopt.internal.TensorOperands;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdateLaunch;
 import java.lang.System.Logger.Level;
 import java.nio.FloatBuffer;
 import java.nio.charset.StandardCharsets;
-import jcuda.NativePointerObject;
+import java.util.ArrayList;
+import java.util.List;
 import jcuda.Pointer;
 import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
@@ -44,6 +47,8 @@ public final class CudaEngine implements Engine {
     private final int maxBlocks;
     private final KernelModules modules;
     private final OwnedBuffers owned = new OwnedBuffers();
+    /** Device memory of the segment tables of prepared launches, freed at close. */
+    private final List<Long> tables = new ArrayList<>();
     private volatile boolean closed;
 
     /**
@@ -170,23 +175,43 @@ public final class CudaEngine implements Engine {
     }
 
     @Override
-    public UpdateLaunch prepare(UpdateKernel kernel, AbstractTensorBuffer param, AbstractTensorBuffer grad,
-                                AbstractTensorBuffer[] slots, float[] scalars, int[] flags) {
-        long n = param.length();
-        NativePointerObject[] args = new NativePointerObject[2 + slots.length + 3];
-        int a = 0;
-        args[a++] = Pointer.to(device(param).pointer());
-        args[a++] = Pointer.to(device(grad).pointer());
-        for (AbstractTensorBuffer slot : slots) {
-            args[a++] = Pointer.to(slot == null ? new CUdeviceptr() : device(slot).pointer());
+    public synchronized UpdateLaunch prepare(UpdateKernel kernel, List<TensorOperands> tensors, float[][] groupScalars,
+                                             int[][] groupFlags) {
+        if (groupScalars.length > SegmentTable.MAX_GROUPS) {
+            throw new IllegalArgumentException("one launch carries at most " + SegmentTable.MAX_GROUPS + " groups");
         }
-        args[a++] = Pointer.to(new long[] {n});
-        args[a++] = Pointer.to(scalars); // read at launch time: the optimizer refreshes it each step
-        args[a] = Pointer.to(flags);
-        Pointer kernelParams = Pointer.to(args);
+        long[] lengths = new long[tensors.size()];
+        long[][] addresses = new long[tensors.size()][];
+        for (int t = 0; t < tensors.size(); t++) {
+            lengths[t] = tensors.get(t).param().length();
+            addresses[t] = DeviceSegmentTable.addresses(tensors.get(t), b -> device(b).address());
+        }
+        SegmentTable table = SegmentTable.of(lengths);
+        int chunks = table.chunkCount();
+        if (chunks == 0) return () -> {};
+        makeCurrent();
+        long tensorTable = upload(DeviceSegmentTable.encodeTensors(tensors, addresses));
+        long chunkTable = upload(DeviceSegmentTable.encodeChunks(table));
+        int[] block = new int[DeviceSegmentTable.launchWords(kernel.scalarCount())];
+        Pointer kernelParams = Pointer.to(Pointer.to(Driver.pointerAt(tensorTable)), Pointer.to(Driver.pointerAt(chunkTable)),
+                Pointer.to(new int[] {chunks}), Pointer.to(block));
         CUfunction function = modules.function(kernel);
-        String call = "cuLaunchKernel(" + kernel.entryPoint() + ", n=" + n + ")";
-        return () -> launch(function, n, kernelParams, call);
+        int grid = Math.min(chunks, maxBlocks);
+        String call = "cuLaunchKernel(" + kernel.entryPoint() + ", " + tensors.size() + " tensors, " + chunks + " chunks)";
+        return () -> {
+            DeviceSegmentTable.packLaunch(kernel.scalarCount(), groupScalars, groupFlags, block); // copied at launch
+            makeCurrent();
+            Driver.check(JCudaDriver.cuLaunchKernel(function, grid, 1, 1, BLOCK_SIZE, 1, 1, 0, null, kernelParams, null), call);
+        };
+    }
+
+    /** Copies bytes into new device memory that this engine frees when it closes. */
+    private long upload(byte[] bytes) {
+        long address = Driver.allocate(bytes.length);
+        tables.add(address);
+        Driver.check(JCudaDriver.cuMemcpyHtoD(Driver.pointerAt(address), Pointer.to(bytes), bytes.length),
+                "cuMemcpyHtoD(segment table, " + bytes.length + " bytes)");
+        return address;
     }
 
     private DeviceBuffer device(AbstractTensorBuffer buffer) {
@@ -236,6 +261,8 @@ public final class CudaEngine implements Engine {
             LOG.log(Level.WARNING, "closing " + description + ": synchronize failed: " + Driver.describe(sync));
         }
         owned.releaseAll();
+        tables.forEach(this::free);
+        tables.clear();
         modules.close();
         closed = true;
         JCudaDriver.cuDevicePrimaryCtxRelease(device);

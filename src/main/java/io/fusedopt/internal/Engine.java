@@ -24,11 +24,13 @@ public interface Engine extends BufferOwner, AutoCloseable {
     AbstractTensorBuffer wrapHost(FloatBuffer buffer);
 
     /**
-     * Prepares the update of one tensor. {@code slots} has the kernel's state-slot count; unused
-     * slots are null. {@code scalars} and {@code flags} (one cell) are read on every run.
+     * Prepares one launch that updates all {@code tensors} with {@code kernel}: the work is laid
+     * out once in a {@link SegmentTable}. Tensor i uses {@code groupScalars[tensors.get(i).group()]}
+     * and the flag cell {@code groupFlags[...][0]}, read afresh on every run; at most
+     * {@link SegmentTable#MAX_GROUPS} groups.
      */
-    UpdateLaunch prepare(UpdateKernel kernel, AbstractTensorBuffer param, AbstractTensorBuffer grad,
-                         AbstractTensorBuffer[] slots, float[] scalars, int[] flags);
+    UpdateLaunch prepare(UpdateKernel kernel, java.util.List<TensorOperands> tensors, float[][] groupScalars,
+                         int[][] groupFlags);
 
     /** Waits until every queued update has finished. */
     void synchronize();
