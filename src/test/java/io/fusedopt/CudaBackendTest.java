@@ -104,4 +104,34 @@ class CudaBackendTest {
             assertEquals(1, opt.stepCount());
         }
     }
+
+    /**
+     * Wrapped pointers at every misalignment: operands that share one (head, 16-byte body, tail)
+     * and operands that differ (element by element) both give the reference bit for bit.
+     */
+    @Test
+    void misalignedWrappedPointersGiveTheReferenceResult() {
+        int n = 70_000; // more than one chunk
+        float[] weights = CudaEquivalenceTest.gaussian(new java.util.Random(1), n, 1f);
+        float[] grads = CudaEquivalenceTest.gaussian(new java.util.Random(2), n, 1f);
+        for (OptimizerConfig config : new OptimizerConfig[] {Sgd.builder().optLearningRate(0.1).build(),
+                Adam.adamW().optLearningRate(0.01).build()}) {
+            float[] expected = Trajectory.cpu(config, weights, java.util.List.of(grads, grads));
+            for (int[] offsets : new int[][] {{0, 0}, {1, 1}, {2, 2}, {3, 3}, {1, 2}, {0, 3}}) {
+                try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, config);
+                     CallerAllocation pm = new CallerAllocation((n + 4) * 4L);
+                     CallerAllocation gm = new CallerAllocation((n + 4) * 4L)) {
+                    TensorBuffer p = opt.wrapDevicePointer(pm.address() + 4L * offsets[0], n);
+                    TensorBuffer g = opt.wrapDevicePointer(gm.address() + 4L * offsets[1], n);
+                    p.copyFrom(weights);
+                    g.copyFrom(grads);
+                    opt.addGroup().add("w", p, g);
+                    opt.step();
+                    opt.step();
+                    CudaEquivalenceTest.assertBitEqual(expected, p.toArray(),
+                            config.algorithm() + " with element offsets " + offsets[0] + ", " + offsets[1]);
+                }
+            }
+        }
+    }
 }
