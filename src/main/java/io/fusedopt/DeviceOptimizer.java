@@ -47,8 +47,8 @@ import java.util.Set;
  * buffers are not serialized with steps; order them yourself (the usual pattern: write gradients,
  * then step, then read).
  *
- * <p><b>Asynchrony (CUDA).</b> {@link #step()} only queues kernels on the legacy default stream and
- * never waits for the device; a copy out of a buffer waits for the queued work. A device error
+ * <p><b>Asynchrony (CUDA).</b> {@link #step()} only queues kernels, on the caller's stream
+ * ({@link Builder#optCudaStream}) or the legacy default stream, and never waits for the device; a copy out of a buffer waits for the queued work. A device error
  * may therefore surface in a later call. After a failed step the optimizer refuses further steps
  * ({@link IllegalStateException} with the cause), since some tensors may have been updated and
  * others not.
@@ -315,6 +315,7 @@ public final class DeviceOptimizer implements AutoCloseable {
         private final OptimizerConfig defaults;
         private Backend backend = Backend.AUTO;
         private int deviceOrdinal;
+        private long cudaStream;
 
         private Builder(OptimizerConfig defaults) {
             Check.notNull("defaults", defaults);
@@ -336,17 +337,31 @@ public final class DeviceOptimizer implements AutoCloseable {
         }
 
         /**
+         * The raw handle of a {@code CUstream} of the device's primary context (the stream a
+         * framework computes gradients on): steps, copies and {@link #synchronize()} then use it
+         * and never touch the default stream. 0 (the default) is the legacy default stream. Used
+         * only when the optimizer runs on CUDA.
+         */
+        public Builder optCudaStream(long streamHandle) {
+            cudaStream = streamHandle;
+            return this;
+        }
+
+        /**
          * @throws BackendUnavailableException when {@link Backend#CUDA} was requested and cannot run here
          */
         public DeviceOptimizer build() {
             switch (backend) {
                 case CPU:
+                    if (cudaStream != 0) {
+                        throw new IllegalArgumentException("a CUDA stream was given for the CPU backend");
+                    }
                     return new DeviceOptimizer(new CpuEngine(), "requested", defaults);
                 case CUDA:
-                    return new DeviceOptimizer(openCuda(deviceOrdinal), "requested", defaults);
+                    return new DeviceOptimizer(openCuda(deviceOrdinal, cudaStream), "requested", defaults);
                 default:
                     try {
-                        Engine cuda = openCuda(deviceOrdinal);
+                        Engine cuda = openCuda(deviceOrdinal, cudaStream);
                         LOG.log(Level.INFO, "fusedopt: AUTO chose CUDA: " + cuda.description());
                         return new DeviceOptimizer(cuda, "AUTO: " + cuda.description(), defaults);
                     } catch (BackendUnavailableException e) {
@@ -356,9 +371,9 @@ public final class DeviceOptimizer implements AutoCloseable {
             }
         }
 
-        private static Engine openCuda(int ordinal) {
+        private static Engine openCuda(int ordinal, long stream) {
             try {
-                return new CudaEngine(ordinal);
+                return new CudaEngine(ordinal, stream);
             } catch (LinkageError e) {
                 throw new BackendUnavailableException("CUDA backend unavailable: JCuda could not be linked: " + e, e);
             }

@@ -134,4 +134,40 @@ class CudaBackendTest {
             }
         }
     }
+
+    /** A stream the test creates, as a framework would; its raw handle is what fusedopt takes. */
+    private static final class CallerStream extends jcuda.driver.CUstream implements AutoCloseable {
+        CallerStream() {
+            assertEquals(0, JCudaDriver.cuStreamCreate(this, jcuda.driver.CUstream_flags.CU_STREAM_NON_BLOCKING));
+        }
+
+        long handle() {
+            return getNativePointer();
+        }
+
+        @Override
+        public void close() {
+            assertEquals(0, JCudaDriver.cuStreamDestroy(this));
+        }
+    }
+
+    @Test
+    void stepsRunOnTheCallersStream() {
+        float[] weights = CudaEquivalenceTest.gaussian(new java.util.Random(5), 100_003, 1f);
+        float[] grads = CudaEquivalenceTest.gaussian(new java.util.Random(6), 100_003, 1f);
+        Adam adam = Adam.builder().optLearningRate(0.01).build();
+        float[] expected = Trajectory.cpu(adam, weights, java.util.List.of(grads, grads, grads));
+        try (DeviceOptimizer probe = DeviceOptimizer.create(Backend.CUDA, adam); // makes the primary context current
+             CallerStream stream = new CallerStream();
+             DeviceOptimizer opt = DeviceOptimizer.builder(adam).optBackend(Backend.CUDA).optCudaStream(stream.handle()).build()) {
+            TensorBuffer p = opt.allocate(weights.length);
+            TensorBuffer g = opt.allocate(weights.length);
+            p.copyFrom(weights);
+            g.copyFrom(grads);
+            opt.addGroup().add("w", p, g);
+            for (int i = 0; i < 3; i++) opt.step();
+            opt.synchronize();
+            CudaEquivalenceTest.assertBitEqual(expected, p.toArray(), "adam on the caller's stream");
+        }
+    }
 }

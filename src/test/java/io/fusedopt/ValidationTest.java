@@ -126,6 +126,12 @@ class ValidationTest {
     }
 
     @Test
+    void aCudaStreamForTheCpuBackendIsRefused() {
+        assertMessage(IllegalArgumentException.class, "CPU backend",
+                () -> DeviceOptimizer.builder(Sgd.builder().build()).optBackend(Backend.CPU).optCudaStream(0x1234).build());
+    }
+
+    @Test
     void registrationAfterTheFirstStepIsRefused() {
         try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, Adam.builder().build())) {
             ParamGroup group = opt.addGroup();

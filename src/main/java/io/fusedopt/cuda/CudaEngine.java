@@ -22,6 +22,7 @@ import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUmemorytype;
 import jcuda.driver.CUpointer_attribute;
+import jcuda.driver.CUstream;
 import jcuda.driver.JCudaDriver;
 
 /**
@@ -31,9 +32,12 @@ import jcuda.driver.JCudaDriver;
  * runtime, and so PyTorch or any runtime-API library in the process, also uses) and makes it
  * current on the calling thread at the start of every operation, so any thread may call it; the
  * optimizer serializes calls. It never pushes or pops contexts, and leaves a thread's current
- * context set to the primary context. Updates are queued on the legacy default stream, which
- * orders them after the caller's earlier default-stream work and before later copies; nothing in a
- * step waits for the device.
+ * context set to the primary context.
+ *
+ * <p>Stream: every kernel and copy goes to one stream, the caller's when given (a CUstream of this
+ * device's primary context), else the legacy default stream, which orders the work after the
+ * caller's earlier default-stream work. Nothing in a step waits for the device; copies out of a
+ * buffer, {@link #synchronize()} and {@link #close()} wait for that stream only.
  */
 public final class CudaEngine implements Engine {
     private static final System.Logger LOG = System.getLogger("io.fusedopt");
@@ -44,6 +48,8 @@ public final class CudaEngine implements Engine {
     private final CUdevice device = new CUdevice();
     private final CUcontext context = new CUcontext();
     private final String description;
+    /** Where all work goes; null is the legacy default stream. */
+    private final CUstream stream;
     private final int maxBlocks;
     private final KernelModules modules;
     private final OwnedBuffers owned = new OwnedBuffers();
@@ -58,6 +64,16 @@ public final class CudaEngine implements Engine {
      * @throws IllegalArgumentException when the ordinal names no device
      */
     public CudaEngine(int ordinal) {
+        this(ordinal, 0);
+    }
+
+    /**
+     * Opens device {@code ordinal}, queuing all work on the stream with raw handle
+     * {@code streamHandle} (0: the legacy default stream).
+     *
+     * @throws IllegalArgumentException when the stream does not belong to the device's primary context
+     */
+    public CudaEngine(int ordinal, long streamHandle) {
         CudaProbe.Result probe = CudaProbe.result();
         if (!probe.available()) {
             throw new BackendUnavailableException("CUDA backend unavailable: " + probe.reason());
@@ -78,6 +94,16 @@ public final class CudaEngine implements Engine {
             description = "CUDA device " + ordinal + ": " + cString(name) + " (sm_" + major + minor + ", " + sms
                     + " SMs, driver CUDA " + DriverProbe.cudaVersion(probe.driverCudaVersion()) + ")";
             maxBlocks = sms * BLOCKS_PER_SM;
+            stream = Streams.of(streamHandle);
+            if (stream != null) {
+                CUcontext owner = new CUcontext();
+                int result = JCudaDriver.cuStreamGetCtx(stream, owner);
+                if (result != 0 || !owner.equals(context)) {
+                    throw new IllegalArgumentException("CUstream 0x" + Long.toHexString(streamHandle)
+                            + " does not belong to the primary context of CUDA device " + ordinal
+                            + (result != 0 ? " (cuStreamGetCtx: " + Driver.describe(result) + ")" : ""));
+                }
+            }
             modules = new KernelModules(description);
         } catch (RuntimeException e) {
             JCudaDriver.cuDevicePrimaryCtxRelease(device);
@@ -95,7 +121,7 @@ public final class CudaEngine implements Engine {
         if (n == 0) return;
         makeCurrent();
         int grid = (int) Math.max(1, Math.min((n + BLOCK_SIZE - 1) / BLOCK_SIZE, maxBlocks));
-        Driver.check(JCudaDriver.cuLaunchKernel(function, grid, 1, 1, BLOCK_SIZE, 1, 1, 0, null, kernelParams, null), call);
+        Driver.check(JCudaDriver.cuLaunchKernel(function, grid, 1, 1, BLOCK_SIZE, 1, 1, 0, stream, kernelParams, null), call);
     }
 
     /** Makes this engine's primary context current on the calling thread. */
@@ -125,8 +151,8 @@ public final class CudaEngine implements Engine {
         DeviceBuffer buffer = new DeviceBuffer(this, address, length, true);
         if (length > 0) {
             try {
-                Driver.check(JCudaDriver.cuMemsetD32(Driver.pointerAt(address), Float.floatToRawIntBits(initialValue), length),
-                        "cuMemsetD32(" + length + ")");
+                Driver.check(JCudaDriver.cuMemsetD32Async(Driver.pointerAt(address), Float.floatToRawIntBits(initialValue),
+                        length, stream), "cuMemsetD32Async(" + length + ")");
             } catch (RuntimeException e) {
                 free(address);
                 throw e;
@@ -201,7 +227,7 @@ public final class CudaEngine implements Engine {
         return () -> {
             DeviceSegmentTable.packLaunch(kernel.scalarCount(), groupScalars, groupFlags, block); // copied at launch
             makeCurrent();
-            Driver.check(JCudaDriver.cuLaunchKernel(function, grid, 1, 1, BLOCK_SIZE, 1, 1, 0, null, kernelParams, null), call);
+            Driver.check(JCudaDriver.cuLaunchKernel(function, grid, 1, 1, BLOCK_SIZE, 1, 1, 0, stream, kernelParams, null), call);
         };
     }
 
@@ -209,8 +235,8 @@ public final class CudaEngine implements Engine {
     private long upload(byte[] bytes) {
         long address = Driver.allocate(bytes.length);
         tables.add(address);
-        Driver.check(JCudaDriver.cuMemcpyHtoD(Driver.pointerAt(address), Pointer.to(bytes), bytes.length),
-                "cuMemcpyHtoD(segment table, " + bytes.length + " bytes)");
+        Driver.check(JCudaDriver.cuMemcpyHtoDAsync(Driver.pointerAt(address), Pointer.to(bytes), bytes.length, stream),
+                "cuMemcpyHtoDAsync(segment table, " + bytes.length + " bytes)");
         return address;
     }
 
@@ -225,7 +251,12 @@ public final class CudaEngine implements Engine {
     @Override
     public void synchronize() {
         makeCurrent();
-        Driver.check(JCudaDriver.cuCtxSynchronize(), "cuCtxSynchronize");
+        Driver.check(JCudaDriver.cuStreamSynchronize(stream), "cuStreamSynchronize");
+    }
+
+    /** The stream all work goes to (null: the legacy default stream). */
+    CUstream stream() {
+        return stream;
     }
 
     @Override
@@ -256,7 +287,7 @@ public final class CudaEngine implements Engine {
     public synchronized void close() {
         if (closed) return;
         int sync = JCudaDriver.cuCtxSetCurrent(context);
-        if (sync == 0) sync = JCudaDriver.cuCtxSynchronize(); // queued updates may still use the buffers
+        if (sync == 0) sync = JCudaDriver.cuStreamSynchronize(stream); // queued updates may still use the buffers
         if (sync != 0) {
             LOG.log(Level.WARNING, "closing " + description + ": synchronize failed: " + Driver.describe(sync));
         }

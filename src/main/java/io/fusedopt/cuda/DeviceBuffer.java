@@ -34,18 +34,20 @@ final class DeviceBuffer extends AbstractTensorBuffer {
     protected void write(float[] source, int sourceOffset, long offset, int count) {
         if (count == 0) return;
         engine.makeCurrent();
-        Driver.check(JCudaDriver.cuMemcpyHtoD(Driver.pointerAt(address + offset * Float.BYTES),
-                Pointer.to(source).withByteOffset((long) sourceOffset * Float.BYTES), (long) count * Float.BYTES),
-                "cuMemcpyHtoD(" + count + " floats)");
+        // From pageable memory the driver has consumed the source when the call returns.
+        Driver.check(JCudaDriver.cuMemcpyHtoDAsync(Driver.pointerAt(address + offset * Float.BYTES),
+                Pointer.to(source).withByteOffset((long) sourceOffset * Float.BYTES), (long) count * Float.BYTES,
+                engine.stream()), "cuMemcpyHtoDAsync(" + count + " floats)");
     }
 
     @Override
     protected void read(long offset, float[] destination, int destinationOffset, int count) {
         if (count == 0) return;
         engine.makeCurrent();
-        Driver.check(JCudaDriver.cuMemcpyDtoH(Pointer.to(destination).withByteOffset((long) destinationOffset * Float.BYTES),
-                Driver.pointerAt(address + offset * Float.BYTES), (long) count * Float.BYTES),
-                "cuMemcpyDtoH(" + count + " floats)");
+        // To pageable memory the call returns when the data has arrived, after the stream's earlier work.
+        Driver.check(JCudaDriver.cuMemcpyDtoHAsync(Pointer.to(destination).withByteOffset((long) destinationOffset * Float.BYTES),
+                Driver.pointerAt(address + offset * Float.BYTES), (long) count * Float.BYTES, engine.stream()),
+                "cuMemcpyDtoHAsync(" + count + " floats)");
     }
 
     @Override
