@@ -5,7 +5,7 @@ import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.UpdatePlan;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.EnumMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -101,7 +101,7 @@ public final class ParamGroup {
             requireUnregistered("param", p);
             requireUnregistered("grad", g);
             optimizer.claimName(name);
-            Map<StateKind, AbstractTensorBuffer> states = new EnumMap<>(StateKind.class);
+            Map<StateKind, AbstractTensorBuffer> states = new LinkedHashMap<>(); // in config.stateKinds() order
             try {
                 for (StateKind kind : config.stateKinds()) {
                     states.put(kind, optimizer.engine().allocate(p.length(), UpdatePlan.initialValue(config, kind)));

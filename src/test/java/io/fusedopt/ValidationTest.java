@@ -147,6 +147,11 @@ class ValidationTest {
         try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, Adam.builder().build())) {
             Parameter w = opt.addGroup().add("w", opt.allocate(2), opt.allocate(2));
             assertEquals(List.of(StateKind.EXP_AVG, StateKind.EXP_AVG_SQ), w.stateKinds());
+            RmsProp centeredMomentum = RmsProp.builder().optCentered(true).optMomentum(0.9).build();
+            try (DeviceOptimizer rms = DeviceOptimizer.create(Backend.CPU, centeredMomentum)) {
+                Parameter r = rms.addGroup().add("r", rms.allocate(1), rms.allocate(1));
+                assertEquals(centeredMomentum.stateKinds(), r.stateKinds(), "the algorithm's order");
+            }
             assertMessage(UnsupportedOperationException.class, "read-only", () -> w.state(StateKind.EXP_AVG).copyFrom(new float[2]));
             assertMessage(IllegalArgumentException.class, "max_exp_avg_sq", () -> w.state(StateKind.MAX_EXP_AVG_SQ));
         }
