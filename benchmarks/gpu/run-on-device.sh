@@ -19,6 +19,6 @@ $java -jar $b/junit-platform-console-standalone-*.jar execute --class-path "$cp"
 echo "tests exit code: $?" >> "$out/tests.txt"
 tail -20 "$out/tests.txt"
 if [[ ${1:-} == jmh ]]; then
-  $java -cp "$cp" org.openjdk.jmh.Main StepBenchmark -rf json -rff "$out/jmh-step.json" > "$out/jmh-step.txt" 2>&1
-  tail -30 "$out/jmh-step.txt"
+  $java -cp "$cp" io.fusedopt.bench.BenchmarkReport CUDA --out "$out" > "$out/report.txt" 2>&1
+  tail -30 "$out/report.txt"
 fi

@@ -52,6 +52,16 @@ public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags
         throw new IllegalArgumentException("unknown configuration " + config);
     }
 
+    /**
+     * Bytes one element's update moves in float32, the floor of a memory-bound step: it reads the
+     * param, the grad and every used state, and writes the param and every used state.
+     */
+    public int bytesPerElement() {
+        int states = 0;
+        for (StateKind slot : slots) if (slot != null) states++;
+        return Float.BYTES * ((2 + states) + (1 + states));
+    }
+
     /** The flags for step {@code step} (1-based). */
     public int flagsForStep(long step) {
         return staticFlags | (step == 1 ? KernelFlags.FIRST_STEP : 0);

@@ -5,6 +5,7 @@ import io.fusedopt.Backend;
 import io.fusedopt.DeviceOptimizer;
 import io.fusedopt.Momentum;
 import io.fusedopt.OptimizerConfig;
+import io.fusedopt.ParamGroup;
 import io.fusedopt.RmsProp;
 import io.fusedopt.Sgd;
 import io.fusedopt.TensorBuffer;
@@ -25,16 +26,10 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
 /**
- * Time of one optimizer step over one tensor, per backend. On CUDA each invocation queues the step
- * and waits for it, so the time is the device time plus one launch and one synchronization.
- * Bytes moved per parameter (the floor of a memory-bound update): SGD 12, Momentum and RMSProp 20,
- * Adam/AdamW 28. Divide by the time for bandwidth; the roofline and JSON output come with the
- * single-launch work.
- *
- * <pre>
- * mvn -B -q test-compile exec:java -Dexec.classpathScope=test -Dexec.mainClass=org.openjdk.jmh.Main \
- *     -Dexec.args="StepBenchmark -p backend=CPU -p size=1048576"
- * </pre>
+ * Time of one optimizer step over a tensor set, per backend. On CUDA each invocation queues the
+ * step and waits for it, so the time is the device time plus one launch and one synchronization.
+ * {@link BenchmarkReport} turns the times into GB/s with the bytes each kernel moves per parameter
+ * (SGD 12, Momentum and RMSProp 20, Adam/AdamW 28) and the copy bandwidth of the same run.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
@@ -50,7 +45,11 @@ public class StepBenchmark {
     @Param({"CPU", "CUDA"})
     public String backend;
 
-    @Param({"1048576", "16777216"})
+    /** "one": a single tensor of {@code size} elements; "transformer": {@link TensorSets#transformer()}. */
+    @Param({"one", "transformer"})
+    public String tensorSet;
+
+    @Param({"16777216"})
     public int size;
 
     private DeviceOptimizer optimizer;
@@ -58,15 +57,20 @@ public class StepBenchmark {
     @Setup(Level.Trial)
     public void setUp() {
         optimizer = DeviceOptimizer.create(Backend.valueOf(backend), config(algorithm));
-        TensorBuffer p = optimizer.allocate(size);
-        TensorBuffer g = optimizer.allocate(size);
+        ParamGroup group = optimizer.addGroup();
         Random random = new Random(1);
-        float[] values = new float[size];
-        for (int i = 0; i < size; i++) values[i] = (float) random.nextGaussian();
-        p.copyFrom(values);
-        for (int i = 0; i < size; i++) values[i] = (float) random.nextGaussian() * 1e-2f;
-        g.copyFrom(values);
-        optimizer.addGroup().add("p", p, g);
+        long[] sizes = TensorSets.named(tensorSet, size);
+        for (int t = 0; t < sizes.length; t++) {
+            int n = Math.toIntExact(sizes[t]);
+            TensorBuffer p = optimizer.allocate(n);
+            TensorBuffer g = optimizer.allocate(n);
+            float[] values = new float[n];
+            for (int i = 0; i < n; i++) values[i] = (float) random.nextGaussian();
+            p.copyFrom(values);
+            for (int i = 0; i < n; i++) values[i] = (float) random.nextGaussian() * 1e-2f;
+            g.copyFrom(values);
+            group.add("t" + t, p, g);
+        }
     }
 
     static OptimizerConfig config(String algorithm) {
