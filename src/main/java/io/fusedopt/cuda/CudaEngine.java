@@ -116,7 +116,7 @@ public final class CudaEngine implements Engine {
         return modules;
     }
 
-    /** Queues a one-dimensional grid-stride kernel over {@code n} elements on the default stream. */
+    /** Queues a one-dimensional grid-stride kernel over {@code n} elements on this engine's stream. */
     void launch(CUfunction function, long n, Pointer kernelParams, String call) {
         if (n == 0) return;
         makeCurrent();
