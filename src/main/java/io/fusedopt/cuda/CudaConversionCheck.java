@@ -17,9 +17,14 @@ public final class CudaConversionCheck {
         int n = values.length;
         try (CudaEngine engine = new CudaEngine(deviceOrdinal)) {
             engine.makeCurrent();
-            long in = Driver.allocate(4L * n), bf16 = Driver.allocate(2L * n), fp16 = Driver.allocate(2L * n);
-            long bf16Back = Driver.allocate(4L * n), fp16Back = Driver.allocate(4L * n);
+            // The engine's close() does not know these raw allocations; the finally frees them.
+            long[] allocations = new long[5];
             try {
+                long in = allocations[0] = Driver.allocate(4L * n);
+                long bf16 = allocations[1] = Driver.allocate(2L * n);
+                long fp16 = allocations[2] = Driver.allocate(2L * n);
+                long bf16Back = allocations[3] = Driver.allocate(4L * n);
+                long fp16Back = allocations[4] = Driver.allocate(4L * n);
                 Driver.check(JCudaDriver.cuMemcpyHtoD(Driver.pointerAt(in), Pointer.to(values), 4L * n), "cuMemcpyHtoD");
                 Pointer params = Pointer.to(Pointer.to(Driver.pointerAt(in)), Pointer.to(Driver.pointerAt(bf16)),
                         Pointer.to(Driver.pointerAt(fp16)), Pointer.to(Driver.pointerAt(bf16Back)),
@@ -33,7 +38,7 @@ public final class CudaConversionCheck {
                 Driver.check(JCudaDriver.cuMemcpyDtoH(Pointer.to(result.fp16Back()), Driver.pointerAt(fp16Back), 4L * n), "cuMemcpyDtoH");
                 return result;
             } finally {
-                for (long address : new long[] {in, bf16, fp16, bf16Back, fp16Back}) engine.free(address);
+                for (long address : allocations) if (address != 0) engine.free(address);
             }
         }
     }

@@ -2,7 +2,6 @@ package io.fusedopt.cuda;
 
 import io.fusedopt.internal.AbstractTensorBuffer;
 import jcuda.Pointer;
-import jcuda.driver.CUdeviceptr;
 import jcuda.driver.JCudaDriver;
 
 /** Device memory: allocated by the engine (owned) or wrapped from the caller (never freed here). */
@@ -18,11 +17,6 @@ final class DeviceBuffer extends AbstractTensorBuffer {
 
     long address() {
         return address;
-    }
-
-    /** A JCuda pointer to the start of this buffer (kernel arguments). */
-    CUdeviceptr pointer() {
-        return Driver.pointerAt(address);
     }
 
     @Override

@@ -15,10 +15,18 @@ public final class DeviceCopy implements AutoCloseable {
     public DeviceCopy(int deviceOrdinal, long bytes) {
         if (bytes <= 0) throw new IllegalArgumentException("bytes must be > 0, got " + bytes);
         this.engine = new CudaEngine(deviceOrdinal);
-        engine.makeCurrent();
         this.bytes = bytes;
-        this.source = Driver.allocate(bytes);
-        this.destination = Driver.allocate(bytes);
+        long src = 0;
+        try {
+            engine.makeCurrent();
+            src = Driver.allocate(bytes);
+            this.destination = Driver.allocate(bytes);
+        } catch (RuntimeException e) {
+            if (src != 0) engine.free(src);
+            engine.close();
+            throw e;
+        }
+        this.source = src;
         Driver.check(JCudaDriver.cuMemsetD8(Driver.pointerAt(source), (byte) 1, bytes), "cuMemsetD8");
     }
 

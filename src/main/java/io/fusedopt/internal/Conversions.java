@@ -69,13 +69,4 @@ public final class Conversions {
         if (remainder > half || (remainder == half && (quotient & 1) != 0)) quotient++;
         return quotient;
     }
-
-    /** Rounds a float32 to the given storage precision and back: what a store then a load gives. */
-    public static float roundTo(io.fusedopt.Precision precision, float value) {
-        return switch (precision) {
-            case FP32 -> value;
-            case BF16 -> bf16ToFloat(floatToBf16(value));
-            case FP16 -> fp16ToFloat(floatToFp16(value));
-        };
-    }
 }

@@ -2,6 +2,7 @@ package io.fusedopt.internal;
 
 import io.fusedopt.Backend;
 import java.nio.FloatBuffer;
+import java.util.List;
 
 /**
  * What a backend provides to {@link io.fusedopt.DeviceOptimizer}: memory and prepared updates. An
@@ -29,7 +30,7 @@ public interface Engine extends BufferOwner, AutoCloseable {
      * and the flag cell {@code groupFlags[...][0]}, read afresh on every run; at most
      * {@link SegmentTable#MAX_GROUPS} groups.
      */
-    UpdateLaunch prepare(UpdateKernel kernel, java.util.List<TensorOperands> tensors, float[][] groupScalars,
+    UpdateLaunch prepare(UpdateKernel kernel, List<TensorOperands> tensors, float[][] groupScalars,
                          int[][] groupFlags);
 
     /** Waits until every queued update has finished. */
