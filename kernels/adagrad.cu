@@ -1,15 +1,6 @@
 // Adagrad family: accumulator with initial value, lr decay, L2 weight decay, maximize.
 // Formulas: README "Formulas" and the Javadoc of io.fusedopt.Adagrad.
-#include "fusedopt_common.cuh"
-
-// Layout mirrored by io.fusedopt.internal.StepScalars (ADAGRAD_* indices).
-struct AdagradScalars {
-  float neg_clr;        // -lr / (1 + (t-1)*lr_decay), computed on the host each step
-  float weight_decay;
-  float eps;
-};
-
-struct AdagradLaunch { AdagradScalars s[FO_MAX_GROUPS]; int flags[FO_MAX_GROUPS]; };
+#include "fusedopt_scalars.cuh"
 
 // h = h + g*g; p = p - clr * (g / (sqrt(h) + eps)).  st[0] = sum.
 struct AdagradOp {
@@ -23,7 +14,4 @@ struct AdagradOp {
   }
 };
 
-extern "C" __global__ void fusedopt_adagrad(const FoTensor* tensors, const FoChunk* chunks, int chunk_count,
-                                            AdagradLaunch launch) {
-  fo_multi_tensor<1, AdagradOp>(tensors, chunks, chunk_count, launch);
-}
+FO_UPDATE_KERNELS(fusedopt_adagrad, 1, AdagradOp, AdagradScalars)

@@ -1,23 +1,6 @@
 // Adam family: paper form and step-size form, AMSGrad, L2 and decoupled (AdamW) weight decay,
 // maximize. Formulas: README "Formulas" and the Javadoc of io.fusedopt.Adam.
-#include "fusedopt_common.cuh"
-
-// Layout mirrored by io.fusedopt.internal.StepScalars (ADAM_* indices). The bias corrections
-// are folded into neg_step_size and inv_sqrt_bc2 on the host each step (in double, from the
-// step counter); they are never stored into m or v.
-struct AdamScalars {
-  float neg_step_size;   // paper form: -lr/bc1;  step-size form: -lr*sqrt(bc2)/bc1
-  float inv_sqrt_bc2;    // paper form: 1/sqrt(bc2); step-size form: 1
-  float beta1;
-  float one_minus_beta1;
-  float beta2;
-  float one_minus_beta2;
-  float eps;
-  float weight_decay;    // L2 coefficient
-  float decay_factor;    // decoupled: 1 - lr*weight_decay
-};
-
-struct AdamLaunch { AdamScalars s[FO_MAX_GROUPS]; int flags[FO_MAX_GROUPS]; };
+#include "fusedopt_scalars.cuh"
 
 // decoupled: p = p*decay_factor; L2: g = g + wd*p;
 // m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2; AMSGrad: vmax = max(vmax, v), used for v;
@@ -42,7 +25,4 @@ struct AdamOp {
   }
 };
 
-extern "C" __global__ void fusedopt_adam(const FoTensor* tensors, const FoChunk* chunks, int chunk_count,
-                                         AdamLaunch launch) {
-  fo_multi_tensor<3, AdamOp>(tensors, chunks, chunk_count, launch);
-}
+FO_UPDATE_KERNELS(fusedopt_adam, 3, AdamOp, AdamScalars)

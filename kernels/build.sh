@@ -14,7 +14,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 prebuilt="$here/prebuilt"
-families=(sgd rmsprop adam adagrad convert)
+families=(control sgd rmsprop adam adagrad convert)
 archs=(75 80 90 100 120)
 ptx_arch=120
 # Exact IEEE float32: no contraction into FMA, IEEE division and square root, keep subnormals.
@@ -27,7 +27,7 @@ gencode_flags() {
 
 # A digest of everything the binaries are made from: the sources and the flags.
 sources_digest() {
-  (cd "$here" && cat fusedopt_common.cuh "${families[@]/%/.cu}"; echo "${nvcc_flags[*]}"; gencode_flags) \
+  (cd "$here" && cat fusedopt_common.cuh fusedopt_scalars.cuh "${families[@]/%/.cu}"; echo "${nvcc_flags[*]}"; gencode_flags) \
     | sha256sum | cut -d' ' -f1
 }
 

@@ -1,13 +1,16 @@
 // Shared definitions for every fusedopt kernel family.
 //
 // Numerics contract (see README "Numerics"): every kernel performs exactly the operations of the
-// Java reference (io.fusedopt.cpu.ReferenceKernels), in the same order, each rounded once to
-// float32. Multiply-adds that are fused are written as __fmaf_rn; every other operation uses the
-// explicit round-to-nearest intrinsics so that no compiler contraction or approximation can
-// change a result. The build also passes -fmad=false -prec-div=true -prec-sqrt=true -ftz=false.
+// Java reference (io.fusedopt.cpu.ReferenceKernels, io.fusedopt.internal.StepControl), in the same
+// order, each rounded once. Multiply-adds that are fused are written as __fmaf_rn; every other
+// operation uses the explicit round-to-nearest intrinsics so that no compiler contraction or
+// approximation can change a result. The build also passes -fmad=false -prec-div=true
+// -prec-sqrt=true -ftz=false.
 #pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
-// Bit flags, mirrored by io.fusedopt.internal.KernelFlags. Constant for a launch (warp-uniform).
+// Bit flags, mirrored by io.fusedopt.internal.KernelFlags. Uniform across a group.
 #define FO_MAXIMIZE        (1 << 0)
 #define FO_L2_DECAY        (1 << 1)
 #define FO_DECOUPLED_DECAY (1 << 2)
@@ -16,6 +19,22 @@
 #define FO_AMSGRAD         (1 << 5)
 #define FO_CENTERED        (1 << 6)
 #define FO_MOMENTUM        (1 << 7)
+#define FO_UNSCALE         (1 << 8)   // set by the finalize kernel: g = g * inv_grad_scale
+#define FO_CLIP            (1 << 9)   // set by the finalize kernel: g = g * clip_coef
+#define FO_STEP_SIZE_FORM  (1 << 10)  // Adam: read by the scalar computation only
+
+// Storage formats, mirrored by io.fusedopt.Precision.code().
+#define FO_F32  0
+#define FO_BF16 1
+#define FO_F16  2
+
+// Update kernels, mirrored by io.fusedopt.internal.UpdateKernel.code().
+#define FO_KERNEL_SGD               0
+#define FO_KERNEL_MOMENTUM_BUFFER   1
+#define FO_KERNEL_MOMENTUM_VELOCITY 2
+#define FO_KERNEL_RMSPROP           3
+#define FO_KERNEL_ADAM              4
+#define FO_KERNEL_ADAGRAD           5
 
 // 64-bit grid-stride loop: correct for tensors of more than 2^31 elements.
 #define FO_FOR_EACH_ELEMENT(i, n)                                                        \
@@ -26,20 +45,27 @@
 // Mirrored by io.fusedopt.internal.SegmentTable (chunking) and io.fusedopt.cuda.DeviceSegmentTable
 // (byte layout). Built once, kept in device memory.
 
-// Groups per launch: their scalars travel by value in the kernel's parameter block.
-#define FO_MAX_GROUPS 32
 // Elements per chunk; a block updates one chunk at a time (grid-stride over chunks).
 #define FO_CHUNK_ELEMENTS (1LL << 16)
+// Threads of the gradient-statistics and finalize blocks: the lanes of the deterministic
+// reduction (io.fusedopt.internal.GradientStatistics.LANES).
+#define FO_LANES 256
+// Floats reserved per group in the per-step scalar table and in the hyper-parameter table.
+#define FO_SCALAR_STRIDE 16
+#define FO_HYPER_STRIDE 8
 
-struct FoTensor {          // 64 bytes
-  float* param;            //  0
-  const float* grad;       //  8
-  float* state[3];         // 16, 24, 32: the kernel's state slots; null where unused
-  long long length;        // 40
-  int group;               // 48: index into the launch's per-group scalars and flags
-  int vector_ok;           // 52: every operand has the same misalignment modulo 16 bytes
-  int misalign;            // 56: (address / 4) % 4 shared by the operands (when vector_ok)
-  int reserved;            // 60
+struct FoTensor {          // 80 bytes
+  void* param;             //  0: the model's copy (any format); with a master, written from it
+  const void* grad;        //  8
+  void* state[3];          // 16, 24, 32: the kernel's state slots; null where unused
+  float* master;           // 40: fp32 master weights, or null
+  long long length;        // 48
+  int group;               // 56: index into the per-group scalars and flags
+  int vector_phase;        // 60: k % W at which every operand is W-element aligned; -1: scalar only
+  int param_dtype;         // 64: FO_F32, FO_BF16, FO_F16
+  int grad_dtype;          // 68
+  int state_dtype;         // 72
+  int reserved;            // 76
 };
 
 struct FoChunk {           // 16 bytes
@@ -48,77 +74,213 @@ struct FoChunk {           // 16 bytes
   int reserved;
 };
 
-// One element: load p, g and the used state slots, apply op (pure float32 arithmetic), store.
-template <int SLOTS, typename Op>
-__device__ __forceinline__ void fo_update_scalar(const FoTensor& t, long long k, const Op& op) {
-  float p = t.param[k];
-  float st[3] = {0.f, 0.f, 0.f};
-#pragma unroll
-  for (int j = 0; j < SLOTS; j++) if (t.state[j]) st[j] = t.state[j][k];
-  op(p, t.grad[k], st);
-  t.param[k] = p;
-#pragma unroll
-  for (int j = 0; j < SLOTS; j++) if (t.state[j]) t.state[j][k] = st[j];
+// The control block: one per optimizer, in device memory, mirrored by
+// io.fusedopt.internal.StepControl. The host writes the inputs between steps; the finalize kernel
+// writes the rest. No kernel argument changes from step to step, so a step can be graph-captured.
+struct FoControl {                 // 64 bytes
+  long long step;                  //  0: applied steps (the t of the last applied step)
+  long long skipped_steps;         //  8: steps skipped for a non-finite gradient
+  double grad_sq_sum;              // 16: last step: sum of squares of the unscaled gradient
+  float inv_grad_scale;            // 24: input: 1 / loss scale
+  float max_grad_norm;             // 28: input: > 0 clips the global norm to it
+  float grad_norm;                 // 32: last step: sqrt(grad_sq_sum) as float32
+  float clip_coef;                 // 36: last step: the factor the gradient was multiplied by
+  int check_grads;                 // 40: input: the statistics pass runs
+  int skip_nonfinite;              // 44: input: a non-finite gradient skips the step
+  int found_nonfinite;             // 48: last step found a non-finite gradient (when checked)
+  int skip;                        // 52: this step updates nothing
+  int reserved[2];                 // 56
+};
+
+// ---- Storage access: loads widen exactly, stores round to nearest even ----
+// Mirrored by io.fusedopt.internal.Conversions: subnormals kept, NaN to the canonical 0x7FFF.
+
+__device__ __forceinline__ float fo_load(float v) { return v; }
+__device__ __forceinline__ float fo_load(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float fo_load(__half v) { return __half2float(v); }
+
+__device__ __forceinline__ void fo_store(float* dst, float v) { *dst = v; }
+__device__ __forceinline__ void fo_store(__nv_bfloat16* dst, float v) { *dst = __float2bfloat16_rn(v); }
+__device__ __forceinline__ void fo_store(__half* dst, float v) { *dst = __float2half_rn(v); }
+
+__device__ __forceinline__ float fo_widen16(unsigned short bits, int dtype) {
+  return dtype == FO_BF16 ? __bfloat162float(__ushort_as_bfloat16(bits)) : __half2float(__ushort_as_half(bits));
+}
+__device__ __forceinline__ unsigned short fo_narrow16(float v, int dtype) {
+  return dtype == FO_BF16 ? __bfloat16_as_ushort(__float2bfloat16_rn(v)) : __half_as_ushort(__float2half_rn(v));
 }
 
-// Four elements starting at a 16-byte boundary of every operand: 16-byte loads and stores.
-template <int SLOTS, typename Op>
-__device__ __forceinline__ void fo_update_vector(const FoTensor& t, long long k, const Op& op) {
-  float4 p = *reinterpret_cast<const float4*>(t.param + k);
-  float4 g = *reinterpret_cast<const float4*>(t.grad + k);
-  float4 st[3];
+// One element of an operand. MIXED=false: every operand is float32 (the dtype is not read).
+template <bool MIXED>
+__device__ __forceinline__ float fo_load_at(const void* base, int dtype, long long k) {
+  if (!MIXED || dtype == FO_F32) return static_cast<const float*>(base)[k];
+  return fo_widen16(static_cast<const unsigned short*>(base)[k], dtype);
+}
+template <bool MIXED>
+__device__ __forceinline__ void fo_store_at(void* base, int dtype, long long k, float v) {
+  if (!MIXED || dtype == FO_F32) static_cast<float*>(base)[k] = v;
+  else static_cast<unsigned short*>(base)[k] = fo_narrow16(v, dtype);
+}
+
+// W consecutive elements from a W-aligned element index: float32 as W/4 16-byte loads, 16-bit
+// formats as W/8 16-byte loads (W is 4 for float32-only kernels, 8 for mixed ones).
+template <int W>
+__device__ __forceinline__ void fo_load_vec(const void* base, int dtype, long long k, float (&out)[W]) {
+  if (dtype == FO_F32) {
+    const float4* src = reinterpret_cast<const float4*>(static_cast<const float*>(base) + k);
 #pragma unroll
-  for (int j = 0; j < SLOTS; j++) if (t.state[j]) st[j] = *reinterpret_cast<const float4*>(t.state[j] + k);
-  float a[3], b[3], c[3], d[3];
+    for (int i = 0; i < W / 4; i++) {
+      float4 v = src[i];
+      out[4 * i] = v.x; out[4 * i + 1] = v.y; out[4 * i + 2] = v.z; out[4 * i + 3] = v.w;
+    }
+  } else {
+    const uint4* src = reinterpret_cast<const uint4*>(static_cast<const unsigned short*>(base) + k);
 #pragma unroll
-  for (int j = 0; j < 3; j++) {
-    a[j] = j < SLOTS && t.state[j] ? st[j].x : 0.f;
-    b[j] = j < SLOTS && t.state[j] ? st[j].y : 0.f;
-    c[j] = j < SLOTS && t.state[j] ? st[j].z : 0.f;
-    d[j] = j < SLOTS && t.state[j] ? st[j].w : 0.f;
+    for (int i = 0; i < W / 8; i++) {
+      uint4 v = src[i];
+      unsigned int w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        out[8 * i + 2 * j] = fo_widen16((unsigned short)(w[j] & 0xFFFFu), dtype);
+        out[8 * i + 2 * j + 1] = fo_widen16((unsigned short)(w[j] >> 16), dtype);
+      }
+    }
   }
-  op(p.x, g.x, a);
-  op(p.y, g.y, b);
-  op(p.z, g.z, c);
-  op(p.w, g.w, d);
-  *reinterpret_cast<float4*>(t.param + k) = p;
+}
+template <int W>
+__device__ __forceinline__ void fo_store_vec(void* base, int dtype, long long k, const float (&in)[W]) {
+  if (dtype == FO_F32) {
+    float4* dst = reinterpret_cast<float4*>(static_cast<float*>(base) + k);
 #pragma unroll
-  for (int j = 0; j < SLOTS; j++)
-    if (t.state[j]) *reinterpret_cast<float4*>(t.state[j] + k) = make_float4(a[j], b[j], c[j], d[j]);
+    for (int i = 0; i < W / 4; i++) dst[i] = make_float4(in[4 * i], in[4 * i + 1], in[4 * i + 2], in[4 * i + 3]);
+  } else {
+    uint4* dst = reinterpret_cast<uint4*>(static_cast<unsigned short*>(base) + k);
+#pragma unroll
+    for (int i = 0; i < W / 8; i++) {
+      unsigned int w[4];
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        w[j] = (unsigned int)fo_narrow16(in[8 * i + 2 * j], dtype)
+             | ((unsigned int)fo_narrow16(in[8 * i + 2 * j + 1], dtype) << 16);
+      }
+      dst[i] = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+  }
+}
+
+// The gradient before the algorithm sees it: unscaled by the loss scale, then clipped
+// (io.fusedopt.internal.StepControl.prepareGrad). Each multiply is skipped when its factor is 1.
+struct FoGradPrep {
+  float inv_grad_scale;
+  float clip_coef;
+  __device__ __forceinline__ float operator()(float g, int flags) const {
+    if (flags & FO_UNSCALE) g = __fmul_rn(g, inv_grad_scale);
+    if (flags & FO_CLIP) g = __fmul_rn(g, clip_coef);
+    return g;
+  }
+};
+
+// ---- The elementwise update over the segment table ----
+
+// One element: load (the master weight when there is one), prepare the gradient, apply op
+// (pure float32 arithmetic), store (the master and the rounded model copy).
+template <int SLOTS, bool MIXED, typename Op>
+__device__ __forceinline__ void fo_update_scalar(const FoTensor& t, long long k, const Op& op,
+                                                 const FoGradPrep& prep, int flags) {
+  float p = (MIXED && t.master) ? t.master[k] : fo_load_at<MIXED>(t.param, t.param_dtype, k);
+  float g = prep(fo_load_at<MIXED>(t.grad, t.grad_dtype, k), flags);
+  float st[3] = {0.f, 0.f, 0.f};
+#pragma unroll
+  for (int j = 0; j < SLOTS; j++) if (t.state[j]) st[j] = fo_load_at<MIXED>(t.state[j], t.state_dtype, k);
+  op(p, g, st);
+  if (MIXED && t.master) t.master[k] = p;
+  fo_store_at<MIXED>(t.param, t.param_dtype, k, p);
+#pragma unroll
+  for (int j = 0; j < SLOTS; j++) if (t.state[j]) fo_store_at<MIXED>(t.state[j], t.state_dtype, k, st[j]);
+}
+
+// W elements from a W-aligned element index of every operand: 16-byte loads and stores.
+template <int SLOTS, bool MIXED, typename Op>
+__device__ __forceinline__ void fo_update_vector(const FoTensor& t, long long k, const Op& op,
+                                                 const FoGradPrep& prep, int flags) {
+  constexpr int W = MIXED ? 8 : 4;
+  const int param_dtype = MIXED ? t.param_dtype : FO_F32;  // constant-folded for float32-only kernels
+  const int grad_dtype = MIXED ? t.grad_dtype : FO_F32;
+  const int state_dtype = MIXED ? t.state_dtype : FO_F32;
+  const bool master = MIXED && t.master;
+  float p[W], g[W], st[3][W];
+  if (master) fo_load_vec<W>(t.master, FO_F32, k, p);
+  else fo_load_vec<W>(t.param, param_dtype, k, p);
+  fo_load_vec<W>(t.grad, grad_dtype, k, g);
+#pragma unroll
+  for (int j = 0; j < SLOTS; j++) if (t.state[j]) fo_load_vec<W>(t.state[j], state_dtype, k, st[j]);
+#pragma unroll
+  for (int i = 0; i < W; i++) {
+    float s[3];
+#pragma unroll
+    for (int j = 0; j < 3; j++) s[j] = (j < SLOTS && t.state[j]) ? st[j][i] : 0.f;
+    op(p[i], prep(g[i], flags), s);
+#pragma unroll
+    for (int j = 0; j < SLOTS; j++) st[j][i] = s[j];
+  }
+  if (master) fo_store_vec<W>(t.master, FO_F32, k, p);
+  fo_store_vec<W>(t.param, param_dtype, k, p);
+#pragma unroll
+  for (int j = 0; j < SLOTS; j++) if (t.state[j]) fo_store_vec<W>(t.state[j], state_dtype, k, st[j]);
 }
 
 // Elements [from, to) of one tensor by one block: when the operands allow it, a scalar head up to
-// the first 16-byte boundary, 16-byte vectors, and a scalar tail; otherwise scalar throughout.
-// Which path an element takes never changes its arithmetic.
-template <int SLOTS, typename Op>
-__device__ __forceinline__ void fo_update_range(const FoTensor& t, long long from, long long to, const Op& op) {
+// the first element of the vector phase, W-element vectors, and a scalar tail; otherwise scalar
+// throughout. Which path an element takes never changes its arithmetic.
+template <int SLOTS, bool MIXED, typename Op>
+__device__ __forceinline__ void fo_update_range(const FoTensor& t, long long from, long long to, const Op& op,
+                                                const FoGradPrep& prep, int flags) {
+  constexpr int W = MIXED ? 8 : 4;
   long long scalar_from = from;
-  if (t.vector_ok) {
-    long long first = from + ((4 - ((from + t.misalign) & 3)) & 3);
+  if (t.vector_phase >= 0) {
+    long long first = from + ((t.vector_phase - from) & (W - 1));
     if (first > to) first = to;
-    for (long long k = from + threadIdx.x; k < first; k += blockDim.x) fo_update_scalar<SLOTS>(t, k, op);
-    long long vectors = (to - first) >> 2;
-    for (long long v = threadIdx.x; v < vectors; v += blockDim.x) fo_update_vector<SLOTS>(t, first + 4 * v, op);
-    scalar_from = first + 4 * vectors;
+    for (long long k = from + threadIdx.x; k < first; k += blockDim.x) fo_update_scalar<SLOTS, MIXED>(t, k, op, prep, flags);
+    long long vectors = (to - first) / W;
+    for (long long v = threadIdx.x; v < vectors; v += blockDim.x) fo_update_vector<SLOTS, MIXED>(t, first + W * v, op, prep, flags);
+    scalar_from = first + W * vectors;
   }
-  for (long long k = scalar_from + threadIdx.x; k < to; k += blockDim.x) fo_update_scalar<SLOTS>(t, k, op);
+  for (long long k = scalar_from + threadIdx.x; k < to; k += blockDim.x) fo_update_scalar<SLOTS, MIXED>(t, k, op, prep, flags);
 }
 
-// The body of every update kernel: blocks stride over the chunks; each chunk's group picks the
-// scalars and flags. Launch is the family's parameter block {Scalars s[FO_MAX_GROUPS]; int flags[...]}.
-template <int SLOTS, typename Op, typename Launch>
+// The body of every update kernel: nothing when the finalize kernel decided to skip the step;
+// else blocks stride over the chunks, and each chunk's group picks its scalars and flags from the
+// per-step tables the finalize kernel wrote. Scalars is the family's struct of floats.
+template <int SLOTS, bool MIXED, typename Op, typename Scalars>
 __device__ __forceinline__ void fo_multi_tensor(const FoTensor* __restrict__ tensors,
                                                 const FoChunk* __restrict__ chunks, int chunk_count,
-                                                const Launch& launch) {
+                                                const FoControl* __restrict__ control,
+                                                const float* __restrict__ scalars,
+                                                const int* __restrict__ flags) {
+  if (control->skip) return;
+  const FoGradPrep prep{control->inv_grad_scale, control->clip_coef};
   for (int c = blockIdx.x; c < chunk_count; c += gridDim.x) {
     const FoChunk chunk = chunks[c];
     const FoTensor t = tensors[chunk.tensor];
     long long end = chunk.start + FO_CHUNK_ELEMENTS;
     if (end > t.length) end = t.length;
-    const Op op{launch.s[t.group], launch.flags[t.group]};
-    fo_update_range<SLOTS>(t, chunk.start, end, op);
+    const int f = flags[t.group];
+    const Op op{*reinterpret_cast<const Scalars*>(scalars + FO_SCALAR_STRIDE * t.group), f};
+    fo_update_range<SLOTS, MIXED>(t, chunk.start, end, op, prep, f);
   }
 }
+
+// The two entry points of an update kernel: float32 storage only, and any storage formats.
+#define FO_UPDATE_KERNELS(name, SLOTS, Op, Scalars)                                                 \
+  extern "C" __global__ void name(const FoTensor* tensors, const FoChunk* chunks, int chunk_count,  \
+                                  const FoControl* control, const float* scalars, const int* flags) { \
+    fo_multi_tensor<SLOTS, false, Op, Scalars>(tensors, chunks, chunk_count, control, scalars, flags); \
+  }                                                                                                  \
+  extern "C" __global__ void name##_mixed(const FoTensor* tensors, const FoChunk* chunks,           \
+                                          int chunk_count, const FoControl* control,                 \
+                                          const float* scalars, const int* flags) {                  \
+    fo_multi_tensor<SLOTS, true, Op, Scalars>(tensors, chunks, chunk_count, control, scalars, flags); \
+  }
 
 // The gradient as every family sees it: negated for maximize, then plus weight_decay * param
 // for L2 weight decay (PyTorch's order).
@@ -132,16 +294,3 @@ __device__ __forceinline__ float fo_effective_grad(float g, float p, float weigh
 __device__ __forceinline__ float fo_max_nan(float current, float candidate) {
   return (candidate > current || candidate != candidate) ? candidate : current;
 }
-
-// Storage conversions (mirrored by io.fusedopt.internal.Conversions): round to nearest even,
-// subnormals kept, NaN to the canonical 0x7FFF; widening is exact.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-__device__ __forceinline__ float fo_load(float v) { return v; }
-__device__ __forceinline__ float fo_load(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float fo_load(__half v) { return __half2float(v); }
-
-__device__ __forceinline__ void fo_store(float* dst, float v) { *dst = v; }
-__device__ __forceinline__ void fo_store(__nv_bfloat16* dst, float v) { *dst = __float2bfloat16_rn(v); }
-__device__ __forceinline__ void fo_store(__half* dst, float v) { *dst = __float2half_rn(v); }

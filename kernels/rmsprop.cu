@@ -1,18 +1,6 @@
 // RMSProp family: plain, centered, with momentum, with L2 weight decay.
 // Formulas: README "Formulas" and the Javadoc of io.fusedopt.RmsProp.
-#include "fusedopt_common.cuh"
-
-// Layout mirrored by io.fusedopt.internal.StepScalars (RMSPROP_* indices).
-struct RmsPropScalars {
-  float neg_lr;
-  float weight_decay;
-  float alpha;
-  float one_minus_alpha;
-  float eps;
-  float momentum;
-};
-
-struct RmsPropLaunch { RmsPropScalars s[FO_MAX_GROUPS]; int flags[FO_MAX_GROUPS]; };
+#include "fusedopt_scalars.cuh"
 
 // s = alpha*s + (1-alpha)*g^2; centered: a = alpha*a + (1-alpha)*g, avg = s - a^2, else avg = s;
 // u = g/(sqrt(avg) + eps); momentum: b = mu*b + u, p = p - lr*b; else p = p - lr*u.
@@ -39,7 +27,4 @@ struct RmsPropOp {
   }
 };
 
-extern "C" __global__ void fusedopt_rmsprop(const FoTensor* tensors, const FoChunk* chunks, int chunk_count,
-                                            RmsPropLaunch launch) {
-  fo_multi_tensor<3, RmsPropOp>(tensors, chunks, chunk_count, launch);
-}
+FO_UPDATE_KERNELS(fusedopt_rmsprop, 3, RmsPropOp, RmsPropScalars)

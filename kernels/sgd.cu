@@ -1,23 +1,6 @@
 // SGD family: plain SGD and momentum in its two conventions.
 // Formulas: README "Formulas" and the Javadoc of io.fusedopt.Sgd / io.fusedopt.Momentum.
-#include "fusedopt_common.cuh"
-
-// Layout mirrored by io.fusedopt.internal.StepScalars (SGD_* indices).
-struct SgdScalars {
-  float neg_lr;
-  float weight_decay;
-};
-
-// Layout mirrored by io.fusedopt.internal.StepScalars (MOMENTUM_* indices).
-struct MomentumScalars {
-  float neg_lr;
-  float weight_decay;
-  float momentum;
-  float one_minus_dampening;
-};
-
-struct SgdLaunch { SgdScalars s[FO_MAX_GROUPS]; int flags[FO_MAX_GROUPS]; };
-struct MomentumLaunch { MomentumScalars s[FO_MAX_GROUPS]; int flags[FO_MAX_GROUPS]; };
+#include "fusedopt_scalars.cuh"
 
 // p = p - lr * g
 struct SgdOp {
@@ -57,17 +40,6 @@ struct MomentumVelocityOp {
   }
 };
 
-extern "C" __global__ void fusedopt_sgd(const FoTensor* tensors, const FoChunk* chunks, int chunk_count,
-                                        SgdLaunch launch) {
-  fo_multi_tensor<0, SgdOp>(tensors, chunks, chunk_count, launch);
-}
-
-extern "C" __global__ void fusedopt_momentum_buffer(const FoTensor* tensors, const FoChunk* chunks,
-                                                    int chunk_count, MomentumLaunch launch) {
-  fo_multi_tensor<1, MomentumBufferOp>(tensors, chunks, chunk_count, launch);
-}
-
-extern "C" __global__ void fusedopt_momentum_velocity(const FoTensor* tensors, const FoChunk* chunks,
-                                                      int chunk_count, MomentumLaunch launch) {
-  fo_multi_tensor<1, MomentumVelocityOp>(tensors, chunks, chunk_count, launch);
-}
+FO_UPDATE_KERNELS(fusedopt_sgd, 0, SgdOp, SgdScalars)
+FO_UPDATE_KERNELS(fusedopt_momentum_buffer, 1, MomentumBufferOp, MomentumScalars)
+FO_UPDATE_KERNELS(fusedopt_momentum_velocity, 1, MomentumVelocityOp, MomentumScalars)

@@ -5,15 +5,17 @@ import io.fusedopt.cuda.CudaEngine;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.Check;
 import io.fusedopt.internal.Engine;
-import io.fusedopt.internal.SegmentTable;
+import io.fusedopt.internal.GroupTable;
+import io.fusedopt.internal.KernelBatch;
+import io.fusedopt.internal.StepControl;
+import io.fusedopt.internal.StepProgram;
 import io.fusedopt.internal.TensorOperands;
 import io.fusedopt.internal.UpdateKernel;
-import io.fusedopt.internal.UpdateLaunch;
 import java.lang.System.Logger.Level;
 import java.nio.FloatBuffer;
 import java.util.ArrayList;
-import java.util.EnumMap;
 import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -34,12 +36,34 @@ import java.util.Set;
  * }
  * }</pre>
  *
- * <p><b>Steps.</b> The step counter starts at 0 and {@link #step()} makes it t = 1, 2, ...; every
- * per-step scalar (bias corrections, decayed learning rates) is computed from t on the host. All
- * tensors must be registered before the first step, because that counter, Adam's bias correction
- * and the momentum buffer's first-step rule are shared by every tensor. Hyper-parameters, the
- * learning rate included, may change between steps ({@link ParamGroup#setConfig}); the state
- * layout may not.
+ * <p><b>Steps.</b> The step counter starts at 0 and each applied step makes it t = 1, 2, ...; every
+ * per-step scalar (bias corrections, decayed learning rates) is computed from t once per step, in
+ * the step's control block. All tensors must be registered before the first step, because that
+ * counter, Adam's bias correction and the momentum buffer's first-step rule are shared by every
+ * tensor. Hyper-parameters, the learning rate included, may change between steps
+ * ({@link ParamGroup#setConfig}); the state layout may not.
+ *
+ * <p><b>What lives where (CUDA).</b> On the device: every tensor and state, the segment tables,
+ * and the control block: the step counter (64-bit), the skipped-step counter, the loss scale's
+ * inverse, the clipping threshold, the last step's gradient norm, clip factor and non-finite
+ * verdict, and every group's hyper-parameters and per-step scalars, which a small kernel computes
+ * from the counter at the start of each step. On the host: the configurations (uploaded when they
+ * change) and the registration. So {@link #step()} never waits for the device and a whole step
+ * can be captured once and replayed ({@link #captureStep()}); reading what a step did
+ * ({@link #lastStep()}, and {@link #stepCount()} when steps can be skipped) waits for it.
+ *
+ * <p><b>Storage formats.</b> Params and grads may be {@link Precision#FP32}, {@link Precision#BF16}
+ * or {@link Precision#FP16}; states are FP32 or BF16 ({@link Builder#optStatePrecision}). A 16-bit
+ * param gets fp32 master weights by default ({@link Builder#optMasterWeights}): the update runs
+ * on the master copy and the param receives its rounding in the same pass. Arithmetic is float32
+ * throughout; loads widen exactly and stores round to nearest even, bit for bit on both backends.
+ *
+ * <p><b>Gradient pipeline.</b> Each step the gradient is read as {@code g * (1/lossScale)}
+ * ({@link #setGradScale}), then, with {@link Builder#optMaxGradNorm}, multiplied by
+ * {@code min(1, maxNorm / (norm + 1e-6))} where {@code norm} is the global L2 norm over every
+ * tensor, summed in double in a fixed order (bit-identical on both backends; against PyTorch's
+ * float32 norm it differs by rounding, about 1e-7 relative). A NaN or infinity is handled by the
+ * {@link NonFinitePolicy}. Gradient buffers are only read, never modified.
  *
  * <p><b>Threads.</b> An optimizer may be used from any thread. Its methods, and those of its
  * groups and parameters, are serialized by the optimizer's monitor: two threads calling
@@ -65,16 +89,33 @@ public final class DeviceOptimizer implements AutoCloseable {
     private final OptimizerConfig defaults;
     private final List<ParamGroup> groups = new ArrayList<>();
     private final Set<String> parameterNames = new HashSet<>();
-    /** One launch per kernel kind over all tensors; built at the first step, null when stale. */
-    private List<UpdateLaunch> launches;
-    private long stepCount;
+    private final Precision statePrecision;
+    private final boolean masterWeights;
+    private final NonFinitePolicy nonFinitePolicy;
+    private final float maxGradNorm;
+    private final List<StepGraph> graphs = new ArrayList<>();
+    /** The whole step over all tensors; built at the first step, null when the tensors changed. */
+    private StepProgram program;
+    private GroupTable groupTable;
+    private boolean groupsChanged;
+    /** Steps taken or replayed (applied or skipped); the applied count lives in the control block. */
+    private long stepsRequested;
+    /** The counters a fresh program starts from (0, or a restored checkpoint's). */
+    private long initialStep;
+    private long initialSkippedSteps;
+    private float invGradScale = 1f;
+    private double gradScale = 1.0;
     private boolean closed;
     private RuntimeException failure;
 
-    private DeviceOptimizer(Engine engine, String backendReason, OptimizerConfig defaults) {
+    private DeviceOptimizer(Engine engine, String backendReason, Builder builder) {
         this.engine = engine;
         this.backendReason = backendReason;
-        this.defaults = defaults;
+        this.defaults = builder.defaults;
+        this.statePrecision = builder.statePrecision;
+        this.masterWeights = builder.masterWeights;
+        this.nonFinitePolicy = builder.nonFinitePolicy;
+        this.maxGradNorm = builder.maxGradNorm;
     }
 
     /** A builder for an optimizer whose groups default to {@code defaults}. */
@@ -137,10 +178,16 @@ public final class DeviceOptimizer implements AutoCloseable {
      * CUDA backend, host memory on the CPU backend. Freed by its {@code close()} or by this
      * optimizer's.
      */
-    public synchronized TensorBuffer allocate(long length) {
+    public TensorBuffer allocate(long length) {
+        return allocate(length, Precision.FP32);
+    }
+
+    /** As {@link #allocate(long)}, with elements stored in {@code precision}. */
+    public synchronized TensorBuffer allocate(long length, Precision precision) {
         ensureOpen();
+        Check.notNull("precision", precision);
         if (length < 0) throw new IllegalArgumentException("length must be >= 0, got " + length);
-        return engine.allocate(length, 0f);
+        return engine.allocate(length, precision, 0f);
     }
 
     /**
@@ -152,11 +199,21 @@ public final class DeviceOptimizer implements AutoCloseable {
      * @throws IllegalArgumentException for a null address, a misaligned one, host memory, or a
      *     range that runs past the end of its allocation
      */
-    public synchronized TensorBuffer wrapDevicePointer(long address, long length) {
+    public TensorBuffer wrapDevicePointer(long address, long length) {
+        return wrapDevicePointer(address, length, Precision.FP32);
+    }
+
+    /**
+     * As {@link #wrapDevicePointer(long, long)}, for elements stored in {@code precision} (the
+     * address must then be aligned to the element size). Misaligned but element-aligned addresses
+     * work: the kernels use 16-byte accesses only where every operand of a tensor allows them.
+     */
+    public synchronized TensorBuffer wrapDevicePointer(long address, long length, Precision precision) {
         ensureOpen();
+        Check.notNull("precision", precision);
         if (address == 0) throw new IllegalArgumentException("device pointer must not be null (0)");
         if (length < 0) throw new IllegalArgumentException("length must be >= 0, got " + length);
-        return engine.wrapDevicePointer(address, length);
+        return engine.wrapDevicePointer(address, length, precision);
     }
 
     /** Wraps a Java array the caller owns, updated in place. CPU backend only. */
@@ -177,26 +234,117 @@ public final class DeviceOptimizer implements AutoCloseable {
 
     /**
      * Updates every registered tensor once, with each group's current configuration, and advances
-     * the step counter. On CUDA it only queues the work.
+     * the step counter (unless the {@link NonFinitePolicy} skips the step). On CUDA it only queues
+     * the work, except under {@link NonFinitePolicy#THROW}, which waits for the verdict.
+     *
+     * @throws NonFiniteGradientException under {@link NonFinitePolicy#THROW} when the gradient held
+     *     a NaN or infinity; the step was skipped and the optimizer stays usable
      */
     public synchronized void step() {
         ensureUsable();
-        long next = stepCount + 1;
-        for (ParamGroup group : groups) group.prepareStep(next);
         try {
-            if (launches == null) launches = prepareLaunches();
-            for (UpdateLaunch launch : launches) launch.run();
+            prepareProgram().run();
         } catch (RuntimeException e) {
             failure = e;
             throw e;
         }
-        stepCount = next;
+        stepsRequested++;
+        if (nonFinitePolicy == NonFinitePolicy.THROW) {
+            StepReport report = lastStep();
+            if (report.skipped()) throw new NonFiniteGradientException(report);
+        }
     }
 
-    /** The number of completed steps: 0 before the first, t after step t. */
+    /**
+     * Captures one whole step for replay ({@link StepGraph#replay()}): on CUDA a CUDA graph, so a
+     * step costs one launch call. Capturing takes no step. Registration ends here, as at a first
+     * step. Not available under {@link NonFinitePolicy#THROW}, whose check needs the host.
+     */
+    public synchronized StepGraph captureStep() {
+        ensureUsable();
+        if (nonFinitePolicy == NonFinitePolicy.THROW) {
+            throw new IllegalStateException("a captured step cannot throw on a non-finite gradient: use NonFinitePolicy.SKIP_STEP"
+                    + " and read lastStep()");
+        }
+        StepGraph graph = new StepGraph(this, prepareProgram().capture());
+        graphs.add(graph);
+        return graph;
+    }
+
+    /** One step by replaying a capture (from {@link StepGraph}). */
+    synchronized void replay(StepProgram.CapturedStep captured) {
+        ensureUsable();
+        try {
+            if (program == null) throw new IllegalStateException("the captured step's program is gone");
+            if (groupsChanged) refreshGroups();
+            captured.replay();
+        } catch (RuntimeException e) {
+            failure = e;
+            throw e;
+        }
+        stepsRequested++;
+    }
+
+    synchronized void forget(StepGraph graph) {
+        graphs.remove(graph);
+    }
+
+    /**
+     * The number of applied steps: 0 before the first, t after step t. Skipped steps do not count;
+     * where the policy can skip steps this reads the control block and so waits for the device.
+     */
     public synchronized long stepCount() {
         ensureOpen();
-        return stepCount;
+        if (program == null) return initialStep;
+        if (nonFinitePolicy == NonFinitePolicy.PROPAGATE) return initialStep + stepsRequested;
+        return program.readControl().step;
+    }
+
+    /** What the last step did (waits for queued work on CUDA). */
+    public synchronized StepReport lastStep() {
+        ensureOpen();
+        StepControl c = program != null ? program.readControl() : null;
+        if (c == null) return new StepReport(initialStep, initialSkippedSteps, false, false, Float.NaN, 1f);
+        return new StepReport(c.step, c.skippedSteps, c.skip, c.foundNonFinite, c.gradNorm, c.clipCoef);
+    }
+
+    /**
+     * Sets the loss scale the gradients were multiplied by (mixed-precision training): from the
+     * next step on, each gradient element is multiplied by {@code (float) (1.0 / scale)} before
+     * use. Combine with {@link NonFinitePolicy#SKIP_STEP} so an overflowed step is skipped.
+     */
+    public synchronized void setGradScale(double scale) {
+        ensureUsable();
+        if (!(scale > 0) || Double.isInfinite(scale)) {
+            throw new IllegalArgumentException("loss scale must be finite and > 0, got " + scale);
+        }
+        float inverse = (float) (1.0 / scale);
+        if (inverse == 0f || Float.isInfinite(inverse)) {
+            throw new IllegalArgumentException("loss scale " + scale + " has no float32 inverse");
+        }
+        gradScale = scale;
+        invGradScale = inverse;
+        if (program != null) applyInputs(program);
+    }
+
+    /** The loss scale set by {@link #setGradScale} (1 by default). */
+    public synchronized double gradScale() {
+        ensureOpen();
+        return gradScale;
+    }
+
+    /** The storage format of state tensors. */
+    public Precision statePrecision() {
+        return statePrecision;
+    }
+
+    /** Whether 16-bit params get fp32 master weights. */
+    public boolean usesMasterWeights() {
+        return masterWeights;
+    }
+
+    public NonFinitePolicy nonFinitePolicy() {
+        return nonFinitePolicy;
     }
 
     /** Waits until every queued update has finished (a no-op on the CPU backend). */
@@ -220,41 +368,81 @@ public final class DeviceOptimizer implements AutoCloseable {
     public synchronized void close() {
         if (closed) return;
         closed = true;
+        graphs.forEach(StepGraph::closeQuietly);
+        graphs.clear();
+        if (program != null) program.close();
         engine.close();
     }
 
     // ---- package-private plumbing for ParamGroup and Parameter ----
 
-    /** The set of tensors changed: the launches are rebuilt at the next step. */
+    /** The set of tensors changed: the program is rebuilt at the next step. */
     synchronized void tensorsChanged() {
-        launches = null;
+        if (program != null) {
+            program.close();
+            program = null;
+        }
+    }
+
+    /** A group's configuration changed: its hyper-parameters are uploaded before the next step. */
+    synchronized void groupChanged() {
+        groupsChanged = true;
     }
 
     /**
-     * One launch per kernel kind, covering every tensor of every group that runs it (groups are
-     * batched by {@link SegmentTable#MAX_GROUPS}, the groups one launch's parameters can carry).
+     * The step program over every tensor: one update launch per kernel kind and storage class
+     * (float32-only or mixed), all groups in one table.
      */
-    private List<UpdateLaunch> prepareLaunches() {
-        Map<UpdateKernel, List<ParamGroup>> byKernel = new EnumMap<>(UpdateKernel.class);
-        for (ParamGroup group : groups) byKernel.computeIfAbsent(group.plan().kernel(), k -> new ArrayList<>()).add(group);
-        List<UpdateLaunch> prepared = new ArrayList<>();
-        for (Map.Entry<UpdateKernel, List<ParamGroup>> entry : byKernel.entrySet()) {
-            List<ParamGroup> kernelGroups = entry.getValue();
-            for (int from = 0; from < kernelGroups.size(); from += SegmentTable.MAX_GROUPS) {
-                List<ParamGroup> batch = kernelGroups.subList(from, Math.min(from + SegmentTable.MAX_GROUPS, kernelGroups.size()));
-                List<TensorOperands> tensors = new ArrayList<>();
-                float[][] scalars = new float[batch.size()][];
-                int[][] flags = new int[batch.size()][];
-                for (int g = 0; g < batch.size(); g++) {
-                    ParamGroup group = batch.get(g);
-                    scalars[g] = group.scalars();
-                    flags[g] = group.flags();
-                    for (Parameter p : group.parameterList()) tensors.add(p.operands(group.plan().slots(), g));
-                }
-                prepared.add(engine.prepare(entry.getKey(), tensors, scalars, flags));
+    private StepProgram prepareProgram() {
+        if (program != null) {
+            if (groupsChanged) refreshGroups();
+            return program;
+        }
+        groupTable = new GroupTable(groups.size());
+        Map<String, List<TensorOperands>> byLaunch = new LinkedHashMap<>();
+        Map<String, KernelBatch> keys = new LinkedHashMap<>();
+        for (ParamGroup group : groups) {
+            for (Parameter p : group.parameterList()) {
+                TensorOperands t = p.operands(group.plan().slots(), group.index());
+                String key = group.plan().kernel() + (t.needsMixedKernel() ? "/mixed" : "");
+                byLaunch.computeIfAbsent(key, k -> new ArrayList<>()).add(t);
+                keys.putIfAbsent(key, new KernelBatch(group.plan().kernel(), t.needsMixedKernel(), List.of()));
             }
         }
-        return List.copyOf(prepared);
+        List<KernelBatch> batches = new ArrayList<>();
+        byLaunch.forEach((key, tensors) -> {
+            KernelBatch k = keys.get(key);
+            batches.add(new KernelBatch(k.kernel(), k.mixed(), tensors));
+        });
+        fillGroupTable();
+        StepProgram prepared = engine.prepare(batches, groupTable);
+        try {
+            applyInputs(prepared);
+            prepared.setCounters(initialStep, initialSkippedSteps);
+        } catch (RuntimeException e) {
+            prepared.close();
+            throw e;
+        }
+        program = prepared;
+        return program;
+    }
+
+    private void fillGroupTable() {
+        for (ParamGroup group : groups) {
+            UpdateKernel kernel = group.plan().kernel();
+            groupTable.set(group.index(), kernel, group.hyperParameters(), group.plan().staticFlags());
+        }
+        groupsChanged = false;
+    }
+
+    private void refreshGroups() {
+        fillGroupTable();
+        program.groupsChanged();
+    }
+
+    private void applyInputs(StepProgram target) {
+        boolean check = nonFinitePolicy != NonFinitePolicy.PROPAGATE || maxGradNorm > 0f;
+        target.setInputs(invGradScale, maxGradNorm, check, nonFinitePolicy != NonFinitePolicy.PROPAGATE);
     }
 
     Engine engine() {
@@ -275,9 +463,9 @@ public final class DeviceOptimizer implements AutoCloseable {
     }
 
     synchronized void requireNoStepTaken(String action) {
-        if (stepCount > 0) {
-            throw new IllegalStateException("cannot " + action + " after the first step (step count " + stepCount
-                    + "): the step counter, bias corrections and first-step rules are shared by all tensors");
+        if (stepsRequested > 0 || initialStep > 0 || !graphs.isEmpty()) {
+            throw new IllegalStateException("cannot " + action + " after the first step (or a captured step): the step"
+                    + " counter, bias corrections and first-step rules are shared by all tensors");
         }
     }
 
@@ -316,6 +504,10 @@ public final class DeviceOptimizer implements AutoCloseable {
         private Backend backend = Backend.AUTO;
         private int deviceOrdinal;
         private long cudaStream;
+        private Precision statePrecision = Precision.FP32;
+        private boolean masterWeights = true;
+        private NonFinitePolicy nonFinitePolicy = NonFinitePolicy.PROPAGATE;
+        private float maxGradNorm;
 
         private Builder(OptimizerConfig defaults) {
             Check.notNull("defaults", defaults);
@@ -326,6 +518,50 @@ public final class DeviceOptimizer implements AutoCloseable {
         public Builder optBackend(Backend v) {
             Check.notNull("backend", v);
             backend = v;
+            return this;
+        }
+
+        /**
+         * The storage format of state tensors: {@link Precision#FP32} (the default) or
+         * {@link Precision#BF16}, which halves their memory and traffic (states are rounded to
+         * nearest even after every update). FP16 is refused: Adam's second moment underflows it.
+         */
+        public Builder optStatePrecision(Precision v) {
+            Check.notNull("state precision", v);
+            if (v == Precision.FP16) {
+                throw new IllegalArgumentException("optimizer states may be FP32 or BF16; FP16's range (6e-8 to 65504) loses"
+                        + " squared gradients");
+            }
+            statePrecision = v;
+            return this;
+        }
+
+        /**
+         * Whether a 16-bit param gets fp32 master weights (default true): the update then runs on the
+         * fp32 copy and writes the rounded value to the param. Without, the param itself is widened,
+         * updated and rounded each step, so updates smaller than half its ulp are lost.
+         */
+        public Builder optMasterWeights(boolean v) {
+            masterWeights = v;
+            return this;
+        }
+
+        /** What a NaN or infinity in the gradient does (default {@link NonFinitePolicy#PROPAGATE}). */
+        public Builder optNonFinitePolicy(NonFinitePolicy v) {
+            Check.notNull("non-finite policy", v);
+            nonFinitePolicy = v;
+            return this;
+        }
+
+        /**
+         * Clips the global L2 norm of the (unscaled) gradient over all tensors to {@code v}, as
+         * PyTorch's {@code clip_grad_norm_}, fused into the step; 0 (the default) turns it off.
+         */
+        public Builder optMaxGradNorm(double v) {
+            if (!(v >= 0) || Double.isInfinite(v) || (v > 0 && (float) v == 0f)) {
+                throw new IllegalArgumentException("max gradient norm must be finite and >= 0 (0: no clipping), got " + v);
+            }
+            maxGradNorm = (float) v;
             return this;
         }
 
@@ -356,17 +592,17 @@ public final class DeviceOptimizer implements AutoCloseable {
                     if (cudaStream != 0) {
                         throw new IllegalArgumentException("a CUDA stream was given for the CPU backend");
                     }
-                    return new DeviceOptimizer(new CpuEngine(), "requested", defaults);
+                    return new DeviceOptimizer(new CpuEngine(), "requested", this);
                 case CUDA:
-                    return new DeviceOptimizer(openCuda(deviceOrdinal, cudaStream), "requested", defaults);
+                    return new DeviceOptimizer(openCuda(deviceOrdinal, cudaStream), "requested", this);
                 default:
                     try {
                         Engine cuda = openCuda(deviceOrdinal, cudaStream);
                         LOG.log(Level.INFO, "fusedopt: AUTO chose CUDA: " + cuda.description());
-                        return new DeviceOptimizer(cuda, "AUTO: " + cuda.description(), defaults);
+                        return new DeviceOptimizer(cuda, "AUTO: " + cuda.description(), this);
                     } catch (BackendUnavailableException e) {
                         LOG.log(Level.INFO, "fusedopt: AUTO chose CPU: " + e.getMessage());
-                        return new DeviceOptimizer(new CpuEngine(), "AUTO: " + e.getMessage(), defaults);
+                        return new DeviceOptimizer(new CpuEngine(), "AUTO: " + e.getMessage(), this);
                     }
             }
         }

@@ -20,16 +20,12 @@ public final class ParamGroup {
     private final List<Parameter> parameters = new ArrayList<>();
     private OptimizerConfig config;
     private UpdatePlan plan;
-    /** Refreshed before every step and read by every prepared update of this group. */
-    private final float[] scalars;
-    private final int[] flags = new int[1];
 
     ParamGroup(DeviceOptimizer optimizer, int index, OptimizerConfig config) {
         this.optimizer = optimizer;
         this.index = index;
         this.config = config;
         this.plan = UpdatePlan.of(config);
-        this.scalars = new float[plan.kernel().scalarCount()];
     }
 
     /** The position of this group in {@link DeviceOptimizer#groups()}. */
@@ -61,6 +57,7 @@ public final class ParamGroup {
             }
             config = newConfig;
             plan = newPlan;
+            optimizer.groupChanged();
         }
     }
 
@@ -82,7 +79,9 @@ public final class ParamGroup {
     /**
      * Registers a tensor: {@code param} is updated in place from {@code grad} at every step. Both
      * must come from this optimizer (allocated or wrapped), have the same length, and not back any
-     * other registered tensor. The state tensors are allocated here, set to their initial values.
+     * other registered tensor; each may be stored in any {@link Precision}. The state tensors are
+     * allocated here (in the optimizer's state precision), set to their initial values; a 16-bit
+     * param also gets fp32 master weights, copied from it, unless the optimizer was built without.
      * Allowed only before the first step.
      *
      * @throws IllegalArgumentException for a bad name or buffer; nothing is registered then
@@ -102,22 +101,40 @@ public final class ParamGroup {
             requireUnregistered("grad", g);
             optimizer.claimName(name);
             Map<StateKind, AbstractTensorBuffer> states = new LinkedHashMap<>(); // in config.stateKinds() order
+            AbstractTensorBuffer master = null;
             try {
                 for (StateKind kind : config.stateKinds()) {
-                    states.put(kind, optimizer.engine().allocate(p.length(), UpdatePlan.initialValue(config, kind)));
+                    states.put(kind, optimizer.engine().allocate(p.length(), optimizer.statePrecision(),
+                            UpdatePlan.initialValue(config, kind)));
+                }
+                if (p.precision() != Precision.FP32 && optimizer.usesMasterWeights()) {
+                    master = optimizer.engine().allocate(p.length(), Precision.FP32, 0f);
+                    copyWidened(p, master);
                 }
             } catch (RuntimeException e) {
                 states.values().forEach(AbstractTensorBuffer::close);
+                if (master != null) master.close();
                 optimizer.releaseName(name);
                 throw e;
             }
             p.markRegistered("param '" + name + "'");
             g.markRegistered("grad of '" + name + "'");
             states.forEach((kind, s) -> s.markRegistered(kind.stateName() + " of '" + name + "'"));
-            Parameter parameter = new Parameter(optimizer, this, name, p, g, states);
+            if (master != null) master.markRegistered("master weights of '" + name + "'");
+            Parameter parameter = new Parameter(optimizer, this, name, p, g, states, master);
             parameters.add(parameter);
             optimizer.tensorsChanged();
             return parameter;
+        }
+    }
+
+    /** Copies a 16-bit param into its fp32 master (exact), one block at a time. */
+    private static void copyWidened(AbstractTensorBuffer from, AbstractTensorBuffer to) {
+        float[] block = new float[(int) Math.min(from.length(), 1 << 20)];
+        for (long offset = 0; offset < from.length(); offset += block.length) {
+            int n = (int) Math.min(block.length, from.length() - offset);
+            from.copyTo(offset, block, 0, n);
+            to.copyFrom(block, 0, offset, n);
         }
     }
 
@@ -128,25 +145,14 @@ public final class ParamGroup {
         }
     }
 
-    /** Computes this group's scalars and flags for step {@code step}. */
-    void prepareStep(long step) {
-        StepScalars.compute(config, step, scalars);
-        flags[0] = plan.flagsForStep(step);
-    }
-
     /** The kernel this group's tensors run, and its state slots. */
     UpdatePlan plan() {
         return plan;
     }
 
-    /** The scalars of the coming step; the prepared launches read this array. */
-    float[] scalars() {
-        return scalars;
-    }
-
-    /** The flags of the coming step, in one cell; the prepared launches read it. */
-    int[] flags() {
-        return flags;
+    /** The current configuration as the step's hyper-parameter table holds it. */
+    float[] hyperParameters() {
+        return StepScalars.hyperParameters(config);
     }
 
     List<Parameter> parameterList() {

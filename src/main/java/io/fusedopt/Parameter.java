@@ -13,15 +13,17 @@ public final class Parameter {
     private final AbstractTensorBuffer param;
     private final AbstractTensorBuffer grad;
     private final Map<StateKind, AbstractTensorBuffer> states;
+    private final AbstractTensorBuffer master;
 
     Parameter(DeviceOptimizer optimizer, ParamGroup group, String name, AbstractTensorBuffer param,
-              AbstractTensorBuffer grad, Map<StateKind, AbstractTensorBuffer> states) {
+              AbstractTensorBuffer grad, Map<StateKind, AbstractTensorBuffer> states, AbstractTensorBuffer master) {
         this.optimizer = optimizer;
         this.group = group;
         this.name = name;
         this.param = param;
         this.grad = grad;
         this.states = states;
+        this.master = master;
     }
 
     public String name() { return name; }
@@ -59,11 +61,22 @@ public final class Parameter {
         }
     }
 
+    /**
+     * A read-only view of the fp32 master weights of a 16-bit param (the values the updates run
+     * on), or empty when the param is float32 or the optimizer keeps no master weights.
+     */
+    public java.util.Optional<TensorBuffer> masterWeights() {
+        synchronized (optimizer) {
+            optimizer.ensureOpen();
+            return master == null ? java.util.Optional.empty() : java.util.Optional.of(new ReadOnlyStateView(optimizer, master));
+        }
+    }
+
     /** This tensor as a kernel sees it: state buffers in the kernel's slot order. */
     TensorOperands operands(StateKind[] slots, int group) {
         AbstractTensorBuffer[] slotBuffers = new AbstractTensorBuffer[slots.length];
         for (int i = 0; i < slots.length; i++) slotBuffers[i] = slots[i] == null ? null : states.get(slots[i]);
-        return new TensorOperands(param, grad, slotBuffers, group);
+        return new TensorOperands(param, grad, slotBuffers, master, group);
     }
 
     @Override

@@ -13,6 +13,7 @@ final class ReadOnlyStateView implements TensorBuffer {
     }
 
     @Override public long length() { return state.length(); }
+    @Override public Precision precision() { return state.precision(); }
     @Override public boolean isDevice() { return state.isDevice(); }
     @Override public boolean isOwnedByLibrary() { return true; }
     @Override public boolean isClosed() { return state.isClosed(); }

@@ -1,8 +1,9 @@
 package io.fusedopt;
 
 /**
- * A one-dimensional float32 buffer that a {@link DeviceOptimizer} reads or updates: device memory on
- * the CUDA backend, host memory on the CPU backend. Lengths and offsets are {@code long}, so device
+ * A one-dimensional buffer that a {@link DeviceOptimizer} reads or updates: device memory on
+ * the CUDA backend, host memory on the CPU backend. Elements are stored in the buffer's
+ * {@link #precision()} and copied as float32: copies in round to nearest even, copies out are exact. Lengths and offsets are {@code long}, so device
  * buffers may hold more than 2^31 elements; the copy methods move at most one Java array at a time.
  *
  * <p>Ownership: a buffer from {@link DeviceOptimizer#allocate} is owned by the library and freed by
@@ -17,8 +18,11 @@ package io.fusedopt;
  */
 public interface TensorBuffer extends AutoCloseable {
 
-    /** Number of float32 elements. */
+    /** Number of elements. */
     long length();
+
+    /** The storage format of the elements. */
+    Precision precision();
 
     /** True for device memory (CUDA backend), false for host memory. */
     boolean isDevice();

@@ -4,7 +4,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.KernelFlags;
+import io.fusedopt.internal.StepControl;
+import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.UpdateKernel;
 import java.io.IOException;
@@ -12,7 +15,6 @@ import java.io.InputStream;
 import java.lang.reflect.Field;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Properties;
 import java.util.regex.Matcher;
@@ -32,7 +34,8 @@ class KernelContractTest {
         String header = Files.readString(KERNELS.resolve("fusedopt_common.cuh"));
         String[][] pairs = {{"FO_MAXIMIZE", "MAXIMIZE"}, {"FO_L2_DECAY", "L2_DECAY"},
             {"FO_DECOUPLED_DECAY", "DECOUPLED_DECAY"}, {"FO_NESTEROV", "NESTEROV"}, {"FO_FIRST_STEP", "FIRST_STEP"},
-            {"FO_AMSGRAD", "AMSGRAD"}, {"FO_CENTERED", "CENTERED"}, {"FO_MOMENTUM", "MOMENTUM"}};
+            {"FO_AMSGRAD", "AMSGRAD"}, {"FO_CENTERED", "CENTERED"}, {"FO_MOMENTUM", "MOMENTUM"},
+            {"FO_UNSCALE", "UNSCALE"}, {"FO_CLIP", "CLIP"}, {"FO_STEP_SIZE_FORM", "STEP_SIZE_FORM"}};
         for (String[] pair : pairs) {
             Matcher m = Pattern.compile("#define " + pair[0] + "\\s+\\(1 << (\\d+)\\)").matcher(header);
             assertTrue(m.find(), pair[0] + " missing from the header");
@@ -44,36 +47,65 @@ class KernelContractTest {
     @Test
     void segmentTableConstantsMatch() throws IOException {
         String header = Files.readString(KERNELS.resolve("fusedopt_common.cuh"));
-        assertTrue(header.contains("#define FO_MAX_GROUPS " + SegmentTable.MAX_GROUPS + "\n"), "FO_MAX_GROUPS");
         Matcher chunk = Pattern.compile("#define FO_CHUNK_ELEMENTS \\(1LL << (\\d+)\\)").matcher(header);
         assertTrue(chunk.find(), "FO_CHUNK_ELEMENTS");
         assertEquals(SegmentTable.CHUNK_ELEMENTS, 1L << Integer.parseInt(chunk.group(1)));
+        assertEquals(GradientStatistics.LANES, define(header, "FO_LANES"));
+        assertEquals(StepScalars.SCALAR_STRIDE, define(header, "FO_SCALAR_STRIDE"));
+        assertEquals(StepScalars.HYPER_STRIDE, define(header, "FO_HYPER_STRIDE"));
+        for (Precision p : Precision.values()) {
+            assertEquals(p.code(), define(header, "FO_" + p.name().replace("FP32", "F32").replace("FP16", "F16")), p.name());
+        }
+        for (UpdateKernel k : UpdateKernel.values()) assertEquals(k.code(), define(header, "FO_KERNEL_" + k.name()), k.name());
+        String scalars = Files.readString(KERNELS.resolve("fusedopt_scalars.cuh"));
+        assertEquals(StepScalars.H_LR, define(scalars, "FO_H_LR"));
+        assertEquals(StepScalars.H_WEIGHT_DECAY, define(scalars, "FO_H_WEIGHT_DECAY"));
+        assertEquals(StepScalars.H_A, define(scalars, "FO_H_A"));
+        assertEquals(StepScalars.H_B, define(scalars, "FO_H_B"));
+        assertEquals(StepScalars.H_C, define(scalars, "FO_H_C"));
+    }
+
+    @Test
+    void controlBlockOffsetsMatch() throws Exception {
+        String header = Files.readString(KERNELS.resolve("fusedopt_common.cuh"));
+        Matcher struct = Pattern.compile("struct FoControl \\{[^\\n]*\\n(.*?)\\n\\};", Pattern.DOTALL).matcher(header);
+        assertTrue(struct.find(), "FoControl");
+        Matcher field = Pattern.compile("\\s+(?:long long|double|float|int) (\\w+)(?:\\[\\d+\\])?;\\s+//\\s*(\\d+):").matcher(struct.group(1));
+        int fields = 0;
+        while (field.find()) {
+            if (field.group(1).equals("reserved")) continue;
+            Field f = StepControl.class.getField("OFFSET_" + field.group(1).toUpperCase());
+            assertEquals(Integer.parseInt(field.group(2)), f.getInt(null), field.group(1));
+            fields++;
+        }
+        assertEquals(11, fields, "FoControl fields with a Java offset");
+    }
+
+    private static int define(String source, String name) {
+        Matcher m = Pattern.compile("#define " + name + "\\s+(\\d+)").matcher(source);
+        assertTrue(m.find(), name + " missing");
+        return Integer.parseInt(m.group(1));
     }
 
     @Test
     void launchStructsAndSignaturesMatch() throws IOException {
+        String header = Files.readString(KERNELS.resolve("fusedopt_common.cuh"));
+        assertTrue(header.replace("\\", " ").replaceAll("\\s+", " ").contains("extern \"C\" __global__ void name(const FoTensor* tensors, const FoChunk* chunks,"
+                + " int chunk_count, const FoControl* control, const float* scalars, const int* flags)"), "update kernel signature");
+        String scalarHeader = Files.readString(KERNELS.resolve("fusedopt_scalars.cuh"));
         for (UpdateKernel kernel : UpdateKernel.values()) {
             String source = Files.readString(KERNELS.resolve(kernel.family() + ".cu"));
-            Matcher sig = Pattern.compile("__global__ void " + kernel.entryPoint() + "\\(([^)]*)\\)\\s*\\{\\s*"
-                    + "fo_multi_tensor<(\\d+), (\\w+)>").matcher(source);
-            assertTrue(sig.find(), kernel.entryPoint() + " not found in " + kernel.family() + ".cu");
-            List<String> params = new ArrayList<>();
-            for (String p : sig.group(1).split(",")) params.add(p.trim().replaceAll("\\s+", " "));
-            assertEquals(List.of("const FoTensor* tensors", "const FoChunk* chunks", "int chunk_count"),
-                    params.subList(0, 3), kernel + " arguments");
-            assertEquals(4, params.size(), kernel + " arguments: " + params);
-            assertEquals(kernel.stateSlots(), Integer.parseInt(sig.group(2)), kernel + " state slots");
-            String launchName = params.get(3).split(" ")[0];
-            Matcher launch = Pattern.compile("struct " + launchName + " \\{ (\\w+) s\\[FO_MAX_GROUPS\\]; int flags\\[FO_MAX_GROUPS\\]; \\};")
-                    .matcher(source);
-            assertTrue(launch.find(), launchName + " must be { Scalars s[FO_MAX_GROUPS]; int flags[FO_MAX_GROUPS]; }");
-            Matcher struct = Pattern.compile("struct " + launch.group(1) + " \\{([^}]*)\\}").matcher(source);
-            assertTrue(struct.find(), launch.group(1) + " not found");
+            Matcher use = Pattern.compile("FO_UPDATE_KERNELS\\(" + kernel.entryPoint() + ", (\\d+), (\\w+), (\\w+)\\)").matcher(source);
+            assertTrue(use.find(), kernel.entryPoint() + " not found in " + kernel.family() + ".cu");
+            assertEquals(kernel.stateSlots(), Integer.parseInt(use.group(1)), kernel + " state slots");
+            Matcher struct = Pattern.compile("struct " + use.group(3) + " \\{([^}]*)\\}").matcher(scalarHeader);
+            assertTrue(struct.find(), use.group(3) + " not found");
             long floats = struct.group(1).lines().map(String::trim).filter(l -> l.startsWith("float ")).count();
             long others = struct.group(1).lines().map(String::trim)
                     .filter(l -> !l.isEmpty() && !l.startsWith("float ") && !l.startsWith("//")).count();
-            assertEquals(kernel.scalarCount(), floats, launch.group(1) + " field count vs StepScalars");
-            assertEquals(0, others, launch.group(1) + " must hold only floats");
+            assertEquals(kernel.scalarCount(), floats, use.group(3) + " field count vs StepScalars");
+            assertEquals(0, others, use.group(3) + " must hold only floats");
+            assertTrue(kernel.scalarCount() <= StepScalars.SCALAR_STRIDE);
         }
     }
 

@@ -1,14 +1,16 @@
 package io.fusedopt.cpu;
 
 import io.fusedopt.Backend;
+import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.Engine;
 import io.fusedopt.internal.OwnedBuffers;
+import io.fusedopt.internal.GroupTable;
+import io.fusedopt.internal.KernelBatch;
 import io.fusedopt.internal.SegmentTable;
-import io.fusedopt.internal.TensorOperands;
-import io.fusedopt.internal.UpdateKernel;
-import io.fusedopt.internal.UpdateLaunch;
+import io.fusedopt.internal.StepProgram;
 import java.nio.FloatBuffer;
+import java.nio.ShortBuffer;
 import java.util.Arrays;
 import java.util.List;
 
@@ -34,21 +36,30 @@ public final class CpuEngine implements Engine {
     }
 
     @Override
-    public synchronized AbstractTensorBuffer allocate(long length, float initialValue) {
+    public synchronized AbstractTensorBuffer allocate(long length, Precision precision, float initialValue) {
         ensureOpen();
         if (length < 0 || length > MAX_LENGTH) {
             throw new IllegalArgumentException("the CPU reference backend holds 0 to " + MAX_LENGTH
                     + " elements per tensor (one Java array), got " + length);
         }
-        float[] data = new float[(int) length];
-        if (initialValue != 0f) Arrays.fill(data, initialValue);
-        HostBuffer buffer = new HostBuffer(this, FloatBuffer.wrap(data), true);
+        HostBuffer buffer;
+        if (precision == Precision.FP32) {
+            float[] data = new float[(int) length];
+            if (initialValue != 0f) Arrays.fill(data, initialValue);
+            buffer = new HostBuffer(this, FloatBuffer.wrap(data), true);
+        } else {
+            short[] data = new short[(int) length];
+            buffer = new HostBuffer(this, ShortBuffer.wrap(data), precision, true);
+            if (initialValue != 0f) {
+                for (int i = 0; i < data.length; i++) buffer.set(i, initialValue);
+            }
+        }
         owned.add(buffer);
         return buffer;
     }
 
     @Override
-    public AbstractTensorBuffer wrapDevicePointer(long address, long length) {
+    public AbstractTensorBuffer wrapDevicePointer(long address, long length, Precision precision) {
         throw new UnsupportedOperationException(
                 "the CPU backend has no device memory: wrap host memory with wrapHost, or create the optimizer for Backend.CUDA");
     }
@@ -64,40 +75,9 @@ public final class CpuEngine implements Engine {
     }
 
     @Override
-    public UpdateLaunch prepare(UpdateKernel kernel, List<TensorOperands> tensors, float[][] groupScalars,
-                                int[][] groupFlags) {
-        long[] lengths = new long[tensors.size()];
-        FloatBuffer[][] operands = new FloatBuffer[tensors.size()][];
-        for (int t = 0; t < tensors.size(); t++) {
-            TensorOperands tensor = tensors.get(t);
-            lengths[t] = tensor.param().length();
-            FloatBuffer[] o = new FloatBuffer[2 + tensor.slots().length];
-            o[0] = host(tensor.param()).data();
-            o[1] = host(tensor.grad()).data();
-            for (int j = 0; j < tensor.slots().length; j++) {
-                o[2 + j] = tensor.slots()[j] == null ? null : host(tensor.slots()[j]).data();
-            }
-            operands[t] = o;
-        }
-        SegmentTable table = SegmentTable.of(lengths);
-        return () -> {
-            for (int c = 0; c < table.chunkCount(); c++) {
-                int t = table.tensor(c);
-                int group = tensors.get(t).group();
-                runChunk(kernel, operands[t], (int) table.start(c), (int) table.end(c), groupScalars[group], groupFlags[group][0]);
-            }
-        };
-    }
-
-    private static void runChunk(UpdateKernel kernel, FloatBuffer[] o, int from, int to, float[] s, int flags) {
-        switch (kernel) {
-            case SGD -> ReferenceKernels.sgd(o[0], o[1], from, to, s, flags);
-            case MOMENTUM_BUFFER -> ReferenceKernels.momentumBuffer(o[0], o[1], o[2], from, to, s, flags);
-            case MOMENTUM_VELOCITY -> ReferenceKernels.momentumVelocity(o[0], o[1], o[2], from, to, s, flags);
-            case RMSPROP -> ReferenceKernels.rmsProp(o[0], o[1], o[2], o[3], o[4], from, to, s, flags);
-            case ADAM -> ReferenceKernels.adam(o[0], o[1], o[2], o[3], o[4], from, to, s, flags);
-            case ADAGRAD -> ReferenceKernels.adagrad(o[0], o[1], o[2], from, to, s, flags);
-        }
+    public StepProgram prepare(List<KernelBatch> batches, GroupTable groups) {
+        ensureOpen();
+        return new CpuStepProgram(batches, groups, this::host);
     }
 
     private HostBuffer host(AbstractTensorBuffer buffer) {

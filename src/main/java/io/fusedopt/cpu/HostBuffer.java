@@ -1,32 +1,74 @@
 package io.fusedopt.cpu;
 
+import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.BufferOwner;
+import io.fusedopt.internal.Conversions;
 import java.nio.FloatBuffer;
+import java.nio.ShortBuffer;
 
-/** Host memory for the CPU backend: a {@link FloatBuffer} indexed from 0 (heap or direct). */
+/**
+ * Host memory for the CPU backend, indexed from 0: a {@link FloatBuffer} for float32, or a
+ * {@link ShortBuffer} of 16-bit patterns for bf16 and fp16 (heap or direct).
+ */
 final class HostBuffer extends AbstractTensorBuffer {
-    private FloatBuffer data;
+    private FloatBuffer floats;
+    private ShortBuffer bits;
 
+    /** Float32 elements. */
     HostBuffer(BufferOwner owner, FloatBuffer data, boolean owned) {
-        super(owner, data.capacity(), owned);
-        this.data = data;
+        super(owner, data.capacity(), Precision.FP32, owned);
+        this.floats = data;
     }
 
-    /** The elements; index i is element i. Only the engine's kernels use this. */
-    FloatBuffer data() {
+    /** 16-bit elements of {@code precision}. */
+    HostBuffer(BufferOwner owner, ShortBuffer data, Precision precision, boolean owned) {
+        super(owner, data.capacity(), precision, owned);
+        if (precision == Precision.FP32) throw new IllegalArgumentException("16-bit storage cannot hold FP32");
+        this.bits = data;
+    }
+
+    /** The float32 elements; only for FP32 buffers. Only the engine's kernels use this. */
+    FloatBuffer floats() {
         ensureOpen();
-        return data;
+        if (floats == null) throw new IllegalStateException("a " + precision() + " buffer has no float32 view");
+        return floats;
+    }
+
+    /** Element {@code i} widened to float32 (exact). */
+    float get(int i) {
+        return switch (precision()) {
+            case FP32 -> floats.get(i);
+            case BF16 -> Conversions.bf16ToFloat(bits.get(i));
+            case FP16 -> Conversions.fp16ToFloat(bits.get(i));
+        };
+    }
+
+    /** Stores {@code value} into element {@code i}, rounded to this buffer's precision. */
+    void set(int i, float value) {
+        switch (precision()) {
+            case FP32 -> floats.put(i, value);
+            case BF16 -> bits.put(i, Conversions.floatToBf16(value));
+            case FP16 -> bits.put(i, Conversions.floatToFp16(value));
+        }
     }
 
     @Override
     protected void write(float[] source, int sourceOffset, long offset, int count) {
-        data.put((int) offset, source, sourceOffset, count);
+        if (floats != null) {
+            floats.put((int) offset, source, sourceOffset, count);
+        } else {
+            for (int i = 0; i < count; i++) set((int) offset + i, source[sourceOffset + i]);
+        }
     }
 
     @Override
     protected void read(long offset, float[] destination, int destinationOffset, int count) {
-        data.get((int) offset, destination, destinationOffset, count);
+        if (floats != null) {
+            floats.get((int) offset, destination, destinationOffset, count);
+        } else {
+            for (int i = 0; i < count; i++) destination[destinationOffset + i] = get((int) offset + i);
+        }
     }
 
     @Override
@@ -36,6 +78,7 @@ final class HostBuffer extends AbstractTensorBuffer {
 
     @Override
     public void release() {
-        data = null; // heap memory: dropping the reference frees it
+        floats = null; // heap memory: dropping the references frees it
+        bits = null;
     }
 }

@@ -11,6 +11,7 @@ import static io.fusedopt.internal.KernelFlags.NESTEROV;
 import static io.fusedopt.internal.KernelFlags.has;
 import static io.fusedopt.internal.StepScalars.*;
 
+import io.fusedopt.internal.UpdateKernel;
 import java.nio.FloatBuffer;
 
 /**
@@ -34,6 +35,21 @@ public final class ReferenceKernels {
     /** max(current, candidate) that propagates NaN from either side (kernels: fo_max_nan). */
     static float maxPropagatingNaN(float current, float candidate) {
         return (candidate > current || Float.isNaN(candidate)) ? candidate : current;
+    }
+
+    /**
+     * Runs {@code kernel} over [from, to) of the operands {param, grad, slot0, slot1, slot2}
+     * (null where the variant keeps no such state).
+     */
+    public static void run(UpdateKernel kernel, FloatBuffer[] o, int from, int to, float[] s, int flags) {
+        switch (kernel) {
+            case SGD -> sgd(o[0], o[1], from, to, s, flags);
+            case MOMENTUM_BUFFER -> momentumBuffer(o[0], o[1], o[2], from, to, s, flags);
+            case MOMENTUM_VELOCITY -> momentumVelocity(o[0], o[1], o[2], from, to, s, flags);
+            case RMSPROP -> rmsProp(o[0], o[1], o[2], o[3], o[4], from, to, s, flags);
+            case ADAM -> adam(o[0], o[1], o[2], o[3], o[4], from, to, s, flags);
+            case ADAGRAD -> adagrad(o[0], o[1], o[2], from, to, s, flags);
+        }
     }
 
     public static void sgd(FloatBuffer param, FloatBuffer grad, int from, int to, float[] s, int flags) {

@@ -2,18 +2,20 @@ package io.fusedopt.cuda;
 
 import io.fusedopt.Backend;
 import io.fusedopt.BackendUnavailableException;
+import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.Engine;
 import io.fusedopt.internal.OwnedBuffers;
-import io.fusedopt.internal.SegmentTable;
-import io.fusedopt.internal.TensorOperands;
-import io.fusedopt.internal.UpdateKernel;
-import io.fusedopt.internal.UpdateLaunch;
+import io.fusedopt.internal.Conversions;
+import io.fusedopt.internal.GroupTable;
+import io.fusedopt.internal.KernelBatch;
+import io.fusedopt.internal.StepProgram;
 import java.lang.System.Logger.Level;
 import java.nio.FloatBuffer;
 import java.nio.charset.StandardCharsets;
-import java.util.ArrayList;
+import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Set;
 import jcuda.Pointer;
 import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
@@ -52,8 +54,8 @@ public final class CudaEngine implements Engine {
     private final int maxBlocks;
     private final KernelModules modules;
     private final OwnedBuffers owned = new OwnedBuffers();
-    /** Device memory of the segment tables of prepared launches, freed at close. */
-    private final List<Long> tables = new ArrayList<>();
+    /** Device memory of prepared step programs (tables, control blocks), freed at close at the latest. */
+    private final Set<Long> tables = new LinkedHashSet<>();
     private volatile boolean closed;
 
     /**
@@ -140,18 +142,25 @@ public final class CudaEngine implements Engine {
     }
 
     @Override
-    public synchronized AbstractTensorBuffer allocate(long length, float initialValue) {
-        if (length < 0 || length > Long.MAX_VALUE / Float.BYTES) {
-            throw new IllegalArgumentException("length must be in [0, " + Long.MAX_VALUE / Float.BYTES + "], got " + length);
+    public synchronized AbstractTensorBuffer allocate(long length, Precision precision, float initialValue) {
+        int size = precision.bytes();
+        if (length < 0 || length > Long.MAX_VALUE / size) {
+            throw new IllegalArgumentException("length must be in [0, " + Long.MAX_VALUE / size + "], got " + length);
         }
         makeCurrent();
-        long bytes = length * Float.BYTES;
-        long address = length == 0 ? 0 : Driver.allocate(bytes);
-        DeviceBuffer buffer = new DeviceBuffer(this, address, length, true);
+        long address = length == 0 ? 0 : Driver.allocate(length * size);
+        DeviceBuffer buffer = new DeviceBuffer(this, address, length, precision, true);
         if (length > 0) {
             try {
-                Driver.check(JCudaDriver.cuMemsetD32Async(Driver.pointerAt(address), Float.floatToRawIntBits(initialValue),
-                        length, stream), "cuMemsetD32Async(" + length + ")");
+                int result = switch (precision) {
+                    case FP32 -> JCudaDriver.cuMemsetD32Async(Driver.pointerAt(address), Float.floatToRawIntBits(initialValue),
+                            length, stream);
+                    case BF16 -> JCudaDriver.cuMemsetD16Async(Driver.pointerAt(address), Conversions.floatToBf16(initialValue),
+                            length, stream);
+                    case FP16 -> JCudaDriver.cuMemsetD16Async(Driver.pointerAt(address), Conversions.floatToFp16(initialValue),
+                            length, stream);
+                };
+                Driver.check(result, "cuMemsetAsync(" + length + " " + precision + ")");
             } catch (RuntimeException e) {
                 free(address);
                 throw e;
@@ -162,17 +171,19 @@ public final class CudaEngine implements Engine {
     }
 
     @Override
-    public synchronized AbstractTensorBuffer wrapDevicePointer(long address, long length) {
+    public synchronized AbstractTensorBuffer wrapDevicePointer(long address, long length, Precision precision) {
         makeCurrent();
+        int size = precision.bytes();
         if (address == 0) throw new IllegalArgumentException("device pointer must not be null (0)");
-        if (length < 0 || length > Long.MAX_VALUE / Float.BYTES) {
+        if (length < 0 || length > Long.MAX_VALUE / size) {
             throw new IllegalArgumentException("length must be >= 0, got " + length);
         }
-        if (address % Float.BYTES != 0) {
-            throw new IllegalArgumentException("device pointer 0x" + Long.toHexString(address) + " is not aligned to 4 bytes (float32)");
+        if (address % size != 0) {
+            throw new IllegalArgumentException("device pointer 0x" + Long.toHexString(address) + " is not aligned to " + size
+                    + " bytes (" + precision + ")");
         }
-        checkDeviceRange(address, length * Float.BYTES);
-        return new DeviceBuffer(this, address, length, false);
+        checkDeviceRange(address, length * size);
+        return new DeviceBuffer(this, address, length, precision, false);
     }
 
     /** Refuses host pointers and ranges that run past the end of the caller's allocation. */
@@ -200,43 +211,30 @@ public final class CudaEngine implements Engine {
     }
 
     @Override
-    public synchronized UpdateLaunch prepare(UpdateKernel kernel, List<TensorOperands> tensors, float[][] groupScalars,
-                                             int[][] groupFlags) {
-        if (groupScalars.length > SegmentTable.MAX_GROUPS) {
-            throw new IllegalArgumentException("one launch carries at most " + SegmentTable.MAX_GROUPS + " groups");
-        }
-        long[] lengths = new long[tensors.size()];
-        long[][] addresses = new long[tensors.size()][];
-        for (int t = 0; t < tensors.size(); t++) {
-            lengths[t] = tensors.get(t).param().length();
-            addresses[t] = DeviceSegmentTable.addresses(tensors.get(t), b -> device(b).address());
-        }
-        SegmentTable table = SegmentTable.of(lengths);
-        int chunks = table.chunkCount();
-        if (chunks == 0) return () -> {};
+    public synchronized StepProgram prepare(List<KernelBatch> batches, GroupTable groups) {
         makeCurrent();
-        long tensorTable = upload(DeviceSegmentTable.encodeTensors(tensors, addresses));
-        long chunkTable = upload(DeviceSegmentTable.encodeChunks(table));
-        int[] block = new int[DeviceSegmentTable.launchWords(kernel.scalarCount())];
-        Pointer kernelParams = Pointer.to(Pointer.to(Driver.pointerAt(tensorTable)), Pointer.to(Driver.pointerAt(chunkTable)),
-                Pointer.to(new int[] {chunks}), Pointer.to(block));
-        CUfunction function = modules.function(kernel);
-        int grid = Math.min(chunks, maxBlocks);
-        String call = "cuLaunchKernel(" + kernel.entryPoint() + ", " + tensors.size() + " tensors, " + chunks + " chunks)";
-        return () -> {
-            DeviceSegmentTable.packLaunch(kernel.scalarCount(), groupScalars, groupFlags, block); // copied at launch
-            makeCurrent();
-            Driver.check(JCudaDriver.cuLaunchKernel(function, grid, 1, 1, BLOCK_SIZE, 1, 1, 0, stream, kernelParams, null), call);
-        };
+        return new CudaStepProgram(this, batches, groups, b -> device(b).address());
     }
 
-    /** Copies bytes into new device memory that this engine frees when it closes. */
-    private long upload(byte[] bytes) {
-        long address = Driver.allocate(bytes.length);
+    /** Copies bytes into new device memory that this engine frees when it closes (or at {@link #freeTable}). */
+    long upload(Pointer host, long bytes, String what) {
+        long address = Driver.allocate(Math.max(bytes, 1));
         tables.add(address);
-        Driver.check(JCudaDriver.cuMemcpyHtoDAsync(Driver.pointerAt(address), Pointer.to(bytes), bytes.length, stream),
-                "cuMemcpyHtoDAsync(segment table, " + bytes.length + " bytes)");
+        if (bytes > 0) {
+            Driver.check(JCudaDriver.cuMemcpyHtoDAsync(Driver.pointerAt(address), host, bytes, stream),
+                    "cuMemcpyHtoDAsync(" + what + ", " + bytes + " bytes)");
+        }
         return address;
+    }
+
+    /** Frees memory from {@link #upload} before the engine closes. */
+    synchronized void freeTable(long address) {
+        if (tables.remove(address)) free(address);
+    }
+
+    /** Blocks per grid for {@code units} independent pieces of work (chunks). */
+    int gridFor(long units) {
+        return (int) Math.max(1, Math.min(units, maxBlocks));
     }
 
     private DeviceBuffer device(AbstractTensorBuffer buffer) {

@@ -1,6 +1,8 @@
 package io.fusedopt.cuda;
 
+import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.Conversions;
 import jcuda.Pointer;
 import jcuda.driver.JCudaDriver;
 
@@ -9,8 +11,8 @@ final class DeviceBuffer extends AbstractTensorBuffer {
     private final CudaEngine engine;
     private final long address;
 
-    DeviceBuffer(CudaEngine engine, long address, long length, boolean owned) {
-        super(engine, length, owned);
+    DeviceBuffer(CudaEngine engine, long address, long length, Precision precision, boolean owned) {
+        super(engine, length, precision, owned);
         this.engine = engine;
         this.address = address;
     }
@@ -28,20 +30,41 @@ final class DeviceBuffer extends AbstractTensorBuffer {
     protected void write(float[] source, int sourceOffset, long offset, int count) {
         if (count == 0) return;
         engine.makeCurrent();
+        long bytes = (long) count * precision().bytes();
+        Pointer host;
+        if (precision() == Precision.FP32) {
+            host = Pointer.to(source).withByteOffset((long) sourceOffset * Float.BYTES);
+        } else {
+            short[] bits = new short[count];
+            for (int i = 0; i < count; i++) {
+                float v = source[sourceOffset + i];
+                bits[i] = precision() == Precision.BF16 ? Conversions.floatToBf16(v) : Conversions.floatToFp16(v);
+            }
+            host = Pointer.to(bits);
+        }
         // From pageable memory the driver has consumed the source when the call returns.
-        Driver.check(JCudaDriver.cuMemcpyHtoDAsync(Driver.pointerAt(address + offset * Float.BYTES),
-                Pointer.to(source).withByteOffset((long) sourceOffset * Float.BYTES), (long) count * Float.BYTES,
-                engine.stream()), "cuMemcpyHtoDAsync(" + count + " floats)");
+        Driver.check(JCudaDriver.cuMemcpyHtoDAsync(Driver.pointerAt(address + offset * precision().bytes()), host, bytes,
+                engine.stream()), "cuMemcpyHtoDAsync(" + count + " " + precision() + ")");
     }
 
     @Override
     protected void read(long offset, float[] destination, int destinationOffset, int count) {
         if (count == 0) return;
         engine.makeCurrent();
+        long bytes = (long) count * precision().bytes();
         // To pageable memory the call returns when the data has arrived, after the stream's earlier work.
-        Driver.check(JCudaDriver.cuMemcpyDtoHAsync(Pointer.to(destination).withByteOffset((long) destinationOffset * Float.BYTES),
-                Driver.pointerAt(address + offset * Float.BYTES), (long) count * Float.BYTES, engine.stream()),
-                "cuMemcpyDtoHAsync(" + count + " floats)");
+        if (precision() == Precision.FP32) {
+            Driver.check(JCudaDriver.cuMemcpyDtoHAsync(Pointer.to(destination).withByteOffset((long) destinationOffset * Float.BYTES),
+                    Driver.pointerAt(address + offset * Float.BYTES), bytes, engine.stream()), "cuMemcpyDtoHAsync(" + count + " floats)");
+            return;
+        }
+        short[] bits = new short[count];
+        Driver.check(JCudaDriver.cuMemcpyDtoHAsync(Pointer.to(bits), Driver.pointerAt(address + offset * precision().bytes()), bytes,
+                engine.stream()), "cuMemcpyDtoHAsync(" + count + " " + precision() + ")");
+        for (int i = 0; i < count; i++) {
+            destination[destinationOffset + i] = precision() == Precision.BF16
+                    ? Conversions.bf16ToFloat(bits[i]) : Conversions.fp16ToFloat(bits[i]);
+        }
     }
 
     @Override

@@ -1,52 +1,74 @@
 package io.fusedopt.cuda;
 
+import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.SegmentTable;
+import io.fusedopt.internal.StepControl;
 import io.fusedopt.internal.TensorOperands;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.List;
+import java.util.function.ToLongFunction;
 
 /**
- * The byte layout of the segment table as the kernels read it (FoTensor and FoChunk in
+ * The byte layouts the kernels read (FoTensor, FoChunk and FoControl in
  * kernels/fusedopt_common.cuh, little-endian). Pure encoding: the engine uploads the bytes.
  */
 final class DeviceSegmentTable {
     private DeviceSegmentTable() {}
 
-    static final int TENSOR_BYTES = 64;
+    static final int TENSOR_BYTES = 80;
     static final int CHUNK_BYTES = 16;
     static final int STATE_SLOTS = 3;
+    /** Index of the master address in {@link #addresses}. */
+    static final int MASTER = 2 + STATE_SLOTS;
 
-    /** The per-tensor descriptors, addresses as given (0 for an unused slot). */
-    static byte[] encodeTensors(List<TensorOperands> tensors, long[][] addresses) {
+    /** The per-tensor descriptors; {@code width} is the kernel's vector width (4 or 8 elements). */
+    static byte[] encodeTensors(List<TensorOperands> tensors, long[][] addresses, int width) {
         ByteBuffer b = ByteBuffer.allocate(tensors.size() * TENSOR_BYTES).order(ByteOrder.LITTLE_ENDIAN);
         for (int t = 0; t < tensors.size(); t++) {
-            long[] a = addresses[t]; // param, grad, slot0..2
+            TensorOperands tensor = tensors.get(t);
+            long[] a = addresses[t]; // param, grad, slot0..2, master
             int base = t * TENSOR_BYTES;
-            for (int j = 0; j < 2 + STATE_SLOTS; j++) b.putLong(base + 8 * j, a[j]);
-            b.putLong(base + 40, tensors.get(t).param().length());
-            b.putInt(base + 48, tensors.get(t).group());
-            int misalign = sharedMisalignment(a);
-            b.putInt(base + 52, misalign >= 0 ? 1 : 0);
-            b.putInt(base + 56, Math.max(misalign, 0));
+            for (int j = 0; j <= MASTER; j++) b.putLong(base + 8 * j, a[j]);
+            b.putLong(base + 48, tensor.param().length());
+            b.putInt(base + 56, tensor.group());
+            b.putInt(base + 60, vectorPhase(a, elementSizes(tensor), width));
+            b.putInt(base + 64, tensor.param().precision().code());
+            b.putInt(base + 68, tensor.grad().precision().code());
+            b.putInt(base + 72, tensor.statePrecision().code());
         }
         return b.array();
     }
 
+    /** Bytes per element of each operand, in the order of {@link #addresses}. */
+    static int[] elementSizes(TensorOperands tensor) {
+        int[] sizes = new int[MASTER + 1];
+        sizes[0] = tensor.param().precision().bytes();
+        sizes[1] = tensor.grad().precision().bytes();
+        for (int j = 0; j < STATE_SLOTS; j++) sizes[2 + j] = tensor.statePrecision().bytes();
+        sizes[MASTER] = Precision.FP32.bytes();
+        return sizes;
+    }
+
     /**
-     * (address / 4) % 4 when every non-null operand has the same value, so that all of them reach
-     * a 16-byte boundary at the same element; -1 otherwise (the kernel then uses scalar accesses).
+     * The residue {@code r} in [0, width) such that, at every element index {@code k} with
+     * {@code k % width == r}, every non-null operand is aligned for 16-byte accesses of its
+     * format ({@code (address / size + k) % (16 / size) == 0}); -1 when there is none (the kernel
+     * then uses scalar accesses for the tensor).
      */
-    static int sharedMisalignment(long[] addresses) {
-        int shared = -1;
-        for (long address : addresses) {
-            if (address == 0) continue;
-            int m = (int) ((address >>> 2) & 3);
-            if (shared >= 0 && m != shared) return -1;
-            shared = m;
+    static int vectorPhase(long[] addresses, int[] elementSizes, int width) {
+        for (int r = 0; r < width; r++) {
+            boolean aligned = true;
+            for (int j = 0; j < addresses.length && aligned; j++) {
+                long address = addresses[j];
+                if (address == 0) continue;
+                int size = elementSizes[j];
+                aligned = address % size == 0 && (address / size + r) % (16 / size) == 0;
+            }
+            if (aligned) return r;
         }
-        return shared;
+        return -1;
     }
 
     static byte[] encodeChunks(SegmentTable table) {
@@ -58,31 +80,49 @@ final class DeviceSegmentTable {
         return b.array();
     }
 
-    /** The addresses of a tensor's operands: param, grad, then the three state slots (0 when absent). */
-    static long[] addresses(TensorOperands tensor, java.util.function.ToLongFunction<AbstractTensorBuffer> address) {
-        long[] a = new long[2 + STATE_SLOTS];
+    /** The addresses of a tensor's operands: param, grad, the three state slots, master (0 when absent). */
+    static long[] addresses(TensorOperands tensor, ToLongFunction<AbstractTensorBuffer> address) {
+        long[] a = new long[MASTER + 1];
         a[0] = address.applyAsLong(tensor.param());
         a[1] = address.applyAsLong(tensor.grad());
         for (int j = 0; j < tensor.slots().length; j++) {
             a[2 + j] = tensor.slots()[j] == null ? 0 : address.applyAsLong(tensor.slots()[j]);
         }
+        a[MASTER] = tensor.master() == null ? 0 : address.applyAsLong(tensor.master());
         return a;
     }
 
-    /**
-     * Packs the groups' scalars and flags into the kernel's parameter block
-     * {@code struct { Scalars s[MAX_GROUPS]; int flags[MAX_GROUPS]; }} as 32-bit words.
-     */
-    static void packLaunch(int scalarCount, float[][] groupScalars, int[][] groupFlags, int[] block) {
-        for (int g = 0; g < groupScalars.length; g++) {
-            for (int j = 0; j < scalarCount; j++) {
-                block[g * scalarCount + j] = Float.floatToRawIntBits(groupScalars[g][j]);
-            }
-            block[SegmentTable.MAX_GROUPS * scalarCount + g] = groupFlags[g][0];
-        }
+    /** The whole control block. */
+    static byte[] encodeControl(StepControl c) {
+        ByteBuffer b = ByteBuffer.allocate(StepControl.BYTES).order(ByteOrder.LITTLE_ENDIAN);
+        b.putLong(StepControl.OFFSET_STEP, c.step);
+        b.putLong(StepControl.OFFSET_SKIPPED_STEPS, c.skippedSteps);
+        b.putDouble(StepControl.OFFSET_GRAD_SQ_SUM, c.gradSqSum);
+        b.putFloat(StepControl.OFFSET_INV_GRAD_SCALE, c.invGradScale);
+        b.putFloat(StepControl.OFFSET_MAX_GRAD_NORM, c.maxGradNorm);
+        b.putFloat(StepControl.OFFSET_GRAD_NORM, c.gradNorm);
+        b.putFloat(StepControl.OFFSET_CLIP_COEF, c.clipCoef);
+        b.putInt(StepControl.OFFSET_CHECK_GRADS, c.checkGrads ? 1 : 0);
+        b.putInt(StepControl.OFFSET_SKIP_NONFINITE, c.skipNonFinite ? 1 : 0);
+        b.putInt(StepControl.OFFSET_FOUND_NONFINITE, c.foundNonFinite ? 1 : 0);
+        b.putInt(StepControl.OFFSET_SKIP, c.skip ? 1 : 0);
+        return b.array();
     }
 
-    static int launchWords(int scalarCount) {
-        return SegmentTable.MAX_GROUPS * (scalarCount + 1);
+    static StepControl decodeControl(byte[] bytes) {
+        ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+        StepControl c = new StepControl();
+        c.step = b.getLong(StepControl.OFFSET_STEP);
+        c.skippedSteps = b.getLong(StepControl.OFFSET_SKIPPED_STEPS);
+        c.gradSqSum = b.getDouble(StepControl.OFFSET_GRAD_SQ_SUM);
+        c.invGradScale = b.getFloat(StepControl.OFFSET_INV_GRAD_SCALE);
+        c.maxGradNorm = b.getFloat(StepControl.OFFSET_MAX_GRAD_NORM);
+        c.gradNorm = b.getFloat(StepControl.OFFSET_GRAD_NORM);
+        c.clipCoef = b.getFloat(StepControl.OFFSET_CLIP_COEF);
+        c.checkGrads = b.getInt(StepControl.OFFSET_CHECK_GRADS) != 0;
+        c.skipNonFinite = b.getInt(StepControl.OFFSET_SKIP_NONFINITE) != 0;
+        c.foundNonFinite = b.getInt(StepControl.OFFSET_FOUND_NONFINITE) != 0;
+        c.skip = b.getInt(StepControl.OFFSET_SKIP) != 0;
+        return c;
     }
 }

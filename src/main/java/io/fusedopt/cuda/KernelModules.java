@@ -23,6 +23,7 @@ final class KernelModules implements AutoCloseable {
 
     private final Map<String, CUmodule> modules = new HashMap<>();
     private final Map<UpdateKernel, CUfunction> functions = new EnumMap<>(UpdateKernel.class);
+    private final Map<UpdateKernel, CUfunction> mixedFunctions = new EnumMap<>(UpdateKernel.class);
 
     /** The manifest written by kernels/build.sh. */
     static Properties manifest() {
@@ -53,6 +54,7 @@ final class KernelModules implements AutoCloseable {
             }
             for (UpdateKernel kernel : UpdateKernel.values()) {
                 functions.put(kernel, function(kernel.family(), kernel.entryPoint()));
+                mixedFunctions.put(kernel, function(kernel.family(), kernel.mixedEntryPoint()));
             }
         } catch (RuntimeException e) {
             close();
@@ -60,8 +62,9 @@ final class KernelModules implements AutoCloseable {
         }
     }
 
-    CUfunction function(UpdateKernel kernel) {
-        return functions.get(kernel);
+    /** The float32-only entry point, or with {@code mixed} the one for any storage formats. */
+    CUfunction function(UpdateKernel kernel, boolean mixed) {
+        return (mixed ? mixedFunctions : functions).get(kernel);
     }
 
     /** Any entry point of a loaded family. */
@@ -108,5 +111,6 @@ final class KernelModules implements AutoCloseable {
         }
         modules.clear();
         functions.clear();
+        mixedFunctions.clear();
     }
 }

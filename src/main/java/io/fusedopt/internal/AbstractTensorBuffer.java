@@ -1,5 +1,6 @@
 package io.fusedopt.internal;
 
+import io.fusedopt.Precision;
 import io.fusedopt.TensorBuffer;
 import java.util.Objects;
 
@@ -10,16 +11,18 @@ import java.util.Objects;
 public abstract class AbstractTensorBuffer implements TensorBuffer {
     private final BufferOwner owner;
     private final long length;
+    private final Precision precision;
     private final boolean owned;
     private boolean closed;
     private String registeredAs;
 
-    protected AbstractTensorBuffer(BufferOwner owner, long length, boolean owned) {
+    protected AbstractTensorBuffer(BufferOwner owner, long length, Precision precision, boolean owned) {
         if (length < 0) {
             throw new IllegalArgumentException("length must be >= 0, got " + length);
         }
         this.owner = owner;
         this.length = length;
+        this.precision = Objects.requireNonNull(precision, "precision");
         this.owned = owned;
     }
 
@@ -31,6 +34,16 @@ public abstract class AbstractTensorBuffer implements TensorBuffer {
     @Override
     public final long length() {
         return length;
+    }
+
+    @Override
+    public final Precision precision() {
+        return precision;
+    }
+
+    /** Bytes of memory behind this buffer. */
+    public final long byteSize() {
+        return length * precision.bytes();
     }
 
     @Override
@@ -115,8 +128,10 @@ public abstract class AbstractTensorBuffer implements TensorBuffer {
     /** Frees the memory (owned buffers only); called by the engine, exactly once. */
     public abstract void release();
 
+    /** Stores floats, rounded to this buffer's precision ({@link Conversions}). */
     protected abstract void write(float[] source, int sourceOffset, long offset, int count);
 
+    /** Loads elements widened to float32 (exact). */
     protected abstract void read(long offset, float[] destination, int destinationOffset, int count);
 
     private void requireWholeLength(int arrayLength) {

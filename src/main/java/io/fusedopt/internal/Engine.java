@@ -1,6 +1,7 @@
 package io.fusedopt.internal;
 
 import io.fusedopt.Backend;
+import io.fusedopt.Precision;
 import java.nio.FloatBuffer;
 import java.util.List;
 
@@ -15,23 +16,20 @@ public interface Engine extends BufferOwner, AutoCloseable {
     /** A one-line description of the device (for logs and errors). */
     String description();
 
-    /** New owned memory of {@code length} elements, every element set to {@code initialValue}. */
-    AbstractTensorBuffer allocate(long length, float initialValue);
+    /** New owned memory of {@code length} elements, every element set to {@code initialValue} (rounded). */
+    AbstractTensorBuffer allocate(long length, Precision precision, float initialValue);
 
     /** Device memory the caller owns; never freed by the engine. */
-    AbstractTensorBuffer wrapDevicePointer(long address, long length);
+    AbstractTensorBuffer wrapDevicePointer(long address, long length, Precision precision);
 
-    /** Host memory the caller owns; never freed by the engine. */
+    /** Host memory the caller owns (float32); never freed by the engine. */
     AbstractTensorBuffer wrapHost(FloatBuffer buffer);
 
     /**
-     * Prepares one launch that updates all {@code tensors} with {@code kernel}: the work is laid
-     * out once in a {@link SegmentTable}. Tensor i uses {@code groupScalars[tensors.get(i).group()]}
-     * and the flag cell {@code groupFlags[...][0]}, read afresh on every run; at most
-     * {@link SegmentTable#MAX_GROUPS} groups.
+     * Prepares the step over {@code batches}, whose tensors index groups of {@code groups}; the
+     * program reads the table afresh on every run after {@link StepProgram#groupsChanged()}.
      */
-    UpdateLaunch prepare(UpdateKernel kernel, List<TensorOperands> tensors, float[][] groupScalars,
-                         int[][] groupFlags);
+    StepProgram prepare(List<KernelBatch> batches, GroupTable groups);
 
     /** Waits until every queued update has finished. */
     void synchronize();

@@ -12,6 +12,12 @@ public final class KernelFlags {
     public static final int AMSGRAD = 1 << 5;
     public static final int CENTERED = 1 << 6;
     public static final int MOMENTUM = 1 << 7;
+    /** Set per step by the finalize computation: the gradient is multiplied by 1/loss scale. */
+    public static final int UNSCALE = 1 << 8;
+    /** Set per step by the finalize computation: the gradient is multiplied by the clip factor. */
+    public static final int CLIP = 1 << 9;
+    /** Adam's step-size form; read only where the per-step scalars are computed. */
+    public static final int STEP_SIZE_FORM = 1 << 10;
 
     public static boolean has(int flags, int flag) {
         return (flags & flag) != 0;

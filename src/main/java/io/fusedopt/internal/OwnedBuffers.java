@@ -10,13 +10,13 @@ public final class OwnedBuffers {
     private long bytes;
 
     public void add(AbstractTensorBuffer buffer) {
-        if (live.add(buffer)) bytes += buffer.length() * Float.BYTES;
+        if (live.add(buffer)) bytes += buffer.byteSize();
     }
 
     /** Releases one buffer that closed; wrapped (not owned) buffers are ignored. */
     public void release(AbstractTensorBuffer buffer) {
         if (live.remove(buffer)) {
-            bytes -= buffer.length() * Float.BYTES;
+            bytes -= buffer.byteSize();
             buffer.release();
         }
     }

@@ -1,9 +1,10 @@
 package io.fusedopt.internal;
 
 /**
- * One elementwise update kernel: its CUDA family (fatbin) and entry point, how many state slots it
- * takes after param and grad (a slot may be null when the variant does not use it), and how many
- * float scalars its scalar struct holds.
+ * One elementwise update kernel: its CUDA family (fatbin) and entry point (plus the
+ * {@code _mixed} entry point for storage formats other than float32), its code in the kernels
+ * (FO_KERNEL_*), how many state slots it takes after param and grad (a slot may be null when the
+ * variant does not use it), and how many float scalars its scalar struct holds.
  */
 public enum UpdateKernel {
     SGD("sgd", "fusedopt_sgd", 0, StepScalars.SGD_COUNT),
@@ -27,6 +28,10 @@ public enum UpdateKernel {
 
     public String family() { return family; }
     public String entryPoint() { return entryPoint; }
+    /** The entry point that reads any storage format and master weights. */
+    public String mixedEntryPoint() { return entryPoint + "_mixed"; }
     public int stateSlots() { return stateSlots; }
     public int scalarCount() { return scalarCount; }
+    /** FO_KERNEL_* in kernels/fusedopt_common.cuh. */
+    public int code() { return ordinal(); }
 }

@@ -7,6 +7,7 @@ import io.fusedopt.OptimizerConfig;
 import io.fusedopt.RmsProp;
 import io.fusedopt.Sgd;
 import io.fusedopt.StateKind;
+import io.fusedopt.Precision;
 import java.util.Arrays;
 
 /**
@@ -41,7 +42,8 @@ public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags
             int flags = (c.maximize() ? KernelFlags.MAXIMIZE : 0)
                     | (decay && !decoupled ? KernelFlags.L2_DECAY : 0)
                     | (decay && decoupled ? KernelFlags.DECOUPLED_DECAY : 0)
-                    | (c.amsgrad() ? KernelFlags.AMSGRAD : 0);
+                    | (c.amsgrad() ? KernelFlags.AMSGRAD : 0)
+                    | (c.form() == Adam.Form.STEP_SIZE ? KernelFlags.STEP_SIZE_FORM : 0);
             return new UpdatePlan(UpdateKernel.ADAM, new StateKind[] {
                 StateKind.EXP_AVG, StateKind.EXP_AVG_SQ, c.amsgrad() ? StateKind.MAX_EXP_AVG_SQ : null}, flags);
         }
@@ -57,14 +59,27 @@ public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags
      * param, the grad and every used state, and writes the param and every used state.
      */
     public int bytesPerElement() {
-        int states = 0;
-        for (StateKind slot : slots) if (slot != null) states++;
-        return Float.BYTES * ((2 + states) + (1 + states));
+        return bytesPerElement(Precision.FP32, Precision.FP32, Precision.FP32, false);
     }
 
-    /** The flags for step {@code step} (1-based). */
-    public int flagsForStep(long step) {
-        return staticFlags | (step == 1 ? KernelFlags.FIRST_STEP : 0);
+    /**
+     * Bytes one element's update moves with these storage formats: reads of the param (or the
+     * fp32 master), the grad and every used state; writes of the param, the master when there is
+     * one, and every used state.
+     */
+    public int bytesPerElement(Precision param, Precision grad, Precision state,
+                               boolean master) {
+        int states = usedSlots();
+        int read = (master ? Float.BYTES : param.bytes()) + grad.bytes() + states * state.bytes();
+        int written = param.bytes() + (master ? Float.BYTES : 0) + states * state.bytes();
+        return read + written;
+    }
+
+    /** The number of state slots this variant uses. */
+    public int usedSlots() {
+        int states = 0;
+        for (StateKind slot : slots) if (slot != null) states++;
+        return states;
     }
 
     /** The value a state tensor of this configuration starts at. */

@@ -14,13 +14,58 @@ import org.junit.jupiter.api.Test;
  */
 class DeviceSegmentTableTest {
 
+    private static final int[] FLOAT32 = {4, 4, 4, 4, 4, 4};
+
     @Test
     void misalignedWrappedPointersSelectTheScalarPath() {
-        assertEquals(0, DeviceSegmentTable.sharedMisalignment(new long[] {0x1000, 0x2000, 0x3010, 0, 0}));
-        assertEquals(1, DeviceSegmentTable.sharedMisalignment(new long[] {0x1004, 0x2014, 0, 0, 0}));
-        assertEquals(3, DeviceSegmentTable.sharedMisalignment(new long[] {0x100C, 0x200C, 0x300C, 0x400C, 0x500C}));
-        assertEquals(-1, DeviceSegmentTable.sharedMisalignment(new long[] {0x1000, 0x2004, 0, 0, 0}));
-        assertEquals(-1, DeviceSegmentTable.sharedMisalignment(new long[] {0x1008, 0x2008, 0x3000, 0, 0}));
+        assertEquals(0, DeviceSegmentTable.vectorPhase(new long[] {0x1000, 0x2000, 0x3010, 0, 0, 0}, FLOAT32, 4));
+        assertEquals(3, DeviceSegmentTable.vectorPhase(new long[] {0x1004, 0x2014, 0, 0, 0, 0}, FLOAT32, 4));
+        assertEquals(1, DeviceSegmentTable.vectorPhase(new long[] {0x100C, 0x200C, 0x300C, 0x400C, 0x500C, 0}, FLOAT32, 4));
+        assertEquals(-1, DeviceSegmentTable.vectorPhase(new long[] {0x1000, 0x2004, 0, 0, 0, 0}, FLOAT32, 4));
+        assertEquals(-1, DeviceSegmentTable.vectorPhase(new long[] {0x1008, 0x2008, 0x3000, 0, 0, 0}, FLOAT32, 4));
+    }
+
+    @Test
+    void mixedFormatsShareAPhaseOnlyWhenEveryOperandReachesSixteenBytesTogether() {
+        int[] bf16ParamFp32Rest = {2, 4, 4, 4, 4, 4};
+        // param bf16 at 0x1002 (element 1 of a 16-byte line of 8), grad fp32 at 0x2004 (element 1 of 4): k = 7 aligns both
+        int phase = DeviceSegmentTable.vectorPhase(new long[] {0x1002, 0x2004, 0, 0, 0, 0}, bf16ParamFp32Rest, 8);
+        assertEquals(7, phase);
+        assertEquals(0, (0x1002 / 2 + phase) % 8);
+        assertEquals(0, (0x2004 / 4 + phase) % 4);
+        // a bf16 param at an odd byte address cannot be used at all; one needing k = 1 mod 8 and one k = 0 mod 4 conflict
+        assertEquals(-1, DeviceSegmentTable.vectorPhase(new long[] {0x1001, 0x2000, 0, 0, 0, 0}, bf16ParamFp32Rest, 8));
+        assertEquals(-1, DeviceSegmentTable.vectorPhase(new long[] {0x100E, 0x2000, 0, 0, 0, 0}, bf16ParamFp32Rest, 8));
+    }
+
+    @Test
+    void controlBlockRoundTripsThroughItsBytes() {
+        io.fusedopt.internal.StepControl c = new io.fusedopt.internal.StepControl();
+        c.step = 1L << 40;
+        c.skippedSteps = 3;
+        c.gradSqSum = 2.5;
+        c.invGradScale = 1f / 65536;
+        c.maxGradNorm = 1f;
+        c.gradNorm = 1.58f;
+        c.clipCoef = 0.63f;
+        c.checkGrads = true;
+        c.skipNonFinite = true;
+        c.foundNonFinite = true;
+        c.skip = true;
+        byte[] bytes = DeviceSegmentTable.encodeControl(c);
+        assertEquals(io.fusedopt.internal.StepControl.BYTES, bytes.length);
+        io.fusedopt.internal.StepControl d = DeviceSegmentTable.decodeControl(bytes);
+        assertEquals(c.step, d.step);
+        assertEquals(c.skippedSteps, d.skippedSteps);
+        assertEquals(c.gradSqSum, d.gradSqSum);
+        assertEquals(c.invGradScale, d.invGradScale);
+        assertEquals(c.maxGradNorm, d.maxGradNorm);
+        assertEquals(c.gradNorm, d.gradNorm);
+        assertEquals(c.clipCoef, d.clipCoef);
+        assertEquals(c.checkGrads, d.checkGrads);
+        assertEquals(c.skipNonFinite, d.skipNonFinite);
+        assertEquals(c.foundNonFinite, d.foundNonFinite);
+        assertEquals(c.skip, d.skip);
     }
 
     @Test
@@ -35,40 +80,31 @@ class DeviceSegmentTableTest {
     }
 
     @Test
-    void launchBlockFollowsTheLaunchStruct() {
-        float[][] scalars = {{1f, 2f, 3f}, {4f, 5f, 6f}};
-        int[][] flags = {{7}, {9}};
-        int[] block = new int[DeviceSegmentTable.launchWords(3)];
-        DeviceSegmentTable.packLaunch(3, scalars, flags, block);
-        assertEquals(Float.floatToRawIntBits(5f), block[3 + 1]); // s[1].second
-        assertEquals(7, block[SegmentTable.MAX_GROUPS * 3]); // flags[0] after all s[]
-        assertEquals(9, block[SegmentTable.MAX_GROUPS * 3 + 1]);
-        assertEquals(SegmentTable.MAX_GROUPS * 4, block.length);
-    }
-
-    @Test
     void updateRangeCoversEveryElementOnceWithAlignedVectors() {
         int blockDim = 256;
-        for (int misalign = 0; misalign < 4; misalign++) {
-            for (long from : new long[] {0, 1, 2, 3, 65536, 65537}) {
-                for (long length : new long[] {0, 1, 2, 3, 4, 5, 7, 8, 1023, 65536}) {
-                    long to = from + length;
-                    int[] hits = new int[(int) length];
-                    // fo_update_range with vector_ok = 1
-                    long first = from + ((4 - ((from + misalign) & 3)) & 3);
-                    if (first > to) first = to;
-                    for (int thread = 0; thread < blockDim; thread++) {
-                        for (long k = from + thread; k < first; k += blockDim) hits[(int) (k - from)]++;
-                        long vectors = (to - first) >> 2;
-                        for (long v = thread; v < vectors; v += blockDim) {
-                            long k = first + 4 * v;
-                            assertEquals(0, (k + misalign) & 3, "a vector must start on a 16-byte boundary");
-                            for (int e = 0; e < 4; e++) hits[(int) (k + e - from)]++;
+        for (int width : new int[] {4, 8}) {
+            for (int phase = 0; phase < width; phase++) {
+                for (long from : new long[] {0, 1, 2, 3, 7, 65536, 65537}) {
+                    for (long length : new long[] {0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 17, 1023, 65536}) {
+                        long to = from + length;
+                        int[] hits = new int[(int) length];
+                        // fo_update_range with vector_phase = phase
+                        long first = from + ((phase - from) & (width - 1));
+                        if (first > to) first = to;
+                        for (int thread = 0; thread < blockDim; thread++) {
+                            for (long k = from + thread; k < first; k += blockDim) hits[(int) (k - from)]++;
+                            long vectors = (to - first) / width;
+                            for (long v = thread; v < vectors; v += blockDim) {
+                                long k = first + width * v;
+                                assertEquals(phase, Math.floorMod(k, width), "a vector must start at the aligned phase");
+                                for (int e = 0; e < width; e++) hits[(int) (k + e - from)]++;
+                            }
+                            for (long k = first + width * vectors + thread; k < to; k += blockDim) hits[(int) (k - from)]++;
                         }
-                        for (long k = first + 4 * vectors + thread; k < to; k += blockDim) hits[(int) (k - from)]++;
-                    }
-                    for (int i = 0; i < hits.length; i++) {
-                        assertEquals(1, hits[i], "misalign " + misalign + ", from " + from + ", length " + length + ", element " + i);
+                        for (int i = 0; i < hits.length; i++) {
+                            assertEquals(1, hits[i], "width " + width + ", phase " + phase + ", from " + from + ", length "
+                                    + length + ", element " + i);
+                        }
                     }
                 }
             }

@@ -1,0 +1,96 @@
+// The device side of a step that needs no host round trip (io.fusedopt.internal.StepControl is the
+// Java mirror, line for line):
+//   1. fusedopt_grad_stats (when the gradient is checked): per chunk of the segment table, the sum
+//      of squares of the unscaled gradient, in double, in a fixed order;
+//   2. fusedopt_finalize_step: the global sum in a fixed order, the non-finite verdict, the step
+//      counter, the clipping factor, and every group's per-step scalars and flags;
+//   3. the update kernels, which read what step 2 wrote (and do nothing when it skipped the step).
+#include "fusedopt_scalars.cuh"
+
+// Fixed-order sum of the FO_LANES values in lanes: a pairwise tree, halving the stride
+// (GradientStatistics.treeSum). Every thread of the block must call it.
+__device__ __forceinline__ void fo_tree_sum(double* lanes) {
+  __syncthreads();
+#pragma unroll
+  for (int offset = FO_LANES / 2; offset > 0; offset >>= 1) {
+    if (threadIdx.x < offset) lanes[threadIdx.x] = __dadd_rn(lanes[threadIdx.x], lanes[threadIdx.x + offset]);
+    __syncthreads();
+  }
+}
+
+// partials[c] = the sum over chunk c of (double)g^2, g the gradient unscaled by inv_grad_scale:
+// lane l adds the elements start+l, start+l+FO_LANES, ... in order, then the lanes are tree-summed.
+// Launched with FO_LANES threads per block.
+extern "C" __global__ void fusedopt_grad_stats(const FoTensor* __restrict__ tensors,
+                                               const FoChunk* __restrict__ chunks, int chunk_count,
+                                               const FoControl* __restrict__ control,
+                                               double* __restrict__ partials) {
+  __shared__ double lanes[FO_LANES];
+  const float inv_grad_scale = control->inv_grad_scale;
+  const bool unscale = inv_grad_scale != 1.0f;
+  for (int c = blockIdx.x; c < chunk_count; c += gridDim.x) {
+    const FoChunk chunk = chunks[c];
+    const FoTensor t = tensors[chunk.tensor];
+    long long end = chunk.start + FO_CHUNK_ELEMENTS;
+    if (end > t.length) end = t.length;
+    double sum = 0.0;
+    for (long long k = chunk.start + threadIdx.x; k < end; k += FO_LANES) {
+      float g = fo_load_at<true>(t.grad, t.grad_dtype, k);
+      if (unscale) g = __fmul_rn(g, inv_grad_scale);
+      const double x = g;
+      sum = __dadd_rn(sum, __dmul_rn(x, x));
+    }
+    lanes[threadIdx.x] = sum;
+    fo_tree_sum(lanes);
+    if (threadIdx.x == 0) partials[c] = lanes[0];
+    __syncthreads();  // lanes is reused by the next chunk
+  }
+}
+
+// One block of FO_LANES threads. groups[2g] is group g's kernel (FO_KERNEL_*), groups[2g+1] its
+// step-independent flags; hyper holds FO_HYPER_STRIDE floats per group.
+extern "C" __global__ void fusedopt_finalize_step(FoControl* __restrict__ control,
+                                                  const double* __restrict__ partials, int partial_count,
+                                                  const float* __restrict__ hyper,
+                                                  const int* __restrict__ groups, int group_count,
+                                                  float* __restrict__ scalars, int* __restrict__ flags) {
+  __shared__ double lanes[FO_LANES];
+  double sum = 0.0;
+  for (int i = threadIdx.x; i < partial_count; i += FO_LANES) sum = __dadd_rn(sum, partials[i]);
+  lanes[threadIdx.x] = sum;
+  fo_tree_sum(lanes);
+  if (threadIdx.x != 0) return;
+
+  const double total = lanes[0];
+  const bool checked = control->check_grads != 0;
+  const bool nonfinite = checked && !isfinite(total);
+  const double norm = __dsqrt_rn(total);
+  control->grad_sq_sum = checked ? total : __longlong_as_double(0x7FF8000000000000LL);
+  control->grad_norm = checked ? fo_f(norm) : __int_as_float(0x7FC00000);
+  control->found_nonfinite = nonfinite ? 1 : 0;
+  if (nonfinite && control->skip_nonfinite) {
+    control->skip = 1;
+    control->skipped_steps += 1;
+    return;
+  }
+  control->skip = 0;
+  const long long step = control->step + 1;
+  control->step = step;
+
+  float clip = 1.f;
+  const float max_norm = control->max_grad_norm;
+  if (checked && max_norm > 0.f) {
+    // PyTorch's clip_grad_norm_: max_norm / (norm + 1e-6), clamped to at most 1 (NaN stays NaN).
+    const double coef = __ddiv_rn((double)max_norm, __dadd_rn(norm, 1e-6));
+    clip = coef >= 1.0 ? 1.f : fo_f(coef);
+  }
+  control->clip_coef = clip;
+  const int step_flags = (step == 1 ? FO_FIRST_STEP : 0)
+                       | (control->inv_grad_scale != 1.0f ? FO_UNSCALE : 0)
+                       | (clip != 1.f ? FO_CLIP : 0);
+  for (int g = 0; g < group_count; g++) {
+    const int static_flags = groups[2 * g + 1];
+    fo_step_scalars(groups[2 * g], hyper + FO_HYPER_STRIDE * g, static_flags, step, scalars + FO_SCALAR_STRIDE * g);
+    flags[g] = static_flags | step_flags;
+  }
+}

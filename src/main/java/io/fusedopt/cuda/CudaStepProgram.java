@@ -1,0 +1,250 @@
+package io.fusedopt.cuda;
+
+import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.GradientStatistics;
+import io.fusedopt.internal.GroupTable;
+import io.fusedopt.internal.KernelBatch;
+import io.fusedopt.internal.SegmentTable;
+import io.fusedopt.internal.StepControl;
+import io.fusedopt.internal.StepProgram;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.ToLongFunction;
+import jcuda.Pointer;
+import jcuda.driver.CUfunction;
+import jcuda.driver.CUgraph;
+import jcuda.driver.CUgraphExec;
+import jcuda.driver.CUstream;
+import jcuda.driver.CUstreamCaptureMode;
+import jcuda.driver.JCudaDriver;
+
+/**
+ * A step on the device with no host round trip: the control block, the group tables, the segment
+ * tables and the partial sums live in device memory, so every kernel argument is fixed here and a
+ * run queues the same launches every time (kernels/control.cu, then one update launch per batch).
+ * The host writes only what changed (hyper-parameters, control inputs), before the launches and
+ * on the same stream.
+ */
+final class CudaStepProgram implements StepProgram {
+    private static final int CU_STREAM_NON_BLOCKING = 1;
+
+    private final CudaEngine engine;
+    private final GroupTable groups;
+    private final List<Long> memory = new ArrayList<>();
+    private final long control;
+    private final long hyper;
+    private final long groupInfo;
+    private final List<Launch> statsLaunches = new ArrayList<>();
+    private final Launch finalizeLaunch;
+    private final List<Launch> updateLaunches = new ArrayList<>();
+    /** The host's copy of the control inputs; uploaded before the next run when changed. */
+    private final StepControl inputs = new StepControl();
+    private boolean groupsDirty;
+    private boolean inputsDirty;
+    private boolean closed;
+
+    private record Launch(CUfunction function, int grid, Pointer params, String call) {}
+
+    CudaStepProgram(CudaEngine engine, List<KernelBatch> batches, GroupTable groups, ToLongFunction<AbstractTensorBuffer> address) {
+        this.engine = engine;
+        this.groups = groups;
+        try {
+            control = upload(Pointer.to(DeviceSegmentTable.encodeControl(inputs)), StepControl.BYTES, "control block");
+            int g = groups.count();
+            hyper = upload(Pointer.to(groups.hyper()), (long) groups.hyper().length * Float.BYTES, "hyper-parameters");
+            int[] info = groups.kernelsAndFlags();
+            groupInfo = upload(Pointer.to(info), (long) info.length * Integer.BYTES, "group kernels and flags");
+            long scalars = upload(Pointer.to(groups.scalars()), (long) groups.scalars().length * Float.BYTES, "step scalars");
+            long flags = upload(Pointer.to(groups.flags()), (long) g * Integer.BYTES, "step flags");
+
+            int totalChunks = 0;
+            List<long[]> tables = new ArrayList<>(); // {tensors, chunks, chunkCount}
+            for (KernelBatch batch : batches) {
+                long[] lengths = new long[batch.tensors().size()];
+                long[][] addresses = new long[lengths.length][];
+                for (int t = 0; t < lengths.length; t++) {
+                    lengths[t] = batch.tensors().get(t).param().length();
+                    addresses[t] = DeviceSegmentTable.addresses(batch.tensors().get(t), address);
+                }
+                SegmentTable table = SegmentTable.of(lengths);
+                byte[] tensorBytes = DeviceSegmentTable.encodeTensors(batch.tensors(), addresses, batch.mixed() ? 8 : 4);
+                byte[] chunkBytes = DeviceSegmentTable.encodeChunks(table);
+                long tensors = upload(Pointer.to(tensorBytes), tensorBytes.length, "tensor table");
+                long chunks = upload(Pointer.to(chunkBytes), chunkBytes.length, "chunk table");
+                tables.add(new long[] {tensors, chunks, table.chunkCount()});
+                totalChunks += table.chunkCount();
+            }
+            long partials = upload(Pointer.to(new double[totalChunks]), (long) totalChunks * Double.BYTES, "partial sums");
+
+            KernelModules modules = engine.modules();
+            CUfunction stats = modules.function("control", "fusedopt_grad_stats");
+            long offset = 0;
+            for (int b = 0; b < batches.size(); b++) {
+                long[] t = tables.get(b);
+                int chunkCount = (int) t[2];
+                if (chunkCount == 0) continue;
+                KernelBatch batch = batches.get(b);
+                statsLaunches.add(new Launch(stats, engine.gridFor(chunkCount), Pointer.to(ptr(t[0]), ptr(t[1]),
+                        Pointer.to(new int[] {chunkCount}), ptr(control), ptr(partials + offset * Double.BYTES)),
+                        "cuLaunchKernel(fusedopt_grad_stats, " + chunkCount + " chunks)"));
+                offset += chunkCount;
+                String entry = batch.mixed() ? batch.kernel().mixedEntryPoint() : batch.kernel().entryPoint();
+                updateLaunches.add(new Launch(modules.function(batch.kernel(), batch.mixed()), engine.gridFor(chunkCount),
+                        Pointer.to(ptr(t[0]), ptr(t[1]), Pointer.to(new int[] {chunkCount}), ptr(control), ptr(scalars), ptr(flags)),
+                        "cuLaunchKernel(" + entry + ", " + batch.tensors().size() + " tensors, " + chunkCount + " chunks)"));
+            }
+            finalizeLaunch = new Launch(modules.function("control", "fusedopt_finalize_step"), 1,
+                    Pointer.to(ptr(control), ptr(partials), Pointer.to(new int[] {totalChunks}), ptr(hyper), ptr(groupInfo),
+                            Pointer.to(new int[] {g}), ptr(scalars), ptr(flags)),
+                    "cuLaunchKernel(fusedopt_finalize_step, " + g + " groups)");
+        } catch (RuntimeException e) {
+            close();
+            throw e;
+        }
+    }
+
+    private long upload(Pointer host, long bytes, String what) {
+        long address = engine.upload(host, bytes, what);
+        memory.add(address);
+        return address;
+    }
+
+    private static Pointer ptr(long address) {
+        return Pointer.to(Driver.pointerAt(address));
+    }
+
+    @Override
+    public void run() {
+        uploadChanges();
+        queue(engine.stream());
+    }
+
+    /** Hyper-parameters and control inputs the host changed since the last run. */
+    private void uploadChanges() {
+        engine.makeCurrent();
+        if (groupsDirty) {
+            Driver.check(JCudaDriver.cuMemcpyHtoDAsync(Driver.pointerAt(hyper), Pointer.to(groups.hyper()),
+                    (long) groups.hyper().length * Float.BYTES, engine.stream()), "cuMemcpyHtoDAsync(hyper-parameters)");
+            int[] info = groups.kernelsAndFlags();
+            Driver.check(JCudaDriver.cuMemcpyHtoDAsync(Driver.pointerAt(groupInfo), Pointer.to(info),
+                    (long) info.length * Integer.BYTES, engine.stream()), "cuMemcpyHtoDAsync(group flags)");
+            groupsDirty = false;
+        }
+        if (inputsDirty) {
+            byte[] block = DeviceSegmentTable.encodeControl(inputs);
+            copyControlRange(block, StepControl.OFFSET_INV_GRAD_SCALE, 8);  // inv_grad_scale, max_grad_norm
+            copyControlRange(block, StepControl.OFFSET_CHECK_GRADS, 8);     // check_grads, skip_nonfinite
+            inputsDirty = false;
+        }
+    }
+
+    private void copyControlRange(byte[] block, int offset, int bytes) {
+        Driver.check(JCudaDriver.cuMemcpyHtoDAsync(Driver.pointerAt(control + offset), Pointer.to(block).withByteOffset(offset),
+                bytes, engine.stream()), "cuMemcpyHtoDAsync(control block)");
+    }
+
+    /** The step's launches on {@code stream}: statistics when checked, finalize, updates. */
+    private void queue(CUstream stream) {
+        if (inputs.checkGrads) for (Launch l : statsLaunches) launch(l, stream);
+        launch(finalizeLaunch, stream);
+        for (Launch l : updateLaunches) launch(l, stream);
+    }
+
+    private void launch(Launch l, CUstream stream) {
+        Driver.check(JCudaDriver.cuLaunchKernel(l.function(), l.grid(), 1, 1, GradientStatistics.LANES, 1, 1, 0, stream,
+                l.params(), null), l.call());
+    }
+
+    @Override
+    public void groupsChanged() {
+        groupsDirty = true;
+    }
+
+    @Override
+    public void setInputs(float invGradScale, float maxGradNorm, boolean checkGrads, boolean skipNonFinite) {
+        inputs.invGradScale = invGradScale;
+        inputs.maxGradNorm = maxGradNorm;
+        inputs.checkGrads = checkGrads;
+        inputs.skipNonFinite = skipNonFinite;
+        inputsDirty = true;
+    }
+
+    @Override
+    public void setCounters(long step, long skippedSteps) {
+        engine.makeCurrent();
+        long[] counters = {step, skippedSteps};
+        Driver.check(JCudaDriver.cuMemcpyHtoDAsync(Driver.pointerAt(control), Pointer.to(counters), 16, engine.stream()),
+                "cuMemcpyHtoDAsync(step counters)");
+    }
+
+    @Override
+    public StepControl readControl() {
+        engine.makeCurrent();
+        byte[] block = new byte[StepControl.BYTES];
+        Driver.check(JCudaDriver.cuMemcpyDtoHAsync(Pointer.to(block), Driver.pointerAt(control), block.length, engine.stream()),
+                "cuMemcpyDtoHAsync(control block)");
+        Driver.check(JCudaDriver.cuStreamSynchronize(engine.stream()), "cuStreamSynchronize");
+        return DeviceSegmentTable.decodeControl(block);
+    }
+
+    /**
+     * Captures one run into a CUDA graph on a private stream (capture is not allowed on the legacy
+     * default stream); replays go to the engine's stream, after uploading what changed.
+     */
+    @Override
+    public CapturedStep capture() {
+        uploadChanges();
+        engine.synchronize();
+        CUstream captureStream = new CUstream();
+        Driver.check(JCudaDriver.cuStreamCreate(captureStream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+        CUgraph graph = new CUgraph();
+        CUgraphExec exec = new CUgraphExec();
+        boolean captured = false;
+        try {
+            Driver.check(JCudaDriver.cuStreamBeginCapture(captureStream, CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL),
+                    "cuStreamBeginCapture");
+            try {
+                queue(captureStream);
+            } finally {
+                int end = JCudaDriver.cuStreamEndCapture(captureStream, graph);
+                Driver.check(end, "cuStreamEndCapture");
+            }
+            Driver.check(JCudaDriver.cuGraphInstantiate(exec, graph, 0), "cuGraphInstantiate");
+            captured = true;
+        } finally {
+            JCudaDriver.cuGraphDestroy(graph);
+            JCudaDriver.cuStreamDestroy(captureStream);
+        }
+        boolean instantiated = captured;
+        return new CapturedStep() {
+            private boolean released = !instantiated;
+
+            @Override
+            public void replay() {
+                if (released) throw new IllegalStateException("the captured step was closed");
+                uploadChanges();
+                Driver.check(JCudaDriver.cuGraphLaunch(exec, engine.stream()), "cuGraphLaunch");
+            }
+
+            @Override
+            public void close() {
+                if (released) return;
+                released = true;
+                engine.makeCurrent();
+                JCudaDriver.cuGraphExecDestroy(exec);
+            }
+        };
+    }
+
+    @Override
+    public void close() {
+        if (closed) return;
+        closed = true;
+        if (!engine.isClosed()) {
+            int sync = JCudaDriver.cuStreamSynchronize(engine.stream()); // queued steps may still read the tables
+            if (sync != 0) System.getLogger("io.fusedopt").log(System.Logger.Level.WARNING, "step program close: " + Driver.describe(sync));
+        }
+        memory.forEach(engine::freeTable);
+        memory.clear();
+    }
+}

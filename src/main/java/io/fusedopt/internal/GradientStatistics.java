@@ -1,0 +1,64 @@
+package io.fusedopt.internal;
+
+/**
+ * The sum of squares of the gradient in a fixed order, so that the CPU and every GPU get the same
+ * bits (fusedopt_grad_stats and fusedopt_finalize_step in kernels/control.cu do exactly this):
+ * <ol>
+ *   <li>per chunk of the segment table, lane {@code l} of {@link #LANES} adds, in double, the
+ *       squares of the elements {@code start + l, start + l + LANES, ...} in order;</li>
+ *   <li>the lanes are summed pairwise by {@link #treeSum}, giving the chunk's partial sum;</li>
+ *   <li>the partial sums of all chunks (launch by launch, chunk by chunk) are summed the same way:
+ *       lane {@code l} adds partials {@code l, l + LANES, ...}, then the tree.</li>
+ * </ol>
+ * Squares of float32 values are exact in double and the sum cannot overflow for finite inputs,
+ * so a non-finite total means a non-finite gradient element.
+ */
+public final class GradientStatistics {
+    private GradientStatistics() {}
+
+    /** FO_LANES: threads of one statistics block. */
+    public static final int LANES = 256;
+
+    /** A gradient element as float32 (widened from its storage format). */
+    @FunctionalInterface
+    public interface FloatSource {
+        float get(long index);
+    }
+
+    /**
+     * The partial sum of chunk [from, to): squares of {@code grad} elements, each first multiplied by
+     * {@code invGradScale} when that is not 1. {@code lanes} is scratch of {@link #LANES} doubles.
+     */
+    public static double chunkSumOfSquares(FloatSource grad, long from, long to, float invGradScale, double[] lanes) {
+        boolean unscale = invGradScale != 1.0f;
+        for (int l = 0; l < LANES; l++) {
+            double sum = 0.0;
+            for (long k = from + l; k < to; k += LANES) {
+                float g = grad.get(k);
+                if (unscale) g = g * invGradScale;
+                double x = g;
+                sum = sum + x * x;
+            }
+            lanes[l] = sum;
+        }
+        return treeSum(lanes);
+    }
+
+    /** The sum of {@code count} partial sums in the finalize kernel's order. */
+    public static double totalOf(double[] partials, int count, double[] lanes) {
+        for (int l = 0; l < LANES; l++) {
+            double sum = 0.0;
+            for (int i = l; i < count; i += LANES) sum = sum + partials[i];
+            lanes[l] = sum;
+        }
+        return treeSum(lanes);
+    }
+
+    /** Pairwise sum of {@link #LANES} values, halving the stride (fo_tree_sum); overwrites lanes. */
+    public static double treeSum(double[] lanes) {
+        for (int offset = LANES / 2; offset > 0; offset >>= 1) {
+            for (int l = 0; l < offset; l++) lanes[l] = lanes[l] + lanes[l + offset];
+        }
+        return lanes[0];
+    }
+}

@@ -1,0 +1,43 @@
+package io.fusedopt.internal;
+
+/**
+ * A prepared step over a fixed set of tensors: the gradient statistics (when checked), the
+ * finalize computation ({@link StepControl#finalizeStep}) and one update launch per kernel kind
+ * and storage class. On CUDA every argument is a device pointer fixed at preparation, so a run
+ * needs no host round trip and can be captured in a CUDA graph.
+ */
+public interface StepProgram extends AutoCloseable {
+
+    /** Queues one step. */
+    void run();
+
+    /** The group table's hyper-parameters or flags changed: they apply from the next run. */
+    void groupsChanged();
+
+    /** Sets the control block's inputs; they apply from the next run. */
+    void setInputs(float invGradScale, float maxGradNorm, boolean checkGrads, boolean skipNonFinite);
+
+    /** Sets the applied and skipped step counters (a checkpoint restore). */
+    void setCounters(long step, long skippedSteps);
+
+    /** A copy of the control block after the queued work (CUDA: waits for the stream). */
+    StepControl readControl();
+
+    /**
+     * A replayable form of {@link #run()}: on CUDA a graph instantiated from a stream capture of
+     * one run (no step is taken by capturing); on the CPU, run itself.
+     */
+    CapturedStep capture();
+
+    /** Frees the program's memory (not the tensors). Idempotent. */
+    @Override
+    void close();
+
+    /** A captured step: {@link #replay()} takes one step. */
+    interface CapturedStep extends AutoCloseable {
+        void replay();
+
+        @Override
+        void close();
+    }
+}
