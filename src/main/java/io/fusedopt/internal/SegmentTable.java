@@ -12,8 +12,6 @@ package io.fusedopt.internal;
 public final class SegmentTable {
     /** Elements per chunk (FO_CHUNK_ELEMENTS). */
     public static final long CHUNK_ELEMENTS = 1L << 16;
-    /** Groups whose scalars one launch carries (FO_MAX_GROUPS). */
-    public static final int MAX_GROUPS = 32;
 
     private final long[] lengths;
     private final int[] chunkTensor;
