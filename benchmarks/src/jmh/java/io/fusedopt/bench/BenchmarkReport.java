@@ -1,6 +1,8 @@
 package io.fusedopt.bench;
 
+import io.fusedopt.Adam;
 import io.fusedopt.Backend;
+import io.fusedopt.Precision;
 import io.fusedopt.DeviceOptimizer;
 import io.fusedopt.cuda.CudaProbe;
 import io.fusedopt.internal.UpdatePlan;
@@ -45,12 +47,13 @@ public final class BenchmarkReport {
         ChainedOptionsBuilder options = new OptionsBuilder()
                 .include(StepBenchmark.class.getSimpleName())
                 .include(CopyBenchmark.class.getSimpleName())
+                .include(GraphReplayBenchmark.class.getSimpleName())
                 .param("backend", backend)
                 .forks(1);
         if (quick) {
             options.warmupIterations(1).measurementIterations(2).warmupTime(TimeValue.seconds(1))
                     .measurementTime(TimeValue.seconds(1)).param("size", "1048576").param("floats", "16777216")
-                    .param("tensorSet", "one");
+                    .param("tensorSet", "one").param("tensors", "100");
         }
         Collection<RunResult> results = new Runner(options.build()).run();
 
@@ -64,12 +67,23 @@ public final class BenchmarkReport {
         String[] device = describe(backend);
         List<BenchmarkRecord> records = new ArrayList<>();
         for (RunResult r : results) {
-            if (!r.getParams().getBenchmark().endsWith("StepBenchmark.step")) continue;
+            String benchmark = r.getParams().getBenchmark();
+            if (benchmark.endsWith("GraphReplayBenchmark.step")) {
+                int tensors = Integer.parseInt(r.getParams().getParam("tensors"));
+                long bytes = UpdatePlan.of(Adam.builder().build()).bytesPerElement() * GraphReplayBenchmark.elements(tensors);
+                records.add(new BenchmarkRecord("fusedopt", "adam", r.getParams().getParam("mode") + "+skip-check", "fp32",
+                        "tiny:" + tensors, backend, device[0], device[1], seconds(r), bytes, copyGBs));
+                continue;
+            }
+            if (!benchmark.endsWith("StepBenchmark.step")) continue;
             String algorithm = r.getParams().getParam("algorithm");
             String set = r.getParams().getParam("tensorSet");
+            String storage = r.getParams().getParam("storage");
             long elements = TensorSets.total(TensorSets.named(set, Long.parseLong(r.getParams().getParam("size"))));
-            int bytesPerElement = UpdatePlan.of(StepBenchmark.config(algorithm)).bytesPerElement();
-            records.add(new BenchmarkRecord("fusedopt", algorithm, "default", "fp32", set.equals("one") ? "one:" + elements : set,
+            Precision p = StepBenchmark.paramPrecision(storage);
+            int bytesPerElement = UpdatePlan.of(StepBenchmark.config(algorithm))
+                    .bytesPerElement(p, p, Precision.FP32, p != Precision.FP32);
+            records.add(new BenchmarkRecord("fusedopt", algorithm, "default", storage, set.equals("one") ? "one:" + elements : set,
                     backend, device[0], device[1], seconds(r), bytesPerElement * elements, copyGBs));
         }
 

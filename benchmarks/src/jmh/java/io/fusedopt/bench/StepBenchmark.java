@@ -6,6 +6,7 @@ import io.fusedopt.DeviceOptimizer;
 import io.fusedopt.Momentum;
 import io.fusedopt.OptimizerConfig;
 import io.fusedopt.ParamGroup;
+import io.fusedopt.Precision;
 import io.fusedopt.RmsProp;
 import io.fusedopt.Sgd;
 import io.fusedopt.TensorBuffer;
@@ -29,7 +30,8 @@ import org.openjdk.jmh.annotations.Warmup;
  * Time of one optimizer step over a tensor set, per backend. On CUDA each invocation queues the
  * step and waits for it, so the time is the device time plus one launch and one synchronization.
  * {@link BenchmarkReport} turns the times into GB/s with the bytes each kernel moves per parameter
- * (SGD 12, Momentum and RMSProp 20, Adam/AdamW 28) and the copy bandwidth of the same run.
+ * (in fp32: SGD 12, Momentum and RMSProp 20, Adam/AdamW 28; with bf16 params and grads and an fp32
+ * master: 4 more than fp32 minus 2 per param and grad access) and the copy bandwidth of the same run.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
@@ -52,18 +54,23 @@ public class StepBenchmark {
     @Param({"16777216"})
     public int size;
 
+    /** "fp32", or "bf16-master": bf16 params and grads, fp32 master weights and states. */
+    @Param({"fp32", "bf16-master"})
+    public String storage;
+
     private DeviceOptimizer optimizer;
 
     @Setup(Level.Trial)
     public void setUp() {
         optimizer = DeviceOptimizer.create(Backend.valueOf(backend), config(algorithm));
+        Precision precision = paramPrecision(storage);
         ParamGroup group = optimizer.addGroup();
         Random random = new Random(1);
         long[] sizes = TensorSets.named(tensorSet, size);
         for (int t = 0; t < sizes.length; t++) {
             int n = Math.toIntExact(sizes[t]);
-            TensorBuffer p = optimizer.allocate(n);
-            TensorBuffer g = optimizer.allocate(n);
+            TensorBuffer p = optimizer.allocate(n, precision);
+            TensorBuffer g = optimizer.allocate(n, precision);
             float[] values = new float[n];
             for (int i = 0; i < n; i++) values[i] = (float) random.nextGaussian();
             p.copyFrom(values);
@@ -81,6 +88,15 @@ public class StepBenchmark {
             case "momentum" -> Momentum.builder().setMomentum(0.9).optNesterov(true).build();
             case "sgd" -> Sgd.builder().build();
             default -> throw new IllegalArgumentException("unknown algorithm " + algorithm);
+        };
+    }
+
+    /** The param and grad format of a storage name. */
+    static Precision paramPrecision(String storage) {
+        return switch (storage) {
+            case "fp32" -> Precision.FP32;
+            case "bf16-master" -> Precision.BF16;
+            default -> throw new IllegalArgumentException("unknown storage " + storage);
         };
     }
 
