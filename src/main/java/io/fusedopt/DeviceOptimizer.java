@@ -347,6 +347,65 @@ public final class DeviceOptimizer implements AutoCloseable {
         return nonFinitePolicy;
     }
 
+    /**
+     * Saves this optimizer's state (every param, master weights and state tensor, the step
+     * counters, each group's hyper-parameters, the loss scale) to {@code file} in the safetensors
+     * format, atomically: the bytes go to a temporary file in the same folder, which is synced and
+     * then renamed over {@code file}, and the folder is synced. A crash or an I/O error at any
+     * moment leaves either the previous file or the new one, never a mix. Waits for queued steps.
+     *
+     * @throws CheckpointException when writing fails; the previous file is then unchanged
+     */
+    public synchronized void save(java.nio.file.Path file) throws java.io.IOException {
+        ensureUsable();
+        Check.notNull("file", file);
+        Checkpoint.save(this, file, Checkpoint.FILES);
+    }
+
+    /** {@link #save} through another sink (fault injection in tests). */
+    synchronized void save(java.nio.file.Path file, Checkpoint.SinkFactory sinks) throws java.io.IOException {
+        ensureUsable();
+        Checkpoint.save(this, file, sinks);
+    }
+
+    /**
+     * Restores a state saved by {@link #save} (on either backend) into this optimizer, whose
+     * groups and parameters must match the file's: same algorithm and state layout, same names,
+     * lengths and storage formats. Params, master weights, states, step counters, hyper-parameters
+     * and the loss scale are restored; continuing then gives, bit for bit, what the saved run would
+     * have given. Everything is checked (structure, checksums, shapes) before anything changes: a
+     * damaged or mismatched file changes nothing.
+     *
+     * @throws CheckpointException naming the problem
+     */
+    public synchronized void load(java.nio.file.Path file) throws java.io.IOException {
+        ensureUsable();
+        Check.notNull("file", file);
+        Checkpoint.load(this, file);
+    }
+
+    /** Applies a validated checkpoint; {@code writeTensors} copies the data into the buffers. */
+    synchronized void applyCheckpoint(List<OptimizerConfig> configs, long step, long skippedSteps, double scale,
+                                      java.util.function.Consumer<Void> writeTensors) {
+        ensureUsable();
+        try {
+            writeTensors.accept(null);
+            for (int g = 0; g < configs.size(); g++) groups.get(g).restoreConfig(configs.get(g));
+            initialStep = step;
+            initialSkippedSteps = skippedSteps;
+            stepsRequested = 0;
+            gradScale = scale;
+            invGradScale = (float) (1.0 / scale);
+            if (program != null) {
+                program.setCounters(step, skippedSteps);
+                applyInputs(program);
+            }
+        } catch (RuntimeException e) {
+            failure = e;
+            throw e;
+        }
+    }
+
     /** Waits until every queued update has finished (a no-op on the CPU backend). */
     public synchronized void synchronize() {
         ensureOpen();

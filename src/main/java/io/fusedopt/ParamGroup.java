@@ -50,7 +50,7 @@ public final class ParamGroup {
             optimizer.ensureUsable();
             optimizer.requireSameAlgorithm(newConfig);
             UpdatePlan newPlan = UpdatePlan.of(newConfig);
-            if (newPlan.kernel() != plan.kernel() || !Arrays.equals(newPlan.slots(), plan.slots())) {
+            if (!newPlan.sameLayout(plan)) {
                 throw new IllegalArgumentException("the new configuration keeps the state tensors "
                         + newConfig.stateKinds() + " with kernel " + newPlan.kernel() + ", but this group keeps "
                         + config.stateKinds() + " with kernel " + plan.kernel() + "; only hyper-parameters may change");
@@ -143,6 +143,18 @@ public final class ParamGroup {
             throw new IllegalArgumentException(role + " buffer already backs " + buffer.registeredAs()
                     + "; a buffer can back only one registered tensor");
         }
+    }
+
+    /** The configuration, without the open check (the optimizer's lock is held). */
+    OptimizerConfig currentConfig() {
+        return config;
+    }
+
+    /** Sets a configuration of the same layout, validated by the caller (a checkpoint restore). */
+    void restoreConfig(OptimizerConfig restored) {
+        config = restored;
+        plan = UpdatePlan.of(restored);
+        optimizer.groupChanged();
     }
 
     /** The kernel this group's tensors run, and its state slots. */

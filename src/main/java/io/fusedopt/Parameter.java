@@ -72,6 +72,13 @@ public final class Parameter {
         }
     }
 
+    AbstractTensorBuffer paramBuffer() { return param; }
+
+    AbstractTensorBuffer masterBuffer() { return master; }
+
+    /** The state buffers in the algorithm's order. */
+    Map<StateKind, AbstractTensorBuffer> stateBuffers() { return states; }
+
     /** This tensor as a kernel sees it: state buffers in the kernel's slot order. */
     TensorOperands operands(StateKind[] slots, int group) {
         AbstractTensorBuffer[] slotBuffers = new AbstractTensorBuffer[slots.length];

@@ -75,6 +75,11 @@ public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags
         return read + written;
     }
 
+    /** Same kernel and same state tensors in the same slots (hyper-parameters may differ). */
+    public boolean sameLayout(UpdatePlan other) {
+        return kernel == other.kernel && Arrays.equals(slots, other.slots);
+    }
+
     /** The number of state slots this variant uses. */
     public int usedSlots() {
         int states = 0;
