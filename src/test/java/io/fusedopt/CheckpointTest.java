@@ -108,6 +108,36 @@ class CheckpointTest {
         }
     }
 
+    /** Save on one backend, load on the other, continue: equal to the uninterrupted CPU run, both ways. */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.MethodSource("cases")
+    @org.junit.jupiter.api.Tag("gpu")
+    void aCheckpointMovesBetweenBackends(OptimizerConfig config, Precision param, Precision state) throws IOException {
+        GpuTests.assumeGpu();
+        List<float[]> uninterrupted;
+        Path fromCpu = dir.resolve("cpu.safetensors");
+        Path fromCuda = dir.resolve("cuda.safetensors");
+        try (Model a = new Model(Backend.CPU, config, param, state, 1); Model c = new Model(Backend.CUDA, config, param, state, 1)) {
+            a.steps(1, 7);
+            c.steps(1, 7);
+            a.opt.save(fromCpu);
+            c.opt.save(fromCuda);
+            a.steps(7, 12);
+            uninterrupted = a.snapshot();
+        }
+        for (Backend[] way : new Backend[][] {{Backend.CUDA, null}, {Backend.CPU, null}}) {
+            Path file = way[0] == Backend.CUDA ? fromCpu : fromCuda;
+            try (Model b = new Model(way[0], config, param, state, 2)) {
+                b.opt.load(file);
+                b.steps(7, 12);
+                List<float[]> resumed = b.snapshot();
+                for (int i = 0; i < resumed.size(); i++) {
+                    CudaEquivalenceTest.assertBitEqual(uninterrupted.get(i), resumed.get(i), "loaded on " + way[0] + ", tensor " + i);
+                }
+            }
+        }
+    }
+
     @Test
     void theFileIsSafetensorsWithTheDocumentedMetadata() throws IOException {
         Path file = dir.resolve("a.safetensors");
