@@ -8,6 +8,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
+import java.nio.channels.SeekableByteChannel;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
@@ -196,8 +197,16 @@ final class Checkpoint {
 
     /** Validates the whole file against the optimizer, then applies it; nothing changes on any failure. */
     static void load(DeviceOptimizer opt, Path file) throws IOException {
-        String name = file.toString();
         try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
+            load(opt, file.toString(), channel);
+        } catch (java.nio.file.NoSuchFileException e) {
+            throw new CheckpointException(file + ": no such file", e);
+        }
+    }
+
+    /** Loads from any channel (the fuzz test reads from memory); {@code name} names it in messages. */
+    static void load(DeviceOptimizer opt, String name, SeekableByteChannel channel) throws IOException {
+        {
             long size = channel.size();
             byte[] prefix = new byte[8];
             readFully(channel, ByteBuffer.wrap(prefix, 0, (int) Math.min(8, size)), 0);
@@ -243,8 +252,6 @@ final class Checkpoint {
                     }
                 }
             });
-        } catch (java.nio.file.NoSuchFileException e) {
-            throw new CheckpointException(name + ": no such file", e);
         }
     }
 
@@ -333,12 +340,12 @@ final class Checkpoint {
         }
     }
 
-    private static void readFully(FileChannel channel, ByteBuffer into, long position) throws IOException {
-        long at = position;
+    private static void readFully(SeekableByteChannel channel, ByteBuffer into, long position) throws IOException {
+        channel.position(position);
         while (into.hasRemaining()) {
-            int n = channel.read(into, at);
-            if (n < 0) throw new CheckpointException("unexpected end of file at byte " + at + " (truncated)");
-            at += n;
+            if (channel.read(into) < 0) {
+                throw new CheckpointException("unexpected end of file at byte " + channel.position() + " (truncated)");
+            }
         }
     }
 }
