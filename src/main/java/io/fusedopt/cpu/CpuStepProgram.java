@@ -149,10 +149,7 @@ final class CpuStepProgram implements StepProgram {
 
     @Override
     public void setInputs(float invGradScale, float maxGradNorm, boolean checkGrads, boolean skipNonFinite) {
-        control.invGradScale = invGradScale;
-        control.maxGradNorm = maxGradNorm;
-        control.checkGrads = checkGrads;
-        control.skipNonFinite = skipNonFinite;
+        control.setInputs(invGradScale, maxGradNorm, checkGrads, skipNonFinite);
     }
 
     @Override

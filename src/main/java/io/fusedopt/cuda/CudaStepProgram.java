@@ -162,10 +162,7 @@ final class CudaStepProgram implements StepProgram {
 
     @Override
     public void setInputs(float invGradScale, float maxGradNorm, boolean checkGrads, boolean skipNonFinite) {
-        inputs.invGradScale = invGradScale;
-        inputs.maxGradNorm = maxGradNorm;
-        inputs.checkGrads = checkGrads;
-        inputs.skipNonFinite = skipNonFinite;
+        inputs.setInputs(invGradScale, maxGradNorm, checkGrads, skipNonFinite);
         inputsDirty = true;
     }
 

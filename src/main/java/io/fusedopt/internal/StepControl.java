@@ -74,6 +74,14 @@ public final class StepControl {
         return g;
     }
 
+    /** Sets the inputs the host writes between steps. */
+    public void setInputs(float newInvGradScale, float newMaxGradNorm, boolean newCheckGrads, boolean newSkipNonFinite) {
+        invGradScale = newInvGradScale;
+        maxGradNorm = newMaxGradNorm;
+        checkGrads = newCheckGrads;
+        skipNonFinite = newSkipNonFinite;
+    }
+
     public StepControl copy() {
         StepControl c = new StepControl();
         c.step = step;
