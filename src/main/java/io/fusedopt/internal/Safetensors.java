@@ -127,7 +127,16 @@ public final class Safetensors {
         long dataLength = fileSize - 8 - n;
         Map<String, String> metadata = new LinkedHashMap<>();
         List<Entry> entries = new ArrayList<>();
-        try (JsonParser p = JSON.createParser(header)) {
+        String text;
+        try {
+            // Strict UTF-8, as safetensors requires: the JSON parser would otherwise guess an encoding.
+            text = StandardCharsets.UTF_8.newDecoder().onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT)
+                    .decode(java.nio.ByteBuffer.wrap(header)).toString();
+        } catch (java.nio.charset.CharacterCodingException e) {
+            throw new CheckpointException(file + ": the header is not valid UTF-8", e);
+        }
+        try (JsonParser p = JSON.createParser(text)) {
             expect(p.nextToken() == JsonToken.START_OBJECT, file, "the header is not a JSON object");
             Set<String> names = new HashSet<>();
             while (p.nextToken() == JsonToken.FIELD_NAME) {
