@@ -118,7 +118,7 @@ final class Checkpoint {
         try {
             try (Sink sink = sinks.open(tmp)) {
                 sink.write(ByteBuffer.wrap(header));
-                for (Item item : items) writeData(item.buffer(), sink);
+                for (Item item : items) forEachBlock(item.buffer(), sink::write);
                 sink.sync();
             }
             try {
@@ -155,27 +155,18 @@ final class Checkpoint {
         }
     }
 
-    private static long crcOf(AbstractTensorBuffer b) {
+    private static long crcOf(AbstractTensorBuffer b) throws IOException {
         CRC32C crc = new CRC32C();
-        forEachBlock(b, bytes -> crc.update(bytes));
+        forEachBlock(b, crc::update);
         return crc.getValue();
     }
 
-    private static void writeData(AbstractTensorBuffer b, Sink sink) throws IOException {
-        IOException[] failure = new IOException[1];
-        forEachBlock(b, bytes -> {
-            if (failure[0] != null) return;
-            try {
-                sink.write(bytes);
-            } catch (IOException e) {
-                failure[0] = e;
-            }
-        });
-        if (failure[0] != null) throw failure[0];
+    private interface BlockConsumer {
+        void accept(ByteBuffer bytes) throws IOException;
     }
 
     /** The buffer's elements as little-endian bytes of its precision, a block at a time. */
-    private static void forEachBlock(AbstractTensorBuffer b, java.util.function.Consumer<ByteBuffer> consumer) {
+    private static void forEachBlock(AbstractTensorBuffer b, BlockConsumer consumer) throws IOException {
         int size = b.precision().bytes();
         float[] values = new float[(int) Math.min(BLOCK, b.length())];
         ByteBuffer bytes = ByteBuffer.allocate(values.length * size).order(ByteOrder.LITTLE_ENDIAN);
@@ -184,11 +175,8 @@ final class Checkpoint {
             b.copyTo(from, values, 0, n);
             bytes.clear();
             for (int i = 0; i < n; i++) {
-                switch (b.precision()) {
-                    case FP32 -> bytes.putFloat(values[i]);
-                    case BF16 -> bytes.putShort(Conversions.floatToBf16(values[i]));
-                    case FP16 -> bytes.putShort(Conversions.floatToFp16(values[i]));
-                }
+                if (size == Float.BYTES) bytes.putFloat(values[i]);
+                else bytes.putShort(Conversions.narrow(b.precision(), values[i]));
             }
             bytes.flip();
             consumer.accept(bytes);
@@ -236,15 +224,11 @@ final class Checkpoint {
                 float[] values = new float[(int) e.length()];
                 bytes.rewind();
                 for (int i = 0; i < values.length; i++) {
-                    values[i] = switch (e.dtype()) {
-                        case FP32 -> bytes.getFloat();
-                        case BF16 -> Conversions.bf16ToFloat(bytes.getShort());
-                        case FP16 -> Conversions.fp16ToFloat(bytes.getShort());
-                    };
+                    values[i] = e.dtype() == Precision.FP32 ? bytes.getFloat() : Conversions.widen(e.dtype(), bytes.getShort());
                 }
                 data.put(e.name(), values);
             }
-            opt.applyCheckpoint(plan.configs(), plan.step(), plan.skippedSteps(), plan.gradScale(), buffer -> {
+            opt.applyCheckpoint(plan.configs(), plan.step(), plan.skippedSteps(), plan.gradScale(), () -> {
                 for (Item item : plan.items()) {
                     float[] values = data.get(item.key());
                     for (int from = 0; from < values.length; from += BLOCK) {

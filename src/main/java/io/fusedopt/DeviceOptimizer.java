@@ -386,10 +386,10 @@ public final class DeviceOptimizer implements AutoCloseable {
 
     /** Applies a validated checkpoint; {@code writeTensors} copies the data into the buffers. */
     synchronized void applyCheckpoint(List<OptimizerConfig> configs, long step, long skippedSteps, double scale,
-                                      java.util.function.Consumer<Void> writeTensors) {
+                                      Runnable writeTensors) {
         ensureUsable();
         try {
-            writeTensors.accept(null);
+            writeTensors.run();
             for (int g = 0; g < configs.size(); g++) groups.get(g).restoreConfig(configs.get(g));
             initialStep = step;
             initialSkippedSteps = skippedSteps;
@@ -458,21 +458,16 @@ public final class DeviceOptimizer implements AutoCloseable {
             return program;
         }
         groupTable = new GroupTable(groups.size());
-        Map<String, List<TensorOperands>> byLaunch = new LinkedHashMap<>();
-        Map<String, KernelBatch> keys = new LinkedHashMap<>();
+        Map<KernelBatch, List<TensorOperands>> byLaunch = new LinkedHashMap<>(); // keyed by an empty batch of the kind
         for (ParamGroup group : groups) {
             for (Parameter p : group.parameterList()) {
                 TensorOperands t = p.operands(group.plan().slots(), group.index());
-                String key = group.plan().kernel() + (t.needsMixedKernel() ? "/mixed" : "");
-                byLaunch.computeIfAbsent(key, k -> new ArrayList<>()).add(t);
-                keys.putIfAbsent(key, new KernelBatch(group.plan().kernel(), t.needsMixedKernel(), List.of()));
+                KernelBatch kind = new KernelBatch(group.plan().kernel(), t.needsMixedKernel(), List.of());
+                byLaunch.computeIfAbsent(kind, k -> new ArrayList<>()).add(t);
             }
         }
         List<KernelBatch> batches = new ArrayList<>();
-        byLaunch.forEach((key, tensors) -> {
-            KernelBatch k = keys.get(key);
-            batches.add(new KernelBatch(k.kernel(), k.mixed(), tensors));
-        });
+        byLaunch.forEach((kind, tensors) -> batches.add(new KernelBatch(kind.kernel(), kind.mixed(), tensors)));
         fillGroupTable();
         StepProgram prepared = engine.prepare(batches, groupTable);
         try {

@@ -74,22 +74,18 @@ final class CpuStepProgram implements StepProgram {
 
     @Override
     public void run() {
-        double total;
+        int checked = 0; // partial sums written; the total is read only when the gradient is checked
         if (control.checkGrads) {
-            int i = 0;
             for (int b = 0; b < tables.length; b++) {
                 SegmentTable table = tables[b];
                 for (int c = 0; c < table.chunkCount(); c++) {
                     HostBuffer grad = operands[b][table.tensor(c)][1];
-                    partials[i++] = GradientStatistics.chunkSumOfSquares(k -> grad.get((int) k), table.start(c), table.end(c),
+                    partials[checked++] = GradientStatistics.chunkSumOfSquares(k -> grad.get((int) k), table.start(c), table.end(c),
                             control.invGradScale, lanes);
                 }
             }
-            total = GradientStatistics.totalOf(partials, i, lanes);
-        } else {
-            total = GradientStatistics.totalOf(partials, 0, lanes); // 0, as the device sums no partials
         }
-        control.finalizeStep(total, groups);
+        control.finalizeStep(GradientStatistics.totalOf(partials, checked, lanes), groups);
         if (control.skip) return;
         for (int b = 0; b < tables.length; b++) {
             SegmentTable table = tables[b];

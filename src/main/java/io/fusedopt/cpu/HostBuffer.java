@@ -37,20 +37,13 @@ final class HostBuffer extends AbstractTensorBuffer {
 
     /** Element {@code i} widened to float32 (exact). */
     float get(int i) {
-        return switch (precision()) {
-            case FP32 -> floats.get(i);
-            case BF16 -> Conversions.bf16ToFloat(bits.get(i));
-            case FP16 -> Conversions.fp16ToFloat(bits.get(i));
-        };
+        return floats != null ? floats.get(i) : Conversions.widen(precision(), bits.get(i));
     }
 
     /** Stores {@code value} into element {@code i}, rounded to this buffer's precision. */
     void set(int i, float value) {
-        switch (precision()) {
-            case FP32 -> floats.put(i, value);
-            case BF16 -> bits.put(i, Conversions.floatToBf16(value));
-            case FP16 -> bits.put(i, Conversions.floatToFp16(value));
-        }
+        if (floats != null) floats.put(i, value);
+        else bits.put(i, Conversions.narrow(precision(), value));
     }
 
     @Override

@@ -152,14 +152,10 @@ public final class CudaEngine implements Engine {
         DeviceBuffer buffer = new DeviceBuffer(this, address, length, precision, true);
         if (length > 0) {
             try {
-                int result = switch (precision) {
-                    case FP32 -> JCudaDriver.cuMemsetD32Async(Driver.pointerAt(address), Float.floatToRawIntBits(initialValue),
-                            length, stream);
-                    case BF16 -> JCudaDriver.cuMemsetD16Async(Driver.pointerAt(address), Conversions.floatToBf16(initialValue),
-                            length, stream);
-                    case FP16 -> JCudaDriver.cuMemsetD16Async(Driver.pointerAt(address), Conversions.floatToFp16(initialValue),
-                            length, stream);
-                };
+                int result = precision == Precision.FP32
+                        ? JCudaDriver.cuMemsetD32Async(Driver.pointerAt(address), Float.floatToRawIntBits(initialValue), length, stream)
+                        : JCudaDriver.cuMemsetD16Async(Driver.pointerAt(address), Conversions.narrow(precision, initialValue), length,
+                                stream);
                 Driver.check(result, "cuMemsetAsync(" + length + " " + precision + ")");
             } catch (RuntimeException e) {
                 free(address);

@@ -37,8 +37,7 @@ final class DeviceBuffer extends AbstractTensorBuffer {
         } else {
             short[] bits = new short[count];
             for (int i = 0; i < count; i++) {
-                float v = source[sourceOffset + i];
-                bits[i] = precision() == Precision.BF16 ? Conversions.floatToBf16(v) : Conversions.floatToFp16(v);
+                bits[i] = Conversions.narrow(precision(), source[sourceOffset + i]);
             }
             host = Pointer.to(bits);
         }
@@ -62,8 +61,7 @@ final class DeviceBuffer extends AbstractTensorBuffer {
         Driver.check(JCudaDriver.cuMemcpyDtoHAsync(Pointer.to(bits), Driver.pointerAt(address + offset * precision().bytes()), bytes,
                 engine.stream()), "cuMemcpyDtoHAsync(" + count + " " + precision() + ")");
         for (int i = 0; i < count; i++) {
-            destination[destinationOffset + i] = precision() == Precision.BF16
-                    ? Conversions.bf16ToFloat(bits[i]) : Conversions.fp16ToFloat(bits[i]);
+            destination[destinationOffset + i] = Conversions.widen(precision(), bits[i]);
         }
     }
 

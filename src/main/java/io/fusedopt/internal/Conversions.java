@@ -1,5 +1,7 @@
 package io.fusedopt.internal;
 
+import io.fusedopt.Precision;
+
 /**
  * Conversions between float32 and the 16-bit formats, bit for bit as the CUDA kernels do them
  * ({@code __float2bfloat16_rn}, {@code __float2half_rn}, {@code __bfloat162float},
@@ -14,6 +16,24 @@ package io.fusedopt.internal;
  */
 public final class Conversions {
     private Conversions() {}
+
+    /** {@code value} rounded to the 16-bit format {@code precision} (BF16 or FP16). */
+    public static short narrow(Precision precision, float value) {
+        return switch (precision) {
+            case BF16 -> floatToBf16(value);
+            case FP16 -> floatToFp16(value);
+            case FP32 -> throw new IllegalArgumentException("FP32 is not a 16-bit format");
+        };
+    }
+
+    /** The 16-bit value {@code bits} of format {@code precision} as float32 (exact). */
+    public static float widen(Precision precision, short bits) {
+        return switch (precision) {
+            case BF16 -> bf16ToFloat(bits);
+            case FP16 -> fp16ToFloat(bits);
+            case FP32 -> throw new IllegalArgumentException("FP32 is not a 16-bit format");
+        };
+    }
 
     /** The NaN both conversions to 16 bits produce, as PTX's cvt does. */
     public static final short CANONICAL_NAN = 0x7FFF;
