@@ -1,6 +1,7 @@
 package io.fusedopt;
 
 import io.fusedopt.cpu.CpuEngine;
+import io.fusedopt.cpu.FastCpuEngine;
 import io.fusedopt.cuda.CudaEngine;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.Check;
@@ -21,8 +22,8 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * Runs one optimizer algorithm over parameter tensors registered in groups, on the CPU reference
- * backend or on a CUDA device.
+ * Runs one optimizer algorithm over parameter tensors registered in groups, on a CUDA device, on
+ * the fast CPU backend or on the CPU reference backend (see {@link Backend}).
  *
  * <pre>{@code
  * Adam adam = Adam.adamW().optLearningRate(1e-3).build();
@@ -128,7 +129,7 @@ public final class DeviceOptimizer implements AutoCloseable {
         return builder(defaults).optBackend(backend).build();
     }
 
-    /** The backend this optimizer runs on ({@link Backend#CPU} or {@link Backend#CUDA}, never AUTO). */
+    /** The backend this optimizer runs on ({@link Backend#CUDA}, {@link Backend#CPU_FAST} or {@link Backend#CPU}, never AUTO). */
     public Backend backend() {
         return engine.backend();
     }
@@ -216,7 +217,7 @@ public final class DeviceOptimizer implements AutoCloseable {
         return engine.wrapDevicePointer(address, length, precision);
     }
 
-    /** Wraps a Java array the caller owns, updated in place. CPU backend only. */
+    /** Wraps a Java array the caller owns, updated in place. CPU backends only. */
     public synchronized TensorBuffer wrapHost(float[] array) {
         ensureOpen();
         Check.notNull("array", array);
@@ -225,7 +226,8 @@ public final class DeviceOptimizer implements AutoCloseable {
 
     /**
      * Wraps a writable {@link FloatBuffer} the caller owns, from its position to its limit, updated
-     * in place. CPU backend only.
+     * in place. CPU backends only. On {@link Backend#CPU_FAST} a wrapped buffer runs the scalar loops:
+     * only memory it allocates itself (off-heap, native order) takes the Vector API path.
      */
     public synchronized TensorBuffer wrapHost(FloatBuffer buffer) {
         ensureOpen();
@@ -406,7 +408,7 @@ public final class DeviceOptimizer implements AutoCloseable {
         }
     }
 
-    /** Waits until every queued update has finished (a no-op on the CPU backend). */
+    /** Waits until every queued update has finished (a no-op on the CPU backends). */
     public synchronized void synchronize() {
         ensureOpen();
         engine.synchronize();
@@ -562,13 +564,14 @@ public final class DeviceOptimizer implements AutoCloseable {
         private boolean masterWeights = true;
         private NonFinitePolicy nonFinitePolicy = NonFinitePolicy.PROPAGATE;
         private float maxGradNorm;
+        private int cpuThreads = Runtime.getRuntime().availableProcessors();
 
         private Builder(OptimizerConfig defaults) {
             Check.notNull("defaults", defaults);
             this.defaults = defaults;
         }
 
-        /** {@link Backend#AUTO} (the default), {@link Backend#CUDA} or {@link Backend#CPU}. */
+        /** {@link Backend#AUTO} (the default), {@link Backend#CUDA}, {@link Backend#CPU_FAST} or {@link Backend#CPU}. */
         public Builder optBackend(Backend v) {
             Check.notNull("backend", v);
             backend = v;
@@ -619,6 +622,16 @@ public final class DeviceOptimizer implements AutoCloseable {
             return this;
         }
 
+        /**
+         * Threads the {@link Backend#CPU_FAST} backend updates with, the stepping thread included
+         * (default: every available processor). Ignored by the other backends.
+         */
+        public Builder optCpuThreads(int v) {
+            if (v < 1) throw new IllegalArgumentException("CPU threads must be >= 1, got " + v);
+            cpuThreads = v;
+            return this;
+        }
+
         /** The CUDA device ordinal (default 0). */
         public Builder optDeviceOrdinal(int v) {
             if (v < 0) throw new IllegalArgumentException("device ordinal must be >= 0, got " + v);
@@ -641,12 +654,14 @@ public final class DeviceOptimizer implements AutoCloseable {
          * @throws BackendUnavailableException when {@link Backend#CUDA} was requested and cannot run here
          */
         public DeviceOptimizer build() {
+            if (backend != Backend.CUDA && backend != Backend.AUTO && cudaStream != 0) {
+                throw new IllegalArgumentException("a CUDA stream was given for the " + backend + " backend");
+            }
             switch (backend) {
                 case CPU:
-                    if (cudaStream != 0) {
-                        throw new IllegalArgumentException("a CUDA stream was given for the CPU backend");
-                    }
                     return new DeviceOptimizer(new CpuEngine(), "requested", this);
+                case CPU_FAST:
+                    return new DeviceOptimizer(new FastCpuEngine(cpuThreads), "requested", this);
                 case CUDA:
                     return new DeviceOptimizer(openCuda(deviceOrdinal, cudaStream), "requested", this);
                 default:
@@ -655,10 +670,16 @@ public final class DeviceOptimizer implements AutoCloseable {
                         LOG.log(Level.INFO, "fusedopt: AUTO chose CUDA: " + cuda.description());
                         return new DeviceOptimizer(cuda, "AUTO: " + cuda.description(), this);
                     } catch (BackendUnavailableException e) {
-                        LOG.log(Level.INFO, "fusedopt: AUTO chose CPU: " + e.getMessage());
-                        return new DeviceOptimizer(new CpuEngine(), "AUTO: " + e.getMessage(), this);
+                        Engine cpu = new FastCpuEngine(cpuThreads);
+                        LOG.log(Level.INFO, "fusedopt: AUTO chose " + cpu.description() + ": " + e.getMessage());
+                        return new DeviceOptimizer(cpu, "AUTO: " + e.getMessage(), this);
                     }
             }
+        }
+
+        /** Test seam: an optimizer on an engine the test configured (the fast CPU backend's small blocks). */
+        DeviceOptimizer build(Engine engine) {
+            return new DeviceOptimizer(engine, "given", this);
         }
 
         private static Engine openCuda(int ordinal, long stream) {

@@ -34,56 +34,65 @@ record Scenario(OptimizerConfig config, Precision param, Precision grad, Precisi
     record Result(List<String> labels, List<float[]> values, List<StepReport> reports) {}
 
     Result run(Backend backend) {
-        DeviceOptimizer.Builder b = DeviceOptimizer.builder(config).optBackend(backend).optStatePrecision(state)
-                .optMasterWeights(master).optNonFinitePolicy(policy).optMaxGradNorm(maxGradNorm);
-        try (DeviceOptimizer opt = b.build()) {
-            Random random = new Random(1234 + sizes.length);
-            ParamGroup first = opt.addGroup();
-            ParamGroup second = opt.addGroup(config.withLearningRate(config.learningRate() * 0.5));
-            List<Parameter> params = new ArrayList<>();
-            List<TensorBuffer> grads = new ArrayList<>();
-            for (int i = 0; i < sizes.length; i++) {
-                TensorBuffer p = opt.allocate(sizes[i], param);
-                TensorBuffer g = opt.allocate(sizes[i], grad);
-                p.copyFrom(gaussian(random, sizes[i], 1f));
-                params.add((i % 2 == 0 ? first : second).add("t" + i, p, g));
-                grads.add(g);
-            }
-            if (gradScale != 1) opt.setGradScale(gradScale);
-            StepGraph graph = captured ? opt.captureStep() : null;
-            List<StepReport> reports = new ArrayList<>();
-            for (int t = 1; t <= steps; t++) {
-                for (int i = 0; i < sizes.length; i++) {
-                    float[] g = gaussian(random, sizes[i], (float) gradScale * (t % 3 == 0 ? 1e-2f : 1f));
-                    if (t == nonFiniteStep && i == sizes.length - 1) g[g.length / 2] = Float.NaN;
-                    if (t == nonFiniteStep && i == 0) g[0] = Float.POSITIVE_INFINITY;
-                    grads.get(i).copyFrom(g);
-                }
-                if (t == steps / 2) first.setLearningRate(first.config().learningRate() * 0.5);
-                try {
-                    if (graph != null) graph.replay();
-                    else opt.step();
-                } catch (NonFiniteGradientException e) {
-                    // recorded through the report below
-                }
-                reports.add(opt.lastStep());
-            }
-            List<String> labels = new ArrayList<>();
-            List<float[]> values = new ArrayList<>();
-            for (Parameter p : params) {
-                labels.add("param " + p.name());
-                values.add(p.param().toArray());
-                p.masterWeights().ifPresent(m -> {
-                    labels.add("master " + p.name());
-                    values.add(m.toArray());
-                });
-                for (StateKind kind : p.stateKinds()) {
-                    labels.add(kind.stateName() + " " + p.name());
-                    values.add(p.state(kind).toArray());
-                }
-            }
-            return new Result(labels, values, reports);
+        try (DeviceOptimizer opt = builder(backend).build()) {
+            return runOn(opt);
         }
+    }
+
+    /** A builder with this scenario's options, for a test that adds its own. */
+    DeviceOptimizer.Builder builder(Backend backend) {
+        return DeviceOptimizer.builder(config).optBackend(backend).optStatePrecision(state)
+                .optMasterWeights(master).optNonFinitePolicy(policy).optMaxGradNorm(maxGradNorm);
+    }
+
+    /** Runs the scenario on a new optimizer built by {@link #builder}; the caller closes it. */
+    Result runOn(DeviceOptimizer opt) {
+        Random random = new Random(1234 + sizes.length);
+        ParamGroup first = opt.addGroup();
+        ParamGroup second = opt.addGroup(config.withLearningRate(config.learningRate() * 0.5));
+        List<Parameter> params = new ArrayList<>();
+        List<TensorBuffer> grads = new ArrayList<>();
+        for (int i = 0; i < sizes.length; i++) {
+            TensorBuffer p = opt.allocate(sizes[i], param);
+            TensorBuffer g = opt.allocate(sizes[i], grad);
+            p.copyFrom(gaussian(random, sizes[i], 1f));
+            params.add((i % 2 == 0 ? first : second).add("t" + i, p, g));
+            grads.add(g);
+        }
+        if (gradScale != 1) opt.setGradScale(gradScale);
+        StepGraph graph = captured ? opt.captureStep() : null;
+        List<StepReport> reports = new ArrayList<>();
+        for (int t = 1; t <= steps; t++) {
+            for (int i = 0; i < sizes.length; i++) {
+                float[] g = gaussian(random, sizes[i], (float) gradScale * (t % 3 == 0 ? 1e-2f : 1f));
+                if (t == nonFiniteStep && i == sizes.length - 1) g[g.length / 2] = Float.NaN;
+                if (t == nonFiniteStep && i == 0) g[0] = Float.POSITIVE_INFINITY;
+                grads.get(i).copyFrom(g);
+            }
+            if (t == steps / 2) first.setLearningRate(first.config().learningRate() * 0.5);
+            try {
+                if (graph != null) graph.replay();
+                else opt.step();
+            } catch (NonFiniteGradientException e) {
+                // recorded through the report below
+            }
+            reports.add(opt.lastStep());
+        }
+        List<String> labels = new ArrayList<>();
+        List<float[]> values = new ArrayList<>();
+        for (Parameter p : params) {
+            labels.add("param " + p.name());
+            values.add(p.param().toArray());
+            p.masterWeights().ifPresent(m -> {
+                labels.add("master " + p.name());
+                values.add(m.toArray());
+            });
+            for (StateKind kind : p.stateKinds()) {
+                labels.add(kind.stateName() + " " + p.name());
+                values.add(p.state(kind).toArray());
+            }
+        }
+        return new Result(labels, values, reports);
     }
 
     static float[] gaussian(Random random, int n, float scale) {

@@ -1,0 +1,79 @@
+package io.fusedopt.cpu;
+
+import io.fusedopt.Backend;
+import io.fusedopt.Precision;
+import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.GroupTable;
+import io.fusedopt.internal.KernelBatch;
+import io.fusedopt.internal.StepProgram;
+import java.nio.FloatBuffer;
+import java.util.List;
+
+/**
+ * The fast CPU backend: off-heap tensors in {@link BlockedHostBuffer}s (any length), updates split
+ * by chunk across a {@link WorkerTeam} and run by {@link VectorKernels} where the Vector API works
+ * here, else by {@link ReferenceKernels} on every core. Bit-identical to {@link CpuEngine}.
+ */
+public final class FastCpuEngine extends HostEngine {
+    private final int threads;
+    private final int blockShift;
+    private WorkerTeam team; // started by the first prepare: an optimizer that never steps starts no thread
+
+    /** An engine using {@code threads} threads (the caller's included). */
+    public FastCpuEngine(int threads) {
+        this(threads, BlockedHostBuffer.DEFAULT_BLOCK_SHIFT);
+    }
+
+    /**
+     * An engine whose tensors are split into off-heap blocks of 2^blockShift elements (16 to 28;
+     * the default, 28, keeps blocks at 1 GiB of float32). Smaller blocks serve tests: tensors that
+     * cross many blocks without gigabytes of memory.
+     */
+    public FastCpuEngine(int threads, int blockShift) {
+        if (threads < 1) throw new IllegalArgumentException("CPU threads must be >= 1, got " + threads);
+        this.threads = threads;
+        this.blockShift = blockShift;
+    }
+
+    /** Whether updates use the Vector API in this JVM, and if not, why (see {@link VectorSupport}). */
+    public static String vectorSupport() {
+        return VectorSupport.reason();
+    }
+
+    @Override
+    public Backend backend() {
+        return Backend.CPU_FAST;
+    }
+
+    @Override
+    public String description() {
+        return "CPU fast (" + threads + " of " + Runtime.getRuntime().availableProcessors() + " cores; "
+                + (VectorSupport.available() ? VectorSupport.reason() : "scalar loops: " + VectorSupport.reason()) + ")";
+    }
+
+    @Override
+    public synchronized AbstractTensorBuffer allocate(long length, Precision precision, float initialValue) {
+        ensureOpen();
+        if (length < 0) throw new IllegalArgumentException("length must be >= 0, got " + length);
+        return own(BlockedHostBuffer.allocate(this, length, precision, initialValue, blockShift));
+    }
+
+    @Override
+    public synchronized AbstractTensorBuffer wrapHost(FloatBuffer buffer) {
+        ensureOpen();
+        checkWrappable(buffer);
+        return BlockedHostBuffer.wrap(this, buffer);
+    }
+
+    @Override
+    public synchronized StepProgram prepare(List<KernelBatch> batches, GroupTable groups) {
+        ensureOpen();
+        if (team == null) team = new WorkerTeam(threads);
+        return new FastStepProgram(batches, groups, b -> host(b, BlockedHostBuffer.class), team, VectorSupport.available());
+    }
+
+    @Override
+    void closeResources() {
+        if (team != null) team.close();
+    }
+}

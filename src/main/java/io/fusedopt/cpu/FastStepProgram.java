@@ -1,0 +1,265 @@
+package io.fusedopt.cpu;
+
+import io.fusedopt.Precision;
+import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.GradientStatistics;
+import io.fusedopt.internal.GroupTable;
+import io.fusedopt.internal.KernelBatch;
+import io.fusedopt.internal.KernelFlags;
+import io.fusedopt.internal.SegmentTable;
+import io.fusedopt.internal.StepControl;
+import io.fusedopt.internal.StepProgram;
+import io.fusedopt.internal.StepScalars;
+import io.fusedopt.internal.TensorOperands;
+import io.fusedopt.internal.UpdateKernel;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Function;
+
+/**
+ * The fast CPU form of a step, in the same order as {@link CpuStepProgram} and the device: gradient
+ * statistics per chunk (in parallel, each chunk in the fixed lane order, summed in the fixed order
+ * afterwards), the finalize computation, then the updates per chunk (in parallel). Chunks of the
+ * segment table are the work items: 2^16 elements, large enough to stream and to balance.
+ *
+ * <p>A float32 tensor whose gradient needs no unscaling or clipping is updated in place (vectors
+ * where its memory allows); any other is widened tile by tile into per-worker scratch, updated there
+ * by the same kernels and stored back rounded, the fp32 master first, as {@link CpuStepProgram} does.
+ * Everything a run touches is prepared here, so a step allocates nothing.
+ */
+final class FastStepProgram implements StepProgram {
+    /** Elements per scratch tile of the widening path (16 KiB per float32 operand, in L1/L2). */
+    static final int TILE = 4096;
+    /** Below this many elements a step runs on the calling thread: waking the team would cost more. */
+    private static final long PARALLEL_MIN_ELEMENTS = 2 * SegmentTable.CHUNK_ELEMENTS;
+
+    /** One chunk of one tensor: everything its update needs, resolved at preparation. */
+    private static final class Item {
+        final UpdateKernel kernel;
+        final int group;
+        final long start;
+        final int length;
+        final int offset; // start inside its block
+        final BlockedHostBuffer[] operands; // param, grad, slot0..2, master (null where absent)
+        final FloatBuffer[] blockFloats;    // float32 block views of the operands, null entries for 16-bit
+        final ByteBuffer[] blockBytes;      // null unless every operand has bytes and is float32 (vector in place)
+        final boolean float32InPlace;
+
+        Item(UpdateKernel kernel, int group, long start, int length, BlockedHostBuffer[] operands) {
+            this.kernel = kernel;
+            this.group = group;
+            this.start = start;
+            this.length = length;
+            this.operands = operands;
+            int block = operands[0].block(start);
+            this.offset = operands[0].offset(start);
+            blockFloats = new FloatBuffer[6];
+            ByteBuffer[] bytes = new ByteBuffer[5];
+            boolean allFloat32 = operands[5] == null;
+            boolean allBytes = true;
+            for (int j = 0; j < 6; j++) {
+                BlockedHostBuffer o = operands[j];
+                if (o == null) continue;
+                if (o.precision() == Precision.FP32) blockFloats[j] = o.floats(block);
+                else allFloat32 = false;
+                if (j < 5) {
+                    bytes[j] = o.bytes(block);
+                    allBytes &= bytes[j] != null;
+                }
+            }
+            float32InPlace = allFloat32;
+            blockBytes = allFloat32 && allBytes ? bytes : null;
+        }
+    }
+
+    private final WorkerTeam team;
+    private final boolean vector;
+    private final boolean parallel;
+    private final GroupTable groups;
+    private final StepControl control = new StepControl();
+    private final Item[] items;
+    private final double[] partials;
+    private final double[] totalLanes = new double[GradientStatistics.LANES];
+    private final double[][] lanes;        // [worker][LANES]
+    private final float[][] scalars;       // [worker][SCALAR_STRIDE]
+    private final ByteBuffer[][] scratchBytes;   // [worker][param, grad, slot0..2]
+    private final FloatBuffer[][] scratchFloats; // float32 views of scratchBytes
+    private final WorkerTeam.Task statisticsTask = this::chunkStatistics;
+    private final WorkerTeam.Task updateTask = this::updateChunk;
+
+    FastStepProgram(List<KernelBatch> batches, GroupTable groups, Function<AbstractTensorBuffer, BlockedHostBuffer> host,
+                    WorkerTeam team, boolean vector) {
+        this.team = team;
+        this.vector = vector;
+        this.groups = groups;
+        List<Item> list = new ArrayList<>();
+        long elements = 0;
+        for (KernelBatch batch : batches) {
+            List<TensorOperands> tensors = batch.tensors();
+            long[] lengths = new long[tensors.size()];
+            BlockedHostBuffer[][] operands = new BlockedHostBuffer[tensors.size()][];
+            for (int t = 0; t < tensors.size(); t++) {
+                TensorOperands tensor = tensors.get(t);
+                lengths[t] = tensor.param().length();
+                elements += lengths[t];
+                BlockedHostBuffer[] o = new BlockedHostBuffer[6];
+                o[0] = host.apply(tensor.param());
+                o[1] = host.apply(tensor.grad());
+                for (int j = 0; j < tensor.slots().length; j++) o[2 + j] = tensor.slots()[j] == null ? null : host.apply(tensor.slots()[j]);
+                o[5] = tensor.master() == null ? null : host.apply(tensor.master());
+                operands[t] = o;
+            }
+            SegmentTable table = SegmentTable.of(lengths);
+            for (int c = 0; c < table.chunkCount(); c++) {
+                int t = table.tensor(c);
+                list.add(new Item(batch.kernel(), tensors.get(t).group(), table.start(c),
+                        (int) (table.end(c) - table.start(c)), operands[t]));
+            }
+        }
+        items = list.toArray(new Item[0]);
+        partials = new double[items.length];
+        parallel = elements >= PARALLEL_MIN_ELEMENTS;
+        int workers = team.size();
+        lanes = new double[workers][GradientStatistics.LANES];
+        scalars = new float[workers][StepScalars.SCALAR_STRIDE];
+        scratchBytes = new ByteBuffer[workers][5];
+        scratchFloats = new FloatBuffer[workers][5];
+        for (int w = 0; w < workers; w++) {
+            for (int j = 0; j < 5; j++) {
+                scratchBytes[w][j] = ByteBuffer.allocateDirect(TILE * Float.BYTES).order(ByteOrder.nativeOrder());
+                scratchFloats[w][j] = scratchBytes[w][j].asFloatBuffer();
+            }
+        }
+    }
+
+    @Override
+    public void run() {
+        if (control.checkGrads) forEachItem(statisticsTask);
+        int checked = control.checkGrads ? items.length : 0;
+        control.finalizeStep(GradientStatistics.totalOf(partials, checked, totalLanes), groups);
+        if (control.skip) return;
+        forEachItem(updateTask);
+    }
+
+    private void forEachItem(WorkerTeam.Task task) {
+        if (parallel) {
+            team.run(items.length, task);
+        } else {
+            for (int i = 0; i < items.length; i++) task.run(0, i);
+        }
+    }
+
+    /**
+     * The chunk's sum of squares in {@link GradientStatistics#chunkSumOfSquares}'s order: lane
+     * {@code l} adds elements {@code l, l + LANES, ...} in increasing order. Walking the chunk
+     * front to back keeps each lane's order and reads memory sequentially.
+     */
+    private void chunkStatistics(int worker, int index) {
+        Item item = items[index];
+        double[] sums = lanes[worker];
+        java.util.Arrays.fill(sums, 0.0);
+        float invGradScale = control.invGradScale;
+        boolean unscale = invGradScale != 1.0f;
+        FloatBuffer floats = item.blockFloats[1];
+        BlockedHostBuffer grad = item.operands[1];
+        for (int base = 0; base < item.length; base += GradientStatistics.LANES) {
+            int n = Math.min(GradientStatistics.LANES, item.length - base);
+            for (int l = 0; l < n; l++) {
+                float g = floats != null ? floats.get(item.offset + base + l) : grad.get(item.start + base + l);
+                if (unscale) g = g * invGradScale;
+                double x = g;
+                sums[l] = sums[l] + x * x;
+            }
+        }
+        partials[index] = GradientStatistics.treeSum(sums);
+    }
+
+    private void updateChunk(int worker, int index) {
+        Item item = items[index];
+        float[] s = scalars[worker];
+        System.arraycopy(groups.scalars(), item.group * StepScalars.SCALAR_STRIDE, s, 0, StepScalars.SCALAR_STRIDE);
+        int flags = groups.flags()[item.group];
+        boolean gradPrepared = KernelFlags.has(flags, KernelFlags.UNSCALE) || KernelFlags.has(flags, KernelFlags.CLIP);
+        if (item.float32InPlace && !gradPrepared) {
+            updateRange(item.kernel, item.blockBytes, item.blockFloats, item.offset, item.offset + item.length, s, flags);
+            return;
+        }
+        ByteBuffer[] bytes = scratchBytes[worker];
+        FloatBuffer[] floats = scratchFloats[worker];
+        BlockedHostBuffer[] o = item.operands;
+        for (int done = 0; done < item.length; done += TILE) {
+            int n = Math.min(TILE, item.length - done);
+            long start = item.start + done;
+            int offset = item.offset + done;
+            // Gather: the master (or the param) and the slots widened, the gradient prepared.
+            gather(o[5] != null ? o[5] : o[0], item.blockFloats[o[5] != null ? 5 : 0], start, offset, floats[0], n);
+            for (int k = 0; k < n; k++) floats[1].put(k, control.prepareGrad(o[1].get(start + k), flags));
+            for (int j = 2; j < 5; j++) if (o[j] != null) gather(o[j], item.blockFloats[j], start, offset, floats[j], n);
+            updateRange(item.kernel, bytes, floats, 0, n, s, flags);
+            // Scatter: the master first, then the param rounded to its format, then the slots.
+            if (o[5] != null) scatter(floats[0], item.blockFloats[5], o[5], start, offset, n);
+            scatter(floats[0], item.blockFloats[0], o[0], start, offset, n);
+            for (int j = 2; j < 5; j++) if (o[j] != null) scatter(floats[j], item.blockFloats[j], o[j], start, offset, n);
+        }
+    }
+
+    private void updateRange(UpdateKernel kernel, ByteBuffer[] bytes, FloatBuffer[] floats, int from, int to, float[] s, int flags) {
+        if (vector && bytes != null) VectorKernels.run(kernel, bytes, floats, from, to, s, flags);
+        else ReferenceKernels.run(kernel, floats, from, to, s, flags);
+    }
+
+    /** Copies n elements from {@code start} into scratch, widened; a float32 block view copies in bulk. */
+    private static void gather(BlockedHostBuffer source, FloatBuffer sourceBlock, long start, int offset, FloatBuffer scratch, int n) {
+        if (sourceBlock != null) {
+            scratch.put(0, sourceBlock, offset, n);
+        } else {
+            for (int k = 0; k < n; k++) scratch.put(k, source.get(start + k));
+        }
+    }
+
+    /** Stores n scratch elements at {@code start}, rounded to the target's format. */
+    private static void scatter(FloatBuffer scratch, FloatBuffer targetBlock, BlockedHostBuffer target, long start, int offset, int n) {
+        if (targetBlock != null) {
+            targetBlock.put(offset, scratch, 0, n);
+        } else {
+            for (int k = 0; k < n; k++) target.set(start + k, scratch.get(k));
+        }
+    }
+
+    @Override
+    public void groupsChanged() {
+        // The table is read afresh at every run.
+    }
+
+    @Override
+    public void setInputs(float invGradScale, float maxGradNorm, boolean checkGrads, boolean skipNonFinite) {
+        control.setInputs(invGradScale, maxGradNorm, checkGrads, skipNonFinite);
+    }
+
+    @Override
+    public void setCounters(long step, long skippedSteps) {
+        control.step = step;
+        control.skippedSteps = skippedSteps;
+    }
+
+    @Override
+    public StepControl readControl() {
+        return control.copy();
+    }
+
+    @Override
+    public CapturedStep capture() {
+        return new CapturedStep() {
+            @Override public void replay() { run(); }
+            @Override public void close() {}
+        };
+    }
+
+    @Override
+    public void close() {
+        // The scratch is heap-referenced direct memory: the collector frees it with the program.
+    }
+}

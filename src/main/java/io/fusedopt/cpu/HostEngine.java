@@ -1,0 +1,78 @@
+package io.fusedopt.cpu;
+
+import io.fusedopt.Precision;
+import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.Engine;
+import io.fusedopt.internal.OwnedBuffers;
+
+/**
+ * What both CPU engines share: host memory only, updates finished when {@code step} returns, and
+ * the ledger of owned buffers that closing the engine releases.
+ */
+abstract class HostEngine implements Engine {
+    private final OwnedBuffers owned = new OwnedBuffers();
+    private boolean closed;
+
+    /** Registers a buffer this engine allocated, so that closing the engine releases it. */
+    final synchronized <T extends AbstractTensorBuffer> T own(T buffer) {
+        owned.add(buffer);
+        return buffer;
+    }
+
+    @Override
+    public final AbstractTensorBuffer wrapDevicePointer(long address, long length, Precision precision) {
+        throw new UnsupportedOperationException("the " + backend() + " backend has no device memory: wrap host memory with"
+                + " wrapHost, or create the optimizer for Backend.CUDA");
+    }
+
+    @Override
+    public final void synchronize() {
+        // Updates run synchronously: step() returns when they are done.
+    }
+
+    @Override
+    public final synchronized long ownedBytes() {
+        return owned.bytes();
+    }
+
+    @Override
+    public final synchronized boolean isClosed() {
+        return closed;
+    }
+
+    @Override
+    public final synchronized void onBufferClosed(AbstractTensorBuffer buffer) {
+        owned.release(buffer);
+    }
+
+    @Override
+    public final synchronized void close() {
+        if (closed) return;
+        closed = true;
+        owned.releaseAll();
+        closeResources();
+    }
+
+    /** Frees what the engine holds besides its buffers (threads); called once, by close. */
+    void closeResources() {}
+
+    final synchronized void ensureOpen() {
+        if (closed) throw new IllegalStateException("the optimizer is closed");
+    }
+
+    /** The buffer, checked to be host memory of {@code type} owned or wrapped by this engine. */
+    final <T extends AbstractTensorBuffer> T host(AbstractTensorBuffer buffer, Class<T> type) {
+        if (!type.isInstance(buffer) || buffer.owner() != this) {
+            throw new IllegalArgumentException("buffer does not belong to this " + backend() + " optimizer"
+                    + (buffer.isDevice() ? " (it is device memory)" : ""));
+        }
+        return type.cast(buffer);
+    }
+
+    static void checkWrappable(java.nio.FloatBuffer buffer) {
+        if (buffer == null) throw new IllegalArgumentException("buffer must not be null");
+        if (buffer.isReadOnly()) {
+            throw new IllegalArgumentException("a read-only FloatBuffer cannot hold parameters or gradients that are updated");
+        }
+    }
+}
