@@ -34,11 +34,11 @@ import org.openjdk.jmh.annotations.Warmup;
 @OutputTimeUnit(TimeUnit.MICROSECONDS)
 @Warmup(iterations = 3, time = 1)
 @Measurement(iterations = 5, time = 1)
-@Fork(1)
+@Fork(value = 1, jvmArgsAppend = "--add-modules=jdk.incubator.vector")
 public class GraphReplayBenchmark {
     static final int STEPS_PER_INVOCATION = 100;
 
-    @Param({"CPU", "CUDA"})
+    @Param({"CPU", "CPU_FAST", "CUDA"})
     public String backend;
 
     @Param({"1000"})

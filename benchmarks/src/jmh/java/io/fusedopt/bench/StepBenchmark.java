@@ -38,13 +38,13 @@ import org.openjdk.jmh.annotations.Warmup;
 @OutputTimeUnit(TimeUnit.MICROSECONDS)
 @Warmup(iterations = 3, time = 1)
 @Measurement(iterations = 5, time = 1)
-@Fork(1)
+@Fork(value = 1, jvmArgsAppend = "--add-modules=jdk.incubator.vector")
 public class StepBenchmark {
 
     @Param({"adam", "adamw", "rmsprop", "momentum", "sgd"})
     public String algorithm;
 
-    @Param({"CPU", "CUDA"})
+    @Param({"CPU", "CPU_FAST", "CUDA"})
     public String backend;
 
     /** "one": a single tensor of {@code size} elements; "transformer": {@link TensorSets#transformer()}. */

@@ -1,0 +1,112 @@
+package io.fusedopt.cli;
+
+import io.fusedopt.Backend;
+import io.fusedopt.DeviceOptimizer;
+import io.fusedopt.NonFinitePolicy;
+import io.fusedopt.OptimizerConfig;
+import io.fusedopt.ParamGroup;
+import io.fusedopt.Parameter;
+import io.fusedopt.Precision;
+import io.fusedopt.StateKind;
+import io.fusedopt.TensorBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * Runs every variant on random data on the CPU reference and compares, bit for bit, every param,
+ * master and state element computed by the fast CPU backend and (when a GPU is usable) by CUDA.
+ * Each variant runs twice: in float32, and in bf16 params and grads with fp32 master weights, bf16
+ * states, a loss scale of 1024, global-norm clipping and the non-finite check.
+ */
+public final class SelfTest {
+    private SelfTest() {}
+
+    /** One backend's comparison with the reference: compared elements and those that differ. */
+    public record Verdict(boolean ran, long compared, long differing, String note) {
+        static Verdict skipped(String why) {
+            return new Verdict(false, 0, 0, why);
+        }
+
+        public boolean bitExact() {
+            return ran && differing == 0;
+        }
+
+        /** "bit-exact", "DIFFERS (n of m)" or "skipped". */
+        public String text() {
+            if (!ran) return "skipped";
+            return differing == 0 ? "bit-exact" : "DIFFERS (" + differing + " of " + compared + ")";
+        }
+    }
+
+    public record Row(String variant, String storage, Verdict cpuFast, Verdict cuda) {}
+
+    /** The rows of every variant, in {@link VariantCatalog} order, fp32 then mixed. */
+    public static List<Row> run(int size, int steps, long seed, boolean withCuda) {
+        List<Row> rows = new ArrayList<>();
+        for (Map.Entry<String, OptimizerConfig> variant : VariantCatalog.all().entrySet()) {
+            for (boolean mixed : new boolean[] {false, true}) {
+                List<float[]> reference = outcome(Backend.CPU, variant.getValue(), mixed, size, steps, seed);
+                Verdict fast = compare(reference, outcome(Backend.CPU_FAST, variant.getValue(), mixed, size, steps, seed));
+                Verdict cuda = withCuda
+                        ? compare(reference, outcome(Backend.CUDA, variant.getValue(), mixed, size, steps, seed))
+                        : Verdict.skipped("no usable GPU");
+                rows.add(new Row(variant.getKey(), mixed ? "bf16+master, scaled, clipped" : "fp32", fast, cuda));
+            }
+        }
+        return rows;
+    }
+
+    /** Every param, master and state element after {@code steps} steps on two tensors ({@code size} and 3 elements). */
+    static List<float[]> outcome(Backend backend, OptimizerConfig config, boolean mixed, int size, int steps, long seed) {
+        DeviceOptimizer.Builder builder = DeviceOptimizer.builder(config).optBackend(backend);
+        Precision format = mixed ? Precision.BF16 : Precision.FP32;
+        float scale = mixed ? 1024f : 1f;
+        if (mixed) builder.optStatePrecision(Precision.BF16).optMaxGradNorm(1.0).optNonFinitePolicy(NonFinitePolicy.SKIP_STEP);
+        try (DeviceOptimizer opt = builder.build()) {
+            Random random = new Random(seed);
+            ParamGroup group = opt.addGroup();
+            int[] sizes = {size, 3};
+            List<Parameter> params = new ArrayList<>();
+            List<TensorBuffer> grads = new ArrayList<>();
+            for (int i = 0; i < sizes.length; i++) {
+                TensorBuffer p = opt.allocate(sizes[i], format);
+                TensorBuffer g = opt.allocate(sizes[i], format);
+                p.copyFrom(gaussian(random, sizes[i], 1f));
+                params.add(group.add("t" + i, p, g));
+                grads.add(g);
+            }
+            if (mixed) opt.setGradScale(scale);
+            for (int t = 0; t < steps; t++) {
+                for (TensorBuffer g : grads) g.copyFrom(gaussian(random, (int) g.length(), scale));
+                opt.step();
+            }
+            List<float[]> values = new ArrayList<>();
+            for (Parameter p : params) {
+                values.add(p.param().toArray());
+                p.masterWeights().ifPresent(m -> values.add(m.toArray()));
+                for (StateKind kind : p.stateKinds()) values.add(p.state(kind).toArray());
+            }
+            return values;
+        }
+    }
+
+    static Verdict compare(List<float[]> expected, List<float[]> actual) {
+        long compared = 0, differing = 0;
+        for (int i = 0; i < expected.size(); i++) {
+            float[] a = expected.get(i), b = actual.get(i);
+            for (int k = 0; k < a.length; k++) {
+                compared++;
+                if (Float.floatToIntBits(a[k]) != Float.floatToIntBits(b[k])) differing++;
+            }
+        }
+        return new Verdict(true, compared, differing, "");
+    }
+
+    private static float[] gaussian(Random random, int n, float scale) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) v[i] = (float) random.nextGaussian() * scale;
+        return v;
+    }
+}

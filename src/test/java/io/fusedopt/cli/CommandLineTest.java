@@ -1,0 +1,192 @@
+package io.fusedopt.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.core.JsonFactory;
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonToken;
+import io.fusedopt.Backend;
+import io.fusedopt.cuda.CudaProbe;
+import java.awt.image.BufferedImage;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import javax.imageio.ImageIO;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Each subcommand, run on the CPU, and what it wrote. */
+class CommandLineTest {
+    @TempDir
+    static Path dir;
+
+    private static Demo.Result demo;
+
+    @BeforeAll
+    static void runDemo() throws Exception {
+        demo = Demo.run(Backend.CPU_FAST, dir.resolve("demo"), 200, 40, 300);
+    }
+
+    private record Run(int status, String out, String err) {}
+
+    private static Run cli(String... args) {
+        StringWriter out = new StringWriter(), err = new StringWriter();
+        int status = FusedOptCli.execute(new PrintWriter(out, true), new PrintWriter(err, true), args);
+        return new Run(status, out.toString(), err.toString());
+    }
+
+    @Test
+    void selftestPrintsABitExactVerdictPerRowAndSaysWhatItSkipped() {
+        Run run = cli("selftest", "--size", "1031", "--steps", "3");
+        assertEquals(0, run.status(), run.out() + run.err());
+        int variants = VariantCatalog.all().size();
+        assertEquals(2 * variants, run.out().lines().filter(l -> l.contains(" bit-exact ")).count(), run.out());
+        assertTrue(run.out().contains("CPU_FAST: "), run.out());
+        if (!CudaProbe.result().available()) {
+            assertTrue(run.out().contains("Skipped: the CUDA column (" + CudaProbe.result().reason()), run.out());
+            assertTrue(run.out().contains("GPU:      not used: "), run.out());
+        }
+        assertTrue(run.out().contains(2 * variants + " of " + (CudaProbe.result().available() ? 4 : 2) * variants
+                + " comparisons bit-exact."), run.out());
+    }
+
+    @Test
+    void selftestRowsCoverEveryVariantInBothStorages() {
+        List<SelfTest.Row> rows = SelfTest.run(77, 2, 5, false);
+        assertEquals(2 * VariantCatalog.all().size(), rows.size());
+        for (SelfTest.Row row : rows) {
+            assertTrue(row.cpuFast().bitExact(), row.toString());
+            assertTrue(row.cpuFast().compared() >= 80, row.toString());
+            assertEquals("skipped", row.cuda().text());
+        }
+    }
+
+    @Test
+    void benchWritesATableCsvAndJson() throws Exception {
+        Path csv = dir.resolve("bench.csv"), json = dir.resolve("bench.json");
+        Run run = cli("bench", "--algorithms", "adam,sgd", "--sizes", "2^12,5000", "--backend", "CPU_FAST", "--warmup", "1",
+                "--steps", "3", "--csv", csv.toString(), "--json", json.toString());
+        assertEquals(0, run.status(), run.out() + run.err());
+        assertTrue(run.out().contains("copy bandwidth (read + write):"), run.out());
+        assertTrue(run.err().contains("bench"), "the progress bar goes to standard error: " + run.err());
+        List<String> lines = Files.readAllLines(csv);
+        assertEquals(Bench.Result.csvHeader(), lines.get(0));
+        assertEquals(5, lines.size(), String.join("\n", lines));
+        assertTrue(lines.get(1).startsWith("adam,4096,CPU_FAST,"), lines.get(1));
+        assertTrue(lines.get(4).startsWith("sgd,5000,CPU_FAST,"), lines.get(4));
+        int objects = 0;
+        try (JsonParser p = new JsonFactory().createParser(json.toFile())) {
+            assertEquals(JsonToken.START_ARRAY, p.nextToken());
+            while (p.nextToken() == JsonToken.START_OBJECT) {
+                objects++;
+                double paramsPerSecond = Double.NaN, fraction = Double.NaN;
+                while (p.nextToken() != JsonToken.END_OBJECT) {
+                    String field = p.currentName();
+                    p.nextToken();
+                    if (field.equals("params_per_second")) paramsPerSecond = p.getDoubleValue();
+                    if (field.equals("roofline_fraction")) fraction = p.getDoubleValue();
+                }
+                assertTrue(paramsPerSecond > 0 && fraction > 0, "object " + objects);
+            }
+        }
+        assertEquals(4, objects);
+    }
+
+    @Test
+    void benchRefusesBadInputWithAUsageError() {
+        Run badSize = cli("bench", "--sizes", "0", "--no-progress");
+        assertEquals(2, badSize.status());
+        assertTrue(badSize.err().contains("invalid size '0'"), badSize.err());
+        Run badAlgorithm = cli("bench", "--algorithms", "lion", "--no-progress");
+        assertEquals(2, badAlgorithm.status());
+        assertTrue(badAlgorithm.err().contains("unknown algorithm 'lion'"), badAlgorithm.err());
+        assertEquals(2, cli().status(), "no subcommand");
+    }
+
+    @Test
+    void demoWritesThreePngsOfTheExpectedSizeAndAReport() throws Exception {
+        for (String name : new String[] {Demo.BIAS_CORRECTION_PNG, Demo.PATHS_PNG, Demo.SPIRAL_PNG}) {
+            BufferedImage image = ImageIO.read(dir.resolve("demo").resolve(name).toFile());
+            assertEquals(Charts.WIDTH, image.getWidth(), name);
+            assertEquals(Charts.HEIGHT, image.getHeight(), name);
+        }
+        String report = Files.readString(dir.resolve("demo").resolve(Demo.REPORT));
+        for (String name : new String[] {Demo.BIAS_CORRECTION_PNG, Demo.PATHS_PNG, Demo.SPIRAL_PNG}) {
+            assertTrue(report.contains("](" + name + ")"), name);
+        }
+        assertTrue(report.contains("CPU_FAST"), report);
+    }
+
+    @Test
+    void correctAdamKeepsANormalizedStepOfOneAndTheStoredBackBugCollapses() {
+        Charts.Line correct = line("constant, fusedopt (fresh correction)");
+        Charts.Line buggy = line("constant, bug (stored back)");
+        for (double y : correct.y()) assertEquals(1.0, y, 1e-5);
+        assertEquals(correct.y()[0], buggy.y()[0], 1e-7, "the first step is the same");
+        assertTrue(buggy.y()[199] < 1e-3, "stored back, the step collapses: " + buggy.y()[199]);
+        for (int t = 10; t < 200; t++) assertTrue(buggy.y()[t] < buggy.y()[t - 1], "falls monotonically at " + t);
+        // growing and noisy gradients: the correct step stays of order 1, the bug's falls toward 0
+        for (String regime : new String[] {"growing", "noisy"}) {
+            double[] good = line(regime + ", fusedopt (fresh correction)").y();
+            double[] bad = line(regime + ", bug (stored back)").y();
+            assertTrue(Math.abs(good[199]) > 0.3 && Math.abs(good[199]) < 1.5, regime + " " + good[199]);
+            assertTrue(Math.abs(bad[199]) < 1e-3, regime + " " + bad[199]);
+        }
+    }
+
+    private static Charts.Line line(String name) {
+        return demo.biasCorrection().stream().filter(l -> l.name().equals(name)).findFirst().orElseThrow();
+    }
+
+    @Test
+    void pathsStartTogetherAndShowTheOptimizersCharacters() {
+        Map<String, Charts.Line> paths = demo.paths();
+        assertEquals(6, paths.size());
+        double start = OptimizerPathsDemo.f(-7, 2);
+        for (Charts.Line p : paths.values()) {
+            assertEquals(-7, p.x()[0], 1e-6, p.name());
+            assertEquals(2, p.y()[0], 1e-6, p.name());
+            assertEquals(41, p.x().length, p.name());
+        }
+        Charts.Line momentum = paths.get("Momentum (lr 0.1, 0.9)");
+        assertTrue(max(momentum.x()) > 0.5, "momentum overshoots the minimum along x");
+        Charts.Line sgd = paths.get("SGD (lr 0.9)");
+        assertTrue(sgd.y()[1] < 0 && sgd.y()[2] > 0, "SGD zig-zags across the steep direction");
+        for (String name : new String[] {"Adam (lr 0.3)", "RMSProp (lr 0.3, alpha 0.9)"}) {
+            Charts.Line p = paths.get(name);
+            int last = p.x().length - 1;
+            assertTrue(OptimizerPathsDemo.f(p.x()[last], p.y()[last]) < start / 100, name);
+        }
+        Charts.Line adagrad = paths.get("Adagrad (lr 0.5)");
+        int last = adagrad.x().length - 1;
+        double adagradEnd = OptimizerPathsDemo.f(adagrad.x()[last], adagrad.y()[last]);
+        assertTrue(adagradEnd < start && adagradEnd > start / 100, "Adagrad descends, then stalls: f = " + adagradEnd);
+        double lastStride = Math.abs(adagrad.x()[last] - adagrad.x()[last - 1]);
+        double firstStride = Math.abs(adagrad.x()[1] - adagrad.x()[0]);
+        assertTrue(lastStride < firstStride / 3, "its steps along x shrink: " + firstStride + " -> " + lastStride);
+    }
+
+    @Test
+    void everyOptimizerTrainsTheSpiralClassifier() {
+        assertEquals(6, demo.spiral().size());
+        demo.spiral().forEach((name, t) -> {
+            double first = t.loss()[0], last = t.loss()[t.loss().length - 1];
+            for (double l : t.loss()) assertTrue(Double.isFinite(l), name);
+            assertTrue(last < first, name + ": " + first + " -> " + last);
+        });
+        SpiralDemo.Training adam = demo.spiral().get("Adam (lr 0.01)");
+        assertTrue(adam.loss()[299] < 0.6 * adam.loss()[0], "Adam: " + adam.loss()[299]);
+        assertTrue(adam.accuracy() > 0.6, "Adam's training accuracy " + adam.accuracy());
+    }
+
+    private static double max(double[] values) {
+        double m = Double.NEGATIVE_INFINITY;
+        for (double v : values) m = Math.max(m, v);
+        return m;
+    }
+}
