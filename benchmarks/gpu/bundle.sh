@@ -14,5 +14,7 @@ cp -r target/test-classes "$out/test-classes"
 # JCublas and the unused JCuda natives (NVRTC, PTX compiler, runtime) are large and not needed here.
 find "$out/lib" -name 'jcuda-natives-*' -exec sh -c 'cd "$(dirname "$1")" && mkdir x && cd x && unzip -q ../"$(basename "$1")" \
   && rm -f lib/libJNvPTXCompiler* lib/libJNvrtc* lib/libJCudaRuntime* && zip -qr ../"$(basename "$1")" . && cd .. && rm -rf x' _ {} \;
-bash ../shared/gpu/make-jre.sh "$out" >/dev/null 2>&1 || bash "$(git rev-parse --show-toplevel)/../shared/gpu/make-jre.sh" "$out"
+# The fast CPU backend's Vector API, and java.desktop for the demo's charts (CommandLineTest).
+mods=jdk.incubator.vector,java.desktop
+bash ../shared/gpu/make-jre.sh "$out" "$mods" >/dev/null 2>&1 || bash "$(git rev-parse --show-toplevel)/../shared/gpu/make-jre.sh" "$out" "$mods"
 du -sh "$out"

@@ -28,7 +28,7 @@ import java.util.function.LongConsumer;
  * same run. JMH ({@code benchmarks/}) gives the figures the project publishes; this gives a user
  * the shape of them in a minute.
  */
-public final class Bench {
+final class Bench {
     private Bench() {}
 
     /** The algorithms {@code bench} knows, by name. */

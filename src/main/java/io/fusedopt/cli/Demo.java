@@ -17,7 +17,7 @@ import org.knowm.xchart.style.markers.SeriesMarkers;
  * The demo: three pictures of what optimizers do, each computed by fusedopt on the chosen backend,
  * and a Markdown report that shows them with their key numbers.
  */
-public final class Demo {
+final class Demo {
     private Demo() {}
 
     public static final String BIAS_CORRECTION_PNG = "adam-bias-correction.png";

@@ -20,7 +20,7 @@ import java.util.Random;
  * Each variant runs twice: in float32, and in bf16 params and grads with fp32 master weights, bf16
  * states, a loss scale of 1024, global-norm clipping and the non-finite check.
  */
-public final class SelfTest {
+final class SelfTest {
     private SelfTest() {}
 
     /** One backend's comparison with the reference: compared elements and those that differ. */
