@@ -7,9 +7,7 @@ import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
 import io.fusedopt.internal.KernelFlags;
 import io.fusedopt.internal.SegmentTable;
-import io.fusedopt.internal.StepControl;
 import io.fusedopt.internal.StepScalars;
-import io.fusedopt.internal.StepProgram;
 import io.fusedopt.internal.TensorOperands;
 import io.fusedopt.internal.UpdateKernel;
 import java.nio.FloatBuffer;
@@ -23,7 +21,7 @@ import java.util.function.Function;
  * scratch arrays, updated there by the same {@link ReferenceKernels}, and stored back (rounded to
  * its formats, the fp32 master written first), which is what the mixed kernels do element by element.
  */
-final class CpuStepProgram implements StepProgram {
+final class CpuStepProgram extends HostStepProgram {
     private static final int CHUNK = (int) SegmentTable.CHUNK_ELEMENTS;
 
     private final List<KernelBatch> batches;
@@ -32,7 +30,6 @@ final class CpuStepProgram implements StepProgram {
     /** [batch][tensor] the float32 views {param, grad, slot0..2}, null unless every operand is float32. */
     private final FloatBuffer[][][] float32Operands;
     private final GroupTable groups;
-    private final StepControl control = new StepControl();
     private final double[] partials;
     private final double[] lanes = new double[GradientStatistics.LANES];
     private final float[] scalars = new float[StepScalars.SCALAR_STRIDE];
@@ -136,35 +133,6 @@ final class CpuStepProgram implements StepProgram {
             scratchBuffers = new FloatBuffer[5];
             for (int j = 0; j < 5; j++) scratchBuffers[j] = FloatBuffer.wrap(scratch[j]);
         }
-    }
-
-    @Override
-    public void groupsChanged() {
-        // The table is read afresh at every run.
-    }
-
-    @Override
-    public void setInputs(float invGradScale, float maxGradNorm, boolean checkGrads, boolean skipNonFinite) {
-        control.setInputs(invGradScale, maxGradNorm, checkGrads, skipNonFinite);
-    }
-
-    @Override
-    public void setCounters(long step, long skippedSteps) {
-        control.step = step;
-        control.skippedSteps = skippedSteps;
-    }
-
-    @Override
-    public StepControl readControl() {
-        return control.copy();
-    }
-
-    @Override
-    public CapturedStep capture() {
-        return new CapturedStep() {
-            @Override public void replay() { run(); }
-            @Override public void close() {}
-        };
     }
 
     @Override

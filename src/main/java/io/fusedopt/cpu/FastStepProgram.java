@@ -7,8 +7,6 @@ import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
 import io.fusedopt.internal.KernelFlags;
 import io.fusedopt.internal.SegmentTable;
-import io.fusedopt.internal.StepControl;
-import io.fusedopt.internal.StepProgram;
 import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.TensorOperands;
 import io.fusedopt.internal.UpdateKernel;
@@ -30,7 +28,7 @@ import java.util.function.Function;
  * by the same kernels and stored back rounded, the fp32 master first, as {@link CpuStepProgram} does.
  * Everything a run touches is prepared here, so a step allocates nothing.
  */
-final class FastStepProgram implements StepProgram {
+final class FastStepProgram extends HostStepProgram {
     /** Elements per scratch tile of the widening path (16 KiB per float32 operand, in L1/L2). */
     static final int TILE = 4096;
     /** Below this many elements a step runs on the calling thread: waking the team would cost more. */
@@ -79,7 +77,6 @@ final class FastStepProgram implements StepProgram {
     private final boolean vector;
     private final boolean parallel;
     private final GroupTable groups;
-    private final StepControl control = new StepControl();
     private final Item[] items;
     private final double[] partials;
     private final double[] totalLanes = new double[GradientStatistics.LANES];
@@ -227,35 +224,6 @@ final class FastStepProgram implements StepProgram {
         } else {
             for (int k = 0; k < n; k++) target.set(start + k, scratch.get(k));
         }
-    }
-
-    @Override
-    public void groupsChanged() {
-        // The table is read afresh at every run.
-    }
-
-    @Override
-    public void setInputs(float invGradScale, float maxGradNorm, boolean checkGrads, boolean skipNonFinite) {
-        control.setInputs(invGradScale, maxGradNorm, checkGrads, skipNonFinite);
-    }
-
-    @Override
-    public void setCounters(long step, long skippedSteps) {
-        control.step = step;
-        control.skippedSteps = skippedSteps;
-    }
-
-    @Override
-    public StepControl readControl() {
-        return control.copy();
-    }
-
-    @Override
-    public CapturedStep capture() {
-        return new CapturedStep() {
-            @Override public void replay() { run(); }
-            @Override public void close() {}
-        };
     }
 
     @Override
