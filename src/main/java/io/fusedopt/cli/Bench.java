@@ -1,13 +1,8 @@
 package io.fusedopt.cli;
 
-import io.fusedopt.Adagrad;
-import io.fusedopt.Adam;
 import io.fusedopt.Backend;
 import io.fusedopt.DeviceOptimizer;
-import io.fusedopt.Momentum;
 import io.fusedopt.OptimizerConfig;
-import io.fusedopt.RmsProp;
-import io.fusedopt.Sgd;
 import io.fusedopt.TensorBuffer;
 import io.fusedopt.cuda.DeviceCopy;
 import io.fusedopt.internal.UpdatePlan;
@@ -32,7 +27,7 @@ final class Bench {
     private Bench() {}
 
     /** The algorithms {@code bench} knows, by name. */
-    public static final List<String> ALGORITHMS = List.of("adam", "adamw", "rmsprop", "momentum", "sgd", "adagrad");
+    static final List<String> ALGORITHMS = VariantCatalog.BENCHMARK_ALGORITHMS;
 
     /** One measured configuration. */
     public record Result(String algorithm, long elements, String backend, String device, double secondsPerStep,
@@ -59,16 +54,8 @@ final class Bench {
         }
     }
 
-    public static OptimizerConfig config(String algorithm) {
-        return switch (algorithm) {
-            case "adam" -> Adam.builder().build();
-            case "adamw" -> Adam.adamW().build();
-            case "rmsprop" -> RmsProp.builder().build();
-            case "momentum" -> Momentum.builder().setMomentum(0.9).optNesterov(true).build();
-            case "sgd" -> Sgd.builder().build();
-            case "adagrad" -> Adagrad.builder().build();
-            default -> throw new IllegalArgumentException("unknown algorithm '" + algorithm + "'; known: " + ALGORITHMS);
-        };
+    static OptimizerConfig config(String algorithm) {
+        return VariantCatalog.benchmarkConfig(algorithm);
     }
 
     /**

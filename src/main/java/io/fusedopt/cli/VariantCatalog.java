@@ -7,6 +7,7 @@ import io.fusedopt.OptimizerConfig;
 import io.fusedopt.RmsProp;
 import io.fusedopt.Sgd;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -15,6 +16,22 @@ import java.util.Map;
  */
 public final class VariantCatalog {
     private VariantCatalog() {}
+
+    /** The algorithms benchmarks measure, by name, each with its defaults (momentum: Nesterov, 0.9). */
+    public static final List<String> BENCHMARK_ALGORITHMS = List.of("adam", "adamw", "rmsprop", "momentum", "sgd", "adagrad");
+
+    /** The configuration {@code bench} and the JMH benchmarks measure for an algorithm name. */
+    public static OptimizerConfig benchmarkConfig(String algorithm) {
+        return switch (algorithm) {
+            case "adam" -> Adam.builder().build();
+            case "adamw" -> Adam.adamW().build();
+            case "rmsprop" -> RmsProp.builder().build();
+            case "momentum" -> Momentum.builder().setMomentum(0.9).optNesterov(true).build();
+            case "sgd" -> Sgd.builder().build();
+            case "adagrad" -> Adagrad.builder().build();
+            default -> throw new IllegalArgumentException("unknown algorithm '" + algorithm + "'; known: " + BENCHMARK_ALGORITHMS);
+        };
+    }
 
     /** Every variant, in a fixed order, by a name such as "adamw-amsgrad-step-size". */
     public static Map<String, OptimizerConfig> all() {

@@ -100,11 +100,6 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
         return (int) (index & ((1L << blockShift) - 1));
     }
 
-    int blockCount() {
-        ensureOpen();
-        return floats != null ? floats.length : bits.length;
-    }
-
     /** Block {@code b}'s bytes in native order, or null when the buffer wraps a caller's FloatBuffer. */
     ByteBuffer bytes(int b) {
         ensureOpen();

@@ -1,15 +1,12 @@
 package io.fusedopt.bench;
 
-import io.fusedopt.Adam;
 import io.fusedopt.Backend;
 import io.fusedopt.DeviceOptimizer;
-import io.fusedopt.Momentum;
 import io.fusedopt.OptimizerConfig;
 import io.fusedopt.ParamGroup;
 import io.fusedopt.Precision;
-import io.fusedopt.RmsProp;
-import io.fusedopt.Sgd;
 import io.fusedopt.TensorBuffer;
+import io.fusedopt.cli.VariantCatalog;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -81,14 +78,7 @@ public class StepBenchmark {
     }
 
     static OptimizerConfig config(String algorithm) {
-        return switch (algorithm) {
-            case "adam" -> Adam.builder().build();
-            case "adamw" -> Adam.adamW().build();
-            case "rmsprop" -> RmsProp.builder().build();
-            case "momentum" -> Momentum.builder().setMomentum(0.9).optNesterov(true).build();
-            case "sgd" -> Sgd.builder().build();
-            default -> throw new IllegalArgumentException("unknown algorithm " + algorithm);
-        };
+        return VariantCatalog.benchmarkConfig(algorithm);
     }
 
     /** The param and grad format of a storage name. */
