@@ -6,7 +6,9 @@
 #                           the current sources. Called by the Maven build (generate-resources).
 #   build.sh --update       rebuild kernels/prebuilt (run after editing a kernel; commit the result).
 #   build.sh --check        rebuild into a temporary folder and fail if kernels/prebuilt differs,
-#                           or if ptxas reports any register spill. Needs nvcc. Used by CI.
+#                           if ptxas reports any register spill, or if the PTX of any kernel for any
+#                           architecture holds an approximate (.approx) or flush-to-zero (.ftz)
+#                           instruction. Needs nvcc. Used by CI.
 #
 # Why a fatbin: SASS for every current architecture (no JIT at load, our flags applied by ptxas)
 # plus PTX for the newest one, so GPUs newer than this list still load the kernels through the
@@ -58,6 +60,26 @@ compile_into() {
   } > "$out/kernels.properties"
 }
 
+# The numerics guard: the PTX of every family for every architecture we ship must use exact IEEE
+# instructions only; one .approx (fast division, sqrt, rcp) or .ftz (subnormals flushed) would break
+# the bit-exact contract with the Java reference on that architecture only.
+ptx_guard() {
+  local tmp f a bad=0
+  tmp=$(mktemp -d)
+  for f in "${families[@]}"; do
+    for a in "${archs[@]}" "$ptx_arch"; do
+      nvcc -ptx "${nvcc_flags[@]:1}" -arch=compute_"$a" -I "$here" -o "$tmp/$f.$a.ptx" "$here/$f.cu"
+      if grep -nE '\.(approx|ftz)\b' "$tmp/$f.$a.ptx" >&2; then
+        echo "build.sh: $f.cu for compute_$a has approximate or flush-to-zero instructions (lines above)" >&2
+        bad=1
+      fi
+    done
+  done
+  rm -rf "$tmp"
+  [[ $bad == 0 ]] || exit 1
+  echo "build.sh: PTX of ${#families[@]} families x $(( ${#archs[@]} + 1 )) architectures: no .approx, no .ftz"
+}
+
 mode=${1:-}
 case "$mode" in
   --install)
@@ -93,6 +115,11 @@ case "$mode" in
       exit 1
     fi
     echo "build.sh --check: kernels/prebuilt matches a fresh build; no register spills"
+    ptx_guard
     ;;
-  *) echo "usage: build.sh --install DIR | --update | --check" >&2; exit 2 ;;
+  --ptx-guard)
+    command -v nvcc >/dev/null 2>&1 || { echo "build.sh --ptx-guard: nvcc is not on the PATH" >&2; exit 2; }
+    ptx_guard
+    ;;
+  *) echo "usage: build.sh --install DIR | --update | --check | --ptx-guard" >&2; exit 2 ;;
 esac
