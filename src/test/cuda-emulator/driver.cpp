@@ -466,6 +466,14 @@ CUresult cuCtxSetCurrent(CUcontext handle) {
   return CUDA_SUCCESS;
 }
 
+CUresult cuCtxGetCurrent(CUcontext* out) {
+  FO_EMU_LOCK;
+  if (!S.initialized) return CUDA_ERROR_NOT_INITIALIZED;
+  if (!out) return CUDA_ERROR_INVALID_VALUE;
+  *out = reinterpret_cast<CUcontext>(current);
+  return CUDA_SUCCESS;
+}
+
 CUresult cuCtxSynchronize() {
   FO_EMU_LOCK;
   FO_EMU_CONTEXT;

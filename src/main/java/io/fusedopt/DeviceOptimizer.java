@@ -565,6 +565,7 @@ public final class DeviceOptimizer implements AutoCloseable {
         private NonFinitePolicy nonFinitePolicy = NonFinitePolicy.PROPAGATE;
         private float maxGradNorm;
         private int cpuThreads = Runtime.getRuntime().availableProcessors();
+        private CudaOpener cudaOpener = Builder::openCuda;
 
         private Builder(OptimizerConfig defaults) {
             Check.notNull("defaults", defaults);
@@ -651,7 +652,11 @@ public final class DeviceOptimizer implements AutoCloseable {
         }
 
         /**
+         * Builds the optimizer. {@link Backend#AUTO} falls back to {@link Backend#CPU_FAST} on any failure
+         * to open CUDA, and logs why.
+         *
          * @throws BackendUnavailableException when {@link Backend#CUDA} was requested and cannot run here
+         * @throws CudaException when {@link Backend#CUDA} was requested and a driver call failed while opening it
          */
         public DeviceOptimizer build() {
             if (backend != Backend.CUDA && backend != Backend.AUTO && cudaStream != 0) {
@@ -663,23 +668,45 @@ public final class DeviceOptimizer implements AutoCloseable {
                 case CPU_FAST:
                     return new DeviceOptimizer(new FastCpuEngine(cpuThreads), "requested", this);
                 case CUDA:
-                    return new DeviceOptimizer(openCuda(deviceOrdinal, cudaStream), "requested", this);
+                    return new DeviceOptimizer(cudaOpener.open(deviceOrdinal, cudaStream), "requested", this);
                 default:
+                    Engine cuda;
                     try {
-                        Engine cuda = openCuda(deviceOrdinal, cudaStream);
-                        LOG.log(Level.INFO, "fusedopt: AUTO chose CUDA: " + cuda.description());
-                        return new DeviceOptimizer(cuda, "AUTO: " + cuda.description(), this);
-                    } catch (BackendUnavailableException e) {
+                        cuda = cudaOpener.open(deviceOrdinal, cudaStream);
+                    } catch (RuntimeException e) {
+                        // Whatever keeps CUDA from opening (no GPU, a context that cannot be created on a busy
+                        // exclusive-process GPU or out of memory, kernels that do not load, a bad stream or
+                        // ordinal) is a reason to fall back, not an error of AUTO's.
                         Engine cpu = new FastCpuEngine(cpuThreads);
-                        LOG.log(Level.INFO, "fusedopt: AUTO chose " + cpu.description() + ": " + e.getMessage());
-                        return new DeviceOptimizer(cpu, "AUTO: " + e.getMessage(), this);
+                        String why = e instanceof BackendUnavailableException ? e.getMessage()
+                                : "CUDA backend unavailable: opening CUDA device " + deviceOrdinal + " failed: " + e;
+                        // No GPU is the expected case; a GPU the probe found usable that then fails is worth a warning.
+                        LOG.log(e instanceof BackendUnavailableException ? Level.INFO : Level.WARNING,
+                                "fusedopt: AUTO chose " + cpu.description() + ": " + why);
+                        return new DeviceOptimizer(cpu, "AUTO: " + why, this);
                     }
+                    LOG.log(Level.INFO, "fusedopt: AUTO chose CUDA: " + cuda.description());
+                    return new DeviceOptimizer(cuda, "AUTO: " + cuda.description(), this);
             }
         }
 
         /** Test seam: an optimizer on an engine the test configured (the fast CPU backend's small blocks). */
         DeviceOptimizer build(Engine engine) {
             return new DeviceOptimizer(engine, "given", this);
+        }
+
+        /** Opens the CUDA engine for a device ordinal and a raw stream handle. */
+        interface CudaOpener {
+            Engine open(int ordinal, long stream);
+        }
+
+        /**
+         * Test seam: how CUDA and AUTO open the CUDA engine, so that a test can make opening fail as a
+         * busy or broken GPU does (a CudaException from the driver), which no healthy machine provokes.
+         */
+        Builder cudaOpener(CudaOpener opener) {
+            cudaOpener = opener;
+            return this;
         }
 
         private static Engine openCuda(int ordinal, long stream) {

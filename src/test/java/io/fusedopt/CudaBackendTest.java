@@ -5,7 +5,15 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import io.fusedopt.cuda.CudaProbe;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.logging.Level;
 import jcuda.Pointer;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.JCudaDriver;
@@ -22,10 +30,14 @@ class CudaBackendTest {
         GpuTests.assumeGpu();
     }
 
-    /** Memory the test owns, allocated with JCuda as another library would. */
+    /** Memory the test owns, allocated with JCuda under its own retain of the context, as another library would. */
     private static final class CallerAllocation extends CUdeviceptr implements AutoCloseable {
-        CallerAllocation(long bytes) {
-            assertEquals(0, JCudaDriver.cuMemAlloc(this, bytes));
+        private final CallerContext context;
+
+        CallerAllocation(CallerContext context, long bytes) {
+            this.context = context;
+            context.makeCurrent();
+            CallerContext.check(JCudaDriver.cuMemAlloc(this, bytes), "cuMemAlloc(" + bytes + ")");
         }
 
         long address() {
@@ -34,7 +46,8 @@ class CudaBackendTest {
 
         @Override
         public void close() {
-            assertEquals(0, JCudaDriver.cuMemFree(this));
+            context.makeCurrent();
+            CallerContext.check(JCudaDriver.cuMemFree(this), "cuMemFree");
         }
     }
 
@@ -42,30 +55,31 @@ class CudaBackendTest {
     void wrappedCallerMemoryIsUpdatedInPlaceAndNeverFreed() {
         float[] weights = {1f, 2f, 3f, 4f, 5f};
         float[] grads = {0.5f, -1f, 2f, 0f, 1e-3f};
-        float[] expected = Trajectory.cpu(Sgd.builder().optLearningRate(0.1).build(), weights, java.util.List.of(grads));
-        CallerAllocation memory;
-        DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, Sgd.builder().optLearningRate(0.1).build());
-        memory = new CallerAllocation(weights.length * 4L);
-        TensorBuffer p = opt.wrapDevicePointer(memory.address(), weights.length);
-        assertFalse(p.isOwnedByLibrary());
-        p.copyFrom(weights);
-        TensorBuffer g = opt.allocate(weights.length);
-        g.copyFrom(grads);
-        opt.addGroup().add("w", p, g);
-        opt.step();
-        assertArrayEquals(expected, p.toArray());
-        opt.close();
-        // The optimizer is gone; the caller's memory is intact and still the caller's to free.
-        float[] after = new float[weights.length];
-        assertEquals(0, JCudaDriver.cuMemcpyDtoH(Pointer.to(after), memory, weights.length * 4L));
-        assertArrayEquals(expected, after);
-        memory.close();
+        float[] expected = Trajectory.cpu(Sgd.builder().optLearningRate(0.1).build(), weights, List.of(grads));
+        // The test's own retain keeps the context, and so its memory, alive after the optimizer's release.
+        try (CallerContext context = new CallerContext(0); CallerAllocation memory = new CallerAllocation(context, weights.length * 4L)) {
+            DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, Sgd.builder().optLearningRate(0.1).build());
+            TensorBuffer p = opt.wrapDevicePointer(memory.address(), weights.length);
+            assertFalse(p.isOwnedByLibrary());
+            p.copyFrom(weights);
+            TensorBuffer g = opt.allocate(weights.length);
+            g.copyFrom(grads);
+            opt.addGroup().add("w", p, g);
+            opt.step();
+            assertArrayEquals(expected, p.toArray());
+            opt.close();
+            // The optimizer is gone; the caller's memory is intact and still the caller's to free.
+            context.makeCurrent();
+            float[] after = new float[weights.length];
+            CallerContext.check(JCudaDriver.cuMemcpyDtoH(Pointer.to(after), memory, weights.length * 4L), "cuMemcpyDtoH");
+            assertArrayEquals(expected, after);
+        }
     }
 
     @Test
     void badDevicePointersAreRefused() {
-        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, Sgd.builder().build());
-             CallerAllocation memory = new CallerAllocation(64)) {
+        try (CallerContext context = new CallerContext(0); CallerAllocation memory = new CallerAllocation(context, 64);
+             DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, Sgd.builder().build())) {
             assertMessage(IllegalArgumentException.class, "null", () -> opt.wrapDevicePointer(0, 4));
             assertMessage(IllegalArgumentException.class, "aligned", () -> opt.wrapDevicePointer(memory.address() + 2, 4));
             assertMessage(IllegalArgumentException.class, "past the end", () -> opt.wrapDevicePointer(memory.address(), 17));
@@ -116,11 +130,12 @@ class CudaBackendTest {
         float[] grads = CudaEquivalenceTest.gaussian(new java.util.Random(2), n, 1f);
         for (OptimizerConfig config : new OptimizerConfig[] {Sgd.builder().optLearningRate(0.1).build(),
                 Adam.adamW().optLearningRate(0.01).build()}) {
-            float[] expected = Trajectory.cpu(config, weights, java.util.List.of(grads, grads));
+            float[] expected = Trajectory.cpu(config, weights, List.of(grads, grads));
             for (int[] offsets : new int[][] {{0, 0}, {1, 1}, {2, 2}, {3, 3}, {1, 2}, {0, 3}}) {
-                try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, config);
-                     CallerAllocation pm = new CallerAllocation((n + 4) * 4L);
-                     CallerAllocation gm = new CallerAllocation((n + 4) * 4L)) {
+                try (CallerContext context = new CallerContext(0);
+                     CallerAllocation pm = new CallerAllocation(context, (n + 4) * 4L);
+                     CallerAllocation gm = new CallerAllocation(context, (n + 4) * 4L);
+                     DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, config)) {
                     TensorBuffer p = opt.wrapDevicePointer(pm.address() + 4L * offsets[0], n);
                     TensorBuffer g = opt.wrapDevicePointer(gm.address() + 4L * offsets[1], n);
                     p.copyFrom(weights);
@@ -135,10 +150,14 @@ class CudaBackendTest {
         }
     }
 
-    /** A stream the test creates, as a framework would; its raw handle is what fusedopt takes. */
-    private static final class CallerStream extends jcuda.driver.CUstream implements AutoCloseable {
-        CallerStream() {
-            assertEquals(0, JCudaDriver.cuStreamCreate(this, jcuda.driver.CUstream_flags.CU_STREAM_NON_BLOCKING));
+    /** A stream the test creates under its own retain of the context, as a framework would; its raw handle is what fusedopt takes. */
+    static final class CallerStream extends jcuda.driver.CUstream implements AutoCloseable {
+        private final CallerContext context;
+
+        CallerStream(CallerContext context) {
+            this.context = context;
+            context.makeCurrent();
+            CallerContext.check(JCudaDriver.cuStreamCreate(this, jcuda.driver.CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
         }
 
         long handle() {
@@ -147,7 +166,8 @@ class CudaBackendTest {
 
         @Override
         public void close() {
-            assertEquals(0, JCudaDriver.cuStreamDestroy(this));
+            context.makeCurrent();
+            CallerContext.check(JCudaDriver.cuStreamDestroy(this), "cuStreamDestroy");
         }
     }
 
@@ -156,9 +176,9 @@ class CudaBackendTest {
         float[] weights = CudaEquivalenceTest.gaussian(new java.util.Random(5), 100_003, 1f);
         float[] grads = CudaEquivalenceTest.gaussian(new java.util.Random(6), 100_003, 1f);
         Adam adam = Adam.builder().optLearningRate(0.01).build();
-        float[] expected = Trajectory.cpu(adam, weights, java.util.List.of(grads, grads, grads));
-        try (DeviceOptimizer probe = DeviceOptimizer.create(Backend.CUDA, adam); // makes the primary context current
-             CallerStream stream = new CallerStream();
+        float[] expected = Trajectory.cpu(adam, weights, List.of(grads, grads, grads));
+        try (CallerContext context = new CallerContext(0);
+             CallerStream stream = new CallerStream(context);
              DeviceOptimizer opt = DeviceOptimizer.builder(adam).optBackend(Backend.CUDA).optCudaStream(stream.handle()).build()) {
             TensorBuffer p = opt.allocate(weights.length);
             TensorBuffer g = opt.allocate(weights.length);
@@ -168,6 +188,108 @@ class CudaBackendTest {
             for (int i = 0; i < 3; i++) opt.step();
             opt.synchronize();
             CudaEquivalenceTest.assertBitEqual(expected, p.toArray(), "adam on the caller's stream");
+        }
+    }
+
+    /**
+     * A step captured and replayed on the legacy default stream (no stream given), then a plain
+     * step: the engine uses the explicit CU_STREAM_LEGACY handle, since JCuda's cuGraphLaunch
+     * throws NullPointerException for a null stream (after which the optimizer refused every step).
+     */
+    @Test
+    void capturedStepReplaysOnTheDefaultStream() {
+        int n = 70_003; // more than one chunk
+        Random random = new Random(11);
+        float[] weights = CudaEquivalenceTest.gaussian(random, n, 1f);
+        List<float[]> grads = new ArrayList<>();
+        for (int t = 0; t < 4; t++) grads.add(CudaEquivalenceTest.gaussian(random, n, 1f));
+        Adam adam = Adam.adamW().optLearningRate(0.01).build();
+        float[] expected = Trajectory.cpu(adam, weights, grads);
+        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, adam)) {
+            TensorBuffer p = opt.allocate(n);
+            TensorBuffer g = opt.allocate(n);
+            p.copyFrom(weights);
+            opt.addGroup().add("w", p, g);
+            StepGraph graph = opt.captureStep();
+            for (int t = 0; t < 3; t++) {
+                g.copyFrom(grads.get(t));
+                graph.replay();
+            }
+            g.copyFrom(grads.get(3));
+            opt.step();
+            assertEquals(4, opt.stepCount());
+            CudaEquivalenceTest.assertBitEqual(expected, p.toArray(), "3 replays and a step on the default stream");
+        }
+    }
+
+    /**
+     * Memory of device 1 wrapped by an optimizer on device 0 is refused (its kernels would fault on
+     * it), and the refusal changes nothing: the optimizer still wraps its own device's memory and
+     * steps, and an optimizer on device 1 takes the same pointer.
+     */
+    @Test
+    void anotherDevicesMemoryIsRefused() {
+        int devices = CudaProbe.result().deviceCount();
+        if (devices < 2) {
+            assertFalse(GpuTests.onEmulator(), "the CUDA emulator has 2 devices, so this test must run on it");
+            assumeTrue(false, "needs 2 CUDA devices; this machine has " + devices);
+        }
+        Sgd sgd = Sgd.builder().optLearningRate(0.5).build();
+        try (CallerContext device1 = new CallerContext(1); CallerAllocation other = new CallerAllocation(device1, 64);
+             CallerContext device0 = new CallerContext(0); CallerAllocation mine = new CallerAllocation(device0, 64);
+             DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, sgd)) {
+            long owned = opt.ownedBytes();
+            assertMessage(IllegalArgumentException.class, "memory of CUDA device 1, but this optimizer runs on CUDA device 0",
+                    () -> opt.wrapDevicePointer(other.address(), 16));
+            assertEquals(owned, opt.ownedBytes());
+            TensorBuffer p = opt.wrapDevicePointer(mine.address(), 16);
+            TensorBuffer g = opt.allocate(16);
+            p.copyFrom(new float[16]);
+            float[] ones = new float[16];
+            java.util.Arrays.fill(ones, 1f);
+            g.copyFrom(ones);
+            opt.addGroup().add("w", p, g);
+            opt.step();
+            java.util.Arrays.fill(ones, -0.5f);
+            assertArrayEquals(ones, p.toArray());
+            try (DeviceOptimizer onDevice1 = DeviceOptimizer.builder(sgd).optBackend(Backend.CUDA).optDeviceOrdinal(1).build()) {
+                assertEquals(16, onDevice1.wrapDevicePointer(other.address(), 16).length());
+            }
+        }
+    }
+
+    /**
+     * Any thread may close an optimizer, also one with no current context: closing the step program
+     * must make the context current before it waits for the queued steps, else the wait fails (a
+     * warning) and the tables those steps read are freed under them.
+     */
+    @Test
+    void closingOnAThreadWithNoCurrentContextWaitsForQueuedSteps() throws Exception {
+        Adam adam = Adam.builder().optLearningRate(0.01).build();
+        int n = 1 << 20;
+        float[] grads = CudaEquivalenceTest.gaussian(new Random(3), n, 1f);
+        DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, adam);
+        TensorBuffer g = opt.allocate(n);
+        g.copyFrom(grads);
+        opt.addGroup().add("w", opt.allocate(n), g);
+        for (int t = 0; t < 5; t++) opt.step(); // queued, not waited for
+        ExecutorService closer = Executors.newSingleThreadExecutor(); // a new thread: no context is current on it
+        try (LogRecords log = new LogRecords()) {
+            closer.submit(opt::close).get();
+            assertEquals(List.of(), log.messages(Level.WARNING));
+        } finally {
+            closer.shutdown();
+        }
+        assertTrue(opt.isClosed());
+        float[] expected = Trajectory.cpu(adam, new float[n], List.of(grads, grads));
+        try (DeviceOptimizer again = DeviceOptimizer.create(Backend.CUDA, adam)) { // the device is still healthy
+            TensorBuffer p = again.allocate(n);
+            TensorBuffer g2 = again.allocate(n);
+            g2.copyFrom(grads);
+            again.addGroup().add("w", p, g2);
+            again.step();
+            again.step();
+            CudaEquivalenceTest.assertBitEqual(expected, p.toArray(), "a new optimizer after the close");
         }
     }
 }

@@ -7,7 +7,6 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import jcuda.driver.JCudaDriver;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -52,24 +51,27 @@ class ResourceAndThreadTest {
         assertTrue(after - before < (8 << 20), "heap grew by " + ((after - before) >> 10) + " KiB");
     }
 
+    /**
+     * The test holds its own retain of the primary context for the whole run and measures inside
+     * it: without one, every optimizer's close released the last retain, the driver reset the
+     * context and freed everything, leaks included, so the check could not fail.
+     */
     @Test
     @Tag("gpu")
     void tenThousandCudaOptimizersLeaveNoDeviceMemoryBehind() {
         GpuTests.assumeGpu();
-        churn(Backend.CUDA, 200);
-        long before = freeDeviceBytes();
-        churn(Backend.CUDA, 10_000);
-        long after = freeDeviceBytes();
-        System.out.printf("[fusedopt] free device memory: %d MiB before, %d MiB after 10,000 optimizers%n", before >> 20, after >> 20);
-        assertTrue(before - after < (16 << 20), "device memory shrank by " + ((before - after) >> 20) + " MiB");
-    }
-
-    private static long freeDeviceBytes() {
-        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, Sgd.builder().build())) {
-            long[] free = new long[1], total = new long[1];
-            opt.synchronize(); // makes the primary context current on this thread
-            assertEquals(0, JCudaDriver.cuMemGetInfo(free, total));
-            return free[0];
+        try (CallerContext context = new CallerContext(0)) {
+            churn(Backend.CUDA, 200);
+            long before = context.freeBytes();
+            churn(Backend.CUDA, 10_000);
+            long after = context.freeBytes();
+            System.out.printf("[fusedopt] free device memory: %d KiB before, %d KiB after 10,000 optimizers%n", before >> 10, after >> 10);
+            // Each optimizer makes a dozen allocations. The emulator counts bytes exactly, so any leak of
+            // one per optimizer shows as at least 10,000 bytes. A GPU hands out memory in 2 MiB pages and
+            // places allocations at least 256 bytes apart: allow one page of allocator slack, which such a
+            // leak (2.5 MB or more) exceeds.
+            long allowed = GpuTests.onEmulator() ? 10_000 - 1 : 2 << 20;
+            assertTrue(before - after <= allowed, "device memory shrank by " + (before - after) + " bytes (allowed: " + allowed + ")");
         }
     }
 

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.core.JsonEncoding;
 import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.JsonGenerator;
 import io.fusedopt.Backend;
+import io.fusedopt.cuda.CudaProbe;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
@@ -71,6 +72,13 @@ final class BenchCommand implements Callable<Integer> {
             }
         }
         if (steps < 1 || warmup < 0) throw new ParameterException(spec.commandLine(), "--steps must be >= 1 and --warmup >= 0");
+        CudaProbe.Result probe = CudaProbe.result();
+        if (probe.emulator() && (backend == Backend.CUDA || backend == Backend.AUTO)) {
+            // AUTO would choose CUDA too; an emulator timing must never look like a GPU figure.
+            spec.commandLine().getErr().println(CudaProbe.EMULATOR_BENCHMARK_REFUSAL + " (" + probe.deviceName()
+                    + "); use --backend CPU_FAST or CPU to measure the CPU backends");
+            return 1;
+        }
         long total = (long) algorithms.size() * elements.size() * (warmup + steps);
         List<Bench.Result> results;
         if (noProgress) {

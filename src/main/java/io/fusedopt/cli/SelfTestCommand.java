@@ -31,7 +31,7 @@ final class SelfTestCommand implements Callable<Integer> {
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
         CudaProbe.Result probe = CudaProbe.result();
-        out.println("GPU:      " + (probe.available() ? probe.reason() : "not used: " + probe.reason()));
+        out.println("GPU:      " + (probe.available() ? probe.reason() + ": " + probe.kind() : "not used: " + probe.reason()));
         out.println("CPU_FAST: " + FastCpuEngine.vectorSupport());
         out.println();
         List<SelfTest.Row> rows = SelfTest.run(size, steps, seed, probe.available());

@@ -12,7 +12,6 @@ import io.fusedopt.internal.KernelBatch;
 import io.fusedopt.internal.StepProgram;
 import java.lang.System.Logger.Level;
 import java.nio.FloatBuffer;
-import java.nio.charset.StandardCharsets;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Set;
@@ -36,9 +35,10 @@ import jcuda.driver.JCudaDriver;
  * context set to the primary context.
  *
  * <p>Stream: every kernel and copy goes to one stream, the caller's when given (a CUstream of this
- * device's primary context), else the legacy default stream, which orders the work after the
- * caller's earlier default-stream work. Nothing in a step waits for the device; copies out of a
- * buffer, {@link #synchronize()} and {@link #close()} wait for that stream only.
+ * device's primary context), else the legacy default stream through its explicit handle
+ * CU_STREAM_LEGACY, which orders the work after the caller's earlier default-stream work. Nothing
+ * in a step waits for the device; copies out of a buffer, {@link #synchronize()} and
+ * {@link #close()} wait for that stream only.
  */
 public final class CudaEngine implements Engine {
     private static final System.Logger LOG = System.getLogger("io.fusedopt");
@@ -48,8 +48,9 @@ public final class CudaEngine implements Engine {
 
     private final CUdevice device = new CUdevice();
     private final CUcontext context = new CUcontext();
+    private final int ordinal;
     private final String description;
-    /** Where all work goes; null is the legacy default stream. */
+    /** Where all work goes: the caller's stream or CU_STREAM_LEGACY, never null. */
     private final CUstream stream;
     private final int maxBlocks;
     private final KernelModules modules;
@@ -83,20 +84,19 @@ public final class CudaEngine implements Engine {
             throw new IllegalArgumentException("CUDA device ordinal " + ordinal + " does not exist: this machine has "
                     + probe.deviceCount() + " device(s), ordinals 0 to " + (probe.deviceCount() - 1));
         }
+        this.ordinal = ordinal;
         Driver.check(JCudaDriver.cuDeviceGet(device, ordinal), "cuDeviceGet(" + ordinal + ")");
         Driver.check(JCudaDriver.cuDevicePrimaryCtxRetain(context, device), "cuDevicePrimaryCtxRetain(" + ordinal + ")");
         try {
             makeCurrent();
-            byte[] name = new byte[256];
-            Driver.check(JCudaDriver.cuDeviceGetName(name, name.length, device), "cuDeviceGetName");
             int major = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
             int minor = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
             int sms = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
-            description = "CUDA device " + ordinal + ": " + cString(name) + " (sm_" + major + minor + ", " + sms
+            description = "CUDA device " + ordinal + ": " + Driver.deviceName(device) + " (sm_" + major + minor + ", " + sms
                     + " SMs, driver CUDA " + DriverProbe.cudaVersion(probe.driverCudaVersion()) + ")";
             maxBlocks = sms * BLOCKS_PER_SM;
             stream = Streams.of(streamHandle);
-            if (stream != null) {
+            if (streamHandle != 0) {
                 CUcontext owner = new CUcontext();
                 int result = JCudaDriver.cuStreamGetCtx(stream, owner);
                 if (result != 0 || !owner.equals(context)) {
@@ -182,13 +182,23 @@ public final class CudaEngine implements Engine {
         return new DeviceBuffer(this, address, length, precision, false);
     }
 
-    /** Refuses host pointers and ranges that run past the end of the caller's allocation. */
+    /**
+     * Refuses host pointers, memory of another device (this device's kernels would fault on it,
+     * which ruins the context) and ranges that run past the end of the caller's allocation.
+     */
     private void checkDeviceRange(long address, long bytes) {
         int[] memoryType = new int[1];
         int result = JCudaDriver.cuPointerGetAttribute(Pointer.to(memoryType),
                 CUpointer_attribute.CU_POINTER_ATTRIBUTE_MEMORY_TYPE, Driver.pointerAt(address));
         if (result != 0 || memoryType[0] != CUmemorytype.CU_MEMORYTYPE_DEVICE) {
             throw new IllegalArgumentException("0x" + Long.toHexString(address) + " is not device memory known to the CUDA driver");
+        }
+        int[] owner = new int[1];
+        Driver.check(JCudaDriver.cuPointerGetAttribute(Pointer.to(owner), CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+                Driver.pointerAt(address)), "cuPointerGetAttribute(DEVICE_ORDINAL)");
+        if (owner[0] != ordinal) {
+            throw new IllegalArgumentException("0x" + Long.toHexString(address) + " is memory of CUDA device " + owner[0]
+                    + ", but this optimizer runs on CUDA device " + ordinal);
         }
         AddressablePointer base = new AddressablePointer();
         long[] size = new long[1];
@@ -247,9 +257,18 @@ public final class CudaEngine implements Engine {
         Driver.check(JCudaDriver.cuStreamSynchronize(stream), "cuStreamSynchronize");
     }
 
-    /** The stream all work goes to (null: the legacy default stream). */
+    /** The stream all work goes to (CU_STREAM_LEGACY for the legacy default stream; never null). */
     CUstream stream() {
         return stream;
+    }
+
+    /**
+     * Makes the context current and waits for the stream, returning the CUresult instead of
+     * throwing: for callers that are closing, on any thread, with any context current.
+     */
+    int synchronizeQuietly() {
+        int result = JCudaDriver.cuCtxSetCurrent(context);
+        return result == 0 ? JCudaDriver.cuStreamSynchronize(stream) : result;
     }
 
     @Override
@@ -279,8 +298,7 @@ public final class CudaEngine implements Engine {
     @Override
     public synchronized void close() {
         if (closed) return;
-        int sync = JCudaDriver.cuCtxSetCurrent(context);
-        if (sync == 0) sync = JCudaDriver.cuStreamSynchronize(stream); // queued updates may still use the buffers
+        int sync = synchronizeQuietly(); // queued updates may still use the buffers
         if (sync != 0) {
             LOG.log(Level.WARNING, "closing " + description + ": synchronize failed: " + Driver.describe(sync));
         }
@@ -296,11 +314,5 @@ public final class CudaEngine implements Engine {
         int[] value = new int[1];
         Driver.check(JCudaDriver.cuDeviceGetAttribute(value, attribute, device), "cuDeviceGetAttribute(" + attribute + ")");
         return value[0];
-    }
-
-    private static String cString(byte[] bytes) {
-        int end = 0;
-        while (end < bytes.length && bytes[end] != 0) end++;
-        return new String(bytes, 0, end, StandardCharsets.US_ASCII);
     }
 }

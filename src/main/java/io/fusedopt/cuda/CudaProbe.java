@@ -6,16 +6,47 @@ import java.util.regex.Pattern;
 /**
  * Whether CUDA can be used in this process, decided once and cached. Every failure becomes a
  * sentence a user can act on: no JCuda on the classpath, no NVIDIA driver (libcuda.so.1), no
- * device, or a driver too old for the kernels this build carries.
+ * device, a driver too old for the kernels this build carries, or a device 0 whose primary context
+ * cannot be created or into which the kernels do not load.
  */
 public final class CudaProbe {
     private CudaProbe() {}
 
-    /** The outcome of the probe. {@code reason} says why CUDA is unusable, or describes it when usable. */
-    public record Result(boolean available, String reason, int driverCudaVersion, int deviceCount) {
+    /** How the fusedopt CUDA emulator (a test double of libcuda.so.1 that runs kernels on the CPU) names its devices. */
+    public static final String EMULATOR_NAME_PREFIX = "fusedopt CUDA emulator";
+
+    /** Why benchmarks refuse to run on the emulator. */
+    public static final String EMULATOR_BENCHMARK_REFUSAL = "refusing to benchmark on the CUDA emulator: it proves logic, not speed";
+
+    /**
+     * The outcome of the probe. {@code reason} says why CUDA is unusable, or describes it when
+     * usable; {@code deviceName} is device 0's name ("" when the probe did not get that far).
+     */
+    public record Result(boolean available, String reason, int driverCudaVersion, int deviceCount, String deviceName) {
         static Result unavailable(String reason) {
-            return new Result(false, reason, 0, 0);
+            return new Result(false, reason, 0, 0, "");
         }
+
+        /**
+         * Whether the driver is the fusedopt CUDA emulator rather than a GPU: results on it prove
+         * the logic (driver rules, kernel arithmetic), timings on it say nothing about a GPU.
+         */
+        public boolean emulator() {
+            return deviceName.startsWith(EMULATOR_NAME_PREFIX);
+        }
+
+        /** What runs the CUDA work, for every report that shows CUDA results. */
+        public String kind() {
+            return emulator() ? "CUDA emulator (proves logic, not speed)" : "real GPU";
+        }
+    }
+
+    /**
+     * Throws {@link IllegalStateException} with {@link #EMULATOR_BENCHMARK_REFUSAL} when CUDA runs
+     * on the emulator: for every benchmark that times CUDA, so that no emulator figure is published.
+     */
+    public static void refuseBenchmarkOnEmulator() {
+        if (result().emulator()) throw new IllegalStateException(EMULATOR_BENCHMARK_REFUSAL);
     }
 
     private static final class Holder {

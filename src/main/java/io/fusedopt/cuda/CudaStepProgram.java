@@ -9,6 +9,7 @@ import io.fusedopt.internal.StepControl;
 import io.fusedopt.internal.StepProgram;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Consumer;
 import java.util.function.ToLongFunction;
 import jcuda.Pointer;
 import jcuda.driver.CUfunction;
@@ -176,11 +177,11 @@ final class CudaStepProgram implements StepProgram {
 
     @Override
     public StepControl readControl() {
-        engine.makeCurrent();
+        // Wait first, then copy: JCuda pins the Java array for the whole copy call (see DeviceBuffer.read).
+        engine.synchronize();
         byte[] block = new byte[StepControl.BYTES];
         Driver.check(JCudaDriver.cuMemcpyDtoHAsync(Pointer.to(block), Driver.pointerAt(control), block.length, engine.stream()),
                 "cuMemcpyDtoHAsync(control block)");
-        Driver.check(JCudaDriver.cuStreamSynchronize(engine.stream()), "cuStreamSynchronize");
         return DeviceSegmentTable.decodeControl(block);
     }
 
@@ -192,29 +193,9 @@ final class CudaStepProgram implements StepProgram {
     public CapturedStep capture() {
         uploadChanges();
         engine.synchronize();
-        CUstream captureStream = new CUstream();
-        Driver.check(JCudaDriver.cuStreamCreate(captureStream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
-        CUgraph graph = new CUgraph();
-        CUgraphExec exec = new CUgraphExec();
-        boolean captured = false;
-        try {
-            Driver.check(JCudaDriver.cuStreamBeginCapture(captureStream, CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL),
-                    "cuStreamBeginCapture");
-            try {
-                queue(captureStream);
-            } finally {
-                int end = JCudaDriver.cuStreamEndCapture(captureStream, graph);
-                Driver.check(end, "cuStreamEndCapture");
-            }
-            Driver.check(JCudaDriver.cuGraphInstantiate(exec, graph, 0), "cuGraphInstantiate");
-            captured = true;
-        } finally {
-            JCudaDriver.cuGraphDestroy(graph);
-            JCudaDriver.cuStreamDestroy(captureStream);
-        }
-        boolean instantiated = captured;
+        CUgraphExec exec = captureGraph(this::queue);
         return new CapturedStep() {
-            private boolean released = !instantiated;
+            private boolean released;
 
             @Override
             public void replay() {
@@ -233,12 +214,47 @@ final class CudaStepProgram implements StepProgram {
         };
     }
 
+    /**
+     * The graph of what {@code work} queues on a new capturing stream, instantiated, in the current
+     * context. When {@code work} fails, that failure is thrown: ending the capture then usually
+     * fails too (the failure invalidated the capture), and that consequence is only added to it
+     * as suppressed.
+     */
+    static CUgraphExec captureGraph(Consumer<CUstream> work) {
+        CUstream captureStream = new CUstream();
+        Driver.check(JCudaDriver.cuStreamCreate(captureStream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+        CUgraph graph = new CUgraph();
+        try {
+            Driver.check(JCudaDriver.cuStreamBeginCapture(captureStream, CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL),
+                    "cuStreamBeginCapture");
+            try {
+                work.accept(captureStream);
+            } catch (RuntimeException | Error e) {
+                try {
+                    Driver.check(JCudaDriver.cuStreamEndCapture(captureStream, graph), "cuStreamEndCapture");
+                } catch (RuntimeException endFailure) {
+                    e.addSuppressed(endFailure);
+                }
+                throw e;
+            }
+            Driver.check(JCudaDriver.cuStreamEndCapture(captureStream, graph), "cuStreamEndCapture");
+            CUgraphExec exec = new CUgraphExec();
+            Driver.check(JCudaDriver.cuGraphInstantiate(exec, graph, 0), "cuGraphInstantiate");
+            return exec;
+        } finally {
+            JCudaDriver.cuGraphDestroy(graph);
+            JCudaDriver.cuStreamDestroy(captureStream);
+        }
+    }
+
     @Override
     public void close() {
         if (closed) return;
         closed = true;
         if (!engine.isClosed()) {
-            int sync = JCudaDriver.cuStreamSynchronize(engine.stream()); // queued steps may still read the tables
+            // Queued steps may still read the tables. Any thread may close, with any context (or none)
+            // current, so the engine's context is made current first.
+            int sync = engine.synchronizeQuietly();
             if (sync != 0) System.getLogger("io.fusedopt").log(System.Logger.Level.WARNING, "step program close: " + Driver.describe(sync));
         }
         memory.forEach(engine::freeTable);

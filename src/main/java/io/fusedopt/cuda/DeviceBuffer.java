@@ -49,9 +49,11 @@ final class DeviceBuffer extends AbstractTensorBuffer {
     @Override
     protected void read(long offset, float[] destination, int destinationOffset, int count) {
         if (count == 0) return;
-        engine.makeCurrent();
         long bytes = (long) count * precision().bytes();
-        // To pageable memory the call returns when the data has arrived, after the stream's earlier work.
+        // Wait for the stream's earlier work first: JCuda pins a Java array for the whole copy call
+        // (GetPrimitiveArrayCritical, which holds off the garbage collector), so the copy must not
+        // be the call that waits for queued steps. To pageable memory it returns when the data has arrived.
+        engine.synchronize();
         if (precision() == Precision.FP32) {
             Driver.check(JCudaDriver.cuMemcpyDtoHAsync(Pointer.to(destination).withByteOffset((long) destinationOffset * Float.BYTES),
                     Driver.pointerAt(address + offset * Float.BYTES), bytes, engine.stream()), "cuMemcpyDtoHAsync(" + count + " floats)");

@@ -4,7 +4,7 @@ import jcuda.driver.JCudaDriver;
 
 /**
  * Two device buffers and a device-to-device copy between them: the benchmarks' roofline (bytes read
- * plus written per second). Work goes to the legacy default stream.
+ * plus written per second). Work goes to the engine's stream (the legacy default stream).
  */
 public final class DeviceCopy implements AutoCloseable {
     private final CudaEngine engine;
@@ -38,7 +38,7 @@ public final class DeviceCopy implements AutoCloseable {
     /** Queues one copy of all the bytes. */
     public void copy() {
         engine.makeCurrent();
-        Driver.check(JCudaDriver.cuMemcpyDtoDAsync(Driver.pointerAt(destination), Driver.pointerAt(source), bytes, null),
+        Driver.check(JCudaDriver.cuMemcpyDtoDAsync(Driver.pointerAt(destination), Driver.pointerAt(source), bytes, engine.stream()),
                 "cuMemcpyDtoDAsync");
     }
 

@@ -1,6 +1,8 @@
 package io.fusedopt.cuda;
 
 import io.fusedopt.CudaException;
+import java.nio.charset.StandardCharsets;
+import jcuda.driver.CUdevice;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUresult;
 import jcuda.driver.JCudaDriver;
@@ -29,6 +31,15 @@ final class Driver {
     /** A JCuda device pointer for a raw device address (JCuda adds the byte offset to a null base). */
     static CUdeviceptr pointerAt(long address) {
         return new CUdeviceptr().withByteOffset(address);
+    }
+
+    /** The device's name, as cuDeviceGetName gives it. */
+    static String deviceName(CUdevice device) {
+        byte[] name = new byte[256];
+        check(JCudaDriver.cuDeviceGetName(name, name.length, device), "cuDeviceGetName");
+        int end = 0;
+        while (end < name.length && name[end] != 0) end++;
+        return new String(name, 0, end, StandardCharsets.US_ASCII);
     }
 
     /** Allocates device memory and returns its address. */

@@ -1,5 +1,9 @@
 package io.fusedopt.cuda;
 
+import io.fusedopt.BackendUnavailableException;
+import io.fusedopt.CudaException;
+import jcuda.driver.CUcontext;
+import jcuda.driver.CUdevice;
 import jcuda.driver.CUresult;
 import jcuda.driver.JCudaDriver;
 
@@ -22,14 +26,46 @@ final class DriverProbe {
         if (count[0] == 0) {
             return CudaProbe.Result.unavailable("the NVIDIA driver reports no CUDA device");
         }
+        CUdevice device = new CUdevice();
+        Driver.check(JCudaDriver.cuDeviceGet(device, 0), "cuDeviceGet(0)");
+        String name = Driver.deviceName(device);
         if (version[0] < requiredVersion) {
             return new CudaProbe.Result(false, "the NVIDIA driver supports CUDA " + cudaVersion(version[0])
                     + " but this build's kernels need CUDA " + cudaVersion(requiredVersion)
                     + " (" + driverSeries(requiredVersion) + "); update the driver, or build the kernels with your own"
-                    + " nvcc (mvn package with nvcc on the PATH)", version[0], count[0]);
+                    + " nvcc (mvn package with nvcc on the PATH)", version[0], count[0], name);
         }
-        return new CudaProbe.Result(true, count[0] + " CUDA device(s), driver supports CUDA " + cudaVersion(version[0]),
-                version[0], count[0]);
+        String unusable = openContextAndLoadKernels(device, "CUDA device 0 (" + name + ")");
+        if (unusable != null) return new CudaProbe.Result(false, unusable, version[0], count[0], name);
+        return new CudaProbe.Result(true, count[0] + " CUDA device(s), device 0: " + name + ", driver supports CUDA "
+                + cudaVersion(version[0]), version[0], count[0], name);
+    }
+
+    /**
+     * Does what an optimizer does first, so that "usable" means an optimizer can open: retains the
+     * device's primary context (fails on an exclusive-process GPU another process uses, or out of
+     * memory) and loads every kernel module into it; then unloads and releases. Like an optimizer,
+     * it leaves that primary context current on the calling thread. Null when that worked, else why not.
+     */
+    private static String openContextAndLoadKernels(CUdevice device, String what) {
+        CUcontext context = new CUcontext();
+        int retain = JCudaDriver.cuDevicePrimaryCtxRetain(context, device);
+        if (retain != CUresult.CUDA_SUCCESS) {
+            return "the primary context of " + what + " cannot be created (cuDevicePrimaryCtxRetain: " + CUresult.stringFor(retain)
+                    + " " + Driver.describe(retain) + "); the GPU may be in exclusive-process mode and used by another"
+                    + " process, or out of memory";
+        }
+        try {
+            Driver.check(JCudaDriver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
+            new KernelModules(what).close();
+            return null;
+        } catch (BackendUnavailableException e) {
+            return e.getMessage();
+        } catch (CudaException e) {
+            return "the kernels cannot be loaded on " + what + ": " + e.getMessage();
+        } finally {
+            JCudaDriver.cuDevicePrimaryCtxRelease(device);
+        }
     }
 
     /** cuDriverGetVersion encodes CUDA X.Y as X*1000 + Y*10. */

@@ -8,17 +8,24 @@ final class Streams {
     private Streams() {}
 
     /**
-     * The CUstream for a raw handle, or null for 0 (the legacy default stream). JCuda has a
-     * constructor from a native handle, but keeps it package-private; this is its only use.
+     * CU_STREAM_LEGACY, the explicit handle of the legacy default stream (JCudaDriver.CU_STREAM_LEGACY;
+     * built here so that this class does not load JCuda's natives).
+     */
+    static final long LEGACY = 0x1;
+
+    /**
+     * The CUstream for a raw handle; 0 (the legacy default stream) becomes {@link #LEGACY}, never
+     * null: some of JCuda's wrappers (cuGraphLaunch) throw NullPointerException for a null stream.
+     * JCuda has a constructor from a native handle, but keeps it package-private; this is its only use.
      */
     static CUstream of(long handle) {
-        if (handle == 0) return null;
+        long raw = handle == 0 ? LEGACY : handle;
         try {
             Constructor<CUstream> constructor = CUstream.class.getDeclaredConstructor(long.class);
             constructor.setAccessible(true);
-            return constructor.newInstance(handle);
+            return constructor.newInstance(raw);
         } catch (ReflectiveOperationException | RuntimeException e) {
-            throw new IllegalStateException("cannot wrap CUstream handle 0x" + Long.toHexString(handle)
+            throw new IllegalStateException("cannot wrap CUstream handle 0x" + Long.toHexString(raw)
                     + " with this JCuda version: " + e, e);
         }
     }

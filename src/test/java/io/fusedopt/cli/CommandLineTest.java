@@ -1,12 +1,15 @@
 package io.fusedopt.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeFalse;
 
 import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonToken;
 import io.fusedopt.Backend;
+import io.fusedopt.GpuTests;
 import io.fusedopt.cuda.CudaProbe;
 import java.awt.image.BufferedImage;
 import java.io.PrintWriter;
@@ -17,6 +20,7 @@ import java.util.List;
 import java.util.Map;
 import javax.imageio.ImageIO;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -41,18 +45,55 @@ class CommandLineTest {
     }
 
     @Test
-    void selftestPrintsABitExactVerdictPerRowAndSaysWhatItSkipped() {
+    void selftestWithoutAGpuPrintsABitExactVerdictPerRowAndSaysWhatItSkipped() {
+        assumeFalse(CudaProbe.result().available(), "this machine has a usable GPU; the GPU test below runs the selftest");
         Run run = cli("selftest", "--size", "1031", "--steps", "3");
         assertEquals(0, run.status(), run.out() + run.err());
         int variants = VariantCatalog.all().size();
         assertEquals(2 * variants, run.out().lines().filter(l -> l.contains(" bit-exact ")).count(), run.out());
         assertTrue(run.out().contains("CPU_FAST: "), run.out());
-        if (!CudaProbe.result().available()) {
-            assertTrue(run.out().contains("Skipped: the CUDA column (" + CudaProbe.result().reason()), run.out());
-            assertTrue(run.out().contains("GPU:      not used: "), run.out());
+        assertTrue(run.out().contains("Skipped: the CUDA column (" + CudaProbe.result().reason()), run.out());
+        assertTrue(run.out().contains("GPU:      not used: "), run.out());
+        assertTrue(run.out().contains(2 * variants + " of " + 2 * variants + " comparisons bit-exact."), run.out());
+    }
+
+    /**
+     * With a GPU every row compares the fast CPU backend and CUDA with the reference: 2 comparisons
+     * per row, 2 rows per variant, all bit-exact; the GPU line says whether CUDA is a real GPU or the emulator.
+     */
+    @Test
+    @Tag("gpu")
+    void selftestOnAGpuComparesBothColumnsBitForBitAndSaysWhatRanThem() {
+        GpuTests.assumeGpu();
+        Run run = cli("selftest", "--size", "1031", "--steps", "3");
+        assertEquals(0, run.status(), run.out() + run.err());
+        int comparisons = 4 * VariantCatalog.all().size();
+        assertTrue(run.out().contains(comparisons + " of " + comparisons + " comparisons bit-exact."), run.out());
+        assertTrue(run.out().contains("GPU:      " + CudaProbe.result().reason() + ": "
+                + (GpuTests.onEmulator() ? "CUDA emulator (proves logic, not speed)" : "real GPU")), run.out());
+        assertFalse(run.out().contains("Skipped"), run.out());
+    }
+
+    /**
+     * No figure measured on the emulator may look like a GPU's: bench refuses it, on CUDA and on
+     * AUTO (which would pick it); on a real GPU both measure it.
+     */
+    @Test
+    @Tag("gpu")
+    void benchRefusesTheCudaEmulatorAndMeasuresARealGpu() {
+        GpuTests.assumeGpu();
+        for (String backend : new String[] {"CUDA", "AUTO"}) {
+            Run run = cli("bench", "--backend", backend, "--algorithms", "sgd", "--sizes", "2^12", "--warmup", "1", "--steps", "2",
+                    "--no-progress");
+            if (GpuTests.onEmulator()) {
+                assertEquals(1, run.status(), backend + ": " + run.out() + run.err());
+                assertTrue(run.err().contains(CudaProbe.EMULATOR_BENCHMARK_REFUSAL), run.err());
+                assertEquals("", run.out(), "no table");
+            } else {
+                assertEquals(0, run.status(), backend + ": " + run.out() + run.err());
+                assertTrue(run.out().contains("device: CUDA device 0"), run.out());
+            }
         }
-        assertTrue(run.out().contains(2 * variants + " of " + (CudaProbe.result().available() ? 4 : 2) * variants
-                + " comparisons bit-exact."), run.out());
     }
 
     @Test

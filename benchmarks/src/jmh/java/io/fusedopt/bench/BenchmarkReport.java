@@ -40,6 +40,11 @@ public final class BenchmarkReport {
             System.exit(2);
         }
         String backend = Backend.valueOf(args[0]).name();
+        if (backend.equals("CUDA") && CudaProbe.result().emulator()) {
+            // The benchmarks would refuse one by one; say it once, before JMH starts.
+            System.err.println(CudaProbe.EMULATOR_BENCHMARK_REFUSAL);
+            System.exit(1);
+        }
         boolean quick = List.of(args).contains("--quick");
         int outIndex = List.of(args).indexOf("--out");
         Path out = Path.of(outIndex >= 0 ? args[outIndex + 1] : "benchmarks/results");

@@ -1,5 +1,6 @@
 package io.fusedopt.bench;
 
+import io.fusedopt.cuda.CudaProbe;
 import io.fusedopt.cuda.DeviceCopy;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -42,6 +43,7 @@ public class CopyBenchmark {
     @Setup(Level.Trial)
     public void setUp() {
         if (backend.equals("CUDA")) {
+            CudaProbe.refuseBenchmarkOnEmulator();
             device = new DeviceCopy(0, 4L * floats);
         } else {
             source = new float[floats];

@@ -7,6 +7,7 @@ import io.fusedopt.NonFinitePolicy;
 import io.fusedopt.ParamGroup;
 import io.fusedopt.StepGraph;
 import io.fusedopt.TensorBuffer;
+import io.fusedopt.cuda.CudaProbe;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -52,6 +53,7 @@ public class GraphReplayBenchmark {
 
     @Setup(Level.Trial)
     public void setUp() {
+        if (backend.equals("CUDA")) CudaProbe.refuseBenchmarkOnEmulator();
         optimizer = DeviceOptimizer.builder(Adam.builder().build()).optBackend(Backend.valueOf(backend))
                 .optNonFinitePolicy(NonFinitePolicy.SKIP_STEP).build();
         ParamGroup group = optimizer.addGroup();

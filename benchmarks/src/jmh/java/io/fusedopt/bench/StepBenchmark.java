@@ -7,6 +7,7 @@ import io.fusedopt.ParamGroup;
 import io.fusedopt.Precision;
 import io.fusedopt.TensorBuffer;
 import io.fusedopt.cli.VariantCatalog;
+import io.fusedopt.cuda.CudaProbe;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -59,6 +60,7 @@ public class StepBenchmark {
 
     @Setup(Level.Trial)
     public void setUp() {
+        if (backend.equals("CUDA")) CudaProbe.refuseBenchmarkOnEmulator();
         optimizer = DeviceOptimizer.create(Backend.valueOf(backend), config(algorithm));
         Precision precision = paramPrecision(storage);
         ParamGroup group = optimizer.addGroup();
