@@ -1,10 +1,8 @@
 package io.fusedopt.cli;
 
-import com.fasterxml.jackson.core.JsonEncoding;
-import com.fasterxml.jackson.core.JsonFactory;
-import com.fasterxml.jackson.core.JsonGenerator;
 import io.fusedopt.Backend;
 import io.fusedopt.cuda.CudaProbe;
+import io.fusedopt.internal.Json;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
@@ -138,23 +136,22 @@ final class BenchCommand implements Callable<Integer> {
     }
 
     static void writeJson(Path path, List<Bench.Result> results) throws IOException {
-        try (JsonGenerator g = new JsonFactory().createGenerator(path.toFile(), JsonEncoding.UTF8)) {
-            g.useDefaultPrettyPrinter();
-            g.writeStartArray();
-            for (Bench.Result r : results) {
-                g.writeStartObject();
-                g.writeStringField("algorithm", r.algorithm());
-                g.writeNumberField("elements", r.elements());
-                g.writeStringField("backend", r.backend());
-                g.writeStringField("device", r.device());
-                g.writeNumberField("seconds_per_step", r.secondsPerStep());
-                g.writeNumberField("params_per_second", r.paramsPerSecond());
-                g.writeNumberField("gb_per_second", r.gbPerSecond());
-                g.writeNumberField("copy_gb_per_second", r.copyGBs());
-                g.writeNumberField("roofline_fraction", r.rooflineFraction());
-                g.writeEndObject();
-            }
-            g.writeEndArray();
+        Json.Writer g = new Json.Writer(true);
+        g.beginArray();
+        for (Bench.Result r : results) {
+            g.beginObject();
+            g.name("algorithm").value(r.algorithm());
+            g.name("elements").value(r.elements());
+            g.name("backend").value(r.backend());
+            g.name("device").value(r.device());
+            g.name("seconds_per_step").value(r.secondsPerStep());
+            g.name("params_per_second").value(r.paramsPerSecond());
+            g.name("gb_per_second").value(r.gbPerSecond());
+            g.name("copy_gb_per_second").value(r.copyGBs());
+            g.name("roofline_fraction").value(r.rooflineFraction());
+            g.endObject();
         }
+        g.endArray();
+        Files.write(path, g.toUtf8());
     }
 }

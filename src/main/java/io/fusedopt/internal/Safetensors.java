@@ -1,22 +1,14 @@
 package io.fusedopt.internal;
 
-import com.fasterxml.jackson.core.JsonFactory;
-import com.fasterxml.jackson.core.JsonGenerator;
-import com.fasterxml.jackson.core.JsonParser;
-import com.fasterxml.jackson.core.JsonToken;
-import com.fasterxml.jackson.core.StreamReadConstraints;
 import io.fusedopt.CheckpointException;
 import io.fusedopt.Precision;
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Comparator;
-import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import java.util.zip.CRC32C;
 
 /**
@@ -38,9 +30,8 @@ public final class Safetensors {
     /** Headers larger than this are refused as absurd (safetensors itself uses 100 MB). */
     public static final long MAX_HEADER_BYTES = 100L << 20;
     private static final String PLACEHOLDER = "00000000";
-    private static final JsonFactory JSON = JsonFactory.builder()
-            .streamReadConstraints(StreamReadConstraints.builder().maxNestingDepth(8).maxStringLength(1 << 20).build())
-            .build();
+    /** Limits of the header JSON (those the Jackson-based reader had): nesting, key and string lengths in chars. */
+    static final int MAX_DEPTH = 8, MAX_NAME_CHARS = 50_000, MAX_STRING_CHARS = 1 << 20;
 
     /** One tensor: one-dimensional, {@code length} elements of {@code dtype} at data bytes [begin, end). */
     public record Entry(String name, Precision dtype, long length, long begin, long end) {}
@@ -59,28 +50,22 @@ public final class Safetensors {
 
     /** The header bytes, length prefix included, for these entries (offsets must be contiguous from 0). */
     public static byte[] encodeHeader(Map<String, String> metadata, List<Entry> entries) throws IOException {
-        ByteArrayOutputStream json = new ByteArrayOutputStream();
-        try (JsonGenerator g = JSON.createGenerator(json)) {
-            g.writeStartObject();
-            g.writeObjectFieldStart("__metadata__");
-            for (Map.Entry<String, String> e : metadata.entrySet()) g.writeStringField(e.getKey(), e.getValue());
-            g.writeStringField(HEADER_CRC_KEY, PLACEHOLDER);
-            g.writeEndObject();
-            for (Entry e : entries) {
-                g.writeObjectFieldStart(e.name());
-                g.writeStringField("dtype", dtypeName(e.dtype()));
-                g.writeArrayFieldStart("shape");
-                g.writeNumber(e.length());
-                g.writeEndArray();
-                g.writeArrayFieldStart("data_offsets");
-                g.writeNumber(e.begin());
-                g.writeNumber(e.end());
-                g.writeEndArray();
-                g.writeEndObject();
-            }
-            g.writeEndObject();
+        // Compact, in this order: the bytes Jackson's generator wrote before (CheckpointFormatTest).
+        Json.Writer g = new Json.Writer();
+        g.beginObject();
+        g.name("__metadata__").beginObject();
+        for (Map.Entry<String, String> e : metadata.entrySet()) g.name(e.getKey()).value(e.getValue());
+        g.name(HEADER_CRC_KEY).value(PLACEHOLDER);
+        g.endObject();
+        for (Entry e : entries) {
+            g.name(e.name()).beginObject();
+            g.name("dtype").value(dtypeName(e.dtype()));
+            g.name("shape").beginArray().value(e.length()).endArray();
+            g.name("data_offsets").beginArray().value(e.begin()).value(e.end()).endArray();
+            g.endObject();
         }
-        byte[] body = json.toByteArray();
+        g.endObject();
+        byte[] body = g.toUtf8();
         int padded = (body.length + 7) / 8 * 8;
         byte[] out = new byte[8 + padded];
         java.util.Arrays.fill(out, 8 + body.length, out.length, (byte) ' ');
@@ -136,26 +121,27 @@ public final class Safetensors {
         } catch (java.nio.charset.CharacterCodingException e) {
             throw new CheckpointException(file + ": the header is not valid UTF-8", e);
         }
-        try (JsonParser p = JSON.createParser(text)) {
-            expect(p.nextToken() == JsonToken.START_OBJECT, file, "the header is not a JSON object");
-            Set<String> names = new HashSet<>();
-            while (p.nextToken() == JsonToken.FIELD_NAME) {
-                String name = p.currentName();
-                if (!names.add(name)) throw new CheckpointException(file + ": tensor '" + name + "' appears twice");
-                expect(p.nextToken() == JsonToken.START_OBJECT, file, "'" + name + "' is not an object");
+        Json.Reader p = new Json.Reader(text, MAX_DEPTH, MAX_NAME_CHARS, MAX_STRING_CHARS);
+        try {
+            expect(p.peek() == Json.Kind.OBJECT, file, "the header is not a JSON object");
+            p.beginObject();
+            while (p.hasNext()) {
+                String name = p.nextName(); // the reader refuses a name seen twice
+                expect(p.peek() == Json.Kind.OBJECT, file, "'" + name + "' is not an object");
+                p.beginObject();
                 if (name.equals("__metadata__")) {
-                    while (p.nextToken() == JsonToken.FIELD_NAME) {
-                        String key = p.currentName();
-                        expect(p.nextToken() == JsonToken.VALUE_STRING, file, "metadata '" + key + "' is not a string");
-                        if (metadata.put(key, p.getText()) != null) throw new CheckpointException(file + ": metadata '" + key + "' appears twice");
+                    while (p.hasNext()) {
+                        String key = p.nextName();
+                        expect(p.peek() == Json.Kind.STRING, file, "metadata '" + key + "' is not a string");
+                        metadata.put(key, p.nextString());
                     }
                 } else {
                     entries.add(parseEntry(p, file, name, dataLength));
                 }
             }
-            expect(p.currentToken() == JsonToken.END_OBJECT && p.nextToken() == null, file, "trailing content after the header object");
-        } catch (com.fasterxml.jackson.core.JacksonException e) {
-            throw new CheckpointException(file + ": the header is not valid JSON: " + e.getOriginalMessage(), e);
+            p.end();
+        } catch (Json.SyntaxException e) {
+            throw new CheckpointException(file + ": the header is not valid JSON: " + e.getMessage(), e);
         }
         for (int i = (int) (n - 1); i >= 0 && header[i] != '}'; i--) {
             if (header[i] != ' ') throw new CheckpointException(file + ": the header is padded with something other than spaces");
@@ -182,20 +168,20 @@ public final class Safetensors {
         byte[] read(int n) throws IOException;
     }
 
-    private static Entry parseEntry(JsonParser p, String file, String name, long dataLength) throws IOException {
+    private static Entry parseEntry(Json.Reader p, String file, String name, long dataLength)
+            throws CheckpointException, Json.SyntaxException {
         String dtype = null;
         long[] shape = null;
         long[] offsets = null;
-        while (p.nextToken() == JsonToken.FIELD_NAME) {
-            String field = p.currentName();
-            JsonToken value = p.nextToken();
+        while (p.hasNext()) {
+            String field = p.nextName();
             switch (field) {
                 case "dtype" -> {
-                    expect(value == JsonToken.VALUE_STRING, file, "dtype of '" + name + "' is not a string");
-                    dtype = p.getText();
+                    expect(p.peek() == Json.Kind.STRING, file, "dtype of '" + name + "' is not a string");
+                    dtype = p.nextString();
                 }
-                case "shape" -> shape = longArray(p, value, file, "shape of '" + name + "'");
-                case "data_offsets" -> offsets = longArray(p, value, file, "data_offsets of '" + name + "'");
+                case "shape" -> shape = longArray(p, file, "shape of '" + name + "'");
+                case "data_offsets" -> offsets = longArray(p, file, "data_offsets of '" + name + "'");
                 default -> throw new CheckpointException(file + ": tensor '" + name + "' has an unknown field '" + field + "'");
             }
         }
@@ -224,19 +210,22 @@ public final class Safetensors {
         return new Entry(name, precision, length, begin, end);
     }
 
-    private static long[] longArray(JsonParser p, JsonToken start, String file, String what) throws IOException {
-        expect(start == JsonToken.START_ARRAY, file, what + " is not an array");
-        List<Long> values = new ArrayList<>();
-        JsonToken t;
-        while ((t = p.nextToken()) != JsonToken.END_ARRAY) {
-            expect(t == JsonToken.VALUE_NUMBER_INT, file, what + " holds a non-integer");
-            if (p.getNumberType() != JsonParser.NumberType.INT && p.getNumberType() != JsonParser.NumberType.LONG) {
-                throw new CheckpointException(file + ": " + what + " holds an absurd number " + p.getText());
+    /** At most 4 non-negative integers, each within a long. */
+    private static long[] longArray(Json.Reader p, String file, String what) throws CheckpointException, Json.SyntaxException {
+        expect(p.peek() == Json.Kind.ARRAY, file, what + " is not an array");
+        p.beginArray();
+        long[] values = new long[4];
+        int n = 0;
+        while (p.hasNext()) {
+            if (n == values.length) throw new CheckpointException(file + ": " + what + " is too long");
+            expect(p.peek() == Json.Kind.NUMBER, file, what + " holds a non-integer");
+            try {
+                values[n++] = p.nextNonNegativeLong();
+            } catch (Json.SyntaxException e) {
+                throw new CheckpointException(file + ": " + what + " holds an absurd number: " + e.getMessage(), e);
             }
-            values.add(p.getLongValue());
-            if (values.size() > 4) throw new CheckpointException(file + ": " + what + " is too long");
         }
-        return values.stream().mapToLong(Long::longValue).toArray();
+        return java.util.Arrays.copyOf(values, n);
     }
 
     private static void expect(boolean condition, String file, String problem) throws CheckpointException {
