@@ -83,7 +83,18 @@ final class Checkpoint {
     static void save(DeviceOptimizer opt, Path file, SinkFactory sinks) throws IOException {
         Path target = file.toAbsolutePath();
         Path dir = target.getParent();
-        deleteStaleTemporaries(dir, target.getFileName().toString());
+        // Checked first, so that a missing folder is a CheckpointException naming it (not a raw
+        // NoSuchFileException from listing it), and nothing is written.
+        if (dir == null || !Files.isDirectory(dir)) {
+            throw new CheckpointException(target + ": cannot save: the folder " + dir + " does not exist or is not a"
+                    + " folder; create it first (save creates no folders)");
+        }
+        try {
+            deleteStaleTemporaries(dir, target.getFileName().toString());
+        } catch (IOException e) {
+            throw new CheckpointException(target + ": save failed while removing stale temporary files (" + e
+                    + "); the previous checkpoint, if any, is unchanged", e);
+        }
         List<Item> items = items(opt);
         Map<String, String> metadata = new LinkedHashMap<>();
         metadata.put("format", FORMAT);

@@ -8,6 +8,7 @@ import io.fusedopt.internal.Check;
 import io.fusedopt.internal.Engine;
 import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
+import io.fusedopt.internal.MemoryRange;
 import io.fusedopt.internal.StepControl;
 import io.fusedopt.internal.StepProgram;
 import io.fusedopt.internal.TensorOperands;
@@ -16,10 +17,12 @@ import java.lang.System.Logger.Level;
 import java.nio.FloatBuffer;
 import java.util.ArrayList;
 import java.util.HashSet;
+import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
 
 /**
  * Runs one optimizer algorithm over parameter tensors registered in groups, on a CUDA device, on
@@ -90,6 +93,12 @@ public final class DeviceOptimizer implements AutoCloseable {
     private final OptimizerConfig defaults;
     private final List<ParamGroup> groups = new ArrayList<>();
     private final Set<String> parameterNames = new HashSet<>();
+    /**
+     * The memory of every registered param and grad, per base (an array, or native addresses), by
+     * start; the ranges in one map never overlap. States and master weights are not here: the
+     * library allocates them afresh, so they share memory with nothing.
+     */
+    private final Map<Object, TreeMap<Long, MemoryClaim>> registeredMemory = new IdentityHashMap<>();
     private final Precision statePrecision;
     private final boolean masterWeights;
     private final NonFinitePolicy nonFinitePolicy;
@@ -108,6 +117,8 @@ public final class DeviceOptimizer implements AutoCloseable {
     private double gradScale = 1.0;
     private boolean closed;
     private RuntimeException failure;
+    /** Test seam ({@link #registrationAllocator}); null: the engine allocates. */
+    private RegistrationAllocator registrationAllocator;
 
     private DeviceOptimizer(Engine engine, String backendReason, Builder builder) {
         this.engine = engine;
@@ -241,9 +252,12 @@ public final class DeviceOptimizer implements AutoCloseable {
      *
      * @throws NonFiniteGradientException under {@link NonFinitePolicy#THROW} when the gradient held
      *     a NaN or infinity; the step was skipped and the optimizer stays usable
+     * @throws IllegalStateException when no tensor is registered (nothing is counted then), the
+     *     optimizer is closed, or an earlier step failed
      */
     public synchronized void step() {
         ensureUsable();
+        if (program == null) requireRegisteredTensors("take a step");
         try {
             prepareProgram().run();
         } catch (RuntimeException e) {
@@ -261,9 +275,13 @@ public final class DeviceOptimizer implements AutoCloseable {
      * Captures one whole step for replay ({@link StepGraph#replay()}): on CUDA a CUDA graph, so a
      * step costs one launch call. Capturing takes no step. Registration ends here, as at a first
      * step. Not available under {@link NonFinitePolicy#THROW}, whose check needs the host.
+     *
+     * @throws IllegalStateException under {@link NonFinitePolicy#THROW}, when no tensor is
+     *     registered (nothing is captured then), the optimizer is closed, or an earlier step failed
      */
     public synchronized StepGraph captureStep() {
         ensureUsable();
+        if (program == null) requireRegisteredTensors("capture a step");
         if (nonFinitePolicy == NonFinitePolicy.THROW) {
             throw new IllegalStateException("a captured step cannot throw on a non-finite gradient: use NonFinitePolicy.SKIP_STEP"
                     + " and read lastStep()");
@@ -356,7 +374,8 @@ public final class DeviceOptimizer implements AutoCloseable {
      * then renamed over {@code file}, and the folder is synced. A crash or an I/O error at any
      * moment leaves either the previous file or the new one, never a mix. Waits for queued steps.
      *
-     * @throws CheckpointException when writing fails; the previous file is then unchanged
+     * @throws CheckpointException naming the file when its folder does not exist (folders are not
+     *     created) or writing fails; nothing is written then and the previous file is unchanged
      */
     public synchronized void save(java.nio.file.Path file) throws java.io.IOException {
         ensureUsable();
@@ -505,6 +524,25 @@ public final class DeviceOptimizer implements AutoCloseable {
         return engine;
     }
 
+    /** How {@link ParamGroup#add} allocates states and master weights. */
+    interface RegistrationAllocator {
+        AbstractTensorBuffer allocate(long length, Precision precision, float initialValue);
+    }
+
+    /** A state or master-weights buffer for a tensor being registered: from the engine, or the test seam's. */
+    AbstractTensorBuffer allocateForRegistration(long length, Precision precision, float initialValue) {
+        return registrationAllocator != null ? registrationAllocator.allocate(length, precision, initialValue)
+                : engine.allocate(length, precision, initialValue);
+    }
+
+    /**
+     * Test seam: replaces how registration allocates (to run out of memory half-way through an
+     * {@code add}, which no test can provoke reliably on a shared machine); null restores the engine.
+     */
+    synchronized void registrationAllocator(RegistrationAllocator allocator) {
+        registrationAllocator = allocator;
+    }
+
     synchronized void ensureOpen() {
         if (closed) throw new IllegalStateException("the optimizer is closed");
     }
@@ -516,6 +554,19 @@ public final class DeviceOptimizer implements AutoCloseable {
             throw new IllegalStateException("an earlier step failed, so parameters may be partly updated: "
                     + failure.getMessage(), failure);
         }
+    }
+
+    /**
+     * Refuses a step over nothing, as PyTorch refuses an empty parameter list: it would count a step
+     * (and end registration) without updating anything, which is almost always a registration bug.
+     */
+    private void requireRegisteredTensors(String action) {
+        for (int i = 0; i < groups.size(); i++) {
+            if (!groups.get(i).parameterList().isEmpty()) return;
+        }
+        throw new IllegalStateException("cannot " + action + ": no tensor is registered (" + groups.size() + " group"
+                + (groups.size() == 1 ? "" : "s") + ", none with a parameter); register tensors first with"
+                + " addGroup().add(name, param, grad)");
     }
 
     synchronized void requireNoStepTaken(String action) {
@@ -541,6 +592,48 @@ public final class DeviceOptimizer implements AutoCloseable {
 
     synchronized void releaseName(String name) {
         parameterNames.remove(name);
+    }
+
+    /** A registered buffer's memory and what it backs ("param 'w'"). */
+    private record MemoryClaim(MemoryRange range, String what) {}
+
+    /**
+     * Refuses a param and grad that share memory with each other or with a registered param or
+     * grad. Wrapping the same memory twice is harmless (reading it twice is), so the check is here,
+     * at registration: a step would update shared bytes twice, or overwrite a gradient it reads.
+     */
+    synchronized void requireUnsharedMemory(String paramWhat, AbstractTensorBuffer param, String gradWhat,
+                                            AbstractTensorBuffer grad) {
+        MemoryRange p = param.memoryRange();
+        MemoryRange g = grad.memoryRange();
+        if (p != null && g != null && p.overlaps(g)) throw sharedMemory(gradWhat, g, paramWhat, p);
+        for (var mine : List.of(new MemoryClaim(p, paramWhat), new MemoryClaim(g, gradWhat))) {
+            if (mine.range() == null) continue;
+            MemoryClaim other = overlapping(mine.range());
+            if (other != null) throw sharedMemory(mine.what(), mine.range(), other.what(), other.range());
+        }
+    }
+
+    /** Records the memory of a buffer that now backs a registered tensor (checked by {@link #requireUnsharedMemory}). */
+    synchronized void claimMemory(String what, AbstractTensorBuffer buffer) {
+        MemoryRange range = buffer.memoryRange();
+        if (range == null || range.bytes() == 0) return;
+        registeredMemory.computeIfAbsent(range.base(), b -> new TreeMap<>()).put(range.start(), new MemoryClaim(range, what));
+    }
+
+    /** The registered range that shares a byte with {@code range}, or null. */
+    private MemoryClaim overlapping(MemoryRange range) {
+        TreeMap<Long, MemoryClaim> claims = registeredMemory.get(range.base());
+        if (claims == null || range.bytes() == 0) return null;
+        // Registered ranges are disjoint: only the last one starting before our end can reach into us.
+        var below = claims.lowerEntry(range.start() + range.bytes());
+        return below != null && below.getValue().range().overlaps(range) ? below.getValue() : null;
+    }
+
+    private static IllegalArgumentException sharedMemory(String what, MemoryRange range, String otherWhat, MemoryRange other) {
+        return new IllegalArgumentException(what + " (" + range.description() + ") shares memory with " + otherWhat + " ("
+                + other.description() + "): a step would update those bytes twice or overwrite a gradient it reads; wrap each"
+                + " array, slice or device range once and register it once, as the param or the grad of one tensor");
     }
 
     /** The buffer as this optimizer's engine sees it, or an exception saying why it is not usable here. */
@@ -616,9 +709,7 @@ public final class DeviceOptimizer implements AutoCloseable {
          * PyTorch's {@code clip_grad_norm_}, fused into the step; 0 (the default) turns it off.
          */
         public Builder optMaxGradNorm(double v) {
-            if (!(v >= 0) || Double.isInfinite(v) || (v > 0 && (float) v == 0f)) {
-                throw new IllegalArgumentException("max gradient norm must be finite and >= 0 (0: no clipping), got " + v);
-            }
+            Check.nonNegative("maxGradNorm (0: no clipping)", v); // the float32 rule every hyper-parameter follows
             maxGradNorm = (float) v;
             return this;
         }

@@ -61,7 +61,12 @@ public final class ParamGroup {
         }
     }
 
-    /** Shorthand for {@code setConfig(config().withLearningRate(learningRate))}. */
+    /**
+     * Shorthand for {@code setConfig(config().withLearningRate(learningRate))}.
+     *
+     * @throws IllegalArgumentException when the rate, as the float32 the kernels use, is not finite
+     *     and >= 0, or when a non-zero rate rounds to 0 in float32; the group is unchanged then
+     */
     public void setLearningRate(double learningRate) {
         synchronized (optimizer) {
             setConfig(config().withLearningRate(learningRate));
@@ -84,7 +89,19 @@ public final class ParamGroup {
      * param also gets fp32 master weights, copied from it, unless the optimizer was built without.
      * Allowed only before the first step.
      *
-     * @throws IllegalArgumentException for a bad name or buffer; nothing is registered then
+     * <p>Memory may be wrapped more than once (reading it twice is harmless), but it may back only
+     * one registered param or grad: a param or grad whose memory overlaps a registered one, or its
+     * own grad or param, is refused (the same {@code float[]} wrapped twice, overlapping
+     * {@code FloatBuffer} slices, overlapping device ranges), since a step would update those bytes
+     * twice. A {@code FloatBuffer} view of a heap {@code ByteBuffer} cannot be located and is not
+     * checked.
+     *
+     * @throws IllegalArgumentException for a bad name or buffer, or memory shared with another
+     *     registered tensor (the message names both); nothing is registered then
+     * @throws IllegalStateException after the first step or a captured step, or once the optimizer
+     *     is closed or a step failed
+     * @throws OutOfMemoryError or {@link CudaException} when the states do not fit; whatever this
+     *     call allocated is freed first, so the optimizer is as it was
      */
     public Parameter add(String name, TensorBuffer param, TensorBuffer grad) {
         synchronized (optimizer) {
@@ -99,19 +116,22 @@ public final class ParamGroup {
             }
             requireUnregistered("param", p);
             requireUnregistered("grad", g);
+            optimizer.requireUnsharedMemory("param '" + name + "'", p, "grad of '" + name + "'", g);
             optimizer.claimName(name);
             Map<StateKind, AbstractTensorBuffer> states = new LinkedHashMap<>(); // in config.stateKinds() order
             AbstractTensorBuffer master = null;
             try {
                 for (StateKind kind : config.stateKinds()) {
-                    states.put(kind, optimizer.engine().allocate(p.length(), optimizer.statePrecision(),
+                    states.put(kind, optimizer.allocateForRegistration(p.length(), optimizer.statePrecision(),
                             UpdatePlan.initialValue(config, kind)));
                 }
                 if (p.precision() != Precision.FP32 && optimizer.usesMasterWeights()) {
-                    master = optimizer.engine().allocate(p.length(), Precision.FP32, 0f);
+                    master = optimizer.allocateForRegistration(p.length(), Precision.FP32, 0f);
                     copyWidened(p, master);
                 }
-            } catch (RuntimeException e) {
+            } catch (RuntimeException | Error e) {
+                // Running out of memory is an Error on the CPU backends (direct memory) and a CudaException on
+                // CUDA; either way the states allocated so far must not stay allocated until close().
                 states.values().forEach(AbstractTensorBuffer::close);
                 if (master != null) master.close();
                 optimizer.releaseName(name);
@@ -121,6 +141,8 @@ public final class ParamGroup {
             g.markRegistered("grad of '" + name + "'");
             states.forEach((kind, s) -> s.markRegistered(kind.stateName() + " of '" + name + "'"));
             if (master != null) master.markRegistered("master weights of '" + name + "'");
+            optimizer.claimMemory("param '" + name + "'", p);
+            optimizer.claimMemory("grad of '" + name + "'", g);
             Parameter parameter = new Parameter(optimizer, this, name, p, g, states, master);
             parameters.add(parameter);
             optimizer.tensorsChanged();

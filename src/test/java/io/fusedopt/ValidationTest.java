@@ -58,6 +58,51 @@ class ValidationTest {
         assertTrue(e.getMessage().contains(named), "message should name " + named + ": " + e.getMessage());
     }
 
+    /** One rule for every hyper-parameter: the float32 the kernels use must be in the domain, and not 0 where 0 was not asked for. */
+    static Stream<Arguments> valuesThatRoundOutOfTheirDomain() {
+        return Stream.of(
+                bad("learningRate", () -> Adam.builder().optLearningRate(1e-50).build()),
+                bad("learningRate", () -> Sgd.builder().optLearningRate(1e-46).build()),
+                bad("learningRate", () -> Momentum.builder().setMomentum(0.9).optLearningRate(-1e-50).build()),
+                bad("weightDecay", () -> Adam.adamW().optWeightDecay(1e-50).build()),
+                bad("momentum", () -> RmsProp.builder().optMomentum(1e-50).build()),
+                bad("dampening", () -> Momentum.builder().setMomentum(0.9).optDampening(1e-50).build()),
+                bad("beta1", () -> Adam.builder().optBetas(1e-50, 0.999).build()),
+                bad("beta2", () -> Adam.builder().optBetas(0.9, 0.999999999).build()),
+                bad("alpha", () -> RmsProp.builder().optAlpha(0.99999999999).build()),
+                bad("epsilon", () -> Adam.builder().optEpsilon(1e-50).build()),
+                bad("lrDecay", () -> Adagrad.builder().optLrDecay(1e-50).build()),
+                bad("initialAccumulatorValue", () -> Adagrad.builder().optInitialAccumulatorValue(1e-60).build()));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("valuesThatRoundOutOfTheirDomain")
+    void hyperParametersAreCheckedAsTheFloat32TheKernelsUse(String named, Supplier<OptimizerConfig> build) {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, build::get);
+        assertTrue(e.getMessage().contains(named) && e.getMessage().contains("rounds to") && e.getMessage().contains("in float32"),
+                "message should name " + named + " and what it rounds to in float32: " + e.getMessage());
+    }
+
+    @Test
+    void smallValuesThatFloat32HoldsAreAccepted() {
+        assertEquals(1e-40, Adam.builder().optLearningRate(1e-40).build().learningRate()); // a float32 subnormal
+        assertEquals(0.0, Sgd.builder().optLearningRate(0).build().learningRate());
+        assertEquals(-0.0, Sgd.builder().optWeightDecay(-0.0).build().weightDecay());
+        assertEquals(1.0, Momentum.builder().setMomentum(0.9).optDampening(1 - 1e-12).build().dampening(), 1e-9); // rounds to 1: in [0, 1]
+    }
+
+    @Test
+    void aScheduleValueThatRoundsToZeroIsRefusedAndChangesNothing() {
+        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, Sgd.builder().optLearningRate(0.5).build())) {
+            ParamGroup group = opt.addGroup();
+            group.add("w", opt.allocate(1), opt.allocate(1));
+            assertMessage(IllegalArgumentException.class, "rounds to 0.0 in float32", () -> group.setLearningRate(1e-50));
+            assertEquals(0.5, group.config().learningRate());
+            assertMessage(IllegalArgumentException.class, "rounds to 0.0 in float32",
+                    () -> DeviceOptimizer.builder(Sgd.builder().build()).optMaxGradNorm(1e-50));
+        }
+    }
+
     @Test
     void badScheduleValueLeavesTheGroupUnchanged() {
         try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, Adam.builder().build())) {

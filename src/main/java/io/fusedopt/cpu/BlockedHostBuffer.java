@@ -4,6 +4,7 @@ import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.BufferOwner;
 import io.fusedopt.internal.Conversions;
+import io.fusedopt.internal.MemoryRange;
 import io.fusedopt.internal.SegmentTable;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -166,6 +167,12 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
     private int spanInBlock(long index, int wanted) {
         long blockEnd = ((long) block(index) + 1) << blockShift;
         return (int) Math.min(wanted, blockEnd - index);
+    }
+
+    @Override
+    public MemoryRange memoryRange() {
+        // Only a wrapped buffer (one block, the slice made at wrap time) can share memory with another.
+        return isOwnedByLibrary() || floats == null ? null : MemoryRange.of(floats[0].duplicate().clear());
     }
 
     @Override

@@ -4,6 +4,7 @@ import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.BufferOwner;
 import io.fusedopt.internal.Conversions;
+import io.fusedopt.internal.MemoryRange;
 import java.nio.FloatBuffer;
 import java.nio.ShortBuffer;
 
@@ -62,6 +63,12 @@ final class HostBuffer extends AbstractTensorBuffer {
         } else {
             for (int i = 0; i < count; i++) destination[destinationOffset + i] = get((int) offset + i);
         }
+    }
+
+    @Override
+    public MemoryRange memoryRange() {
+        // Only a wrapped buffer can share memory with another; the slice made at wrap time spans this buffer.
+        return isOwnedByLibrary() || floats == null ? null : MemoryRange.of(floats.duplicate().clear());
     }
 
     @Override

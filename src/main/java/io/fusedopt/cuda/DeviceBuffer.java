@@ -3,6 +3,7 @@ package io.fusedopt.cuda;
 import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.Conversions;
+import io.fusedopt.internal.MemoryRange;
 import jcuda.Pointer;
 import jcuda.driver.JCudaDriver;
 
@@ -19,6 +20,11 @@ final class DeviceBuffer extends AbstractTensorBuffer {
 
     long address() {
         return address;
+    }
+
+    @Override
+    public MemoryRange memoryRange() {
+        return MemoryRange.device(address, byteSize());
     }
 
     @Override

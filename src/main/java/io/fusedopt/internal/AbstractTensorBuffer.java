@@ -125,6 +125,16 @@ public abstract class AbstractTensorBuffer implements TensorBuffer {
         owner.onBufferClosed(this);
     }
 
+    /**
+     * The memory behind this buffer, so that registration can refuse two tensors that share bytes
+     * (the same array wrapped twice, overlapping slices or device ranges): a step would update those
+     * bytes twice. Null where it cannot be known, and for memory the library allocated itself, which
+     * no other buffer can share.
+     */
+    public MemoryRange memoryRange() {
+        return null;
+    }
+
     /** Frees the memory (owned buffers only); called by the engine, exactly once. */
     public abstract void release();
 
