@@ -3,6 +3,7 @@ package io.fusedopt;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import jcuda.driver.CUcontext;
+import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUresult;
 import jcuda.driver.JCudaDriver;
@@ -36,6 +37,32 @@ public final class CallerContext implements AutoCloseable {
         long[] free = new long[1], total = new long[1];
         check(JCudaDriver.cuMemGetInfo(free, total), "cuMemGetInfo");
         return free[0];
+    }
+
+    /** Allocates device memory the test owns, under this retain, as another library would. */
+    public Allocation allocate(long bytes) {
+        return new Allocation(this, bytes);
+    }
+
+    /** Device memory the test owns; freed (in its context) at close. */
+    public static final class Allocation extends CUdeviceptr implements AutoCloseable {
+        private final CallerContext context;
+
+        private Allocation(CallerContext context, long bytes) {
+            this.context = context;
+            context.makeCurrent();
+            check(JCudaDriver.cuMemAlloc(this, bytes), "cuMemAlloc(" + bytes + ")");
+        }
+
+        public long address() {
+            return getNativePointer() + getByteOffset();
+        }
+
+        @Override
+        public void close() {
+            context.makeCurrent();
+            check(JCudaDriver.cuMemFree(this), "cuMemFree");
+        }
     }
 
     @Override

@@ -15,7 +15,6 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.logging.Level;
 import jcuda.Pointer;
-import jcuda.driver.CUdeviceptr;
 import jcuda.driver.JCudaDriver;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
@@ -30,34 +29,13 @@ class CudaBackendTest {
         GpuTests.assumeGpu();
     }
 
-    /** Memory the test owns, allocated with JCuda under its own retain of the context, as another library would. */
-    private static final class CallerAllocation extends CUdeviceptr implements AutoCloseable {
-        private final CallerContext context;
-
-        CallerAllocation(CallerContext context, long bytes) {
-            this.context = context;
-            context.makeCurrent();
-            CallerContext.check(JCudaDriver.cuMemAlloc(this, bytes), "cuMemAlloc(" + bytes + ")");
-        }
-
-        long address() {
-            return getNativePointer() + getByteOffset();
-        }
-
-        @Override
-        public void close() {
-            context.makeCurrent();
-            CallerContext.check(JCudaDriver.cuMemFree(this), "cuMemFree");
-        }
-    }
-
     @Test
     void wrappedCallerMemoryIsUpdatedInPlaceAndNeverFreed() {
         float[] weights = {1f, 2f, 3f, 4f, 5f};
         float[] grads = {0.5f, -1f, 2f, 0f, 1e-3f};
         float[] expected = Trajectory.cpu(Sgd.builder().optLearningRate(0.1).build(), weights, List.of(grads));
         // The test's own retain keeps the context, and so its memory, alive after the optimizer's release.
-        try (CallerContext context = new CallerContext(0); CallerAllocation memory = new CallerAllocation(context, weights.length * 4L)) {
+        try (CallerContext context = new CallerContext(0); CallerContext.Allocation memory = context.allocate(weights.length * 4L)) {
             DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, Sgd.builder().optLearningRate(0.1).build());
             TensorBuffer p = opt.wrapDevicePointer(memory.address(), weights.length);
             assertFalse(p.isOwnedByLibrary());
@@ -78,7 +56,7 @@ class CudaBackendTest {
 
     @Test
     void badDevicePointersAreRefused() {
-        try (CallerContext context = new CallerContext(0); CallerAllocation memory = new CallerAllocation(context, 64);
+        try (CallerContext context = new CallerContext(0); CallerContext.Allocation memory = context.allocate(64);
              DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, Sgd.builder().build())) {
             assertMessage(IllegalArgumentException.class, "null", () -> opt.wrapDevicePointer(0, 4));
             assertMessage(IllegalArgumentException.class, "aligned", () -> opt.wrapDevicePointer(memory.address() + 2, 4));
@@ -133,8 +111,8 @@ class CudaBackendTest {
             float[] expected = Trajectory.cpu(config, weights, List.of(grads, grads));
             for (int[] offsets : new int[][] {{0, 0}, {1, 1}, {2, 2}, {3, 3}, {1, 2}, {0, 3}}) {
                 try (CallerContext context = new CallerContext(0);
-                     CallerAllocation pm = new CallerAllocation(context, (n + 4) * 4L);
-                     CallerAllocation gm = new CallerAllocation(context, (n + 4) * 4L);
+                     CallerContext.Allocation pm = context.allocate((n + 4) * 4L);
+                     CallerContext.Allocation gm = context.allocate((n + 4) * 4L);
                      DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, config)) {
                     TensorBuffer p = opt.wrapDevicePointer(pm.address() + 4L * offsets[0], n);
                     TensorBuffer g = opt.wrapDevicePointer(gm.address() + 4L * offsets[1], n);
@@ -235,8 +213,8 @@ class CudaBackendTest {
             assumeTrue(false, "needs 2 CUDA devices; this machine has " + devices);
         }
         Sgd sgd = Sgd.builder().optLearningRate(0.5).build();
-        try (CallerContext device1 = new CallerContext(1); CallerAllocation other = new CallerAllocation(device1, 64);
-             CallerContext device0 = new CallerContext(0); CallerAllocation mine = new CallerAllocation(device0, 64);
+        try (CallerContext device1 = new CallerContext(1); CallerContext.Allocation other = device1.allocate(64);
+             CallerContext device0 = new CallerContext(0); CallerContext.Allocation mine = device0.allocate(64);
              DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, sgd)) {
             long owned = opt.ownedBytes();
             assertMessage(IllegalArgumentException.class, "memory of CUDA device 1, but this optimizer runs on CUDA device 0",

@@ -15,8 +15,6 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.function.IntFunction;
 import java.util.stream.Stream;
-import jcuda.driver.CUdeviceptr;
-import jcuda.driver.JCudaDriver;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -138,7 +136,7 @@ class RefusedCallsTest {
     @Tag("gpu")
     void overlappingDeviceRangesAreRefused() {
         GpuTests.assumeGpu();
-        try (CallerContext context = new CallerContext(0); DeviceMemory memory = new DeviceMemory(context, 64 * Float.BYTES);
+        try (CallerContext context = new CallerContext(0); CallerContext.Allocation memory = context.allocate(64 * Float.BYTES);
              DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, Adam.builder().build())) {
             long base = memory.address();
             IntFunction<Long> at = element -> base + (long) element * Float.BYTES;
@@ -163,27 +161,6 @@ class RefusedCallsTest {
             group.add("b", opt.wrapDevicePointer(at.apply(16), 16), opt.wrapDevicePointer(at.apply(48), 16));
             opt.step();
             opt.synchronize();
-        }
-    }
-
-    /** Device memory the test owns, under its own retain of the context. */
-    private static final class DeviceMemory extends CUdeviceptr implements AutoCloseable {
-        private final CallerContext context;
-
-        DeviceMemory(CallerContext context, long bytes) {
-            this.context = context;
-            context.makeCurrent();
-            CallerContext.check(JCudaDriver.cuMemAlloc(this, bytes), "cuMemAlloc(" + bytes + ")");
-        }
-
-        long address() {
-            return getNativePointer() + getByteOffset();
-        }
-
-        @Override
-        public void close() {
-            context.makeCurrent();
-            CallerContext.check(JCudaDriver.cuMemFree(this), "cuMemFree");
         }
     }
 
@@ -290,7 +267,7 @@ class RefusedCallsTest {
                 org.junit.jupiter.api.Assumptions.assumeTrue(filler < (8L << 30),
                         "fills the device: run on the emulator's 4 GiB device, or a small GPU");
             }
-            try (DeviceMemory most = new DeviceMemory(context, filler)) {
+            try (CallerContext.Allocation most = context.allocate(filler)) {
                 long owned = opt.ownedBytes();
                 long free = context.freeBytes();
                 CudaException e = assertThrows(CudaException.class, () -> group.add("w", w, dw));
