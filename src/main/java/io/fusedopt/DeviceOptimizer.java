@@ -744,7 +744,12 @@ public final class DeviceOptimizer implements AutoCloseable {
 
         /**
          * Builds the optimizer. {@link Backend#AUTO} falls back to {@link Backend#CPU_FAST} on any failure
-         * to open CUDA, and logs why.
+         * to open CUDA, and logs its choice and why on the {@link System.Logger} named {@code "io.fusedopt"}
+         * (java.util.logging unless the application plugs in another backend): INFO for CUDA or no GPU,
+         * WARNING when a GPU was found but could not be opened. Each distinct message is logged once per
+         * process, however many optimizers AUTO builds; {@link DeviceOptimizer#backendReason()} gives it
+         * for every optimizer. The CPU backends never look for CUDA: requested explicitly, they load no
+         * JCuda class and no native library.
          *
          * @throws BackendUnavailableException when {@link Backend#CUDA} was requested and cannot run here
          * @throws CudaException when {@link Backend#CUDA} was requested and a driver call failed while opening it
@@ -772,12 +777,29 @@ public final class DeviceOptimizer implements AutoCloseable {
                         String why = e instanceof BackendUnavailableException ? e.getMessage()
                                 : "CUDA backend unavailable: opening CUDA device " + deviceOrdinal + " failed: " + e;
                         // No GPU is the expected case; a GPU the probe found usable that then fails is worth a warning.
-                        LOG.log(e instanceof BackendUnavailableException ? Level.INFO : Level.WARNING,
+                        logAutoChoiceOnce(e instanceof BackendUnavailableException ? Level.INFO : Level.WARNING,
                                 "fusedopt: AUTO chose " + cpu.description() + ": " + why);
                         return new DeviceOptimizer(cpu, "AUTO: " + why, this);
                     }
-                    LOG.log(Level.INFO, "fusedopt: AUTO chose CUDA: " + cuda.description());
+                    logAutoChoiceOnce(Level.INFO, "fusedopt: AUTO chose CUDA: " + cuda.description());
                     return new DeviceOptimizer(cuda, "AUTO: " + cuda.description(), this);
+            }
+        }
+
+        /**
+         * AUTO's messages logged so far in this process. A program that builds an optimizer per model
+         * or per test would otherwise repeat the same line each time; a different outcome (another
+         * device, another failure) is new information and is logged.
+         */
+        private static final java.util.Set<String> AUTO_CHOICES_LOGGED = java.util.concurrent.ConcurrentHashMap.newKeySet();
+
+        /** Bounds what AUTO_CHOICES_LOGGED remembers; past it, new messages are logged every time. */
+        private static final int AUTO_CHOICES_REMEMBERED = 1024;
+
+        private static void logAutoChoiceOnce(Level level, String message) {
+            boolean remembering = AUTO_CHOICES_LOGGED.size() < AUTO_CHOICES_REMEMBERED;
+            if (remembering ? AUTO_CHOICES_LOGGED.add(message) : !AUTO_CHOICES_LOGGED.contains(message)) {
+                LOG.log(level, message);
             }
         }
 
