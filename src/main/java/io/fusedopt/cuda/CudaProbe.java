@@ -173,9 +173,11 @@ public final class CudaProbe {
     }
 
     /**
-     * Folders where Linux's dynamic loader finds libraries without LD_LIBRARY_PATH or its cache (its
-     * defaults, Debian's and Red Hat's multiarch folders), plus the folders where WSL and NixOS put
-     * the NVIDIA driver: a file there that the cache does not list still means a driver is installed.
+     * Where Linux distributions install libraries (the loader's defaults /lib and /usr/lib, the lib64
+     * folders of Red Hat-like systems, Debian's multiarch folders), plus the folders where WSL and
+     * NixOS put the NVIDIA driver. The dynamic loader finds these through its cache or LD_LIBRARY_PATH
+     * (WSL and NixOS configure one of them); the probe also looks in them directly so that a driver
+     * installed without running ldconfig is not taken for a missing one.
      */
     static final List<String> LINUX_LIBRARY_FOLDERS = List.of("lib", "usr/lib", "lib64", "usr/lib64",
             "lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib/aarch64-linux-gnu", "usr/lib/aarch64-linux-gnu",
@@ -186,7 +188,9 @@ public final class CudaProbe {
      * loading it (an OS other than Linux and Windows). Looks where the dynamic loader looks, by file
      * name only: on Linux {@code libcuda.so.1} in LD_LIBRARY_PATH's folders, in {@code
      * /etc/ld.so.cache} and in the system library folders; on Windows {@code nvcuda.dll} in
-     * System32 and on the PATH. In doubt it answers null, and loading JCuda decides.
+     * System32 and on the PATH (where Windows looks for DLLs). In doubt it answers null, and loading
+     * JCuda decides: a wrong "missing" would turn off a working GPU, a wrong "present" only costs the
+     * extraction this check exists to avoid.
      *
      * @param root the file system root ("/"; a test passes a folder that plays it)
      */
