@@ -195,10 +195,15 @@ final class Checkpoint {
 
     /** The checkpoint's bytes: those a file save writes. */
     static byte[] saveToBytes(DeviceOptimizer opt, SaveOptions options) throws IOException {
+        return saveToBytes(opt, options, MAX_ARRAY_BYTES);
+    }
+
+    /** {@link #saveToBytes} with the largest array as a parameter (a test needs no 2 GiB optimizer). */
+    static byte[] saveToBytes(DeviceOptimizer opt, SaveOptions options, long maxBytes) throws IOException {
         Prepared prepared = prepare(opt, options);
-        if (prepared.bytes() > MAX_ARRAY_BYTES) {
+        if (prepared.bytes() > maxBytes) {
             throw new CheckpointException("byte array: the checkpoint takes " + prepared.bytes() + " bytes, more than one Java"
-                    + " array holds (" + MAX_ARRAY_BYTES + "); save to a file or an OutputStream");
+                    + " array holds (" + maxBytes + "); save to a file or an OutputStream");
         }
         ByteBuffer out = ByteBuffer.allocate((int) prepared.bytes());
         write(prepared, new Sink() {
