@@ -5,6 +5,8 @@ import io.fusedopt.internal.Conversions;
 import io.fusedopt.internal.Safetensors;
 import io.fusedopt.internal.UpdatePlan;
 import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
@@ -23,7 +25,8 @@ import java.util.zip.CRC32C;
 
 /**
  * Saving and loading an optimizer's state as safetensors ({@link DeviceOptimizer#save},
- * {@link DeviceOptimizer#load}). One tensor per param ({@code name/param}), master weights
+ * {@link DeviceOptimizer#load}), to and from a file, a stream or a byte array (the same bytes).
+ * One tensor per param ({@code name/param}, unless saved without params), master weights
  * ({@code name/master}) and state ({@code name/exp_avg}, ...), each with a CRC32C in the metadata,
  * which also holds the format version, the algorithm, every group's hyper-parameters, the step
  * counters, the loss scale and the storage formats.
@@ -33,6 +36,10 @@ final class Checkpoint {
 
     static final String FORMAT = "fusedopt-optimizer-state";
     static final int VERSION = 1;
+    /** Metadata key, present ("false") only in a checkpoint saved without the params. */
+    static final String PARAMS_SAVED = "params_saved";
+    /** The largest byte array a save into memory makes. */
+    static final long MAX_ARRAY_BYTES = Integer.MAX_VALUE - 8;
     /** Elements per copy between a buffer and the file. */
     private static final int BLOCK = 1 << 20;
 
@@ -65,11 +72,12 @@ final class Checkpoint {
     /** One tensor of the checkpoint and the buffer behind it. */
     private record Item(String key, String parameter, int group, AbstractTensorBuffer buffer) {}
 
-    private static List<Item> items(DeviceOptimizer opt) {
+    /** The checkpoint's tensors in this optimizer's order; without {@code name/param} when {@code withParams} is false. */
+    private static List<Item> items(DeviceOptimizer opt, boolean withParams) {
         List<Item> items = new ArrayList<>();
         for (ParamGroup group : opt.groups()) {
             for (Parameter p : group.parameterList()) {
-                items.add(new Item(p.name() + "/param", p.name(), group.index(), p.paramBuffer()));
+                if (withParams) items.add(new Item(p.name() + "/param", p.name(), group.index(), p.paramBuffer()));
                 if (p.masterBuffer() != null) items.add(new Item(p.name() + "/master", p.name(), group.index(), p.masterBuffer()));
                 for (Map.Entry<StateKind, AbstractTensorBuffer> s : p.stateBuffers().entrySet()) {
                     items.add(new Item(p.name() + "/" + s.getKey().stateName(), p.name(), group.index(), s.getValue()));
@@ -79,23 +87,12 @@ final class Checkpoint {
         return items;
     }
 
-    /** Writes the checkpoint to a temporary file beside {@code file}, syncs it, renames it over {@code file}, syncs the folder. */
-    static void save(DeviceOptimizer opt, Path file, SinkFactory sinks) throws IOException {
-        Path target = file.toAbsolutePath();
-        Path dir = target.getParent();
-        // Checked first, so that a missing folder is a CheckpointException naming it (not a raw
-        // NoSuchFileException from listing it), and nothing is written.
-        if (dir == null || !Files.isDirectory(dir)) {
-            throw new CheckpointException(target + ": cannot save: the folder " + dir + " does not exist or is not a"
-                    + " folder; create it first (save creates no folders)");
-        }
-        try {
-            deleteStaleTemporaries(dir, target.getFileName().toString());
-        } catch (IOException e) {
-            throw new CheckpointException(target + ": save failed while removing stale temporary files (" + e
-                    + "); the previous checkpoint, if any, is unchanged", e);
-        }
-        List<Item> items = items(opt);
+    /** A checkpoint ready to write: the header (checksums included), the tensors, the total size. */
+    private record Prepared(byte[] header, List<Item> items, long bytes) {}
+
+    /** Reads every tensor once for its CRC32C and encodes the header (a second pass writes the data). */
+    private static Prepared prepare(DeviceOptimizer opt, SaveOptions options) throws IOException {
+        List<Item> items = items(opt, options.includesParams());
         Map<String, String> metadata = new LinkedHashMap<>();
         metadata.put("format", FORMAT);
         metadata.put("format_version", Integer.toString(VERSION));
@@ -106,6 +103,10 @@ final class Checkpoint {
         metadata.put("grad_scale", Double.toString(opt.gradScale()));
         metadata.put("state_precision", opt.statePrecision().name());
         metadata.put("master_weights", Boolean.toString(opt.usesMasterWeights()));
+        // Written only when the params are left out, so that a full save keeps the bytes of every
+        // earlier version-1 file (CheckpointFormatTest) and a reader that predates the key refuses a
+        // params-less file as lacking 'name/param' rather than loading it as complete.
+        if (!options.includesParams()) metadata.put(PARAMS_SAVED, "false");
         metadata.put("saved_by_backend", opt.backend().name());
         List<ParamGroup> groups = opt.groups();
         metadata.put("groups", Integer.toString(groups.size()));
@@ -123,13 +124,37 @@ final class Checkpoint {
             metadata.put("crc32c." + item.key(), String.format("%08x", crcOf(b)));
         }
         byte[] header = Safetensors.encodeHeader(metadata, entries);
+        return new Prepared(header, items, header.length + offset);
+    }
+
+    private static void write(Prepared prepared, Sink sink) throws IOException {
+        sink.write(ByteBuffer.wrap(prepared.header()));
+        for (Item item : prepared.items()) forEachBlock(item.buffer(), sink::write);
+    }
+
+    /** Writes the checkpoint to a temporary file beside {@code file}, syncs it, renames it over {@code file}, syncs the folder. */
+    static void save(DeviceOptimizer opt, Path file, SaveOptions options, SinkFactory sinks) throws IOException {
+        Path target = file.toAbsolutePath();
+        Path dir = target.getParent();
+        // Checked first, so that a missing folder is a CheckpointException naming it (not a raw
+        // NoSuchFileException from listing it), and nothing is written.
+        if (dir == null || !Files.isDirectory(dir)) {
+            throw new CheckpointException(target + ": cannot save: the folder " + dir + " does not exist or is not a"
+                    + " folder; create it first (save creates no folders)");
+        }
+        try {
+            deleteStaleTemporaries(dir, target.getFileName().toString());
+        } catch (IOException e) {
+            throw new CheckpointException(target + ": save failed while removing stale temporary files (" + e
+                    + "); the previous checkpoint, if any, is unchanged", e);
+        }
+        Prepared prepared = prepare(opt, options);
 
         Path tmp = dir.resolve("." + target.getFileName() + ".tmp-" + ProcessHandle.current().pid() + "-" + System.nanoTime());
         boolean moved = false;
         try {
             try (Sink sink = sinks.open(tmp)) {
-                sink.write(ByteBuffer.wrap(header));
-                for (Item item : items) forEachBlock(item.buffer(), sink::write);
+                write(prepared, sink);
                 sink.sync();
             }
             try {
@@ -147,6 +172,46 @@ final class Checkpoint {
         } finally {
             if (!moved) Files.deleteIfExists(tmp);
         }
+    }
+
+    /** Writes the checkpoint to {@code out}, which it flushes and leaves open. */
+    static void save(DeviceOptimizer opt, OutputStream out, SaveOptions options) throws IOException {
+        Prepared prepared = prepare(opt, options);
+        try {
+            write(prepared, new Sink() {
+                @Override public void write(ByteBuffer bytes) throws IOException {
+                    out.write(bytes.array(), bytes.arrayOffset() + bytes.position(), bytes.remaining());
+                    bytes.position(bytes.limit());
+                }
+                @Override public void sync() {}
+                @Override public void close() {}
+            });
+            out.flush();
+        } catch (IOException e) {
+            throw new CheckpointException("stream: save failed (" + e + ") after some of the checkpoint's " + prepared.bytes()
+                    + " bytes were written; the stream holds a partial checkpoint", e);
+        }
+    }
+
+    /** The checkpoint's bytes: those a file save writes. */
+    static byte[] saveToBytes(DeviceOptimizer opt, SaveOptions options) throws IOException {
+        return saveToBytes(opt, options, MAX_ARRAY_BYTES);
+    }
+
+    /** {@link #saveToBytes} with the largest array as a parameter (a test needs no 2 GiB optimizer). */
+    static byte[] saveToBytes(DeviceOptimizer opt, SaveOptions options, long maxBytes) throws IOException {
+        Prepared prepared = prepare(opt, options);
+        if (prepared.bytes() > maxBytes) {
+            throw new CheckpointException("byte array: the checkpoint takes " + prepared.bytes() + " bytes, more than one Java"
+                    + " array holds (" + maxBytes + "); save to a file or an OutputStream");
+        }
+        ByteBuffer out = ByteBuffer.allocate((int) prepared.bytes());
+        write(prepared, new Sink() {
+            @Override public void write(ByteBuffer bytes) { out.put(bytes); }
+            @Override public void sync() {}
+            @Override public void close() {}
+        });
+        return out.array();
     }
 
     /** Temporary files of earlier saves of the same file that a crash left behind. */
@@ -195,64 +260,165 @@ final class Checkpoint {
     }
 
     /** Validates the whole file against the optimizer, then applies it; nothing changes on any failure. */
-    static void load(DeviceOptimizer opt, Path file) throws IOException {
+    static LoadReport load(DeviceOptimizer opt, Path file, LoadOptions options) throws IOException {
         try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
-            load(opt, file.toString(), channel);
+            return load(opt, file.toString(), channel, options);
         } catch (java.nio.file.NoSuchFileException e) {
             throw new CheckpointException(file + ": no such file", e);
         }
     }
 
-    /** Loads from any channel (the fuzz test reads from memory); {@code name} names it in messages. */
+    /** A strict load from any channel (the fuzz test reads from memory); {@code name} names it in messages. */
     static void load(DeviceOptimizer opt, String name, SeekableByteChannel channel) throws IOException {
-        {
-            long size = channel.size();
-            byte[] prefix = new byte[8];
-            readFully(channel, ByteBuffer.wrap(prefix, 0, (int) Math.min(8, size)), 0);
-            Safetensors.Header header = Safetensors.parse(name, size, prefix, n -> {
-                byte[] h = new byte[n];
-                readFully(channel, ByteBuffer.wrap(h), 8);
-                return h;
-            });
-            Plan plan = validate(opt, name, header);
-            // Read and check every tensor before touching anything.
-            Map<String, float[]> data = new LinkedHashMap<>();
-            for (Safetensors.Entry e : header.entries()) {
-                if (e.length() > Integer.MAX_VALUE - 8) {
-                    throw new CheckpointException(name + ": tensor '" + e.name() + "' has " + e.length()
-                            + " elements; loading holds each tensor in one Java array (at most 2^31 - 9 elements)");
-                }
-                ByteBuffer bytes = ByteBuffer.allocate((int) (e.end() - e.begin())).order(ByteOrder.LITTLE_ENDIAN);
-                readFully(channel, bytes, header.dataStart() + e.begin());
-                CRC32C crc = new CRC32C();
-                crc.update(bytes.array());
-                String stored = header.metadata().get("crc32c." + e.name());
-                String actual = String.format("%08x", crc.getValue());
-                if (!actual.equals(stored)) {
-                    throw new CheckpointException(name + ": tensor '" + e.name() + "' fails its CRC32C (stored " + stored
-                            + ", computed " + actual + "): the data are damaged");
-                }
-                float[] values = new float[(int) e.length()];
-                bytes.rewind();
-                for (int i = 0; i < values.length; i++) {
-                    values[i] = e.dtype() == Precision.FP32 ? bytes.getFloat() : Conversions.widen(e.dtype(), bytes.getShort());
-                }
-                data.put(e.name(), values);
+        load(opt, name, channel, LoadOptions.defaults());
+    }
+
+    /** Loads from the bytes of a checkpoint (named "byte array" in messages). */
+    static LoadReport load(DeviceOptimizer opt, byte[] bytes, LoadOptions options) throws IOException {
+        return load(opt, "byte array", new ByteArrayChannel(bytes), options);
+    }
+
+    static LoadReport load(DeviceOptimizer opt, String name, SeekableByteChannel channel, LoadOptions options) throws IOException {
+        long size = channel.size();
+        byte[] prefix = new byte[8];
+        readFully(name, channel, ByteBuffer.wrap(prefix, 0, (int) Math.min(8, size)), 0);
+        Safetensors.Header header = Safetensors.parse(name, size, prefix, n -> {
+            byte[] h = new byte[n];
+            readFully(name, channel, ByteBuffer.wrap(h), 8);
+            return h;
+        });
+        return load(opt, name, header, options, new DataSource() {
+            @Override public void read(ByteBuffer into, long dataOffset) throws IOException {
+                readFully(name, channel, into, header.dataStart() + dataOffset);
             }
-            opt.applyCheckpoint(plan.configs(), plan.step(), plan.skippedSteps(), plan.gradScale(), () -> {
-                for (Item item : plan.items()) {
-                    float[] values = data.get(item.key());
-                    for (int from = 0; from < values.length; from += BLOCK) {
-                        item.buffer().copyFrom(values, from, from, Math.min(BLOCK, values.length - from));
-                    }
+            @Override public void finish() {} // the header was checked against the file's size
+        });
+    }
+
+    /**
+     * Loads from a stream read to its end (named "stream" in messages). Nothing is allocated from a
+     * size the stream declares before the stream has proved it: the header arrives in pieces, and
+     * tensor data are held whole only for tensors that matched one of this optimizer's (of the same
+     * length and format); the others are read through in blocks for their checksums.
+     */
+    static LoadReport load(DeviceOptimizer opt, InputStream in, LoadOptions options) throws IOException {
+        String name = "stream";
+        byte[] prefix = in.readNBytes(8);
+        if (prefix.length < 8) {
+            throw new CheckpointException(name + ": truncated: " + prefix.length + " bytes, not even the 8-byte header length");
+        }
+        long[] consumed = {8};
+        Safetensors.Header header = Safetensors.parseStreamed(name, prefix, n -> {
+            byte[] h = in.readNBytes(n); // in pieces: a lying length costs what the stream holds, not n
+            consumed[0] += h.length;
+            if (h.length < n) {
+                throw new CheckpointException(name + ": truncated: the header claims " + n + " bytes but the stream ended after "
+                        + h.length);
+            }
+            return h;
+        });
+        return load(opt, name, header, options, new DataSource() {
+            @Override public void read(ByteBuffer into, long dataOffset) throws IOException {
+                if (header.dataStart() + dataOffset != consumed[0]) {
+                    throw new IllegalStateException("tensors must be read in data order"); // Safetensors.parse sorts them
                 }
-            });
+                while (into.hasRemaining()) {
+                    int n = in.read(into.array(), into.arrayOffset() + into.position(), into.remaining());
+                    if (n < 0) {
+                        throw new CheckpointException(name + ": truncated: the stream ended at byte " + consumed[0] + ", the header"
+                                + " declares " + (header.dataStart() + header.dataLength()));
+                    }
+                    into.position(into.position() + n);
+                    consumed[0] += n;
+                }
+            }
+            @Override public void finish() throws IOException {
+                if (in.read() >= 0) {
+                    throw new CheckpointException(name + ": the stream goes on after the " + consumed[0] + " bytes the checkpoint"
+                            + " declares (trailing data, or not one checkpoint)");
+                }
+            }
+        });
+    }
+
+    /** Where the tensor data come from. */
+    private interface DataSource {
+        /** Fills {@code into} with the data bytes from {@code dataOffset} (called in data order). */
+        void read(ByteBuffer into, long dataOffset) throws IOException;
+
+        /** Called after the last tensor, before anything changes: the source holds nothing more. */
+        void finish() throws IOException;
+    }
+
+    /** Checks every tensor (checksums included) and the source's end, then applies the plan. */
+    private static LoadReport load(DeviceOptimizer opt, String name, Safetensors.Header header, LoadOptions options,
+                                   DataSource source) throws IOException {
+        Plan plan = validate(opt, name, header, options.isStrict());
+        Map<String, Item> loads = new LinkedHashMap<>();
+        for (Item item : plan.loads()) loads.put(item.key(), item);
+        // Read and check every tensor before touching anything.
+        Map<String, float[]> data = new LinkedHashMap<>();
+        for (Safetensors.Entry e : header.entries()) {
+            String stored = header.metadata().get("crc32c." + e.name());
+            if (stored == null) throw new CheckpointException(name + ": tensor '" + e.name() + "' has no CRC32C");
+            CRC32C crc = new CRC32C();
+            Item item = loads.get(e.name());
+            if (item == null) {
+                // Not loaded, yet checked: a damaged checkpoint is refused whatever it is loaded into.
+                ByteBuffer block = ByteBuffer.allocate((int) Math.min(BLOCK, e.end() - e.begin()));
+                for (long at = e.begin(); at < e.end(); at += block.capacity()) {
+                    block.clear().limit((int) Math.min(block.capacity(), e.end() - at));
+                    source.read(block, at);
+                    crc.update(block.array(), 0, block.limit());
+                }
+                checkCrc(name, e, stored, crc);
+                continue;
+            }
+            if (e.length() > Integer.MAX_VALUE - 8) {
+                throw new CheckpointException(name + ": tensor '" + e.name() + "' has " + e.length()
+                        + " elements; loading holds each tensor in one Java array (at most 2^31 - 9 elements)");
+            }
+            // The length and format matched this optimizer's tensor: this is the size of memory it already has.
+            ByteBuffer bytes = ByteBuffer.allocate((int) (e.end() - e.begin())).order(ByteOrder.LITTLE_ENDIAN);
+            source.read(bytes, e.begin());
+            crc.update(bytes.array());
+            checkCrc(name, e, stored, crc);
+            float[] values = new float[(int) e.length()];
+            bytes.rewind();
+            for (int i = 0; i < values.length; i++) {
+                values[i] = e.dtype() == Precision.FP32 ? bytes.getFloat() : Conversions.widen(e.dtype(), bytes.getShort());
+            }
+            data.put(e.name(), values);
+        }
+        source.finish();
+        opt.applyCheckpoint(plan.configs(), plan.step(), plan.skippedSteps(), plan.gradScale(), () -> {
+            for (Item item : plan.loads()) {
+                float[] values = data.get(item.key());
+                for (int from = 0; from < values.length; from += BLOCK) {
+                    item.buffer().copyFrom(values, from, from, Math.min(BLOCK, values.length - from));
+                }
+            }
+        });
+        return plan.report();
+    }
+
+    private static void checkCrc(String name, Safetensors.Entry e, String stored, CRC32C crc) throws CheckpointException {
+        String actual = String.format("%08x", crc.getValue());
+        if (!actual.equals(stored)) {
+            throw new CheckpointException(name + ": tensor '" + e.name() + "' fails its CRC32C (stored " + stored
+                    + ", computed " + actual + "): the data are damaged");
         }
     }
 
-    private record Plan(List<OptimizerConfig> configs, long step, long skippedSteps, double gradScale, List<Item> items) {}
+    /** What a load restores: the tensors to copy (this optimizer's order), the scalars, and the report. */
+    private record Plan(List<OptimizerConfig> configs, long step, long skippedSteps, double gradScale, List<Item> loads,
+                        LoadReport report) {}
 
-    private static Plan validate(DeviceOptimizer opt, String name, Safetensors.Header header) throws CheckpointException {
+    private static final String NON_STRICT_HINT = "; a non-strict load (LoadOptions.builder().optStrict(false)) loads the"
+            + " tensors that match and reports the others";
+
+    private static Plan validate(DeviceOptimizer opt, String name, Safetensors.Header header, boolean strict)
+            throws CheckpointException {
         Map<String, String> m = header.metadata();
         if (!FORMAT.equals(m.get("format"))) {
             throw new CheckpointException(name + ": not a fusedopt optimizer checkpoint (format '" + m.get("format") + "')");
@@ -266,6 +432,11 @@ final class Checkpoint {
         }
         require(m, name, "state_precision", opt.statePrecision().name());
         require(m, name, "master_weights", Boolean.toString(opt.usesMasterWeights()));
+        String paramsSaved = m.getOrDefault(PARAMS_SAVED, "true");
+        if (!paramsSaved.equals("true") && !paramsSaved.equals("false")) {
+            throw new CheckpointException(name + ": " + PARAMS_SAVED + " '" + paramsSaved + "' is neither true nor false");
+        }
+        boolean withParams = paramsSaved.equals("true");
         List<ParamGroup> groups = opt.groups();
         require(m, name, "groups", Integer.toString(groups.size()));
         List<OptimizerConfig> configs = new ArrayList<>();
@@ -295,28 +466,41 @@ final class Checkpoint {
         }
         if (!(gradScale > 0) || Double.isInfinite(gradScale)) throw new CheckpointException(name + ": grad_scale " + gradScale + " is not finite and > 0");
 
-        List<Item> items = items(opt);
         Map<String, Safetensors.Entry> entries = new LinkedHashMap<>();
         for (Safetensors.Entry e : header.entries()) entries.put(e.name(), e);
-        for (Item item : items) {
+        List<Item> loads = new ArrayList<>();
+        List<String> missing = new ArrayList<>();
+        Map<String, String> mismatched = new LinkedHashMap<>();
+        for (Item item : items(opt, withParams)) {
             Safetensors.Entry e = entries.remove(item.key());
-            if (e == null) throw new CheckpointException(name + ": the checkpoint lacks tensor '" + item.key() + "'");
+            if (e == null) {
+                if (strict) throw new CheckpointException(name + ": the checkpoint lacks tensor '" + item.key() + "'" + NON_STRICT_HINT);
+                missing.add(item.key());
+                continue;
+            }
+            String difference = null;
             if (e.length() != item.buffer().length()) {
-                throw new CheckpointException(name + ": tensor '" + item.key() + "' has " + e.length() + " elements, this optimizer's has "
-                        + item.buffer().length() + " (wrong shape)");
+                difference = "has " + e.length() + " elements, this optimizer's has " + item.buffer().length() + " (wrong shape)";
+            } else if (e.dtype() != item.buffer().precision()) {
+                difference = "is " + e.dtype() + ", this optimizer's is " + item.buffer().precision();
             }
-            if (e.dtype() != item.buffer().precision()) {
-                throw new CheckpointException(name + ": tensor '" + item.key() + "' is " + e.dtype() + ", this optimizer's is "
-                        + item.buffer().precision());
+            if (difference != null) {
+                if (strict) throw new CheckpointException(name + ": tensor '" + item.key() + "' " + difference + NON_STRICT_HINT);
+                mismatched.put(item.key(), difference);
+                continue;
             }
-            require(m, name, "group_of." + item.key(), Integer.toString(item.group()));
-            if (m.get("crc32c." + item.key()) == null) throw new CheckpointException(name + ": tensor '" + item.key() + "' has no CRC32C");
+            // The group a tensor was saved in must be its group now (strict); a non-strict load
+            // matches by name, length and format only.
+            if (strict) require(m, name, "group_of." + item.key(), Integer.toString(item.group()));
+            loads.add(item);
         }
-        if (!entries.isEmpty()) {
+        if (strict && !entries.isEmpty()) {
             throw new CheckpointException(name + ": the checkpoint has tensor '" + entries.keySet().iterator().next()
-                    + "', which this optimizer does not have (" + entries.size() + " extra)");
+                    + "', which this optimizer does not have (" + entries.size() + " extra)" + NON_STRICT_HINT);
         }
-        return new Plan(configs, step, skipped, gradScale, items);
+        List<String> loaded = loads.stream().map(Item::key).toList();
+        LoadReport report = new LoadReport(loaded, missing, List.copyOf(entries.keySet()), mismatched, withParams);
+        return new Plan(configs, step, skipped, gradScale, loads, report);
     }
 
     private static void require(Map<String, String> m, String name, String key, String expected) throws CheckpointException {
@@ -335,12 +519,37 @@ final class Checkpoint {
         }
     }
 
-    private static void readFully(SeekableByteChannel channel, ByteBuffer into, long position) throws IOException {
+    private static void readFully(String name, SeekableByteChannel channel, ByteBuffer into, long position) throws IOException {
         channel.position(position);
         while (into.hasRemaining()) {
             if (channel.read(into) < 0) {
-                throw new CheckpointException("unexpected end of file at byte " + channel.position() + " (truncated)");
+                throw new CheckpointException(name + ": unexpected end of data at byte " + channel.position() + " (truncated)");
             }
         }
+    }
+
+    /** A read-only channel over a caller's array (never written: loads only read). */
+    private static final class ByteArrayChannel implements SeekableByteChannel {
+        private final byte[] bytes;
+        private long position;
+
+        ByteArrayChannel(byte[] bytes) {
+            this.bytes = bytes;
+        }
+
+        @Override public int read(ByteBuffer dst) {
+            if (position >= bytes.length) return -1;
+            int n = (int) Math.min(dst.remaining(), bytes.length - position);
+            dst.put(bytes, (int) position, n);
+            position += n;
+            return n;
+        }
+        @Override public int write(ByteBuffer src) { throw new java.nio.channels.NonWritableChannelException(); }
+        @Override public long position() { return position; }
+        @Override public SeekableByteChannel position(long p) { position = p; return this; }
+        @Override public long size() { return bytes.length; }
+        @Override public SeekableByteChannel truncate(long size) { throw new java.nio.channels.NonWritableChannelException(); }
+        @Override public boolean isOpen() { return true; }
+        @Override public void close() {}
     }
 }

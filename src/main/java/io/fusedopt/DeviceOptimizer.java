@@ -67,7 +67,7 @@ import java.util.TreeMap;
  * {@code min(1, maxNorm / (norm + 1e-6))} where {@code norm} is the global L2 norm over every
  * tensor, summed in double in a fixed order (bit-identical on both backends; against PyTorch's
  * float32 norm it differs by rounding, about 1e-7 relative). A NaN or infinity is handled by the
- * {@link NonFinitePolicy}. Gradient buffers are only read, never modified.
+ * {@link NonFinitePolicy}. A step only reads the gradient buffers; {@link #zeroGrad()} zeroes them.
  *
  * <p><b>Threads.</b> An optimizer may be used from any thread. Its methods, and those of its
  * groups and parameters, are serialized by the optimizer's monitor: two threads calling
@@ -378,31 +378,159 @@ public final class DeviceOptimizer implements AutoCloseable {
      *     created) or writing fails; nothing is written then and the previous file is unchanged
      */
     public synchronized void save(java.nio.file.Path file) throws java.io.IOException {
+        save(file, SaveOptions.defaults());
+    }
+
+    /** As {@link #save(java.nio.file.Path)}, writing what {@code options} say (for example no params). */
+    public synchronized void save(java.nio.file.Path file, SaveOptions options) throws java.io.IOException {
         ensureUsable();
         Check.notNull("file", file);
-        Checkpoint.save(this, file, Checkpoint.FILES);
+        Check.notNull("options", options);
+        Checkpoint.save(this, file, options, Checkpoint.FILES);
     }
 
     /** {@link #save} through another sink (fault injection in tests). */
     synchronized void save(java.nio.file.Path file, Checkpoint.SinkFactory sinks) throws java.io.IOException {
         ensureUsable();
-        Checkpoint.save(this, file, sinks);
+        Checkpoint.save(this, file, SaveOptions.defaults(), sinks);
+    }
+
+    /**
+     * Writes the bytes {@link #save(java.nio.file.Path)} would write to {@code out}, to embed this
+     * optimizer's state in a checkpoint of your own (a ZIP entry, a framework's archive). The
+     * stream is flushed and left open. Not atomic: an I/O error leaves part of a checkpoint in the
+     * stream, which a load then refuses.
+     *
+     * @throws CheckpointException when writing fails; the optimizer is unchanged
+     */
+    public synchronized void save(java.io.OutputStream out) throws java.io.IOException {
+        save(out, SaveOptions.defaults());
+    }
+
+    /** As {@link #save(java.io.OutputStream)}, writing what {@code options} say (for example no params). */
+    public synchronized void save(java.io.OutputStream out, SaveOptions options) throws java.io.IOException {
+        ensureUsable();
+        Check.notNull("output stream", out);
+        Check.notNull("options", options);
+        Checkpoint.save(this, out, options);
+    }
+
+    /** The bytes {@link #save(java.nio.file.Path)} would write, in memory. */
+    public synchronized byte[] saveToBytes() throws java.io.IOException {
+        return saveToBytes(SaveOptions.defaults());
+    }
+
+    /**
+     * The bytes {@link #save(java.nio.file.Path, SaveOptions)} would write, in memory.
+     *
+     * @throws CheckpointException when the checkpoint exceeds one Java array (2^31 - 9 bytes):
+     *     save to a file or a stream instead
+     */
+    public synchronized byte[] saveToBytes(SaveOptions options) throws java.io.IOException {
+        ensureUsable();
+        Check.notNull("options", options);
+        return Checkpoint.saveToBytes(this, options);
     }
 
     /**
      * Restores a state saved by {@link #save} (on either backend) into this optimizer, whose
      * groups and parameters must match the file's: same algorithm and state layout, same names,
-     * lengths and storage formats. Params, master weights, states, step counters, hyper-parameters
-     * and the loss scale are restored; continuing then gives, bit for bit, what the saved run would
-     * have given. Everything is checked (structure, checksums, shapes) before anything changes: a
-     * damaged or mismatched file changes nothing.
+     * lengths and storage formats. Params (when the checkpoint has them), master weights, states,
+     * step counters, hyper-parameters and the loss scale are restored; continuing then gives, bit
+     * for bit, what the saved run would have given. Everything is checked (structure, checksums,
+     * shapes) before anything changes: a damaged or mismatched file changes nothing.
      *
      * @throws CheckpointException naming the problem
      */
     public synchronized void load(java.nio.file.Path file) throws java.io.IOException {
+        load(file, LoadOptions.defaults());
+    }
+
+    /**
+     * As {@link #load(java.nio.file.Path)}; a non-strict load ({@link LoadOptions.Builder#optStrict})
+     * loads the tensors whose names, lengths and formats match and reports the others, which keep
+     * their values (a state left so starts from its initial value, while the restored step
+     * counter applies to every tensor: Adam's bias correction of the next step is that of step t + 1).
+     * A strict load with these options returns a report too: every tensor loaded, and whether the
+     * checkpoint held the params.
+     *
+     * @return what was loaded, and what was missing, unexpected or mismatched
+     * @throws CheckpointException naming the problem; nothing has changed then
+     */
+    public synchronized LoadReport load(java.nio.file.Path file, LoadOptions options) throws java.io.IOException {
         ensureUsable();
         Check.notNull("file", file);
-        Checkpoint.load(this, file);
+        Check.notNull("options", options);
+        return Checkpoint.load(this, file, options);
+    }
+
+    /**
+     * As {@link #load(java.nio.file.Path)}, from a stream that holds one checkpoint and nothing
+     * after it (bytes written by {@link #save(java.io.OutputStream)} or {@link #saveToBytes}), read
+     * to its end and left open. Sizes the stream declares are trusted only as far as it delivers
+     * them: a stream that ends early is truncated, one that goes on is refused.
+     */
+    public synchronized void load(java.io.InputStream in) throws java.io.IOException {
+        load(in, LoadOptions.defaults());
+    }
+
+    /** As {@link #load(java.io.InputStream)} with {@link LoadOptions} (see {@link #load(java.nio.file.Path, LoadOptions)}). */
+    public synchronized LoadReport load(java.io.InputStream in, LoadOptions options) throws java.io.IOException {
+        ensureUsable();
+        Check.notNull("input stream", in);
+        Check.notNull("options", options);
+        return Checkpoint.load(this, in, options);
+    }
+
+    /** As {@link #load(java.nio.file.Path)}, from the bytes of a checkpoint (which are only read). */
+    public synchronized void load(byte[] checkpoint) throws java.io.IOException {
+        load(checkpoint, LoadOptions.defaults());
+    }
+
+    /** As {@link #load(byte[])} with {@link LoadOptions} (see {@link #load(java.nio.file.Path, LoadOptions)}). */
+    public synchronized LoadReport load(byte[] checkpoint, LoadOptions options) throws java.io.IOException {
+        ensureUsable();
+        Check.notNull("checkpoint bytes", checkpoint);
+        Check.notNull("options", options);
+        return Checkpoint.load(this, checkpoint, options);
+    }
+
+    /** The zero fill over {@link #zeroFillGrads}, prepared at the first {@link #zeroGrad()} after registration changed. */
+    private Engine.ZeroFill gradZeroFill;
+    private List<AbstractTensorBuffer> zeroFillGrads = List.of();
+
+    /**
+     * Sets every registered gradient to zero (+0 in its storage format, FP32, BF16 or FP16), as
+     * PyTorch's {@code optimizer.zero_grad(set_to_none=False)}; params, states, master weights and
+     * buffers that are not a registered gradient are not touched. Wrapped gradients (your memory)
+     * are zeroed in place. On CUDA it is one kernel launch for all gradients, queued on the
+     * optimizer's stream and never waited for, so it is ordered with the steps and replays around
+     * it. It is not part of a {@link #captureStep() captured step}: call it beside the replays
+     * ({@code step.replay(); opt.zeroGrad();}), which costs one more launch call. With no tensor
+     * registered it does nothing. It does not end registration.
+     *
+     * @throws IllegalStateException when the optimizer is closed or an earlier step failed
+     */
+    public synchronized void zeroGrad() {
+        ensureUsable();
+        List<AbstractTensorBuffer> grads = new ArrayList<>();
+        for (ParamGroup group : groups) {
+            for (Parameter p : group.parameterList()) grads.add(ownBuffer("grad of '" + p.name() + "'", p.grad()));
+        }
+        if (gradZeroFill == null || !sameBuffers(grads, zeroFillGrads)) {
+            // Registration changed since the fill was prepared (only additions are possible).
+            if (gradZeroFill != null) gradZeroFill.close();
+            gradZeroFill = null;
+            gradZeroFill = engine.prepareZeroFill(grads);
+            zeroFillGrads = grads;
+        }
+        gradZeroFill.run();
+    }
+
+    private static boolean sameBuffers(List<AbstractTensorBuffer> a, List<AbstractTensorBuffer> b) {
+        if (a.size() != b.size()) return false;
+        for (int i = 0; i < a.size(); i++) if (a.get(i) != b.get(i)) return false;
+        return true;
     }
 
     /** Applies a validated checkpoint; {@code writeTensors} copies the data into the buffers. */

@@ -4,6 +4,7 @@ import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.Engine;
 import io.fusedopt.internal.OwnedBuffers;
+import java.util.List;
 
 /**
  * What both CPU engines share: host memory only, updates finished when {@code step} returns, and
@@ -23,6 +24,33 @@ abstract class HostEngine implements Engine {
     public final AbstractTensorBuffer wrapDevicePointer(long address, long length, Precision precision) {
         throw new UnsupportedOperationException("the " + backend() + " backend has no device memory: wrap host memory with"
                 + " wrapHost, or create the optimizer for Backend.CUDA");
+    }
+
+    /** Zeros written block by block (never modified: writes only read it). */
+    private static final float[] ZEROS = new float[1 << 16];
+
+    /**
+     * On the calling thread, buffer by buffer, through each buffer's own write (heap, off-heap and
+     * wrapped memory alike), so that the CPU engines need no zeroing code of their own.
+     */
+    @Override
+    public final synchronized ZeroFill prepareZeroFill(List<AbstractTensorBuffer> buffers) {
+        ensureOpen();
+        List<AbstractTensorBuffer> targets = List.copyOf(buffers);
+        for (AbstractTensorBuffer b : targets) host(b, AbstractTensorBuffer.class);
+        return new ZeroFill() {
+            @Override
+            public void run() {
+                for (AbstractTensorBuffer b : targets) {
+                    for (long from = 0; from < b.length(); from += ZEROS.length) {
+                        b.copyFrom(ZEROS, 0, from, (int) Math.min(ZEROS.length, b.length() - from));
+                    }
+                }
+            }
+
+            @Override
+            public void close() {}
+        };
     }
 
     @Override

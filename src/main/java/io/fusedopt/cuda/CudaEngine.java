@@ -58,6 +58,8 @@ public final class CudaEngine implements Engine {
     /** Device memory of prepared step programs (tables, control blocks), freed at close at the latest. */
     private final Set<Long> tables = new LinkedHashSet<>();
     private volatile boolean closed;
+    /** See {@link #engineLaunches()}. */
+    private final java.util.concurrent.atomic.AtomicLong launches = new java.util.concurrent.atomic.AtomicLong();
 
     /**
      * Opens device {@code ordinal}.
@@ -123,6 +125,24 @@ public final class CudaEngine implements Engine {
         makeCurrent();
         int grid = (int) Math.max(1, Math.min((n + BLOCK_SIZE - 1) / BLOCK_SIZE, maxBlocks));
         Driver.check(JCudaDriver.cuLaunchKernel(function, grid, 1, 1, BLOCK_SIZE, 1, 1, 0, stream, kernelParams, null), call);
+        launches.incrementAndGet();
+    }
+
+    /** Queues a kernel whose blocks take {@code chunks} chunks in turn (grid-stride over chunks) on this engine's stream. */
+    void launchOverChunks(CUfunction function, int chunks, Pointer kernelParams, String call) {
+        makeCurrent();
+        Driver.check(JCudaDriver.cuLaunchKernel(function, gridFor(chunks), 1, 1, BLOCK_SIZE, 1, 1, 0, stream, kernelParams, null),
+                call);
+        launches.incrementAndGet();
+    }
+
+    /**
+     * Kernel launches queued through this engine's own launch methods (zero fills, diagnostics);
+     * step programs launch on their own and are not counted. For tests that check how many
+     * launches an operation costs.
+     */
+    public long engineLaunches() {
+        return launches.get();
     }
 
     /** Makes this engine's primary context current on the calling thread. */
@@ -220,6 +240,12 @@ public final class CudaEngine implements Engine {
     public synchronized StepProgram prepare(List<KernelBatch> batches, GroupTable groups) {
         makeCurrent();
         return new CudaStepProgram(this, batches, groups, b -> device(b).address());
+    }
+
+    @Override
+    public synchronized ZeroFill prepareZeroFill(List<AbstractTensorBuffer> buffers) {
+        makeCurrent();
+        return new CudaZeroFill(this, buffers, b -> device(b).address());
     }
 
     /** Copies bytes into new device memory that this engine frees when it closes (or at {@link #freeTable}). */

@@ -31,6 +31,23 @@ public interface Engine extends BufferOwner, AutoCloseable {
      */
     StepProgram prepare(List<KernelBatch> batches, GroupTable groups);
 
+    /**
+     * Prepares setting every element of {@code buffers} (buffers of this engine, any formats) to
+     * +0, which is all-zero bits in every format: on CUDA one launch per {@link ZeroFill#run()},
+     * over a table kept in device memory until the fill is closed or the engine closes.
+     */
+    ZeroFill prepareZeroFill(List<AbstractTensorBuffer> buffers);
+
+    /** A prepared zero fill ({@link #prepareZeroFill}). */
+    interface ZeroFill extends AutoCloseable {
+        /** Zeroes the buffers (CUDA: queues it on the engine's stream). */
+        void run();
+
+        /** Frees what the fill holds (not the buffers). Idempotent. */
+        @Override
+        void close();
+    }
+
     /** Waits until every queued update has finished. */
     void synchronize();
 

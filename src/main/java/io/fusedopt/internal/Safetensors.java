@@ -87,13 +87,29 @@ public final class Safetensors {
     public static Header parse(String file, long fileSize, byte[] lengthPrefix, HeaderSource readHeader)
             throws IOException {
         if (fileSize < 8) throw new CheckpointException(file + ": truncated: " + fileSize + " bytes, not even the 8-byte header length");
+        return parseHeader(file, fileSize, lengthPrefix, readHeader);
+    }
+
+    /**
+     * As {@link #parse(String, long, byte[], HeaderSource)} for a source of unknown length (a
+     * stream): the data length is the one the entries declare, which the caller then reads and
+     * checks (a stream that ends early is truncated; one that goes on holds trailing bytes).
+     * {@code readHeader} must refuse to return fewer than N bytes.
+     */
+    public static Header parseStreamed(String source, byte[] lengthPrefix, HeaderSource readHeader) throws IOException {
+        return parseHeader(source, -1, lengthPrefix, readHeader);
+    }
+
+    /** {@code fileSize} -1: unknown (streamed). */
+    private static Header parseHeader(String file, long fileSize, byte[] lengthPrefix, HeaderSource readHeader) throws IOException {
+        boolean streamed = fileSize < 0;
         long n = 0;
         for (int i = 0; i < 8; i++) n |= (lengthPrefix[i] & 0xFFL) << (8 * i);
         if (n < 2 || n > MAX_HEADER_BYTES) {
             throw new CheckpointException(file + ": header length " + Long.toUnsignedString(n) + " is absurd (must be 2 to "
                     + MAX_HEADER_BYTES + " bytes)");
         }
-        if (n > fileSize - 8) {
+        if (!streamed && n > fileSize - 8) {
             throw new CheckpointException(file + ": truncated: the header claims " + n + " bytes but only " + (fileSize - 8)
                     + " follow the length");
         }
@@ -109,7 +125,8 @@ public final class Safetensors {
             throw new CheckpointException(file + ": header checksum mismatch (stored " + stored + ", computed " + actual
                     + "): the header is damaged");
         }
-        long dataLength = fileSize - 8 - n;
+        // Streamed, the entries declare the data length; bounded only so that offsets stay within a long.
+        long dataLength = streamed ? Long.MAX_VALUE - 8 - n : fileSize - 8 - n;
         Map<String, String> metadata = new LinkedHashMap<>();
         List<Entry> entries = new ArrayList<>();
         String text;
@@ -155,6 +172,7 @@ public final class Safetensors {
             }
             expected = e.end();
         }
+        if (streamed) dataLength = expected;
         if (expected != dataLength) {
             throw new CheckpointException(file + ": " + (expected > dataLength ? "truncated: the tensors need " : "the tensors cover ")
                     + expected + " data bytes but the file holds " + dataLength);

@@ -1,0 +1,65 @@
+package io.fusedopt;
+
+/**
+ * How a load matches the checkpoint's tensors with this optimizer's
+ * ({@link DeviceOptimizer#load(java.nio.file.Path, LoadOptions)} and the stream and byte-array
+ * forms). The default is strict, as {@link DeviceOptimizer#load(java.nio.file.Path)}.
+ *
+ * <pre>{@code
+ * LoadReport report = opt.load(file, LoadOptions.builder().optStrict(false).build());
+ * if (!report.isComplete()) log.warn("partial optimizer state: " + report);
+ * }</pre>
+ */
+public final class LoadOptions {
+    private static final LoadOptions DEFAULTS = builder().build();
+
+    private final boolean strict;
+
+    private LoadOptions(Builder builder) {
+        this.strict = builder.strict;
+    }
+
+    /** Strict: every tensor must match. */
+    public static LoadOptions defaults() {
+        return DEFAULTS;
+    }
+
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /** Whether a tensor that is missing, unexpected or of another length or format refuses the load. */
+    public boolean isStrict() {
+        return strict;
+    }
+
+    @Override
+    public String toString() {
+        return "LoadOptions[strict=" + strict + "]";
+    }
+
+    /** Builds {@link LoadOptions}; every setting is optional. */
+    public static final class Builder {
+        private boolean strict = true;
+
+        private Builder() {}
+
+        /**
+         * Strict (the default): the checkpoint's tensors and this optimizer's must be the same
+         * names, lengths and formats, or the load is refused and nothing changes. Non-strict: the
+         * tensors whose names, lengths and formats match are loaded, the others are left as they
+         * are, and the {@link LoadReport} lists them (missing, unexpected, mismatched). Either way
+         * the algorithm, the storage formats and the groups (their number and state layout) must
+         * match, and the step counters, every group's hyper-parameters and the loss scale are
+         * restored; the whole checkpoint is checked (checksums included) before anything changes.
+         */
+        public Builder optStrict(boolean v) {
+            strict = v;
+            return this;
+        }
+
+        public LoadOptions build() {
+            return new LoadOptions(this);
+        }
+    }
+}

@@ -1,0 +1,41 @@
+package io.fusedopt;
+
+import java.util.List;
+import java.util.Map;
+
+/**
+ * What a load did, tensor by tensor. Tensors are named as in the checkpoint: {@code name/param},
+ * {@code name/master} and {@code name/<state>} ({@code layer1.weight/exp_avg}). After a strict
+ * load (the default) only {@link #loaded()} is non-empty; a non-strict load
+ * ({@link LoadOptions.Builder#optStrict}) may also leave tensors as they were, listed here.
+ *
+ * @param loaded the tensors restored from the checkpoint, in this optimizer's order
+ * @param missing this optimizer's tensors that the checkpoint lacks: left as they were
+ * @param unexpected the checkpoint's tensors that this optimizer does not have: ignored
+ * @param mismatched tensors in both whose length or storage format differ, each with the
+ *     difference: left as they were
+ * @param paramsIncluded whether the checkpoint holds the params; when it does not
+ *     ({@link SaveOptions.Builder#optIncludeParams}) every param was left as it was and no
+ *     {@code name/param} is listed as missing
+ */
+public record LoadReport(List<String> loaded, List<String> missing, List<String> unexpected, Map<String, String> mismatched,
+                         boolean paramsIncluded) {
+
+    public LoadReport {
+        loaded = List.copyOf(loaded);
+        missing = List.copyOf(missing);
+        unexpected = List.copyOf(unexpected);
+        mismatched = java.util.Collections.unmodifiableMap(new java.util.LinkedHashMap<>(mismatched));
+    }
+
+    /** True when every tensor of this optimizer (params aside, when the checkpoint has none) was restored and none was ignored. */
+    public boolean isComplete() {
+        return missing.isEmpty() && unexpected.isEmpty() && mismatched.isEmpty();
+    }
+
+    @Override
+    public String toString() {
+        return "LoadReport[" + loaded.size() + " loaded" + (paramsIncluded ? "" : " (params not in the checkpoint)")
+                + ", missing " + missing + ", unexpected " + unexpected + ", mismatched " + mismatched + "]";
+    }
+}
