@@ -17,7 +17,7 @@ import java.util.List;
  * <p>The factor is computed in double by one written formula per kind (README "Formulas"), on the
  * host by the CPU backends and on the device by the finalize kernel, with the same IEEE operations
  * in the same order: both backends get the same bits, and a step replayed from a captured graph
- * follows the schedule. Cosines use fusedopt's own polynomial {@code cospi} (about 1e-16 from the
+ * follows the schedule. Cosines use fusedopt's own polynomial {@code cospi} (within 5e-16 of the
  * exact value), never {@code Math.cos} or CUDA's {@code cos}, which differ in the last bit.
  *
  * <p>Every factory validates its arguments (finite, non-negative factors; positive lengths; a

@@ -189,7 +189,7 @@ public final class LrSegments {
 
     /**
      * cos(pi * x) for x in [0, 1] (fo_cospi): fdlibm's polynomial kernels on |y| <= pi/4 in rounded
-     * double operations, identical on the device; clamped to [-1, 1]. Accurate to about 1e-16.
+     * double operations, identical on the device; clamped to [-1, 1]. Within 5e-16 of the exact value.
      */
     public static double cospi(double x) {
         boolean negate = x > 0.5;
