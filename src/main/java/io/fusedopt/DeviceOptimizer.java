@@ -49,9 +49,10 @@ import java.util.TreeMap;
  *
  * <p><b>What lives where (CUDA).</b> On the device: every tensor and state, the segment tables,
  * and the control block: the step counter (64-bit), the skipped-step counter, the loss scale's
- * inverse, the clipping threshold, the last step's gradient norm, clip factor and non-finite
- * verdict, and every group's hyper-parameters and per-step scalars, which a small kernel computes
- * from the counter at the start of each step. On the host: the configurations (uploaded when they
+ * inverse (and with {@link Builder#optDynamicLossScaling} the scale, its growth tracker and
+ * counts), the clipping threshold, the last step's gradient norm, clip factor and non-finite
+ * verdict, and every group's hyper-parameters, learning-rate schedule ({@link ParamGroup#setSchedule})
+ * and per-step scalars, which a small kernel computes from the counter at the start of each step. On the host: the configurations (uploaded when they
  * change) and the registration. So {@link #step()} never waits for the device and a whole step
  * can be captured once and replayed ({@link #captureStep()}); reading what a step did
  * ({@link #lastStep()}, and {@link #stepCount()} when steps can be skipped) waits for it.

@@ -271,4 +271,34 @@ class LrScheduleTest {
         assertTrue(m.find(), name + " missing");
         return Integer.parseInt(m.group(1));
     }
+
+    /**
+     * ReduceLROnPlateau's rule by hand: patience 1, cooldown 1, factor 0.5, relative threshold 0.1
+     * (improving means below 0.9 * best), min lr 0.3.
+     */
+    @Test
+    void reduceOnPlateauFollowsPyTorchsRule() {
+        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, Sgd.builder().optLearningRate(1).build())) {
+            ParamGroup a = opt.addGroup();
+            ParamGroup b = opt.addGroup(Sgd.builder().optLearningRate(0.5).build());
+            b.setSchedule(LrSchedule.constant(0.5));
+            ReduceLrOnPlateau plateau = ReduceLrOnPlateau.builder(opt).optPatience(1).optCooldown(1).optFactor(0.5)
+                    .optThreshold(0.1, true).optMinLearningRate(0.3).build();
+            double[] metrics = {10, 9.5, 9.4, 9.0, 8.0, 8.0, 8.0, 8.0, 8.0};
+            // best 10; 9.5: bad 1; 9.4: bad 2 > 1, reduce (1 -> 0.5, 0.5 -> max(0.25, 0.3)), cooldown 1; 9.0 is not
+            // below 9.0: bad 1, but the cooldown resets it; 8.0 < 9.0: best 8; 8.0: bad 1; 8.0: bad 2, reduce
+            // (0.5 -> 0.3; 0.3 stays: no change); 8.0: cooldown; 8.0: bad 1.
+            boolean[] reduced = {false, false, true, false, false, false, true, false, false};
+            double[][] rates = {{1, 0.5}, {1, 0.5}, {0.5, 0.3}, {0.5, 0.3}, {0.5, 0.3}, {0.5, 0.3}, {0.3, 0.3}, {0.3, 0.3}, {0.3, 0.3}};
+            for (int i = 0; i < metrics.length; i++) {
+                assertEquals(reduced[i], plateau.step(metrics[i]), "metric " + i);
+                assertEquals(rates[i][0], a.config().learningRate(), 1e-15, "group 0 after metric " + i);
+                assertEquals(rates[i][1], b.config().learningRate(), 1e-15, "group 1 after metric " + i);
+            }
+            assertArrayEquals(new float[] {0.3f, 0.15f}, opt.lastLearningRates(), "the device schedule multiplies the reduced rate");
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> plateau.step(Double.NaN));
+            assertTrue(e.getMessage().contains("the metric is NaN"), e.getMessage());
+            assertEquals(8.0, plateau.best());
+        }
+    }
 }
