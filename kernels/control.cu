@@ -2,8 +2,9 @@
 // Java mirror, line for line):
 //   1. fusedopt_grad_stats (when the gradient is checked): per chunk of the segment table, the sum
 //      of squares of the unscaled gradient, in double, in a fixed order;
-//   2. fusedopt_finalize_step: the global sum in a fixed order, the non-finite verdict, the step
-//      counter, the clipping factor, and every group's per-step scalars and flags;
+//   2. fusedopt_finalize_step: the global sum in a fixed order, the non-finite verdict, the dynamic
+//      loss scale, the step counter, the clipping factor, and every group's scheduled learning
+//      rate, per-step scalars and flags;
 //   3. the update kernels, which read what step 2 wrote (and do nothing when it skipped the step).
 #include "fusedopt_scalars.cuh"
 
@@ -47,12 +48,41 @@ extern "C" __global__ void fusedopt_grad_stats(const FoTensor* __restrict__ tens
   }
 }
 
-// One block of FO_LANES threads. groups[2g] is group g's kernel (FO_KERNEL_*), groups[2g+1] its
-// step-independent flags; hyper holds FO_HYPER_STRIDE floats per group.
+// GradScaler's update (torch._amp_update_scale_), after the step's verdict: a non-finite gradient
+// multiplies the scale by backoff_factor; growth_interval clean steps in a row multiply it by
+// growth_factor (kept only when finite). The next step's gradient is read with its inverse,
+// computed in double and rounded once, as GradScaler's unscale does.
+__device__ __forceinline__ void fo_update_loss_scale(FoControl* control, bool nonfinite) {
+  float scale = control->loss_scale;
+  if (nonfinite) {
+    scale = __fmul_rn(scale, control->backoff_factor);
+    control->growth_tracker = 0;
+    control->scale_backoffs += 1;
+  } else {
+    const int successful = control->growth_tracker + 1;
+    if (successful == control->growth_interval) {
+      const float grown = __fmul_rn(scale, control->growth_factor);
+      if (isfinite(grown)) {
+        scale = grown;
+        control->scale_growths += 1;
+      }
+      control->growth_tracker = 0;
+    } else {
+      control->growth_tracker = successful;
+    }
+  }
+  control->loss_scale = scale;
+  control->inv_grad_scale = fo_f(__ddiv_rn(1.0, (double)scale));
+}
+
+// One block of FO_LANES threads. groups holds FO_GROUP_INFO_STRIDE ints per group: its kernel
+// (FO_KERNEL_*), its step-independent flags and its number of schedule segments, which sit at
+// segments + FO_MAX_SEGMENTS * g; hyper holds FO_HYPER_STRIDE floats per group.
 extern "C" __global__ void fusedopt_finalize_step(FoControl* __restrict__ control,
                                                   const double* __restrict__ partials, int partial_count,
                                                   const float* __restrict__ hyper,
                                                   const int* __restrict__ groups, int group_count,
+                                                  const FoSegment* __restrict__ segments,
                                                   float* __restrict__ scalars, int* __restrict__ flags) {
   __shared__ double lanes[FO_LANES];
   double sum = 0.0;
@@ -68,6 +98,9 @@ extern "C" __global__ void fusedopt_finalize_step(FoControl* __restrict__ contro
   control->grad_sq_sum = checked ? total : __longlong_as_double(0x7FF8000000000000LL);
   control->grad_norm = checked ? fo_f(norm) : __int_as_float(0x7FC00000);
   control->found_nonfinite = nonfinite ? 1 : 0;
+  const float step_inv_grad_scale = control->inv_grad_scale;
+  control->step_inv_grad_scale = step_inv_grad_scale;
+  if (control->dynamic_scaling) fo_update_loss_scale(control, nonfinite);
   if (nonfinite && control->skip_nonfinite) {
     control->skip = 1;
     control->skipped_steps += 1;
@@ -86,11 +119,14 @@ extern "C" __global__ void fusedopt_finalize_step(FoControl* __restrict__ contro
   }
   control->clip_coef = clip;
   const int step_flags = (step == 1 ? FO_FIRST_STEP : 0)
-                       | (control->inv_grad_scale != 1.0f ? FO_UNSCALE : 0)
+                       | (step_inv_grad_scale != 1.0f ? FO_UNSCALE : 0)
                        | (clip != 1.f ? FO_CLIP : 0);
   for (int g = 0; g < group_count; g++) {
-    const int static_flags = groups[2 * g + 1];
-    fo_step_scalars(groups[2 * g], hyper + FO_HYPER_STRIDE * g, static_flags, step, scalars + FO_SCALAR_STRIDE * g);
-    flags[g] = static_flags | step_flags;
+    const int* info = groups + FO_GROUP_INFO_STRIDE * g;
+    const float* h = hyper + FO_HYPER_STRIDE * g;
+    // The schedule's step counter is the number of steps applied before this one (t - 1).
+    const float lr = fo_scheduled_lr(h[FO_H_LR], segments + FO_MAX_SEGMENTS * g, info[2], step - 1);
+    fo_step_scalars(info[0], h, lr, info[1], step, scalars + FO_SCALAR_STRIDE * g);
+    flags[g] = info[1] | step_flags;
   }
 }

@@ -75,13 +75,15 @@ struct FoChunk {           // 16 bytes
 };
 
 // The control block: one per optimizer, in device memory, mirrored by
-// io.fusedopt.internal.StepControl. The host writes the inputs between steps; the finalize kernel
-// writes the rest. No kernel argument changes from step to step, so a step can be graph-captured.
-struct FoControl {                 // 64 bytes
+// io.fusedopt.internal.StepControl. The host writes the inputs between steps (and the loss scaler's
+// state only when it restores one); the finalize kernel writes the rest. No kernel argument changes
+// from step to step, so a step can be graph-captured.
+struct FoControl {                 // 104 bytes
   long long step;                  //  0: applied steps (the t of the last applied step)
   long long skipped_steps;         //  8: steps skipped for a non-finite gradient
   double grad_sq_sum;              // 16: last step: sum of squares of the unscaled gradient
-  float inv_grad_scale;            // 24: input: 1 / loss scale
+  float inv_grad_scale;            // 24: 1 / loss scale for the next step's gradient: an input with a fixed
+                                   //     scale, written by the finalize kernel with a dynamic one
   float max_grad_norm;             // 28: input: > 0 clips the global norm to it
   float grad_norm;                 // 32: last step: sqrt(grad_sq_sum) as float32
   float clip_coef;                 // 36: last step: the factor the gradient was multiplied by
@@ -89,7 +91,17 @@ struct FoControl {                 // 64 bytes
   int skip_nonfinite;              // 44: input: a non-finite gradient skips the step
   int found_nonfinite;             // 48: last step found a non-finite gradient (when checked)
   int skip;                        // 52: this step updates nothing
-  int reserved[2];                 // 56
+  float step_inv_grad_scale;       // 56: the inverse scale this step's updates use (inv_grad_scale as the step
+                                   //     began; the finalize kernel may change inv_grad_scale for the next)
+  int dynamic_scaling;             // 60: input: the finalize kernel updates loss_scale by GradScaler's rule
+  float loss_scale;                // 64: dynamic: the scale of the next step's gradient
+  int growth_tracker;              // 68: dynamic: clean steps since the last growth or backoff
+  float growth_factor;             // 72: input (dynamic)
+  float backoff_factor;            // 76: input (dynamic)
+  int growth_interval;             // 80: input (dynamic): clean steps before the scale grows
+  int reserved;                    // 84
+  long long scale_growths;         // 88: dynamic: times the scale grew
+  long long scale_backoffs;        // 96: dynamic: times the scale backed off
 };
 
 // ---- Storage access: loads widen exactly, stores round to nearest even ----
@@ -258,7 +270,7 @@ __device__ __forceinline__ void fo_multi_tensor(const FoTensor* __restrict__ ten
                                                 const float* __restrict__ scalars,
                                                 const int* __restrict__ flags) {
   if (control->skip) return;
-  const FoGradPrep prep{control->inv_grad_scale, control->clip_coef};
+  const FoGradPrep prep{control->step_inv_grad_scale, control->clip_coef};
   for (int c = blockIdx.x; c < chunk_count; c += gridDim.x) {
     const FoChunk chunk = chunks[c];
     const FoTensor t = tensors[chunk.tensor];

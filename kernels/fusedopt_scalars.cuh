@@ -67,20 +67,130 @@ __device__ __forceinline__ double fo_power_by_squaring(double base, long long ex
 
 __device__ __forceinline__ float fo_f(double v) { return __double2float_rn(v); }
 
-// Writes the scalars of step `step` (>= 1) for a group of kernel `kernel` into out.
-__device__ __forceinline__ void fo_step_scalars(int kernel, const float* h, int flags, long long step, float* out) {
-  const double lr = h[FO_H_LR];
+// ---- Learning-rate schedules (io.fusedopt.internal.LrSegments, operation for operation) ----
+// A group's schedule is a table of segments; the factor of scheduler step n (the number of applied
+// steps before the step being taken) comes from the last segment whose start is <= n, at its local
+// step m = n - start. The group's lr for the step is float32(lr * factor), with lr the float32
+// hyper-parameter.
+#define FO_SCHEDULE_CONSTANT 0    // a
+#define FO_SCHEDULE_LINEAR 1      // a + (b - a) * min(m, length) / length
+#define FO_SCHEDULE_COSINE 2      // b + (a - b) * (1 + cospi(min(m, length) / length)) / 2
+#define FO_SCHEDULE_POWER 3       // a * b^(m / period)            (step, exponential)
+#define FO_SCHEDULE_POLYNOMIAL 4  // b + (a - b) * (1 - min(m, length) / length)^power
+#define FO_SCHEDULE_RESTARTS 5    // the cosine over cycles of period, period*power, period*power^2, ...
+// Segments reserved per group in the device table.
+#define FO_MAX_SEGMENTS 32
+// Ints per group in the group-info table: kernel, step-independent flags, segment count, reserved.
+#define FO_GROUP_INFO_STRIDE 4
+
+struct FoSegment {     // 48 bytes
+  long long start;     //  0: the first scheduler step of the segment (the first segment starts at 0)
+  long long length;    //  8: LINEAR, COSINE, POLYNOMIAL: steps from a to b
+  long long period;    // 16: POWER: steps per factor of b; RESTARTS: the first cycle's length
+  int kind;            // 24: FO_SCHEDULE_*
+  int power;           // 28: POLYNOMIAL: the exponent; RESTARTS: the cycle-length multiplier
+  double a;            // 32
+  double b;            // 40
+};
+
+// cos(pi * x) for x in [0, 1], from fdlibm's kernels on |y| <= pi/4 (coefficients of
+// k_cos.c and k_sin.c), written out in rounded double operations so that Java gets the same bits
+// (CUDA's cos and Java's Math.cos are different functions). Clamped to [-1, 1].
+#define FO_PI 3.141592653589793
+__device__ __forceinline__ double fo_kernel_cos(double y) {
+  const double z = __dmul_rn(y, y);
+  double r = __dmul_rn(z, -1.13596475577881948265e-11);
+  r = __dmul_rn(z, __dadd_rn(2.08757232129817482790e-09, r));
+  r = __dmul_rn(z, __dadd_rn(-2.75573143513906633035e-07, r));
+  r = __dmul_rn(z, __dadd_rn(2.48015872894767294178e-05, r));
+  r = __dmul_rn(z, __dadd_rn(-1.38888888888741095749e-03, r));
+  r = __dmul_rn(z, __dadd_rn(4.16666666666666019037e-02, r));
+  return __dsub_rn(1.0, __dsub_rn(__dmul_rn(0.5, z), __dmul_rn(z, r)));
+}
+__device__ __forceinline__ double fo_kernel_sin(double y) {
+  const double z = __dmul_rn(y, y);
+  double r = __dmul_rn(z, 1.58969099521155010221e-10);
+  r = __dmul_rn(z, __dadd_rn(-2.50507602534068634195e-08, r));
+  r = __dmul_rn(z, __dadd_rn(2.75573137070700676789e-06, r));
+  r = __dmul_rn(z, __dadd_rn(-1.98412698298579493134e-04, r));
+  r = __dadd_rn(8.33333333332248946124e-03, r);
+  const double v = __dmul_rn(z, y);
+  return __dadd_rn(y, __dmul_rn(v, __dadd_rn(-1.66666666666666324348e-01, __dmul_rn(z, r))));
+}
+__device__ __forceinline__ double fo_cospi(double x) {
+  const bool negate = x > 0.5;
+  if (negate) x = __dsub_rn(1.0, x);  // exact (Sterbenz): cos(pi - y) = -cos(y)
+  double c = x <= 0.25 ? fo_kernel_cos(__dmul_rn(FO_PI, x))
+                       : fo_kernel_sin(__dmul_rn(FO_PI, __dsub_rn(0.5, x)));  // 0.5 - x exact
+  if (c > 1.0) c = 1.0;
+  if (negate) c = -c;
+  return c;
+}
+
+// min(m, length) / length.
+__device__ __forceinline__ double fo_schedule_fraction(long long m, long long length) {
+  return __ddiv_rn(__ll2double_rn(m < length ? m : length), __ll2double_rn(length));
+}
+
+// (1 + cospi(x)) / 2: the cosine's weight of a, from 1 at x = 0 down to 0 at x = 1.
+__device__ __forceinline__ double fo_cosine_weight(double x) {
+  return __dmul_rn(__dadd_rn(1.0, fo_cospi(x)), 0.5);
+}
+
+__device__ __forceinline__ double fo_segment_factor(const FoSegment& s, long long m) {
+  switch (s.kind) {
+    case FO_SCHEDULE_LINEAR:
+      return __dadd_rn(s.a, __dmul_rn(__dsub_rn(s.b, s.a), fo_schedule_fraction(m, s.length)));
+    case FO_SCHEDULE_COSINE:
+      return __dadd_rn(s.b, __dmul_rn(__dsub_rn(s.a, s.b), fo_cosine_weight(fo_schedule_fraction(m, s.length))));
+    case FO_SCHEDULE_POWER:
+      return __dmul_rn(s.a, fo_power_by_squaring(s.b, m / s.period));
+    case FO_SCHEDULE_POLYNOMIAL: {
+      const double w = fo_power_by_squaring(__dsub_rn(1.0, fo_schedule_fraction(m, s.length)), s.power);
+      return __dadd_rn(s.b, __dmul_rn(__dsub_rn(s.a, s.b), w));
+    }
+    case FO_SCHEDULE_RESTARTS: {
+      long long cycle = s.period;
+      long long into = m;
+      if (s.power == 1) {
+        into = m % cycle;
+      } else {
+        while (into >= cycle) {
+          into -= cycle;
+          cycle = cycle > 0x7FFFFFFFFFFFFFFFLL / s.power ? 0x7FFFFFFFFFFFFFFFLL : cycle * s.power;
+        }
+      }
+      const double x = __ddiv_rn(__ll2double_rn(into), __ll2double_rn(cycle));
+      return __dadd_rn(s.b, __dmul_rn(__dsub_rn(s.a, s.b), fo_cosine_weight(x)));
+    }
+    default:  // FO_SCHEDULE_CONSTANT
+      return s.a;
+  }
+}
+
+// The lr of scheduler step n: the hyper-parameter itself without a schedule (count 0).
+__device__ __forceinline__ float fo_scheduled_lr(float lr, const FoSegment* segments, int count, long long n) {
+  if (count == 0) return lr;
+  int i = 0;
+  while (i + 1 < count && segments[i + 1].start <= n) i++;
+  return fo_f(__dmul_rn((double)lr, fo_segment_factor(segments[i], n - segments[i].start)));
+}
+
+// Writes the scalars of step `step` (>= 1) for a group of kernel `kernel` into out; lr_f is the
+// step's learning rate (the hyper-parameter, or its scheduled value).
+__device__ __forceinline__ void fo_step_scalars(int kernel, const float* h, float lr_f, int flags, long long step, float* out) {
+  const double lr = lr_f;
   switch (kernel) {
     case FO_KERNEL_SGD: {
       SgdScalars* s = reinterpret_cast<SgdScalars*>(out);
-      s->neg_lr = -h[FO_H_LR];
+      s->neg_lr = -lr_f;
       s->weight_decay = h[FO_H_WEIGHT_DECAY];
       break;
     }
     case FO_KERNEL_MOMENTUM_BUFFER:
     case FO_KERNEL_MOMENTUM_VELOCITY: {
       MomentumScalars* s = reinterpret_cast<MomentumScalars*>(out);
-      s->neg_lr = -h[FO_H_LR];
+      s->neg_lr = -lr_f;
       s->weight_decay = h[FO_H_WEIGHT_DECAY];
       s->momentum = h[FO_H_A];
       s->one_minus_dampening = fo_f(__dsub_rn(1.0, (double)h[FO_H_B]));
@@ -88,7 +198,7 @@ __device__ __forceinline__ void fo_step_scalars(int kernel, const float* h, int 
     }
     case FO_KERNEL_RMSPROP: {
       RmsPropScalars* s = reinterpret_cast<RmsPropScalars*>(out);
-      s->neg_lr = -h[FO_H_LR];
+      s->neg_lr = -lr_f;
       s->weight_decay = h[FO_H_WEIGHT_DECAY];
       s->alpha = h[FO_H_A];
       s->one_minus_alpha = fo_f(__dsub_rn(1.0, (double)h[FO_H_A]));

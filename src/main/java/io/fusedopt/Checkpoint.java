@@ -113,6 +113,7 @@ final class Checkpoint {
         for (ParamGroup g : groups) {
             ConfigCodec.encode(g.currentConfig()).forEach((k, v) -> metadata.put("group." + g.index() + "." + k, v));
         }
+        putSchedulesAndScaler(opt, metadata);
         List<Safetensors.Entry> entries = new ArrayList<>();
         long offset = 0;
         for (Item item : items) {
@@ -354,6 +355,7 @@ final class Checkpoint {
     private static LoadReport load(DeviceOptimizer opt, String name, Safetensors.Header header, LoadOptions options,
                                    DataSource source) throws IOException {
         Plan plan = validate(opt, name, header, options.isStrict());
+        SchedulesAndScaler extras = schedulesAndScaler(opt, name, header.metadata(), plan.configs());
         Map<String, Item> loads = new LinkedHashMap<>();
         for (Item item : plan.loads()) loads.put(item.key(), item);
         // Read and check every tensor before touching anything.
@@ -391,7 +393,8 @@ final class Checkpoint {
             data.put(e.name(), values);
         }
         source.finish();
-        opt.applyCheckpoint(plan.configs(), plan.step(), plan.skippedSteps(), plan.gradScale(), () -> {
+        opt.applyCheckpoint(plan.configs(), plan.step(), plan.skippedSteps(), plan.gradScale(), extras.schedules(),
+                extras.scaler(), () -> {
             for (Item item : plan.loads()) {
                 float[] values = data.get(item.key());
                 for (int from = 0; from < values.length; from += BLOCK) {
@@ -411,6 +414,82 @@ final class Checkpoint {
     }
 
     /** What a load restores: the tensors to copy (this optimizer's order), the scalars, and the report. */
+    // ---- Learning-rate schedules and the dynamic loss scaler: metadata entries only, written only when
+    // used, so that a checkpoint without them is byte for byte what earlier versions wrote ----
+
+    private static final String SCHEDULE = "schedule.";
+    private static final String SCALER = "loss_scaler.";
+
+    /** {@code schedule.N} for each group N with a schedule; {@code loss_scaler.*} with dynamic loss scaling. */
+    private static void putSchedulesAndScaler(DeviceOptimizer opt, Map<String, String> metadata) {
+        for (ParamGroup g : opt.groups()) {
+            LrSchedule schedule = g.currentSchedule();
+            if (schedule != null) metadata.put(SCHEDULE + g.index(), schedule.toText());
+        }
+        DynamicLossScaling config = opt.dynamicLossScaling().orElse(null);
+        if (config == null) return;
+        LossScaleState state = opt.lossScaleState();
+        metadata.put(SCALER + "scale", Float.toString(state.scale()));
+        metadata.put(SCALER + "growth_tracker", Integer.toString(state.growthTracker()));
+        metadata.put(SCALER + "growths", Long.toString(state.growths()));
+        metadata.put(SCALER + "backoffs", Long.toString(state.backoffs()));
+        metadata.put(SCALER + "growth_factor", Float.toString((float) config.growthFactor()));
+        metadata.put(SCALER + "backoff_factor", Float.toString((float) config.backoffFactor()));
+        metadata.put(SCALER + "growth_interval", Integer.toString(config.growthInterval()));
+    }
+
+    /** Each group's schedule (null: none) and the scaler's state (null without dynamic scaling). */
+    private record SchedulesAndScaler(List<LrSchedule> schedules, LossScaleState scaler) {}
+
+    /** Reads and checks the schedules and the scaler's state; changes nothing. */
+    private static SchedulesAndScaler schedulesAndScaler(DeviceOptimizer opt, String name, Map<String, String> m,
+                                                         List<OptimizerConfig> configs) throws CheckpointException {
+        List<LrSchedule> schedules = new ArrayList<>();
+        for (int g = 0; g < configs.size(); g++) schedules.add(null);
+        for (Map.Entry<String, String> e : m.entrySet()) {
+            if (!e.getKey().startsWith(SCHEDULE)) continue;
+            String index = e.getKey().substring(SCHEDULE.length());
+            int g = index.matches("0|[1-9][0-9]{0,8}") ? Integer.parseInt(index) : -1;
+            if (g < 0 || g >= configs.size()) {
+                throw new CheckpointException(name + ": " + e.getKey() + " names no group of this optimizer (" + configs.size() + " groups)");
+            }
+            try {
+                LrSchedule schedule = LrSchedule.fromText(e.getValue());
+                schedule.segments().requireFiniteWith(configs.get(g).learningRate(), "group " + g);
+                schedules.set(g, schedule);
+            } catch (IllegalArgumentException ex) {
+                throw new CheckpointException(name + ": " + e.getKey() + ": " + ex.getMessage(), ex);
+            }
+        }
+        DynamicLossScaling config = opt.dynamicLossScaling().orElse(null);
+        boolean saved = m.containsKey(SCALER + "scale");
+        if (config == null && !saved) return new SchedulesAndScaler(schedules, null);
+        if (config == null || !saved) {
+            throw new CheckpointException(name + ": the checkpoint was saved " + (saved ? "with" : "without") + " dynamic loss scaling,"
+                    + " this optimizer runs " + (config != null ? "with" : "without") + " it");
+        }
+        require(m, name, SCALER + "growth_factor", Float.toString((float) config.growthFactor()));
+        require(m, name, SCALER + "backoff_factor", Float.toString((float) config.backoffFactor()));
+        require(m, name, SCALER + "growth_interval", Integer.toString(config.growthInterval()));
+        float scale;
+        try {
+            scale = Float.parseFloat(m.get(SCALER + "scale"));
+        } catch (NumberFormatException e) {
+            throw new CheckpointException(name + ": " + SCALER + "scale '" + m.get(SCALER + "scale") + "' is not a number");
+        }
+        if (!(scale > 0f) || Float.isInfinite(scale)) {
+            throw new CheckpointException(name + ": " + SCALER + "scale " + scale + " is not finite and > 0");
+        }
+        long tracker = number(m, name, SCALER + "growth_tracker");
+        if (tracker >= config.growthInterval()) {
+            throw new CheckpointException(name + ": " + SCALER + "growth_tracker " + tracker + " is not below the growth interval "
+                    + config.growthInterval());
+        }
+        LossScaleState state = new LossScaleState(scale, (int) tracker, number(m, name, SCALER + "growths"),
+                number(m, name, SCALER + "backoffs"));
+        return new SchedulesAndScaler(schedules, state);
+    }
+
     private record Plan(List<OptimizerConfig> configs, long step, long skippedSteps, double gradScale, List<Item> loads,
                         LoadReport report) {}
 

@@ -49,9 +49,10 @@ import java.util.TreeMap;
  *
  * <p><b>What lives where (CUDA).</b> On the device: every tensor and state, the segment tables,
  * and the control block: the step counter (64-bit), the skipped-step counter, the loss scale's
- * inverse, the clipping threshold, the last step's gradient norm, clip factor and non-finite
- * verdict, and every group's hyper-parameters and per-step scalars, which a small kernel computes
- * from the counter at the start of each step. On the host: the configurations (uploaded when they
+ * inverse (and with {@link Builder#optDynamicLossScaling} the scale, its growth tracker and
+ * counts), the clipping threshold, the last step's gradient norm, clip factor and non-finite
+ * verdict, and every group's hyper-parameters, learning-rate schedule ({@link ParamGroup#setSchedule})
+ * and per-step scalars, which a small kernel computes from the counter at the start of each step. On the host: the configurations (uploaded when they
  * change) and the registration. So {@link #step()} never waits for the device and a whole step
  * can be captured once and replayed ({@link #captureStep()}); reading what a step did
  * ({@link #lastStep()}, and {@link #stepCount()} when steps can be skipped) waits for it.
@@ -103,6 +104,9 @@ public final class DeviceOptimizer implements AutoCloseable {
     private final boolean masterWeights;
     private final NonFinitePolicy nonFinitePolicy;
     private final float maxGradNorm;
+    /** GradScaler's rule on the device, or null (a fixed scale, {@link #setGradScale}). */
+    private final DynamicLossScaling dynamicLossScaling;
+    private final boolean trackGradNorm;
     private final List<StepGraph> graphs = new ArrayList<>();
     /** The whole step over all tensors; built at the first step, null when the tensors changed. */
     private StepProgram program;
@@ -113,6 +117,8 @@ public final class DeviceOptimizer implements AutoCloseable {
     /** The counters a fresh program starts from (0, or a restored checkpoint's). */
     private long initialStep;
     private long initialSkippedSteps;
+    /** The dynamic scaler's state a fresh program starts from (its initial scale, or a restored checkpoint's). */
+    private LossScaleState initialScalerState;
     private float invGradScale = 1f;
     private double gradScale = 1.0;
     private boolean closed;
@@ -128,6 +134,12 @@ public final class DeviceOptimizer implements AutoCloseable {
         this.masterWeights = builder.masterWeights;
         this.nonFinitePolicy = builder.nonFinitePolicy;
         this.maxGradNorm = builder.maxGradNorm;
+        this.dynamicLossScaling = builder.dynamicLossScaling;
+        this.trackGradNorm = builder.trackGradNorm;
+        if (dynamicLossScaling != null) {
+            initialScalerState = new LossScaleState((float) dynamicLossScaling.initialScale(), 0, 0, 0);
+            gradScale = initialScalerState.scale();
+        }
     }
 
     /** A builder for an optimizer whose groups default to {@code defaults}. */
@@ -329,12 +341,63 @@ public final class DeviceOptimizer implements AutoCloseable {
     }
 
     /**
+     * The learning rate of every group (in {@link #groups()} order) that the next step will use, as
+     * the float32 the kernels use: the configuration's rate, times its schedule's factor at the
+     * current step count ({@link ParamGroup#setSchedule}); PyTorch's {@code get_last_lr()} after
+     * {@code scheduler.step()}. Waits for the device where {@link #stepCount()} does.
+     */
+    public synchronized float[] lastLearningRates() {
+        ensureOpen();
+        long n = stepCount();
+        float[] out = new float[groups.size()];
+        for (ParamGroup g : groups) {
+            LrSchedule schedule = g.currentSchedule();
+            out[g.index()] = io.fusedopt.internal.LrSegments.scheduledLr((float) g.currentConfig().learningRate(),
+                    schedule == null ? null : schedule.segments(), n);
+        }
+        return out;
+    }
+
+    /** Whether the gradient norm is computed at every step ({@link Builder#optTrackGradNorm}, or for clipping, a policy or dynamic scaling). */
+    public boolean tracksGradNorm() {
+        return checksGradient();
+    }
+
+    /** The dynamic loss scaling configuration, if it is on ({@link Builder#optDynamicLossScaling}). */
+    public java.util.Optional<DynamicLossScaling> dynamicLossScaling() {
+        return java.util.Optional.ofNullable(dynamicLossScaling);
+    }
+
+    /**
+     * The dynamic loss scaler's state: the scale of the next step, the growth tracker and the counts
+     * (reads the control block: waits for queued steps on CUDA).
+     *
+     * @throws IllegalStateException when dynamic loss scaling is off
+     */
+    public synchronized LossScaleState lossScaleState() {
+        ensureOpen();
+        if (dynamicLossScaling == null) {
+            throw new IllegalStateException("dynamic loss scaling is off: build with optDynamicLossScaling(...) to use it");
+        }
+        if (program == null) return initialScalerState;
+        StepControl c = program.readControl();
+        return new LossScaleState(c.lossScale, c.growthTracker, c.scaleGrowths, c.scaleBackoffs);
+    }
+
+    /**
      * Sets the loss scale the gradients were multiplied by (mixed-precision training): from the
      * next step on, each gradient element is multiplied by {@code (float) (1.0 / scale)} before
-     * use. Combine with {@link NonFinitePolicy#SKIP_STEP} so an overflowed step is skipped.
+     * use. Combine with {@link NonFinitePolicy#SKIP_STEP} so an overflowed step is skipped. For a
+     * scale that follows overflows on the device, see {@link Builder#optDynamicLossScaling}.
+     *
+     * @throws IllegalStateException with dynamic loss scaling, which owns the scale
      */
     public synchronized void setGradScale(double scale) {
         ensureUsable();
+        if (dynamicLossScaling != null) {
+            throw new IllegalStateException("dynamic loss scaling sets the scale on the device; setGradScale is for a fixed scale"
+                    + " (build without optDynamicLossScaling)");
+        }
         if (!(scale > 0) || Double.isInfinite(scale)) {
             throw new IllegalArgumentException("loss scale must be finite and > 0, got " + scale);
         }
@@ -347,9 +410,13 @@ public final class DeviceOptimizer implements AutoCloseable {
         if (program != null) applyInputs(program);
     }
 
-    /** The loss scale set by {@link #setGradScale} (1 by default). */
+    /**
+     * The loss scale set by {@link #setGradScale} (1 by default); with dynamic loss scaling the
+     * scale of the next step ({@link #lossScaleState()}, which waits for queued steps on CUDA).
+     */
     public synchronized double gradScale() {
         ensureOpen();
+        if (dynamicLossScaling != null) return lossScaleState().scale();
         return gradScale;
     }
 
@@ -533,13 +600,22 @@ public final class DeviceOptimizer implements AutoCloseable {
         return true;
     }
 
-    /** Applies a validated checkpoint; {@code writeTensors} copies the data into the buffers. */
+    /**
+     * Applies a validated checkpoint; {@code writeTensors} copies the data into the buffers.
+     * {@code schedules} holds each group's schedule (null entries: none); {@code scaler} the dynamic
+     * scaler's state (null without dynamic scaling).
+     */
     synchronized void applyCheckpoint(List<OptimizerConfig> configs, long step, long skippedSteps, double scale,
-                                      Runnable writeTensors) {
+                                      List<LrSchedule> schedules, LossScaleState scaler, Runnable writeTensors) {
         ensureUsable();
         try {
             writeTensors.run();
             for (int g = 0; g < configs.size(); g++) groups.get(g).restoreConfig(configs.get(g));
+            for (int g = 0; g < schedules.size(); g++) groups.get(g).restoreSchedule(schedules.get(g));
+            if (scaler != null) {
+                initialScalerState = scaler;
+                if (program != null) program.setScalerState(scaler.scale(), scaler.growthTracker(), scaler.growths(), scaler.backoffs());
+            }
             initialStep = step;
             initialSkippedSteps = skippedSteps;
             stepsRequested = 0;
@@ -622,6 +698,10 @@ public final class DeviceOptimizer implements AutoCloseable {
         try {
             applyInputs(prepared);
             prepared.setCounters(initialStep, initialSkippedSteps);
+            if (dynamicLossScaling != null) {
+                prepared.setScalerState(initialScalerState.scale(), initialScalerState.growthTracker(), initialScalerState.growths(),
+                        initialScalerState.backoffs());
+            }
         } catch (RuntimeException e) {
             prepared.close();
             throw e;
@@ -633,7 +713,9 @@ public final class DeviceOptimizer implements AutoCloseable {
     private void fillGroupTable() {
         for (ParamGroup group : groups) {
             UpdateKernel kernel = group.plan().kernel();
-            groupTable.set(group.index(), kernel, group.hyperParameters(), group.plan().staticFlags());
+            LrSchedule schedule = group.currentSchedule();
+            groupTable.set(group.index(), kernel, group.hyperParameters(), group.plan().staticFlags(),
+                    schedule == null ? null : schedule.segments());
         }
         groupsChanged = false;
     }
@@ -644,8 +726,16 @@ public final class DeviceOptimizer implements AutoCloseable {
     }
 
     private void applyInputs(StepProgram target) {
-        boolean check = nonFinitePolicy != NonFinitePolicy.PROPAGATE || maxGradNorm > 0f;
-        target.setInputs(invGradScale, maxGradNorm, check, nonFinitePolicy != NonFinitePolicy.PROPAGATE);
+        if (dynamicLossScaling != null) {
+            target.setDynamicScaling(true, (float) dynamicLossScaling.growthFactor(), (float) dynamicLossScaling.backoffFactor(),
+                    dynamicLossScaling.growthInterval());
+        }
+        target.setInputs(invGradScale, maxGradNorm, checksGradient(), nonFinitePolicy != NonFinitePolicy.PROPAGATE);
+    }
+
+    /** Whether the statistics pass runs: for the policy, clipping, dynamic scaling or tracking the norm. */
+    private boolean checksGradient() {
+        return nonFinitePolicy != NonFinitePolicy.PROPAGATE || maxGradNorm > 0f || dynamicLossScaling != null || trackGradNorm;
     }
 
     Engine engine() {
@@ -785,6 +875,8 @@ public final class DeviceOptimizer implements AutoCloseable {
         private boolean masterWeights = true;
         private NonFinitePolicy nonFinitePolicy = NonFinitePolicy.PROPAGATE;
         private float maxGradNorm;
+        private DynamicLossScaling dynamicLossScaling;
+        private boolean trackGradNorm;
         private int cpuThreads = Runtime.getRuntime().availableProcessors();
         private CudaOpener cudaOpener = Builder::openCuda;
 
@@ -843,6 +935,30 @@ public final class DeviceOptimizer implements AutoCloseable {
         }
 
         /**
+         * Dynamic loss scaling with {@code torch.amp.GradScaler}'s rule, on the device: the scale
+         * backs off after a non-finite gradient (whose step is skipped) and grows after
+         * {@code growthInterval} clean steps; see {@link DynamicLossScaling}. Needs
+         * {@link NonFinitePolicy#SKIP_STEP}. {@link DeviceOptimizer#setGradScale} is then refused;
+         * null (the default) keeps the fixed scale.
+         */
+        public Builder optDynamicLossScaling(DynamicLossScaling v) {
+            dynamicLossScaling = v;
+            return this;
+        }
+
+        /**
+         * Computes the global L2 norm of the (unscaled) gradient at every step, readable as
+         * {@link StepReport#gradNorm()} from {@link DeviceOptimizer#lastStep()}, without clipping and
+         * whatever the {@link NonFinitePolicy} (default false). It costs one read of every gradient
+         * per step. Clipping, {@link NonFinitePolicy#SKIP_STEP}, {@link NonFinitePolicy#THROW} and
+         * dynamic loss scaling compute it anyway.
+         */
+        public Builder optTrackGradNorm(boolean v) {
+            trackGradNorm = v;
+            return this;
+        }
+
+        /**
          * Threads the {@link Backend#CPU_FAST} backend updates with, the stepping thread included
          * (default: every available processor). Ignored by the other backends.
          */
@@ -885,6 +1001,10 @@ public final class DeviceOptimizer implements AutoCloseable {
         public DeviceOptimizer build() {
             if (backend != Backend.CUDA && backend != Backend.AUTO && cudaStream != 0) {
                 throw new IllegalArgumentException("a CUDA stream was given for the " + backend + " backend");
+            }
+            if (dynamicLossScaling != null && nonFinitePolicy != NonFinitePolicy.SKIP_STEP) {
+                throw new IllegalArgumentException("dynamic loss scaling skips the step of a non-finite gradient and backs off, as"
+                        + " GradScaler does: it needs optNonFinitePolicy(NonFinitePolicy.SKIP_STEP), not " + nonFinitePolicy);
             }
             switch (backend) {
                 case CPU:

@@ -20,6 +20,8 @@ public final class ParamGroup {
     private final List<Parameter> parameters = new ArrayList<>();
     private OptimizerConfig config;
     private UpdatePlan plan;
+    /** The learning-rate schedule, or null (the configuration's rate at every step). */
+    private LrSchedule schedule;
 
     ParamGroup(DeviceOptimizer optimizer, int index, OptimizerConfig config) {
         this.optimizer = optimizer;
@@ -55,6 +57,7 @@ public final class ParamGroup {
                         + newConfig.stateKinds() + " with kernel " + newPlan.kernel() + ", but this group keeps "
                         + config.stateKinds() + " with kernel " + plan.kernel() + "; only hyper-parameters may change");
             }
+            if (schedule != null) schedule.segments().requireFiniteWith(newConfig.learningRate(), "group " + index);
             config = newConfig;
             plan = newPlan;
             optimizer.groupChanged();
@@ -62,10 +65,50 @@ public final class ParamGroup {
     }
 
     /**
+     * Sets this group's learning-rate schedule, from the next step on: the step with counter t
+     * uses {@code float32(lr * schedule.factorAt(t - 1))}, where {@code lr} is the configuration's
+     * rate (which {@link #setLearningRate} still changes, for example from a
+     * {@link ReduceLrOnPlateau}). The schedule counts the optimizer's applied steps, not the steps
+     * since it was set; null removes it. On CUDA the finalize kernel evaluates it on the device, so
+     * a captured step follows it.
+     *
+     * @throws IllegalArgumentException when the schedule would take this group's rate beyond
+     *     float32's range; the group is unchanged then
+     */
+    public void setSchedule(LrSchedule newSchedule) {
+        synchronized (optimizer) {
+            optimizer.ensureUsable();
+            if (newSchedule != null) newSchedule.segments().requireFiniteWith(config.learningRate(), "group " + index);
+            schedule = newSchedule;
+            optimizer.groupChanged();
+        }
+    }
+
+    /** The learning-rate schedule, if any. */
+    public java.util.Optional<LrSchedule> schedule() {
+        synchronized (optimizer) {
+            optimizer.ensureOpen();
+            return java.util.Optional.ofNullable(schedule);
+        }
+    }
+
+    /** The schedule, without the open check (the optimizer's lock is held); null when none. */
+    LrSchedule currentSchedule() {
+        return schedule;
+    }
+
+    /** Sets a schedule validated by the caller (a checkpoint restore). */
+    void restoreSchedule(LrSchedule restored) {
+        schedule = restored;
+        optimizer.groupChanged();
+    }
+
+    /**
      * Shorthand for {@code setConfig(config().withLearningRate(learningRate))}.
      *
      * @throws IllegalArgumentException when the rate, as the float32 the kernels use, is not finite
-     *     and >= 0, or when a non-zero rate rounds to 0 in float32; the group is unchanged then
+     *     and >= 0, or when a non-zero rate rounds to 0 in float32, or when this group's schedule
+     *     would take it beyond float32's range; the group is unchanged then
      */
     public void setLearningRate(double learningRate) {
         synchronized (optimizer) {

@@ -78,7 +78,7 @@ class KernelContractTest {
             assertEquals(Integer.parseInt(field.group(2)), f.getInt(null), field.group(1));
             fields++;
         }
-        assertEquals(11, fields, "FoControl fields with a Java offset");
+        assertEquals(20, fields, "FoControl fields with a Java offset");
     }
 
     private static int define(String source, String name) {

@@ -55,4 +55,18 @@ class StepScalarsTest {
         // clr = 0.1 / (1 + 2*0.5) = 0.05
         assertEquals(-0.05f, s[StepScalars.ADAGRAD_NEG_CLR], 1e-9f);
     }
+
+    /** A scheduled rate enters the scalars exactly as a hyper-parameter of that value would (Adam's lr/bc1, AdamW's 1 - lr*wd). */
+    @Test
+    void aScheduledRateReplacesTheHyperParameter() {
+        Adam adamW = Adam.adamW().optLearningRate(1e-3).build();
+        float scheduled = LrSchedule.cosine(10, 0.1).learningRateAt(1e-3, 4);
+        float[] viaSchedule = new float[StepScalars.ADAM_COUNT];
+        float[] viaConfig = new float[StepScalars.ADAM_COUNT];
+        io.fusedopt.internal.UpdatePlan plan = io.fusedopt.internal.UpdatePlan.of(adamW);
+        StepScalars.compute(plan.kernel(), StepScalars.hyperParameters(adamW), 0, scheduled, plan.staticFlags(), 5, viaSchedule, 0);
+        StepScalars.compute(adamW.withLearningRate(scheduled), 5, viaConfig);
+        assertEquals(java.util.Arrays.toString(viaConfig), java.util.Arrays.toString(viaSchedule));
+        assertEquals((float) ((double) 1e-3f * (0.1 + 0.9 * (1 + Math.cos(Math.PI * 0.4)) / 2)), scheduled, Math.ulp(scheduled));
+    }
 }

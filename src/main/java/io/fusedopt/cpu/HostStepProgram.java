@@ -21,6 +21,16 @@ abstract class HostStepProgram implements StepProgram {
     }
 
     @Override
+    public final void setDynamicScaling(boolean on, float growthFactor, float backoffFactor, int growthInterval) {
+        control.setDynamicScaling(on, growthFactor, backoffFactor, growthInterval);
+    }
+
+    @Override
+    public final void setScalerState(float scale, int growthTracker, long growths, long backoffs) {
+        control.setScalerState(scale, growthTracker, growths, backoffs);
+    }
+
+    @Override
     public final void setCounters(long step, long skippedSteps) {
         control.step = step;
         control.skippedSteps = skippedSteps;

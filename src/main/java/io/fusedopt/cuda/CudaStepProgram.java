@@ -35,6 +35,7 @@ final class CudaStepProgram implements StepProgram {
     private final long control;
     private final long hyper;
     private final long groupInfo;
+    private final long segments;
     private final List<Launch> statsLaunches = new ArrayList<>();
     private final Launch finalizeLaunch;
     private final List<Launch> updateLaunches = new ArrayList<>();
@@ -53,8 +54,10 @@ final class CudaStepProgram implements StepProgram {
             control = upload(Pointer.to(DeviceSegmentTable.encodeControl(inputs)), StepControl.BYTES, "control block");
             int g = groups.count();
             hyper = upload(Pointer.to(groups.hyper()), (long) groups.hyper().length * Float.BYTES, "hyper-parameters");
-            int[] info = groups.kernelsAndFlags();
+            int[] info = groups.groupInfo();
             groupInfo = upload(Pointer.to(info), (long) info.length * Integer.BYTES, "group kernels and flags");
+            byte[] segmentBytes = groups.segmentTable(); // fixed capacity per group: a new schedule fits in place
+            segments = upload(Pointer.to(segmentBytes), segmentBytes.length, "schedule segments");
             long scalars = upload(Pointer.to(groups.scalars()), (long) groups.scalars().length * Float.BYTES, "step scalars");
             long flags = upload(Pointer.to(groups.flags()), (long) g * Integer.BYTES, "step flags");
 
@@ -96,7 +99,7 @@ final class CudaStepProgram implements StepProgram {
             }
             finalizeLaunch = new Launch(modules.function("control", "fusedopt_finalize_step"), 1,
                     Pointer.to(ptr(control), ptr(partials), Pointer.to(new int[] {totalChunks}), ptr(hyper), ptr(groupInfo),
-                            Pointer.to(new int[] {g}), ptr(scalars), ptr(flags)),
+                            Pointer.to(new int[] {g}), ptr(segments), ptr(scalars), ptr(flags)),
                     "cuLaunchKernel(fusedopt_finalize_step, " + g + " groups)");
         } catch (RuntimeException e) {
             close();
@@ -126,15 +129,25 @@ final class CudaStepProgram implements StepProgram {
         if (groupsDirty) {
             Driver.check(JCudaDriver.cuMemcpyHtoDAsync(Driver.pointerAt(hyper), Pointer.to(groups.hyper()),
                     (long) groups.hyper().length * Float.BYTES, engine.stream()), "cuMemcpyHtoDAsync(hyper-parameters)");
-            int[] info = groups.kernelsAndFlags();
+            int[] info = groups.groupInfo();
             Driver.check(JCudaDriver.cuMemcpyHtoDAsync(Driver.pointerAt(groupInfo), Pointer.to(info),
                     (long) info.length * Integer.BYTES, engine.stream()), "cuMemcpyHtoDAsync(group flags)");
+            byte[] segmentBytes = groups.segmentTable();
+            Driver.check(JCudaDriver.cuMemcpyHtoDAsync(Driver.pointerAt(segments), Pointer.to(segmentBytes), segmentBytes.length,
+                    engine.stream()), "cuMemcpyHtoDAsync(schedule segments)");
             groupsDirty = false;
         }
         if (inputsDirty) {
             byte[] block = DeviceSegmentTable.encodeControl(inputs);
-            copyControlRange(block, StepControl.OFFSET_INV_GRAD_SCALE, 8);  // inv_grad_scale, max_grad_norm
-            copyControlRange(block, StepControl.OFFSET_CHECK_GRADS, 8);     // check_grads, skip_nonfinite
+            if (inputs.dynamicScaling) {
+                // The inverse scale is the device's: only the clipping threshold is the host's.
+                copyControlRange(block, StepControl.OFFSET_MAX_GRAD_NORM, 4);
+            } else {
+                copyControlRange(block, StepControl.OFFSET_INV_GRAD_SCALE, 8); // inv_grad_scale, max_grad_norm
+            }
+            copyControlRange(block, StepControl.OFFSET_CHECK_GRADS, 8);          // check_grads, skip_nonfinite
+            copyControlRange(block, StepControl.OFFSET_DYNAMIC_SCALING, 4);
+            copyControlRange(block, StepControl.OFFSET_GROWTH_FACTOR, 12);       // growth and backoff factors, interval
             inputsDirty = false;
         }
     }
@@ -165,6 +178,27 @@ final class CudaStepProgram implements StepProgram {
     public void setInputs(float invGradScale, float maxGradNorm, boolean checkGrads, boolean skipNonFinite) {
         inputs.setInputs(invGradScale, maxGradNorm, checkGrads, skipNonFinite);
         inputsDirty = true;
+    }
+
+    @Override
+    public void setDynamicScaling(boolean on, float growthFactor, float backoffFactor, int growthInterval) {
+        inputs.setDynamicScaling(on, growthFactor, backoffFactor, growthInterval);
+        inputsDirty = true;
+    }
+
+    /**
+     * Writes the scaler's state now, on the stream: the scale with its inverse, the tracker and the
+     * counts. The host's copy is a staging area only; the device's block is the state.
+     */
+    @Override
+    public void setScalerState(float scale, int growthTracker, long growths, long backoffs) {
+        engine.makeCurrent();
+        StepControl state = new StepControl();
+        state.setScalerState(scale, growthTracker, growths, backoffs);
+        byte[] block = DeviceSegmentTable.encodeControl(state);
+        copyControlRange(block, StepControl.OFFSET_INV_GRAD_SCALE, 4);
+        copyControlRange(block, StepControl.OFFSET_LOSS_SCALE, 8);    // loss_scale, growth_tracker
+        copyControlRange(block, StepControl.OFFSET_SCALE_GROWTHS, 16); // scale_growths, scale_backoffs
     }
 
     @Override

@@ -106,6 +106,15 @@ final class DeviceSegmentTable {
         b.putInt(StepControl.OFFSET_SKIP_NONFINITE, c.skipNonFinite ? 1 : 0);
         b.putInt(StepControl.OFFSET_FOUND_NONFINITE, c.foundNonFinite ? 1 : 0);
         b.putInt(StepControl.OFFSET_SKIP, c.skip ? 1 : 0);
+        b.putFloat(StepControl.OFFSET_STEP_INV_GRAD_SCALE, c.stepInvGradScale);
+        b.putInt(StepControl.OFFSET_DYNAMIC_SCALING, c.dynamicScaling ? 1 : 0);
+        b.putFloat(StepControl.OFFSET_LOSS_SCALE, c.lossScale);
+        b.putInt(StepControl.OFFSET_GROWTH_TRACKER, c.growthTracker);
+        b.putFloat(StepControl.OFFSET_GROWTH_FACTOR, c.growthFactor);
+        b.putFloat(StepControl.OFFSET_BACKOFF_FACTOR, c.backoffFactor);
+        b.putInt(StepControl.OFFSET_GROWTH_INTERVAL, c.growthInterval);
+        b.putLong(StepControl.OFFSET_SCALE_GROWTHS, c.scaleGrowths);
+        b.putLong(StepControl.OFFSET_SCALE_BACKOFFS, c.scaleBackoffs);
         return b.array();
     }
 
@@ -123,6 +132,15 @@ final class DeviceSegmentTable {
         c.skipNonFinite = b.getInt(StepControl.OFFSET_SKIP_NONFINITE) != 0;
         c.foundNonFinite = b.getInt(StepControl.OFFSET_FOUND_NONFINITE) != 0;
         c.skip = b.getInt(StepControl.OFFSET_SKIP) != 0;
+        c.stepInvGradScale = b.getFloat(StepControl.OFFSET_STEP_INV_GRAD_SCALE);
+        c.dynamicScaling = b.getInt(StepControl.OFFSET_DYNAMIC_SCALING) != 0;
+        c.lossScale = b.getFloat(StepControl.OFFSET_LOSS_SCALE);
+        c.growthTracker = b.getInt(StepControl.OFFSET_GROWTH_TRACKER);
+        c.growthFactor = b.getFloat(StepControl.OFFSET_GROWTH_FACTOR);
+        c.backoffFactor = b.getFloat(StepControl.OFFSET_BACKOFF_FACTOR);
+        c.growthInterval = b.getInt(StepControl.OFFSET_GROWTH_INTERVAL);
+        c.scaleGrowths = b.getLong(StepControl.OFFSET_SCALE_GROWTHS);
+        c.scaleBackoffs = b.getLong(StepControl.OFFSET_SCALE_BACKOFFS);
         return c;
     }
 }

@@ -1,11 +1,14 @@
 package io.fusedopt.internal;
 
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.Arrays;
 
 /**
- * Every group's hyper-parameters and step-independent flags (written by the host when a group's
- * configuration changes), and the per-step scalars and flags the finalize computation derives
- * from them. Flat arrays with the device tables' strides, so the CUDA backend uploads them as they are.
+ * Every group's hyper-parameters, step-independent flags and learning-rate schedule (written by the
+ * host when a group's configuration changes), and the per-step scalars and flags the finalize
+ * computation derives from them. Flat arrays with the device tables' strides, so the CUDA backend
+ * uploads them as they are.
  */
 public final class GroupTable {
     private final UpdateKernel[] kernels;
@@ -13,6 +16,11 @@ public final class GroupTable {
     private final int[] staticFlags;
     private final float[] scalars;
     private final int[] flags;
+    /** Each group's schedule, or null (the hyper-parameter's learning rate at every step). */
+    private final LrSegments[] schedules;
+
+    /** Ints per group in {@link #groupInfo()} (FO_GROUP_INFO_STRIDE). */
+    public static final int INFO_STRIDE = 4;
 
     public GroupTable(int count) {
         kernels = new UpdateKernel[count];
@@ -20,20 +28,25 @@ public final class GroupTable {
         staticFlags = new int[count];
         scalars = new float[count * StepScalars.SCALAR_STRIDE];
         flags = new int[count];
+        schedules = new LrSegments[count];
     }
 
     public int count() {
         return kernels.length;
     }
 
-    /** Sets group {@code g}'s kernel, hyper-parameters ({@link StepScalars#hyperParameters}) and flags. */
-    public void set(int g, UpdateKernel kernel, float[] groupHyper, int groupStaticFlags) {
+    /**
+     * Sets group {@code g}'s kernel, hyper-parameters ({@link StepScalars#hyperParameters}), flags and
+     * schedule (null: none).
+     */
+    public void set(int g, UpdateKernel kernel, float[] groupHyper, int groupStaticFlags, LrSegments schedule) {
         if (groupHyper.length != StepScalars.HYPER_STRIDE) {
             throw new IllegalArgumentException("hyper-parameters must hold " + StepScalars.HYPER_STRIDE + " floats");
         }
         kernels[g] = kernel;
         System.arraycopy(groupHyper, 0, hyper, g * StepScalars.HYPER_STRIDE, StepScalars.HYPER_STRIDE);
         staticFlags[g] = groupStaticFlags;
+        schedules[g] = schedule;
     }
 
     public UpdateKernel kernel(int g) { return kernels[g]; }
@@ -42,14 +55,33 @@ public final class GroupTable {
     public float[] scalars() { return scalars; }
     public int[] flags() { return flags; }
 
-    /** {kernel code, static flags} per group: the layout fusedopt_finalize_step reads. */
-    public int[] kernelsAndFlags() {
-        int[] out = new int[2 * count()];
+    public LrSegments schedule(int g) { return schedules[g]; }
+
+    /**
+     * The learning rate group {@code g} uses at scheduler step {@code n} (the step with counter
+     * n + 1): fo_scheduled_lr.
+     */
+    public float learningRate(int g, long n) {
+        return LrSegments.scheduledLr(hyper[g * StepScalars.HYPER_STRIDE + StepScalars.H_LR], schedules[g], n);
+    }
+
+    /** {kernel code, static flags, schedule segments, 0} per group: the layout fusedopt_finalize_step reads. */
+    public int[] groupInfo() {
+        int[] out = new int[INFO_STRIDE * count()];
         for (int g = 0; g < count(); g++) {
-            out[2 * g] = kernels[g].code();
-            out[2 * g + 1] = staticFlags[g];
+            out[INFO_STRIDE * g] = kernels[g].code();
+            out[INFO_STRIDE * g + 1] = staticFlags[g];
+            out[INFO_STRIDE * g + 2] = schedules[g] == null ? 0 : schedules[g].size();
         }
         return out;
+    }
+
+    /** Every group's schedule as FoSegment structs, {@link LrSegments#MAX_SEGMENTS} reserved per group. */
+    public byte[] segmentTable() {
+        int perGroup = LrSegments.MAX_SEGMENTS * LrSegments.SEGMENT_BYTES;
+        ByteBuffer b = ByteBuffer.allocate(Math.max(1, count()) * perGroup).order(ByteOrder.LITTLE_ENDIAN);
+        for (int g = 0; g < count(); g++) if (schedules[g] != null) schedules[g].encode(b, g * perGroup);
+        return b.array();
     }
 
     @Override

@@ -6,21 +6,29 @@ package io.fusedopt.internal;
  * line. The CPU backend runs {@link #finalizeStep} itself; the CUDA backend keeps the block in
  * device memory and reads it back into this class only when asked.
  *
- * <p>Inputs, written by the host between steps: {@link #invGradScale}, {@link #maxGradNorm},
- * {@link #checkGrads}, {@link #skipNonFinite}. Outputs of the last step: everything else.
+ * <p>Inputs, written by the host between steps: {@link #invGradScale} (with a fixed loss scale),
+ * {@link #maxGradNorm}, {@link #checkGrads}, {@link #skipNonFinite}, and for dynamic loss scaling
+ * {@link #dynamicScaling}, {@link #growthFactor}, {@link #backoffFactor}, {@link #growthInterval}.
+ * The scaler's state ({@link #lossScale}, {@link #growthTracker}, the counts, and with it
+ * {@link #invGradScale}) is written by the host only to start or restore it ({@link #setScalerState}).
+ * Outputs of the last step: everything else.
  */
 public final class StepControl {
     /** Byte size and field offsets of FoControl. */
-    public static final int BYTES = 64;
+    public static final int BYTES = 104;
     public static final int OFFSET_STEP = 0, OFFSET_SKIPPED_STEPS = 8, OFFSET_GRAD_SQ_SUM = 16,
             OFFSET_INV_GRAD_SCALE = 24, OFFSET_MAX_GRAD_NORM = 28, OFFSET_GRAD_NORM = 32, OFFSET_CLIP_COEF = 36,
-            OFFSET_CHECK_GRADS = 40, OFFSET_SKIP_NONFINITE = 44, OFFSET_FOUND_NONFINITE = 48, OFFSET_SKIP = 52;
+            OFFSET_CHECK_GRADS = 40, OFFSET_SKIP_NONFINITE = 44, OFFSET_FOUND_NONFINITE = 48, OFFSET_SKIP = 52,
+            OFFSET_STEP_INV_GRAD_SCALE = 56, OFFSET_DYNAMIC_SCALING = 60, OFFSET_LOSS_SCALE = 64, OFFSET_GROWTH_TRACKER = 68,
+            OFFSET_GROWTH_FACTOR = 72, OFFSET_BACKOFF_FACTOR = 76, OFFSET_GROWTH_INTERVAL = 80, OFFSET_SCALE_GROWTHS = 88,
+            OFFSET_SCALE_BACKOFFS = 96;
 
     /** Applied steps: the t of the last step that updated the tensors. */
     public long step;
     public long skippedSteps;
     /** Sum of squares of the unscaled gradient (NaN when the gradient was not checked). */
     public double gradSqSum = Double.NaN;
+    /** 1 / loss scale for the next step's gradient (an input, or the dynamic scale's inverse). */
     public float invGradScale = 1f;
     /** > 0: the global gradient norm is clipped to it. */
     public float maxGradNorm;
@@ -32,10 +40,21 @@ public final class StepControl {
     public boolean foundNonFinite;
     /** The last step updated nothing. */
     public boolean skip;
+    /** The inverse scale the last step's updates multiplied the gradient by. */
+    public float stepInvGradScale = 1f;
+    /** GradScaler's rule updates {@link #lossScale} after every step's verdict. */
+    public boolean dynamicScaling;
+    public float lossScale = 1f;
+    public int growthTracker;
+    public float growthFactor;
+    public float backoffFactor;
+    public int growthInterval;
+    public long scaleGrowths;
+    public long scaleBackoffs;
 
     /**
-     * Decides the step from the gradient's sum of squares {@code total} (0 when not checked) and
-     * writes every group's scalars and flags.
+     * Decides the step from the gradient's sum of squares {@code total} (0 when not checked),
+     * updates the dynamic loss scale, and writes every group's scalars and flags.
      */
     public void finalizeStep(double total, GroupTable groups) {
         boolean nonFinite = checkGrads && !Double.isFinite(total);
@@ -43,6 +62,9 @@ public final class StepControl {
         gradSqSum = checkGrads ? total : Double.NaN;
         gradNorm = checkGrads ? (float) norm : Float.NaN;
         foundNonFinite = nonFinite;
+        float thisStepInvGradScale = invGradScale;
+        stepInvGradScale = thisStepInvGradScale;
+        if (dynamicScaling) updateLossScale(nonFinite);
         if (nonFinite && skipNonFinite) {
             skip = true;
             skippedSteps += 1;
@@ -58,28 +80,83 @@ public final class StepControl {
         }
         clipCoef = clip;
         int stepFlags = (step == 1 ? KernelFlags.FIRST_STEP : 0)
-                | (invGradScale != 1.0f ? KernelFlags.UNSCALE : 0)
+                | (thisStepInvGradScale != 1.0f ? KernelFlags.UNSCALE : 0)
                 | (clip != 1f ? KernelFlags.CLIP : 0);
         for (int g = 0; g < groups.count(); g++) {
-            StepScalars.compute(groups.kernel(g), groups.hyper(), g * StepScalars.HYPER_STRIDE, groups.staticFlags(g), step,
+            // The schedule's step counter is the number of steps applied before this one (t - 1).
+            float lr = groups.learningRate(g, step - 1);
+            StepScalars.compute(groups.kernel(g), groups.hyper(), g * StepScalars.HYPER_STRIDE, lr, groups.staticFlags(g), step,
                     groups.scalars(), g * StepScalars.SCALAR_STRIDE);
             groups.flags()[g] = groups.staticFlags(g) | stepFlags;
         }
     }
 
+    /**
+     * GradScaler's update (fo_update_loss_scale): a non-finite gradient multiplies the scale by the
+     * backoff factor; {@link #growthInterval} clean steps in a row multiply it by the growth factor
+     * (kept only when finite). The next step reads the gradient with the new scale's inverse.
+     */
+    private void updateLossScale(boolean nonFinite) {
+        float scale = lossScale;
+        if (nonFinite) {
+            scale = scale * backoffFactor;
+            growthTracker = 0;
+            scaleBackoffs += 1;
+        } else {
+            int successful = growthTracker + 1;
+            if (successful == growthInterval) {
+                float grown = scale * growthFactor;
+                if (Float.isFinite(grown)) {
+                    scale = grown;
+                    scaleGrowths += 1;
+                }
+                growthTracker = 0;
+            } else {
+                growthTracker = successful;
+            }
+        }
+        lossScale = scale;
+        invGradScale = inverse(scale);
+    }
+
+    /** The inverse a loss scale's gradient is read with: computed in double, rounded once (GradScaler's unscale). */
+    public static float inverse(float scale) {
+        return (float) (1.0 / (double) scale);
+    }
+
     /** The gradient as the update sees it: unscaled, then clipped (FoGradPrep). */
     public float prepareGrad(float g, int flags) {
-        if (KernelFlags.has(flags, KernelFlags.UNSCALE)) g = g * invGradScale;
+        if (KernelFlags.has(flags, KernelFlags.UNSCALE)) g = g * stepInvGradScale;
         if (KernelFlags.has(flags, KernelFlags.CLIP)) g = g * clipCoef;
         return g;
     }
 
-    /** Sets the inputs the host writes between steps. */
+    /**
+     * Sets the inputs the host writes between steps. With dynamic scaling the inverse scale is the
+     * device's and {@code newInvGradScale} is ignored.
+     */
     public void setInputs(float newInvGradScale, float newMaxGradNorm, boolean newCheckGrads, boolean newSkipNonFinite) {
-        invGradScale = newInvGradScale;
+        if (!dynamicScaling) invGradScale = newInvGradScale;
         maxGradNorm = newMaxGradNorm;
         checkGrads = newCheckGrads;
         skipNonFinite = newSkipNonFinite;
+    }
+
+    /** Turns dynamic loss scaling on with its factors and interval (an input, set before {@link #setInputs}). */
+    public void setDynamicScaling(boolean on, float newGrowthFactor, float newBackoffFactor, int newGrowthInterval) {
+        dynamicScaling = on;
+        growthFactor = newGrowthFactor;
+        backoffFactor = newBackoffFactor;
+        growthInterval = newGrowthInterval;
+    }
+
+    /** Starts or restores the dynamic scaler: its scale (and so the next step's inverse), tracker and counts. */
+    public void setScalerState(float scale, int tracker, long growths, long backoffs) {
+        lossScale = scale;
+        invGradScale = inverse(scale);
+        growthTracker = tracker;
+        scaleGrowths = growths;
+        scaleBackoffs = backoffs;
     }
 
     public StepControl copy() {
@@ -95,6 +172,15 @@ public final class StepControl {
         c.skipNonFinite = skipNonFinite;
         c.foundNonFinite = foundNonFinite;
         c.skip = skip;
+        c.stepInvGradScale = stepInvGradScale;
+        c.dynamicScaling = dynamicScaling;
+        c.lossScale = lossScale;
+        c.growthTracker = growthTracker;
+        c.growthFactor = growthFactor;
+        c.backoffFactor = backoffFactor;
+        c.growthInterval = growthInterval;
+        c.scaleGrowths = scaleGrowths;
+        c.scaleBackoffs = scaleBackoffs;
         return c;
     }
 }

@@ -17,8 +17,17 @@ public interface StepProgram extends AutoCloseable {
     /** Sets the control block's inputs; they apply from the next run. */
     void setInputs(float invGradScale, float maxGradNorm, boolean checkGrads, boolean skipNonFinite);
 
+    /**
+     * Sets the dynamic loss scaling inputs (GradScaler's rule on the device); call before
+     * {@link #setInputs}, whose inverse scale is ignored while it is on.
+     */
+    void setDynamicScaling(boolean on, float growthFactor, float backoffFactor, int growthInterval);
+
     /** Sets the applied and skipped step counters (a checkpoint restore). */
     void setCounters(long step, long skippedSteps);
+
+    /** Starts or restores the dynamic loss scaler's state: its scale, growth tracker and counts. */
+    void setScalerState(float scale, int growthTracker, long growths, long backoffs);
 
     /** A copy of the control block after the queued work (CUDA: waits for the stream). */
     StepControl readControl();

@@ -93,10 +93,18 @@ public final class StepScalars {
      */
     public static void compute(UpdateKernel kernel, float[] hyper, int hyperOffset, int flags, long step,
                                float[] out, int outOffset) {
+        compute(kernel, hyper, hyperOffset, hyper[hyperOffset + H_LR], flags, step, out, outOffset);
+    }
+
+    /**
+     * As {@link #compute(UpdateKernel, float[], int, int, long, float[], int)} with the step's
+     * learning rate {@code lrF} in place of the table's (a scheduled rate, {@link LrSegments#scheduledLr}).
+     */
+    public static void compute(UpdateKernel kernel, float[] hyper, int hyperOffset, float lrF, int flags, long step,
+                               float[] out, int outOffset) {
         if (step < 1) {
             throw new IllegalArgumentException("step counts from 1, got " + step);
         }
-        float lrF = hyper[hyperOffset + H_LR];
         double lr = lrF;
         float wd = hyper[hyperOffset + H_WEIGHT_DECAY];
         float a = hyper[hyperOffset + H_A];

@@ -52,6 +52,15 @@ class DeviceSegmentTableTest {
         c.skipNonFinite = true;
         c.foundNonFinite = true;
         c.skip = true;
+        c.stepInvGradScale = 1f / 1024;
+        c.dynamicScaling = true;
+        c.lossScale = 32768f;
+        c.growthTracker = 17;
+        c.growthFactor = 2f;
+        c.backoffFactor = 0.5f;
+        c.growthInterval = 2000;
+        c.scaleGrowths = 5;
+        c.scaleBackoffs = 1L << 33;
         byte[] bytes = DeviceSegmentTable.encodeControl(c);
         assertEquals(io.fusedopt.internal.StepControl.BYTES, bytes.length);
         io.fusedopt.internal.StepControl d = DeviceSegmentTable.decodeControl(bytes);
@@ -66,6 +75,15 @@ class DeviceSegmentTableTest {
         assertEquals(c.skipNonFinite, d.skipNonFinite);
         assertEquals(c.foundNonFinite, d.foundNonFinite);
         assertEquals(c.skip, d.skip);
+        assertEquals(c.stepInvGradScale, d.stepInvGradScale);
+        assertEquals(c.dynamicScaling, d.dynamicScaling);
+        assertEquals(c.lossScale, d.lossScale);
+        assertEquals(c.growthTracker, d.growthTracker);
+        assertEquals(c.growthFactor, d.growthFactor);
+        assertEquals(c.backoffFactor, d.backoffFactor);
+        assertEquals(c.growthInterval, d.growthInterval);
+        assertEquals(c.scaleGrowths, d.scaleGrowths);
+        assertEquals(c.scaleBackoffs, d.scaleBackoffs);
     }
 
     @Test
