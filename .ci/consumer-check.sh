@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A consumer project depends on io.fusedopt:fusedopt, offline, as Maven on other platforms resolves it:
+# A consumer project depends on io.fusedopt:fusedopt as Maven on other platforms resolves it:
 # macOS on Apple silicon, macOS on Intel and Linux aarch64 (no JCuda natives on Maven Central for
 # them), and this machine (Linux x86-64) as the control. For each platform it checks that
 #   1. Maven resolves the consumer's class path (the platform is simulated by os.name and os.arch in
@@ -9,7 +9,7 @@
 #      with the same bits as the CPU reference, the backend reason says in one sentence why CUDA is
 #      unavailable, and nothing of JCuda's is extracted into the temporary folder.
 # The fusedopt jar and pom are installed into a temporary local repository that shows ~/.m2's
-# other contents through symbolic links (offline; nothing is written to ~/.m2).
+# other contents through symbolic links (nothing of fusedopt is installed into ~/.m2).
 #
 # Usage: .ci/consumer-check.sh   (after mvn compile or mvn test; builds the jar with jar:jar)
 set -euo pipefail
@@ -19,14 +19,16 @@ m2=${M2_REPOSITORY:-$HOME/.m2/repository}
 version=$(sed -n 's:^  <version>\(.*\)</version>:\1:p' pom.xml | head -1)
 dependency_plugin=org.apache.maven.plugins:maven-dependency-plugin:3.9.0
 install_plugin=org.apache.maven.plugins:maven-install-plugin:3.1.2
+# Online by default (a clean CI cache downloads the two plugins); CONSUMER_CHECK_OFFLINE=1 forbids the network.
+offline=${CONSUMER_CHECK_OFFLINE:+-o}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/fusedopt-consumer.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 fail() { echo "consumer-check: $*" >&2; exit 1; }
 
 # The library jar as Maven packages it (manifest included), from the compiled classes.
-[[ -f target/classes/io/fusedopt/DeviceOptimizer.class ]] || mvn -B -o -q -Dstyle.color=never compile
-mvn -B -o -q -Dstyle.color=never jar:jar
+[[ -f target/classes/io/fusedopt/DeviceOptimizer.class ]] || mvn -B $offline -q -Dstyle.color=never compile
+mvn -B $offline -q -Dstyle.color=never jar:jar
 jar=target/fusedopt-$version.jar
 [[ -f "$jar" ]] || fail "jar:jar did not produce $jar"
 
@@ -39,7 +41,7 @@ done
 for entry in "$m2"/io/*; do
   [[ -e "$entry" && "$(basename "$entry")" != fusedopt ]] && ln -s "$entry" "$repo/io/$(basename "$entry")"
 done
-mvn -B -o -q -Dstyle.color=never -Dmaven.repo.local="$repo" "$install_plugin:install-file" -Dfile="$jar" -DpomFile=pom.xml
+mvn -B $offline -q -Dstyle.color=never -Dmaven.repo.local="$repo" "$install_plugin:install-file" -Dfile="$jar" -DpomFile=pom.xml
 
 # The consumer: a pom with one dependency, and a program that trains with AUTO.
 consumer=$work/consumer
@@ -106,7 +108,7 @@ check() {
   mkdir -p "$out/tmp"
   # 1. Resolution as Maven on that platform sees it (JAVA_TOOL_OPTIONS keeps "Mac OS X" one argument).
   if ! (cd "$consumer" && JAVA_TOOL_OPTIONS="\"-Dos.name=$os_name\" -Dos.arch=$os_arch" \
-      mvn -B -o -q -Dstyle.color=never -Dmaven.repo.local="$repo" "$dependency_plugin:build-classpath" -Dmdep.outputFile="$out/classpath" \
+      mvn -B $offline -q -Dstyle.color=never -Dmaven.repo.local="$repo" "$dependency_plugin:build-classpath" -Dmdep.outputFile="$out/classpath" \
       >"$out/maven.log" 2>&1); then
     cat "$out/maven.log" >&2
     fail "$label: Maven could not resolve io.fusedopt:fusedopt:$version"
