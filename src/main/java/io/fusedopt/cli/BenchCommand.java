@@ -161,20 +161,22 @@ final class BenchCommand implements Callable<Integer> {
     }
 
     /**
-     * Refuses a size the chosen backend cannot hold for some algorithm (its param, gradient and
-     * states, all float32), naming the limit, before any row runs.
+     * Refuses a size the chosen backend cannot hold (param, gradient and states, all float32) for
+     * the requested algorithm that keeps the most tensors, naming the limit, before any row runs.
      */
     void checkMemory(BackendChoice choice, List<Long> elements) {
+        String largest = algorithms.get(0);
         for (String algorithm : algorithms) {
-            int tensors = Bench.tensorsPerRow(algorithm);
-            long max = choice.memory().maxElements(tensors, Float.BYTES);
-            for (int i = 0; i < elements.size(); i++) {
-                if (elements.get(i) > max) {
-                    throw Inputs.refuse(spec, "--sizes", sizes.get(i).trim() + " (" + elements.get(i) + " elements) does not fit "
-                            + choice.backend() + ": " + algorithm + " keeps " + tensors + " float32 tensors of that length ("
-                            + tensors * Float.BYTES + " bytes per element) and " + choice.memory().describe()
-                            + ": at most " + max + " elements for " + algorithm);
-                }
+            if (Bench.tensorsPerRow(algorithm) > Bench.tensorsPerRow(largest)) largest = algorithm;
+        }
+        int tensors = Bench.tensorsPerRow(largest);
+        long max = choice.memory().maxElements(tensors, Float.BYTES);
+        for (int i = 0; i < elements.size(); i++) {
+            if (elements.get(i) > max) {
+                throw Inputs.refuse(spec, "--sizes", sizes.get(i).trim() + " (" + elements.get(i) + " elements) does not fit "
+                        + choice.backend() + ": " + largest + " keeps " + tensors + " float32 tensors of that length ("
+                        + tensors * Float.BYTES + " bytes per element) and " + choice.memory().describe()
+                        + ": at most " + max + " elements for " + largest);
             }
         }
     }
