@@ -49,8 +49,8 @@ final class BenchCommand implements Callable<Integer> {
             description = "${COMPLETION-CANDIDATES}, in any case (default: ${DEFAULT-VALUE}).")
     Backend backend;
 
-    @Option(names = "--warmup", paramLabel = "<steps>", defaultValue = "10", description = "Untimed steps each row takes at least first, >= 0"
-            + " (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--warmup", paramLabel = "<steps>", defaultValue = "10",
+            description = "Untimed steps each row takes at least first, >= 0 (default: ${DEFAULT-VALUE}).")
     int warmup;
 
     @Option(names = "--warmup-ms", paramLabel = "<ms>", defaultValue = "500", description = "Milliseconds each row's"
@@ -62,8 +62,8 @@ final class BenchCommand implements Callable<Integer> {
             + " (default: ${DEFAULT-VALUE}).")
     int warmupMaxMillis;
 
-    @Option(names = "--repetitions", paramLabel = "<count>", defaultValue = "5", description = "Timed repetitions per row, >= 1; the median is"
-            + " reported (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--repetitions", paramLabel = "<count>", defaultValue = "5",
+            description = "Timed repetitions per row, >= 1; the median is reported (default: ${DEFAULT-VALUE}).")
     int repetitions;
 
     @Option(names = "--steps", paramLabel = "<steps>", defaultValue = "20", description = "Timed steps per repetition, >= 1"
@@ -89,7 +89,8 @@ final class BenchCommand implements Callable<Integer> {
     public Integer call() throws IOException {
         for (String a : algorithms) {
             if (!Bench.ALGORITHMS.contains(a)) {
-                throw Inputs.refuse(spec, "--algorithms", "unknown algorithm '" + a + "'; known: " + String.join(", ", Bench.ALGORITHMS));
+                throw Inputs.refuse(spec, "--algorithms", "unknown algorithm '" + a + "'; known: "
+                        + String.join(", ", Bench.ALGORITHMS));
             }
         }
         List<Long> elements = new ArrayList<>();
