@@ -10,27 +10,85 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.function.LongConsumer;
+import java.util.function.LongSupplier;
 
 /**
  * A quick throughput measurement for the command line: steps of one float32 tensor per algorithm
  * and size, timed after a warm-up, against the copy bandwidth of the same device measured in the
  * same run. JMH ({@code benchmarks/}) gives the figures the project publishes; this gives a user
  * the shape of them in a minute.
+ *
+ * <p>Each row is measured the same way (its {@link Plan}), because a row timed while the JIT still
+ * compiles its step reads many times slower than the same row run later. Its warm-up takes at
+ * least {@code minWarmupSteps} steps and lasts at least {@code minWarmupNanos}; then it goes on in
+ * batches of {@code stepsPerRepetition} steps until the last {@link #STABLE_BATCHES} batches took
+ * times within {@link #STABLE_PERCENT} percent of each other (the timing has stabilized), or until
+ * {@code maxWarmupNanos} have passed (the row is then marked unstable). Then {@code repetitions}
+ * repetitions of {@code stepsPerRepetition} steps are timed, and the median repetition gives the
+ * time per step.
  */
 final class Bench {
     private Bench() {}
 
-    /** The algorithms {@code bench} knows, by name. */
+    /** Consecutive warm-up batches whose times must agree for a row's timing to count as stable. */
+    static final int STABLE_BATCHES = 3;
+
+    /** How far apart those batch times may be: the slowest at most this many percent above the fastest. */
+    static final int STABLE_PERCENT = 10;
+
+/** The algorithms {@code bench} knows, by name. */
     static final List<String> ALGORITHMS = VariantCatalog.BENCHMARK_ALGORITHMS;
 
-    /** One measured configuration. */
+    /** How each row is warmed up and measured (see the class comment). */
+    record Plan(long minWarmupSteps, long minWarmupNanos, long maxWarmupNanos, int repetitions, int stepsPerRepetition) {
+        Plan {
+            if (minWarmupSteps < 0 || minWarmupNanos < 0 || maxWarmupNanos < minWarmupNanos || repetitions < 1
+                    || stepsPerRepetition < 1) {
+                throw new IllegalArgumentException("warm-up minimums must be >= 0 and the maximum at least the minimum time,"
+                        + " repetitions and steps >= 1: " + this);
+            }
+        }
+
+        /** Steps a row takes at least: the warm-up minimum, the batches that show it stable, and every timed step. */
+        long minimumSteps() {
+            return minWarmupSteps + (long) (STABLE_BATCHES + repetitions) * stepsPerRepetition;
+        }
+    }
+
+    /** A row's warm-up: the steps it took and whether its timing stabilized before the time limit. */
+    record Warmup(long steps, boolean stable) {}
+
+    /**
+     * Told of the steps a run takes: {@code expect(n)} when a row's warm-up goes beyond its minimum
+     * (the total grows by n), {@code done(n)} after n more steps.
+     */
+    interface Progress {
+        void expect(long steps);
+
+        void done(long steps);
+
+        Progress NONE = new Progress() {
+            @Override
+            public void expect(long steps) {}
+
+            @Override
+            public void done(long steps) {}
+        };
+    }
+
+    /**
+     * One measured configuration: the median repetition's time per step, the fastest and slowest
+     * repetition's, the warm-up steps the row took and whether its timing stabilized during them.
+     */
     public record Result(String algorithm, long elements, String backend, String device, double secondsPerStep,
+                         double minSecondsPerStep, double maxSecondsPerStep, long warmupSteps, boolean stable, int repetitions,
                          long bytesPerStep, double copyGBs) {
         public double paramsPerSecond() {
             return elements / secondsPerStep;
@@ -44,13 +102,25 @@ final class Bench {
             return gbPerSecond() / copyGBs;
         }
 
+        /** The slowest repetition's distance from the fastest, as a fraction of the median: how stable the row was. */
+        public double spread() {
+            return (maxSecondsPerStep - minSecondsPerStep) / secondsPerStep;
+        }
+
+        /** "stable" when the warm-up's last batches agreed, else "unstable" (the time limit ended it). */
+        public String warmupTiming() {
+            return stable ? "stable" : "unstable";
+        }
+
         static String csvHeader() {
-            return "algorithm,elements,backend,device,seconds_per_step,params_per_second,gb_per_second,copy_gb_per_second,roofline_fraction";
+            return "algorithm,elements,backend,device,seconds_per_step,min_seconds_per_step,max_seconds_per_step,"
+                    + "warmup_steps,warmup_timing,repetitions,params_per_second,gb_per_second,copy_gb_per_second,roofline_fraction";
         }
 
         String csvRow() {
-            return String.format(Locale.ROOT, "%s,%d,%s,\"%s\",%.6e,%.6e,%.4f,%.4f,%.4f", algorithm, elements, backend,
-                    device.replace("\"", "\"\""), secondsPerStep, paramsPerSecond(), gbPerSecond(), copyGBs, rooflineFraction());
+            return String.format(Locale.ROOT, "%s,%d,%s,\"%s\",%.6e,%.6e,%.6e,%d,%s,%d,%.6e,%.4f,%.4f,%.4f", algorithm, elements,
+                    backend, device.replace("\"", "\"\""), secondsPerStep, minSecondsPerStep, maxSecondsPerStep, warmupSteps,
+                    warmupTiming(), repetitions, paramsPerSecond(), gbPerSecond(), copyGBs, rooflineFraction());
         }
     }
 
@@ -58,12 +128,16 @@ final class Bench {
         return VariantCatalog.benchmarkConfig(algorithm);
     }
 
+    /** Tensors one row allocates per element: the param, the gradient and each state the algorithm keeps. */
+    static int tensorsPerRow(String algorithm) {
+        return 2 + UpdatePlan.of(config(algorithm)).usedSlots();
+    }
+
     /**
-     * Measures every algorithm at every size on {@code backend}; {@code progress} receives the
-     * number of steps taken since its last call (warm-up included).
+     * Measures every algorithm at every size on {@code backend} (not {@link Backend#AUTO}: the
+     * caller decides it once), each row by {@code plan}.
      */
-    public static List<Result> run(List<String> algorithms, List<Long> sizes, Backend backend, int warmup, int steps,
-                                   LongConsumer progress) {
+    public static List<Result> run(List<String> algorithms, List<Long> sizes, Backend backend, Plan plan, Progress progress) {
         for (String a : algorithms) config(a); // unknown names fail before any work
         long largest = sizes.stream().mapToLong(Long::longValue).max().orElse(1);
         List<Result> results = new ArrayList<>();
@@ -77,20 +151,78 @@ final class Bench {
                     fill(p, 1f);
                     fill(g, 1e-3f);
                     opt.addGroup().add("w", p, g);
-                    for (int i = 0; i < warmup; i++) opt.step();
-                    opt.synchronize();
-                    progress.accept(warmup);
-                    long start = System.nanoTime();
-                    for (int i = 0; i < steps; i++) opt.step();
-                    opt.synchronize();
-                    double seconds = (System.nanoTime() - start) / 1e9 / steps;
-                    progress.accept(steps);
+                    Warmup warmup = warmUp(n -> {
+                        for (long i = 0; i < n; i++) opt.step();
+                        opt.synchronize(); // the warm-up's clock must see the steps done, not queued
+                    }, plan, System::nanoTime, progress);
+                    double[] seconds = new double[plan.repetitions()];
+                    for (int r = 0; r < plan.repetitions(); r++) {
+                        long start = System.nanoTime();
+                        for (int i = 0; i < plan.stepsPerRepetition(); i++) opt.step();
+                        opt.synchronize();
+                        seconds[r] = (System.nanoTime() - start) / 1e9 / plan.stepsPerRepetition();
+                        progress.done(plan.stepsPerRepetition());
+                    }
+                    double[] sorted = seconds.clone();
+                    Arrays.sort(sorted);
                     long bytes = UpdatePlan.of(config(algorithm)).bytesPerElement() * size;
-                    results.add(new Result(algorithm, size, opt.backend().name(), opt.deviceDescription(), seconds, bytes, copyGBs));
+                    results.add(new Result(algorithm, size, opt.backend().name(), opt.deviceDescription(), median(seconds),
+                            sorted[0], sorted[sorted.length - 1], warmup.steps(), warmup.stable(), plan.repetitions(), bytes, copyGBs));
                 }
             }
         }
         return results;
+    }
+
+    /**
+     * Warms a row up by {@code plan}: {@code steps.accept(n)} takes n steps and returns once they
+     * are done; {@code clock} reads nanoseconds. First single steps until both minimums are met,
+     * then batches of {@code plan.stepsPerRepetition()} steps until the last {@link #STABLE_BATCHES}
+     * agree within {@link #STABLE_PERCENT} percent, or until {@code plan.maxWarmupNanos()} have passed.
+     * Steps beyond the minimum are announced to {@code progress} before they are taken.
+     */
+    static Warmup warmUp(LongConsumer steps, Plan plan, LongSupplier clock, Progress progress) {
+        long start = clock.getAsLong();
+        long taken = 0;
+        while (taken < plan.minWarmupSteps() || clock.getAsLong() - start < plan.minWarmupNanos()) {
+            if (taken >= plan.minWarmupSteps()) progress.expect(1);
+            steps.accept(1);
+            taken++;
+            progress.done(1);
+        }
+        long[] recent = new long[STABLE_BATCHES]; // the last batches' times, as a ring
+        int batch = plan.stepsPerRepetition();
+        for (long batches = 0; ; batches++) {
+            long t0 = clock.getAsLong();
+            if (batches >= STABLE_BATCHES) {
+                if (stable(recent)) return new Warmup(taken, true);
+                if (t0 - start >= plan.maxWarmupNanos()) return new Warmup(taken, false);
+                progress.expect(batch); // the first STABLE_BATCHES batches are counted in minimumSteps()
+            }
+            steps.accept(batch);
+            recent[(int) (batches % STABLE_BATCHES)] = clock.getAsLong() - t0;
+            taken += batch;
+            progress.done(batch);
+        }
+    }
+
+    /** The slowest of {@code times} is at most {@link #STABLE_PERCENT} percent above the fastest. */
+    static boolean stable(long[] times) {
+        long fastest = Long.MAX_VALUE, slowest = 0;
+        for (long t : times) {
+            fastest = Math.min(fastest, t);
+            slowest = Math.max(slowest, t);
+        }
+        return 100 * (slowest - fastest) <= STABLE_PERCENT * fastest;
+    }
+
+    /** The median of {@code values} (the mean of the middle two for an even count); values is not changed. */
+    static double median(double[] values) {
+        if (values.length == 0) throw new IllegalArgumentException("the median of no values");
+        double[] sorted = values.clone();
+        Arrays.sort(sorted);
+        int middle = sorted.length / 2;
+        return sorted.length % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
     }
 
     private static void fill(TensorBuffer buffer, float scale) {

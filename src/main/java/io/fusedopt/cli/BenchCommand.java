@@ -17,38 +17,63 @@ import me.tongfei.progressbar.ProgressBarStyle;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Spec;
 
-@Command(name = "bench", mixinStandardHelpOptions = true,
-        description = {"Measures optimizer steps per algorithm and size on one backend: parameters/s, GB/s and the",
-            "fraction of the copy bandwidth measured in the same run. A progress bar runs on standard error."})
+@Command(name = "bench", mixinStandardHelpOptions = true, sortOptions = false,
+        header = "Measures optimizer steps per algorithm and size on one backend.",
+        description = {"Prints, per algorithm and size, the time per step, parameters/s, GB/s and the fraction of the"
+            + " copy bandwidth measured in the same run; a progress bar runs on standard error.",
+            "Each row is warmed up so that the JIT has compiled its step before it is timed: at least --warmup"
+            + " steps AND at least --warmup-ms milliseconds, then batches of --steps steps until the last "
+            + Bench.STABLE_BATCHES + " batches took times within " + Bench.STABLE_PERCENT + "% of each other (or, after"
+            + " --warmup-max-ms, it is marked unstable). Then --repetitions repetitions of --steps steps are timed and"
+            + " the median repetition gives the time per step; the spread column is the slowest repetition minus"
+            + " the fastest, over the median.",
+            "Every option is checked before the run: sizes must fit the backend's memory (the message gives the"
+            + " limit), output files must be writable. The CUDA emulator is refused: it proves logic, not speed."})
 final class BenchCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
-    @Option(names = "--algorithms", split = ",", defaultValue = "adam,adamw,rmsprop,momentum,sgd",
+    @Option(names = "--algorithms", paramLabel = "<name>", split = ",", defaultValue = "adam,adamw,rmsprop,momentum,sgd",
             description = "Comma-separated, of ${COMPLETION-CANDIDATES} (default: ${DEFAULT-VALUE}).",
             completionCandidates = AlgorithmNames.class)
     List<String> algorithms;
 
-    @Option(names = "--sizes", split = ",", defaultValue = "2^20,2^24",
-            description = "Elements per tensor, numbers or powers such as 2^24 (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--sizes", paramLabel = "<elements>", split = ",", defaultValue = "2^20,2^24",
+            description = "Elements per tensor, numbers or powers such as 2^24, at most what the backend's memory holds"
+                    + " (default: ${DEFAULT-VALUE}).")
     List<String> sizes;
 
-    @Option(names = "--backend", defaultValue = "AUTO", description = "${COMPLETION-CANDIDATES} (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--backend", paramLabel = "<backend>", defaultValue = "AUTO",
+            description = "${COMPLETION-CANDIDATES}, in any case (default: ${DEFAULT-VALUE}).")
     Backend backend;
 
-    @Option(names = "--warmup", defaultValue = "5", description = "Untimed steps first (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--warmup", paramLabel = "<steps>", defaultValue = "10",
+            description = "Untimed steps each row takes at least first, >= 0 (default: ${DEFAULT-VALUE}).")
     int warmup;
 
-    @Option(names = "--steps", defaultValue = "20", description = "Timed steps (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--warmup-ms", paramLabel = "<ms>", defaultValue = "500", description = "Milliseconds each row's"
+            + " warm-up lasts at least, >= 0 (default: ${DEFAULT-VALUE}).")
+    int warmupMillis;
+
+    @Option(names = "--warmup-max-ms", paramLabel = "<ms>", defaultValue = "30000", description = "Milliseconds after"
+            + " which a row whose timing has not stabilized is measured anyway and marked unstable, >= --warmup-ms"
+            + " (default: ${DEFAULT-VALUE}).")
+    int warmupMaxMillis;
+
+    @Option(names = "--repetitions", paramLabel = "<count>", defaultValue = "5",
+            description = "Timed repetitions per row, >= 1; the median is reported (default: ${DEFAULT-VALUE}).")
+    int repetitions;
+
+    @Option(names = "--steps", paramLabel = "<steps>", defaultValue = "20", description = "Timed steps per repetition, >= 1"
+            + " (default: ${DEFAULT-VALUE}).")
     int steps;
 
-    @Option(names = "--csv", description = "Also write the table as CSV here.")
+    @Option(names = "--csv", paramLabel = "<file>", description = "Also write the table as CSV to this file.")
     Path csv;
 
-    @Option(names = "--json", description = "Also write the table as JSON here.")
+    @Option(names = "--json", paramLabel = "<file>", description = "Also write the table as JSON to this file.")
     Path json;
 
     @Option(names = "--no-progress", description = "No progress bar (for logs).")
@@ -62,25 +87,32 @@ final class BenchCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        List<Long> elements = new ArrayList<>();
-        for (String s : sizes) elements.add(parseSize(s));
         for (String a : algorithms) {
             if (!Bench.ALGORITHMS.contains(a)) {
-                throw new ParameterException(spec.commandLine(), "unknown algorithm '" + a + "'; known: " + Bench.ALGORITHMS);
+                throw Inputs.refuse(spec, "--algorithms", "unknown algorithm '" + a + "'; known: "
+                        + String.join(", ", Bench.ALGORITHMS));
             }
         }
-        if (steps < 1 || warmup < 0) throw new ParameterException(spec.commandLine(), "--steps must be >= 1 and --warmup >= 0");
+        List<Long> elements = new ArrayList<>();
+        for (String s : sizes) elements.add(Inputs.parseSize(spec, "--sizes", s));
+        Bench.Plan plan = plan();
+        if (csv != null) Inputs.checkOutputFile(spec, "--csv", csv);
+        if (json != null) Inputs.checkOutputFile(spec, "--json", json);
+        if (csv != null && json != null && csv.toAbsolutePath().normalize().equals(json.toAbsolutePath().normalize())) {
+            throw Inputs.refuse(spec, "--json", "'" + json + "' is also the --csv file; name two files");
+        }
         CudaProbe.Result probe = CudaProbe.result();
         if (probe.emulator() && (backend == Backend.CUDA || backend == Backend.AUTO)) {
             // AUTO would choose CUDA too; an emulator timing must never look like a GPU figure.
-            spec.commandLine().getErr().println(CudaProbe.EMULATOR_BENCHMARK_REFUSAL + " (" + probe.deviceName()
+            throw new CommandFailure(CudaProbe.EMULATOR_BENCHMARK_REFUSAL + " (" + probe.deviceName()
                     + "); use --backend CPU_FAST or CPU to measure the CPU backends");
-            return 1;
         }
-        long total = (long) algorithms.size() * elements.size() * (warmup + steps);
+        BackendChoice choice = BackendChoice.of(backend);
+        checkMemory(choice, elements);
+
         List<Bench.Result> results;
         if (noProgress) {
-            results = Bench.run(algorithms, elements, backend, warmup, steps, n -> {});
+            results = Bench.run(algorithms, elements, choice.backend(), plan, Bench.Progress.NONE);
         } else {
             PrintWriter err = spec.commandLine().getErr();
             // Redrawn in place on the command's error stream (carriage return, no new line).
@@ -89,29 +121,64 @@ final class BenchCommand implements Callable<Integer> {
                 err.print(line);
                 err.flush();
             }, 100);
+            long total = (long) algorithms.size() * elements.size() * plan.minimumSteps();
             try (ProgressBar bar = new ProgressBarBuilder().setTaskName("bench").setInitialMax(total)
                     .setStyle(ProgressBarStyle.ASCII).setUnit(" steps", 1).setConsumer(console).build()) {
-                results = Bench.run(algorithms, elements, backend, warmup, steps, bar::stepBy);
+                results = Bench.run(algorithms, elements, choice.backend(), plan, new Bench.Progress() {
+                    @Override
+                    public void expect(long more) {
+                        bar.maxHint(bar.getMax() + more);
+                    }
+
+                    @Override
+                    public void done(long taken) {
+                        bar.stepBy(taken);
+                    }
+                });
             }
             err.println();
         }
         PrintWriter out = spec.commandLine().getOut();
+        out.printf("each row: warm-up of at least %d steps and %d ms, then until %d batches of %d steps agree within %d%%"
+                + " (at most %d ms); then the median of %d repetitions of %d steps%n", warmup, warmupMillis,
+                Bench.STABLE_BATCHES, steps, Bench.STABLE_PERCENT, warmupMaxMillis, repetitions, steps);
         print(out, results);
+        out.flush();
         if (csv != null) writeCsv(csv, results);
         if (json != null) writeJson(json, results);
-        out.flush();
         return 0;
     }
 
-    /** A positive element count: "1048576" or "2^20". */
-    long parseSize(String text) {
-        try {
-            String t = text.trim();
-            long value = t.startsWith("2^") ? 1L << Integer.parseInt(t.substring(2)) : Long.parseLong(t);
-            if (value < 1 || (t.startsWith("2^") && Integer.parseInt(t.substring(2)) > 40)) throw new NumberFormatException();
-            return value;
-        } catch (NumberFormatException e) {
-            throw new ParameterException(spec.commandLine(), "invalid size '" + text + "': a positive number or 2^k (k <= 40)");
+    /** The warm-up and measurement rule of every row, from the options (each checked first). */
+    Bench.Plan plan() {
+        Inputs.requireAtLeast(spec, "--warmup", warmup, 0);
+        Inputs.requireAtLeast(spec, "--warmup-ms", warmupMillis, 0);
+        if (warmupMaxMillis < warmupMillis) {
+            throw Inputs.refuse(spec, "--warmup-max-ms", "must be at least --warmup-ms (" + warmupMillis + "), got " + warmupMaxMillis);
+        }
+        Inputs.requireAtLeast(spec, "--repetitions", repetitions, 1);
+        Inputs.requireAtLeast(spec, "--steps", steps, 1);
+        return new Bench.Plan(warmup, warmupMillis * 1_000_000L, warmupMaxMillis * 1_000_000L, repetitions, steps);
+    }
+
+    /**
+     * Refuses a size the chosen backend cannot hold (param, gradient and states, all float32) for
+     * the requested algorithm that keeps the most tensors, naming the limit, before any row runs.
+     */
+    void checkMemory(BackendChoice choice, List<Long> elements) {
+        String largest = algorithms.get(0);
+        for (String algorithm : algorithms) {
+            if (Bench.tensorsPerRow(algorithm) > Bench.tensorsPerRow(largest)) largest = algorithm;
+        }
+        int tensors = Bench.tensorsPerRow(largest);
+        long max = choice.memory().maxElements(tensors, Float.BYTES);
+        for (int i = 0; i < elements.size(); i++) {
+            if (elements.get(i) > max) {
+                throw Inputs.refuse(spec, "--sizes", sizes.get(i).trim() + " (" + elements.get(i) + " elements) does not fit "
+                        + choice.backend() + ": " + largest + " keeps " + tensors + " float32 tensors of that length ("
+                        + tensors * Float.BYTES + " bytes per element) and " + choice.memory().describe()
+                        + ": at most " + max + " elements for " + largest);
+            }
         }
     }
 
@@ -120,16 +187,21 @@ final class BenchCommand implements Callable<Integer> {
             out.println("device: " + results.get(0).device());
             out.printf("copy bandwidth (read + write): %.1f GB/s%n%n", results.get(0).copyGBs());
         }
-        String format = "%-9s %12s %-9s %12s %12s %9s %9s%n";
-        out.printf(format, "algorithm", "elements", "backend", "time/step", "Mparams/s", "GB/s", "of copy");
+        String format = "%-9s %12s %-9s %10s %12s %7s %12s %9s %9s%n";
+        out.printf(format, "algorithm", "elements", "backend", "warm-up", "time/step", "spread", "Mparams/s", "GB/s", "of copy");
+        boolean unstable = false;
         for (Bench.Result r : results) {
-            out.printf(format, r.algorithm(), r.elements(), r.backend(), String.format("%.1f us", r.secondsPerStep() * 1e6),
-                    String.format("%.1f", r.paramsPerSecond() / 1e6), String.format("%.1f", r.gbPerSecond()),
-                    String.format("%.0f%%", 100 * r.rooflineFraction()));
+            unstable |= !r.stable();
+            out.printf(format, r.algorithm(), r.elements(), r.backend(), r.warmupSteps() + (r.stable() ? "" : "*"),
+                    String.format("%.1f us", r.secondsPerStep() * 1e6),
+                    String.format("%.0f%%", 100 * r.spread()), String.format("%.1f", r.paramsPerSecond() / 1e6),
+                    String.format("%.1f", r.gbPerSecond()), String.format("%.0f%%", 100 * r.rooflineFraction()));
         }
+        if (unstable) out.println("* its timing had not stabilized within --warmup-max-ms: read that row with care");
     }
 
     static void writeCsv(Path path, List<Bench.Result> results) throws IOException {
+        createFolderOf(path);
         StringBuilder b = new StringBuilder(Bench.Result.csvHeader()).append('\n');
         for (Bench.Result r : results) b.append(r.csvRow()).append('\n');
         Files.writeString(path, b);
@@ -145,6 +217,11 @@ final class BenchCommand implements Callable<Integer> {
             g.name("backend").value(r.backend());
             g.name("device").value(r.device());
             g.name("seconds_per_step").value(r.secondsPerStep());
+            g.name("min_seconds_per_step").value(r.minSecondsPerStep());
+            g.name("max_seconds_per_step").value(r.maxSecondsPerStep());
+            g.name("warmup_steps").value(r.warmupSteps());
+            g.name("warmup_timing").value(r.warmupTiming());
+            g.name("repetitions").value(r.repetitions());
             g.name("params_per_second").value(r.paramsPerSecond());
             g.name("gb_per_second").value(r.gbPerSecond());
             g.name("copy_gb_per_second").value(r.copyGBs());
@@ -152,6 +229,13 @@ final class BenchCommand implements Callable<Integer> {
             g.endObject();
         }
         g.endArray();
+        createFolderOf(path);
         Files.write(path, g.toUtf8());
+    }
+
+    /** The output options accept a file in a folder still to be created (checked creatable before the run). */
+    private static void createFolderOf(Path file) throws IOException {
+        Path folder = file.toAbsolutePath().getParent();
+        if (folder != null) Files.createDirectories(folder);
     }
 }

@@ -24,6 +24,8 @@ final class Demo {
     public static final String PATHS_PNG = "optimizer-paths.png";
     public static final String SPIRAL_PNG = "spiral-training-loss.png";
     public static final String REPORT = "report.md";
+    /** Every file the demo writes into its folder. */
+    public static final List<String> FILES = List.of(BIAS_CORRECTION_PNG, PATHS_PNG, SPIRAL_PNG, REPORT);
 
     /** What the demo computed, for the report and for tests. */
     public record Result(String device, List<Charts.Line> biasCorrection, Map<String, Charts.Line> paths,

@@ -9,30 +9,39 @@ import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
-@Command(name = "demo", mixinStandardHelpOptions = true,
-        description = {"Writes PNG plots and a Markdown report: Adam's bias correction done right and wrong, the paths",
-            "of six optimizers on a narrow valley, and loss curves of a small classifier trained with each."})
+@Command(name = "demo", mixinStandardHelpOptions = true, sortOptions = false,
+        header = "Writes PNG plots and a Markdown report of what optimizers do, every step taken by fusedopt.",
+        description = {"Adam's bias correction done right and wrong, the paths of six optimizers on a narrow valley,"
+            + " and loss curves of a small classifier trained with each; written to --out.",
+            "The output folder is checked before the run: it must exist and be writable, or be creatable."})
 final class DemoCommand implements Callable<Integer> {
+    /** The spiral chart draws every step of six optimizers; beyond this it is a blur that takes minutes to train. */
+    static final int MAX_SPIRAL_STEPS = 100_000;
+
     @Spec
     CommandSpec spec;
 
-    @Option(names = "--out", defaultValue = "fusedopt-demo", description = "Output folder (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--out", paramLabel = "<folder>", defaultValue = "fusedopt-demo", description = "Output folder, created if missing"
+            + " (default: ${DEFAULT-VALUE}).")
     Path out;
 
-    @Option(names = "--backend", defaultValue = "AUTO", description = "${COMPLETION-CANDIDATES} (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--backend", paramLabel = "<backend>", defaultValue = "AUTO",
+            description = "${COMPLETION-CANDIDATES}, in any case (default: ${DEFAULT-VALUE}).")
     Backend backend;
 
-    @Option(names = "--spiral-steps", defaultValue = "400", description = "Training steps per optimizer (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--spiral-steps", paramLabel = "<steps>", defaultValue = "400", description = "Training steps per optimizer, from 1 to "
+            + MAX_SPIRAL_STEPS + " (default: ${DEFAULT-VALUE}).")
     int spiralSteps;
 
     @Override
     public Integer call() throws Exception {
-        Demo.Result result = Demo.run(backend, out, 200, 40, spiralSteps);
+        Inputs.requireRange(spec, "--spiral-steps", spiralSteps, 1, MAX_SPIRAL_STEPS, "the loss chart draws every step");
+        Inputs.checkOutputFolder(spec, "--out", out, Demo.FILES);
+        BackendChoice choice = BackendChoice.of(backend);
+        Demo.Result result = Demo.run(choice.backend(), out, 200, 40, spiralSteps);
         PrintWriter w = spec.commandLine().getOut();
         w.println("ran on " + result.device());
-        for (String file : new String[] {Demo.BIAS_CORRECTION_PNG, Demo.PATHS_PNG, Demo.SPIRAL_PNG, Demo.REPORT}) {
-            w.println("wrote " + out.resolve(file));
-        }
+        for (String file : Demo.FILES) w.println("wrote " + out.resolve(file));
         w.flush();
         return 0;
     }

@@ -23,19 +23,34 @@ import java.util.Random;
 final class SelfTest {
     private SelfTest() {}
 
+    /**
+     * Bytes per element of the large tensor that one run keeps on a backend, at most: param,
+     * gradient and three states in float32 (the bf16 runs keep less, master weights included).
+     */
+    static final int TENSOR_BYTES_PER_ELEMENT = 20;
+
+    /**
+     * Java heap per element of the large tensor the selftest may need: at its peak about 44 bytes
+     * (the reference's values kept for comparison, the values being compared, a gradient array,
+     * and the CPU reference's own tensors while it runs), with room left for the collector.
+     */
+    static final int HEAP_BYTES_PER_ELEMENT = 64;
+
     /** One backend's comparison with the reference: compared elements and those that differ. */
     public record Verdict(boolean ran, long compared, long differing, String note) {
         static Verdict skipped(String why) {
             return new Verdict(false, 0, 0, why);
         }
 
+        /** Ran, compared at least one element, and found none differing. */
         public boolean bitExact() {
-            return ran && differing == 0;
+            return ran && compared > 0 && differing == 0;
         }
 
         /** "bit-exact", "DIFFERS (n of m)" or "skipped". */
         public String text() {
             if (!ran) return "skipped";
+            if (compared == 0) return "NOTHING COMPARED";
             return differing == 0 ? "bit-exact" : "DIFFERS (" + differing + " of " + compared + ")";
         }
     }
@@ -44,6 +59,10 @@ final class SelfTest {
 
     /** The rows of every variant, in {@link VariantCatalog} order, fp32 then mixed. */
     public static List<Row> run(int size, int steps, long seed, boolean withCuda) {
+        if (size < 1 || steps < 1) {
+            // No step, or no element, compares nothing: the verdict would be a pass that checked nothing.
+            throw new IllegalArgumentException("the selftest needs a size >= 1 and steps >= 1, got size " + size + ", steps " + steps);
+        }
         List<Row> rows = new ArrayList<>();
         for (Map.Entry<String, OptimizerConfig> variant : VariantCatalog.all().entrySet()) {
             for (boolean mixed : new boolean[] {false, true}) {

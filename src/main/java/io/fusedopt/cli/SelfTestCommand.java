@@ -1,5 +1,6 @@
 package io.fusedopt.cli;
 
+import io.fusedopt.Backend;
 import io.fusedopt.cpu.FastCpuEngine;
 import io.fusedopt.cuda.CudaProbe;
 import java.io.PrintWriter;
@@ -10,27 +11,32 @@ import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
-@Command(name = "selftest", mixinStandardHelpOptions = true,
-        description = {"Finds the GPU (or says why it cannot), runs every algorithm variant on random data on the CPU",
-            "reference, the fast CPU backend and CUDA, and prints a bit-exact verdict per row.",
-            "Exit status 0 when every comparison that ran is bit-exact, 1 otherwise."})
+@Command(name = "selftest", mixinStandardHelpOptions = true, sortOptions = false,
+        header = "Checks every algorithm variant bit for bit: the fast CPU backend and CUDA against the CPU reference.",
+        description = {"Finds the GPU (or says why it cannot), runs every algorithm variant on random data on the CPU"
+            + " reference, the fast CPU backend and CUDA, and prints a bit-exact verdict per row.",
+            "Exit status 0 when every comparison that ran is bit-exact (and at least one ran), 1 otherwise."})
 final class SelfTestCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
-    @Option(names = "--size", defaultValue = "70001", description = "Elements of the large tensor (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--size", paramLabel = "<elements>", defaultValue = "70001", description = "Elements of the large tensor, >= 1 and at most what"
+            + " this machine's memory holds (default: ${DEFAULT-VALUE}).")
     int size;
 
-    @Option(names = "--steps", defaultValue = "5", description = "Steps per run (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--steps", paramLabel = "<steps>", defaultValue = "5", description = "Steps per run, >= 1 (default: ${DEFAULT-VALUE}).")
     int steps;
 
-    @Option(names = "--seed", defaultValue = "1", description = "Random seed (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--seed", paramLabel = "<seed>", defaultValue = "1", description = "Random seed (default: ${DEFAULT-VALUE}).")
     long seed;
 
     @Override
     public Integer call() {
-        PrintWriter out = spec.commandLine().getOut();
+        // Zero steps would compare the initial values, equal by construction: a pass that proves nothing.
+        Inputs.requireAtLeast(spec, "--steps", steps, 1);
         CudaProbe.Result probe = CudaProbe.result();
+        checkSize(probe.available() ? BackendChoice.of(Backend.CUDA).memory() : null);
+        PrintWriter out = spec.commandLine().getOut();
         out.println("GPU:      " + (probe.available() ? probe.reason() + ": " + probe.kind() : "not used: " + probe.reason()));
         out.println("CPU_FAST: " + FastCpuEngine.vectorSupport());
         out.println();
@@ -49,7 +55,35 @@ final class SelfTestCommand implements Callable<Integer> {
         out.println();
         out.printf("%d of %d comparisons bit-exact.%s%n", exact, ran,
                 probe.available() ? "" : " Skipped: the CUDA column (" + probe.reason() + ").");
+        if (ran == 0) out.println("No comparison ran: nothing was checked.");
         out.flush();
-        return exact == ran ? 0 : 1;
+        return ran > 0 && exact == ran ? 0 : FusedOptCli.FAILED;
+    }
+
+    /**
+     * Refuses a --size this machine cannot hold: the CPU reference's one Java array per tensor,
+     * the heap the comparison's copies need, the fast CPU backend's direct memory, and (with a
+     * GPU) the device's free memory; the message names the tightest limit.
+     */
+    void checkSize(BackendChoice.MemoryLimit device) {
+        long max = BackendChoice.MemoryLimit.CPU_ELEMENTS_PER_TENSOR;
+        String why = "the CPU reference keeps a tensor in one Java array";
+        long heap = Runtime.getRuntime().maxMemory();
+        if (heap / SelfTest.HEAP_BYTES_PER_ELEMENT < max) {
+            max = heap / SelfTest.HEAP_BYTES_PER_ELEMENT;
+            why = "the selftest needs up to " + SelfTest.HEAP_BYTES_PER_ELEMENT + " bytes of Java heap per element and the heap (-Xmx)"
+                    + " holds " + heap + " bytes";
+        }
+        long direct = BackendChoice.maxDirectMemory();
+        if (direct / SelfTest.TENSOR_BYTES_PER_ELEMENT < max) {
+            max = direct / SelfTest.TENSOR_BYTES_PER_ELEMENT;
+            why = "the fast CPU backend needs up to " + SelfTest.TENSOR_BYTES_PER_ELEMENT + " bytes per element and direct memory"
+                    + " (-XX:MaxDirectMemorySize) holds " + direct + " bytes";
+        }
+        if (device != null && device.bytes() / SelfTest.TENSOR_BYTES_PER_ELEMENT < max) {
+            max = device.bytes() / SelfTest.TENSOR_BYTES_PER_ELEMENT;
+            why = "CUDA needs up to " + SelfTest.TENSOR_BYTES_PER_ELEMENT + " bytes per element and " + device.describe();
+        }
+        Inputs.requireRange(spec, "--size", size, 1, max, why);
     }
 }

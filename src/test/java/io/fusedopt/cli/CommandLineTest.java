@@ -109,7 +109,7 @@ class CommandLineTest {
     void benchWritesATableCsvAndJson() throws Exception {
         Path csv = dir.resolve("bench.csv"), json = dir.resolve("bench.json");
         Run run = cli("bench", "--algorithms", "adam,sgd", "--sizes", "2^12,5000", "--backend", "CPU_FAST", "--warmup", "1",
-                "--steps", "3", "--csv", csv.toString(), "--json", json.toString());
+                "--warmup-ms", "0", "--warmup-max-ms", "100", "--repetitions", "2", "--steps", "3", "--csv", csv.toString(), "--json", json.toString());
         assertEquals(0, run.status(), run.out() + run.err());
         assertTrue(run.out().contains("copy bandwidth (read + write):"), run.out());
         assertTrue(run.err().contains("bench"), "the progress bar goes to standard error: " + run.err());
@@ -118,6 +118,9 @@ class CommandLineTest {
         assertEquals(5, lines.size(), String.join("\n", lines));
         assertTrue(lines.get(1).startsWith("adam,4096,CPU_FAST,"), lines.get(1));
         assertTrue(lines.get(4).startsWith("sgd,5000,CPU_FAST,"), lines.get(4));
+        for (String line : lines.subList(1, lines.size())) {
+            assertTrue(line.matches(".*,\\d+,(un)?stable,2,.*"), "warm-up steps, timing, repetitions: " + line);
+        }
         int objects = 0;
         Json.Reader p = new Json.Reader(Files.readString(json), 4, 1000, 10_000);
         p.beginArray();
@@ -145,7 +148,8 @@ class CommandLineTest {
     void benchRefusesBadInputWithAUsageError() {
         Run badSize = cli("bench", "--sizes", "0", "--no-progress");
         assertEquals(2, badSize.status());
-        assertTrue(badSize.err().contains("invalid size '0'"), badSize.err());
+        assertTrue(badSize.err().contains("Invalid value for option '--sizes'"), badSize.err());
+        assertTrue(badSize.err().contains("got '0'"), badSize.err());
         Run badAlgorithm = cli("bench", "--algorithms", "lion", "--no-progress");
         assertEquals(2, badAlgorithm.status());
         assertTrue(badAlgorithm.err().contains("unknown algorithm 'lion'"), badAlgorithm.err());
