@@ -13,6 +13,7 @@
 #   --online    let Maven download what the local repository lacks (ND4J); otherwise Maven runs offline
 # The full run takes about 25 minutes on 2 cores; the machine should be otherwise idle.
 set -euo pipefail
+# The dependency plugin is named with its version: the default one (2.8) is not in an offline repository.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command_line="benchmarks/cpu-report.sh $*"
 
@@ -51,7 +52,7 @@ fi
 
 profile=()
 ((nd4j)) && profile=(-Pnd4j)
-if ! mvn -B -q $offline "${profile[@]}" test-compile dependency:build-classpath -Dmdep.includeScope=test \
+if ! mvn -B -q $offline "${profile[@]}" test-compile org.apache.maven.plugins:maven-dependency-plugin:3.8.1:build-classpath -Dmdep.includeScope=test \
         -Dmdep.outputFile=target/jmh-classpath.txt; then
     if ((nd4j)); then
         echo "the build with the nd4j profile failed (above). Offline, ND4J 1.0.0-M2.1 must already be in the local" \

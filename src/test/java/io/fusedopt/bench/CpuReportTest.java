@@ -36,6 +36,27 @@ class CpuReportTest {
     }
 
     @Test
+    void eachJmhRunsParameterProductIsExactlyItsGroupOfCases() {
+        for (CpuReport.Plan plan : List.of(CpuReport.Plan.parse(), CpuReport.Plan.parse("--quick"))) {
+            List<CpuReport.Case> all = new ArrayList<>();
+            for (List<CpuReport.Case> group : CpuReport.jmhGroups(plan.cases())) {
+                java.util.Set<String> algorithms = new java.util.HashSet<>(), sets = new java.util.HashSet<>();
+                for (CpuReport.Case c : group) {
+                    algorithms.add(c.algorithm());
+                    sets.add(c.set());
+                    assertEquals(group.get(0).storage(), c.storage());
+                }
+                assertEquals(algorithms.size() * sets.size(), group.size(), "the product adds no case: " + group);
+                all.addAll(group);
+            }
+            assertEquals(new java.util.HashSet<>(plan.cases()), new java.util.HashSet<>(all));
+            assertEquals(plan.cases().size(), all.size());
+        }
+        assertTrue(CpuReport.Plan.parse("--quick").cases().contains(new CpuReport.Case("sgd", "fp32", CpuReport.TRANSFORMER)));
+        assertTrue(!CpuReport.Plan.parse("--quick").cases().contains(new CpuReport.Case("adam", "fp32", CpuReport.TRANSFORMER)));
+    }
+
+    @Test
     void refusedArgumentsSayWhatIsWrong() {
         assertRefused("unknown argument '--fast'", "--fast");
         assertRefused("--rounds must be at least 1, got 0", "--rounds", "0");
