@@ -226,7 +226,8 @@ public final class CpuReport {
         run.put("fast backend", fast);
         run.put("same-traffic kernel", "Vector API " + SameTrafficKernel.FLOATS.vectorBitSize() + "-bit, Java arrays, "
                 + "2^16-element chunks on every available processor");
-        run.put("torch", "torch " + torchMeta[0] + ", torch.set_num_threads(" + torchMeta[1] + "), " + plan.python());
+        run.put("torch", !plan.torch() ? "not measured (--no-torch)"
+                : "torch " + torchMeta[0] + ", torch.set_num_threads(" + torchMeta[1] + "), " + plan.python());
         run.put("nd4j", nd4j ? "ND4J 1.0.0-M2.1 (nd4j profile)" : "not measured (--no-nd4j)");
         run.put("copy, every core", gbs(8.0 * plan.copyFloats() / samples.median(COPY, "threads=0")) + " GB/s");
         run.put("copy, one core", gbs(8.0 * plan.copyFloats() / samples.median(COPY, "threads=1")) + " GB/s");
@@ -321,13 +322,34 @@ public final class CpuReport {
 
     private static ChainedOptionsBuilder options(Plan plan) {
         // A failed case is reported as not measured rather than ending a 25-minute run.
+        // The 168.6M-element sets hold up to 2.7 GB of operands (direct memory, whose limit is the
+        // heap's, or Java arrays): the forks may take 60% of the memory. These arguments replace the
+        // benchmarks' own, so the Vector API module is named again.
         return new OptionsBuilder().forks(1).shouldFailOnError(false)
+                .jvmArgsAppend("--add-modules=jdk.incubator.vector", "-XX:MaxRAMPercentage=60")
                 .warmupIterations(plan.warmupIterations()).warmupTime(TimeValue.milliseconds(plan.warmupMillis()))
                 .measurementIterations(plan.iterations()).measurementTime(TimeValue.milliseconds(plan.iterationMillis()));
     }
 
+    /**
+     * Runs JMH; while another JMH run on this machine holds its lock (/tmp/jmh.lock), waits for it
+     * rather than measuring beside it or giving up a long run.
+     */
     private static Collection<RunResult> jmh(Plan plan, ChainedOptionsBuilder options) throws RunnerException {
-        return new Runner(options.build()).run();
+        for (int waited = 0; ; waited += 10) {
+            try {
+                return new Runner(options.build()).run();
+            } catch (RunnerException e) {
+                if (e.getMessage() == null || !e.getMessage().contains("Unable to acquire the JMH lock")) throw e;
+                System.out.println("another JMH run holds /tmp/jmh.lock; waiting (" + waited + " s so far)");
+                try {
+                    Thread.sleep(10_000);
+                } catch (InterruptedException interrupted) {
+                    Thread.currentThread().interrupt();
+                    throw e;
+                }
+            }
+        }
     }
 
     /** A JMH include pattern for exactly one benchmark method (a bare class name would also match HostCopyBenchmark for CopyBenchmark). */
