@@ -7,11 +7,12 @@
 # Usage: benchmarks/cpu-report.sh [--quick] [--jdk DIR] [--rounds N] [--no-torch] [--no-nd4j] [--online] [--out DIR]
 #   --jdk DIR   build and run on this JDK (default: $JAVA_HOME, else the java on the PATH), e.g.
 #               --jdk /usr/lib/jvm/temurin-25-jdk-amd64
-#   --quick     a smoke test: 100 ms iterations, 2^16 and 2^20, the 581-tensor set; minutes, not a result
+#   --quick     a smoke test: 100 ms iterations, 2^16 and 2^20, the 168.6M-element sets for SGD only; not a result
 #   --no-torch  leave PyTorch out; otherwise Debian's python3-torch is installed when missing
 #   --no-nd4j   leave ND4J out (it is a benchmark-only dependency, the nd4j Maven profile)
 #   --online    let Maven download what the local repository lacks (ND4J); otherwise Maven runs offline
-# The full run takes about 25 minutes on 2 cores; the machine should be otherwise idle.
+# The full run takes about 25 minutes on 2 cores (an estimate; the table records the duration); the machine
+# should be otherwise idle.
 set -euo pipefail
 # The dependency plugin is named with its version: the default one (2.8) is not in an offline repository.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
