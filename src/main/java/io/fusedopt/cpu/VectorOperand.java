@@ -1,0 +1,33 @@
+package io.fusedopt.cpu;
+
+/**
+ * Where one operand's elements lie for {@link VectorKernels}' loads and stores: either a heap array
+ * from an element offset ({@code FloatVector.fromArray}, on every JDK), or native memory from byte 0
+ * in the form this JDK's Vector API reads ({@link VectorKernels#NATIVE_ACCESS}: a ByteBuffer on
+ * JDK 17 to 19, a MemorySegment on 20 and later). Element {@code i} of the operand is array element
+ * {@code arrayOffset + i}, or bytes {@code [4i, 4i + 4)} of the memory.
+ *
+ * <p>This class names no Vector API type, so step programs can hold it in a JVM without the module.
+ */
+final class VectorOperand {
+    /** The heap array, or null for native memory. */
+    final float[] array;
+    /** The array index of element 0 (0 for native memory). */
+    final int arrayOffset;
+    /** The native memory (ByteBuffer or MemorySegment, per JDK), or null for a heap array. */
+    final Object memory;
+
+    private VectorOperand(float[] array, int arrayOffset, Object memory) {
+        this.array = array;
+        this.arrayOffset = arrayOffset;
+        this.memory = memory;
+    }
+
+    static VectorOperand ofArray(float[] array, int arrayOffset) {
+        return new VectorOperand(array, arrayOffset, null);
+    }
+
+    static VectorOperand ofNative(Object memory) {
+        return new VectorOperand(null, 0, memory);
+    }
+}
