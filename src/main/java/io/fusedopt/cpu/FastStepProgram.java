@@ -38,16 +38,20 @@ final class FastStepProgram extends HostStepProgram {
     /** Below this many elements a step runs on the calling thread: waking the team would cost more. */
     private static final long PARALLEL_MIN_ELEMENTS = 2 * SegmentTable.CHUNK_ELEMENTS;
 
-    /** One chunk of one tensor: everything its update needs, resolved at preparation. */
+    /**
+     * One chunk of one tensor: everything its update needs, resolved at preparation. The views
+     * index the chunk from 0: each operand's chunk lies at its own place in its own block (a
+     * wrapped buffer is one block, the backend's own memory has many), so one offset for all would
+     * be wrong as soon as memory kinds are mixed in a tensor larger than a block.
+     */
     private static final class Item {
         final UpdateKernel kernel;
         final int group;
         final long start;
         final int length;
-        final int offset; // start inside its block
         final BlockedHostBuffer[] operands; // param, grad, slot0..2, master (null where absent)
-        final FloatBuffer[] blockFloats;    // float32 block views of the operands, null entries for 16-bit
-        final VectorOperand[] vectors;      // null unless every operand is float32 memory the vectors read in place
+        final FloatBuffer[] chunkFloats;    // float32 views of the operands' elements [start, start + length), null for 16-bit
+        final VectorOperand[] vectors;      // the same elements for the vectors; null unless the update runs them in place
         final boolean float32InPlace;
 
         Item(UpdateKernel kernel, int group, long start, int length, BlockedHostBuffer[] operands,
@@ -57,20 +61,21 @@ final class FastStepProgram extends HostStepProgram {
             this.start = start;
             this.length = length;
             this.operands = operands;
-            int block = operands[0].block(start);
-            this.offset = operands[0].offset(start);
-            blockFloats = new FloatBuffer[6];
+            chunkFloats = new FloatBuffer[6];
             boolean allFloat32 = operands[5] == null;
             for (int j = 0; j < 6; j++) {
                 BlockedHostBuffer o = operands[j];
                 if (o == null) continue;
-                if (o.precision() == Precision.FP32) blockFloats[j] = o.floats(block);
+                if (o.precision() == Precision.FP32) chunkFloats[j] = o.floats(o.block(start)).slice(o.offset(start), length);
                 else allFloat32 = false;
             }
             float32InPlace = allFloat32;
             if (allFloat32 && tensorVectors != null) {
                 vectors = new VectorOperand[5];
-                for (int j = 0; j < 5; j++) if (tensorVectors[j] != null) vectors[j] = tensorVectors[j][block];
+                for (int j = 0; j < 5; j++) {
+                    BlockedHostBuffer o = operands[j];
+                    if (o != null) vectors[j] = tensorVectors[j][o.block(start)].from(o.offset(start));
+                }
             } else {
                 vectors = null;
             }
@@ -254,12 +259,12 @@ final class FastStepProgram extends HostStepProgram {
         java.util.Arrays.fill(sums, 0.0);
         float invGradScale = control.invGradScale;
         boolean unscale = invGradScale != 1.0f;
-        FloatBuffer floats = item.blockFloats[1];
+        FloatBuffer floats = item.chunkFloats[1];
         BlockedHostBuffer grad = item.operands[1];
         for (int base = 0; base < item.length; base += GradientStatistics.LANES) {
             int n = Math.min(GradientStatistics.LANES, item.length - base);
             for (int l = 0; l < n; l++) {
-                float g = floats != null ? floats.get(item.offset + base + l) : grad.get(item.start + base + l);
+                float g = floats != null ? floats.get(base + l) : grad.get(item.start + base + l);
                 if (unscale) g = g * invGradScale;
                 double x = g;
                 sums[l] = sums[l] + x * x;
@@ -275,7 +280,7 @@ final class FastStepProgram extends HostStepProgram {
         int flags = groups.flags()[item.group];
         boolean gradPrepared = KernelFlags.has(flags, KernelFlags.UNSCALE) || KernelFlags.has(flags, KernelFlags.CLIP);
         if (item.float32InPlace && !gradPrepared) {
-            updateRange(item.kernel, item.vectors, item.blockFloats, item.offset, item.offset + item.length, s, flags);
+            updateRange(item.kernel, item.vectors, item.chunkFloats, 0, item.length, s, flags);
             return;
         }
         VectorOperand[] vectors = scratchVectors == null ? null : scratchVectors[worker];
@@ -284,16 +289,15 @@ final class FastStepProgram extends HostStepProgram {
         for (int done = 0; done < item.length; done += TILE) {
             int n = Math.min(TILE, item.length - done);
             long start = item.start + done;
-            int offset = item.offset + done;
             // Gather: the master (or the param) and the slots widened, the gradient prepared.
-            gather(o[5] != null ? o[5] : o[0], item.blockFloats[o[5] != null ? 5 : 0], start, offset, floats[0], n);
+            gather(o[5] != null ? o[5] : o[0], item.chunkFloats[o[5] != null ? 5 : 0], start, done, floats[0], n);
             for (int k = 0; k < n; k++) floats[1].put(k, control.prepareGrad(o[1].get(start + k), flags));
-            for (int j = 2; j < 5; j++) if (o[j] != null) gather(o[j], item.blockFloats[j], start, offset, floats[j], n);
+            for (int j = 2; j < 5; j++) if (o[j] != null) gather(o[j], item.chunkFloats[j], start, done, floats[j], n);
             updateRange(item.kernel, vectors, floats, 0, n, s, flags);
             // Scatter: the master first, then the param rounded to its format, then the slots.
-            if (o[5] != null) scatter(floats[0], item.blockFloats[5], o[5], start, offset, n);
-            scatter(floats[0], item.blockFloats[0], o[0], start, offset, n);
-            for (int j = 2; j < 5; j++) if (o[j] != null) scatter(floats[j], item.blockFloats[j], o[j], start, offset, n);
+            if (o[5] != null) scatter(floats[0], item.chunkFloats[5], o[5], start, done, n);
+            scatter(floats[0], item.chunkFloats[0], o[0], start, done, n);
+            for (int j = 2; j < 5; j++) if (o[j] != null) scatter(floats[j], item.chunkFloats[j], o[j], start, done, n);
         }
     }
 
@@ -303,19 +307,22 @@ final class FastStepProgram extends HostStepProgram {
         else ReferenceKernels.run(kernel, floats, from, to, s, flags);
     }
 
-    /** Copies n elements from {@code start} into scratch, widened; a float32 block view copies in bulk. */
-    private static void gather(BlockedHostBuffer source, FloatBuffer sourceBlock, long start, int offset, FloatBuffer scratch, int n) {
-        if (sourceBlock != null) {
-            scratch.put(0, sourceBlock, offset, n);
+    /**
+     * Copies n elements from {@code start} (element {@code inChunk} of the chunk) into scratch,
+     * widened; a float32 chunk view copies in bulk.
+     */
+    private static void gather(BlockedHostBuffer source, FloatBuffer sourceChunk, long start, int inChunk, FloatBuffer scratch, int n) {
+        if (sourceChunk != null) {
+            scratch.put(0, sourceChunk, inChunk, n);
         } else {
             for (int k = 0; k < n; k++) scratch.put(k, source.get(start + k));
         }
     }
 
     /** Stores n scratch elements at {@code start}, rounded to the target's format. */
-    private static void scatter(FloatBuffer scratch, FloatBuffer targetBlock, BlockedHostBuffer target, long start, int offset, int n) {
-        if (targetBlock != null) {
-            targetBlock.put(offset, scratch, 0, n);
+    private static void scatter(FloatBuffer scratch, FloatBuffer targetChunk, BlockedHostBuffer target, long start, int inChunk, int n) {
+        if (targetChunk != null) {
+            targetChunk.put(inChunk, scratch, 0, n);
         } else {
             for (int k = 0; k < n; k++) target.set(start + k, scratch.get(k));
         }

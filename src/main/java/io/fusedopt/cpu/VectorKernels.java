@@ -154,7 +154,7 @@ final class VectorKernels {
         float[] array = o.array;
         if (array != null) return FloatVector.fromArray(SPECIES, array, o.arrayOffset + i);
         try {
-            return (FloatVector) LOAD_NATIVE.invokeExact(o.memory, (long) i << 2);
+            return (FloatVector) LOAD_NATIVE.invokeExact(o.memory, o.byteOffset + ((long) i << 2));
         } catch (Throwable t) {
             throw unchecked(t);
         }
@@ -167,7 +167,7 @@ final class VectorKernels {
             return;
         }
         try {
-            STORE_NATIVE.invokeExact(v, o.memory, (long) i << 2);
+            STORE_NATIVE.invokeExact(v, o.memory, o.byteOffset + ((long) i << 2));
         } catch (Throwable t) {
             throw unchecked(t);
         }
