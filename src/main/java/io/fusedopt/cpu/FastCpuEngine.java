@@ -13,7 +13,7 @@ import java.util.List;
  * The fast CPU backend: off-heap tensors in {@link BlockedHostBuffer}s (any length), updates split
  * by chunk across a {@link WorkerTeam} and run by {@link VectorKernels} where the Vector API works
  * here and reads the tensor's memory (the backend's own, a caller's float[] or heap FloatBuffer, and
- * from JDK 20 on a caller's direct FloatBuffer), else by {@link ReferenceKernels} on every core.
+ * from JDK 19 on a caller's direct FloatBuffer), else by {@link ReferenceKernels} on every core.
  * Bit-identical to {@link CpuEngine}; {@link #description()} says which ran.
  */
 public final class FastCpuEngine extends HostEngine {

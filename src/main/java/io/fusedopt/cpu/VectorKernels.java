@@ -35,8 +35,8 @@ import jdk.incubator.vector.VectorSpecies;
  * operand lies ({@link VectorOperand}): a heap array through {@code fromArray}/{@code intoArray}
  * (every JDK, and the fastest for heap memory), or native memory through whichever entry point this
  * JDK has, found once at class initialization ({@link #NATIVE_ACCESS}): {@code fromByteBuffer} on
- * JDK 17 to 19, {@code fromMemorySegment} on JDK 20 and later (where the ByteBuffer methods are
- * gone). The library is compiled for Java 17, so the JDK 20+ methods are reached through constant
+ * JDK 17 and 18, {@code fromMemorySegment} on JDK 19 and later (JEP 426 replaced the ByteBuffer
+ * methods). The library is compiled for Java 17, so the JDK 19+ methods are reached through constant
  * {@link MethodHandle}s invoked with {@code invokeExact}, which C2 inlines like direct calls. A load
  * site therefore sees at most two memory forms in one JVM (array and native), chosen by a null test
  * rather than a virtual call, so mixed operands (a caller's float[] param with the backend's
@@ -52,7 +52,7 @@ final class VectorKernels {
     static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
     private static final ByteOrder ORDER = ByteOrder.nativeOrder();
 
-    /** How native memory reaches the vectors here: "ByteBuffer" (JDK 17 to 19) or "MemorySegment" (JDK 20+). */
+    /** How native memory reaches the vectors here: "ByteBuffer" (JDK 17 and 18) or "MemorySegment" (JDK 19+). */
     static final String NATIVE_ACCESS;
     /** (Object memory, long byteOffset) FloatVector: this JDK's native load. */
     private static final MethodHandle LOAD_NATIVE;
@@ -69,14 +69,14 @@ final class VectorKernels {
         String access;
         try {
             try {
-                // JDK 17 to 19. Blocks hold at most 2^30 bytes, so the int offset never narrows a value.
+                // JDK 17 and 18. Blocks hold at most 2^30 bytes, so the int offset never narrows a value.
                 load = lookup.findStatic(FloatVector.class, "fromByteBuffer", MethodType.methodType(FloatVector.class,
                         VectorSpecies.class, ByteBuffer.class, int.class, ByteOrder.class));
                 store = lookup.findVirtual(FloatVector.class, "intoByteBuffer",
                         MethodType.methodType(void.class, ByteBuffer.class, int.class, ByteOrder.class));
                 access = "ByteBuffer";
             } catch (NoSuchMethodException noByteBuffers) {
-                // JDK 20 and later (java.lang.foreign is final from 22, a preview API in 20 and 21).
+                // JDK 19 and later (java.lang.foreign is final from 22, a preview API in 19 to 21).
                 Class<?> segment = Class.forName("java.lang.foreign.MemorySegment");
                 load = lookup.findStatic(FloatVector.class, "fromMemorySegment", MethodType.methodType(FloatVector.class,
                         VectorSpecies.class, segment, long.class, ByteOrder.class));
@@ -87,8 +87,8 @@ final class VectorKernels {
                 access = "MemorySegment";
             }
         } catch (ReflectiveOperationException e) {
-            throw new UnsupportedOperationException("FloatVector has neither fromByteBuffer (JDK 17 to 19) nor"
-                    + " fromMemorySegment (JDK 20 and later) here: " + e, e);
+            throw new UnsupportedOperationException("FloatVector has neither fromByteBuffer (JDK 17 and 18) nor"
+                    + " fromMemorySegment (JDK 19 and later) here: " + e, e);
         }
         load = MethodHandles.insertArguments(MethodHandles.insertArguments(load, 3, ORDER), 0, SPECIES);
         store = MethodHandles.insertArguments(store, 3, ORDER);
@@ -111,7 +111,7 @@ final class VectorKernels {
 
     /**
      * A caller's float32 buffer from its position as a vector operand, or null when this JDK cannot
-     * read its kind with vectors ({@link MemoryKind#OTHER_VIEW}; a direct buffer before JDK 20).
+     * read its kind with vectors ({@link MemoryKind#OTHER_VIEW}; a direct buffer on JDK 17 and 18).
      */
     static VectorOperand ofWrapped(FloatBuffer buffer) {
         switch (MemoryKind.ofWrapped(buffer)) {

@@ -4,7 +4,7 @@ package io.fusedopt.cpu;
  * Where one operand's elements lie for {@link VectorKernels}' loads and stores: either a heap array
  * from an element offset ({@code FloatVector.fromArray}, on every JDK), or native memory from byte 0
  * in the form this JDK's Vector API reads ({@link VectorKernels#NATIVE_ACCESS}: a ByteBuffer on
- * JDK 17 to 19, a MemorySegment on 20 and later). Element {@code i} of the operand is array element
+ * JDK 17 and 18, a MemorySegment on 19 and later). Element {@code i} of the operand is array element
  * {@code arrayOffset + i}, or bytes {@code [byteOffset + 4i, byteOffset + 4i + 4)} of the memory.
  *
  * <p>This class names no Vector API type, so step programs can hold it in a JVM without the module.

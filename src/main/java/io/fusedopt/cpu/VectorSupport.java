@@ -12,7 +12,7 @@ import java.util.List;
 /**
  * Whether {@link VectorKernels} can run in this JVM, decided once: the incubating module must be
  * resolved ({@code --add-modules jdk.incubator.vector}), its entry points for native memory must
- * link (ByteBuffer on JDK 17 to 19, MemorySegment on 20 and later), and a small AMSGrad Adam update
+ * link (ByteBuffer on JDK 17 and 18, MemorySegment on 19 and later), and a small AMSGrad Adam update
  * must equal the reference bit for bit with its operands in every memory kind the kernels will read
  * here, mixed in one update. Otherwise the fast backend runs {@link ReferenceKernels} on every core,
  * and {@link #reason()} says why.
@@ -23,9 +23,9 @@ final class VectorSupport {
     /** Set to {@code false} to run the loop fallback although the Vector API works (tests, comparisons). */
     static final String PROPERTY = "fusedopt.cpu.vector";
 
-    /** Why a direct FloatBuffer runs the loops on JDK 17 to 19. */
-    static final String DIRECT_BUFFER_LOOPS = "the Vector API of JDK 17 to 19 reads ByteBuffers, and a FloatBuffer"
-            + " exposes none; JDK 20 and later read it as a MemorySegment";
+    /** Why a direct FloatBuffer runs the loops on JDK 17 and 18. */
+    static final String DIRECT_BUFFER_LOOPS = "the Vector API of JDK 17 and 18 reads ByteBuffers, and a FloatBuffer"
+            + " exposes none; JDK 19 and later read it as a MemorySegment";
 
     private static final boolean AVAILABLE;
     private static final boolean DIRECT_BUFFERS;

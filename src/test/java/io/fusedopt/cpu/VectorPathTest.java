@@ -33,7 +33,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * The vector kernels run on every memory kind this JDK can read with vectors, and equal the
  * reference there bit for bit: the backend's own memory, a wrapped float[], heap FloatBuffers at an
  * offset (a position, and a slice whose array offset is not 0), direct FloatBuffers at an offset
- * (vectors from JDK 20 on, the loops before), and mixes of these in one update (the caller's param
+ * (vectors from JDK 19 on, the loops before), and mixes of these in one update (the caller's param
  * and grad of different kinds beside the backend's state). Every variant of every kernel, on lengths
  * that leave a tail after the last vector (37, 1023) and one over several chunks (2 * 65536 + 13).
  * Which kernels ran is asserted from {@code deviceDescription()}, the line users see.
@@ -45,8 +45,8 @@ class VectorPathTest {
     private static final int[] LENGTHS = {37, 1023, 2 * 65536 + 13};
     private static final int STEPS = 3;
     private static final int JDK = Runtime.version().feature();
-    /** From JDK 20 the Vector API reads memory segments, and a direct FloatBuffer is one. */
-    private static final boolean DIRECT_VECTORIZED = JDK >= 20;
+    /** From JDK 19 (JEP 426) the Vector API reads memory segments, and a direct FloatBuffer is one. */
+    private static final boolean DIRECT_VECTORIZED = JDK >= 19;
 
     /** The reference's params and states per variant: the same inputs for every memory pair. */
     private static final Map<String, List<float[]>> REFERENCE = new java.util.concurrent.ConcurrentHashMap<>();
@@ -117,8 +117,8 @@ class VectorPathTest {
     void theVectorApiRunsWithThisJdksAccessPath() {
         assertTrue(VectorSupport.available(), "the default test execution adds jdk.incubator.vector: " + VectorSupport.reason());
         String reason = FastCpuEngine.vectorSupport();
-        if (JDK >= 20) assertTrue(reason.contains("MemorySegment access"), reason);
-        if (JDK <= 18) assertTrue(reason.contains("ByteBuffer access"), reason);
+        if (JDK >= 19) assertTrue(reason.contains("MemorySegment access"), reason);
+        else assertTrue(reason.contains("ByteBuffer access"), reason);
         assertEquals(DIRECT_VECTORIZED, VectorSupport.supports(MemoryKind.DIRECT_BUFFER), reason);
         assertTrue(reason.contains("vectors for allocated, float[] or heap FloatBuffer"), reason);
     }
