@@ -11,7 +11,7 @@ public enum Backend {
     /**
      * The fast CPU backend, bit-identical to {@link #CPU}: off-heap tensors of any length, every
      * core (or {@code optCpuThreads}), SIMD through the incubating Vector API when the JVM runs
-     * with {@code --add-modules jdk.incubator.vector} (JDK 17 to 19), else the reference loops on
+     * with {@code --add-modules jdk.incubator.vector} (JDK 17 and later), else the reference loops on
      * every core. Always available.
      */
     CPU_FAST,

@@ -249,8 +249,10 @@ public final class DeviceOptimizer implements AutoCloseable {
 
     /**
      * Wraps a writable {@link FloatBuffer} the caller owns, from its position to its limit, updated
-     * in place. CPU backends only. On {@link Backend#CPU_FAST} a wrapped buffer runs the scalar loops:
-     * only memory it allocates itself (off-heap, native order) takes the Vector API path.
+     * in place. CPU backends only. On {@link Backend#CPU_FAST} the Vector API path reads a heap
+     * buffer through its array and, from JDK 19 on, a native-order direct buffer in place; a direct
+     * buffer on JDK 17 and 18, or a view of a ByteBuffer in the other byte order or on the heap, runs
+     * the loops ({@link #deviceDescription()} says which ran, once a step is prepared).
      */
     public synchronized TensorBuffer wrapHost(FloatBuffer buffer) {
         ensureOpen();

@@ -84,6 +84,40 @@ class FastCpuBackendTest {
         }
     }
 
+    /**
+     * The caller's memory is one block (a wrapped buffer) while the backend's state is many: each
+     * operand's chunk lies at its own offset in its own block. A float[] param, a direct grad at
+     * position 3, allocated fp32 states on 2^16-element blocks (in place, vectors where this JDK
+     * reads them), and bf16 states (widened through scratch).
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("variants")
+    void wrappedMemoryBesideStatesAcrossManyBlocksEqualsTheReference(String name, OptimizerConfig config) {
+        int n = 3 * 65536 + 5;
+        float[] initial = Scenario.gaussian(new Random(11), n, 1f);
+        for (Precision state : new Precision[] {Precision.FP32, Precision.BF16}) {
+            List<float[]> results = new ArrayList<>();
+            for (boolean fast : new boolean[] {false, true}) {
+                float[] w = initial.clone();
+                java.nio.FloatBuffer grad = java.nio.ByteBuffer.allocateDirect(4 * (n + 3)).order(java.nio.ByteOrder.nativeOrder())
+                        .asFloatBuffer().position(3);
+                DeviceOptimizer.Builder b = DeviceOptimizer.builder(config).optStatePrecision(state);
+                try (DeviceOptimizer opt = fast ? b.build(new FastCpuEngine(2, 16)) : b.optBackend(Backend.CPU).build()) {
+                    TensorBuffer g = opt.wrapHost(grad);
+                    opt.addGroup().add("w", opt.wrapHost(w), g);
+                    Random random = new Random(12);
+                    for (int step = 0; step < 3; step++) {
+                        g.copyFrom(Scenario.gaussian(random, n, 0.5f));
+                        opt.step();
+                    }
+                }
+                results.add(w);
+            }
+            CudaEquivalenceTest.assertBitEqual(results.get(0), results.get(1), name + ", " + state + " states");
+            assertTrue(results.get(0)[n - 1] != initial[n - 1], "the last chunk was updated");
+        }
+    }
+
     @Test
     void copiesAcrossBlockBoundariesRoundTrip() {
         try (DeviceOptimizer opt = DeviceOptimizer.builder(Sgd.builder().build()).build(new FastCpuEngine(1, 16))) {

@@ -101,6 +101,18 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
         return (int) (index & ((1L << blockShift) - 1));
     }
 
+    /** How many blocks hold the elements (1 for a wrapped buffer, and for an empty one). */
+    int blockCount() {
+        ensureOpen();
+        return bytes != null ? bytes.length : floats.length;
+    }
+
+    /** The kind of memory the elements lie in: the backend's own blocks, or the kind of the wrapped buffer. */
+    MemoryKind memoryKind() {
+        ensureOpen();
+        return bytes != null ? MemoryKind.ALLOCATED : MemoryKind.ofWrapped(floats[0]);
+    }
+
     /** Block {@code b}'s bytes in native order, or null when the buffer wraps a caller's FloatBuffer. */
     ByteBuffer bytes(int b) {
         ensureOpen();

@@ -12,12 +12,16 @@ import java.util.List;
 /**
  * The fast CPU backend: off-heap tensors in {@link BlockedHostBuffer}s (any length), updates split
  * by chunk across a {@link WorkerTeam} and run by {@link VectorKernels} where the Vector API works
- * here, else by {@link ReferenceKernels} on every core. Bit-identical to {@link CpuEngine}.
+ * here and reads the tensor's memory (the backend's own, a caller's float[] or heap FloatBuffer, and
+ * from JDK 19 on a caller's direct FloatBuffer), else by {@link ReferenceKernels} on every core.
+ * Bit-identical to {@link CpuEngine}; {@link #description()} says which ran.
  */
 public final class FastCpuEngine extends HostEngine {
     private final int threads;
     private final int blockShift;
     private WorkerTeam team; // started by the first prepare: an optimizer that never steps starts no thread
+    /** Which kernels the latest prepared step's tensors run ({@link FastStepProgram#pathSummary()}); null before. */
+    private String preparedPaths;
 
     /** An engine using {@code threads} threads (the caller's included). */
     public FastCpuEngine(int threads) {
@@ -45,10 +49,18 @@ public final class FastCpuEngine extends HostEngine {
         return Backend.CPU_FAST;
     }
 
+    /**
+     * The cores, what the Vector API gives in this JVM (the access to native memory and the memory
+     * kinds it vectorizes, or why the loops run), and once a step is prepared, which kernels its
+     * tensors run, for example {@code CPU fast (2 of 2 cores; Vector API, 256-bit vectors,
+     * MemorySegment access; vectors for allocated, float[] or heap FloatBuffer, direct FloatBuffer;
+     * step: vectors for 2 of 2 tensors (memory: allocated, float[] or heap FloatBuffer))}.
+     */
     @Override
-    public String description() {
+    public synchronized String description() {
         return "CPU fast (" + threads + " of " + Runtime.getRuntime().availableProcessors() + " cores; "
-                + (VectorSupport.available() ? VectorSupport.reason() : "scalar loops: " + VectorSupport.reason()) + ")";
+                + (VectorSupport.available() ? VectorSupport.reason() : "scalar loops: " + VectorSupport.reason())
+                + (preparedPaths == null ? "" : "; step: " + preparedPaths) + ")";
     }
 
     @Override
@@ -69,7 +81,10 @@ public final class FastCpuEngine extends HostEngine {
     public synchronized StepProgram prepare(List<KernelBatch> batches, GroupTable groups) {
         ensureOpen();
         if (team == null) team = new WorkerTeam(threads);
-        return new FastStepProgram(batches, groups, b -> host(b, BlockedHostBuffer.class), team, VectorSupport.available());
+        FastStepProgram program = new FastStepProgram(batches, groups, b -> host(b, BlockedHostBuffer.class), team,
+                VectorSupport.available());
+        preparedPaths = program.pathSummary();
+        return program;
     }
 
     @Override

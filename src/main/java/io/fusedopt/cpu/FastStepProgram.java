@@ -14,7 +14,11 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.IdentityHashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.Set;
 import java.util.function.Function;
 
 /**
@@ -34,47 +38,51 @@ final class FastStepProgram extends HostStepProgram {
     /** Below this many elements a step runs on the calling thread: waking the team would cost more. */
     private static final long PARALLEL_MIN_ELEMENTS = 2 * SegmentTable.CHUNK_ELEMENTS;
 
-    /** One chunk of one tensor: everything its update needs, resolved at preparation. */
+    /**
+     * One chunk of one tensor: everything its update needs, resolved at preparation. The views
+     * index the chunk from 0: each operand's chunk lies at its own place in its own block (a
+     * wrapped buffer is one block, the backend's own memory has many), so one offset for all would
+     * be wrong as soon as memory kinds are mixed in a tensor larger than a block.
+     */
     private static final class Item {
         final UpdateKernel kernel;
         final int group;
         final long start;
         final int length;
-        final int offset; // start inside its block
         final BlockedHostBuffer[] operands; // param, grad, slot0..2, master (null where absent)
-        final FloatBuffer[] blockFloats;    // float32 block views of the operands, null entries for 16-bit
-        final ByteBuffer[] blockBytes;      // null unless every operand has bytes and is float32 (vector in place)
+        final FloatBuffer[] chunkFloats;    // float32 views of the operands' elements [start, start + length), null for 16-bit
+        final VectorOperand[] vectors;      // the same elements for the vectors; null unless the update runs them in place
         final boolean float32InPlace;
 
-        Item(UpdateKernel kernel, int group, long start, int length, BlockedHostBuffer[] operands) {
+        Item(UpdateKernel kernel, int group, long start, int length, BlockedHostBuffer[] operands,
+             VectorOperand[][] tensorVectors) {
             this.kernel = kernel;
             this.group = group;
             this.start = start;
             this.length = length;
             this.operands = operands;
-            int block = operands[0].block(start);
-            this.offset = operands[0].offset(start);
-            blockFloats = new FloatBuffer[6];
-            ByteBuffer[] bytes = new ByteBuffer[5];
+            chunkFloats = new FloatBuffer[6];
             boolean allFloat32 = operands[5] == null;
-            boolean allBytes = true;
             for (int j = 0; j < 6; j++) {
                 BlockedHostBuffer o = operands[j];
                 if (o == null) continue;
-                if (o.precision() == Precision.FP32) blockFloats[j] = o.floats(block);
+                if (o.precision() == Precision.FP32) chunkFloats[j] = o.floats(o.block(start)).slice(o.offset(start), length);
                 else allFloat32 = false;
-                if (j < 5) {
-                    bytes[j] = o.bytes(block);
-                    allBytes &= bytes[j] != null;
-                }
             }
             float32InPlace = allFloat32;
-            blockBytes = allFloat32 && allBytes ? bytes : null;
+            if (allFloat32 && tensorVectors != null) {
+                vectors = new VectorOperand[5];
+                for (int j = 0; j < 5; j++) {
+                    BlockedHostBuffer o = operands[j];
+                    if (o != null) vectors[j] = tensorVectors[j][o.block(start)].from(o.offset(start));
+                }
+            } else {
+                vectors = null;
+            }
         }
     }
 
     private final WorkerTeam team;
-    private final boolean vector;
     private final boolean parallel;
     private final GroupTable groups;
     private final Item[] items;
@@ -82,22 +90,26 @@ final class FastStepProgram extends HostStepProgram {
     private final double[] totalLanes = new double[GradientStatistics.LANES];
     private final double[][] lanes;        // [worker][LANES]
     private final float[][] scalars;       // [worker][SCALAR_STRIDE]
-    private final ByteBuffer[][] scratchBytes;   // [worker][param, grad, slot0..2]
-    private final FloatBuffer[][] scratchFloats; // float32 views of scratchBytes
+    private final FloatBuffer[][] scratchFloats;    // [worker][param, grad, slot0..2]
+    private final VectorOperand[][] scratchVectors; // the same memory for the vectors, null without them
+    /** Which kernels each tensor's in-place update runs, for {@link #pathSummary()}. */
+    private final String pathSummary;
     private final WorkerTeam.Task statisticsTask = this::chunkStatistics;
     private final WorkerTeam.Task updateTask = this::updateChunk;
 
     FastStepProgram(List<KernelBatch> batches, GroupTable groups, Function<AbstractTensorBuffer, BlockedHostBuffer> host,
                     WorkerTeam team, boolean vector) {
         this.team = team;
-        this.vector = vector;
         this.groups = groups;
         List<Item> list = new ArrayList<>();
+        PathCount paths = new PathCount();
+        Map<BlockedHostBuffer, VectorOperand[]> vectorMemory = new IdentityHashMap<>();
         long elements = 0;
         for (KernelBatch batch : batches) {
             List<TensorOperands> tensors = batch.tensors();
             long[] lengths = new long[tensors.size()];
             BlockedHostBuffer[][] operands = new BlockedHostBuffer[tensors.size()][];
+            VectorOperand[][][] vectors = new VectorOperand[tensors.size()][][];
             for (int t = 0; t < tensors.size(); t++) {
                 TensorOperands tensor = tensors.get(t);
                 lengths[t] = tensor.param().length();
@@ -108,27 +120,114 @@ final class FastStepProgram extends HostStepProgram {
                 for (int j = 0; j < tensor.slots().length; j++) o[2 + j] = tensor.slots()[j] == null ? null : host.apply(tensor.slots()[j]);
                 o[5] = tensor.master() == null ? null : host.apply(tensor.master());
                 operands[t] = o;
+                vectors[t] = vector ? vectorOperands(o, vectorMemory) : null;
+                paths.add(o, vectors[t] != null || (vector && tensor.needsMixedKernel()));
             }
             SegmentTable table = SegmentTable.of(lengths);
             for (int c = 0; c < table.chunkCount(); c++) {
                 int t = table.tensor(c);
                 list.add(new Item(batch.kernel(), tensors.get(t).group(), table.start(c),
-                        (int) (table.end(c) - table.start(c)), operands[t]));
+                        (int) (table.end(c) - table.start(c)), operands[t], vectors[t]));
             }
         }
         items = list.toArray(new Item[0]);
         partials = new double[items.length];
         parallel = elements >= PARALLEL_MIN_ELEMENTS;
+        pathSummary = paths.summary();
         int workers = team.size();
         lanes = new double[workers][GradientStatistics.LANES];
         scalars = new float[workers][StepScalars.SCALAR_STRIDE];
-        scratchBytes = new ByteBuffer[workers][5];
         scratchFloats = new FloatBuffer[workers][5];
+        scratchVectors = vector ? new VectorOperand[workers][5] : null;
         for (int w = 0; w < workers; w++) {
             for (int j = 0; j < 5; j++) {
-                scratchBytes[w][j] = ByteBuffer.allocateDirect(TILE * Float.BYTES).order(ByteOrder.nativeOrder());
-                scratchFloats[w][j] = scratchBytes[w][j].asFloatBuffer();
+                ByteBuffer bytes = ByteBuffer.allocateDirect(TILE * Float.BYTES).order(ByteOrder.nativeOrder());
+                scratchFloats[w][j] = bytes.asFloatBuffer();
+                if (vector) scratchVectors[w][j] = VectorKernels.ofNativeBytes(bytes);
             }
+        }
+    }
+
+    /**
+     * Per operand (param, grad, slot0..2), per block, the operand's memory as the vectors read it;
+     * null when the tensor is not all float32 or one operand's memory is of a kind the vectors do
+     * not read here (then its in-place update runs the loops). One operand per block and buffer,
+     * shared by every tensor and chunk that uses it.
+     */
+    private static VectorOperand[][] vectorOperands(BlockedHostBuffer[] o, Map<BlockedHostBuffer, VectorOperand[]> memory) {
+        if (o[5] != null) return null;
+        VectorOperand[][] result = new VectorOperand[5][];
+        for (int j = 0; j < 5; j++) {
+            BlockedHostBuffer buffer = o[j];
+            if (buffer == null) continue;
+            if (buffer.precision() != Precision.FP32 || !VectorSupport.supports(buffer.memoryKind())) return null;
+            result[j] = memory.computeIfAbsent(buffer, FastStepProgram::vectorBlocks);
+        }
+        return result;
+    }
+
+    private static VectorOperand[] vectorBlocks(BlockedHostBuffer buffer) {
+        VectorOperand[] blocks = new VectorOperand[buffer.blockCount()];
+        for (int b = 0; b < blocks.length; b++) {
+            blocks[b] = buffer.memoryKind() == MemoryKind.ALLOCATED ? VectorKernels.ofNativeBytes(buffer.bytes(b))
+                    : VectorKernels.ofWrapped(buffer.floats(b));
+        }
+        return blocks;
+    }
+
+    /**
+     * Which kernels the tensors' updates run, in one line: "vectors for 3 of 3 tensors (memory:
+     * allocated, float[] or heap FloatBuffer)", with "loops for N (kind: why)" where some tensors
+     * run the loops. A float32 tensor counts by its in-place update; a widened one (16-bit operands
+     * or master weights) runs the vectors on its scratch tiles whenever the Vector API works.
+     */
+    String pathSummary() {
+        return pathSummary;
+    }
+
+    /** Tally of tensors per kernel path and the memory kinds seen on each. */
+    private static final class PathCount {
+        private int tensors;
+        private int vectorTensors;
+        private final Set<MemoryKind> vectorKinds = EnumSet.noneOf(MemoryKind.class);
+        private final Set<MemoryKind> loopKinds = EnumSet.noneOf(MemoryKind.class);
+
+        void add(BlockedHostBuffer[] operands, boolean vectors) {
+            tensors++;
+            if (vectors) vectorTensors++;
+            for (BlockedHostBuffer o : operands) {
+                if (o == null) continue;
+                MemoryKind kind = o.memoryKind();
+                if (vectors) vectorKinds.add(kind);
+                else if (!VectorSupport.supports(kind)) loopKinds.add(kind);
+            }
+        }
+
+        String summary() {
+            StringBuilder s = new StringBuilder();
+            if (vectorTensors > 0) s.append("vectors for ").append(vectorTensors).append(" of ").append(tensors)
+                    .append(" tensors (memory: ").append(join(vectorKinds)).append(')');
+            int loops = tensors - vectorTensors;
+            if (loops > 0) {
+                if (s.length() > 0) s.append(", ");
+                s.append("loops for ").append(loops).append(" of ").append(tensors).append(" tensors");
+                if (VectorSupport.available()) {
+                    s.append(" (");
+                    String separator = "";
+                    for (MemoryKind kind : loopKinds) {
+                        s.append(separator).append(kind).append(": ").append(VectorSupport.whyLoops(kind));
+                        separator = "; ";
+                    }
+                    s.append(')');
+                }
+            }
+            return s.toString();
+        }
+
+        private static String join(Set<MemoryKind> kinds) {
+            StringBuilder s = new StringBuilder();
+            for (MemoryKind kind : kinds) s.append(s.length() > 0 ? ", " : "").append(kind);
+            return s.toString();
         }
     }
 
@@ -160,12 +259,12 @@ final class FastStepProgram extends HostStepProgram {
         java.util.Arrays.fill(sums, 0.0);
         float invGradScale = control.invGradScale;
         boolean unscale = invGradScale != 1.0f;
-        FloatBuffer floats = item.blockFloats[1];
+        FloatBuffer floats = item.chunkFloats[1];
         BlockedHostBuffer grad = item.operands[1];
         for (int base = 0; base < item.length; base += GradientStatistics.LANES) {
             int n = Math.min(GradientStatistics.LANES, item.length - base);
             for (int l = 0; l < n; l++) {
-                float g = floats != null ? floats.get(item.offset + base + l) : grad.get(item.start + base + l);
+                float g = floats != null ? floats.get(base + l) : grad.get(item.start + base + l);
                 if (unscale) g = g * invGradScale;
                 double x = g;
                 sums[l] = sums[l] + x * x;
@@ -181,46 +280,49 @@ final class FastStepProgram extends HostStepProgram {
         int flags = groups.flags()[item.group];
         boolean gradPrepared = KernelFlags.has(flags, KernelFlags.UNSCALE) || KernelFlags.has(flags, KernelFlags.CLIP);
         if (item.float32InPlace && !gradPrepared) {
-            updateRange(item.kernel, item.blockBytes, item.blockFloats, item.offset, item.offset + item.length, s, flags);
+            updateRange(item.kernel, item.vectors, item.chunkFloats, 0, item.length, s, flags);
             return;
         }
-        ByteBuffer[] bytes = scratchBytes[worker];
+        VectorOperand[] vectors = scratchVectors == null ? null : scratchVectors[worker];
         FloatBuffer[] floats = scratchFloats[worker];
         BlockedHostBuffer[] o = item.operands;
         for (int done = 0; done < item.length; done += TILE) {
             int n = Math.min(TILE, item.length - done);
             long start = item.start + done;
-            int offset = item.offset + done;
             // Gather: the master (or the param) and the slots widened, the gradient prepared.
-            gather(o[5] != null ? o[5] : o[0], item.blockFloats[o[5] != null ? 5 : 0], start, offset, floats[0], n);
+            gather(o[5] != null ? o[5] : o[0], item.chunkFloats[o[5] != null ? 5 : 0], start, done, floats[0], n);
             for (int k = 0; k < n; k++) floats[1].put(k, control.prepareGrad(o[1].get(start + k), flags));
-            for (int j = 2; j < 5; j++) if (o[j] != null) gather(o[j], item.blockFloats[j], start, offset, floats[j], n);
-            updateRange(item.kernel, bytes, floats, 0, n, s, flags);
+            for (int j = 2; j < 5; j++) if (o[j] != null) gather(o[j], item.chunkFloats[j], start, done, floats[j], n);
+            updateRange(item.kernel, vectors, floats, 0, n, s, flags);
             // Scatter: the master first, then the param rounded to its format, then the slots.
-            if (o[5] != null) scatter(floats[0], item.blockFloats[5], o[5], start, offset, n);
-            scatter(floats[0], item.blockFloats[0], o[0], start, offset, n);
-            for (int j = 2; j < 5; j++) if (o[j] != null) scatter(floats[j], item.blockFloats[j], o[j], start, offset, n);
+            if (o[5] != null) scatter(floats[0], item.chunkFloats[5], o[5], start, done, n);
+            scatter(floats[0], item.chunkFloats[0], o[0], start, done, n);
+            for (int j = 2; j < 5; j++) if (o[j] != null) scatter(floats[j], item.chunkFloats[j], o[j], start, done, n);
         }
     }
 
-    private void updateRange(UpdateKernel kernel, ByteBuffer[] bytes, FloatBuffer[] floats, int from, int to, float[] s, int flags) {
-        if (vector && bytes != null) VectorKernels.run(kernel, bytes, floats, from, to, s, flags);
+    /** The vector kernels where {@code vectors} says where the operands lie for them, else the loops. */
+    private static void updateRange(UpdateKernel kernel, VectorOperand[] vectors, FloatBuffer[] floats, int from, int to, float[] s, int flags) {
+        if (vectors != null) VectorKernels.run(kernel, vectors, floats, from, to, s, flags);
         else ReferenceKernels.run(kernel, floats, from, to, s, flags);
     }
 
-    /** Copies n elements from {@code start} into scratch, widened; a float32 block view copies in bulk. */
-    private static void gather(BlockedHostBuffer source, FloatBuffer sourceBlock, long start, int offset, FloatBuffer scratch, int n) {
-        if (sourceBlock != null) {
-            scratch.put(0, sourceBlock, offset, n);
+    /**
+     * Copies n elements from {@code start} (element {@code inChunk} of the chunk) into scratch,
+     * widened; a float32 chunk view copies in bulk.
+     */
+    private static void gather(BlockedHostBuffer source, FloatBuffer sourceChunk, long start, int inChunk, FloatBuffer scratch, int n) {
+        if (sourceChunk != null) {
+            scratch.put(0, sourceChunk, inChunk, n);
         } else {
             for (int k = 0; k < n; k++) scratch.put(k, source.get(start + k));
         }
     }
 
     /** Stores n scratch elements at {@code start}, rounded to the target's format. */
-    private static void scatter(FloatBuffer scratch, FloatBuffer targetBlock, BlockedHostBuffer target, long start, int offset, int n) {
-        if (targetBlock != null) {
-            targetBlock.put(offset, scratch, 0, n);
+    private static void scatter(FloatBuffer scratch, FloatBuffer targetChunk, BlockedHostBuffer target, long start, int inChunk, int n) {
+        if (targetChunk != null) {
+            targetChunk.put(inChunk, scratch, 0, n);
         } else {
             for (int k = 0; k < n; k++) target.set(start + k, scratch.get(k));
         }

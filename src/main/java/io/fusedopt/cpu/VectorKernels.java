@@ -12,6 +12,10 @@ import static io.fusedopt.internal.KernelFlags.has;
 import static io.fusedopt.internal.StepScalars.*;
 
 import io.fusedopt.internal.UpdateKernel;
+import java.lang.invoke.MethodHandle;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.MethodType;
+import java.nio.Buffer;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
@@ -21,15 +25,26 @@ import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * {@link ReferenceKernels} in SIMD form (the incubating Vector API, JDK 17 to 19 entry points):
- * every lane performs the reference's float32 operations in the reference's order, with
- * {@code lanewise FMA} exactly where the reference calls {@link Math#fma}; multiplication is
- * commutative and every operation is correctly rounded, so each lane's bits equal the reference's.
- * The elements after the last whole vector run through {@link ReferenceKernels} itself.
+ * {@link ReferenceKernels} in SIMD form (the incubating Vector API): every lane performs the
+ * reference's float32 operations in the reference's order, with {@code lanewise FMA} exactly where
+ * the reference calls {@link Math#fma}; multiplication is commutative and every operation is
+ * correctly rounded, so each lane's bits equal the reference's. The elements after the last whole
+ * vector run through {@link ReferenceKernels} itself.
  *
- * <p>Operands are the same blocks twice: {@code bytes} (native order, for vectors) and
- * {@code floats} (views of those bytes, for the tail); element indices, not byte offsets.
- * Load this class only after {@link VectorSupport} said it links and runs here.
+ * <p>Each kernel's arithmetic exists once; only {@link #load} and {@link #store} know where an
+ * operand lies ({@link VectorOperand}): a heap array through {@code fromArray}/{@code intoArray}
+ * (every JDK, and the fastest for heap memory), or native memory through whichever entry point this
+ * JDK has, found once at class initialization ({@link #NATIVE_ACCESS}): {@code fromByteBuffer} on
+ * JDK 17 and 18, {@code fromMemorySegment} on JDK 19 and later (JEP 426 replaced the ByteBuffer
+ * methods). The library is compiled for Java 17, so the JDK 19+ methods are reached through constant
+ * {@link MethodHandle}s invoked with {@code invokeExact}, which C2 inlines like direct calls. A load
+ * site therefore sees at most two memory forms in one JVM (array and native), chosen by a null test
+ * rather than a virtual call, so mixed operands (a caller's float[] param with the backend's
+ * off-heap state) still compile to vector code.
+ *
+ * <p>Operands: {param, grad, slot0, slot1, slot2} as {@link VectorOperand}s for the vectors, and
+ * FloatBuffer views of the same elements for the tail; element indices, not byte offsets. Load this
+ * class only after {@link VectorSupport} said it links and runs here.
  */
 final class VectorKernels {
     private VectorKernels() {}
@@ -37,8 +52,88 @@ final class VectorKernels {
     static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
     private static final ByteOrder ORDER = ByteOrder.nativeOrder();
 
+    /** How native memory reaches the vectors here: "ByteBuffer" (JDK 17 and 18) or "MemorySegment" (JDK 19+). */
+    static final String NATIVE_ACCESS;
+    /** (Object memory, long byteOffset) FloatVector: this JDK's native load. */
+    private static final MethodHandle LOAD_NATIVE;
+    /** (FloatVector, Object memory, long byteOffset) void: this JDK's native store. */
+    private static final MethodHandle STORE_NATIVE;
+    /** (Buffer) Object: native memory as LOAD_NATIVE takes it, from the buffer's position; null with ByteBuffer access. */
+    private static final MethodHandle SEGMENT_OF_BUFFER;
+
+    static {
+        MethodHandles.Lookup lookup = MethodHandles.publicLookup();
+        MethodType loadType = MethodType.methodType(FloatVector.class, Object.class, long.class);
+        MethodType storeType = MethodType.methodType(void.class, FloatVector.class, Object.class, long.class);
+        MethodHandle load, store, ofBuffer = null;
+        String access;
+        try {
+            try {
+                // JDK 17 and 18. Blocks hold at most 2^30 bytes, so the int offset never narrows a value.
+                load = lookup.findStatic(FloatVector.class, "fromByteBuffer", MethodType.methodType(FloatVector.class,
+                        VectorSpecies.class, ByteBuffer.class, int.class, ByteOrder.class));
+                store = lookup.findVirtual(FloatVector.class, "intoByteBuffer",
+                        MethodType.methodType(void.class, ByteBuffer.class, int.class, ByteOrder.class));
+                access = "ByteBuffer";
+            } catch (NoSuchMethodException noByteBuffers) {
+                // JDK 19 and later (java.lang.foreign is final from 22, a preview API in 19 to 21).
+                Class<?> segment = Class.forName("java.lang.foreign.MemorySegment");
+                load = lookup.findStatic(FloatVector.class, "fromMemorySegment", MethodType.methodType(FloatVector.class,
+                        VectorSpecies.class, segment, long.class, ByteOrder.class));
+                store = lookup.findVirtual(FloatVector.class, "intoMemorySegment",
+                        MethodType.methodType(void.class, segment, long.class, ByteOrder.class));
+                ofBuffer = lookup.findStatic(segment, "ofBuffer", MethodType.methodType(segment, Buffer.class))
+                        .asType(MethodType.methodType(Object.class, Buffer.class));
+                access = "MemorySegment";
+            }
+        } catch (ReflectiveOperationException e) {
+            throw new UnsupportedOperationException("FloatVector has neither fromByteBuffer (JDK 17 and 18) nor"
+                    + " fromMemorySegment (JDK 19 and later) here: " + e, e);
+        }
+        load = MethodHandles.insertArguments(MethodHandles.insertArguments(load, 3, ORDER), 0, SPECIES);
+        store = MethodHandles.insertArguments(store, 3, ORDER);
+        // explicitCastArguments: Object to the memory class, and long to int for the ByteBuffer offsets.
+        LOAD_NATIVE = MethodHandles.explicitCastArguments(load, loadType);
+        STORE_NATIVE = MethodHandles.explicitCastArguments(store, storeType);
+        SEGMENT_OF_BUFFER = ofBuffer;
+        NATIVE_ACCESS = access;
+    }
+
+    /** Whether a caller's direct FloatBuffer can be read by vectors here (only through a MemorySegment). */
+    static boolean directFloatBuffersSupported() {
+        return SEGMENT_OF_BUFFER != null;
+    }
+
+    /** Native-order direct bytes (the backend's blocks and scratch) as a vector operand. */
+    static VectorOperand ofNativeBytes(ByteBuffer bytes) {
+        return VectorOperand.ofNative(SEGMENT_OF_BUFFER == null ? bytes : segmentOf(bytes));
+    }
+
+    /**
+     * A caller's float32 buffer from its position as a vector operand, or null when this JDK cannot
+     * read its kind with vectors ({@link MemoryKind#OTHER_VIEW}; a direct buffer on JDK 17 and 18).
+     */
+    static VectorOperand ofWrapped(FloatBuffer buffer) {
+        switch (MemoryKind.ofWrapped(buffer)) {
+            case HEAP_ARRAY:
+                return VectorOperand.ofArray(buffer.array(), buffer.arrayOffset() + buffer.position());
+            case DIRECT_BUFFER:
+                return SEGMENT_OF_BUFFER == null ? null : VectorOperand.ofNative(segmentOf(buffer));
+            default:
+                return null;
+        }
+    }
+
+    private static Object segmentOf(Buffer buffer) {
+        try {
+            return (Object) SEGMENT_OF_BUFFER.invokeExact(buffer);
+        } catch (Throwable t) {
+            throw unchecked(t);
+        }
+    }
+
     /** Runs {@code kernel} over [from, to) of {param, grad, slot0, slot1, slot2} (null where unused). */
-    static void run(UpdateKernel kernel, ByteBuffer[] o, FloatBuffer[] f, int from, int to, float[] s, int flags) {
+    static void run(UpdateKernel kernel, VectorOperand[] o, FloatBuffer[] f, int from, int to, float[] s, int flags) {
         int vectorEnd = from + SPECIES.loopBound(to - from);
         switch (kernel) {
             case SGD -> sgd(o[0], o[1], from, vectorEnd, s, flags);
@@ -51,12 +146,38 @@ final class VectorKernels {
         if (vectorEnd < to) ReferenceKernels.run(kernel, f, vectorEnd, to, s, flags);
     }
 
-    private static FloatVector load(ByteBuffer b, int i) {
-        return FloatVector.fromByteBuffer(SPECIES, b, i << 2, ORDER);
+    /**
+     * Elements [i, i + lanes) of {@code o}. The array test is a branch, not a virtual call: the JIT
+     * keeps one profile per site, and two memory forms never make it megamorphic.
+     */
+    private static FloatVector load(VectorOperand o, int i) {
+        float[] array = o.array;
+        if (array != null) return FloatVector.fromArray(SPECIES, array, o.arrayOffset + i);
+        try {
+            return (FloatVector) LOAD_NATIVE.invokeExact(o.memory, o.byteOffset + ((long) i << 2));
+        } catch (Throwable t) {
+            throw unchecked(t);
+        }
     }
 
-    private static void store(FloatVector v, ByteBuffer b, int i) {
-        v.intoByteBuffer(b, i << 2, ORDER);
+    private static void store(FloatVector v, VectorOperand o, int i) {
+        float[] array = o.array;
+        if (array != null) {
+            v.intoArray(array, o.arrayOffset + i);
+            return;
+        }
+        try {
+            STORE_NATIVE.invokeExact(v, o.memory, o.byteOffset + ((long) i << 2));
+        } catch (Throwable t) {
+            throw unchecked(t);
+        }
+    }
+
+    /** The handles call Vector API methods that declare no checked exception: anything thrown is unchecked. */
+    private static RuntimeException unchecked(Throwable t) {
+        if (t instanceof RuntimeException r) return r;
+        if (t instanceof Error e) throw e;
+        return new IllegalStateException(t);
     }
 
     private static FloatVector broadcast(float value) {
@@ -70,7 +191,7 @@ final class VectorKernels {
         return g;
     }
 
-    private static void sgd(ByteBuffer param, ByteBuffer grad, int from, int to, float[] s, int flags) {
+    private static void sgd(VectorOperand param, VectorOperand grad, int from, int to, float[] s, int flags) {
         boolean maximize = has(flags, MAXIMIZE), l2 = has(flags, L2_DECAY);
         FloatVector negLr = broadcast(s[SGD_NEG_LR]), wd = broadcast(s[SGD_WEIGHT_DECAY]);
         for (int i = from; i < to; i += SPECIES.length()) {
@@ -80,7 +201,7 @@ final class VectorKernels {
         }
     }
 
-    private static void momentumBuffer(ByteBuffer param, ByteBuffer grad, ByteBuffer buffer, int from, int to, float[] s, int flags) {
+    private static void momentumBuffer(VectorOperand param, VectorOperand grad, VectorOperand buffer, int from, int to, float[] s, int flags) {
         boolean maximize = has(flags, MAXIMIZE), l2 = has(flags, L2_DECAY);
         boolean first = has(flags, FIRST_STEP), nesterov = has(flags, NESTEROV);
         FloatVector negLr = broadcast(s[MOMENTUM_NEG_LR]), wd = broadcast(s[MOMENTUM_WEIGHT_DECAY]);
@@ -95,7 +216,7 @@ final class VectorKernels {
         }
     }
 
-    private static void momentumVelocity(ByteBuffer param, ByteBuffer grad, ByteBuffer velocity, int from, int to, float[] s, int flags) {
+    private static void momentumVelocity(VectorOperand param, VectorOperand grad, VectorOperand velocity, int from, int to, float[] s, int flags) {
         boolean maximize = has(flags, MAXIMIZE), l2 = has(flags, L2_DECAY), nesterov = has(flags, NESTEROV);
         FloatVector negLr = broadcast(s[MOMENTUM_NEG_LR]), wd = broadcast(s[MOMENTUM_WEIGHT_DECAY]);
         FloatVector mu = broadcast(s[MOMENTUM_MU]);
@@ -109,8 +230,8 @@ final class VectorKernels {
         }
     }
 
-    private static void rmsProp(ByteBuffer param, ByteBuffer grad, ByteBuffer squareAvg, ByteBuffer gradAvg,
-                                ByteBuffer momentumBuffer, int from, int to, float[] s, int flags) {
+    private static void rmsProp(VectorOperand param, VectorOperand grad, VectorOperand squareAvg, VectorOperand gradAvg,
+                                VectorOperand momentumBuffer, int from, int to, float[] s, int flags) {
         boolean maximize = has(flags, MAXIMIZE), l2 = has(flags, L2_DECAY);
         boolean centered = has(flags, CENTERED), momentum = has(flags, MOMENTUM);
         FloatVector negLr = broadcast(s[RMSPROP_NEG_LR]), wd = broadcast(s[RMSPROP_WEIGHT_DECAY]);
@@ -136,8 +257,8 @@ final class VectorKernels {
         }
     }
 
-    private static void adam(ByteBuffer param, ByteBuffer grad, ByteBuffer expAvg, ByteBuffer expAvgSq,
-                             ByteBuffer maxExpAvgSq, int from, int to, float[] s, int flags) {
+    private static void adam(VectorOperand param, VectorOperand grad, VectorOperand expAvg, VectorOperand expAvgSq,
+                             VectorOperand maxExpAvgSq, int from, int to, float[] s, int flags) {
         boolean maximize = has(flags, MAXIMIZE), l2 = has(flags, L2_DECAY);
         boolean decoupled = has(flags, DECOUPLED_DECAY), amsgrad = has(flags, AMSGRAD);
         FloatVector negStepSize = broadcast(s[ADAM_NEG_STEP_SIZE]), invSqrtBc2 = broadcast(s[ADAM_INV_SQRT_BC2]);
@@ -165,7 +286,7 @@ final class VectorKernels {
         }
     }
 
-    private static void adagrad(ByteBuffer param, ByteBuffer grad, ByteBuffer sum, int from, int to, float[] s, int flags) {
+    private static void adagrad(VectorOperand param, VectorOperand grad, VectorOperand sum, int from, int to, float[] s, int flags) {
         boolean maximize = has(flags, MAXIMIZE), l2 = has(flags, L2_DECAY);
         FloatVector negClr = broadcast(s[ADAGRAD_NEG_CLR]), wd = broadcast(s[ADAGRAD_WEIGHT_DECAY]);
         FloatVector eps = broadcast(s[ADAGRAD_EPS]);

@@ -6,12 +6,16 @@ import io.fusedopt.internal.UpdateKernel;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
  * Whether {@link VectorKernels} can run in this JVM, decided once: the incubating module must be
- * resolved ({@code --add-modules jdk.incubator.vector}), its JDK 17 to 19 ByteBuffer entry points
- * must link, and a small Adam update must equal the reference bit for bit. Otherwise the fast
- * backend runs {@link ReferenceKernels} on every core, and {@link #reason()} says why.
+ * resolved ({@code --add-modules jdk.incubator.vector}), its entry points for native memory must
+ * link (ByteBuffer on JDK 17 and 18, MemorySegment on 19 and later), and a small AMSGrad Adam update
+ * must equal the reference bit for bit with its operands in every memory kind the kernels will read
+ * here, mixed in one update. Otherwise the fast backend runs {@link ReferenceKernels} on every core,
+ * and {@link #reason()} says why.
  */
 final class VectorSupport {
     private VectorSupport() {}
@@ -19,26 +23,39 @@ final class VectorSupport {
     /** Set to {@code false} to run the loop fallback although the Vector API works (tests, comparisons). */
     static final String PROPERTY = "fusedopt.cpu.vector";
 
+    /** Why a direct FloatBuffer runs the loops on JDK 17 and 18. */
+    static final String DIRECT_BUFFER_LOOPS = "the Vector API of JDK 17 and 18 reads ByteBuffers, and a FloatBuffer"
+            + " exposes none; JDK 19 and later read it as a MemorySegment";
+
     private static final boolean AVAILABLE;
+    private static final boolean DIRECT_BUFFERS;
     private static final String REASON;
 
     static {
         String reason;
-        boolean available = false;
+        boolean available = false, directBuffers = false;
         if (!Boolean.parseBoolean(System.getProperty(PROPERTY, "true"))) {
             reason = "Vector API turned off by -D" + PROPERTY + "=false";
         } else if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) {
             reason = "Vector API module not resolved: start the JVM with --add-modules jdk.incubator.vector";
         } else {
             try {
-                reason = selfTest();
+                directBuffers = VectorKernels.directFloatBuffersSupported();
+                reason = selfTest(directBuffers);
                 available = reason == null;
-                if (available) reason = "Vector API, " + VectorKernels.SPECIES.vectorBitSize() + "-bit vectors";
+                if (available) {
+                    reason = "Vector API, " + VectorKernels.SPECIES.vectorBitSize() + "-bit vectors, "
+                            + VectorKernels.NATIVE_ACCESS + " access; vectors for " + MemoryKind.ALLOCATED + ", "
+                            + MemoryKind.HEAP_ARRAY + (directBuffers ? ", " + MemoryKind.DIRECT_BUFFER
+                            : "; loops for a " + MemoryKind.DIRECT_BUFFER + " (" + DIRECT_BUFFER_LOOPS + ")");
+                }
             } catch (LinkageError | RuntimeException e) {
-                reason = "Vector API unusable in this JDK (" + Runtime.version() + "): " + e;
+                Throwable cause = e instanceof ExceptionInInitializerError && e.getCause() != null ? e.getCause() : e;
+                reason = "Vector API unusable in this JDK (" + Runtime.version() + "): " + cause;
             }
         }
         AVAILABLE = available;
+        DIRECT_BUFFERS = available && directBuffers;
         REASON = reason;
     }
 
@@ -46,36 +63,73 @@ final class VectorSupport {
         return AVAILABLE;
     }
 
-    /** What the fast backend vectorizes with, or why it does not. */
+    /** Whether the vector kernels read memory of {@code kind} in place here. */
+    static boolean supports(MemoryKind kind) {
+        return switch (kind) {
+            case ALLOCATED, HEAP_ARRAY -> AVAILABLE;
+            case DIRECT_BUFFER -> DIRECT_BUFFERS;
+            case OTHER_VIEW -> false;
+        };
+    }
+
+    /** Why memory of {@code kind} runs the loops, for a kind {@link #supports} refuses. */
+    static String whyLoops(MemoryKind kind) {
+        if (!AVAILABLE) return REASON;
+        return kind == MemoryKind.DIRECT_BUFFER ? DIRECT_BUFFER_LOOPS
+                : "the vector kernels read native-order memory or float[] only";
+    }
+
+    /** What the fast backend vectorizes with and which memory, or why it does not. */
     static String reason() {
         return REASON;
     }
 
-    /** Null when an AMSGrad Adam step over 37 elements equals the reference bit for bit, else what differed. */
-    private static String selfTest() {
-        int n = 37;
-        ByteBuffer[] vector = new ByteBuffer[5];
-        FloatBuffer[] vectorFloats = new FloatBuffer[5];
-        FloatBuffer[] reference = new FloatBuffer[5];
-        for (int j = 0; j < 5; j++) {
-            vector[j] = ByteBuffer.allocateDirect(n * 4).order(ByteOrder.nativeOrder());
-            vectorFloats[j] = vector[j].asFloatBuffer();
-            reference[j] = FloatBuffer.allocate(n);
-            for (int i = 0; i < n; i++) {
-                float x = (float) Math.sin(1.7 * i + j) * (j == 3 || j == 4 ? 0.1f : 1f);
-                vectorFloats[j].put(i, j >= 3 ? x * x : x);
-                reference[j].put(i, j >= 3 ? x * x : x);
-            }
-        }
+    /**
+     * Null when AMSGrad Adam steps over 37 elements (whole vectors and a tail) equal the reference
+     * bit for bit, else what differed. The operands are in each kind the kernels will meet, at
+     * offsets (a heap FloatBuffer and a direct FloatBuffer sliced at position 3), and rotated so
+     * that every operand position reads and writes every kind, mixed within one update.
+     */
+    private static String selfTest(boolean directBuffers) {
+        int n = 37, offset = 3;
+        List<MemoryKind> kinds = new ArrayList<>(List.of(MemoryKind.ALLOCATED, MemoryKind.HEAP_ARRAY));
+        if (directBuffers) kinds.add(MemoryKind.DIRECT_BUFFER);
         float[] s = new float[StepScalars.SCALAR_STRIDE];
         StepScalars.compute(io.fusedopt.Adam.builder().optAmsgrad(true).optWeightDecay(0.01).build(), 3, s);
         int flags = KernelFlags.AMSGRAD | KernelFlags.L2_DECAY;
-        VectorKernels.run(UpdateKernel.ADAM, vector, vectorFloats, 0, n, s, flags);
-        ReferenceKernels.run(UpdateKernel.ADAM, reference, 0, n, s, flags);
-        for (int j = 0; j < 5; j++) {
-            for (int i = 0; i < n; i++) {
-                if (Float.floatToIntBits(vectorFloats[j].get(i)) != Float.floatToIntBits(reference[j].get(i))) {
-                    return "Vector API result differs from the reference (operand " + j + ", element " + i + ")";
+        for (int rotation = 0; rotation < kinds.size(); rotation++) {
+            VectorOperand[] operands = new VectorOperand[5];
+            FloatBuffer[] vectorFloats = new FloatBuffer[5];
+            FloatBuffer[] reference = new FloatBuffer[5];
+            for (int j = 0; j < 5; j++) {
+                MemoryKind kind = kinds.get((j + rotation) % kinds.size());
+                switch (kind) {
+                    case ALLOCATED -> {
+                        ByteBuffer bytes = ByteBuffer.allocateDirect(n * Float.BYTES).order(ByteOrder.nativeOrder());
+                        vectorFloats[j] = bytes.asFloatBuffer();
+                        operands[j] = VectorKernels.ofNativeBytes(bytes);
+                    }
+                    case HEAP_ARRAY -> vectorFloats[j] = FloatBuffer.allocate(n + offset).position(offset).slice();
+                    case DIRECT_BUFFER -> vectorFloats[j] = ByteBuffer.allocateDirect((n + offset) * Float.BYTES)
+                            .order(ByteOrder.nativeOrder()).asFloatBuffer().position(offset).slice();
+                    case OTHER_VIEW -> throw new IllegalStateException("never vectorized");
+                }
+                if (operands[j] == null) operands[j] = VectorKernels.ofWrapped(vectorFloats[j]);
+                reference[j] = FloatBuffer.allocate(n);
+                for (int i = 0; i < n; i++) {
+                    float x = (float) Math.sin(1.7 * i + j) * (j == 3 || j == 4 ? 0.1f : 1f);
+                    vectorFloats[j].put(i, j >= 3 ? x * x : x);
+                    reference[j].put(i, j >= 3 ? x * x : x);
+                }
+            }
+            VectorKernels.run(UpdateKernel.ADAM, operands, vectorFloats, 0, n, s, flags);
+            ReferenceKernels.run(UpdateKernel.ADAM, reference, 0, n, s, flags);
+            for (int j = 0; j < 5; j++) {
+                for (int i = 0; i < n; i++) {
+                    if (Float.floatToIntBits(vectorFloats[j].get(i)) != Float.floatToIntBits(reference[j].get(i))) {
+                        return "Vector API result differs from the reference (operand " + j + " in "
+                                + kinds.get((j + rotation) % kinds.size()) + " memory, element " + i + ")";
+                    }
                 }
             }
         }

@@ -1,0 +1,42 @@
+package io.fusedopt.cpu;
+
+/**
+ * Where one operand's elements lie for {@link VectorKernels}' loads and stores: either a heap array
+ * from an element offset ({@code FloatVector.fromArray}, on every JDK), or native memory from byte 0
+ * in the form this JDK's Vector API reads ({@link VectorKernels#NATIVE_ACCESS}: a ByteBuffer on
+ * JDK 17 and 18, a MemorySegment on 19 and later). Element {@code i} of the operand is array element
+ * {@code arrayOffset + i}, or bytes {@code [byteOffset + 4i, byteOffset + 4i + 4)} of the memory.
+ *
+ * <p>This class names no Vector API type, so step programs can hold it in a JVM without the module.
+ */
+final class VectorOperand {
+    /** The heap array, or null for native memory. */
+    final float[] array;
+    /** The array index of element 0 (0 for native memory). */
+    final int arrayOffset;
+    /** The native memory (ByteBuffer or MemorySegment, per JDK), or null for a heap array. */
+    final Object memory;
+    /** The byte offset of element 0 in the native memory (0 for a heap array). */
+    final long byteOffset;
+
+    private VectorOperand(float[] array, int arrayOffset, Object memory, long byteOffset) {
+        this.array = array;
+        this.arrayOffset = arrayOffset;
+        this.memory = memory;
+        this.byteOffset = byteOffset;
+    }
+
+    static VectorOperand ofArray(float[] array, int arrayOffset) {
+        return new VectorOperand(array, arrayOffset, null, 0);
+    }
+
+    static VectorOperand ofNative(Object memory) {
+        return new VectorOperand(null, 0, memory, 0);
+    }
+
+    /** The same memory from element {@code first} on (a chunk inside a block). */
+    VectorOperand from(int first) {
+        return new VectorOperand(array, array == null ? 0 : arrayOffset + first, memory,
+                array == null ? byteOffset + (long) first * Float.BYTES : 0);
+    }
+}
