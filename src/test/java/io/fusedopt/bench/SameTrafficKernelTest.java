@@ -1,5 +1,6 @@
 package io.fusedopt.bench;
 
+import io.fusedopt.cpu.BenchmarkTeam;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -66,7 +67,7 @@ class SameTrafficKernelTest {
     @Test
     void theTeamRunsEachItemExactlyOnceAndPassesFailuresOn() {
         int items = 1000;
-        try (ChunkTeam team = new ChunkTeam(4)) {
+        try (BenchmarkTeam team = new BenchmarkTeam(4)) {
             for (int loop = 0; loop < 20; loop++) {
                 AtomicIntegerArray seen = new AtomicIntegerArray(items);
                 team.run(items, (worker, item) -> {
@@ -92,10 +93,10 @@ class SameTrafficKernelTest {
         assertMessage("tensor 0 has 4294967296 elements", () -> new SameTrafficKernel(adam, new long[] {1L << 32}, 1));
         assertMessage("unknown algorithm 'lion'", () -> SameTrafficKernel.Traffic.of("lion", "fp32"));
         assertMessage("unknown storage fp8", () -> SameTrafficKernel.Traffic.of("adam", "fp8"));
-        assertMessage("at least 1 thread, got 0", () -> new ChunkTeam(0));
-        ChunkTeam closed = new ChunkTeam(2);
+        assertMessage("at least 1 thread, got 0", () -> new BenchmarkTeam(0));
+        BenchmarkTeam closed = new BenchmarkTeam(2);
         closed.close();
-        assertMessage("the chunk team is closed", () -> closed.run(4, (w, i) -> { }));
+        assertMessage("the worker team is closed", () -> closed.run(4, (w, i) -> { }));
     }
 
     private static void assertMessage(String expected, org.junit.jupiter.api.function.Executable call) {

@@ -1,6 +1,7 @@
 package io.fusedopt.bench;
 
 import io.fusedopt.Precision;
+import io.fusedopt.cpu.BenchmarkTeam;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.UpdatePlan;
 import java.util.Arrays;
@@ -12,8 +13,8 @@ import jdk.incubator.vector.VectorSpecies;
 /**
  * The honest roofline of one {@code CPU_FAST} step: a kernel that reads and writes exactly the
  * arrays the update does (same tensors, same lengths, same element formats), cut into the same
- * 2^16-element chunks of the segment table and run by the same number of threads claiming chunks
- * the same way ({@link ChunkTeam}), but whose arithmetic is one add per written element. Its time
+ * 2^16-element chunks of the segment table and run by the fast backend's own worker team of the
+ * same size ({@link BenchmarkTeam}), but whose arithmetic is one add per written element. Its time
  * is what this traffic costs on this machine; an update's time divided into it is how close the
  * update is to its own memory limit (an all-core copy moves different arrays with different
  * read/write ratios, so it is only context).
@@ -83,9 +84,9 @@ final class SameTrafficKernel implements AutoCloseable {
     private final short[][] shortParam;
     private final short[][] shortGrad;
     private final float[][][] states; // [tensor][state]
-    private final ChunkTeam team;
+    private final BenchmarkTeam team;
     private final boolean parallel;
-    private final ChunkTeam.Task task = this::runItem;
+    private final BenchmarkTeam.Task task = this::runItem;
 
     /**
      * Allocates the operands of tensors of these lengths and a team of {@code threads} threads.
@@ -135,7 +136,7 @@ final class SameTrafficKernel implements AutoCloseable {
             for (int s = 0; s < traffic.states(); s++) states[t][s] = new float[length];
         }
         parallel = TensorSets.total(lengths) >= PARALLEL_MIN_ELEMENTS;
-        team = new ChunkTeam(threads);
+        team = new BenchmarkTeam(threads);
     }
 
     private static float[] filled(int length, float value) {
