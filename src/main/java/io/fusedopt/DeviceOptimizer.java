@@ -327,14 +327,14 @@ public final class DeviceOptimizer implements AutoCloseable {
     /** One step by replaying a capture (from {@link StepGraph}). */
     synchronized void replay(StepProgram.CapturedStep captured) {
         ensureUsable();
+        if (program == null || capturedFrom.get(captured) != program) {
+            // Its launches name the tensors of an older program (freed on CUDA): replaying it would
+            // update the wrong set, or read freed tables. Refused before anything runs: the optimizer stays usable.
+            throw new IllegalStateException("this captured step was captured before the set of updated tensors changed (a"
+                    + " tensor or group was added, or a tensor frozen or unfrozen, or a checkpoint restored step counts):"
+                    + " capture the step again with captureStep()");
+        }
         try {
-            if (program == null || capturedFrom.get(captured) != program) {
-                // Its launches name the tensors of an older program (freed on CUDA): replaying it would
-                // update the wrong set, or read freed tables.
-                throw new IllegalStateException("this captured step was captured before the set of updated tensors changed (a"
-                        + " tensor or group was added, or a tensor frozen or unfrozen, or a checkpoint restored step counts):"
-                        + " capture the step again with captureStep()");
-            }
             if (groupsChanged) refreshGroups();
             captured.replay();
         } catch (RuntimeException e) {
