@@ -530,7 +530,8 @@ public final class DeviceOptimizer implements AutoCloseable {
      * Restores a state saved by {@link #save} (on either backend) into this optimizer, whose
      * groups and parameters must match the file's: same algorithm and state layout, same names,
      * lengths and storage formats. Params (when the checkpoint has them), master weights, states,
-     * step counters, hyper-parameters and the loss scale are restored; continuing then gives, bit
+     * step counters (each tensor's own count and frozen flag included), hyper-parameters and the
+     * loss scale are restored; continuing then gives, bit
      * for bit, what the saved run would have given. Everything is checked (structure, checksums,
      * shapes) before anything changes: a damaged or mismatched file changes nothing.
      *
@@ -543,8 +544,9 @@ public final class DeviceOptimizer implements AutoCloseable {
     /**
      * As {@link #load(java.nio.file.Path)}; a non-strict load ({@link LoadOptions.Builder#optStrict})
      * loads the tensors whose names, lengths and formats match and reports the others, which keep
-     * their values (a state left so starts from its initial value, while the restored step
-     * counter applies to every tensor: Adam's bias correction of the next step is that of step t + 1).
+     * their values. A tensor some of whose states were not loaded restarts at its own step 0 (its
+     * next update is its own step 1, as for a tensor added now: {@link Parameter#stepCount()}) and
+     * keeps its frozen flag; every other tensor gets the checkpoint's own count and frozen flag.
      * A strict load with these options returns a report too: every tensor loaded, and whether the
      * checkpoint held the params.
      *
