@@ -197,14 +197,15 @@ public final class DeviceOptimizer implements AutoCloseable {
     /**
      * A new group with its own configuration, which must be of this optimizer's algorithm (for
      * example an {@link Adam} without weight decay for biases). Groups may be added after steps
-     * have begun; their tensors then start at their own step 1 ({@link ParamGroup#add}).
+     * have begun; their tensors then start at their own step 1 ({@link ParamGroup#add}). Adding a
+     * group keeps captured steps usable; adding a tensor to it does not.
      */
     public synchronized ParamGroup addGroup(OptimizerConfig config) {
         ensureUsable();
         requireSameAlgorithm(config);
         ParamGroup group = new ParamGroup(this, groups.size(), config);
         groups.add(group);
-        tensorsChanged();
+        // An empty group changes no update: the program and its captures stay (its tensors' add() rebuilds).
         return group;
     }
 
@@ -303,8 +304,8 @@ public final class DeviceOptimizer implements AutoCloseable {
     /**
      * Captures one whole step for replay ({@link StepGraph#replay()}): on CUDA a CUDA graph, so a
      * step costs one launch call. Capturing takes no step. The capture holds the set of tensors
-     * updated now: after a tensor or group is added or a tensor frozen or unfrozen, replaying it is
-     * refused (capture again). Not available under {@link NonFinitePolicy#THROW}, whose check needs the host.
+     * updated now: after a tensor is added, frozen or unfrozen, replaying it is refused (capture
+     * again). Not available under {@link NonFinitePolicy#THROW}, whose check needs the host.
      *
      * @throws IllegalStateException under {@link NonFinitePolicy#THROW}, when no tensor is
      *     registered (nothing is captured then), the optimizer is closed, or an earlier step failed
@@ -331,7 +332,7 @@ public final class DeviceOptimizer implements AutoCloseable {
             // Its launches name the tensors of an older program (freed on CUDA): replaying it would
             // update the wrong set, or read freed tables. Refused before anything runs: the optimizer stays usable.
             throw new IllegalStateException("this captured step was captured before the set of updated tensors changed (a"
-                    + " tensor or group was added, or a tensor frozen or unfrozen, or a checkpoint restored step counts):"
+                    + " tensor was added, frozen or unfrozen, or a checkpoint load changed tensors' step counts):"
                     + " capture the step again with captureStep()");
         }
         try {
@@ -926,6 +927,33 @@ public final class DeviceOptimizer implements AutoCloseable {
             MemoryClaim other = overlapping(mine.range());
             if (other != null) throw sharedMemory(mine.what(), mine.range(), other.what(), other.range());
         }
+    }
+
+    /**
+     * Refuses a new gradient for a registered param (at unfreezing) whose memory overlaps a registered
+     * param or grad other than {@code oldGrad}, the gradient it replaces.
+     */
+    synchronized void requireUnsharedGradient(String gradWhat, AbstractTensorBuffer grad, AbstractTensorBuffer oldGrad) {
+        MemoryRange g = grad.memoryRange();
+        if (g == null) return;
+        // Checked without the old gradient's claim (the new one may reuse its memory), which is put back.
+        MemoryRange old = oldGrad.memoryRange();
+        TreeMap<Long, MemoryClaim> oldClaims = old == null ? null : registeredMemory.get(old.base());
+        MemoryClaim oldClaim = oldClaims == null ? null : oldClaims.remove(old.start());
+        try {
+            MemoryClaim other = overlapping(g);
+            if (other != null) throw sharedMemory(gradWhat, g, other.what(), other.range());
+        } finally {
+            if (oldClaim != null) oldClaims.put(old.start(), oldClaim);
+        }
+    }
+
+    /** Forgets the memory claim of a buffer that no longer backs a registered tensor. */
+    synchronized void releaseMemory(AbstractTensorBuffer buffer) {
+        MemoryRange range = buffer.memoryRange();
+        if (range == null || range.bytes() == 0) return;
+        TreeMap<Long, MemoryClaim> claims = registeredMemory.get(range.base());
+        if (claims != null) claims.remove(range.start());
     }
 
     /** Records the memory of a buffer that now backs a registered tensor (checked by {@link #requireUnsharedMemory}). */

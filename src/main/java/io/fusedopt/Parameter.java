@@ -21,7 +21,8 @@ public final class Parameter {
     private final ParamGroup group;
     private final String name;
     private final AbstractTensorBuffer param;
-    private final AbstractTensorBuffer grad;
+    /** Replaced only by {@link #unfreeze(TensorBuffer)}. */
+    private AbstractTensorBuffer grad;
     private final Map<StateKind, AbstractTensorBuffer> states;
     private final AbstractTensorBuffer master;
     /** While not frozen: the optimizer's applied-step counter minus this tensor's own count. */
@@ -149,6 +150,47 @@ public final class Parameter {
             stepOffset = t - frozenStepCount;
             frozen = false;
             optimizer.tensorsChanged();
+        }
+    }
+
+    /**
+     * As {@link #unfreeze()}, reading the gradient from {@code newGrad} from now on (for a model that
+     * dropped the frozen tensor's gradient): a buffer of this optimizer with the param's length, in
+     * any {@link Precision}, backing no other registered tensor, its memory shared with no registered
+     * param or grad (it may reuse the old gradient's). The old gradient buffer is released: it backs
+     * nothing any more and may be closed or registered elsewhere.
+     *
+     * @throws IllegalArgumentException for a gradient of another length, of another optimizer, closed,
+     *     already registered, or sharing memory; nothing changes then (the tensor stays frozen)
+     * @throws IllegalStateException when the tensor is not frozen, the optimizer is closed or an
+     *     earlier step failed; nothing changes then
+     */
+    public void unfreeze(TensorBuffer newGrad) {
+        synchronized (optimizer) {
+            optimizer.ensureUsable();
+            if (!frozen) throw new IllegalStateException("parameter '" + name + "' is not frozen");
+            AbstractTensorBuffer g = optimizer.ownBuffer("new grad of '" + name + "'", newGrad);
+            if (g.length() != param.length()) {
+                throw new IllegalArgumentException("frozen parameter '" + name + "' has " + param.length()
+                        + " elements but its new grad has " + g.length());
+            }
+            // Surfaces a device error before anything changes (unfreeze() reads the counter again, then cheaply).
+            optimizer.appliedSteps();
+            if (g != grad) {
+                if (g == param) throw new IllegalArgumentException("param and grad must be different buffers");
+                if (g.registeredAs() != null) {
+                    throw new IllegalArgumentException("new grad buffer already backs " + g.registeredAs()
+                            + "; a buffer can back only one registered tensor");
+                }
+                String what = "grad of '" + name + "'";
+                optimizer.requireUnsharedGradient(what, g, grad);
+                optimizer.releaseMemory(grad);
+                grad.unmarkRegistered();
+                g.markRegistered(what);
+                optimizer.claimMemory(what, g);
+                grad = g;
+            }
+            unfreeze();
         }
     }
 

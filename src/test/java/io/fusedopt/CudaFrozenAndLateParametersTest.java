@@ -36,6 +36,12 @@ class CudaFrozenAndLateParametersTest {
         PerTensorSteps.lateTensorAndGroup(Backend.CUDA, config);
     }
 
+    /** Unfrozen with a new device gradient buffer, read from then on, bit for bit with the reference. */
+    @Test
+    void unfreezingWithANewGradientReadsIt() {
+        PerTensorSteps.unfreezingAfter100Steps(Backend.CUDA, PerTensorSteps.stepDependentConfigs().get(0), true);
+    }
+
     /** Saved on CUDA (a frozen tensor, a late one), resumed on CUDA and on the CPU reference: same counts and bits. */
     @Test
     void aCheckpointKeepsEachTensorsStepCountAcrossBackends() throws Exception {

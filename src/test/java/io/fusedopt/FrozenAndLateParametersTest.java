@@ -160,6 +160,51 @@ class FrozenAndLateParametersTest {
         }
     }
 
+    /** Unfreezing with a new gradient buffer reads it from then on, bit for bit with the reference; the old one is released. */
+    @ParameterizedTest
+    @EnumSource(value = Backend.class, names = {"CPU", "CPU_FAST"})
+    void unfreezingWithANewGradientReadsIt(Backend backend) {
+        PerTensorSteps.unfreezingAfter100Steps(backend, PerTensorSteps.stepDependentConfigs().get(0), true);
+    }
+
+    /** A frozen tensor's new gradient of another length, registered elsewhere or sharing memory is refused; it stays frozen. */
+    @ParameterizedTest
+    @EnumSource(value = Backend.class, names = {"CPU", "CPU_FAST"})
+    void aFrozenTensorsNewGradientOfAnotherLengthIsRefused(Backend backend) {
+        try (PerTensorSteps.Run run = PerTensorSteps.registeredForResume(backend)) {
+            run.steps(2);
+            Parameter b = run.param(B);
+            assertMessage(IllegalStateException.class, "parameter 'b' is not frozen", () -> b.unfreeze(run.opt.allocate(B.length())));
+            b.freeze();
+            TensorBuffer oldGrad = b.grad();
+            assertMessage(IllegalArgumentException.class, "frozen parameter 'b' has 37 elements but its new grad has 40",
+                    () -> b.unfreeze(run.opt.allocate(40)));
+            Parameter e = run.add(run.opt.addGroup(), new PerTensorSteps.Spec("e", B.length(), Precision.FP32));
+            assertMessage(IllegalArgumentException.class, "new grad buffer already backs grad of 'e'", () -> b.unfreeze(e.grad()));
+            assertMessage(IllegalArgumentException.class, "param and grad must be different buffers", () -> b.unfreeze(b.param()));
+            float[] host = new float[100];
+            try (DeviceOptimizer cpu = DeviceOptimizer.create(Backend.CPU, Sgd.builder().build())) {
+                cpu.addGroup().add("w", cpu.wrapHost(java.nio.FloatBuffer.wrap(host, 0, 50)), cpu.allocate(50));
+                Parameter w = cpu.groups().get(0).parameters().get(0);
+                TensorBuffer other = cpu.allocate(50);
+                cpu.addGroup().add("x", other, cpu.allocate(50));
+                w.freeze();
+                assertMessage(IllegalArgumentException.class, "shares memory with param 'w'",
+                        () -> w.unfreeze(cpu.wrapHost(java.nio.FloatBuffer.wrap(host, 40, 50))));
+                assertMessage(IllegalArgumentException.class, "does not belong to this optimizer",
+                        () -> w.unfreeze(run.opt.allocate(50)));
+                assertTrue(w.isFrozen());
+            }
+            assertTrue(b.isFrozen(), "refused: still frozen");
+            assertTrue(b.grad() == oldGrad, "refused: the gradient is unchanged");
+            assertEquals(2, b.stepCount());
+            assertMessage(IllegalStateException.class, "registered as grad of 'b'", oldGrad::close);
+            b.unfreeze(oldGrad); // the same buffer: a plain unfreeze
+            run.steps(1);
+            assertEquals(3, b.stepCount());
+        }
+    }
+
     @ParameterizedTest
     @EnumSource(value = Backend.class, names = {"CPU", "CPU_FAST"})
     void aStepWithEveryTensorFrozenIsRefusedAndCountsNothing(Backend backend) {

@@ -148,6 +148,11 @@ final class PerTensorSteps {
      * times; b does not change while frozen and its NaN gradient is never read.
      */
     static void unfreezingAfter100Steps(Backend backend, OptimizerConfig config) {
+        unfreezingAfter100Steps(backend, config, false);
+    }
+
+    /** As above; with {@code newGrad}, b is unfrozen with a new gradient buffer (the old one is closed). */
+    static void unfreezingAfter100Steps(Backend backend, OptimizerConfig config, boolean newGrad) {
         try (Run run = new Run(backend, config)) {
             ParamGroup group = run.opt.addGroup();
             Parameter a = run.add(group, A);
@@ -160,7 +165,15 @@ final class PerTensorSteps {
             assertEquals(100, run.opt.stepCount());
             assertEquals(30, b.stepCount(), "a frozen tensor's own count stops");
             assertSameBits(atFreeze, snapshot(b), backend + " " + config.algorithm() + ": b while frozen");
-            b.unfreeze();
+            if (newGrad) {
+                TensorBuffer oldGrad = b.grad();
+                TensorBuffer replacement = run.opt.allocate(B.length()); // float32, as the reference's
+                b.unfreeze(replacement);
+                assertTrue(b.grad() == replacement, "the new gradient is read from now on");
+                oldGrad.close(); // released: it backs nothing any more
+            } else {
+                b.unfreeze();
+            }
             assertFalse(b.isFrozen());
             run.steps(20);
             assertEquals(120, run.opt.stepCount());
