@@ -75,9 +75,10 @@ __device__ __forceinline__ void fo_update_loss_scale(FoControl* control, bool no
   control->inv_grad_scale = fo_f(__ddiv_rn(1.0, (double)scale));
 }
 
-// One block of FO_LANES threads. groups holds FO_GROUP_INFO_STRIDE ints per group: its kernel
-// (FO_KERNEL_*), its step-independent flags and its number of schedule segments, which sit at
-// segments + FO_MAX_SEGMENTS * g; hyper holds FO_HYPER_STRIDE floats per group.
+// One block of FO_LANES threads. groups holds FO_GROUP_INFO_STRIDE ints per entry (a group's
+// cohort of tensors with one step offset): its kernel (FO_KERNEL_*), its step-independent flags,
+// its number of schedule segments, which sit at segments + FO_MAX_SEGMENTS * e, and its step
+// offset; hyper holds FO_HYPER_STRIDE floats per entry.
 extern "C" __global__ void fusedopt_finalize_step(FoControl* __restrict__ control,
                                                   const double* __restrict__ partials, int partial_count,
                                                   const float* __restrict__ hyper,
@@ -118,15 +119,20 @@ extern "C" __global__ void fusedopt_finalize_step(FoControl* __restrict__ contro
     clip = coef >= 1.0 ? 1.f : fo_f(coef);
   }
   control->clip_coef = clip;
-  const int step_flags = (step == 1 ? FO_FIRST_STEP : 0)
-                       | (step_inv_grad_scale != 1.0f ? FO_UNSCALE : 0)
+  // The first-step rule (a momentum buffer starts as the gradient) is per entry: see below.
+  const int step_flags = (step_inv_grad_scale != 1.0f ? FO_UNSCALE : 0)
                        | (clip != 1.f ? FO_CLIP : 0);
-  for (int g = 0; g < group_count; g++) {
-    const int* info = groups + FO_GROUP_INFO_STRIDE * g;
-    const float* h = hyper + FO_HYPER_STRIDE * g;
-    // The schedule's step counter is the number of steps applied before this one (t - 1).
-    const float lr = fo_scheduled_lr(h[FO_H_LR], segments + FO_MAX_SEGMENTS * g, info[2], step - 1);
-    fo_step_scalars(info[0], h, lr, info[1], step, scalars + FO_SCALAR_STRIDE * g);
-    flags[g] = info[1] | step_flags;
+  for (int e = 0; e < group_count; e++) {
+    const int* info = groups + FO_GROUP_INFO_STRIDE * e;
+    const float* h = hyper + FO_HYPER_STRIDE * e;
+    // The schedule follows the optimizer's counter (LambdaLR per optimizer): its step is the number
+    // of steps applied before this one (t - 1), whatever the entry's offset.
+    const float lr = fo_scheduled_lr(h[FO_H_LR], segments + FO_MAX_SEGMENTS * e, info[2], step - 1);
+    // Bias corrections, Adagrad's decay and the first-step rule follow the entry's own step.
+    const long long offset = (long long)(((unsigned long long)(unsigned int)info[FO_INFO_OFFSET_HI] << 32)
+                                         | (unsigned long long)(unsigned int)info[FO_INFO_OFFSET_LO]);
+    const long long own_step = step - offset;
+    fo_step_scalars(info[0], h, lr, info[1], own_step, scalars + FO_SCALAR_STRIDE * e);
+    flags[e] = info[1] | step_flags | (own_step == 1 ? FO_FIRST_STEP : 0);
   }
 }

@@ -10,7 +10,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-// Bit flags, mirrored by io.fusedopt.internal.KernelFlags. Uniform across a group.
+// Bit flags, mirrored by io.fusedopt.internal.KernelFlags. Uniform across an entry of the group
+// table (a group's tensors with one step offset, see fusedopt_finalize_step).
 #define FO_MAXIMIZE        (1 << 0)
 #define FO_L2_DECAY        (1 << 1)
 #define FO_DECOUPLED_DECAY (1 << 2)
@@ -50,7 +51,7 @@
 // Threads of the gradient-statistics and finalize blocks: the lanes of the deterministic
 // reduction (io.fusedopt.internal.GradientStatistics.LANES).
 #define FO_LANES 256
-// Floats reserved per group in the per-step scalar table and in the hyper-parameter table.
+// Floats reserved per entry in the per-step scalar table and in the hyper-parameter table.
 #define FO_SCALAR_STRIDE 16
 #define FO_HYPER_STRIDE 8
 
@@ -60,7 +61,7 @@ struct FoTensor {          // 80 bytes
   void* state[3];          // 16, 24, 32: the kernel's state slots; null where unused
   float* master;           // 40: fp32 master weights, or null
   long long length;        // 48
-  int group;               // 56: index into the per-group scalars and flags
+  int group;               // 56: the tensor's entry (its group and step offset) in the per-entry scalars and flags
   int vector_phase;        // 60: k % W at which every operand is W-element aligned; -1: scalar only
   int param_dtype;         // 64: FO_F32, FO_BF16, FO_F16
   int grad_dtype;          // 68

@@ -114,6 +114,7 @@ final class Checkpoint {
             ConfigCodec.encode(g.currentConfig()).forEach((k, v) -> metadata.put("group." + g.index() + "." + k, v));
         }
         putSchedulesAndScaler(opt, metadata);
+        putTensorSteps(opt, metadata, counters.step());
         List<Safetensors.Entry> entries = new ArrayList<>();
         long offset = 0;
         for (Item item : items) {
@@ -356,6 +357,7 @@ final class Checkpoint {
                                    DataSource source) throws IOException {
         Plan plan = validate(opt, name, header, options.isStrict());
         SchedulesAndScaler extras = schedulesAndScaler(opt, name, header.metadata(), plan.configs());
+        Map<Parameter, DeviceOptimizer.TensorSteps> tensorSteps = tensorSteps(opt, name, header.metadata(), plan, options.isStrict());
         Map<String, Item> loads = new LinkedHashMap<>();
         for (Item item : plan.loads()) loads.put(item.key(), item);
         // Read and check every tensor before touching anything.
@@ -394,7 +396,7 @@ final class Checkpoint {
         }
         source.finish();
         opt.applyCheckpoint(plan.configs(), plan.step(), plan.skippedSteps(), plan.gradScale(), extras.schedules(),
-                extras.scaler(), () -> {
+                extras.scaler(), tensorSteps, () -> {
             for (Item item : plan.loads()) {
                 float[] values = data.get(item.key());
                 for (int from = 0; from < values.length; from += BLOCK) {
@@ -436,6 +438,76 @@ final class Checkpoint {
         metadata.put(SCALER + "growth_factor", Float.toString((float) config.growthFactor()));
         metadata.put(SCALER + "backoff_factor", Float.toString((float) config.backoffFactor()));
         metadata.put(SCALER + "growth_interval", Integer.toString(config.growthInterval()));
+    }
+
+    // ---- Per-tensor step counts and frozen flags: metadata entries only, written only for a tensor
+    // whose count differs from the optimizer's or that is frozen, so that a checkpoint of an
+    // optimizer that never froze or added a tensor late is byte for byte what earlier versions wrote ----
+
+    private static final String TENSOR_STEP = "tensor_step.";
+    private static final String FROZEN = "frozen.";
+
+    /** {@code tensor_step.NAME} where a tensor's own count is not {@code step}; {@code frozen.NAME} for a frozen tensor. */
+    private static void putTensorSteps(DeviceOptimizer opt, Map<String, String> metadata, long step) {
+        for (ParamGroup g : opt.groups()) {
+            for (Parameter p : g.parameterList()) {
+                long own = p.ownSteps(step);
+                if (own != step) metadata.put(TENSOR_STEP + p.name(), Long.toString(own));
+                if (p.frozen()) metadata.put(FROZEN + p.name(), "true");
+            }
+        }
+    }
+
+    /**
+     * Reads and checks each tensor's own step count and frozen flag; changes nothing. A tensor the
+     * entries do not name counts with the optimizer and is not frozen. In a non-strict load a
+     * tensor some of whose states were not loaded restarts at its own step 0 (its next update is its
+     * own step 1, as a tensor added now) and keeps its frozen flag; entries naming no tensor of this
+     * optimizer are ignored there (the tensor is reported as unexpected), refused in a strict load.
+     */
+    private static Map<Parameter, DeviceOptimizer.TensorSteps> tensorSteps(DeviceOptimizer opt, String name, Map<String, String> m,
+                                                                          Plan plan, boolean strict) throws CheckpointException {
+        Map<String, Parameter> byName = new LinkedHashMap<>();
+        for (ParamGroup g : opt.groups()) for (Parameter p : g.parameterList()) byName.put(p.name(), p);
+        Map<String, Long> counts = new LinkedHashMap<>();
+        Map<String, Boolean> frozen = new LinkedHashMap<>();
+        for (Map.Entry<String, String> e : m.entrySet()) {
+            String key = e.getKey();
+            boolean isStep = key.startsWith(TENSOR_STEP);
+            if (!isStep && !key.startsWith(FROZEN)) continue;
+            String tensor = key.substring(isStep ? TENSOR_STEP.length() : FROZEN.length());
+            if (!byName.containsKey(tensor)) {
+                if (!strict) continue;
+                throw new CheckpointException(name + ": " + key + " names no parameter of this optimizer" + NON_STRICT_HINT);
+            }
+            if (isStep) {
+                long count = number(m, name, key);
+                if (count > plan.step()) {
+                    throw new CheckpointException(name + ": " + key + " is " + count + ", more than the optimizer's step " + plan.step()
+                            + ": a tensor cannot have taken more steps than its optimizer");
+                }
+                counts.put(tensor, count);
+            } else {
+                if (!e.getValue().equals("true") && !e.getValue().equals("false")) {
+                    throw new CheckpointException(name + ": " + key + " '" + e.getValue() + "' is neither true nor false");
+                }
+                frozen.put(tensor, Boolean.parseBoolean(e.getValue()));
+            }
+        }
+        java.util.Set<String> loadedKeys = new java.util.HashSet<>();
+        for (Item item : plan.loads()) loadedKeys.add(item.key());
+        Map<Parameter, DeviceOptimizer.TensorSteps> out = new LinkedHashMap<>();
+        for (Parameter p : byName.values()) {
+            boolean statesLoaded = true;
+            for (StateKind kind : p.stateBuffers().keySet()) statesLoaded &= loadedKeys.contains(p.name() + "/" + kind.stateName());
+            if (strict || statesLoaded) {
+                out.put(p, new DeviceOptimizer.TensorSteps(counts.getOrDefault(p.name(), plan.step()),
+                        frozen.getOrDefault(p.name(), false)));
+            } else {
+                out.put(p, new DeviceOptimizer.TensorSteps(0, p.frozen()));
+            }
+        }
+        return out;
     }
 
     /** Each group's schedule (null: none) and the scaler's state (null without dynamic scaling). */

@@ -41,11 +41,15 @@ import java.util.TreeMap;
  * }</pre>
  *
  * <p><b>Steps.</b> The step counter starts at 0 and each applied step makes it t = 1, 2, ...; every
- * per-step scalar (bias corrections, decayed learning rates) is computed from t once per step, in
- * the step's control block. All tensors must be registered before the first step, because that
- * counter, Adam's bias correction and the momentum buffer's first-step rule are shared by every
- * tensor. Hyper-parameters, the learning rate included, may change between steps
- * ({@link ParamGroup#setConfig}); the state layout may not.
+ * per-step scalar (bias corrections, decayed learning rates) is computed once per step, in the
+ * step's control block. As in PyTorch, each tensor also has its own step count
+ * ({@link Parameter#stepCount()}): the steps that updated it. Bias corrections, Adagrad's decay and
+ * the momentum buffer's first-step rule follow it, so a tensor or group added after steps have
+ * begun starts at its own step 1, and a frozen tensor ({@link Parameter#freeze()}) keeps its count
+ * until it is unfrozen. Learning-rate schedules follow the optimizer's counter t. Internally the
+ * tensors of one group that share a step offset (t minus their own count) form one entry of the
+ * group table, so there is still one update launch per kernel kind. Hyper-parameters, the learning
+ * rate included, may change between steps ({@link ParamGroup#setConfig}); the state layout may not.
  *
  * <p><b>What lives where (CUDA).</b> On the device: every tensor and state, the segment tables,
  * and the control block: the step counter (64-bit), the skipped-step counter, the loss scale's
@@ -111,6 +115,19 @@ public final class DeviceOptimizer implements AutoCloseable {
     /** The whole step over all tensors; built at the first step, null when the tensors changed. */
     private StepProgram program;
     private GroupTable groupTable;
+    /** Each entry of {@link #groupTable}: the group whose configuration it holds (its offset is in the table). */
+    private List<ParamGroup> entryGroups = List.of();
+    /**
+     * The program each captured step was captured from; null once that program was closed because
+     * the set of tensors changed (replaying such a capture is refused).
+     */
+    private final Map<StepProgram.CapturedStep, StepProgram> capturedFrom = new IdentityHashMap<>();
+    /**
+     * The control block of the last program, read when the set of tensors changed after steps; the
+     * next program starts from its counters and {@link #lastStep()} reports it until then. Null
+     * when no program was closed since the last restore.
+     */
+    private StepControl carriedControl;
     private boolean groupsChanged;
     /** Steps taken or replayed (applied or skipped); the applied count lives in the control block. */
     private long stepsRequested;
@@ -179,15 +196,16 @@ public final class DeviceOptimizer implements AutoCloseable {
 
     /**
      * A new group with its own configuration, which must be of this optimizer's algorithm (for
-     * example an {@link Adam} without weight decay for biases).
+     * example an {@link Adam} without weight decay for biases). Groups may be added after steps
+     * have begun; their tensors then start at their own step 1 ({@link ParamGroup#add}). Adding a
+     * group keeps captured steps usable; adding a tensor to it does not.
      */
     public synchronized ParamGroup addGroup(OptimizerConfig config) {
         ensureUsable();
         requireSameAlgorithm(config);
-        requireNoStepTaken("add a parameter group");
         ParamGroup group = new ParamGroup(this, groups.size(), config);
         groups.add(group);
-        tensorsChanged();
+        // An empty group changes no update: the program and its captures stay (its tensors' add() rebuilds).
         return group;
     }
 
@@ -287,8 +305,9 @@ public final class DeviceOptimizer implements AutoCloseable {
 
     /**
      * Captures one whole step for replay ({@link StepGraph#replay()}): on CUDA a CUDA graph, so a
-     * step costs one launch call. Capturing takes no step. Registration ends here, as at a first
-     * step. Not available under {@link NonFinitePolicy#THROW}, whose check needs the host.
+     * step costs one launch call. Capturing takes no step. The capture holds the set of tensors
+     * updated now: after a tensor is added, frozen or unfrozen, replaying it is refused (capture
+     * again). Not available under {@link NonFinitePolicy#THROW}, whose check needs the host.
      *
      * @throws IllegalStateException under {@link NonFinitePolicy#THROW}, when no tensor is
      *     registered (nothing is captured then), the optimizer is closed, or an earlier step failed
@@ -300,7 +319,10 @@ public final class DeviceOptimizer implements AutoCloseable {
             throw new IllegalStateException("a captured step cannot throw on a non-finite gradient: use NonFinitePolicy.SKIP_STEP"
                     + " and read lastStep()");
         }
-        StepGraph graph = new StepGraph(this, prepareProgram().capture());
+        StepProgram source = prepareProgram();
+        StepProgram.CapturedStep captured = source.capture();
+        capturedFrom.put(captured, source);
+        StepGraph graph = new StepGraph(this, captured);
         graphs.add(graph);
         return graph;
     }
@@ -308,8 +330,14 @@ public final class DeviceOptimizer implements AutoCloseable {
     /** One step by replaying a capture (from {@link StepGraph}). */
     synchronized void replay(StepProgram.CapturedStep captured) {
         ensureUsable();
+        if (program == null || capturedFrom.get(captured) != program) {
+            // Its launches name the tensors of an older program (freed on CUDA): replaying it would
+            // update the wrong set, or read freed tables. Refused before anything runs: the optimizer stays usable.
+            throw new IllegalStateException("this captured step was captured before the set of updated tensors changed (a"
+                    + " tensor was added, frozen or unfrozen, or a checkpoint load changed tensors' step counts):"
+                    + " capture the step again with captureStep()");
+        }
         try {
-            if (program == null) throw new IllegalStateException("the captured step's program is gone");
             if (groupsChanged) refreshGroups();
             captured.replay();
         } catch (RuntimeException e) {
@@ -337,7 +365,7 @@ public final class DeviceOptimizer implements AutoCloseable {
     /** What the last step did (waits for queued work on CUDA). */
     public synchronized StepReport lastStep() {
         ensureOpen();
-        StepControl c = program != null ? program.readControl() : null;
+        StepControl c = program != null ? program.readControl() : carriedControl;
         if (c == null) return new StepReport(initialStep, initialSkippedSteps, false, false, Float.NaN, 1f);
         return new StepReport(c.step, c.skippedSteps, c.skip, c.foundNonFinite, c.gradNorm, c.clipCoef);
     }
@@ -505,7 +533,8 @@ public final class DeviceOptimizer implements AutoCloseable {
      * Restores a state saved by {@link #save} (on either backend) into this optimizer, whose
      * groups and parameters must match the file's: same algorithm and state layout, same names,
      * lengths and storage formats. Params (when the checkpoint has them), master weights, states,
-     * step counters, hyper-parameters and the loss scale are restored; continuing then gives, bit
+     * step counters (each tensor's own count and frozen flag included), hyper-parameters and the
+     * loss scale are restored; continuing then gives, bit
      * for bit, what the saved run would have given. Everything is checked (structure, checksums,
      * shapes) before anything changes: a damaged or mismatched file changes nothing.
      *
@@ -518,8 +547,9 @@ public final class DeviceOptimizer implements AutoCloseable {
     /**
      * As {@link #load(java.nio.file.Path)}; a non-strict load ({@link LoadOptions.Builder#optStrict})
      * loads the tensors whose names, lengths and formats match and reports the others, which keep
-     * their values (a state left so starts from its initial value, while the restored step
-     * counter applies to every tensor: Adam's bias correction of the next step is that of step t + 1).
+     * their values. A tensor some of whose states were not loaded restarts at its own step 0 (its
+     * next update is its own step 1, as for a tensor added now: {@link Parameter#stepCount()}) and
+     * keeps its frozen flag; every other tensor gets the checkpoint's own count and frozen flag.
      * A strict load with these options returns a report too: every tensor loaded, and whether the
      * checkpoint held the params.
      *
@@ -602,16 +632,33 @@ public final class DeviceOptimizer implements AutoCloseable {
         return true;
     }
 
+    /** A tensor's own step count and frozen flag as a checkpoint restores them. */
+    record TensorSteps(long steps, boolean frozen) {}
+
     /**
      * Applies a validated checkpoint; {@code writeTensors} copies the data into the buffers.
      * {@code schedules} holds each group's schedule (null entries: none); {@code scaler} the dynamic
-     * scaler's state (null without dynamic scaling).
+     * scaler's state (null without dynamic scaling); {@code tensorSteps} the own step count
+     * ({@code <= step}) and frozen flag of each parameter it names (the others are not changed).
      */
     synchronized void applyCheckpoint(List<OptimizerConfig> configs, long step, long skippedSteps, double scale,
-                                      List<LrSchedule> schedules, LossScaleState scaler, Runnable writeTensors) {
+                                      List<LrSchedule> schedules, LossScaleState scaler, Map<Parameter, TensorSteps> tensorSteps,
+                                      Runnable writeTensors) {
         ensureUsable();
         try {
+            boolean entriesChange = false;
+            for (var e : tensorSteps.entrySet()) {
+                Parameter p = e.getKey();
+                TensorSteps restored = e.getValue();
+                boolean sameEntry = p.frozen() == restored.frozen()
+                        && (restored.frozen() || p.stepOffset() == step - restored.steps());
+                entriesChange |= !sameEntry;
+            }
+            // A different partition into entries needs a new program; otherwise the program (and its
+            // captures) go on with the restored counters, as before per-tensor counts existed.
+            if (entriesChange) tensorsChanged();
             writeTensors.run();
+            tensorSteps.forEach((p, restored) -> p.restoreSteps(step, restored.steps(), restored.frozen()));
             for (int g = 0; g < configs.size(); g++) groups.get(g).restoreConfig(configs.get(g));
             for (int g = 0; g < schedules.size(); g++) groups.get(g).restoreSchedule(schedules.get(g));
             if (scaler != null) {
@@ -620,6 +667,7 @@ public final class DeviceOptimizer implements AutoCloseable {
             }
             initialStep = step;
             initialSkippedSteps = skippedSteps;
+            carriedControl = null;
             stepsRequested = 0;
             gradScale = scale;
             invGradScale = (float) (1.0 / scale);
@@ -662,12 +710,41 @@ public final class DeviceOptimizer implements AutoCloseable {
 
     // ---- package-private plumbing for ParamGroup and Parameter ----
 
-    /** The set of tensors changed: the program is rebuilt at the next step. */
+    /**
+     * The set of updated tensors changed (a tensor added, frozen or unfrozen): the program is rebuilt
+     * at the next step, from the counters and scaler state of the one it replaces, and captures of
+     * the old program are closed (replaying one is refused).
+     */
     synchronized void tensorsChanged() {
-        if (program != null) {
-            program.close();
-            program = null;
+        if (program == null) return;
+        StepControl last;
+        try {
+            last = program.readControl();
+        } catch (RuntimeException e) {
+            failure = e;
+            throw e;
         }
+        carriedControl = last;
+        initialStep = last.step;
+        initialSkippedSteps = last.skippedSteps;
+        stepsRequested = 0;
+        if (dynamicLossScaling != null) {
+            initialScalerState = new LossScaleState(last.lossScale, last.growthTracker, last.scaleGrowths, last.scaleBackoffs);
+        }
+        for (Map.Entry<StepProgram.CapturedStep, StepProgram> e : capturedFrom.entrySet()) {
+            if (e.getValue() != null) e.getKey().close(); // idempotent: StepGraph.close() may close it again
+            e.setValue(null);
+        }
+        program.close();
+        program = null;
+    }
+
+    /**
+     * The applied-step counter t (0 before the first step): a tensor registered or unfrozen now
+     * takes its own first step at t + 1. Waits for the device where {@link #stepCount()} does.
+     */
+    synchronized long appliedSteps() {
+        return stepCount();
     }
 
     /** A group's configuration changed: its hyper-parameters are uploaded before the next step. */
@@ -684,17 +761,33 @@ public final class DeviceOptimizer implements AutoCloseable {
             if (groupsChanged) refreshGroups();
             return program;
         }
-        groupTable = new GroupTable(groups.size());
+        // One entry per (group, step offset): tensors registered together share one, a tensor added
+        // or unfrozen later gets its own, and every entry runs in the same launch of its kernel kind.
+        List<ParamGroup> entries = new ArrayList<>();
+        List<Long> entryOffsets = new ArrayList<>();
         Map<KernelBatch, List<TensorOperands>> byLaunch = new LinkedHashMap<>(); // keyed by an empty batch of the kind
         for (ParamGroup group : groups) {
+            Map<Long, Integer> entryOfOffset = new TreeMap<>();
             for (Parameter p : group.parameterList()) {
-                TensorOperands t = p.operands(group.plan().slots(), group.index());
+                if (p.frozen()) continue; // not updated, its gradient not read
+                int entry = entryOfOffset.computeIfAbsent(p.stepOffset(), offset -> {
+                    entries.add(group);
+                    entryOffsets.add(offset);
+                    return entries.size() - 1;
+                });
+                TensorOperands t = p.operands(group.plan().slots(), entry);
                 KernelBatch kind = new KernelBatch(group.plan().kernel(), t.needsMixedKernel(), List.of());
                 byLaunch.computeIfAbsent(kind, k -> new ArrayList<>()).add(t);
             }
         }
         List<KernelBatch> batches = new ArrayList<>();
         byLaunch.forEach((kind, tensors) -> batches.add(new KernelBatch(kind.kernel(), kind.mixed(), tensors)));
+        groupTable = new GroupTable(entries.size());
+        entryGroups = entries;
+        for (int e = 0; e < entries.size(); e++) {
+            ParamGroup group = entries.get(e);
+            groupTable.set(e, group.plan().kernel(), group.hyperParameters(), group.plan().staticFlags(), null, entryOffsets.get(e));
+        }
         fillGroupTable();
         StepProgram prepared = engine.prepare(batches, groupTable);
         try {
@@ -712,12 +805,14 @@ public final class DeviceOptimizer implements AutoCloseable {
         return program;
     }
 
+    /** Writes each entry's group configuration and schedule (its offset stays). */
     private void fillGroupTable() {
-        for (ParamGroup group : groups) {
+        for (int e = 0; e < entryGroups.size(); e++) {
+            ParamGroup group = entryGroups.get(e);
             UpdateKernel kernel = group.plan().kernel();
             LrSchedule schedule = group.currentSchedule();
-            groupTable.set(group.index(), kernel, group.hyperParameters(), group.plan().staticFlags(),
-                    schedule == null ? null : schedule.segments());
+            groupTable.set(e, kernel, group.hyperParameters(), group.plan().staticFlags(),
+                    schedule == null ? null : schedule.segments(), groupTable.offset(e));
         }
         groupsChanged = false;
     }
@@ -781,19 +876,21 @@ public final class DeviceOptimizer implements AutoCloseable {
      * (and end registration) without updating anything, which is almost always a registration bug.
      */
     private void requireRegisteredTensors(String action) {
-        for (int i = 0; i < groups.size(); i++) {
-            if (!groups.get(i).parameterList().isEmpty()) return;
+        int frozen = 0;
+        for (ParamGroup group : groups) {
+            for (Parameter p : group.parameterList()) {
+                if (!p.frozen()) return;
+                frozen++;
+            }
+        }
+        if (frozen > 0) {
+            // A step would count for the optimizer (and its schedules) while updating nothing.
+            throw new IllegalStateException("cannot " + action + ": every registered tensor is frozen (" + frozen
+                    + "); unfreeze one with Parameter.unfreeze() or register a tensor first");
         }
         throw new IllegalStateException("cannot " + action + ": no tensor is registered (" + groups.size() + " group"
                 + (groups.size() == 1 ? "" : "s") + ", none with a parameter); register tensors first with"
                 + " addGroup().add(name, param, grad)");
-    }
-
-    synchronized void requireNoStepTaken(String action) {
-        if (stepsRequested > 0 || initialStep > 0 || !graphs.isEmpty()) {
-            throw new IllegalStateException("cannot " + action + " after the first step (or a captured step): the step"
-                    + " counter, bias corrections and first-step rules are shared by all tensors");
-        }
     }
 
     void requireSameAlgorithm(OptimizerConfig config) {
@@ -832,6 +929,33 @@ public final class DeviceOptimizer implements AutoCloseable {
             MemoryClaim other = overlapping(mine.range());
             if (other != null) throw sharedMemory(mine.what(), mine.range(), other.what(), other.range());
         }
+    }
+
+    /**
+     * Refuses a new gradient for a registered param (at unfreezing) whose memory overlaps a registered
+     * param or grad other than {@code oldGrad}, the gradient it replaces.
+     */
+    synchronized void requireUnsharedGradient(String gradWhat, AbstractTensorBuffer grad, AbstractTensorBuffer oldGrad) {
+        MemoryRange g = grad.memoryRange();
+        if (g == null) return;
+        // Checked without the old gradient's claim (the new one may reuse its memory), which is put back.
+        MemoryRange old = oldGrad.memoryRange();
+        TreeMap<Long, MemoryClaim> oldClaims = old == null ? null : registeredMemory.get(old.base());
+        MemoryClaim oldClaim = oldClaims == null ? null : oldClaims.remove(old.start());
+        try {
+            MemoryClaim other = overlapping(g);
+            if (other != null) throw sharedMemory(gradWhat, g, other.what(), other.range());
+        } finally {
+            if (oldClaim != null) oldClaims.put(old.start(), oldClaim);
+        }
+    }
+
+    /** Forgets the memory claim of a buffer that no longer backs a registered tensor. */
+    synchronized void releaseMemory(AbstractTensorBuffer buffer) {
+        MemoryRange range = buffer.memoryRange();
+        if (range == null || range.bytes() == 0) return;
+        TreeMap<Long, MemoryClaim> claims = registeredMemory.get(range.base());
+        if (claims != null) claims.remove(range.start());
     }
 
     /** Records the memory of a buffer that now backs a registered tensor (checked by {@link #requireUnsharedMemory}). */

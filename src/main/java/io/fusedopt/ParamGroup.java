@@ -130,7 +130,11 @@ public final class ParamGroup {
      * other registered tensor; each may be stored in any {@link Precision}. The state tensors are
      * allocated here (in the optimizer's state precision), set to their initial values; a 16-bit
      * param also gets fp32 master weights, copied from it, unless the optimizer was built without.
-     * Allowed only before the first step.
+     * A tensor may be added at any time: added after k applied steps, it takes its own step 1 at
+     * the next step (its bias corrections and first-step rule are those of a fresh optimizer's
+     * first step; see {@link Parameter#stepCount()}), while this group's learning-rate schedule
+     * keeps following the optimizer's counter. Adding a tensor after a step ends the use of earlier
+     * {@link StepGraph captures} (capture again) and waits for queued steps on CUDA.
      *
      * <p>Memory may be wrapped more than once (reading it twice is harmless), but it may back only
      * one registered param or grad: a param or grad whose memory overlaps a registered one, or its
@@ -141,15 +145,13 @@ public final class ParamGroup {
      *
      * @throws IllegalArgumentException for a bad name or buffer, or memory shared with another
      *     registered tensor (the message names both); nothing is registered then
-     * @throws IllegalStateException after the first step or a captured step, or once the optimizer
-     *     is closed or a step failed
+     * @throws IllegalStateException once the optimizer is closed or a step failed
      * @throws OutOfMemoryError or {@link CudaException} when the states do not fit; whatever this
      *     call allocated is freed first, so the optimizer is as it was
      */
     public Parameter add(String name, TensorBuffer param, TensorBuffer grad) {
         synchronized (optimizer) {
             optimizer.ensureUsable();
-            optimizer.requireNoStepTaken("register a tensor");
             AbstractTensorBuffer p = optimizer.ownBuffer("param", param);
             AbstractTensorBuffer g = optimizer.ownBuffer("grad", grad);
             if (p == g) throw new IllegalArgumentException("param and grad must be different buffers");
@@ -160,6 +162,8 @@ public final class ParamGroup {
             requireUnregistered("param", p);
             requireUnregistered("grad", g);
             optimizer.requireUnsharedMemory("param '" + name + "'", p, "grad of '" + name + "'", g);
+            // Read before anything is allocated: on CUDA it may wait for queued steps, and it may fail.
+            long appliedSteps = optimizer.appliedSteps();
             optimizer.claimName(name);
             Map<StateKind, AbstractTensorBuffer> states = new LinkedHashMap<>(); // in config.stateKinds() order
             AbstractTensorBuffer master = null;
@@ -187,6 +191,7 @@ public final class ParamGroup {
             optimizer.claimMemory("param '" + name + "'", p);
             optimizer.claimMemory("grad of '" + name + "'", g);
             Parameter parameter = new Parameter(optimizer, this, name, p, g, states, master);
+            parameter.restoreSteps(appliedSteps, 0, false); // its own step 1 is the optimizer's next step
             parameters.add(parameter);
             optimizer.tensorsChanged();
             return parameter;

@@ -5,15 +5,31 @@ import io.fusedopt.internal.TensorOperands;
 import java.util.List;
 import java.util.Map;
 
-/** One registered tensor: its param and grad buffers, its state tensors, its group. */
+/**
+ * One registered tensor: its param and grad buffers, its state tensors, its group, its own step
+ * count, and whether it is frozen.
+ *
+ * <p><b>Own step count.</b> As PyTorch keeps {@code state["step"]} per parameter, each tensor
+ * counts the steps that updated it ({@link #stepCount()}); its bias corrections (Adam), learning-rate
+ * decay (Adagrad) and first-step rule (a momentum buffer starts as the gradient) follow that count.
+ * A tensor registered before the first step counts with the optimizer; one registered after k
+ * applied steps takes its own step 1 at the optimizer's step k + 1. Internally a tensor holds a
+ * step offset: its count is the optimizer's applied-step counter t minus the offset.
+ */
 public final class Parameter {
     private final DeviceOptimizer optimizer;
     private final ParamGroup group;
     private final String name;
     private final AbstractTensorBuffer param;
-    private final AbstractTensorBuffer grad;
+    /** Replaced only by {@link #unfreeze(TensorBuffer)}. */
+    private AbstractTensorBuffer grad;
     private final Map<StateKind, AbstractTensorBuffer> states;
     private final AbstractTensorBuffer master;
+    /** While not frozen: the optimizer's applied-step counter minus this tensor's own count. */
+    private long stepOffset;
+    private boolean frozen;
+    /** While frozen: this tensor's own count, kept until it is unfrozen. */
+    private long frozenStepCount;
 
     Parameter(DeviceOptimizer optimizer, ParamGroup group, String name, AbstractTensorBuffer param,
               AbstractTensorBuffer grad, Map<StateKind, AbstractTensorBuffer> states, AbstractTensorBuffer master) {
@@ -72,6 +88,130 @@ public final class Parameter {
         }
     }
 
+    /**
+     * The steps that updated this tensor (PyTorch's per-parameter {@code state["step"]}): the
+     * optimizer's {@link DeviceOptimizer#stepCount()} for a tensor registered before the first step
+     * and never frozen, fewer for a tensor added late or frozen for a while. Waits for the device
+     * where {@link DeviceOptimizer#stepCount()} does.
+     */
+    public long stepCount() {
+        synchronized (optimizer) {
+            optimizer.ensureOpen();
+            return ownSteps(optimizer.appliedSteps());
+        }
+    }
+
+    /** Whether this tensor is frozen ({@link #freeze()}). */
+    public boolean isFrozen() {
+        synchronized (optimizer) {
+            optimizer.ensureOpen();
+            return frozen;
+        }
+    }
+
+    /**
+     * Excludes this tensor from the following steps, as {@code requires_grad_(False)} does in
+     * PyTorch: its param, master weights and states are not updated and keep their values, its
+     * gradient is not read (nor counted in the gradient norm used for clipping), and its own step
+     * count stops ({@link #stepCount()}). {@link DeviceOptimizer#zeroGrad()} still zeroes its
+     * gradient. The next step rebuilds the step program: a {@link StepGraph} captured before can no
+     * longer be replayed (capture again). Waits for queued steps on CUDA.
+     *
+     * @throws IllegalStateException when the tensor is already frozen, the optimizer is closed or
+     *     an earlier step failed; nothing changes then
+     */
+    public void freeze() {
+        synchronized (optimizer) {
+            optimizer.ensureUsable();
+            if (frozen) throw new IllegalStateException("parameter '" + name + "' is already frozen");
+            long t = optimizer.appliedSteps();
+            frozenStepCount = t - stepOffset;
+            frozen = true;
+            optimizer.tensorsChanged();
+        }
+    }
+
+    /**
+     * Includes a frozen tensor in the updates again, from the next step on, with its own step count
+     * where it stopped: frozen at the optimizer's step a and unfrozen at step b, its next update is
+     * its own step {@code stepCount() + 1}, bit for bit what an optimizer that only ever held this
+     * tensor would do at that step (Adam's bias correction, the momentum buffer's rule). Learning-rate
+     * schedules keep following the optimizer's counter. As {@link #freeze()}, this ends the use of
+     * earlier captures.
+     *
+     * @throws IllegalStateException when the tensor is not frozen, the optimizer is closed or an
+     *     earlier step failed; nothing changes then
+     */
+    public void unfreeze() {
+        synchronized (optimizer) {
+            optimizer.ensureUsable();
+            if (!frozen) throw new IllegalStateException("parameter '" + name + "' is not frozen");
+            long t = optimizer.appliedSteps();
+            stepOffset = t - frozenStepCount;
+            frozen = false;
+            optimizer.tensorsChanged();
+        }
+    }
+
+    /**
+     * As {@link #unfreeze()}, reading the gradient from {@code newGrad} from now on (for a model that
+     * dropped the frozen tensor's gradient): a buffer of this optimizer with the param's length, in
+     * any {@link Precision}, backing no other registered tensor, its memory shared with no registered
+     * param or grad (it may reuse the old gradient's). The old gradient buffer is released: it backs
+     * nothing any more and may be closed or registered elsewhere.
+     *
+     * @throws IllegalArgumentException for a gradient of another length, of another optimizer, closed,
+     *     already registered, or sharing memory; nothing changes then (the tensor stays frozen)
+     * @throws IllegalStateException when the tensor is not frozen, the optimizer is closed or an
+     *     earlier step failed; nothing changes then
+     */
+    public void unfreeze(TensorBuffer newGrad) {
+        synchronized (optimizer) {
+            optimizer.ensureUsable();
+            if (!frozen) throw new IllegalStateException("parameter '" + name + "' is not frozen");
+            AbstractTensorBuffer g = optimizer.ownBuffer("new grad of '" + name + "'", newGrad);
+            if (g.length() != param.length()) {
+                throw new IllegalArgumentException("frozen parameter '" + name + "' has " + param.length()
+                        + " elements but its new grad has " + g.length());
+            }
+            // Surfaces a device error before anything changes (unfreeze() reads the counter again, then cheaply).
+            optimizer.appliedSteps();
+            if (g != grad) {
+                if (g == param) throw new IllegalArgumentException("param and grad must be different buffers");
+                if (g.registeredAs() != null) {
+                    throw new IllegalArgumentException("new grad buffer already backs " + g.registeredAs()
+                            + "; a buffer can back only one registered tensor");
+                }
+                String what = "grad of '" + name + "'";
+                optimizer.requireUnsharedGradient(what, g, grad);
+                optimizer.releaseMemory(grad);
+                grad.unmarkRegistered();
+                g.markRegistered(what);
+                optimizer.claimMemory(what, g);
+                grad = g;
+            }
+            unfreeze();
+        }
+    }
+
+    /** Whether frozen, without the open check (the optimizer's lock is held). */
+    boolean frozen() { return frozen; }
+
+    /** The step offset (while not frozen). */
+    long stepOffset() { return stepOffset; }
+
+    /** This tensor's own count when the optimizer's applied-step counter is {@code t}. */
+    long ownSteps(long t) {
+        return frozen ? frozenStepCount : t - stepOffset;
+    }
+
+    /** Sets this tensor's own count ({@code 0 <= ownSteps <= t}) and frozen flag for counter {@code t}. */
+    void restoreSteps(long t, long ownSteps, boolean frozenNow) {
+        frozen = frozenNow;
+        frozenStepCount = frozenNow ? ownSteps : 0;
+        stepOffset = frozenNow ? 0 : t - ownSteps;
+    }
+
     AbstractTensorBuffer paramBuffer() { return param; }
 
     AbstractTensorBuffer masterBuffer() { return master; }
@@ -79,7 +219,10 @@ public final class Parameter {
     /** The state buffers in the algorithm's order. */
     Map<StateKind, AbstractTensorBuffer> stateBuffers() { return states; }
 
-    /** This tensor as a kernel sees it: state buffers in the kernel's slot order. */
+    /**
+     * This tensor as a kernel sees it: state buffers in the kernel's slot order, and the index of
+     * its entry in the group table (its group and step offset).
+     */
     TensorOperands operands(StateKind[] slots, int group) {
         AbstractTensorBuffer[] slotBuffers = new AbstractTensorBuffer[slots.length];
         for (int i = 0; i < slots.length; i++) slotBuffers[i] = slots[i] == null ? null : states.get(slots[i]);
@@ -88,6 +231,6 @@ public final class Parameter {
 
     @Override
     public String toString() {
-        return "Parameter[" + name + ", " + param.length() + " elements, group " + group.index() + "]";
+        return "Parameter[" + name + ", " + param.length() + " elements, group " + group.index() + (frozen ? ", frozen" : "") + "]";
     }
 }

@@ -177,17 +177,6 @@ class ValidationTest {
     }
 
     @Test
-    void registrationAfterTheFirstStepIsRefused() {
-        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, Adam.builder().build())) {
-            ParamGroup group = opt.addGroup();
-            group.add("w", opt.allocate(2), opt.allocate(2));
-            opt.step();
-            assertMessage(IllegalStateException.class, "first step", () -> group.add("b", opt.allocate(2), opt.allocate(2)));
-            assertMessage(IllegalStateException.class, "first step", opt::addGroup);
-        }
-    }
-
-    @Test
     void stateIsReadOnlyAndNamed() {
         try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, Adam.builder().build())) {
             Parameter w = opt.addGroup().add("w", opt.allocate(2), opt.allocate(2));

@@ -69,6 +69,11 @@ public abstract class AbstractTensorBuffer implements TensorBuffer {
         return registeredAs;
     }
 
+    /** Ends what {@link #markRegistered} began: the buffer no longer backs a tensor (a gradient replaced at unfreezing). */
+    public final synchronized void unmarkRegistered() {
+        registeredAs = null;
+    }
+
     /** Marks this buffer as backing a registered tensor, which forbids closing it before its optimizer. */
     public final synchronized void markRegistered(String what) {
         if (registeredAs != null) {

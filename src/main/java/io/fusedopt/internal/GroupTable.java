@@ -5,10 +5,14 @@ import java.nio.ByteOrder;
 import java.util.Arrays;
 
 /**
- * Every group's hyper-parameters, step-independent flags and learning-rate schedule (written by the
- * host when a group's configuration changes), and the per-step scalars and flags the finalize
- * computation derives from them. Flat arrays with the device tables' strides, so the CUDA backend
- * uploads them as they are.
+ * The table the finalize computation reads, one ENTRY per cohort of a group's tensors that share a
+ * step offset: the group's hyper-parameters, step-independent flags and learning-rate schedule
+ * (written by the host when a group's configuration changes), the entry's step offset, and the
+ * per-step scalars and flags the finalize computation derives from them. A tensor's own step is
+ * the applied-step counter minus its entry's offset (PyTorch's per-parameter step): tensors
+ * registered before the first step share offset 0, a tensor added or unfrozen later gets its own
+ * entry, and every entry still runs in the same update launch of its kernel kind. Flat arrays with
+ * the device tables' strides, so the CUDA backend uploads them as they are.
  */
 public final class GroupTable {
     private final UpdateKernel[] kernels;
@@ -18,9 +22,13 @@ public final class GroupTable {
     private final int[] flags;
     /** Each group's schedule, or null (the hyper-parameter's learning rate at every step). */
     private final LrSegments[] schedules;
+    /** Each entry's step offset: its tensors' own step is the applied-step counter minus it. */
+    private final long[] offsets;
 
-    /** Ints per group in {@link #groupInfo()} (FO_GROUP_INFO_STRIDE). */
-    public static final int INFO_STRIDE = 4;
+    /** Ints per entry in {@link #groupInfo()} (FO_GROUP_INFO_STRIDE). */
+    public static final int INFO_STRIDE = 6;
+    /** Where {@link #groupInfo()} holds an entry's offset, low and high word (FO_INFO_OFFSET_LO, FO_INFO_OFFSET_HI). */
+    public static final int INFO_OFFSET_LO = 4, INFO_OFFSET_HI = 5;
 
     public GroupTable(int count) {
         kernels = new UpdateKernel[count];
@@ -29,6 +37,7 @@ public final class GroupTable {
         scalars = new float[count * StepScalars.SCALAR_STRIDE];
         flags = new int[count];
         schedules = new LrSegments[count];
+        offsets = new long[count];
     }
 
     public int count() {
@@ -36,10 +45,19 @@ public final class GroupTable {
     }
 
     /**
-     * Sets group {@code g}'s kernel, hyper-parameters ({@link StepScalars#hyperParameters}), flags and
-     * schedule (null: none).
+     * Sets entry {@code g}'s kernel, hyper-parameters ({@link StepScalars#hyperParameters}), flags and
+     * schedule (null: none), with step offset 0.
      */
     public void set(int g, UpdateKernel kernel, float[] groupHyper, int groupStaticFlags, LrSegments schedule) {
+        set(g, kernel, groupHyper, groupStaticFlags, schedule, 0);
+    }
+
+    /**
+     * Sets entry {@code g}: its group's kernel, hyper-parameters ({@link StepScalars#hyperParameters}),
+     * flags and schedule (null: none), and the entry's step offset (>= 0).
+     */
+    public void set(int g, UpdateKernel kernel, float[] groupHyper, int groupStaticFlags, LrSegments schedule, long offset) {
+        if (offset < 0) throw new IllegalArgumentException("a step offset is >= 0, got " + offset);
         if (groupHyper.length != StepScalars.HYPER_STRIDE) {
             throw new IllegalArgumentException("hyper-parameters must hold " + StepScalars.HYPER_STRIDE + " floats");
         }
@@ -47,6 +65,7 @@ public final class GroupTable {
         System.arraycopy(groupHyper, 0, hyper, g * StepScalars.HYPER_STRIDE, StepScalars.HYPER_STRIDE);
         staticFlags[g] = groupStaticFlags;
         schedules[g] = schedule;
+        offsets[g] = offset;
     }
 
     public UpdateKernel kernel(int g) { return kernels[g]; }
@@ -56,6 +75,7 @@ public final class GroupTable {
     public int[] flags() { return flags; }
 
     public LrSegments schedule(int g) { return schedules[g]; }
+    public long offset(int g) { return offsets[g]; }
 
     /**
      * The learning rate group {@code g} uses at scheduler step {@code n} (the step with counter
@@ -65,13 +85,18 @@ public final class GroupTable {
         return LrSegments.scheduledLr(hyper[g * StepScalars.HYPER_STRIDE + StepScalars.H_LR], schedules[g], n);
     }
 
-    /** {kernel code, static flags, schedule segments, 0} per group: the layout fusedopt_finalize_step reads. */
+    /**
+     * {kernel code, static flags, schedule segments, 0, offset low word, offset high word} per
+     * entry: the layout fusedopt_finalize_step reads.
+     */
     public int[] groupInfo() {
         int[] out = new int[INFO_STRIDE * count()];
         for (int g = 0; g < count(); g++) {
             out[INFO_STRIDE * g] = kernels[g].code();
             out[INFO_STRIDE * g + 1] = staticFlags[g];
             out[INFO_STRIDE * g + 2] = schedules[g] == null ? 0 : schedules[g].size();
+            out[INFO_STRIDE * g + INFO_OFFSET_LO] = (int) offsets[g];
+            out[INFO_STRIDE * g + INFO_OFFSET_HI] = (int) (offsets[g] >>> 32);
         }
         return out;
     }
@@ -86,6 +111,6 @@ public final class GroupTable {
 
     @Override
     public String toString() {
-        return "GroupTable" + Arrays.toString(kernels);
+        return "GroupTable" + Arrays.toString(kernels) + " offsets " + Arrays.toString(offsets);
     }
 }

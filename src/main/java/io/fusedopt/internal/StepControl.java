@@ -54,7 +54,8 @@ public final class StepControl {
 
     /**
      * Decides the step from the gradient's sum of squares {@code total} (0 when not checked),
-     * updates the dynamic loss scale, and writes every group's scalars and flags.
+     * updates the dynamic loss scale, and writes every entry's scalars and flags (from the entry's
+     * own step, the counter minus its offset).
      */
     public void finalizeStep(double total, GroupTable groups) {
         boolean nonFinite = checkGrads && !Double.isFinite(total);
@@ -79,15 +80,18 @@ public final class StepControl {
             clip = coef >= 1.0 ? 1f : (float) coef;
         }
         clipCoef = clip;
-        int stepFlags = (step == 1 ? KernelFlags.FIRST_STEP : 0)
-                | (thisStepInvGradScale != 1.0f ? KernelFlags.UNSCALE : 0)
+        // The first-step rule (a momentum buffer starts as the gradient) is per entry: see below.
+        int stepFlags = (thisStepInvGradScale != 1.0f ? KernelFlags.UNSCALE : 0)
                 | (clip != 1f ? KernelFlags.CLIP : 0);
         for (int g = 0; g < groups.count(); g++) {
-            // The schedule's step counter is the number of steps applied before this one (t - 1).
+            // The schedule follows the optimizer's counter (LambdaLR per optimizer): its step is the
+            // number of steps applied before this one (t - 1), whatever the entry's offset.
             float lr = groups.learningRate(g, step - 1);
-            StepScalars.compute(groups.kernel(g), groups.hyper(), g * StepScalars.HYPER_STRIDE, lr, groups.staticFlags(g), step,
+            // Bias corrections, Adagrad's decay and the first-step rule follow the entry's own step.
+            long ownStep = step - groups.offset(g);
+            StepScalars.compute(groups.kernel(g), groups.hyper(), g * StepScalars.HYPER_STRIDE, lr, groups.staticFlags(g), ownStep,
                     groups.scalars(), g * StepScalars.SCALAR_STRIDE);
-            groups.flags()[g] = groups.staticFlags(g) | stepFlags;
+            groups.flags()[g] = groups.staticFlags(g) | stepFlags | (ownStep == 1 ? KernelFlags.FIRST_STEP : 0);
         }
     }
 
