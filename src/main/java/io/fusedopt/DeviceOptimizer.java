@@ -118,8 +118,8 @@ public final class DeviceOptimizer implements AutoCloseable {
     /** Each entry of {@link #groupTable}: the group whose configuration it holds (its offset is in the table). */
     private List<ParamGroup> entryGroups = List.of();
     /**
-     * The program each captured step was captured from; null once that program was closed because
-     * the set of tensors changed (replaying such a capture is refused).
+     * The captures of the current program (each mapped to it); a capture not here was taken from a
+     * program closed because the set of tensors changed, and replaying it is refused.
      */
     private final Map<StepProgram.CapturedStep, StepProgram> capturedFrom = new IdentityHashMap<>();
     /**
@@ -731,10 +731,9 @@ public final class DeviceOptimizer implements AutoCloseable {
         if (dynamicLossScaling != null) {
             initialScalerState = new LossScaleState(last.lossScale, last.growthTracker, last.scaleGrowths, last.scaleBackoffs);
         }
-        for (Map.Entry<StepProgram.CapturedStep, StepProgram> e : capturedFrom.entrySet()) {
-            if (e.getValue() != null) e.getKey().close(); // idempotent: StepGraph.close() may close it again
-            e.setValue(null);
-        }
+        // Idempotent: StepGraph.close() may close them again. Forgotten here, so replaying one is refused.
+        capturedFrom.keySet().forEach(StepProgram.CapturedStep::close);
+        capturedFrom.clear();
         program.close();
         program = null;
     }
