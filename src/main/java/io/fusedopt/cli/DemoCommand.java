@@ -15,7 +15,7 @@ import picocli.CommandLine.Spec;
             + " and loss curves of a small classifier trained with each; written to --out.",
             "The output folder is checked before the run: it must exist and be writable, or be creatable."})
 final class DemoCommand implements Callable<Integer> {
-    /** The spiral chart draws every step of six optimizers; beyond this it is a blur that takes minutes to train. */
+    /** The loss chart keeps and draws every step of six optimizers: a bound keeps its memory and drawing small. */
     static final int MAX_SPIRAL_STEPS = 100_000;
 
     @Spec

@@ -171,6 +171,18 @@ class CommandLineTest {
     }
 
     @Test
+    void demoCommandCreatesItsFolderAndWritesEveryFile() {
+        Path out = dir.resolve("new/demo-cli");
+        Run run = cli("demo", "--backend", "cpu_fast", "--out", out.toString(), "--spiral-steps", "5");
+        assertEquals(0, run.status(), run.out() + run.err());
+        assertTrue(run.out().contains("ran on CPU_FAST: "), run.out());
+        for (String file : Demo.FILES) {
+            assertTrue(Files.isRegularFile(out.resolve(file)), file);
+            assertTrue(run.out().contains("wrote " + out.resolve(file)), run.out());
+        }
+    }
+
+    @Test
     void correctAdamKeepsANormalizedStepOfOneAndTheStoredBackBugCollapses() {
         Charts.Line correct = line("constant, fusedopt (fresh correction)");
         Charts.Line buggy = line("constant, bug (stored back)");
