@@ -9,7 +9,7 @@ public enum Backend {
      */
     CPU,
     /**
-     * The fast CPU backend, bit-identical to {@link #CPU}: off-heap tensors of any length, every
+     * The fast CPU backend, bit-identical to {@link #CPU}: tensors of any length (in Java-array blocks), every
      * core (or {@code optCpuThreads}), SIMD through the incubating Vector API when the JVM runs
      * with {@code --add-modules jdk.incubator.vector} (JDK 17 and later), else the reference loops on
      * every core. Always available.

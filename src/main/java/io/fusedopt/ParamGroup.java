@@ -177,7 +177,7 @@ public final class ParamGroup {
                     copyWidened(p, master);
                 }
             } catch (RuntimeException | Error e) {
-                // Running out of memory is an Error on the CPU backends (direct memory) and a CudaException on
+                // Running out of memory is an Error on the CPU backends (the heap) and a CudaException on
                 // CUDA; either way the states allocated so far must not stay allocated until close().
                 states.values().forEach(AbstractTensorBuffer::close);
                 if (master != null) master.close();

@@ -1,13 +1,11 @@
 package io.fusedopt.cli;
 
-import com.sun.management.HotSpotDiagnosticMXBean;
 import io.fusedopt.Backend;
 import io.fusedopt.BackendUnavailableException;
 import io.fusedopt.CudaException;
 import io.fusedopt.DeviceOptimizer;
 import io.fusedopt.Sgd;
 import io.fusedopt.cuda.CudaProbe;
-import java.lang.management.ManagementFactory;
 import jcuda.driver.CUresult;
 import jcuda.driver.JCudaDriver;
 
@@ -31,7 +29,7 @@ record BackendChoice(Backend backend, String device, MemoryLimit memory) {
             return Math.min(elementsPerTensor, bytes / ((long) tensors * bytesPerElement));
         }
 
-        /** "direct memory (-XX:MaxDirectMemorySize) holds 6320816128 bytes", and the tensor limit where there is one. */
+        /** "the Java heap (-Xmx) holds 6320816128 bytes", and the tensor limit where there is one. */
         String describe() {
             return source + " holds " + bytes + " bytes"
                     + (elementsPerTensor < Long.MAX_VALUE ? ", one tensor at most " + elementsPerTensor + " elements" : "");
@@ -55,7 +53,8 @@ record BackendChoice(Backend backend, String device, MemoryLimit memory) {
             MemoryLimit memory = switch (backend) {
                 case CPU -> new MemoryLimit(Runtime.getRuntime().maxMemory(), "the Java heap (-Xmx)",
                         MemoryLimit.CPU_ELEMENTS_PER_TENSOR);
-                case CPU_FAST -> new MemoryLimit(maxDirectMemory(), "direct memory (-XX:MaxDirectMemorySize)", Long.MAX_VALUE);
+                // The fast backend's blocks are arrays too, but a tensor may span many of them.
+                case CPU_FAST -> new MemoryLimit(Runtime.getRuntime().maxMemory(), "the Java heap (-Xmx)", Long.MAX_VALUE);
                 default -> new MemoryLimit(freeDeviceMemory(), "free memory of " + opt.deviceDescription(), Long.MAX_VALUE);
             };
             return new BackendChoice(backend, backend + ": " + opt.deviceDescription(), memory);
@@ -77,18 +76,4 @@ record BackendChoice(Backend backend, String device, MemoryLimit memory) {
         return free[0];
     }
 
-    /**
-     * The JVM's direct-memory limit: -XX:MaxDirectMemorySize when set, else (its value 0) the
-     * JVM's default, the maximum heap size.
-     */
-    static long maxDirectMemory() {
-        try {
-            HotSpotDiagnosticMXBean vm = ManagementFactory.getPlatformMXBean(HotSpotDiagnosticMXBean.class);
-            long set = vm == null ? 0 : Long.parseLong(vm.getVMOption("MaxDirectMemorySize").getValue());
-            return set > 0 ? set : Runtime.getRuntime().maxMemory();
-        } catch (IllegalArgumentException e) {
-            // Not a HotSpot JVM (no such option, or not a number): its default is the heap's limit too.
-            return Runtime.getRuntime().maxMemory();
-        }
-    }
 }

@@ -62,23 +62,20 @@ final class SelfTestCommand implements Callable<Integer> {
 
     /**
      * Refuses a --size this machine cannot hold: the CPU reference's one Java array per tensor,
-     * the heap the comparison's copies need, the fast CPU backend's direct memory, and (with a
+     * the heap the comparison's copies and the fast CPU backend's tensors need, and (with a
      * GPU) the device's free memory; the message names the tightest limit.
      */
     void checkSize(BackendChoice.MemoryLimit device) {
         long max = BackendChoice.MemoryLimit.CPU_ELEMENTS_PER_TENSOR;
         String why = "the CPU reference keeps a tensor in one Java array";
+        // The fast CPU backend's tensors are Java arrays too, alive beside the comparison's copies.
         long heap = Runtime.getRuntime().maxMemory();
-        if (heap / SelfTest.HEAP_BYTES_PER_ELEMENT < max) {
-            max = heap / SelfTest.HEAP_BYTES_PER_ELEMENT;
-            why = "the selftest needs up to " + SelfTest.HEAP_BYTES_PER_ELEMENT + " bytes of Java heap per element and the heap (-Xmx)"
-                    + " holds " + heap + " bytes";
-        }
-        long direct = BackendChoice.maxDirectMemory();
-        if (direct / SelfTest.TENSOR_BYTES_PER_ELEMENT < max) {
-            max = direct / SelfTest.TENSOR_BYTES_PER_ELEMENT;
-            why = "the fast CPU backend needs up to " + SelfTest.TENSOR_BYTES_PER_ELEMENT + " bytes per element and direct memory"
-                    + " (-XX:MaxDirectMemorySize) holds " + direct + " bytes";
+        int heapPerElement = SelfTest.HEAP_BYTES_PER_ELEMENT + SelfTest.TENSOR_BYTES_PER_ELEMENT;
+        if (heap / heapPerElement < max) {
+            max = heap / heapPerElement;
+            why = "the selftest needs up to " + SelfTest.HEAP_BYTES_PER_ELEMENT + " bytes of Java heap per element for its copies"
+                    + " and " + SelfTest.TENSOR_BYTES_PER_ELEMENT + " for the fast CPU backend's tensors, and the heap (-Xmx) holds "
+                    + heap + " bytes";
         }
         if (device != null && device.bytes() / SelfTest.TENSOR_BYTES_PER_ELEMENT < max) {
             max = device.bytes() / SelfTest.TENSOR_BYTES_PER_ELEMENT;

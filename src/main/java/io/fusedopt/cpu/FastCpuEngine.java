@@ -10,7 +10,7 @@ import java.nio.FloatBuffer;
 import java.util.List;
 
 /**
- * The fast CPU backend: off-heap tensors in {@link BlockedHostBuffer}s (any length), updates split
+ * The fast CPU backend: tensors in Java-array blocks, {@link BlockedHostBuffer}s (any length), updates split
  * by chunk across a {@link WorkerTeam} and run by {@link VectorKernels} where the Vector API works
  * here and reads the tensor's memory (the backend's own, a caller's float[] or heap FloatBuffer, and
  * from JDK 19 on a caller's direct FloatBuffer), else by {@link ReferenceKernels} on every core.
@@ -29,7 +29,7 @@ public final class FastCpuEngine extends HostEngine {
     }
 
     /**
-     * An engine whose tensors are split into off-heap blocks of 2^blockShift elements (16 to 28;
+     * An engine whose tensors are split into array blocks of 2^blockShift elements (16 to 28;
      * the default, 28, keeps blocks at 1 GiB of float32). Smaller blocks serve tests: tensors that
      * cross many blocks without gigabytes of memory.
      */
@@ -50,8 +50,8 @@ public final class FastCpuEngine extends HostEngine {
     }
 
     /**
-     * The cores, what the Vector API gives in this JVM (the access to native memory and the memory
-     * kinds it vectorizes, or why the loops run), and once a step is prepared, which kernels its
+     * The cores, what the Vector API gives in this JVM (the memory kinds it vectorizes, with the
+     * access to direct buffers from JDK 19 on, or why the loops run), and once a step is prepared, which kernels its
      * tensors run, for example {@code CPU fast (2 of 2 cores; Vector API, 256-bit vectors,
      * MemorySegment access; vectors for allocated, float[] or heap FloatBuffer, direct FloatBuffer;
      * step: vectors for 2 of 2 tensors (memory: allocated, float[] or heap FloatBuffer))}.

@@ -10,8 +10,6 @@ import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.TensorOperands;
 import io.fusedopt.internal.UpdateKernel;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import java.util.ArrayList;
 import java.util.EnumSet;
@@ -141,9 +139,9 @@ final class FastStepProgram extends HostStepProgram {
         scratchVectors = vector ? new VectorOperand[workers][5] : null;
         for (int w = 0; w < workers; w++) {
             for (int j = 0; j < 5; j++) {
-                ByteBuffer bytes = ByteBuffer.allocateDirect(TILE * Float.BYTES).order(ByteOrder.nativeOrder());
-                scratchFloats[w][j] = bytes.asFloatBuffer();
-                if (vector) scratchVectors[w][j] = VectorKernels.ofNativeBytes(bytes);
+                float[] tile = new float[TILE];
+                scratchFloats[w][j] = FloatBuffer.wrap(tile);
+                if (vector) scratchVectors[w][j] = VectorOperand.ofArray(tile, 0);
             }
         }
     }
@@ -169,7 +167,7 @@ final class FastStepProgram extends HostStepProgram {
     private static VectorOperand[] vectorBlocks(BlockedHostBuffer buffer) {
         VectorOperand[] blocks = new VectorOperand[buffer.blockCount()];
         for (int b = 0; b < blocks.length; b++) {
-            blocks[b] = buffer.memoryKind() == MemoryKind.ALLOCATED ? VectorKernels.ofNativeBytes(buffer.bytes(b))
+            blocks[b] = buffer.memoryKind() == MemoryKind.ALLOCATED ? VectorOperand.ofArray(buffer.array(b), 0)
                     : VectorKernels.ofWrapped(buffer.floats(b));
         }
         return blocks;
@@ -330,6 +328,6 @@ final class FastStepProgram extends HostStepProgram {
 
     @Override
     public void close() {
-        // The scratch is heap-referenced direct memory: the collector frees it with the program.
+        // The scratch is arrays: the collector frees them with the program.
     }
 }

@@ -9,7 +9,7 @@ import java.nio.FloatBuffer;
  * this JVM vectorizes. The label is what {@link FastCpuEngine#description()} prints.
  */
 enum MemoryKind {
-    /** The backend's own off-heap blocks (native byte order). */
+    /** The backend's own blocks (Java arrays). */
     ALLOCATED("allocated"),
     /** A caller's float[] ({@code wrapHost(float[])}) or a heap FloatBuffer with an accessible array. */
     HEAP_ARRAY("float[] or heap FloatBuffer"),

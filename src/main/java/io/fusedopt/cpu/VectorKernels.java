@@ -16,7 +16,6 @@ import java.lang.invoke.MethodHandle;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.MethodType;
 import java.nio.Buffer;
-import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import jdk.incubator.vector.FloatVector;
@@ -33,14 +32,15 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>Each kernel's arithmetic exists once; only {@link #load} and {@link #store} know where an
  * operand lies ({@link VectorOperand}): a heap array through {@code fromArray}/{@code intoArray}
- * (every JDK, and the fastest for heap memory), or native memory through whichever entry point this
- * JDK has, found once at class initialization ({@link #NATIVE_ACCESS}): {@code fromByteBuffer} on
- * JDK 17 and 18, {@code fromMemorySegment} on JDK 19 and later (JEP 426 replaced the ByteBuffer
- * methods). The library is compiled for Java 17, so the JDK 19+ methods are reached through constant
- * {@link MethodHandle}s invoked with {@code invokeExact}, which C2 inlines like direct calls. A load
- * site therefore sees at most two memory forms in one JVM (array and native), chosen by a null test
- * rather than a virtual call, so mixed operands (a caller's float[] param with the backend's
- * off-heap state) still compile to vector code.
+ * (every JDK, at the memory system's limit; the backend's own memory is arrays for this reason), or
+ * a caller's native-order direct FloatBuffer as a {@code MemorySegment} through
+ * {@code fromMemorySegment} (JDK 19 and later; the ByteBuffer entry points of JDK 17 and 18 cannot
+ * read a FloatBuffer, so a direct FloatBuffer runs the loops there). The library is compiled for Java 17, so the JDK 19+ methods are found once at class
+ * initialization ({@link #NATIVE_ACCESS}) and reached through constant {@link MethodHandle}s invoked
+ * with {@code invokeExact}, which C2 inlines like direct calls. A load site therefore sees at most
+ * two memory forms in one JVM (array and segment), chosen by a null test rather than a virtual
+ * call, so mixed operands (a caller's direct param with the backend's state) still compile to
+ * vector code.
  *
  * <p>Operands: {param, grad, slot0, slot1, slot2} as {@link VectorOperand}s for the vectors, and
  * FloatBuffer views of the same elements for the tail; element indices, not byte offsets. Load this
@@ -52,61 +52,53 @@ final class VectorKernels {
     static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
     private static final ByteOrder ORDER = ByteOrder.nativeOrder();
 
-    /** How native memory reaches the vectors here: "ByteBuffer" (JDK 17 and 18) or "MemorySegment" (JDK 19+). */
+    /** "MemorySegment" where direct FloatBuffers reach the vectors (JDK 19 and later), else null. */
     static final String NATIVE_ACCESS;
-    /** (Object memory, long byteOffset) FloatVector: this JDK's native load. */
+    /** (Object segment, long byteOffset) FloatVector: the segment load; null before JDK 19. */
     private static final MethodHandle LOAD_NATIVE;
-    /** (FloatVector, Object memory, long byteOffset) void: this JDK's native store. */
+    /** (FloatVector, Object segment, long byteOffset) void: the segment store; null before JDK 19. */
     private static final MethodHandle STORE_NATIVE;
-    /** (Buffer) Object: native memory as LOAD_NATIVE takes it, from the buffer's position; null with ByteBuffer access. */
+    /** (Buffer) Object: a direct buffer as a MemorySegment from its position; null before JDK 19. */
     private static final MethodHandle SEGMENT_OF_BUFFER;
 
     static {
         MethodHandles.Lookup lookup = MethodHandles.publicLookup();
-        MethodType loadType = MethodType.methodType(FloatVector.class, Object.class, long.class);
-        MethodType storeType = MethodType.methodType(void.class, FloatVector.class, Object.class, long.class);
-        MethodHandle load, store, ofBuffer = null;
-        String access;
+        MethodHandle load = null, store = null, ofBuffer = null;
+        Class<?> segment = null;
         try {
+            // java.lang.foreign is final from JDK 22, a preview API in 19 to 21, absent in 17 and 18.
+            segment = Class.forName("java.lang.foreign.MemorySegment");
+        } catch (ClassNotFoundException beforeJdk19) {
+            // Direct FloatBuffers run the loops; everything else is arrays.
+        }
+        if (segment != null) {
             try {
-                // JDK 17 and 18. Blocks hold at most 2^30 bytes, so the int offset never narrows a value.
-                load = lookup.findStatic(FloatVector.class, "fromByteBuffer", MethodType.methodType(FloatVector.class,
-                        VectorSpecies.class, ByteBuffer.class, int.class, ByteOrder.class));
-                store = lookup.findVirtual(FloatVector.class, "intoByteBuffer",
-                        MethodType.methodType(void.class, ByteBuffer.class, int.class, ByteOrder.class));
-                access = "ByteBuffer";
-            } catch (NoSuchMethodException noByteBuffers) {
-                // JDK 19 and later (java.lang.foreign is final from 22, a preview API in 19 to 21).
-                Class<?> segment = Class.forName("java.lang.foreign.MemorySegment");
                 load = lookup.findStatic(FloatVector.class, "fromMemorySegment", MethodType.methodType(FloatVector.class,
                         VectorSpecies.class, segment, long.class, ByteOrder.class));
                 store = lookup.findVirtual(FloatVector.class, "intoMemorySegment",
                         MethodType.methodType(void.class, segment, long.class, ByteOrder.class));
                 ofBuffer = lookup.findStatic(segment, "ofBuffer", MethodType.methodType(segment, Buffer.class))
                         .asType(MethodType.methodType(Object.class, Buffer.class));
-                access = "MemorySegment";
+            } catch (ReflectiveOperationException e) {
+                throw new UnsupportedOperationException("this JDK has java.lang.foreign.MemorySegment but FloatVector"
+                        + " has no fromMemorySegment: " + e, e);
             }
-        } catch (ReflectiveOperationException e) {
-            throw new UnsupportedOperationException("FloatVector has neither fromByteBuffer (JDK 17 and 18) nor"
-                    + " fromMemorySegment (JDK 19 and later) here: " + e, e);
+            load = MethodHandles.insertArguments(MethodHandles.insertArguments(load, 3, ORDER), 0, SPECIES);
+            store = MethodHandles.insertArguments(store, 3, ORDER);
+            // explicitCastArguments: Object to MemorySegment, which this code cannot name.
+            load = MethodHandles.explicitCastArguments(load, MethodType.methodType(FloatVector.class, Object.class, long.class));
+            store = MethodHandles.explicitCastArguments(store,
+                    MethodType.methodType(void.class, FloatVector.class, Object.class, long.class));
         }
-        load = MethodHandles.insertArguments(MethodHandles.insertArguments(load, 3, ORDER), 0, SPECIES);
-        store = MethodHandles.insertArguments(store, 3, ORDER);
-        // explicitCastArguments: Object to the memory class, and long to int for the ByteBuffer offsets.
-        LOAD_NATIVE = MethodHandles.explicitCastArguments(load, loadType);
-        STORE_NATIVE = MethodHandles.explicitCastArguments(store, storeType);
+        LOAD_NATIVE = load;
+        STORE_NATIVE = store;
         SEGMENT_OF_BUFFER = ofBuffer;
-        NATIVE_ACCESS = access;
+        NATIVE_ACCESS = segment == null ? null : "MemorySegment";
     }
 
     /** Whether a caller's direct FloatBuffer can be read by vectors here (only through a MemorySegment). */
     static boolean directFloatBuffersSupported() {
         return SEGMENT_OF_BUFFER != null;
-    }
-
-    /** Native-order direct bytes (the backend's blocks and scratch) as a vector operand. */
-    static VectorOperand ofNativeBytes(ByteBuffer bytes) {
-        return VectorOperand.ofNative(SEGMENT_OF_BUFFER == null ? bytes : segmentOf(bytes));
     }
 
     /**

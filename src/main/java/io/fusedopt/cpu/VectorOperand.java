@@ -2,9 +2,9 @@ package io.fusedopt.cpu;
 
 /**
  * Where one operand's elements lie for {@link VectorKernels}' loads and stores: either a heap array
- * from an element offset ({@code FloatVector.fromArray}, on every JDK), or native memory from byte 0
- * in the form this JDK's Vector API reads ({@link VectorKernels#NATIVE_ACCESS}: a ByteBuffer on
- * JDK 17 and 18, a MemorySegment on 19 and later). Element {@code i} of the operand is array element
+ * from an element offset ({@code FloatVector.fromArray}, on every JDK: the backend's own blocks and
+ * callers' arrays), or a caller's direct buffer as a MemorySegment from byte 0 (JDK 19 and later,
+ * {@link VectorKernels#NATIVE_ACCESS}). Element {@code i} of the operand is array element
  * {@code arrayOffset + i}, or bytes {@code [byteOffset + 4i, byteOffset + 4i + 4)} of the memory.
  *
  * <p>This class names no Vector API type, so step programs can hold it in a JVM without the module.
@@ -14,7 +14,7 @@ final class VectorOperand {
     final float[] array;
     /** The array index of element 0 (0 for native memory). */
     final int arrayOffset;
-    /** The native memory (ByteBuffer or MemorySegment, per JDK), or null for a heap array. */
+    /** The native memory (a MemorySegment), or null for a heap array. */
     final Object memory;
     /** The byte offset of element 0 in the native memory (0 for a heap array). */
     final long byteOffset;

@@ -11,8 +11,8 @@ import java.util.List;
 
 /**
  * Whether {@link VectorKernels} can run in this JVM, decided once: the incubating module must be
- * resolved ({@code --add-modules jdk.incubator.vector}), its entry points for native memory must
- * link (ByteBuffer on JDK 17 and 18, MemorySegment on 19 and later), and a small AMSGrad Adam update
+ * resolved ({@code --add-modules jdk.incubator.vector}), its MemorySegment entry points must link
+ * where the JDK has them (19 and later, for direct FloatBuffers), and a small AMSGrad Adam update
  * must equal the reference bit for bit with its operands in every memory kind the kernels will read
  * here, mixed in one update. Otherwise the fast backend runs {@link ReferenceKernels} on every core,
  * and {@link #reason()} says why.
@@ -44,8 +44,9 @@ final class VectorSupport {
                 reason = selfTest(directBuffers);
                 available = reason == null;
                 if (available) {
-                    reason = "Vector API, " + VectorKernels.SPECIES.vectorBitSize() + "-bit vectors, "
-                            + VectorKernels.NATIVE_ACCESS + " access; vectors for " + MemoryKind.ALLOCATED + ", "
+                    reason = "Vector API, " + VectorKernels.SPECIES.vectorBitSize() + "-bit vectors"
+                            + (directBuffers ? ", " + VectorKernels.NATIVE_ACCESS + " access" : "")
+                            + "; vectors for " + MemoryKind.ALLOCATED + ", "
                             + MemoryKind.HEAP_ARRAY + (directBuffers ? ", " + MemoryKind.DIRECT_BUFFER
                             : "; loops for a " + MemoryKind.DIRECT_BUFFER + " (" + DIRECT_BUFFER_LOOPS + ")");
                 }
@@ -105,9 +106,9 @@ final class VectorSupport {
                 MemoryKind kind = kinds.get((j + rotation) % kinds.size());
                 switch (kind) {
                     case ALLOCATED -> {
-                        ByteBuffer bytes = ByteBuffer.allocateDirect(n * Float.BYTES).order(ByteOrder.nativeOrder());
-                        vectorFloats[j] = bytes.asFloatBuffer();
-                        operands[j] = VectorKernels.ofNativeBytes(bytes);
+                        float[] block = new float[n];
+                        vectorFloats[j] = FloatBuffer.wrap(block);
+                        operands[j] = VectorOperand.ofArray(block, 0);
                     }
                     case HEAP_ARRAY -> vectorFloats[j] = FloatBuffer.allocate(n + offset).position(offset).slice();
                     case DIRECT_BUFFER -> vectorFloats[j] = ByteBuffer.allocateDirect((n + offset) * Float.BYTES)

@@ -62,12 +62,13 @@ class RefusedInputTest {
 
     @Test
     void benchSizeTheBackendCannotHoldIsRefusedWithTheLimitBeforeAnyWork() {
-        // 2^40 elements: 16 TiB for Adam; no JVM in CI reserves that much direct memory.
-        long limit = BackendChoice.maxDirectMemory() / (4 * Float.BYTES);
+        // 2^40 elements: 16 TiB for Adam; no JVM in CI has that much heap.
+        long heap = Runtime.getRuntime().maxMemory();
+        long limit = heap / (4 * Float.BYTES);
         String err = usageError("--sizes", "bench", "--backend", "CPU_FAST", "--algorithms", "sgd,adam", "--sizes", "4096,2^40",
                 "--no-progress");
         assertTrue(err.contains("2^40 (1099511627776 elements) does not fit CPU_FAST: adam keeps 4 float32 tensors"), err);
-        assertTrue(err.contains("direct memory (-XX:MaxDirectMemorySize) holds " + BackendChoice.maxDirectMemory() + " bytes"), err);
+        assertTrue(err.contains("the Java heap (-Xmx) holds " + heap + " bytes"), err);
         assertTrue(err.contains("at most " + limit + " elements for adam"), err);
         // The CPU reference keeps a tensor in one Java array: a limit per tensor besides the heap.
         String cpu = usageError("--sizes", "bench", "--backend", "cpu", "--algorithms", "sgd", "--sizes", "2^31", "--no-progress");

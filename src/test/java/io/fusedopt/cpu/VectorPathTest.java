@@ -1,6 +1,7 @@
 package io.fusedopt.cpu;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.fusedopt.Backend;
@@ -118,7 +119,7 @@ class VectorPathTest {
         assertTrue(VectorSupport.available(), "the default test execution adds jdk.incubator.vector: " + VectorSupport.reason());
         String reason = FastCpuEngine.vectorSupport();
         if (JDK >= 19) assertTrue(reason.contains("MemorySegment access"), reason);
-        else assertTrue(reason.contains("ByteBuffer access"), reason);
+        else assertFalse(reason.contains("access"), reason); // JDK 17 and 18 read arrays only
         assertEquals(DIRECT_VECTORIZED, VectorSupport.supports(MemoryKind.DIRECT_BUFFER), reason);
         assertTrue(reason.contains("vectors for allocated, float[] or heap FloatBuffer"), reason);
     }
