@@ -31,17 +31,20 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
     private final int blockShift;
     /** The float32 blocks (for the Vector API), or null for a wrapped FloatBuffer and for 16-bit formats. */
     private float[][] arrays;
+    /** The 16-bit blocks, or null for float32. */
+    private short[][] shortArrays;
     /** Whether the library allocated the blocks (rather than wrapping a caller's buffer). */
     private final boolean allocated;
     private FloatBuffer[] floats; // FP32 views, else null
     private ShortBuffer[] bits;   // 16-bit views, else null
 
     private BlockedHostBuffer(BufferOwner owner, long length, Precision precision, boolean owned, int blockShift,
-                              float[][] arrays, FloatBuffer[] floats, ShortBuffer[] bits) {
+                              float[][] arrays, short[][] shortArrays, FloatBuffer[] floats, ShortBuffer[] bits) {
         super(owner, length, precision, owned);
         this.blockShift = blockShift;
         this.allocated = owned;
         this.arrays = arrays;
+        this.shortArrays = shortArrays;
         this.floats = floats;
         this.bits = bits;
     }
@@ -58,6 +61,7 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
         int blocks = Math.max((int) ((length + (1L << blockShift) - 1) >>> blockShift), 1);
         boolean fp32 = precision == Precision.FP32;
         float[][] arrays = fp32 ? new float[blocks][] : null;
+        short[][] shortArrays = fp32 ? null : new short[blocks][];
         FloatBuffer[] floats = fp32 ? new FloatBuffer[blocks] : null;
         ShortBuffer[] bits = fp32 ? null : new ShortBuffer[blocks];
         for (int b = 0; b < blocks; b++) {
@@ -67,7 +71,8 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
                     arrays[b] = new float[elements];
                     floats[b] = FloatBuffer.wrap(arrays[b]);
                 } else {
-                    bits[b] = ShortBuffer.wrap(new short[elements]);
+                    shortArrays[b] = new short[elements];
+                    bits[b] = ShortBuffer.wrap(shortArrays[b]);
                 }
             } catch (OutOfMemoryError e) {
                 OutOfMemoryError clear = new OutOfMemoryError("cannot allocate " + (long) elements * precision.bytes()
@@ -78,7 +83,7 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
                 throw clear;
             }
         }
-        BlockedHostBuffer buffer = new BlockedHostBuffer(owner, length, precision, true, blockShift, arrays, floats, bits);
+        BlockedHostBuffer buffer = new BlockedHostBuffer(owner, length, precision, true, blockShift, arrays, shortArrays, floats, bits);
         if (initialValue != 0f) buffer.fill(initialValue);
         return buffer;
     }
@@ -87,7 +92,7 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
     static BlockedHostBuffer wrap(BufferOwner owner, FloatBuffer data) {
         FloatBuffer view = data.slice();
         return new BlockedHostBuffer(owner, view.capacity(), Precision.FP32, false, WRAPPED_BLOCK_SHIFT,
-                null, new FloatBuffer[] {view}, null);
+                null, null, new FloatBuffer[] {view}, null);
     }
 
     /** The block of element {@code index}. */
@@ -124,6 +129,13 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
     float[] array(int b) {
         ensureOpen();
         return arrays == null ? null : arrays[b];
+    }
+
+    /** Block {@code b}'s 16-bit array (bits as {@link Conversions} reads them); only for BF16 and FP16 buffers. */
+    short[] shortArray(int b) {
+        ensureOpen();
+        if (shortArrays == null) throw new IllegalStateException("a " + precision() + " buffer has no 16-bit blocks");
+        return shortArrays[b];
     }
 
     /** Block {@code b} as float32; only for FP32 buffers. */
@@ -202,6 +214,7 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
     @Override
     public void release() {
         arrays = null; // the blocks are freed when the collector finds them unreachable
+        shortArrays = null;
         floats = null;
         bits = null;
     }

@@ -2,6 +2,7 @@ package io.fusedopt.cpu;
 
 import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.Conversions;
 import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
@@ -26,15 +27,21 @@ import java.util.function.Function;
  * segment table are the work items: 2^16 elements, large enough to stream and to balance.
  *
  * <p>A float32 tensor whose gradient needs no unscaling or clipping is updated in place (vectors
- * where its memory allows); any other is widened tile by tile into per-worker scratch, updated there
- * by the same kernels and stored back rounded, the fp32 master first, as {@link CpuStepProgram} does.
+ * where its memory allows). Any other tensor is updated tile by tile: its float32 operands in place
+ * (the fp32 master instead of a 16-bit param), its 16-bit operands widened into per-worker scratch
+ * and the gradient unscaled and clipped there, by the same kernels, then the scratch rounded back
+ * and the param rounded from the master, as {@link CpuStepProgram} does. The scratch is indexed like
+ * the chunk (one chunk long per operand), so one index range serves in-place and scratch operands.
  * Everything a run touches is prepared here, so a step allocates nothing.
  */
 final class FastStepProgram extends HostStepProgram {
-    /** Elements per scratch tile of the widening path (16 KiB per float32 operand, in L1/L2). */
+    /** Elements per tile of the widening path: 16 KiB per float32 operand, so a tile's operands stay in L1/L2. */
     static final int TILE = 4096;
     /** Below this many elements a step runs on the calling thread: waking the team would cost more. */
     private static final long PARALLEL_MIN_ELEMENTS = 2 * SegmentTable.CHUNK_ELEMENTS;
+    /** The kernels' operands: param (or master), grad, slot0..2. */
+    private static final int KERNEL_OPERANDS = 5;
+    private static final int MASTER = 5;
 
     /**
      * One chunk of one tensor: everything its update needs, resolved at preparation. The views
@@ -49,7 +56,17 @@ final class FastStepProgram extends HostStepProgram {
         final int length;
         final BlockedHostBuffer[] operands; // param, grad, slot0..2, master (null where absent)
         final FloatBuffer[] chunkFloats;    // float32 views of the operands' elements [start, start + length), null for 16-bit
-        final VectorOperand[] vectors;      // the same elements for the vectors; null unless the update runs them in place
+        /** Per kernel operand, the float32 chunk the kernels update in place (operand 0: the master where there is one); null where it goes through scratch or is absent. */
+        final FloatBuffer[] inPlaceFloats;
+        /** The same for the vectors; null when this chunk runs the loops. */
+        final VectorOperand[] inPlaceVectors;
+        /** Per operand (param, grad, slot0..2), its 16-bit block and the chunk's offset in it; null for float32. */
+        final short[][] halves;
+        final int[] halfOffsets;
+        /** The master's float32 block and the chunk's offset in it, for rounding the param; null without a master. */
+        final float[] master;
+        final int masterOffset;
+        /** Float32 everywhere and no master: with a gradient that needs no preparation, updated in place in one call. */
         final boolean float32InPlace;
 
         Item(UpdateKernel kernel, int group, long start, int length, BlockedHostBuffer[] operands,
@@ -60,23 +77,42 @@ final class FastStepProgram extends HostStepProgram {
             this.length = length;
             this.operands = operands;
             chunkFloats = new FloatBuffer[6];
-            boolean allFloat32 = operands[5] == null;
+            halves = new short[KERNEL_OPERANDS][];
+            halfOffsets = new int[KERNEL_OPERANDS];
+            boolean allFloat32 = operands[MASTER] == null;
             for (int j = 0; j < 6; j++) {
                 BlockedHostBuffer o = operands[j];
                 if (o == null) continue;
-                if (o.precision() == Precision.FP32) chunkFloats[j] = o.floats(o.block(start)).slice(o.offset(start), length);
-                else allFloat32 = false;
+                if (o.precision() == Precision.FP32) {
+                    chunkFloats[j] = o.floats(o.block(start)).slice(o.offset(start), length);
+                } else {
+                    allFloat32 = false;
+                    halves[j] = o.shortArray(o.block(start));
+                    halfOffsets[j] = o.offset(start);
+                }
             }
             float32InPlace = allFloat32;
-            if (allFloat32 && tensorVectors != null) {
-                vectors = new VectorOperand[5];
-                for (int j = 0; j < 5; j++) {
-                    BlockedHostBuffer o = operands[j];
-                    if (o != null) vectors[j] = tensorVectors[j][o.block(start)].from(o.offset(start));
+            BlockedHostBuffer masterBuffer = operands[MASTER];
+            master = masterBuffer == null ? null : masterBuffer.array(masterBuffer.block(start));
+            masterOffset = masterBuffer == null ? 0 : masterBuffer.offset(start);
+            inPlaceFloats = new FloatBuffer[KERNEL_OPERANDS];
+            inPlaceFloats[0] = chunkFloats[masterBuffer != null ? MASTER : 0];
+            for (int j = 1; j < KERNEL_OPERANDS; j++) inPlaceFloats[j] = chunkFloats[j];
+            if (tensorVectors != null) {
+                inPlaceVectors = new VectorOperand[KERNEL_OPERANDS];
+                for (int j = 0; j < KERNEL_OPERANDS; j++) {
+                    int source = j == 0 && masterBuffer != null ? MASTER : j;
+                    BlockedHostBuffer o = operands[source];
+                    if (inPlaceFloats[j] != null) inPlaceVectors[j] = tensorVectors[source][o.block(start)].from(o.offset(start));
                 }
             } else {
-                vectors = null;
+                inPlaceVectors = null;
             }
+        }
+
+        /** Whether operand j (0 to 4) is 16-bit and so widened into scratch (a param with a master is not: the master is). */
+        boolean widened(int j) {
+            return halves[j] != null && (j != 0 || master == null);
         }
     }
 
@@ -88,8 +124,14 @@ final class FastStepProgram extends HostStepProgram {
     private final double[] totalLanes = new double[GradientStatistics.LANES];
     private final double[][] lanes;        // [worker][LANES]
     private final float[][] scalars;       // [worker][SCALAR_STRIDE]
-    private final FloatBuffer[][] scratchFloats;    // [worker][param, grad, slot0..2]
+    private final boolean vector;
+    /** [worker][kernel operand]: one chunk of scratch where some chunk widens that operand (always for the grad), else null. */
+    private final float[][][] scratch;
+    private final FloatBuffer[][] scratchFloats;    // the same memory as FloatBuffers
     private final VectorOperand[][] scratchVectors; // the same memory for the vectors, null without them
+    /** [worker][kernel operand]: the operands of the tile being updated, in place or scratch (filled per chunk). */
+    private final FloatBuffer[][] workFloats;
+    private final VectorOperand[][] workVectors;
     /** Which kernels each tensor's in-place update runs, for {@link #pathSummary()}. */
     private final String pathSummary;
     private final WorkerTeam.Task statisticsTask = this::chunkStatistics;
@@ -99,6 +141,7 @@ final class FastStepProgram extends HostStepProgram {
                     WorkerTeam team, boolean vector) {
         this.team = team;
         this.groups = groups;
+        this.vector = vector;
         List<Item> list = new ArrayList<>();
         PathCount paths = new PathCount();
         Map<BlockedHostBuffer, VectorOperand[]> vectorMemory = new IdentityHashMap<>();
@@ -119,7 +162,7 @@ final class FastStepProgram extends HostStepProgram {
                 o[5] = tensor.master() == null ? null : host.apply(tensor.master());
                 operands[t] = o;
                 vectors[t] = vector ? vectorOperands(o, vectorMemory) : null;
-                paths.add(o, vectors[t] != null || (vector && tensor.needsMixedKernel()));
+                paths.add(o, vectors[t] != null);
             }
             SegmentTable table = SegmentTable.of(lengths);
             for (int c = 0; c < table.chunkCount(); c++) {
@@ -135,30 +178,37 @@ final class FastStepProgram extends HostStepProgram {
         int workers = team.size();
         lanes = new double[workers][GradientStatistics.LANES];
         scalars = new float[workers][StepScalars.SCALAR_STRIDE];
-        scratchFloats = new FloatBuffer[workers][5];
-        scratchVectors = vector ? new VectorOperand[workers][5] : null;
+        boolean[] widens = new boolean[KERNEL_OPERANDS];
+        widens[1] = true; // a float32 gradient is unscaled and clipped in scratch
+        for (Item item : items) for (int j = 0; j < KERNEL_OPERANDS; j++) widens[j] |= item.widened(j);
+        scratch = new float[workers][KERNEL_OPERANDS][];
+        scratchFloats = new FloatBuffer[workers][KERNEL_OPERANDS];
+        scratchVectors = vector ? new VectorOperand[workers][KERNEL_OPERANDS] : null;
+        workFloats = new FloatBuffer[workers][KERNEL_OPERANDS];
+        workVectors = new VectorOperand[workers][KERNEL_OPERANDS];
         for (int w = 0; w < workers; w++) {
-            for (int j = 0; j < 5; j++) {
-                float[] tile = new float[TILE];
-                scratchFloats[w][j] = FloatBuffer.wrap(tile);
-                if (vector) scratchVectors[w][j] = VectorOperand.ofArray(tile, 0);
+            for (int j = 0; j < KERNEL_OPERANDS; j++) {
+                if (!widens[j]) continue;
+                scratch[w][j] = new float[(int) SegmentTable.CHUNK_ELEMENTS];
+                scratchFloats[w][j] = FloatBuffer.wrap(scratch[w][j]);
+                if (vector) scratchVectors[w][j] = VectorOperand.ofArray(scratch[w][j], 0);
             }
         }
     }
 
     /**
-     * Per operand (param, grad, slot0..2), per block, the operand's memory as the vectors read it;
-     * null when the tensor is not all float32 or one operand's memory is of a kind the vectors do
-     * not read here (then its in-place update runs the loops). One operand per block and buffer,
-     * shared by every tensor and chunk that uses it.
+     * Per operand (param, grad, slot0..2, master), per block, the memory of each float32 operand as
+     * the vectors read it (16-bit operands are widened into scratch, which the vectors always read);
+     * null when one float32 operand's memory is of a kind the vectors do not read here (then the
+     * tensor runs the loops). A param with a master is not read by the kernels and needs none. One
+     * operand per block and buffer, shared by every tensor and chunk that uses it.
      */
     private static VectorOperand[][] vectorOperands(BlockedHostBuffer[] o, Map<BlockedHostBuffer, VectorOperand[]> memory) {
-        if (o[5] != null) return null;
-        VectorOperand[][] result = new VectorOperand[5][];
-        for (int j = 0; j < 5; j++) {
+        VectorOperand[][] result = new VectorOperand[6][];
+        for (int j = 0; j < 6; j++) {
             BlockedHostBuffer buffer = o[j];
-            if (buffer == null) continue;
-            if (buffer.precision() != Precision.FP32 || !VectorSupport.supports(buffer.memoryKind())) return null;
+            if (buffer == null || buffer.precision() != Precision.FP32 || (j == 0 && o[MASTER] != null)) continue;
+            if (!VectorSupport.supports(buffer.memoryKind())) return null;
             result[j] = memory.computeIfAbsent(buffer, FastStepProgram::vectorBlocks);
         }
         return result;
@@ -176,8 +226,8 @@ final class FastStepProgram extends HostStepProgram {
     /**
      * Which kernels the tensors' updates run, in one line: "vectors for 3 of 3 tensors (memory:
      * allocated, float[] or heap FloatBuffer)", with "loops for N (kind: why)" where some tensors
-     * run the loops. A float32 tensor counts by its in-place update; a widened one (16-bit operands
-     * or master weights) runs the vectors on its scratch tiles whenever the Vector API works.
+     * run the loops. A tensor runs the vectors when the memory of each of its float32 operands
+     * allows (16-bit operands are widened into scratch, which always does).
      */
     String pathSummary() {
         return pathSummary;
@@ -258,11 +308,13 @@ final class FastStepProgram extends HostStepProgram {
         float invGradScale = control.invGradScale;
         boolean unscale = invGradScale != 1.0f;
         FloatBuffer floats = item.chunkFloats[1];
-        BlockedHostBuffer grad = item.operands[1];
+        short[] half = item.halves[1];
+        int halfOffset = item.halfOffsets[1];
+        Precision halfPrecision = item.operands[1].precision();
         for (int base = 0; base < item.length; base += GradientStatistics.LANES) {
             int n = Math.min(GradientStatistics.LANES, item.length - base);
             for (int l = 0; l < n; l++) {
-                float g = floats != null ? floats.get(base + l) : grad.get(item.start + base + l);
+                float g = half == null ? floats.get(base + l) : Conversions.widen(halfPrecision, half[halfOffset + base + l]);
                 if (unscale) g = g * invGradScale;
                 double x = g;
                 sums[l] = sums[l] + x * x;
@@ -276,26 +328,43 @@ final class FastStepProgram extends HostStepProgram {
         float[] s = scalars[worker];
         System.arraycopy(groups.scalars(), item.group * StepScalars.SCALAR_STRIDE, s, 0, StepScalars.SCALAR_STRIDE);
         int flags = groups.flags()[item.group];
-        boolean gradPrepared = KernelFlags.has(flags, KernelFlags.UNSCALE) || KernelFlags.has(flags, KernelFlags.CLIP);
+        boolean unscale = KernelFlags.has(flags, KernelFlags.UNSCALE), clip = KernelFlags.has(flags, KernelFlags.CLIP);
+        boolean gradPrepared = unscale || clip;
         if (item.float32InPlace && !gradPrepared) {
-            updateRange(item.kernel, item.vectors, item.chunkFloats, 0, item.length, s, flags);
+            updateRange(item.kernel, item.inPlaceVectors, item.inPlaceFloats, 0, item.length, s, flags);
             return;
         }
-        VectorOperand[] vectors = scratchVectors == null ? null : scratchVectors[worker];
-        FloatBuffer[] floats = scratchFloats[worker];
+        // The kernels' operands for this chunk: in place where float32, else (and a prepared grad) scratch.
+        FloatBuffer[] floats = workFloats[worker];
+        VectorOperand[] vectors = item.inPlaceVectors == null ? null : workVectors[worker];
+        float[][] tiles = scratch[worker];
+        for (int j = 0; j < KERNEL_OPERANDS; j++) {
+            boolean viaScratch = item.widened(j) || (j == 1 && gradPrepared);
+            floats[j] = viaScratch ? scratchFloats[worker][j] : item.inPlaceFloats[j];
+            if (vectors != null) vectors[j] = viaScratch ? scratchVectors[worker][j] : item.inPlaceVectors[j];
+        }
         BlockedHostBuffer[] o = item.operands;
         for (int done = 0; done < item.length; done += TILE) {
             int n = Math.min(TILE, item.length - done);
-            long start = item.start + done;
-            // Gather: the master (or the param) and the slots widened, the gradient prepared.
-            gather(o[5] != null ? o[5] : o[0], item.chunkFloats[o[5] != null ? 5 : 0], start, done, floats[0], n);
-            for (int k = 0; k < n; k++) floats[1].put(k, control.prepareGrad(o[1].get(start + k), flags));
-            for (int j = 2; j < 5; j++) if (o[j] != null) gather(o[j], item.chunkFloats[j], start, done, floats[j], n);
-            updateRange(item.kernel, vectors, floats, 0, n, s, flags);
-            // Scatter: the master first, then the param rounded to its format, then the slots.
-            if (o[5] != null) scatter(floats[0], item.chunkFloats[5], o[5], start, done, n);
-            scatter(floats[0], item.chunkFloats[0], o[0], start, done, n);
-            for (int j = 2; j < 5; j++) if (o[j] != null) scatter(floats[j], item.chunkFloats[j], o[j], start, done, n);
+            for (int j = 0; j < KERNEL_OPERANDS; j++) {
+                if (item.widened(j)) widen(o[j].precision(), item.halves[j], item.halfOffsets[j] + done, tiles[j], done, n);
+            }
+            if (gradPrepared) {
+                if (!item.widened(1)) item.chunkFloats[1].get(done, tiles[1], done, n);
+                prepareGrad(tiles[1], done, n, unscale, clip);
+            }
+            updateRange(item.kernel, vectors, floats, done, done + n, s, flags);
+            // Store back: the param rounded from the master, then the widened param and slots rounded.
+            if (item.master != null) {
+                if (item.halves[0] != null) {
+                    narrow(o[0].precision(), item.master, item.masterOffset + done, item.halves[0], item.halfOffsets[0] + done, n);
+                } else {
+                    item.chunkFloats[0].put(done, item.master, item.masterOffset + done, n);
+                }
+            }
+            for (int j = 0; j < KERNEL_OPERANDS; j++) {
+                if (j != 1 && item.widened(j)) narrow(o[j].precision(), tiles[j], done, item.halves[j], item.halfOffsets[j] + done, n);
+            }
         }
     }
 
@@ -305,24 +374,36 @@ final class FastStepProgram extends HostStepProgram {
         else ReferenceKernels.run(kernel, floats, from, to, s, flags);
     }
 
-    /**
-     * Copies n elements from {@code start} (element {@code inChunk} of the chunk) into scratch,
-     * widened; a float32 chunk view copies in bulk.
-     */
-    private static void gather(BlockedHostBuffer source, FloatBuffer sourceChunk, long start, int inChunk, FloatBuffer scratch, int n) {
-        if (sourceChunk != null) {
-            scratch.put(0, sourceChunk, inChunk, n);
+    /** n 16-bit values widened to float32 (exact): vectors for bf16 where they run, else {@link Conversions}. */
+    private void widen(Precision precision, short[] from, int fromOffset, float[] to, int toOffset, int n) {
+        if (vector && precision == Precision.BF16) {
+            VectorConversions.widenBf16(from, fromOffset, to, toOffset, n);
         } else {
-            for (int k = 0; k < n; k++) scratch.put(k, source.get(start + k));
+            for (int k = 0; k < n; k++) to[toOffset + k] = Conversions.widen(precision, from[fromOffset + k]);
         }
     }
 
-    /** Stores n scratch elements at {@code start}, rounded to the target's format. */
-    private static void scatter(FloatBuffer scratch, FloatBuffer targetChunk, BlockedHostBuffer target, long start, int inChunk, int n) {
-        if (targetChunk != null) {
-            targetChunk.put(inChunk, scratch, 0, n);
+    /** n float32 values rounded to 16 bits as {@link Conversions#narrow} does: vectors for bf16 where they run. */
+    private void narrow(Precision precision, float[] from, int fromOffset, short[] to, int toOffset, int n) {
+        if (vector && precision == Precision.BF16) {
+            VectorConversions.narrowBf16(from, fromOffset, to, toOffset, n);
         } else {
-            for (int k = 0; k < n; k++) target.set(start + k, scratch.get(k));
+            for (int k = 0; k < n; k++) to[toOffset + k] = Conversions.narrow(precision, from[fromOffset + k]);
+        }
+    }
+
+    /** The gradient in scratch unscaled, then clipped, as {@link io.fusedopt.internal.StepControl#prepareGrad} does. */
+    private void prepareGrad(float[] g, int from, int n, boolean unscale, boolean clip) {
+        float inverseScale = control.stepInvGradScale, clipCoef = control.clipCoef;
+        if (vector) {
+            VectorConversions.scale(g, from, n, unscale, inverseScale, clip, clipCoef);
+        } else {
+            for (int k = from; k < from + n; k++) {
+                float x = g[k];
+                if (unscale) x = x * inverseScale;
+                if (clip) x = x * clipCoef;
+                g[k] = x;
+            }
         }
     }
 

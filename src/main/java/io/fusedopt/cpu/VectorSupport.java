@@ -1,5 +1,6 @@
 package io.fusedopt.cpu;
 
+import io.fusedopt.internal.Conversions;
 import io.fusedopt.internal.KernelFlags;
 import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.UpdateKernel;
@@ -14,7 +15,8 @@ import java.util.List;
  * resolved ({@code --add-modules jdk.incubator.vector}), its MemorySegment entry points must link
  * where the JDK has them (19 and later, for direct FloatBuffers), and a small AMSGrad Adam update
  * must equal the reference bit for bit with its operands in every memory kind the kernels will read
- * here, mixed in one update. Otherwise the fast backend runs {@link ReferenceKernels} on every core,
+ * here, mixed in one update, and the bf16 conversions of the widening path ({@link VectorConversions})
+ * must give {@link Conversions}' bits on every special case. Otherwise the fast backend runs {@link ReferenceKernels} on every core,
  * and {@link #reason()} says why.
  */
 final class VectorSupport {
@@ -42,6 +44,7 @@ final class VectorSupport {
             try {
                 directBuffers = VectorKernels.directFloatBuffersSupported();
                 reason = selfTest(directBuffers);
+                if (reason == null) reason = conversionSelfTest();
                 available = reason == null;
                 if (available) {
                     reason = "Vector API, " + VectorKernels.SPECIES.vectorBitSize() + "-bit vectors"
@@ -132,6 +135,34 @@ final class VectorSupport {
                                 + kinds.get((j + rotation) % kinds.size()) + " memory, element " + i + ")";
                     }
                 }
+            }
+        }
+        return null;
+    }
+
+    /**
+     * Null when {@link VectorConversions} rounds and widens bf16 exactly as {@link Conversions} does:
+     * NaNs of both signs and payloads, infinities, the largest finite values (which round to
+     * infinity), ties to even both ways, subnormals, signed zeros, then ordinary values; 37 of them,
+     * so the vectors and the scalar tail both run.
+     */
+    private static String conversionSelfTest() {
+        int[] special = {0x7FC00000, 0xFFC00001, 0x7F800001, 0xFF800000, 0x7F800000, 0x7F7FFFFF, 0xFF7F8000, 0x3F808000,
+            0x3F818000, 0x3F80FFFF, 0x00000001, 0x80008000, 0x00018000, 0x00000000, 0x80000000, 0x7F7F7FFF};
+        int n = 37;
+        float[] values = new float[n];
+        for (int i = 0; i < n; i++) {
+            values[i] = i < special.length ? Float.intBitsToFloat(special[i]) : (float) Math.sin(3.1 * i) * (float) Math.pow(7, i % 9 - 4);
+        }
+        short[] narrowed = new short[n];
+        VectorConversions.narrowBf16(values, 0, narrowed, 0, n);
+        float[] widened = new float[n];
+        VectorConversions.widenBf16(narrowed, 0, widened, 0, n);
+        for (int i = 0; i < n; i++) {
+            short expected = Conversions.floatToBf16(values[i]);
+            if (narrowed[i] != expected || Float.floatToRawIntBits(widened[i]) != Float.floatToRawIntBits(Conversions.bf16ToFloat(expected))) {
+                return "Vector API bf16 conversion differs from the reference for float bits 0x"
+                        + Integer.toHexString(Float.floatToRawIntBits(values[i]));
             }
         }
         return null;

@@ -234,4 +234,37 @@ class VectorPathTest {
             }
         }
     }
+
+    /**
+     * The widening path's bf16 conversions in vectors equal {@link io.fusedopt.internal.Conversions}
+     * bit for bit: every bf16 value widened, and a million float32 bit patterns (uniform over all
+     * bits, so NaNs, infinities, subnormals and ties all occur) plus the halfway points rounded,
+     * at odd offsets so the scalar tails run too.
+     */
+    @Test
+    void bf16ConversionsInVectorsEqualTheScalarRules() {
+        assertTrue(VectorSupport.available(), VectorSupport.reason());
+        short[] every = new short[1 << 16];
+        for (int i = 0; i < every.length; i++) every[i] = (short) i;
+        float[] widened = new float[every.length + 5];
+        VectorConversions.widenBf16(every, 0, widened, 5, every.length);
+        for (int i = 0; i < every.length; i++) {
+            assertEquals(Float.floatToRawIntBits(io.fusedopt.internal.Conversions.bf16ToFloat(every[i])),
+                    Float.floatToRawIntBits(widened[5 + i]), "bf16 0x" + Integer.toHexString(i));
+        }
+        Random random = new Random(21);
+        int n = 1_000_003;
+        float[] values = new float[n + 3];
+        for (int i = 0; i < n; i++) {
+            int bits = random.nextInt();
+            if (i % 4 == 0) bits = (bits & 0xFFFF0000) | 0x8000; // exactly halfway: ties to even
+            values[3 + i] = Float.intBitsToFloat(bits);
+        }
+        short[] narrowed = new short[n + 1];
+        VectorConversions.narrowBf16(values, 3, narrowed, 1, n);
+        for (int i = 0; i < n; i++) {
+            assertEquals(io.fusedopt.internal.Conversions.floatToBf16(values[3 + i]), narrowed[1 + i],
+                    "float bits 0x" + Integer.toHexString(Float.floatToRawIntBits(values[3 + i])));
+        }
+    }
 }
