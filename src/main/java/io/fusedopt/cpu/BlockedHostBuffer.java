@@ -33,8 +33,6 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
     private float[][] arrays;
     /** The 16-bit blocks, or null for float32. */
     private short[][] shortArrays;
-    /** Whether the library allocated the blocks (rather than wrapping a caller's buffer). */
-    private final boolean allocated;
     private FloatBuffer[] floats; // FP32 views, else null
     private ShortBuffer[] bits;   // 16-bit views, else null
 
@@ -42,7 +40,6 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
                               float[][] arrays, short[][] shortArrays, FloatBuffer[] floats, ShortBuffer[] bits) {
         super(owner, length, precision, owned);
         this.blockShift = blockShift;
-        this.allocated = owned;
         this.arrays = arrays;
         this.shortArrays = shortArrays;
         this.floats = floats;
@@ -122,7 +119,7 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
     /** The kind of memory the elements lie in: the backend's own blocks, or the kind of the wrapped buffer. */
     MemoryKind memoryKind() {
         ensureOpen();
-        return allocated ? MemoryKind.ALLOCATED : MemoryKind.ofWrapped(floats[0]);
+        return isOwnedByLibrary() ? MemoryKind.ALLOCATED : MemoryKind.ofWrapped(floats[0]);
     }
 
     /** Block {@code b}'s float32 array, or null when the buffer wraps a caller's FloatBuffer or is 16-bit. */

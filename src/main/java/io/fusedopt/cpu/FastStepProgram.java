@@ -351,7 +351,7 @@ final class FastStepProgram extends HostStepProgram {
             }
             if (gradPrepared) {
                 if (!item.widened(1)) item.chunkFloats[1].get(done, tiles[1], done, n);
-                prepareGrad(tiles[1], done, n, unscale, clip);
+                prepareGrad(tiles[1], done, n, unscale, clip, flags);
             }
             updateRange(item.kernel, vectors, floats, done, done + n, s, flags);
             // Store back: the param rounded from the master, then the widened param and slots rounded.
@@ -393,17 +393,11 @@ final class FastStepProgram extends HostStepProgram {
     }
 
     /** The gradient in scratch unscaled, then clipped, as {@link io.fusedopt.internal.StepControl#prepareGrad} does. */
-    private void prepareGrad(float[] g, int from, int n, boolean unscale, boolean clip) {
-        float inverseScale = control.stepInvGradScale, clipCoef = control.clipCoef;
+    private void prepareGrad(float[] g, int from, int n, boolean unscale, boolean clip, int flags) {
         if (vector) {
-            VectorConversions.scale(g, from, n, unscale, inverseScale, clip, clipCoef);
+            VectorConversions.scale(g, from, n, unscale, control.stepInvGradScale, clip, control.clipCoef);
         } else {
-            for (int k = from; k < from + n; k++) {
-                float x = g[k];
-                if (unscale) x = x * inverseScale;
-                if (clip) x = x * clipCoef;
-                g[k] = x;
-            }
+            for (int k = from; k < from + n; k++) g[k] = control.prepareGrad(g[k], flags);
         }
     }
 
