@@ -101,14 +101,22 @@ public final class Main {
 }
 EOF
 
+# Maven downloads what a clean cache lacks (the dependency plugin and its own dependencies) here, as
+# this machine really is: a JVM told os.name=Mac OS X cannot open a socket (the JDK then looks for
+# jdk.net.MacOSXSocketOptions, which Linux builds lack), so the simulated resolutions below run offline.
+(cd "$consumer" && mvn -B $offline -q -Dstyle.color=never -Dmaven.repo.local="$repo" "$dependency_plugin:build-classpath" \
+    -Dmdep.outputFile="$work/classpath-as-resolved-here" >"$work/maven-prefetch.log" 2>&1) \
+  || { cat "$work/maven-prefetch.log" >&2; fail "Maven could not resolve io.fusedopt:fusedopt:$version for this machine"; }
+
 check() {
   local os_name=$1 os_arch=$2 expected_reason=$3 natives=$4
   local label="$os_name $os_arch"
   local out=$work/$os_arch-${os_name// /_}
   mkdir -p "$out/tmp"
-  # 1. Resolution as Maven on that platform sees it (JAVA_TOOL_OPTIONS keeps "Mac OS X" one argument).
+  # 1. Resolution as Maven on that platform sees it (JAVA_TOOL_OPTIONS keeps "Mac OS X" one argument),
+  #    offline: everything it may need was downloaded above.
   if ! (cd "$consumer" && JAVA_TOOL_OPTIONS="\"-Dos.name=$os_name\" -Dos.arch=$os_arch" \
-      mvn -B $offline -q -Dstyle.color=never -Dmaven.repo.local="$repo" "$dependency_plugin:build-classpath" -Dmdep.outputFile="$out/classpath" \
+      mvn -B -o -q -Dstyle.color=never -Dmaven.repo.local="$repo" "$dependency_plugin:build-classpath" -Dmdep.outputFile="$out/classpath" \
       >"$out/maven.log" 2>&1); then
     cat "$out/maven.log" >&2
     fail "$label: Maven could not resolve io.fusedopt:fusedopt:$version"
