@@ -101,12 +101,19 @@ public final class Main {
 }
 EOF
 
+# Resolves the consumer's class path into the file $1 (Maven's output into $1.log, shown on failure);
+# the other arguments go to mvn. The simulated platform, if any, comes from JAVA_TOOL_OPTIONS.
+resolve_classpath() {
+  local classpath_file=$1; shift
+  (cd "$consumer" && mvn -B -q -Dstyle.color=never -Dmaven.repo.local="$repo" "$@" "$dependency_plugin:build-classpath" \
+      -Dmdep.outputFile="$classpath_file" >"$classpath_file.log" 2>&1) || { cat "$classpath_file.log" >&2; return 1; }
+}
+
 # Maven downloads what a clean cache lacks (the dependency plugin and its own dependencies) here, as
 # this machine really is: a JVM told os.name=Mac OS X cannot open a socket (the JDK then looks for
 # jdk.net.MacOSXSocketOptions, which Linux builds lack), so the simulated resolutions below run offline.
-(cd "$consumer" && mvn -B $offline -q -Dstyle.color=never -Dmaven.repo.local="$repo" "$dependency_plugin:build-classpath" \
-    -Dmdep.outputFile="$work/classpath-as-resolved-here" >"$work/maven-prefetch.log" 2>&1) \
-  || { cat "$work/maven-prefetch.log" >&2; fail "Maven could not resolve io.fusedopt:fusedopt:$version for this machine"; }
+resolve_classpath "$work/classpath-as-resolved-here" $offline \
+  || fail "Maven could not resolve io.fusedopt:fusedopt:$version for this machine"
 
 check() {
   local os_name=$1 os_arch=$2 expected_reason=$3 natives=$4
@@ -115,12 +122,8 @@ check() {
   mkdir -p "$out/tmp"
   # 1. Resolution as Maven on that platform sees it (JAVA_TOOL_OPTIONS keeps "Mac OS X" one argument),
   #    offline: everything it may need was downloaded above.
-  if ! (cd "$consumer" && JAVA_TOOL_OPTIONS="\"-Dos.name=$os_name\" -Dos.arch=$os_arch" \
-      mvn -B -o -q -Dstyle.color=never -Dmaven.repo.local="$repo" "$dependency_plugin:build-classpath" -Dmdep.outputFile="$out/classpath" \
-      >"$out/maven.log" 2>&1); then
-    cat "$out/maven.log" >&2
-    fail "$label: Maven could not resolve io.fusedopt:fusedopt:$version"
-  fi
+  JAVA_TOOL_OPTIONS="\"-Dos.name=$os_name\" -Dos.arch=$os_arch" resolve_classpath "$out/classpath" -o \
+    || fail "$label: Maven could not resolve io.fusedopt:fusedopt:$version"
   local classpath
   classpath=$(cat "$out/classpath")
   [[ "$classpath" == *"/org/jcuda/jcuda/"* ]] || fail "$label: org.jcuda:jcuda missing: $classpath"
