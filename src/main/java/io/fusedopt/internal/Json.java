@@ -1,8 +1,7 @@
 package io.fusedopt.internal;
 
 import java.nio.charset.StandardCharsets;
-import java.util.HashSet;
-import java.util.Set;
+import java.util.Map;
 
 /**
  * The little JSON fusedopt needs, with nothing beyond the JDK (a JSON library in the library's
@@ -39,8 +38,22 @@ public final class Json {
     /** Appends {@code s} as a JSON string literal (quotes included). */
     public static void quote(StringBuilder out, String s) {
         out.append('"');
+        escape(out, s);
+        out.append('"');
+    }
+
+    /** {@code s}'s characters, escaped as a JSON string's; whether what was appended is all ASCII. */
+    private static boolean escape(StringBuilder out, String s) {
+        int plain = 0; // s[plain, i) needs no escape: appended in one piece
+        boolean ascii = true;
         for (int i = 0; i < s.length(); i++) {
             char c = s.charAt(i);
+            if (c >= 0x20 && c != '"' && c != '\\' && !Character.isSurrogate(c)) {
+                ascii &= c < 0x80;
+                continue;
+            }
+            out.append(s, plain, i);
+            plain = i + 1;
             switch (c) {
                 case '"' -> out.append("\\\"");
                 case '\\' -> out.append("\\\\");
@@ -49,17 +62,12 @@ public final class Json {
                 case '\n' -> out.append("\\n");
                 case '\f' -> out.append("\\f");
                 case '\r' -> out.append("\\r");
-                default -> {
-                    if (c < 0x20 || Character.isSurrogate(c)) {
-                        out.append("\\u").append(HEX[c >> 12 & 15]).append(HEX[c >> 8 & 15]).append(HEX[c >> 4 & 15])
-                                .append(HEX[c & 15]);
-                    } else {
-                        out.append(c);
-                    }
-                }
+                default -> out.append("\\u").append(HEX[c >> 12 & 15]).append(HEX[c >> 8 & 15]).append(HEX[c >> 4 & 15])
+                        .append(HEX[c & 15]);
             }
         }
-        out.append('"');
+        out.append(s, plain, s.length());
+        return ascii;
     }
 
     /**
@@ -68,6 +76,8 @@ public final class Json {
      */
     public static final class Writer {
         private final StringBuilder out = new StringBuilder();
+        /** No character of 0x80 or above written so far (escapes are ASCII). */
+        private boolean ascii = true;
         private final boolean pretty;
         private boolean[] isObject = new boolean[8];
         private int[] counts = new int[8];
@@ -108,9 +118,16 @@ public final class Json {
 
         /** The name of the next member of the current object. */
         public Writer name(String name) {
+            return name(name, "");
+        }
+
+        /** The name {@code first + second}, without making that string (a header writes hundreds of thousands). */
+        public Writer name(String first, String second) {
             if (depth == 0 || !isObject[depth - 1] || afterName) throw new IllegalStateException("a name belongs in an object, before a value");
             separate();
-            quote(out, name);
+            out.append('"');
+            ascii &= escape(out, first) & escape(out, second);
+            out.append('"');
             out.append(pretty ? ": " : ":");
             afterName = true;
             return this;
@@ -118,7 +135,9 @@ public final class Json {
 
         public Writer value(String s) {
             beforeValue();
-            quote(out, s);
+            out.append('"');
+            ascii &= escape(out, s);
+            out.append('"');
             return this;
         }
 
@@ -145,7 +164,21 @@ public final class Json {
 
         /** The text in UTF-8 (surrogates are escaped, so every character encodes). */
         public byte[] toUtf8() {
-            return toString().getBytes(StandardCharsets.UTF_8);
+            return utf8(toString());
+        }
+
+        /** Whether the text is all ASCII, so that its characters and its UTF-8 bytes correspond one to one. */
+        public boolean isAscii() {
+            return ascii;
+        }
+
+        /**
+         * {@code text}, this writer's text, in UTF-8: an ASCII text is copied as it is, without the
+         * encoder's scan of every character (hundreds of milliseconds for a 40 MB header before the
+         * JIT has compiled the scan).
+         */
+        public byte[] utf8(String text) {
+            return text.getBytes(ascii ? StandardCharsets.ISO_8859_1 : StandardCharsets.UTF_8);
         }
 
         private void beforeValue() {
@@ -190,6 +223,69 @@ public final class Json {
         }
     }
 
+    /**
+     * The keys of one object seen so far, for refusing a repeated key: a short array while there are
+     * few, then an open-addressing table of the keys themselves. A checkpoint header holds hundreds
+     * of thousands of objects of three keys each and two objects of hundreds of thousands of keys; a
+     * hash set apiece, and its node per key, cost more than parsing them.
+     */
+    private static final class SeenKeys {
+        private static final int FEW = 8;
+        /** The keys in the order seen. */
+        private String[] keys = new String[FEW];
+        private int count;
+        /**
+         * Beyond {@link #FEW} keys, an open-addressing table (power-of-two length, at most half full)
+         * of slots {@code hash << 32 | index + 1}: one array, so a probe costs one cache miss, and
+         * only a slot whose hash matches reads the key itself. Null while there are few keys.
+         */
+        private long[] table;
+
+        /** False when {@code key} was seen before. */
+        boolean add(String key) {
+            if (table == null) {
+                for (int i = 0; i < count; i++) if (keys[i].equals(key)) return false;
+                if (count < FEW) {
+                    keys[count++] = key;
+                    return true;
+                }
+                rehash(4 * FEW);
+            }
+            int h = key.hashCode();
+            int mask = table.length - 1;
+            int i = (h * 0x9E3779B9) >>> Integer.numberOfLeadingZeros(mask);
+            for (long slot; (slot = table[i]) != 0; i = (i + 1) & mask) {
+                if ((int) (slot >>> 32) == h && keys[(int) slot - 1].equals(key)) return false;
+            }
+            if (count == keys.length) keys = java.util.Arrays.copyOf(keys, 2 * count);
+            keys[count++] = key;
+            table[i] = (long) h << 32 | count;
+            if (2 * count > table.length) rehash(2 * table.length);
+            return true;
+        }
+
+        private void rehash(int length) {
+            table = new long[length];
+            int mask = length - 1;
+            for (int k = 0; k < count; k++) {
+                int h = keys[k].hashCode();
+                int i = (h * 0x9E3779B9) >>> Integer.numberOfLeadingZeros(mask);
+                while (table[i] != 0) i = (i + 1) & mask;
+                table[i] = (long) h << 32 | (k + 1);
+            }
+        }
+
+        void clear() {
+            if (table == null) {
+                java.util.Arrays.fill(keys, 0, count, null);
+            } else {
+                keys = new String[FEW];
+                table = null;
+            }
+            count = 0;
+        }
+    }
+
     /** What the next value is, judged by its first character. */
     public enum Kind { OBJECT, ARRAY, STRING, NUMBER, TRUE, FALSE, NULL }
 
@@ -203,7 +299,10 @@ public final class Json {
         private int depth;
         private final boolean[] isObject;
         private final int[] counts;
-        private final Set<String>[] keys;
+        /** Per open object, the keys read so far in it (null for an array). */
+        private final SeenKeys[] keys;
+        /** Per open object, the caller's map of its keys ({@link #beginObject(Map)}), else null. */
+        private final Map<String, ?>[] keyMaps;
         /** After {@link #hasNext} said yes in an object: a name must come. */
         private boolean nameDue;
         private boolean started;
@@ -213,7 +312,6 @@ public final class Json {
          * @param maxNameLength the longest object key, in chars
          * @param maxStringLength the longest string value, in chars
          */
-        @SuppressWarnings({"unchecked", "rawtypes"})
         public Reader(String text, int maxDepth, int maxNameLength, int maxStringLength) {
             if (maxDepth < 1) throw new IllegalArgumentException("maxDepth must be at least 1");
             this.text = text;
@@ -222,7 +320,10 @@ public final class Json {
             this.maxStringLength = maxStringLength;
             this.isObject = new boolean[maxDepth];
             this.counts = new int[maxDepth];
-            this.keys = new Set[maxDepth];
+            this.keys = new SeenKeys[maxDepth];
+            @SuppressWarnings("unchecked")
+            Map<String, ?>[] maps = new Map[maxDepth];
+            this.keyMaps = maps;
         }
 
         /** The kind of the next value, without consuming it. */
@@ -249,6 +350,17 @@ public final class Json {
             open('{', true);
         }
 
+        /**
+         * As {@link #beginObject()}, for an object whose keys the caller keeps in {@code keysSoFar}:
+         * {@link #nextName} refuses a key that map already holds instead of keeping a set of its
+         * own, so that an object of hundreds of thousands of keys costs one hash table, not two.
+         * The caller must put each key into the map before it reads the next.
+         */
+        public void beginObject(Map<String, ?> keysSoFar) throws SyntaxException {
+            open('{', true);
+            keyMaps[depth - 1] = keysSoFar;
+        }
+
         public void beginArray() throws SyntaxException {
             open('[', false);
         }
@@ -265,12 +377,13 @@ public final class Json {
             char close = isObject[level] ? '}' : ']';
             if (pos < text.length() && text.charAt(pos) == close) {
                 pos++;
-                keys[level] = null;
+                if (keys[level] != null) keys[level].clear();
+                keyMaps[level] = null;
                 depth--;
                 return false;
             }
             if (counts[level] > 0) {
-                expect(',', "',' or '" + close + "'");
+                expect(',', isObject[level] ? "',' or '}'" : "',' or ']'");
                 skipWhiteSpace();
             }
             counts[level]++;
@@ -288,7 +401,8 @@ public final class Json {
             skipWhiteSpace();
             expect(':', "':'");
             nameDue = false;
-            if (!keys[depth - 1].add(name)) throw new SyntaxException("at character " + at + ": the key \"" + abbreviate(name) + "\" appears twice in one object");
+            Map<String, ?> keyMap = keyMaps[depth - 1];
+            if (keyMap != null ? keyMap.containsKey(name) : !keys[depth - 1].add(name)) throw new SyntaxException("at character " + at + ": the key \"" + abbreviate(name) + "\" appears twice in one object");
             return name;
         }
 
@@ -374,7 +488,11 @@ public final class Json {
             started = true;
             isObject[depth] = object;
             counts[depth] = 0;
-            keys[depth] = object ? new HashSet<>() : null;
+            if (object) {
+                if (keys[depth] == null) keys[depth] = new SeenKeys();
+                keys[depth].clear();
+            }
+            keyMaps[depth] = null;
             depth++;
         }
 
