@@ -62,7 +62,13 @@ final class Checkpoint {
         FileChannel channel = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
         return new Sink() {
             @Override public void write(ByteBuffer bytes) throws IOException {
-                while (bytes.hasRemaining()) channel.write(bytes);
+                int limit = bytes.limit();
+                while (bytes.hasRemaining()) {
+                    // A block per write: the JDK writes a heap buffer through a temporary direct buffer as large as the write.
+                    bytes.limit((int) Math.min(limit, (long) bytes.position() + BLOCK));
+                    channel.write(bytes);
+                    bytes.limit(limit);
+                }
             }
             @Override public void sync() throws IOException { channel.force(true); }
             @Override public void close() throws IOException { channel.close(); }
@@ -896,10 +902,14 @@ final class Checkpoint {
 
     private static void readFully(String name, SeekableByteChannel channel, ByteBuffer into, long position) throws IOException {
         channel.position(position);
+        int limit = into.limit();
         while (into.hasRemaining()) {
-            if (channel.read(into) < 0) {
-                throw new CheckpointException(name + ": unexpected end of data at byte " + channel.position() + " (truncated)");
-            }
+            // A block per read: the JDK reads a file into a heap buffer through a temporary direct
+            // buffer as large as the read (40 MB of fresh memory for the header of 10^5 tensors).
+            into.limit((int) Math.min(limit, (long) into.position() + BLOCK));
+            int n = channel.read(into);
+            into.limit(limit);
+            if (n < 0) throw new CheckpointException(name + ": unexpected end of data at byte " + channel.position() + " (truncated)");
         }
     }
 

@@ -37,37 +37,97 @@ public final class Json {
 
     /** Appends {@code s} as a JSON string literal (quotes included). */
     public static void quote(StringBuilder out, String s) {
-        out.append('"');
-        escape(out, s);
-        out.append('"');
+        Utf8Text literal = new Utf8Text(s.length() + 2);
+        literal.quoted(s);
+        out.append(literal);
     }
 
-    /** {@code s}'s characters, escaped as a JSON string's; whether what was appended is all ASCII. */
-    private static boolean escape(StringBuilder out, String s) {
-        int plain = 0; // s[plain, i) needs no escape: appended in one piece
-        boolean ascii = true;
-        for (int i = 0; i < s.length(); i++) {
-            char c = s.charAt(i);
-            if (c >= 0x20 && c != '"' && c != '\\' && !Character.isSurrogate(c)) {
-                ascii &= c < 0x80;
-                continue;
+    /**
+     * Text being written, as UTF-8 bytes: JSON is written to be stored, and a checkpoint header of
+     * tens of megabytes is then neither copied into a String nor encoded afterwards.
+     */
+    private static final class Utf8Text {
+        private byte[] bytes;
+        private int size;
+        /** No byte of 0x80 or above written so far. */
+        private boolean ascii = true;
+
+        Utf8Text(int capacity) {
+            bytes = new byte[Math.max(16, capacity)];
+        }
+
+        /** An ASCII character. */
+        void ascii(char c) {
+            if (size == bytes.length) grow(1);
+            bytes[size++] = (byte) c;
+        }
+
+        /** A text of ASCII characters (numbers, punctuation). */
+        void ascii(String s) {
+            if (bytes.length - size < s.length()) grow(s.length());
+            for (int i = 0; i < s.length(); i++) bytes[size++] = (byte) s.charAt(i);
+        }
+
+        /** {@code s} as a JSON string literal: quotes, and the escapes the class comment lists. */
+        void quoted(String s) {
+            ascii('"');
+            escaped(s);
+            ascii('"');
+        }
+
+        /** {@code s}'s characters, escaped as a JSON string's. */
+        void escaped(String s) {
+            int plain = 0; // s[plain, i) needs no escape: appended in one piece
+            for (int i = 0; i < s.length(); i++) {
+                char c = s.charAt(i);
+                if (c >= 0x20 && c != '"' && c != '\\' && !Character.isSurrogate(c)) continue;
+                utf8(s, plain, i);
+                plain = i + 1;
+                switch (c) {
+                    case '"' -> ascii("\\\"");
+                    case '\\' -> ascii("\\\\");
+                    case '\b' -> ascii("\\b");
+                    case '\t' -> ascii("\\t");
+                    case '\n' -> ascii("\\n");
+                    case '\f' -> ascii("\\f");
+                    case '\r' -> ascii("\\r");
+                    default -> {
+                        ascii("\\u");
+                        for (int shift = 12; shift >= 0; shift -= 4) ascii(HEX[c >> shift & 15]);
+                    }
+                }
             }
-            out.append(s, plain, i);
-            plain = i + 1;
-            switch (c) {
-                case '"' -> out.append("\\\"");
-                case '\\' -> out.append("\\\\");
-                case '\b' -> out.append("\\b");
-                case '\t' -> out.append("\\t");
-                case '\n' -> out.append("\\n");
-                case '\f' -> out.append("\\f");
-                case '\r' -> out.append("\\r");
-                default -> out.append("\\u").append(HEX[c >> 12 & 15]).append(HEX[c >> 8 & 15]).append(HEX[c >> 4 & 15])
-                        .append(HEX[c & 15]);
+            utf8(s, plain, s.length());
+        }
+
+        /** s[from, to) in UTF-8; no surrogates (escaped() escapes them), so 1 to 3 bytes per character. */
+        private void utf8(String s, int from, int to) {
+            if (bytes.length - size < 3 * (to - from)) grow(3 * (to - from));
+            for (int i = from; i < to; i++) {
+                char c = s.charAt(i);
+                if (c < 0x80) {
+                    bytes[size++] = (byte) c;
+                } else if (c < 0x800) {
+                    bytes[size++] = (byte) (0xC0 | c >> 6);
+                    bytes[size++] = (byte) (0x80 | c & 0x3F);
+                    ascii = false;
+                } else {
+                    bytes[size++] = (byte) (0xE0 | c >> 12);
+                    bytes[size++] = (byte) (0x80 | c >> 6 & 0x3F);
+                    bytes[size++] = (byte) (0x80 | c & 0x3F);
+                    ascii = false;
+                }
             }
         }
-        out.append(s, plain, s.length());
-        return ascii;
+
+        private void grow(int more) {
+            bytes = java.util.Arrays.copyOf(bytes, Math.max(2 * bytes.length, size + more));
+        }
+
+        @Override
+        public String toString() {
+            return new String(bytes, 0, size, StandardCharsets.UTF_8);
+        }
     }
 
     /**
@@ -75,9 +135,7 @@ public final class Json {
      * spaces. The caller writes a well-formed sequence; misuse is an {@link IllegalStateException}.
      */
     public static final class Writer {
-        private final StringBuilder out = new StringBuilder();
-        /** No character of 0x80 or above written so far (escapes are ASCII). */
-        private boolean ascii = true;
+        private final Utf8Text out;
         private final boolean pretty;
         private boolean[] isObject = new boolean[8];
         private int[] counts = new int[8];
@@ -91,13 +149,19 @@ public final class Json {
         }
 
         public Writer(boolean pretty) {
+            this(pretty, 64);
+        }
+
+        /** A writer whose text is expected to take about {@code expectedBytes} in UTF-8 (grown as needed). */
+        public Writer(boolean pretty, int expectedBytes) {
             this.pretty = pretty;
+            this.out = new Utf8Text(expectedBytes);
         }
 
         public Writer beginObject() {
             beforeValue();
             push(true);
-            out.append('{');
+            out.ascii('{');
             return this;
         }
 
@@ -108,7 +172,7 @@ public final class Json {
         public Writer beginArray() {
             beforeValue();
             push(false);
-            out.append('[');
+            out.ascii('[');
             return this;
         }
 
@@ -125,60 +189,59 @@ public final class Json {
         public Writer name(String first, String second) {
             if (depth == 0 || !isObject[depth - 1] || afterName) throw new IllegalStateException("a name belongs in an object, before a value");
             separate();
-            out.append('"');
-            ascii &= escape(out, first) & escape(out, second);
-            out.append('"');
-            out.append(pretty ? ": " : ":");
+            out.ascii('"');
+            out.escaped(first);
+            out.escaped(second);
+            out.ascii('"');
+            out.ascii(pretty ? ": " : ":");
             afterName = true;
             return this;
         }
 
         public Writer value(String s) {
             beforeValue();
-            out.append('"');
-            ascii &= escape(out, s);
-            out.append('"');
+            out.quoted(s);
             return this;
         }
 
         public Writer value(long v) {
             beforeValue();
-            out.append(v);
+            out.ascii(Long.toString(v));
             return this;
         }
 
         /** A finite double as {@link Double#toString(double)} writes it; NaN and the infinities as strings. */
         public Writer value(double v) {
             beforeValue();
-            if (Double.isFinite(v)) out.append(v);
-            else out.append('"').append(v).append('"');
+            if (Double.isFinite(v)) out.ascii(Double.toString(v));
+            else out.quoted(Double.toString(v));
             return this;
         }
 
         /** The text; the outermost value must be complete. */
         @Override
         public String toString() {
-            if (!done || depth != 0) throw new IllegalStateException("the JSON value is not complete");
-            return out.toString();
+            return completeText().toString();
         }
 
         /** The text in UTF-8 (surrogates are escaped, so every character encodes). */
         public byte[] toUtf8() {
-            return utf8(toString());
+            return java.util.Arrays.copyOf(completeText().bytes, out.size);
         }
 
-        /** Whether the text is all ASCII, so that its characters and its UTF-8 bytes correspond one to one. */
-        public boolean isAscii() {
-            return ascii;
+        /** The length of the text in UTF-8. */
+        public int utf8Length() {
+            return completeText().size;
         }
 
-        /**
-         * {@code text}, this writer's text, in UTF-8: an ASCII text is copied as it is, without the
-         * encoder's scan of every character (hundreds of milliseconds for a 40 MB header before the
-         * JIT has compiled the scan).
-         */
-        public byte[] utf8(String text) {
-            return text.getBytes(ascii ? StandardCharsets.ISO_8859_1 : StandardCharsets.UTF_8);
+        /** Copies the text in UTF-8 into {@code destination} from {@code offset} (a header's, after its length). */
+        public void copyUtf8(byte[] destination, int offset) {
+            System.arraycopy(completeText().bytes, 0, destination, offset, out.size);
+        }
+
+        private Utf8Text completeText() {
+            if (!done || depth != 0) throw new IllegalStateException("the JSON value is not complete");
+            return out;
         }
 
         private void beforeValue() {
@@ -194,7 +257,7 @@ public final class Json {
         }
 
         private void separate() {
-            if (counts[depth - 1]++ > 0) out.append(',');
+            if (counts[depth - 1]++ > 0) out.ascii(',');
             newLine(depth);
         }
 
@@ -211,15 +274,15 @@ public final class Json {
             if (depth == 0 || isObject[depth - 1] != object || afterName) throw new IllegalStateException("unbalanced " + close);
             depth--;
             if (counts[depth] > 0) newLine(depth);
-            out.append(close);
+            out.ascii(close);
             if (depth == 0) done = true;
             return this;
         }
 
         private void newLine(int level) {
             if (!pretty) return;
-            out.append('\n');
-            for (int i = 0; i < level; i++) out.append("  ");
+            out.ascii('\n');
+            for (int i = 0; i < level; i++) out.ascii("  ");
         }
     }
 
@@ -531,9 +594,30 @@ public final class Json {
                     throw error(what + " longer than " + maxLength + " characters");
                 }
             }
-            String s = b == null ? text.substring(from, pos) : b.append(text, from, pos).toString();
+            String s = b != null ? b.append(text, from, pos).toString() : pos - from <= SHORT ? shortString(from, pos) : text.substring(from, pos);
             pos++;
             afterValue();
+            return s;
+        }
+
+        /** Strings of at most this many characters are looked up among the {@link #recent} ones before one is made. */
+        private static final int SHORT = 16;
+        /** Short strings read lately, by hash: the field names and small values that repeat in every entry of a header. */
+        private final String[] recent = new String[64];
+
+        /**
+         * text[from, to) (no escapes in it), the same instance as the last such string of equal hash
+         * when it is equal: a header of 10^5 tensors repeats "dtype", "shape", "data_offsets", "F32"
+         * and its groups' numbers hundreds of thousands of times.
+         */
+        private String shortString(int from, int to) {
+            int hash = 0;
+            for (int i = from; i < to; i++) hash = 31 * hash + text.charAt(i);
+            int slot = (hash ^ hash >>> 16) & (recent.length - 1);
+            String s = recent[slot];
+            if (s != null && s.length() == to - from && text.regionMatches(from, s, 0, to - from)) return s;
+            s = text.substring(from, to);
+            recent[slot] = s;
             return s;
         }
 
