@@ -44,7 +44,8 @@ import java.util.function.Supplier;
  *   <li>{@code agree}: every algorithm for 20 steps (the rate halved from step 11) on CUDA and on the
  *       CPU reference from inputs both languages compute from one formula ({@link #initialParam},
  *       {@link #gradient}); it says whether CUDA equals the reference bit for bit and writes the
- *       final params for PyTorch's side to compare with.
+ *       final params for PyTorch's side to compare with ({@code agreement.tsv}: algorithm, file,
+ *       lengths, steps, the step from which the rate is halved).
  * </ul>
  *
  * <p>Timing: warm-up steps, then repetitions of {@code k} steps followed by one synchronize,
@@ -226,7 +227,9 @@ public final class GpuEvidence {
                 return "\"elements\":" + cuda.length + ",\"steps\":" + AGREEMENT_STEPS + ",\"rate_change_step\":" + RATE_CHANGE_STEP
                         + ",\"cuda_equals_cpu_reference\":" + (differing == 0) + ",\"elements_differing_from_reference\":" + differing;
             });
-            cases.append(algorithm).append('\t').append("agree-").append(algorithm).append(".f32\n");
+            cases.append(algorithm).append('\t').append("agree-").append(algorithm).append(".f32\t");
+            for (int t = 0; t < AGREEMENT_LENGTHS.length; t++) cases.append(t == 0 ? "" : ",").append(AGREEMENT_LENGTHS[t]);
+            cases.append('\t').append(AGREEMENT_STEPS).append('\t').append(RATE_CHANGE_STEP).append('\n');
         }
         Files.writeString(out.resolve("agreement.tsv"), cases);
     }
