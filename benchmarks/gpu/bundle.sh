@@ -20,11 +20,16 @@ rm -f "$out"/lib/jazzer-[0-9]*.jar
 for jar in "$out"/lib/jcuda-natives-*.jar; do
   zip -qd "$jar" 'lib/libJNvPTXCompiler*' 'lib/libJNvrtc*' 'lib/libJCudaRuntime*'
 done
-# The fast CPU backend's Vector API, and java.desktop for the demo's charts (CommandLineTest).
-mods=jdk.incubator.vector,java.desktop
-make_jre=../shared/gpu/make-jre.sh
-[[ -f $make_jre ]] || make_jre="$(git rev-parse --show-toplevel)/../shared/gpu/make-jre.sh"
-bash "$make_jre" "$out" "$mods" >/dev/null
+# A Java 17 runtime of the modules the run needs (the GPU machine has no JDK): the base set, the
+# fast CPU backend's Vector API, and java.desktop for the demo's charts (CommandLineTest). Built
+# here, not with a helper outside the repository, so that CI's clean clone can build it too.
+mods=java.base,java.management,jdk.management,jdk.unsupported,java.logging,java.xml,java.naming,jdk.zipfs
+mods+=,jdk.incubator.vector,java.desktop
+jre_tmp=$(mktemp -d)
+trap 'rm -rf "$jre_tmp"' EXIT
+"${JAVA_HOME:+$JAVA_HOME/bin/}jlink" --add-modules "$mods" --strip-debug --no-man-pages --no-header-files \
+  --compress=2 --output "$jre_tmp/jre" >/dev/null
+tar czf "$out/jre.tgz" -C "$jre_tmp" jre
 # Which commit this is, for the record the run writes.
 { git rev-parse HEAD; git status --porcelain | sed 's/^/  uncommitted: /'; } > "$out/commit.txt" 2>/dev/null || echo unknown > "$out/commit.txt"
 
