@@ -435,8 +435,8 @@ final class Checkpoint {
         metadata.put(SCALER + "growth_tracker", Integer.toString(state.growthTracker()));
         metadata.put(SCALER + "growths", Long.toString(state.growths()));
         metadata.put(SCALER + "backoffs", Long.toString(state.backoffs()));
-        metadata.put(SCALER + "growth_factor", Float.toString((float) config.growthFactor()));
-        metadata.put(SCALER + "backoff_factor", Float.toString((float) config.backoffFactor()));
+        metadata.put(SCALER + "growth_factor", Double.toString(config.growthFactor()));
+        metadata.put(SCALER + "backoff_factor", Double.toString(config.backoffFactor()));
         metadata.put(SCALER + "growth_interval", Integer.toString(config.growthInterval()));
     }
 
@@ -540,8 +540,8 @@ final class Checkpoint {
             throw new CheckpointException(name + ": the checkpoint was saved " + (saved ? "with" : "without") + " dynamic loss scaling,"
                     + " this optimizer runs " + (config != null ? "with" : "without") + " it");
         }
-        require(m, name, SCALER + "growth_factor", Float.toString((float) config.growthFactor()));
-        require(m, name, SCALER + "backoff_factor", Float.toString((float) config.backoffFactor()));
+        requireScalerFactor(m, name, SCALER + "growth_factor", config.growthFactor());
+        requireScalerFactor(m, name, SCALER + "backoff_factor", config.backoffFactor());
         require(m, name, SCALER + "growth_interval", Integer.toString(config.growthInterval()));
         float scale;
         try {
@@ -560,6 +560,16 @@ final class Checkpoint {
         LossScaleState state = new LossScaleState(scale, (int) tracker, number(m, name, SCALER + "growths"),
                 number(m, name, SCALER + "backoffs"));
         return new SchedulesAndScaler(schedules, state);
+    }
+
+    /**
+     * A scaler factor of the checkpoint, which must be this optimizer's: the double as saved now,
+     * or its float32 as files written before the factors were doubles hold it.
+     */
+    private static void requireScalerFactor(Map<String, String> m, String name, String key, double factor)
+            throws CheckpointException {
+        if (Float.toString((float) factor).equals(m.get(key))) return;
+        require(m, name, key, Double.toString(factor));
     }
 
     private record Plan(List<OptimizerConfig> configs, long step, long skippedSteps, double gradScale, List<Item> loads,

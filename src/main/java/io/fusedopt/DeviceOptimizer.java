@@ -823,7 +823,7 @@ public final class DeviceOptimizer implements AutoCloseable {
 
     private void applyInputs(StepProgram target) {
         if (dynamicLossScaling != null) {
-            target.setDynamicScaling(true, (float) dynamicLossScaling.growthFactor(), (float) dynamicLossScaling.backoffFactor(),
+            target.setDynamicScaling(true, dynamicLossScaling.growthFactor(), dynamicLossScaling.backoffFactor(),
                     dynamicLossScaling.growthInterval());
         }
         target.setInputs(invGradScale, maxGradNorm, checksGradient(), nonFinitePolicy != NonFinitePolicy.PROPAGATE);
