@@ -144,6 +144,10 @@ final class Checkpoint {
             throw new CheckpointException(target + ": cannot save: the folder " + dir + " does not exist or is not a"
                     + " folder; create it first (save creates no folders)");
         }
+        // Checked before the checkpoint is prepared and written, which the final rename would only then refuse.
+        if (Files.isDirectory(target)) {
+            throw new CheckpointException(target + ": cannot save: it is a folder; name a file (in it, for example)");
+        }
         try {
             deleteStaleTemporaries(dir, target.getFileName().toString());
         } catch (IOException e) {

@@ -17,6 +17,14 @@ import java.util.Map;
  * step offset: its count is the optimizer's applied-step counter t minus the offset.
  */
 public final class Parameter {
+    /**
+     * The longest parameter name, in chars ({@link ParamGroup#add} refuses longer ones). A name is
+     * part of the checkpoint's keys ({@code group_of.NAME/max_exp_avg_sq} is the longest, 24 chars
+     * more), and the checkpoint reader refuses keys over 50,000 chars; so every name that is
+     * accepted also saves and loads.
+     */
+    public static final int MAX_NAME_LENGTH = 49_000;
+
     private final DeviceOptimizer optimizer;
     private final ParamGroup group;
     private final String name;

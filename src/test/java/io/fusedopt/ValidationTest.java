@@ -191,6 +191,20 @@ class ValidationTest {
         }
     }
 
+    /** optCpuThreads: 1 to 4 per available processor (10,000 used to start 10,000 threads). */
+    @Test
+    void aThreadCountBeyondFourPerProcessorIsRefused() {
+        int max = 4 * Runtime.getRuntime().availableProcessors();
+        DeviceOptimizer.Builder builder = DeviceOptimizer.builder(Sgd.builder().build()).optBackend(Backend.CPU_FAST);
+        for (int threads : new int[] {10_000, max + 1, 0, -1}) {
+            assertMessage(IllegalArgumentException.class, "CPU threads must be in [1, " + max + "]", () -> builder.optCpuThreads(threads));
+            assertMessage(IllegalArgumentException.class, "got " + threads, () -> builder.optCpuThreads(threads));
+        }
+        try (DeviceOptimizer opt = builder.optCpuThreads(max).build()) {
+            assertTrue(opt.deviceDescription().contains(max + " of "), opt.deviceDescription());
+        }
+    }
+
     static <T extends Throwable> void assertMessage(Class<T> type, String fragment, org.junit.jupiter.api.function.Executable call) {
         T e = assertThrows(type, call);
         assertTrue(e.getMessage() != null && e.getMessage().contains(fragment),
