@@ -305,10 +305,12 @@ final class Checkpoint {
      * Loads from a stream read to its end (named "stream" in messages). Nothing is allocated from a
      * size the stream declares before the stream has proved it: the header arrives in pieces, and
      * tensor data are held whole only for tensors that matched one of this optimizer's (of the same
-     * length and format); the others are read through in blocks for their checksums.
+     * length and format); the others are read through in blocks for their checksums. A stream that
+     * stops delivering (reads of 0 bytes) is refused ({@link StalledStreamGuard}).
      */
-    static LoadReport load(DeviceOptimizer opt, InputStream in, LoadOptions options) throws IOException {
+    static LoadReport load(DeviceOptimizer opt, InputStream source, LoadOptions options) throws IOException {
         String name = "stream";
+        InputStream in = new StalledStreamGuard(source, name);
         byte[] prefix = in.readNBytes(8);
         if (prefix.length < 8) {
             throw new CheckpointException(name + ": truncated: " + prefix.length + " bytes, not even the 8-byte header length");
@@ -662,6 +664,16 @@ final class Checkpoint {
         if (strict && !entries.isEmpty()) {
             throw new CheckpointException(name + ": the checkpoint has tensor '" + entries.keySet().iterator().next()
                     + "', which this optimizer does not have (" + entries.size() + " extra)" + NON_STRICT_HINT);
+        }
+        if (loads.isEmpty() && !(missing.isEmpty() && mismatched.isEmpty() && entries.isEmpty())) {
+            // Only a non-strict load gets here. It would restore the step counters, the groups' settings
+            // and schedules and the loss scale of another run, and no tensor of it: almost surely the
+            // wrong file or renamed parameters, which a LoadReport listing nothing loaded hides too well.
+            throw new CheckpointException(name + ": a non-strict load matched none of this optimizer's tensors (" + missing.size()
+                    + " missing, " + mismatched.size() + " of another length or format, " + entries.size() + " in the checkpoint"
+                    + " only); refused, since it would only move the step counters, the groups' settings and schedules and the"
+                    + " loss scale of another run onto these tensors: check that the checkpoint is this model's and that its"
+                    + " parameter names are the ones registered");
         }
         List<String> loaded = loads.stream().map(Item::key).toList();
         LoadReport report = new LoadReport(loaded, missing, List.copyOf(entries.keySet()), mismatched, withParams);

@@ -9,6 +9,13 @@ import java.util.Map;
  * load (the default) only {@link #loaded()} is non-empty; a non-strict load
  * ({@link LoadOptions.Builder#optStrict}) may also leave tensors as they were, listed here.
  *
+ * <p>Besides the tensors it lists, every load that returns has restored, from the checkpoint, the
+ * step counters (each tensor's own count and frozen flag as {@link DeviceOptimizer#load(java.nio.file.Path,
+ * LoadOptions)} says), every group's hyper-parameters and learning-rate schedule, and the loss scale
+ * (with dynamic loss scaling, the scaler's state). A non-strict load that would match no tensor at all
+ * is refused instead ({@link CheckpointException}, nothing changed): it would move only that run-wide
+ * state onto tensors of another run, which is almost surely the wrong file or renamed parameters.
+ *
  * @param loaded the tensors restored from the checkpoint, in this optimizer's order
  * @param missing this optimizer's tensors that the checkpoint lacks: left as they were
  * @param unexpected the checkpoint's tensors that this optimizer does not have: ignored
