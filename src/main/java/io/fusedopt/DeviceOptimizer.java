@@ -276,6 +276,15 @@ public final class DeviceOptimizer implements AutoCloseable {
      * buffer through its array and, from JDK 19 on, a native-order direct buffer in place; a direct
      * buffer on JDK 17 and 18, or a view of a ByteBuffer in the other byte order or on the heap, runs
      * the loops ({@link #deviceDescription()} says which ran, once a step is prepared).
+     *
+     * <p>Lifetime: the returned buffer holds a strong reference to {@code buffer} (and so to the
+     * direct {@code ByteBuffer} behind a view) until it is closed, which for a registered tensor is
+     * when this optimizer closes; the collector therefore never frees wrapped memory under a step,
+     * even after the caller dropped its own references. Memory freed explicitly while registered
+     * cannot be detected: a direct buffer released through its cleaner (by
+     * {@code sun.misc.Unsafe.invokeCleaner} or a pooling library), or a mapping unmapped that way,
+     * leaves the next step reading and writing freed memory, which can crash the JVM. Release such
+     * memory only after closing the optimizer.
      */
     public synchronized TensorBuffer wrapHost(FloatBuffer buffer) {
         ensureOpen();

@@ -1,5 +1,6 @@
 package io.fusedopt;
 
+import io.fusedopt.internal.Check;
 import java.util.List;
 import java.util.Map;
 
@@ -29,6 +30,10 @@ public record LoadReport(List<String> loaded, List<String> missing, List<String>
                          boolean paramsIncluded) {
 
     public LoadReport {
+        Check.notNull("loaded", loaded);
+        Check.notNull("missing", missing);
+        Check.notNull("unexpected", unexpected);
+        Check.notNull("mismatched", mismatched);
         loaded = List.copyOf(loaded);
         missing = List.copyOf(missing);
         unexpected = List.copyOf(unexpected);

@@ -1,5 +1,6 @@
 package io.fusedopt;
 
+import io.fusedopt.internal.Check;
 import io.fusedopt.internal.LrSegments;
 import io.fusedopt.internal.LrSegments.Segment;
 import java.util.ArrayList;
@@ -121,6 +122,7 @@ public final class LrSchedule {
      */
     public static LrSchedule multiStep(double gamma, long... milestones) {
         requireFactor("gamma", gamma);
+        Check.notNull("milestones", milestones);
         if (milestones.length + 1 > LrSegments.MAX_SEGMENTS) {
             throw new IllegalArgumentException("at most " + (LrSegments.MAX_SEGMENTS - 1) + " milestones, got " + milestones.length);
         }
@@ -206,7 +208,9 @@ public final class LrSchedule {
      * element than {@code schedules}, positive and strictly increasing; at most 32 segments in all.
      */
     public static LrSchedule sequence(List<LrSchedule> schedules, long... milestones) {
-        if (schedules == null || schedules.isEmpty()) throw new IllegalArgumentException("sequence needs at least one schedule");
+        Check.notNull("schedules", schedules);
+        Check.notNull("milestones", milestones);
+        if (schedules.isEmpty()) throw new IllegalArgumentException("sequence needs at least one schedule");
         if (milestones.length != schedules.size() - 1) {
             throw new IllegalArgumentException("sequence of " + schedules.size() + " schedules needs " + (schedules.size() - 1)
                     + " milestones, got " + milestones.length);

@@ -1,6 +1,7 @@
 package io.fusedopt;
 
 import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.Check;
 import io.fusedopt.internal.TensorOperands;
 import java.util.List;
 import java.util.Map;
@@ -74,6 +75,7 @@ public final class Parameter {
      * @throws IllegalArgumentException when this variant keeps no such state
      */
     public TensorBuffer state(StateKind kind) {
+        Check.notNull("kind", kind);
         synchronized (optimizer) {
             optimizer.ensureOpen();
             AbstractTensorBuffer s = states.get(kind);
