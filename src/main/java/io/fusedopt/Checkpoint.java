@@ -144,6 +144,10 @@ final class Checkpoint {
             throw new CheckpointException(target + ": cannot save: the folder " + dir + " does not exist or is not a"
                     + " folder; create it first (save creates no folders)");
         }
+        // Checked before the checkpoint is prepared and written, which the final rename would only then refuse.
+        if (Files.isDirectory(target)) {
+            throw new CheckpointException(target + ": cannot save: it is a folder; name a file (in it, for example)");
+        }
         try {
             deleteStaleTemporaries(dir, target.getFileName().toString());
         } catch (IOException e) {
@@ -301,10 +305,12 @@ final class Checkpoint {
      * Loads from a stream read to its end (named "stream" in messages). Nothing is allocated from a
      * size the stream declares before the stream has proved it: the header arrives in pieces, and
      * tensor data are held whole only for tensors that matched one of this optimizer's (of the same
-     * length and format); the others are read through in blocks for their checksums.
+     * length and format); the others are read through in blocks for their checksums. A stream that
+     * stops delivering (reads of 0 bytes) is refused ({@link StalledStreamGuard}).
      */
-    static LoadReport load(DeviceOptimizer opt, InputStream in, LoadOptions options) throws IOException {
+    static LoadReport load(DeviceOptimizer opt, InputStream source, LoadOptions options) throws IOException {
         String name = "stream";
+        InputStream in = new StalledStreamGuard(source, name);
         byte[] prefix = in.readNBytes(8);
         if (prefix.length < 8) {
             throw new CheckpointException(name + ": truncated: " + prefix.length + " bytes, not even the 8-byte header length");
@@ -435,8 +441,8 @@ final class Checkpoint {
         metadata.put(SCALER + "growth_tracker", Integer.toString(state.growthTracker()));
         metadata.put(SCALER + "growths", Long.toString(state.growths()));
         metadata.put(SCALER + "backoffs", Long.toString(state.backoffs()));
-        metadata.put(SCALER + "growth_factor", Float.toString((float) config.growthFactor()));
-        metadata.put(SCALER + "backoff_factor", Float.toString((float) config.backoffFactor()));
+        metadata.put(SCALER + "growth_factor", Double.toString(config.growthFactor()));
+        metadata.put(SCALER + "backoff_factor", Double.toString(config.backoffFactor()));
         metadata.put(SCALER + "growth_interval", Integer.toString(config.growthInterval()));
     }
 
@@ -540,8 +546,8 @@ final class Checkpoint {
             throw new CheckpointException(name + ": the checkpoint was saved " + (saved ? "with" : "without") + " dynamic loss scaling,"
                     + " this optimizer runs " + (config != null ? "with" : "without") + " it");
         }
-        require(m, name, SCALER + "growth_factor", Float.toString((float) config.growthFactor()));
-        require(m, name, SCALER + "backoff_factor", Float.toString((float) config.backoffFactor()));
+        requireScalerFactor(m, name, SCALER + "growth_factor", config.growthFactor());
+        requireScalerFactor(m, name, SCALER + "backoff_factor", config.backoffFactor());
         require(m, name, SCALER + "growth_interval", Integer.toString(config.growthInterval()));
         float scale;
         try {
@@ -560,6 +566,16 @@ final class Checkpoint {
         LossScaleState state = new LossScaleState(scale, (int) tracker, number(m, name, SCALER + "growths"),
                 number(m, name, SCALER + "backoffs"));
         return new SchedulesAndScaler(schedules, state);
+    }
+
+    /**
+     * A scaler factor of the checkpoint, which must be this optimizer's: the double as saved now,
+     * or its float32 as files written before the factors were doubles hold it.
+     */
+    private static void requireScalerFactor(Map<String, String> m, String name, String key, double factor)
+            throws CheckpointException {
+        if (Float.toString((float) factor).equals(m.get(key))) return;
+        require(m, name, key, Double.toString(factor));
     }
 
     private record Plan(List<OptimizerConfig> configs, long step, long skippedSteps, double gradScale, List<Item> loads,
@@ -648,6 +664,16 @@ final class Checkpoint {
         if (strict && !entries.isEmpty()) {
             throw new CheckpointException(name + ": the checkpoint has tensor '" + entries.keySet().iterator().next()
                     + "', which this optimizer does not have (" + entries.size() + " extra)" + NON_STRICT_HINT);
+        }
+        if (loads.isEmpty() && !(missing.isEmpty() && mismatched.isEmpty() && entries.isEmpty())) {
+            // Only a non-strict load gets here. It would restore the step counters, the groups' settings
+            // and schedules and the loss scale of another run, and no tensor of it: almost surely the
+            // wrong file or renamed parameters, which a LoadReport listing nothing loaded hides too well.
+            throw new CheckpointException(name + ": a non-strict load matched none of this optimizer's tensors (" + missing.size()
+                    + " missing, " + mismatched.size() + " of another length or format, " + entries.size() + " in the checkpoint"
+                    + " only); refused, since it would only move the step counters, the groups' settings and schedules and the"
+                    + " loss scale of another run onto these tensors: check that the checkpoint is this model's and that its"
+                    + " parameter names are the ones registered");
         }
         List<String> loaded = loads.stream().map(Item::key).toList();
         LoadReport report = new LoadReport(loaded, missing, List.copyOf(entries.keySet()), mismatched, withParams);

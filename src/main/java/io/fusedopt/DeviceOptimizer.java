@@ -219,6 +219,11 @@ public final class DeviceOptimizer implements AutoCloseable {
      * New library-owned memory of {@code length} float32 elements, set to zero: device memory on the
      * CUDA backend, host memory on the CPU backend. Freed by its {@code close()} or by this
      * optimizer's.
+     *
+     * @throws IllegalArgumentException for a negative length, or one the backend cannot index
+     *     (CPU: 2^31 - 9 elements, one Java array; CPU_FAST: about 2^59)
+     * @throws OutOfMemoryError on the CPU backends, naming {@code -Xmx}, when the memory does not
+     *     fit the heap (a tensor larger than the heap's limit is refused before anything is allocated)
      */
     public TensorBuffer allocate(long length) {
         return allocate(length, Precision.FP32);
@@ -271,6 +276,15 @@ public final class DeviceOptimizer implements AutoCloseable {
      * buffer through its array and, from JDK 19 on, a native-order direct buffer in place; a direct
      * buffer on JDK 17 and 18, or a view of a ByteBuffer in the other byte order or on the heap, runs
      * the loops ({@link #deviceDescription()} says which ran, once a step is prepared).
+     *
+     * <p>Lifetime: the returned buffer holds a strong reference to {@code buffer} (and so to the
+     * direct {@code ByteBuffer} behind a view) until it is closed, which for a registered tensor is
+     * when this optimizer closes; the collector therefore never frees wrapped memory under a step,
+     * even after the caller dropped its own references. Memory freed explicitly while registered
+     * cannot be detected: a direct buffer released through its cleaner (by
+     * {@code sun.misc.Unsafe.invokeCleaner} or a pooling library), or a mapping unmapped that way,
+     * leaves the next step reading and writing freed memory, which can crash the JVM. Release such
+     * memory only after closing the optimizer.
      */
     public synchronized TensorBuffer wrapHost(FloatBuffer buffer) {
         ensureOpen();
@@ -472,7 +486,8 @@ public final class DeviceOptimizer implements AutoCloseable {
      * moment leaves either the previous file or the new one, never a mix. Waits for queued steps.
      *
      * @throws CheckpointException naming the file when its folder does not exist (folders are not
-     *     created) or writing fails; nothing is written then and the previous file is unchanged
+     *     created), when it is itself a folder (refused before anything is written), or when writing
+     *     fails; nothing is written then and the previous file is unchanged
      */
     public synchronized void save(java.nio.file.Path file) throws java.io.IOException {
         save(file, SaveOptions.defaults());
@@ -823,7 +838,7 @@ public final class DeviceOptimizer implements AutoCloseable {
 
     private void applyInputs(StepProgram target) {
         if (dynamicLossScaling != null) {
-            target.setDynamicScaling(true, (float) dynamicLossScaling.growthFactor(), (float) dynamicLossScaling.backoffFactor(),
+            target.setDynamicScaling(true, dynamicLossScaling.growthFactor(), dynamicLossScaling.backoffFactor(),
                     dynamicLossScaling.growthInterval());
         }
         target.setInputs(invGradScale, maxGradNorm, checksGradient(), nonFinitePolicy != NonFinitePolicy.PROPAGATE);
@@ -903,6 +918,10 @@ public final class DeviceOptimizer implements AutoCloseable {
     /** Reserves a parameter name, unique within this optimizer. */
     synchronized void claimName(String name) {
         if (name == null || name.isBlank()) throw new IllegalArgumentException("parameter name must not be null or blank");
+        if (name.length() > Parameter.MAX_NAME_LENGTH) {
+            throw new IllegalArgumentException("parameter name must be at most " + Parameter.MAX_NAME_LENGTH + " characters (the"
+                    + " longest a checkpoint can load), got " + name.length() + " characters starting '" + name.substring(0, 40) + "...'");
+        }
         if (!parameterNames.add(name)) throw new IllegalArgumentException("a parameter named '" + name + "' already exists");
     }
 
@@ -1085,10 +1104,14 @@ public final class DeviceOptimizer implements AutoCloseable {
 
         /**
          * Threads the {@link Backend#CPU_FAST} backend updates with, the stepping thread included
-         * (default: every available processor). Ignored by the other backends.
+         * (default: every available processor), from 1 to 4 per available processor: a step is
+         * split into one equal share per thread and waits for the slowest, so threads beyond the
+         * cores only take turns on them. Ignored by the other backends.
+         *
+         * @throws IllegalArgumentException for a count outside that range
          */
         public Builder optCpuThreads(int v) {
-            if (v < 1) throw new IllegalArgumentException("CPU threads must be >= 1, got " + v);
+            FastCpuEngine.requireThreadCount(v);
             cpuThreads = v;
             return this;
         }

@@ -52,6 +52,8 @@ public final class LoadOptions {
          * the algorithm, the storage formats and the groups (their number and state layout) must
          * match, and the step counters, every group's hyper-parameters and the loss scale are
          * restored; the whole checkpoint is checked (checksums included) before anything changes.
+         * A non-strict load that matches none of this optimizer's tensors is refused (see
+         * {@link LoadReport}).
          */
         public Builder optStrict(boolean v) {
             strict = v;

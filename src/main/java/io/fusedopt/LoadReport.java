@@ -1,5 +1,6 @@
 package io.fusedopt;
 
+import io.fusedopt.internal.Check;
 import java.util.List;
 import java.util.Map;
 
@@ -8,6 +9,13 @@ import java.util.Map;
  * {@code name/master} and {@code name/<state>} ({@code layer1.weight/exp_avg}). After a strict
  * load (the default) only {@link #loaded()} is non-empty; a non-strict load
  * ({@link LoadOptions.Builder#optStrict}) may also leave tensors as they were, listed here.
+ *
+ * <p>Besides the tensors it lists, every load that returns has restored, from the checkpoint, the
+ * step counters (each tensor's own count and frozen flag as {@link DeviceOptimizer#load(java.nio.file.Path,
+ * LoadOptions)} says), every group's hyper-parameters and learning-rate schedule, and the loss scale
+ * (with dynamic loss scaling, the scaler's state). A non-strict load that would match no tensor at all
+ * is refused instead ({@link CheckpointException}, nothing changed): it would move only that run-wide
+ * state onto tensors of another run, which is almost surely the wrong file or renamed parameters.
  *
  * @param loaded the tensors restored from the checkpoint, in this optimizer's order
  * @param missing this optimizer's tensors that the checkpoint lacks: left as they were
@@ -22,6 +30,10 @@ public record LoadReport(List<String> loaded, List<String> missing, List<String>
                          boolean paramsIncluded) {
 
     public LoadReport {
+        Check.notNull("loaded", loaded);
+        Check.notNull("missing", missing);
+        Check.notNull("unexpected", unexpected);
+        Check.notNull("mismatched", mismatched);
         loaded = List.copyOf(loaded);
         missing = List.copyOf(missing);
         unexpected = List.copyOf(unexpected);

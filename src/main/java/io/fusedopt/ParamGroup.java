@@ -143,7 +143,8 @@ public final class ParamGroup {
      * twice. A {@code FloatBuffer} view of a heap {@code ByteBuffer} cannot be located and is not
      * checked.
      *
-     * @throws IllegalArgumentException for a bad name or buffer, or memory shared with another
+     * @throws IllegalArgumentException for a bad name (null, blank, taken, or longer than
+     *     {@link Parameter#MAX_NAME_LENGTH}) or buffer, or memory shared with another
      *     registered tensor (the message names both); nothing is registered then
      * @throws IllegalStateException once the optimizer is closed or a step failed
      * @throws OutOfMemoryError or {@link CudaException} when the states do not fit; whatever this

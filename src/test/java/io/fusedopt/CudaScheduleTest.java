@@ -1,5 +1,6 @@
 package io.fusedopt;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import java.nio.file.Path;
@@ -45,6 +46,13 @@ class CudaScheduleTest {
             ScheduleRun.assertSameBits(reference.snapshot(), stepped.snapshot(), "CUDA stepped vs CPU");
             ScheduleRun.assertSameBits(reference.snapshot(), replayed.snapshot(), "CUDA replayed vs CPU");
         }
+    }
+
+    /** Growth and backoff factors that are not powers of two: the float32 scale times the double factor, rounded once. */
+    @Test
+    void theDeviceScalesByDoubleFactorsAsGradScalerDoes() {
+        assertArrayEquals(DynamicLossScalingTest.NON_POWER_OF_TWO_SCALES,
+                DynamicLossScalingTest.scalesWithNonPowerOfTwoFactors(Backend.CUDA));
     }
 
     /** GradScaler's rule on the device: the scripted sequence, inside a captured graph and step by step. */

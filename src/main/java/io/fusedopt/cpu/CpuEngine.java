@@ -37,6 +37,7 @@ public final class CpuEngine extends HostEngine {
             throw new IllegalArgumentException("the CPU reference backend holds 0 to " + MAX_LENGTH
                     + " elements per tensor (one Java array), got " + length);
         }
+        requireHeapFor(length, precision, "CPU reference");
         HostBuffer buffer;
         if (precision == Precision.FP32) {
             float[] data = new float[(int) length];

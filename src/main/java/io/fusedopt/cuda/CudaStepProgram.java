@@ -147,7 +147,8 @@ final class CudaStepProgram implements StepProgram {
             }
             copyControlRange(block, StepControl.OFFSET_CHECK_GRADS, 8);          // check_grads, skip_nonfinite
             copyControlRange(block, StepControl.OFFSET_DYNAMIC_SCALING, 4);
-            copyControlRange(block, StepControl.OFFSET_GROWTH_FACTOR, 12);       // growth and backoff factors, interval
+            // growth interval, growth and backoff factors
+            copyControlRange(block, StepControl.OFFSET_GROWTH_INTERVAL, StepControl.OFFSET_SCALE_GROWTHS - StepControl.OFFSET_GROWTH_INTERVAL);
             inputsDirty = false;
         }
     }
@@ -181,7 +182,7 @@ final class CudaStepProgram implements StepProgram {
     }
 
     @Override
-    public void setDynamicScaling(boolean on, float growthFactor, float backoffFactor, int growthInterval) {
+    public void setDynamicScaling(boolean on, double growthFactor, double backoffFactor, int growthInterval) {
         inputs.setDynamicScaling(on, growthFactor, backoffFactor, growthInterval);
         inputsDirty = true;
     }
