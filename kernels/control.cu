@@ -127,9 +127,11 @@ extern "C" __global__ void fusedopt_finalize_step(FoControl* __restrict__ contro
   for (int e = 0; e < group_count; e++) {
     const int* info = groups + FO_GROUP_INFO_STRIDE * e;
     const float* h = hyper + FO_HYPER_STRIDE * e;
-    // The schedule follows the optimizer's counter (LambdaLR per optimizer): its step is the number
-    // of steps applied before this one (t - 1), whatever the entry's offset.
-    const float lr = fo_scheduled_lr(h[FO_H_LR], segments + FO_MAX_SEGMENTS * e, info[2], step - 1);
+    // The schedule follows the optimizer's counter (LambdaLR per optimizer), whatever the entry's
+    // offset: the steps applied before this one (t - 1), plus the skipped ones with the iterations
+    // clock (GroupTable.schedulerStep).
+    const long long scheduler_step = step - 1 + (info[FO_INFO_SCHEDULE_CLOCK] ? control->skipped_steps : 0);
+    const float lr = fo_scheduled_lr(h[FO_H_LR], segments + FO_MAX_SEGMENTS * e, info[2], scheduler_step);
     // Bias corrections, Adagrad's decay and the first-step rule follow the entry's own step.
     const long long offset = (long long)(((unsigned long long)(unsigned int)info[FO_INFO_OFFSET_HI] << 32)
                                          | (unsigned long long)(unsigned int)info[FO_INFO_OFFSET_LO]);

@@ -426,10 +426,16 @@ final class Checkpoint {
     // used, so that a checkpoint without them is byte for byte what earlier versions wrote ----
 
     private static final String SCHEDULE = "schedule.";
+    /** What the schedules count ({@link ScheduleClock}), written only when it is not the default. */
+    private static final String SCHEDULE_CLOCK = "schedule_clock";
     private static final String SCALER = "loss_scaler.";
 
-    /** {@code schedule.N} for each group N with a schedule; {@code loss_scaler.*} with dynamic loss scaling. */
+    /**
+     * {@code schedule.N} for each group N with a schedule; {@code schedule_clock} unless it is
+     * {@link ScheduleClock#APPLIED_STEPS}; {@code loss_scaler.*} with dynamic loss scaling.
+     */
     private static void putSchedulesAndScaler(DeviceOptimizer opt, Map<String, String> metadata) {
+        if (opt.scheduleClock() != ScheduleClock.APPLIED_STEPS) metadata.put(SCHEDULE_CLOCK, opt.scheduleClock().name());
         for (ParamGroup g : opt.groups()) {
             LrSchedule schedule = g.currentSchedule();
             if (schedule != null) metadata.put(SCHEDULE + g.index(), schedule.toText());
@@ -519,9 +525,22 @@ final class Checkpoint {
     /** Each group's schedule (null: none) and the scaler's state (null without dynamic scaling). */
     private record SchedulesAndScaler(List<LrSchedule> schedules, LossScaleState scaler) {}
 
-    /** Reads and checks the schedules and the scaler's state; changes nothing. */
+    /**
+     * Reads and checks the schedules and the scaler's state; changes nothing. The checkpoint's
+     * schedule clock must be this optimizer's: the counter it restores (applied steps, or applied and
+     * skipped ones) places every schedule.
+     */
     private static SchedulesAndScaler schedulesAndScaler(DeviceOptimizer opt, String name, Map<String, String> m,
                                                          List<OptimizerConfig> configs) throws CheckpointException {
+        String savedClock = m.getOrDefault(SCHEDULE_CLOCK, ScheduleClock.APPLIED_STEPS.name());
+        if (java.util.Arrays.stream(ScheduleClock.values()).noneMatch(c -> c.name().equals(savedClock))) {
+            throw new CheckpointException(name + ": " + SCHEDULE_CLOCK + " '" + savedClock + "' is not a schedule clock");
+        }
+        if (!savedClock.equals(opt.scheduleClock().name())) {
+            throw new CheckpointException(name + ": " + SCHEDULE_CLOCK + " is " + savedClock + " in the checkpoint, "
+                    + opt.scheduleClock() + " in this optimizer: its schedules would resume at another step; build the optimizer"
+                    + " with optScheduleClock(ScheduleClock." + savedClock + ")");
+        }
         List<LrSchedule> schedules = new ArrayList<>();
         for (int g = 0; g < configs.size(); g++) schedules.add(null);
         for (Map.Entry<String, String> e : m.entrySet()) {
@@ -605,9 +624,24 @@ final class Checkpoint {
         }
         boolean withParams = paramsSaved.equals("true");
         List<ParamGroup> groups = opt.groups();
-        require(m, name, "groups", Integer.toString(groups.size()));
+        long savedGroups = number(m, name, "groups");
+        if (savedGroups != groups.size()) {
+            if (savedGroups > groups.size()) {
+                throw new CheckpointException(name + ": groups is " + savedGroups + " in the checkpoint, " + groups.size() + " in this"
+                        + " optimizer: add groups until it has as many (a load restores every saved group's configuration)");
+            }
+            if (strict) {
+                throw new CheckpointException(name + ": groups is " + savedGroups + " in the checkpoint, " + groups.size() + " in this"
+                        + " optimizer; a non-strict load (LoadOptions.builder().optStrict(false)) restores the saved groups into this"
+                        + " optimizer's first " + savedGroups + " and leaves the others (a new head's group) as they are");
+            }
+        }
+        // A non-strict load into more groups (fine-tuning with a new head in its own group): the extra
+        // groups keep their configuration and schedule, and their tensors are missing from the checkpoint.
+        List<Integer> extraGroups = new ArrayList<>();
+        for (int g = (int) savedGroups; g < groups.size(); g++) extraGroups.add(g);
         List<OptimizerConfig> configs = new ArrayList<>();
-        for (ParamGroup g : groups) {
+        for (ParamGroup g : groups.subList(0, (int) savedGroups)) {
             Map<String, String> fields = new LinkedHashMap<>();
             String prefix = "group." + g.index() + ".";
             m.forEach((k, v) -> { if (k.startsWith(prefix)) fields.put(k.substring(prefix.length()), v); });
@@ -676,7 +710,7 @@ final class Checkpoint {
                     + " parameter names are the ones registered");
         }
         List<String> loaded = loads.stream().map(Item::key).toList();
-        LoadReport report = new LoadReport(loaded, missing, List.copyOf(entries.keySet()), mismatched, withParams);
+        LoadReport report = new LoadReport(loaded, missing, List.copyOf(entries.keySet()), mismatched, withParams, extraGroups);
         return new Plan(configs, step, skipped, gradScale, loads, report);
     }
 

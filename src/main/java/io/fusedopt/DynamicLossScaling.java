@@ -6,7 +6,9 @@ import io.fusedopt.internal.Check;
  * Dynamic loss scaling with {@code torch.amp.GradScaler}'s rule, run by the finalize kernel on the
  * device (no host synchronization per step; it works inside a captured step). Turned on with
  * {@link DeviceOptimizer.Builder#optDynamicLossScaling}, together with
- * {@link NonFinitePolicy#SKIP_STEP}.
+ * {@link NonFinitePolicy#SKIP_STEP}. To scale the loss without waiting for the device, give your
+ * loss kernel {@link DeviceOptimizer#lossScaleDevicePointer()} ({@link DeviceOptimizer#gradScale()}
+ * waits for the queued steps on CUDA).
  *
  * <p>Each step reads the gradient as {@code g * float32(1.0 / scale)} (the inverse computed in
  * double and rounded once, as GradScaler's unscale). After the step's non-finite verdict:

@@ -12,8 +12,10 @@ import java.util.List;
  * Attach it with {@link ParamGroup#setSchedule}; the step with counter {@code t} (1, 2, ...) then
  * uses the learning rate {@code float32(lr * factorAt(t - 1))}, where {@code lr} is the group's
  * float32 learning rate: {@code n} counts the steps applied before this one, as PyTorch's
- * {@code scheduler.step()} called after each {@code optimizer.step()}. Steps skipped for a
- * non-finite gradient do not advance it.
+ * {@code scheduler.step()} called after each applied {@code optimizer.step()}. Steps skipped for a
+ * non-finite gradient do not advance it, unless the optimizer counts iterations
+ * ({@link ScheduleClock#ITERATIONS}): then {@code n} counts every step taken before this one, as
+ * PyTorch's usual loop that calls {@code scheduler.step()} every iteration.
  *
  * <p>The factor is computed in double by one written formula per kind (README "Formulas"), on the
  * host by the CPU backends and on the device by the finalize kernel, with the same IEEE operations

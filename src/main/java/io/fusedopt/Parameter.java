@@ -239,8 +239,14 @@ public final class Parameter {
         return new TensorOperands(param, grad, slotBuffers, master, group);
     }
 
+    /**
+     * One line for a debugger: the name, the length, the storage formats (the param's, the grad's
+     * when it differs, fp32 master weights when kept), the group, and whether it is frozen.
+     */
     @Override
     public String toString() {
-        return "Parameter[" + name + ", " + param.length() + " elements, group " + group.index() + (frozen ? ", frozen" : "") + "]";
+        return "Parameter[" + name + ", " + param.length() + " elements, " + param.precision()
+                + (grad.precision() != param.precision() ? " (grad " + grad.precision() + ")" : "")
+                + (master != null ? " with fp32 master weights" : "") + ", group " + group.index() + (frozen ? ", frozen" : "") + "]";
     }
 }

@@ -238,6 +238,7 @@ class LrScheduleTest {
         }
         assertEquals(LrSegments.MAX_SEGMENTS, define(header, "FO_MAX_SEGMENTS"));
         assertEquals(io.fusedopt.internal.GroupTable.INFO_STRIDE, define(header, "FO_GROUP_INFO_STRIDE"));
+        assertEquals(io.fusedopt.internal.GroupTable.INFO_SCHEDULE_CLOCK, define(header, "FO_INFO_SCHEDULE_CLOCK"));
         Matcher struct = Pattern.compile("struct FoSegment \\{\\s+// (\\d+) bytes\\n(.*?)\\n\\};", Pattern.DOTALL).matcher(header);
         assertTrue(struct.find(), "FoSegment");
         assertEquals(LrSegments.SEGMENT_BYTES, Integer.parseInt(struct.group(1)));

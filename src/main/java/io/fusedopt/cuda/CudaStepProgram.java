@@ -51,7 +51,11 @@ final class CudaStepProgram implements StepProgram {
         this.engine = engine;
         this.groups = groups;
         try {
-            control = upload(Pointer.to(DeviceSegmentTable.encodeControl(inputs)), StepControl.BYTES, "control block");
+            // The engine's one control block, reset for this program (the optimizer then restores its
+            // counters and scaler): its address outlives programs (DeviceOptimizer.lossScaleDevicePointer).
+            control = engine.controlBlockAddress();
+            Driver.check(JCudaDriver.cuMemcpyHtoDAsync(Driver.pointerAt(control), Pointer.to(DeviceSegmentTable.encodeControl(inputs)),
+                    StepControl.BYTES, engine.stream()), "cuMemcpyHtoDAsync(control block)");
             int g = groups.count();
             hyper = upload(Pointer.to(groups.hyper()), (long) groups.hyper().length * Float.BYTES, "hyper-parameters");
             int[] info = groups.groupInfo();

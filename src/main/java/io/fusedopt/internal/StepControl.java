@@ -86,10 +86,11 @@ public final class StepControl {
         // The first-step rule (a momentum buffer starts as the gradient) is per entry: see below.
         int stepFlags = (thisStepInvGradScale != 1.0f ? KernelFlags.UNSCALE : 0)
                 | (clip != 1f ? KernelFlags.CLIP : 0);
+        // The schedule follows the optimizer's counter (LambdaLR per optimizer), whatever the entry's
+        // offset: the steps applied before this one (t - 1), plus the skipped ones with the iterations clock.
+        long schedulerStep = groups.schedulerStep(step, skippedSteps);
         for (int g = 0; g < groups.count(); g++) {
-            // The schedule follows the optimizer's counter (LambdaLR per optimizer): its step is the
-            // number of steps applied before this one (t - 1), whatever the entry's offset.
-            float lr = groups.learningRate(g, step - 1);
+            float lr = groups.learningRate(g, schedulerStep);
             // Bias corrections, Adagrad's decay and the first-step rule follow the entry's own step.
             long ownStep = step - groups.offset(g);
             StepScalars.compute(groups.kernel(g), groups.hyper(), g * StepScalars.HYPER_STRIDE, lr, groups.staticFlags(g), ownStep,
