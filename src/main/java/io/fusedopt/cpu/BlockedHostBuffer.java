@@ -14,7 +14,9 @@ import java.nio.ShortBuffer;
  * formats) of {@code 2^blockShift} elements each, the last one shorter, so one tensor may hold more
  * than 2^31 elements although one array cannot. Element {@code i} lives in block {@link #block(long)} at
  * {@link #offset(long)}. A block holds whole chunks of the segment table ({@code blockShift >= 16}),
- * so every chunk an update works on lies inside one block and is addressed with int offsets.
+ * so every chunk an update works on lies inside one block and is addressed with int offsets. A small
+ * tensor is one block that is a shared array ({@link SmallTensorArena}), its elements from
+ * {@code base} on: offsets are positions in the block's array and in its view alike.
  *
  * <p>Arrays, not direct memory: the Vector API reaches heap arrays at the memory system's limit on
  * every JDK ({@code fromArray}), while on JDK 17 and 18 it reads direct memory only through
@@ -31,6 +33,8 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
     private static final int WRAPPED_BLOCK_SHIFT = 31;
 
     private final int blockShift;
+    /** Where element 0 lies in block 0 (0 unless the block is an array shared by small tensors). */
+    private final int base;
     /** The float32 blocks (for the Vector API), or null for a wrapped FloatBuffer and for 16-bit formats. */
     private float[][] arrays;
     /** The 16-bit blocks, or null for float32. */
@@ -38,10 +42,11 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
     private FloatBuffer[] floats; // FP32 views, else null
     private ShortBuffer[] bits;   // 16-bit views, else null
 
-    private BlockedHostBuffer(BufferOwner owner, long length, Precision precision, boolean owned, int blockShift,
+    private BlockedHostBuffer(BufferOwner owner, long length, Precision precision, boolean owned, int blockShift, int base,
                               float[][] arrays, short[][] shortArrays, FloatBuffer[] floats, ShortBuffer[] bits) {
         super(owner, length, precision, owned);
         this.blockShift = blockShift;
+        this.base = base;
         this.arrays = arrays;
         this.shortArrays = shortArrays;
         this.floats = floats;
@@ -56,9 +61,7 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
      *     ever hold (refused up front) or the JVM cannot allocate the blocks
      */
     static BlockedHostBuffer allocate(BufferOwner owner, long length, Precision precision, float initialValue, int blockShift) {
-        if (blockShift < Long.numberOfTrailingZeros(SegmentTable.CHUNK_ELEMENTS) || blockShift > DEFAULT_BLOCK_SHIFT) {
-            throw new IllegalArgumentException("block shift must hold whole chunks and fit an array, got " + blockShift);
-        }
+        requireBlockShift(blockShift);
         long maxLength = (long) MAX_BLOCKS << blockShift;
         if (length > maxLength) {
             // Beyond it the block count overflows an int: the buffer would claim the length with one block behind it.
@@ -91,15 +94,45 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
                 throw clear;
             }
         }
-        BlockedHostBuffer buffer = new BlockedHostBuffer(owner, length, precision, true, blockShift, arrays, shortArrays, floats, bits);
+        BlockedHostBuffer buffer = new BlockedHostBuffer(owner, length, precision, true, blockShift, 0, arrays, shortArrays, floats, bits);
         if (initialValue != 0f) buffer.fill(initialValue);
         return buffer;
+    }
+
+    /**
+     * A small tensor ({@link SmallTensorArena#holds}) of zeroed elements in one of {@code arena}'s
+     * shared arrays, then set to {@code initialValue}. Its one block is the whole shared array
+     * (views included), so that offsets mean the same in the array and in the view.
+     */
+    static BlockedHostBuffer carve(BufferOwner owner, SmallTensorArena arena, long length, Precision precision, float initialValue,
+                                   int blockShift) {
+        requireBlockShift(blockShift);
+        BlockedHostBuffer buffer;
+        if (precision == Precision.FP32) {
+            FloatBuffer elements = arena.floats((int) length);
+            float[] shared = elements.array();
+            buffer = new BlockedHostBuffer(owner, length, precision, true, blockShift, elements.arrayOffset(),
+                    new float[][] {shared}, null, new FloatBuffer[] {FloatBuffer.wrap(shared)}, null);
+        } else {
+            ShortBuffer elements = arena.shorts((int) length);
+            short[] shared = elements.array();
+            buffer = new BlockedHostBuffer(owner, length, precision, true, blockShift, elements.arrayOffset(),
+                    null, new short[][] {shared}, null, new ShortBuffer[] {ShortBuffer.wrap(shared)});
+        }
+        if (initialValue != 0f) buffer.fill(initialValue);
+        return buffer;
+    }
+
+    private static void requireBlockShift(int blockShift) {
+        if (blockShift < Long.numberOfTrailingZeros(SegmentTable.CHUNK_ELEMENTS) || blockShift > DEFAULT_BLOCK_SHIFT) {
+            throw new IllegalArgumentException("block shift must hold whole chunks and fit an array, got " + blockShift);
+        }
     }
 
     /** A caller's float32 buffer (heap or direct), used in place from its position to its limit. */
     static BlockedHostBuffer wrap(BufferOwner owner, FloatBuffer data) {
         FloatBuffer view = data.slice();
-        return new BlockedHostBuffer(owner, view.capacity(), Precision.FP32, false, WRAPPED_BLOCK_SHIFT,
+        return new BlockedHostBuffer(owner, view.capacity(), Precision.FP32, false, WRAPPED_BLOCK_SHIFT, 0,
                 null, null, new FloatBuffer[] {view}, null);
     }
 
@@ -108,9 +141,9 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
         return blockOf(index, blockShift);
     }
 
-    /** Element {@code index}'s position inside its block. */
+    /** Element {@code index}'s position inside its block (its array and its view). */
     int offset(long index) {
-        return offsetOf(index, blockShift);
+        return base + offsetOf(index, blockShift);
     }
 
     static int blockOf(long index, int blockShift) {

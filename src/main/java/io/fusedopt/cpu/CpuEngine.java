@@ -13,7 +13,8 @@ import java.util.Arrays;
 import java.util.List;
 
 /**
- * The CPU backend: host memory and {@link ReferenceKernels}, run chunk by chunk over the same
+ * The CPU backend: host memory (a Java array per tensor, small tensors side by side in shared
+ * arrays: {@link SmallTensorArena}) and {@link ReferenceKernels}, run chunk by chunk over the same
  * {@link SegmentTable} the CUDA backend uploads. Updates run on the calling thread.
  */
 public final class CpuEngine extends HostEngine {
@@ -38,16 +39,18 @@ public final class CpuEngine extends HostEngine {
                     + " elements per tensor (one Java array), got " + length);
         }
         requireHeapFor(length, precision, "CPU reference");
+        int n = (int) length;
+        boolean small = SmallTensorArena.holds(length);
         HostBuffer buffer;
         if (precision == Precision.FP32) {
-            float[] data = new float[(int) length];
-            if (initialValue != 0f) Arrays.fill(data, initialValue);
-            buffer = new HostBuffer(this, FloatBuffer.wrap(data), true);
+            FloatBuffer data = small ? smallTensors.floats(n) : FloatBuffer.wrap(new float[n]);
+            if (initialValue != 0f) Arrays.fill(data.array(), data.arrayOffset(), data.arrayOffset() + n, initialValue);
+            buffer = new HostBuffer(this, data, true);
         } else {
-            short[] data = new short[(int) length];
-            buffer = new HostBuffer(this, ShortBuffer.wrap(data), precision, true);
+            ShortBuffer data = small ? smallTensors.shorts(n) : ShortBuffer.wrap(new short[n]);
+            buffer = new HostBuffer(this, data, precision, true);
             if (initialValue != 0f) {
-                for (int i = 0; i < data.length; i++) buffer.set(i, initialValue);
+                for (int i = 0; i < n; i++) buffer.set(i, initialValue);
             }
         }
         return own(buffer);

@@ -20,118 +20,154 @@ import java.util.function.Function;
  * gradient needs no unscaling or clipping are updated in place; any other tensor is widened into
  * scratch arrays, updated there by the same {@link ReferenceKernels}, and stored back (rounded to
  * its formats, the fp32 master written first), which is what the mixed kernels do element by element.
+ *
+ * <p>What a chunk needs is resolved at preparation into flat arrays indexed by chunk (launch by
+ * launch, chunk by chunk): a step over many small tensors then reads its bookkeeping front to back
+ * instead of following several objects per tensor, which at 10^5 tensors cost more than the updates.
  */
 final class CpuStepProgram extends HostStepProgram {
     private static final int CHUNK = (int) SegmentTable.CHUNK_ELEMENTS;
+    /** Operands per chunk in {@link #operands}: param, grad, slot0..2, master. */
+    private static final int OPERANDS = 6;
+    private static final int MASTER = 5;
+    /** Kernel operands per chunk in {@link #float32Operands}: param, grad, slot0..2. */
+    private static final int KERNEL_OPERANDS = 5;
 
-    private final List<KernelBatch> batches;
-    private final SegmentTable[] tables;
-    private final HostBuffer[][][] operands; // [batch][tensor][param, grad, slot0..2, master]
-    /** [batch][tensor] the float32 views {param, grad, slot0..2}, null unless every operand is float32. */
-    private final FloatBuffer[][][] float32Operands;
     private final GroupTable groups;
+    private final UpdateKernel[] chunkKernel;
+    /** The group table entry of each chunk's tensor. */
+    private final int[] chunkGroup;
+    /** Each chunk's elements [chunkFrom, chunkTo) of its tensor (a CPU tensor is one array: int indices). */
+    private final int[] chunkFrom;
+    private final int[] chunkTo;
+    /** [chunk * OPERANDS + j]: param, grad, slot0..2, master (null where absent). */
+    private final HostBuffer[] operands;
+    /** [chunk * KERNEL_OPERANDS + j]: the float32 views {param, grad, slot0..2} where every operand is float32. */
+    private final FloatBuffer[] float32Operands;
+    private final boolean[] allFloat32;
     private final double[] partials;
     private final double[] lanes = new double[GradientStatistics.LANES];
     private final float[] scalars = new float[StepScalars.SCALAR_STRIDE];
     private float[][] scratch; // param, grad, slot0..2, allocated at the first widened chunk
     private FloatBuffer[] scratchBuffers;
-    private final FloatBuffer[] gathered = new FloatBuffer[5];
+    private final FloatBuffer[] gathered = new FloatBuffer[KERNEL_OPERANDS];
 
     CpuStepProgram(List<KernelBatch> batches, GroupTable groups, Function<AbstractTensorBuffer, HostBuffer> host) {
-        this.batches = List.copyOf(batches);
         this.groups = groups;
-        this.tables = new SegmentTable[batches.size()];
-        this.operands = new HostBuffer[batches.size()][][];
-        this.float32Operands = new FloatBuffer[batches.size()][][];
+        SegmentTable[] tables = new SegmentTable[batches.size()];
+        HostBuffer[][][] tensorOperands = new HostBuffer[batches.size()][][];
         int chunks = 0;
         for (int b = 0; b < batches.size(); b++) {
             List<TensorOperands> tensors = batches.get(b).tensors();
             long[] lengths = new long[tensors.size()];
-            operands[b] = new HostBuffer[tensors.size()][];
-            float32Operands[b] = new FloatBuffer[tensors.size()][];
+            tensorOperands[b] = new HostBuffer[tensors.size()][];
             for (int t = 0; t < tensors.size(); t++) {
                 TensorOperands tensor = tensors.get(t);
                 lengths[t] = tensor.param().length();
-                HostBuffer[] o = new HostBuffer[6];
+                HostBuffer[] o = new HostBuffer[OPERANDS];
                 o[0] = host.apply(tensor.param());
                 o[1] = host.apply(tensor.grad());
                 for (int j = 0; j < tensor.slots().length; j++) o[2 + j] = tensor.slots()[j] == null ? null : host.apply(tensor.slots()[j]);
-                o[5] = tensor.master() == null ? null : host.apply(tensor.master());
-                operands[b][t] = o;
-                if (allFloat32(o)) {
-                    float32Operands[b][t] = new FloatBuffer[5];
-                    for (int j = 0; j < 5; j++) float32Operands[b][t][j] = o[j] == null ? null : o[j].floats();
-                }
+                o[MASTER] = tensor.master() == null ? null : host.apply(tensor.master());
+                tensorOperands[b][t] = o;
             }
             tables[b] = SegmentTable.of(lengths);
             chunks += tables[b].chunkCount();
+        }
+        chunkKernel = new UpdateKernel[chunks];
+        chunkGroup = new int[chunks];
+        chunkFrom = new int[chunks];
+        chunkTo = new int[chunks];
+        operands = new HostBuffer[chunks * OPERANDS];
+        float32Operands = new FloatBuffer[chunks * KERNEL_OPERANDS];
+        allFloat32 = new boolean[chunks];
+        int c = 0;
+        for (int b = 0; b < batches.size(); b++) {
+            SegmentTable table = tables[b];
+            for (int k = 0; k < table.chunkCount(); k++, c++) {
+                int t = table.tensor(k);
+                HostBuffer[] o = tensorOperands[b][t];
+                chunkKernel[c] = batches.get(b).kernel();
+                chunkGroup[c] = batches.get(b).tensors().get(t).group();
+                chunkFrom[c] = (int) table.start(k);
+                chunkTo[c] = (int) table.end(k);
+                System.arraycopy(o, 0, operands, c * OPERANDS, OPERANDS);
+                allFloat32[c] = allFloat32(o);
+                if (allFloat32[c]) {
+                    for (int j = 0; j < KERNEL_OPERANDS; j++) float32Operands[c * KERNEL_OPERANDS + j] = o[j] == null ? null : o[j].floats().duplicate();
+                }
+            }
         }
         partials = new double[chunks];
     }
 
     @Override
     public void run() {
+        int chunks = chunkKernel.length;
         int checked = 0; // partial sums written; the total is read only when the gradient is checked
         if (control.checkGrads) {
-            for (int b = 0; b < tables.length; b++) {
-                SegmentTable table = tables[b];
-                for (int c = 0; c < table.chunkCount(); c++) {
-                    HostBuffer grad = operands[b][table.tensor(c)][1];
-                    partials[checked++] = GradientStatistics.chunkSumOfSquares(k -> grad.get((int) k), table.start(c), table.end(c),
-                            control.invGradScale, lanes);
-                }
+            for (int c = 0; c < chunks; c++) {
+                partials[checked++] = GradientStatistics.chunkSumOfSquares(operands[c * OPERANDS + 1], chunkFrom[c], chunkTo[c],
+                        control.invGradScale, lanes);
             }
         }
         control.finalizeStep(GradientStatistics.totalOf(partials, checked, lanes), groups);
         if (control.skip) return;
-        for (int b = 0; b < tables.length; b++) {
-            SegmentTable table = tables[b];
-            UpdateKernel kernel = batches.get(b).kernel();
-            for (int c = 0; c < table.chunkCount(); c++) {
-                int t = table.tensor(c);
-                int group = batches.get(b).tensors().get(t).group();
+        int group = -1;
+        int flags = 0;
+        boolean gradPrepared = false;
+        for (int c = 0; c < chunks; c++) {
+            if (chunkGroup[c] != group) { // the scalars do not change during the updates: copied once per run of a group's chunks
+                group = chunkGroup[c];
                 System.arraycopy(groups.scalars(), group * StepScalars.SCALAR_STRIDE, scalars, 0, StepScalars.SCALAR_STRIDE);
-                updateChunk(kernel, operands[b][t], float32Operands[b][t], (int) table.start(c), (int) table.end(c),
-                        groups.flags()[group]);
+                flags = groups.flags()[group];
+                gradPrepared = KernelFlags.has(flags, KernelFlags.UNSCALE) || KernelFlags.has(flags, KernelFlags.CLIP);
+            }
+            if (!gradPrepared && allFloat32[c]) {
+                ReferenceKernels.run(chunkKernel[c], float32Operands, c * KERNEL_OPERANDS, chunkFrom[c], chunkTo[c], scalars, flags);
+            } else {
+                updateWidened(c, flags);
             }
         }
     }
 
-    private void updateChunk(UpdateKernel kernel, HostBuffer[] o, FloatBuffer[] float32, int from, int to, int flags) {
-        boolean gradPrepared = KernelFlags.has(flags, KernelFlags.UNSCALE) || KernelFlags.has(flags, KernelFlags.CLIP);
-        if (!gradPrepared && float32 != null) {
-            ReferenceKernels.run(kernel, float32, from, to, scalars, flags);
-            return;
-        }
+    /** A chunk with a 16-bit operand, a master or a gradient to unscale or clip: through scratch, element by element. */
+    private void updateWidened(int c, int flags) {
+        int from = chunkFrom[c], to = chunkTo[c];
+        int base = c * OPERANDS;
+        HostBuffer master = operands[base + MASTER];
         int n = to - from;
         ensureScratch();
         for (int i = 0; i < n; i++) {
             int k = from + i;
-            scratch[0][i] = o[5] != null ? o[5].get(k) : o[0].get(k);
-            scratch[1][i] = control.prepareGrad(o[1].get(k), flags);
-            for (int j = 2; j < 5; j++) if (o[j] != null) scratch[j][i] = o[j].get(k);
+            scratch[0][i] = master != null ? master.get(k) : operands[base].get(k);
+            scratch[1][i] = control.prepareGrad(operands[base + 1].get(k), flags);
+            for (int j = 2; j < KERNEL_OPERANDS; j++) if (operands[base + j] != null) scratch[j][i] = operands[base + j].get(k);
         }
-        for (int j = 0; j < 5; j++) gathered[j] = o[j] == null ? null : scratchBuffers[j];
-        ReferenceKernels.run(kernel, gathered, 0, n, scalars, flags);
+        for (int j = 0; j < KERNEL_OPERANDS; j++) {
+            FloatBuffer operand = operands[base + j] == null ? null : scratchBuffers[j];
+            if (gathered[j] != operand) gathered[j] = operand; // a reference store costs a write barrier: only when it changes
+        }
+        ReferenceKernels.run(chunkKernel[c], gathered, 0, n, scalars, flags);
         for (int i = 0; i < n; i++) {
             int k = from + i;
-            if (o[5] != null) o[5].set(k, scratch[0][i]);
-            o[0].set(k, scratch[0][i]);
-            for (int j = 2; j < 5; j++) if (o[j] != null) o[j].set(k, scratch[j][i]);
+            if (master != null) master.set(k, scratch[0][i]);
+            operands[base].set(k, scratch[0][i]);
+            for (int j = 2; j < KERNEL_OPERANDS; j++) if (operands[base + j] != null) operands[base + j].set(k, scratch[j][i]);
         }
     }
 
     private static boolean allFloat32(HostBuffer[] o) {
-        if (o[5] != null) return false;
-        for (int j = 0; j < 5; j++) if (o[j] != null && o[j].precision() != Precision.FP32) return false;
+        if (o[MASTER] != null) return false;
+        for (int j = 0; j < KERNEL_OPERANDS; j++) if (o[j] != null && o[j].precision() != Precision.FP32) return false;
         return true;
     }
 
     private void ensureScratch() {
         if (scratch == null) {
-            scratch = new float[5][CHUNK];
-            scratchBuffers = new FloatBuffer[5];
-            for (int j = 0; j < 5; j++) scratchBuffers[j] = FloatBuffer.wrap(scratch[j]);
+            scratch = new float[KERNEL_OPERANDS][CHUNK];
+            scratchBuffers = new FloatBuffer[KERNEL_OPERANDS];
+            for (int j = 0; j < KERNEL_OPERANDS; j++) scratchBuffers[j] = FloatBuffer.wrap(scratch[j]);
         }
     }
 

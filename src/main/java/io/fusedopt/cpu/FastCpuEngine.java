@@ -10,7 +10,8 @@ import java.nio.FloatBuffer;
 import java.util.List;
 
 /**
- * The fast CPU backend: tensors in Java-array blocks, {@link BlockedHostBuffer}s (any length), updates split
+ * The fast CPU backend: tensors in Java-array blocks, {@link BlockedHostBuffer}s (any length; small
+ * ones side by side in shared arrays, {@link SmallTensorArena}), updates split
  * by chunk across a {@link WorkerTeam} and run by {@link VectorKernels} where the Vector API works
  * here and reads the tensor's memory (the backend's own, a caller's float[] or heap FloatBuffer, and
  * from JDK 19 on a caller's direct FloatBuffer), else by {@link ReferenceKernels} on every core.
@@ -37,6 +38,23 @@ public final class FastCpuEngine extends HostEngine {
         requireThreadCount(threads);
         this.threads = threads;
         this.blockShift = blockShift;
+        decideVectorSupportInBackground();
+    }
+
+    private static final java.util.concurrent.atomic.AtomicBoolean VECTOR_DECISION_STARTED = new java.util.concurrent.atomic.AtomicBoolean();
+
+    /**
+     * Starts {@link VectorSupport}'s decision (its self-tests run before the JIT has compiled
+     * anything: a few hundred milliseconds) on a daemon thread, once per JVM, so that it overlaps
+     * whatever the caller does between creating the optimizer and its first step; the first step,
+     * or a description, waits for it only if it has not finished (the JVM's class initialization
+     * lock). Until now it ran inside the first step, which took ten times as long as on the CPU backend.
+     */
+    private static void decideVectorSupportInBackground() {
+        if (!VECTOR_DECISION_STARTED.compareAndSet(false, true)) return;
+        Thread decision = new Thread(VectorSupport::available, "fusedopt-vector-support");
+        decision.setDaemon(true);
+        decision.start();
     }
 
     /**
@@ -91,7 +109,9 @@ public final class FastCpuEngine extends HostEngine {
     public synchronized AbstractTensorBuffer allocate(long length, Precision precision, float initialValue) {
         ensureOpen();
         if (length < 0) throw new IllegalArgumentException("length must be >= 0, got " + length);
-        return own(BlockedHostBuffer.allocate(this, length, precision, initialValue, blockShift));
+        return own(SmallTensorArena.holds(length)
+                ? BlockedHostBuffer.carve(this, smallTensors, length, precision, initialValue, blockShift)
+                : BlockedHostBuffer.allocate(this, length, precision, initialValue, blockShift));
     }
 
     @Override

@@ -24,7 +24,8 @@ import java.util.function.Function;
  * The fast CPU form of a step, in the same order as {@link CpuStepProgram} and the device: gradient
  * statistics per chunk (in parallel, each chunk in the fixed lane order, summed in the fixed order
  * afterwards), the finalize computation, then the updates per chunk (in parallel). Chunks of the
- * segment table are the work items: 2^16 elements, large enough to stream and to balance.
+ * segment table (2^16 elements, large enough to stream and to balance) are the items; the workers
+ * claim them in units of consecutive chunks, one chunk of a large tensor or many of small ones.
  *
  * <p>A float32 tensor whose gradient needs no unscaling or clipping is updated in place (vectors
  * where its memory allows). Any other tensor is updated tile by tile: its float32 operands in place
@@ -37,7 +38,7 @@ import java.util.function.Function;
 final class FastStepProgram extends HostStepProgram {
     /** Elements per tile of the widening path: 16 KiB per float32 operand, so a tile's operands stay in L1/L2. */
     static final int TILE = 4096;
-    /** Below this many elements a step runs on the calling thread: waking the team would cost more. */
+    /** Below this much work (elements, and {@link #ITEM_OVERHEAD} per chunk) a step runs on the calling thread: waking the team would cost more. */
     private static final long PARALLEL_MIN_ELEMENTS = 2 * SegmentTable.CHUNK_ELEMENTS;
     /** The kernels' operands: param (or master), grad, slot0..2. */
     private static final int KERNEL_OPERANDS = 5;
@@ -47,20 +48,26 @@ final class FastStepProgram extends HostStepProgram {
      * One chunk of one tensor: everything its update needs, resolved at preparation. The views
      * index the chunk from 0: each operand's chunk lies at its own place in its own block (a
      * wrapped buffer is one block, the backend's own memory has many), so one offset for all would
-     * be wrong as soon as memory kinds are mixed in a tensor larger than a block.
+     * be wrong as soon as memory kinds are mixed in a tensor larger than a block. Where a chunk is
+     * its operand's whole block (every tensor of at most one chunk) the view is the buffer's own,
+     * and a float32 chunk without a master needs no more arrays than its views: a step over 10^5
+     * small tensors reads a few small objects per tensor, allocated beside each other.
      */
     private static final class Item {
         final UpdateKernel kernel;
         final int group;
-        final long start;
         final int length;
         final BlockedHostBuffer[] operands; // param, grad, slot0..2, master (null where absent)
         final FloatBuffer[] chunkFloats;    // float32 views of the operands' elements [start, start + length), null for 16-bit
-        /** Per kernel operand, the float32 chunk the kernels update in place (operand 0: the master where there is one); null where it goes through scratch or is absent. */
+        /**
+         * Per kernel operand, the float32 chunk the kernels update in place (operand 0: the master
+         * where there is one); null where it goes through scratch or is absent. Without a master,
+         * {@link #chunkFloats} itself (the kernels read operands 0 to 4 only).
+         */
         final FloatBuffer[] inPlaceFloats;
-        /** The same for the vectors; null when this chunk runs the loops. */
+        /** The same for the vectors; null when this chunk runs the loops (its memory, or shorter than one vector). */
         final VectorOperand[] inPlaceVectors;
-        /** Per operand (param, grad, slot0..2), its 16-bit block and the chunk's offset in it; null for float32. */
+        /** Per operand (param, grad, slot0..2), its 16-bit block and the chunk's offset in it; both null when all are float32. */
         final short[][] halves;
         final int[] halfOffsets;
         /** The master's float32 block and the chunk's offset in it, for rounding the param; null without a master. */
@@ -73,31 +80,40 @@ final class FastStepProgram extends HostStepProgram {
              VectorOperand[][] tensorVectors) {
             this.kernel = kernel;
             this.group = group;
-            this.start = start;
             this.length = length;
             this.operands = operands;
             chunkFloats = new FloatBuffer[6];
-            halves = new short[KERNEL_OPERANDS][];
-            halfOffsets = new int[KERNEL_OPERANDS];
-            boolean allFloat32 = operands[MASTER] == null;
+            short[][] halfBlocks = null;
+            int[] offsets = null;
             for (int j = 0; j < 6; j++) {
                 BlockedHostBuffer o = operands[j];
                 if (o == null) continue;
                 if (o.precision() == Precision.FP32) {
-                    chunkFloats[j] = o.floats(o.block(start)).slice(o.offset(start), length);
+                    FloatBuffer block = o.floats(o.block(start));
+                    int offset = o.offset(start);
+                    chunkFloats[j] = offset == 0 && length == block.capacity() ? block : block.slice(offset, length);
                 } else {
-                    allFloat32 = false;
-                    halves[j] = o.shortArray(o.block(start));
-                    halfOffsets[j] = o.offset(start);
+                    if (halfBlocks == null) {
+                        halfBlocks = new short[KERNEL_OPERANDS][];
+                        offsets = new int[KERNEL_OPERANDS];
+                    }
+                    halfBlocks[j] = o.shortArray(o.block(start));
+                    offsets[j] = o.offset(start);
                 }
             }
-            float32InPlace = allFloat32;
+            halves = halfBlocks;
+            halfOffsets = offsets;
             BlockedHostBuffer masterBuffer = operands[MASTER];
+            float32InPlace = masterBuffer == null && halfBlocks == null;
             master = masterBuffer == null ? null : masterBuffer.array(masterBuffer.block(start));
             masterOffset = masterBuffer == null ? 0 : masterBuffer.offset(start);
-            inPlaceFloats = new FloatBuffer[KERNEL_OPERANDS];
-            inPlaceFloats[0] = chunkFloats[masterBuffer != null ? MASTER : 0];
-            for (int j = 1; j < KERNEL_OPERANDS; j++) inPlaceFloats[j] = chunkFloats[j];
+            if (masterBuffer == null) {
+                inPlaceFloats = chunkFloats;
+            } else {
+                inPlaceFloats = new FloatBuffer[KERNEL_OPERANDS];
+                inPlaceFloats[0] = chunkFloats[MASTER];
+                for (int j = 1; j < KERNEL_OPERANDS; j++) inPlaceFloats[j] = chunkFloats[j];
+            }
             if (tensorVectors != null) {
                 inPlaceVectors = new VectorOperand[KERNEL_OPERANDS];
                 for (int j = 0; j < KERNEL_OPERANDS; j++) {
@@ -112,7 +128,7 @@ final class FastStepProgram extends HostStepProgram {
 
         /** Whether operand j (0 to 4) is 16-bit and so widened into scratch (a param with a master is not: the master is). */
         boolean widened(int j) {
-            return halves[j] != null && (j != 0 || master == null);
+            return halves != null && halves[j] != null && (j != 0 || master == null);
         }
     }
 
@@ -120,6 +136,12 @@ final class FastStepProgram extends HostStepProgram {
     private final boolean parallel;
     private final GroupTable groups;
     private final Item[] items;
+    /**
+     * The parallel loops' work units: unit u runs items [unitStarts[u], unitStarts[u + 1]), consecutive
+     * items of at least {@link #UNIT_WORK} work (or one), so that small tensors are claimed many at a
+     * time and not one by one from the counter the workers share.
+     */
+    private final int[] unitStarts;
     private final double[] partials;
     private final double[] totalLanes = new double[GradientStatistics.LANES];
     private final double[][] lanes;        // [worker][LANES]
@@ -134,18 +156,24 @@ final class FastStepProgram extends HostStepProgram {
     private final VectorOperand[][] workVectors;
     /** Which kernels each tensor's in-place update runs, for {@link #pathSummary()}. */
     private final String pathSummary;
-    private final WorkerTeam.Task statisticsTask = this::chunkStatistics;
-    private final WorkerTeam.Task updateTask = this::updateChunk;
+    private final WorkerTeam.Task statisticsTask = this::unitStatistics;
+    private final WorkerTeam.Task updateTask = this::updateUnit;
+
+    /** What an item costs beside its elements, in elements: the whole cost of a tiny tensor's update, nearly. */
+    private static final int ITEM_OVERHEAD = 64;
+    /** The least work, in elements, of a unit of the parallel loops (a chunk is one unit: 2^16). */
+    private static final long UNIT_WORK = SegmentTable.CHUNK_ELEMENTS / 4;
 
     FastStepProgram(List<KernelBatch> batches, GroupTable groups, Function<AbstractTensorBuffer, BlockedHostBuffer> host,
                     WorkerTeam team, boolean vector) {
         this.team = team;
         this.groups = groups;
         this.vector = vector;
+        // A tensor shorter than one vector runs the loops' tail only: it needs no vector operands.
+        int vectorLanes = vector ? VectorKernels.SPECIES.length() : Integer.MAX_VALUE;
         List<Item> list = new ArrayList<>();
         PathCount paths = new PathCount();
         Map<BlockedHostBuffer, VectorOperand[]> vectorMemory = new IdentityHashMap<>();
-        long elements = 0;
         for (KernelBatch batch : batches) {
             List<TensorOperands> tensors = batch.tensors();
             long[] lengths = new long[tensors.size()];
@@ -154,15 +182,15 @@ final class FastStepProgram extends HostStepProgram {
             for (int t = 0; t < tensors.size(); t++) {
                 TensorOperands tensor = tensors.get(t);
                 lengths[t] = tensor.param().length();
-                elements += lengths[t];
                 BlockedHostBuffer[] o = new BlockedHostBuffer[6];
                 o[0] = host.apply(tensor.param());
                 o[1] = host.apply(tensor.grad());
                 for (int j = 0; j < tensor.slots().length; j++) o[2 + j] = tensor.slots()[j] == null ? null : host.apply(tensor.slots()[j]);
                 o[5] = tensor.master() == null ? null : host.apply(tensor.master());
                 operands[t] = o;
-                vectors[t] = vector ? vectorOperands(o, vectorMemory) : null;
-                paths.add(o, vectors[t] != null);
+                boolean vectorsReadIt = vector && vectorsRead(o);
+                vectors[t] = vectorsReadIt && lengths[t] >= vectorLanes ? vectorOperands(o, vectorMemory) : null;
+                paths.add(o, vectorsReadIt);
             }
             SegmentTable table = SegmentTable.of(lengths);
             for (int c = 0; c < table.chunkCount(); c++) {
@@ -173,7 +201,18 @@ final class FastStepProgram extends HostStepProgram {
         }
         items = list.toArray(new Item[0]);
         partials = new double[items.length];
-        parallel = elements >= PARALLEL_MIN_ELEMENTS;
+        int[] starts = new int[items.length + 1];
+        int units = 0;
+        long work = 0, unitWork = 0;
+        for (int i = 0; i < items.length; i++) {
+            if (unitWork == 0) starts[units++] = i;
+            unitWork += items[i].length + ITEM_OVERHEAD;
+            work += items[i].length + ITEM_OVERHEAD;
+            if (unitWork >= UNIT_WORK) unitWork = 0;
+        }
+        starts[units] = items.length;
+        unitStarts = java.util.Arrays.copyOf(starts, units + 1);
+        parallel = work >= PARALLEL_MIN_ELEMENTS;
         pathSummary = paths.summary();
         int workers = team.size();
         lanes = new double[workers][GradientStatistics.LANES];
@@ -197,18 +236,31 @@ final class FastStepProgram extends HostStepProgram {
     }
 
     /**
+     * Whether the vectors read the memory of every float32 operand the kernels update in place
+     * (16-bit operands are widened into scratch, which they always read; a param with a master is
+     * not read by the kernels).
+     */
+    private static boolean vectorsRead(BlockedHostBuffer[] o) {
+        for (int j = 0; j < 6; j++) {
+            BlockedHostBuffer buffer = o[j];
+            if (buffer == null || buffer.precision() != Precision.FP32 || (j == 0 && o[MASTER] != null)) continue;
+            if (!VectorSupport.supports(buffer.memoryKind())) return false;
+        }
+        return true;
+    }
+
+    /**
      * Per operand (param, grad, slot0..2, master), per block, the memory of each float32 operand as
-     * the vectors read it (16-bit operands are widened into scratch, which the vectors always read);
-     * null when one float32 operand's memory is of a kind the vectors do not read here (then the
-     * tensor runs the loops). A param with a master is not read by the kernels and needs none. One
-     * operand per block and buffer, shared by every tensor and chunk that uses it.
+     * the vectors read it (16-bit operands are widened into scratch, which the vectors always read),
+     * for a tensor whose memory {@link #vectorsRead}. A param with a master is not read by the
+     * kernels and needs none. One operand per block and buffer, shared by every tensor and chunk
+     * that uses it.
      */
     private static VectorOperand[][] vectorOperands(BlockedHostBuffer[] o, Map<BlockedHostBuffer, VectorOperand[]> memory) {
         VectorOperand[][] result = new VectorOperand[6][];
         for (int j = 0; j < 6; j++) {
             BlockedHostBuffer buffer = o[j];
             if (buffer == null || buffer.precision() != Precision.FP32 || (j == 0 && o[MASTER] != null)) continue;
-            if (!VectorSupport.supports(buffer.memoryKind())) return null;
             result[j] = memory.computeIfAbsent(buffer, FastStepProgram::vectorBlocks);
         }
         return result;
@@ -281,19 +333,23 @@ final class FastStepProgram extends HostStepProgram {
 
     @Override
     public void run() {
-        if (control.checkGrads) forEachItem(statisticsTask);
+        if (control.checkGrads) forEachUnit(statisticsTask);
         int checked = control.checkGrads ? items.length : 0;
         control.finalizeStep(GradientStatistics.totalOf(partials, checked, totalLanes), groups);
         if (control.skip) return;
-        forEachItem(updateTask);
+        forEachUnit(updateTask);
     }
 
-    private void forEachItem(WorkerTeam.Task task) {
+    private void forEachUnit(WorkerTeam.Task task) {
         if (parallel) {
-            team.run(items.length, task);
+            team.run(unitStarts.length - 1, task);
         } else {
-            for (int i = 0; i < items.length; i++) task.run(0, i);
+            for (int u = 0; u < unitStarts.length - 1; u++) task.run(0, u);
         }
+    }
+
+    private void unitStatistics(int worker, int unit) {
+        for (int i = unitStarts[unit]; i < unitStarts[unit + 1]; i++) chunkStatistics(worker, i);
     }
 
     /**
@@ -304,12 +360,13 @@ final class FastStepProgram extends HostStepProgram {
     private void chunkStatistics(int worker, int index) {
         Item item = items[index];
         double[] sums = lanes[worker];
-        java.util.Arrays.fill(sums, 0.0);
+        int used = GradientStatistics.lanesUsed(item.length);
+        java.util.Arrays.fill(sums, 0, used, 0.0);
         float invGradScale = control.invGradScale;
         boolean unscale = invGradScale != 1.0f;
         FloatBuffer floats = item.chunkFloats[1];
-        short[] half = item.halves[1];
-        int halfOffset = item.halfOffsets[1];
+        short[] half = item.halves == null ? null : item.halves[1];
+        int halfOffset = half == null ? 0 : item.halfOffsets[1];
         Precision halfPrecision = item.operands[1].precision();
         for (int base = 0; base < item.length; base += GradientStatistics.LANES) {
             int n = Math.min(GradientStatistics.LANES, item.length - base);
@@ -320,28 +377,48 @@ final class FastStepProgram extends HostStepProgram {
                 sums[l] = sums[l] + x * x;
             }
         }
-        partials[index] = GradientStatistics.treeSum(sums);
+        partials[index] = GradientStatistics.treeSum(sums, used);
     }
 
-    private void updateChunk(int worker, int index) {
-        Item item = items[index];
+    /** The unit's chunks in order; a group's scalars are copied once for a run of its chunks (they do not change during the updates). */
+    private void updateUnit(int worker, int unit) {
         float[] s = scalars[worker];
-        System.arraycopy(groups.scalars(), item.group * StepScalars.SCALAR_STRIDE, s, 0, StepScalars.SCALAR_STRIDE);
-        int flags = groups.flags()[item.group];
+        int group = -1;
+        int flags = 0;
+        boolean gradPrepared = false;
+        for (int i = unitStarts[unit]; i < unitStarts[unit + 1]; i++) {
+            Item item = items[i];
+            if (item.group != group) {
+                group = item.group;
+                System.arraycopy(groups.scalars(), group * StepScalars.SCALAR_STRIDE, s, 0, StepScalars.SCALAR_STRIDE);
+                flags = groups.flags()[group];
+                gradPrepared = KernelFlags.has(flags, KernelFlags.UNSCALE) || KernelFlags.has(flags, KernelFlags.CLIP);
+            }
+            if (item.float32InPlace && !gradPrepared) {
+                updateRange(item.kernel, item.inPlaceVectors, item.inPlaceFloats, 0, item.length, s, flags);
+            } else {
+                updateTiles(worker, item, s, flags);
+            }
+        }
+    }
+
+    /** A chunk with a 16-bit operand, a master or a gradient to unscale or clip: tile by tile, through scratch. */
+    private void updateTiles(int worker, Item item, float[] s, int flags) {
         boolean unscale = KernelFlags.has(flags, KernelFlags.UNSCALE), clip = KernelFlags.has(flags, KernelFlags.CLIP);
         boolean gradPrepared = unscale || clip;
-        if (item.float32InPlace && !gradPrepared) {
-            updateRange(item.kernel, item.inPlaceVectors, item.inPlaceFloats, 0, item.length, s, flags);
-            return;
-        }
         // The kernels' operands for this chunk: in place where float32, else (and a prepared grad) scratch.
         FloatBuffer[] floats = workFloats[worker];
         VectorOperand[] vectors = item.inPlaceVectors == null ? null : workVectors[worker];
         float[][] tiles = scratch[worker];
         for (int j = 0; j < KERNEL_OPERANDS; j++) {
             boolean viaScratch = item.widened(j) || (j == 1 && gradPrepared);
-            floats[j] = viaScratch ? scratchFloats[worker][j] : item.inPlaceFloats[j];
-            if (vectors != null) vectors[j] = viaScratch ? scratchVectors[worker][j] : item.inPlaceVectors[j];
+            // A reference store costs a write barrier: only where the operand changes from the last chunk.
+            FloatBuffer operand = viaScratch ? scratchFloats[worker][j] : item.inPlaceFloats[j];
+            if (floats[j] != operand) floats[j] = operand;
+            if (vectors != null) {
+                VectorOperand vectorOperand = viaScratch ? scratchVectors[worker][j] : item.inPlaceVectors[j];
+                if (vectors[j] != vectorOperand) vectors[j] = vectorOperand;
+            }
         }
         BlockedHostBuffer[] o = item.operands;
         for (int done = 0; done < item.length; done += TILE) {
@@ -356,7 +433,7 @@ final class FastStepProgram extends HostStepProgram {
             updateRange(item.kernel, vectors, floats, done, done + n, s, flags);
             // Store back: the param rounded from the master, then the widened param and slots rounded.
             if (item.master != null) {
-                if (item.halves[0] != null) {
+                if (item.halves != null && item.halves[0] != null) {
                     narrow(o[0].precision(), item.master, item.masterOffset + done, item.halves[0], item.halfOffsets[0] + done, n);
                 } else {
                     item.chunkFloats[0].put(done, item.master, item.masterOffset + done, n);

@@ -4,6 +4,7 @@ import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.BufferOwner;
 import io.fusedopt.internal.Conversions;
+import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.MemoryRange;
 import java.nio.FloatBuffer;
 import java.nio.ShortBuffer;
@@ -12,7 +13,7 @@ import java.nio.ShortBuffer;
  * Host memory for the CPU backend, indexed from 0: a {@link FloatBuffer} for float32, or a
  * {@link ShortBuffer} of 16-bit patterns for bf16 and fp16 (heap or direct).
  */
-final class HostBuffer extends AbstractTensorBuffer {
+final class HostBuffer extends AbstractTensorBuffer implements GradientStatistics.FloatSource {
     private FloatBuffer floats;
     private ShortBuffer bits;
 
@@ -39,6 +40,12 @@ final class HostBuffer extends AbstractTensorBuffer {
     /** Element {@code i} widened to float32 (exact). */
     float get(int i) {
         return floats != null ? floats.get(i) : Conversions.widen(precision(), bits.get(i));
+    }
+
+    /** Element {@code index} widened to float32: the gradient statistics read a chunk through this. */
+    @Override
+    public float get(long index) {
+        return get((int) index);
     }
 
     /** Stores {@code value} into element {@code i}, rounded to this buffer's precision. */

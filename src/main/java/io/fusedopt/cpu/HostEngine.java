@@ -12,6 +12,8 @@ import java.util.List;
  */
 abstract class HostEngine implements Engine {
     private final OwnedBuffers owned = new OwnedBuffers();
+    /** Where {@code allocate} puts small tensors; used under this engine's lock. */
+    final SmallTensorArena smallTensors = new SmallTensorArena();
     private boolean closed;
 
     /** Registers a buffer this engine allocated, so that closing the engine releases it. */
@@ -78,6 +80,7 @@ abstract class HostEngine implements Engine {
         if (closed) return;
         closed = true;
         owned.releaseAll();
+        smallTensors.clear();
         closeResources();
     }
 

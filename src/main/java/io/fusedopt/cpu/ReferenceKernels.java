@@ -42,13 +42,22 @@ public final class ReferenceKernels {
      * (null where the variant keeps no such state).
      */
     public static void run(UpdateKernel kernel, FloatBuffer[] o, int from, int to, float[] s, int flags) {
+        run(kernel, o, 0, from, to, s, flags);
+    }
+
+    /**
+     * {@link #run(UpdateKernel, FloatBuffer[], int, int, float[], int)} with the operands at
+     * {@code o[first]} to {@code o[first + 4]}: a step program keeps every chunk's operands in one
+     * array and passes them where they lie (copying references costs a write barrier each).
+     */
+    public static void run(UpdateKernel kernel, FloatBuffer[] o, int first, int from, int to, float[] s, int flags) {
         switch (kernel) {
-            case SGD -> sgd(o[0], o[1], from, to, s, flags);
-            case MOMENTUM_BUFFER -> momentumBuffer(o[0], o[1], o[2], from, to, s, flags);
-            case MOMENTUM_VELOCITY -> momentumVelocity(o[0], o[1], o[2], from, to, s, flags);
-            case RMSPROP -> rmsProp(o[0], o[1], o[2], o[3], o[4], from, to, s, flags);
-            case ADAM -> adam(o[0], o[1], o[2], o[3], o[4], from, to, s, flags);
-            case ADAGRAD -> adagrad(o[0], o[1], o[2], from, to, s, flags);
+            case SGD -> sgd(o[first], o[first + 1], from, to, s, flags);
+            case MOMENTUM_BUFFER -> momentumBuffer(o[first], o[first + 1], o[first + 2], from, to, s, flags);
+            case MOMENTUM_VELOCITY -> momentumVelocity(o[first], o[first + 1], o[first + 2], from, to, s, flags);
+            case RMSPROP -> rmsProp(o[first], o[first + 1], o[first + 2], o[first + 3], o[first + 4], from, to, s, flags);
+            case ADAM -> adam(o[first], o[first + 1], o[first + 2], o[first + 3], o[first + 4], from, to, s, flags);
+            case ADAGRAD -> adagrad(o[first], o[first + 1], o[first + 2], from, to, s, flags);
         }
     }
 

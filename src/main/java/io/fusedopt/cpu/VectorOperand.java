@@ -36,6 +36,7 @@ final class VectorOperand {
 
     /** The same memory from element {@code first} on (a chunk inside a block). */
     VectorOperand from(int first) {
+        if (first == 0) return this; // immutable: a chunk at the start of its block shares the block's operand
         return new VectorOperand(array, array == null ? 0 : arrayOffset + first, memory,
                 array == null ? byteOffset + (long) first * Float.BYTES : 0);
     }

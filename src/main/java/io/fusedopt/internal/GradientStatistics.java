@@ -31,7 +31,8 @@ public final class GradientStatistics {
      */
     public static double chunkSumOfSquares(FloatSource grad, long from, long to, float invGradScale, double[] lanes) {
         boolean unscale = invGradScale != 1.0f;
-        for (int l = 0; l < LANES; l++) {
+        int used = lanesUsed(to - from);
+        for (int l = 0; l < used; l++) {
             double sum = 0.0;
             for (long k = from + l; k < to; k += LANES) {
                 float g = grad.get(k);
@@ -41,7 +42,12 @@ public final class GradientStatistics {
             }
             lanes[l] = sum;
         }
-        return treeSum(lanes);
+        return treeSum(lanes, used);
+    }
+
+    /** How many lanes of a chunk of {@code elements} elements hold any: the others' sums are 0. */
+    public static int lanesUsed(long elements) {
+        return (int) Math.min(LANES, elements);
     }
 
     /** The sum of {@code count} partial sums in the finalize kernel's order. */
@@ -56,9 +62,21 @@ public final class GradientStatistics {
 
     /** Pairwise sum of {@link #LANES} values, halving the stride (fo_tree_sum); overwrites lanes. */
     public static double treeSum(double[] lanes) {
+        return treeSum(lanes, LANES);
+    }
+
+    /**
+     * {@link #treeSum(double[])} of lanes of which only the first {@code used} may be non-zero (the
+     * others are not read): the same bits, since every lane is a sum of squares (+0.0, positive,
+     * infinite or NaN), to which adding the +0.0 of an unused lane changes nothing. A chunk of a
+     * small tensor so costs its elements, not 2 * LANES additions.
+     */
+    public static double treeSum(double[] lanes, int used) {
         for (int offset = LANES / 2; offset > 0; offset >>= 1) {
-            for (int l = 0; l < offset; l++) lanes[l] = lanes[l] + lanes[l + offset];
+            // used <= 2 * offset here, so l + offset < used implies l < offset.
+            for (int l = 0; l + offset < used; l++) lanes[l] = lanes[l] + lanes[l + offset];
+            used = Math.min(used, offset);
         }
-        return lanes[0];
+        return used > 0 ? lanes[0] : 0.0;
     }
 }
