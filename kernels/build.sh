@@ -16,7 +16,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 prebuilt="$here/prebuilt"
-families=(control sgd rmsprop adam adagrad convert)
+families=(control sgd rmsprop adam adagrad convert traffic)
 archs=(75 80 90 100 120)
 ptx_arch=120
 # Exact IEEE float32: no contraction into FMA, IEEE division and square root, keep subnormals.

@@ -54,14 +54,15 @@ extern "C" __global__ void fusedopt_grad_stats(const FoTensor* __restrict__ tens
 // computed in double and rounded once, as GradScaler's unscale does.
 __device__ __forceinline__ void fo_update_loss_scale(FoControl* control, bool nonfinite) {
   float scale = control->loss_scale;
+  // As torch._amp_update_scale_: the float32 scale times the double factor, rounded once.
   if (nonfinite) {
-    scale = __fmul_rn(scale, control->backoff_factor);
+    scale = fo_f(__dmul_rn((double)scale, control->backoff_factor));
     control->growth_tracker = 0;
     control->scale_backoffs += 1;
   } else {
     const int successful = control->growth_tracker + 1;
     if (successful == control->growth_interval) {
-      const float grown = __fmul_rn(scale, control->growth_factor);
+      const float grown = fo_f(__dmul_rn((double)scale, control->growth_factor));
       if (isfinite(grown)) {
         scale = grown;
         control->scale_growths += 1;
@@ -102,6 +103,15 @@ extern "C" __global__ void fusedopt_finalize_step(FoControl* __restrict__ contro
   const float step_inv_grad_scale = control->inv_grad_scale;
   control->step_inv_grad_scale = step_inv_grad_scale;
   if (control->dynamic_scaling) fo_update_loss_scale(control, nonfinite);
+  float clip = 1.f;
+  const float max_norm = control->max_grad_norm;
+  if (checked && max_norm > 0.f) {
+    // PyTorch's clip_grad_norm_: max_norm / (norm + 1e-6), clamped to at most 1 (NaN stays NaN).
+    const double coef = __ddiv_rn((double)max_norm, __dadd_rn(norm, 1e-6));
+    clip = coef >= 1.0 ? 1.f : fo_f(coef);
+  }
+  // Written before a skip too: a skipped step reports its own factor, never the previous step's.
+  control->clip_coef = clip;
   if (nonfinite && control->skip_nonfinite) {
     control->skip = 1;
     control->skipped_steps += 1;
@@ -111,23 +121,17 @@ extern "C" __global__ void fusedopt_finalize_step(FoControl* __restrict__ contro
   const long long step = control->step + 1;
   control->step = step;
 
-  float clip = 1.f;
-  const float max_norm = control->max_grad_norm;
-  if (checked && max_norm > 0.f) {
-    // PyTorch's clip_grad_norm_: max_norm / (norm + 1e-6), clamped to at most 1 (NaN stays NaN).
-    const double coef = __ddiv_rn((double)max_norm, __dadd_rn(norm, 1e-6));
-    clip = coef >= 1.0 ? 1.f : fo_f(coef);
-  }
-  control->clip_coef = clip;
   // The first-step rule (a momentum buffer starts as the gradient) is per entry: see below.
   const int step_flags = (step_inv_grad_scale != 1.0f ? FO_UNSCALE : 0)
                        | (clip != 1.f ? FO_CLIP : 0);
   for (int e = 0; e < group_count; e++) {
     const int* info = groups + FO_GROUP_INFO_STRIDE * e;
     const float* h = hyper + FO_HYPER_STRIDE * e;
-    // The schedule follows the optimizer's counter (LambdaLR per optimizer): its step is the number
-    // of steps applied before this one (t - 1), whatever the entry's offset.
-    const float lr = fo_scheduled_lr(h[FO_H_LR], segments + FO_MAX_SEGMENTS * e, info[2], step - 1);
+    // The schedule follows the optimizer's counter (LambdaLR per optimizer), whatever the entry's
+    // offset: the steps applied before this one (t - 1), plus the skipped ones with the iterations
+    // clock (GroupTable.schedulerStep).
+    const long long scheduler_step = step - 1 + (info[FO_INFO_SCHEDULE_CLOCK] ? control->skipped_steps : 0);
+    const float lr = fo_scheduled_lr(h[FO_H_LR], segments + FO_MAX_SEGMENTS * e, info[2], scheduler_step);
     // Bias corrections, Adagrad's decay and the first-step rule follow the entry's own step.
     const long long offset = (long long)(((unsigned long long)(unsigned int)info[FO_INFO_OFFSET_HI] << 32)
                                          | (unsigned long long)(unsigned int)info[FO_INFO_OFFSET_LO]);

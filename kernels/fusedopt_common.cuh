@@ -79,7 +79,7 @@ struct FoChunk {           // 16 bytes
 // io.fusedopt.internal.StepControl. The host writes the inputs between steps (and the loss scaler's
 // state only when it restores one); the finalize kernel writes the rest. No kernel argument changes
 // from step to step, so a step can be graph-captured.
-struct FoControl {                 // 104 bytes
+struct FoControl {                 // 112 bytes
   long long step;                  //  0: applied steps (the t of the last applied step)
   long long skipped_steps;         //  8: steps skipped for a non-finite gradient
   double grad_sq_sum;              // 16: last step: sum of squares of the unscaled gradient
@@ -97,12 +97,12 @@ struct FoControl {                 // 104 bytes
   int dynamic_scaling;             // 60: input: the finalize kernel updates loss_scale by GradScaler's rule
   float loss_scale;                // 64: dynamic: the scale of the next step's gradient
   int growth_tracker;              // 68: dynamic: clean steps since the last growth or backoff
-  float growth_factor;             // 72: input (dynamic)
-  float backoff_factor;            // 76: input (dynamic)
-  int growth_interval;             // 80: input (dynamic): clean steps before the scale grows
-  int reserved;                    // 84
-  long long scale_growths;         // 88: dynamic: times the scale grew
-  long long scale_backoffs;        // 96: dynamic: times the scale backed off
+  int growth_interval;             // 72: input (dynamic): clean steps before the scale grows
+  int reserved;                    // 76
+  double growth_factor;            // 80: input (dynamic), a double as GradScaler's: the scale is
+  double backoff_factor;           // 88: input (dynamic)   multiplied by it in double, rounded once
+  long long scale_growths;         // 96: dynamic: times the scale grew
+  long long scale_backoffs;        // 104: dynamic: times the scale backed off
 };
 
 // ---- Storage access: loads widen exactly, stores round to nearest even ----

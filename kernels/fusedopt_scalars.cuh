@@ -80,11 +80,13 @@ __device__ __forceinline__ float fo_f(double v) { return __double2float_rn(v); }
 #define FO_SCHEDULE_RESTARTS 5    // the cosine over cycles of period, period*power, period*power^2, ...
 // Segments reserved per group in the device table.
 #define FO_MAX_SEGMENTS 32
-// Ints per entry of the group-info table: kernel, step-independent flags, segment count, reserved,
-// then the entry's step offset (int64, low and high word). An entry is a cohort of one group's
+// Ints per entry of the group-info table: kernel, step-independent flags, segment count, schedule
+// clock, then the entry's step offset (int64, low and high word). An entry is a cohort of one group's
 // tensors that share a step offset: a tensor's own step is the applied-step counter minus its
 // offset (PyTorch's per-parameter step), so a tensor added late or unfrozen keeps its own count.
+// The schedule clock is 1 when the schedule also counts skipped steps (ScheduleClock.ITERATIONS).
 #define FO_GROUP_INFO_STRIDE 6
+#define FO_INFO_SCHEDULE_CLOCK 3
 #define FO_INFO_OFFSET_LO 4
 #define FO_INFO_OFFSET_HI 5
 

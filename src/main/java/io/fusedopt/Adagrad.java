@@ -30,6 +30,7 @@ public record Adagrad(double learningRate, double lrDecay, double weightDecay, d
         return new Builder();
     }
 
+    @Override
     public Builder toBuilder() {
         return new Builder().optLearningRate(learningRate).optLrDecay(lrDecay).optWeightDecay(weightDecay)
                 .optInitialAccumulatorValue(initialAccumulatorValue).optEpsilon(epsilon).optMaximize(maximize);
@@ -51,7 +52,7 @@ public record Adagrad(double learningRate, double lrDecay, double weightDecay, d
     }
 
     /** Builder; every value is optional. */
-    public static final class Builder {
+    public static final class Builder implements OptimizerConfig.Builder {
         private double learningRate = 1e-2;
         private double lrDecay;
         private double weightDecay;

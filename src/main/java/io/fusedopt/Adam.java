@@ -65,6 +65,7 @@ public record Adam(double learningRate, double beta1, double beta2, double epsil
         return new Builder().optWeightDecay(1e-2).optWeightDecayMode(WeightDecay.DECOUPLED);
     }
 
+    @Override
     public Builder toBuilder() {
         return new Builder().optLearningRate(learningRate).optBetas(beta1, beta2).optEpsilon(epsilon)
                 .optWeightDecay(weightDecay).optWeightDecayMode(weightDecayMode).optForm(form)
@@ -89,7 +90,7 @@ public record Adam(double learningRate, double beta1, double beta2, double epsil
     }
 
     /** Builder; every value is optional. */
-    public static final class Builder {
+    public static final class Builder implements OptimizerConfig.Builder {
         private double learningRate = 1e-3;
         private double beta1 = 0.9;
         private double beta2 = 0.999;

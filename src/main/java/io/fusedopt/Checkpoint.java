@@ -195,6 +195,10 @@ final class Checkpoint {
             throw new CheckpointException(target + ": cannot save: the folder " + dir + " does not exist or is not a"
                     + " folder; create it first (save creates no folders)");
         }
+        // Checked before the checkpoint is prepared and written, which the final rename would only then refuse.
+        if (Files.isDirectory(target)) {
+            throw new CheckpointException(target + ": cannot save: it is a folder; name a file (in it, for example)");
+        }
         try {
             deleteStaleTemporaries(dir, target.getFileName().toString());
         } catch (IOException e) {
@@ -396,10 +400,12 @@ final class Checkpoint {
      * Loads from a stream read to its end (named "stream" in messages). Nothing is allocated from a
      * size the stream declares before the stream has proved it: the header arrives in pieces, and
      * tensor data are held whole only for tensors that matched one of this optimizer's (of the same
-     * length and format); the others are read through in blocks for their checksums.
+     * length and format); the others are read through in blocks for their checksums. A stream that
+     * stops delivering (reads of 0 bytes) is refused ({@link StalledStreamGuard}).
      */
-    static LoadReport load(DeviceOptimizer opt, InputStream in, LoadOptions options) throws IOException {
+    static LoadReport load(DeviceOptimizer opt, InputStream source, LoadOptions options) throws IOException {
         String name = "stream";
+        InputStream in = new StalledStreamGuard(source, name);
         byte[] prefix = in.readNBytes(8);
         if (prefix.length < 8) {
             throw new CheckpointException(name + ": truncated: " + prefix.length + " bytes, not even the 8-byte header length");
@@ -525,10 +531,16 @@ final class Checkpoint {
     // used, so that a checkpoint without them is byte for byte what earlier versions wrote ----
 
     private static final String SCHEDULE = "schedule.";
+    /** What the schedules count ({@link ScheduleClock}), written only when it is not the default. */
+    private static final String SCHEDULE_CLOCK = "schedule_clock";
     private static final String SCALER = "loss_scaler.";
 
-    /** {@code schedule.N} for each group N with a schedule; {@code loss_scaler.*} with dynamic loss scaling. */
+    /**
+     * {@code schedule.N} for each group N with a schedule; {@code schedule_clock} unless it is
+     * {@link ScheduleClock#APPLIED_STEPS}; {@code loss_scaler.*} with dynamic loss scaling.
+     */
     private static void putSchedulesAndScaler(DeviceOptimizer opt, Map<String, String> metadata) {
+        if (opt.scheduleClock() != ScheduleClock.APPLIED_STEPS) metadata.put(SCHEDULE_CLOCK, opt.scheduleClock().name());
         for (ParamGroup g : opt.groups()) {
             LrSchedule schedule = g.currentSchedule();
             if (schedule != null) metadata.put(SCHEDULE + g.index(), schedule.toText());
@@ -540,8 +552,8 @@ final class Checkpoint {
         metadata.put(SCALER + "growth_tracker", Integer.toString(state.growthTracker()));
         metadata.put(SCALER + "growths", Long.toString(state.growths()));
         metadata.put(SCALER + "backoffs", Long.toString(state.backoffs()));
-        metadata.put(SCALER + "growth_factor", Float.toString((float) config.growthFactor()));
-        metadata.put(SCALER + "backoff_factor", Float.toString((float) config.backoffFactor()));
+        metadata.put(SCALER + "growth_factor", Double.toString(config.growthFactor()));
+        metadata.put(SCALER + "backoff_factor", Double.toString(config.backoffFactor()));
         metadata.put(SCALER + "growth_interval", Integer.toString(config.growthInterval()));
     }
 
@@ -619,9 +631,22 @@ final class Checkpoint {
     /** Each group's schedule (null: none) and the scaler's state (null without dynamic scaling). */
     private record SchedulesAndScaler(List<LrSchedule> schedules, LossScaleState scaler) {}
 
-    /** Reads and checks the schedules and the scaler's state; changes nothing. */
+    /**
+     * Reads and checks the schedules and the scaler's state; changes nothing. The checkpoint's
+     * schedule clock must be this optimizer's: the counter it restores (applied steps, or applied and
+     * skipped ones) places every schedule.
+     */
     private static SchedulesAndScaler schedulesAndScaler(DeviceOptimizer opt, String name, Map<String, String> m,
                                                          List<OptimizerConfig> configs) throws CheckpointException {
+        String savedClock = m.getOrDefault(SCHEDULE_CLOCK, ScheduleClock.APPLIED_STEPS.name());
+        if (java.util.Arrays.stream(ScheduleClock.values()).noneMatch(c -> c.name().equals(savedClock))) {
+            throw new CheckpointException(name + ": " + SCHEDULE_CLOCK + " '" + savedClock + "' is not a schedule clock");
+        }
+        if (!savedClock.equals(opt.scheduleClock().name())) {
+            throw new CheckpointException(name + ": " + SCHEDULE_CLOCK + " is " + savedClock + " in the checkpoint, "
+                    + opt.scheduleClock() + " in this optimizer: its schedules would resume at another step; build the optimizer"
+                    + " with optScheduleClock(ScheduleClock." + savedClock + ")");
+        }
         List<LrSchedule> schedules = new ArrayList<>();
         for (int g = 0; g < configs.size(); g++) schedules.add(null);
         for (Map.Entry<String, String> e : m.entrySet()) {
@@ -646,8 +671,8 @@ final class Checkpoint {
             throw new CheckpointException(name + ": the checkpoint was saved " + (saved ? "with" : "without") + " dynamic loss scaling,"
                     + " this optimizer runs " + (config != null ? "with" : "without") + " it");
         }
-        require(m, name, SCALER + "growth_factor", Float.toString((float) config.growthFactor()));
-        require(m, name, SCALER + "backoff_factor", Float.toString((float) config.backoffFactor()));
+        requireScalerFactor(m, name, SCALER + "growth_factor", config.growthFactor());
+        requireScalerFactor(m, name, SCALER + "backoff_factor", config.backoffFactor());
         require(m, name, SCALER + "growth_interval", Integer.toString(config.growthInterval()));
         float scale;
         try {
@@ -666,6 +691,16 @@ final class Checkpoint {
         LossScaleState state = new LossScaleState(scale, (int) tracker, number(m, name, SCALER + "growths"),
                 number(m, name, SCALER + "backoffs"));
         return new SchedulesAndScaler(schedules, state);
+    }
+
+    /**
+     * A scaler factor of the checkpoint, which must be this optimizer's: the double as saved now,
+     * or its float32 as files written before the factors were doubles hold it.
+     */
+    private static void requireScalerFactor(Map<String, String> m, String name, String key, double factor)
+            throws CheckpointException {
+        if (Float.toString((float) factor).equals(m.get(key))) return;
+        require(m, name, key, Double.toString(factor));
     }
 
     private record Plan(List<OptimizerConfig> configs, long step, long skippedSteps, double gradScale, List<Item> loads,
@@ -695,9 +730,24 @@ final class Checkpoint {
         }
         boolean withParams = paramsSaved.equals("true");
         List<ParamGroup> groups = opt.groups();
-        require(m, name, "groups", Integer.toString(groups.size()));
+        long savedGroups = number(m, name, "groups");
+        if (savedGroups != groups.size()) {
+            if (savedGroups > groups.size()) {
+                throw new CheckpointException(name + ": groups is " + savedGroups + " in the checkpoint, " + groups.size() + " in this"
+                        + " optimizer: add groups until it has as many (a load restores every saved group's configuration)");
+            }
+            if (strict) {
+                throw new CheckpointException(name + ": groups is " + savedGroups + " in the checkpoint, " + groups.size() + " in this"
+                        + " optimizer; a non-strict load (LoadOptions.builder().optStrict(false)) restores the saved groups into this"
+                        + " optimizer's first " + savedGroups + " and leaves the others (a new head's group) as they are");
+            }
+        }
+        // A non-strict load into more groups (fine-tuning with a new head in its own group): the extra
+        // groups keep their configuration and schedule, and their tensors are missing from the checkpoint.
+        List<Integer> extraGroups = new ArrayList<>();
+        for (int g = (int) savedGroups; g < groups.size(); g++) extraGroups.add(g);
         List<OptimizerConfig> configs = new ArrayList<>();
-        for (ParamGroup g : groups) {
+        for (ParamGroup g : groups.subList(0, (int) savedGroups)) {
             Map<String, String> fields = new LinkedHashMap<>();
             String prefix = "group." + g.index() + ".";
             m.forEach((k, v) -> { if (k.startsWith(prefix)) fields.put(k.substring(prefix.length()), v); });
@@ -755,8 +805,18 @@ final class Checkpoint {
             throw new CheckpointException(name + ": the checkpoint has tensor '" + entries.remainingNames().get(0)
                     + "', which this optimizer does not have (" + entries.size() + " extra)" + NON_STRICT_HINT);
         }
+        if (loads.isEmpty() && !(missing.isEmpty() && mismatched.isEmpty() && entries.isEmpty())) {
+            // Only a non-strict load gets here. It would restore the step counters, the groups' settings
+            // and schedules and the loss scale of another run, and no tensor of it: almost surely the
+            // wrong file or renamed parameters, which a LoadReport listing nothing loaded hides too well.
+            throw new CheckpointException(name + ": a non-strict load matched none of this optimizer's tensors (" + missing.size()
+                    + " missing, " + mismatched.size() + " of another length or format, " + entries.size() + " in the checkpoint"
+                    + " only); refused, since it would only move the step counters, the groups' settings and schedules and the"
+                    + " loss scale of another run onto these tensors: check that the checkpoint is this model's and that its"
+                    + " parameter names are the ones registered");
+        }
         List<String> loaded = loads.stream().map(Item::key).toList();
-        LoadReport report = new LoadReport(loaded, missing, entries.remainingNames(), mismatched, withParams);
+        LoadReport report = new LoadReport(loaded, missing, entries.remainingNames(), mismatched, withParams, extraGroups);
         return new Plan(configs, step, skipped, gradScale, loads, report);
     }
 

@@ -46,7 +46,8 @@ import java.util.TreeMap;
  * ({@link Parameter#stepCount()}): the steps that updated it. Bias corrections, Adagrad's decay and
  * the momentum buffer's first-step rule follow it, so a tensor or group added after steps have
  * begun starts at its own step 1, and a frozen tensor ({@link Parameter#freeze()}) keeps its count
- * until it is unfrozen. Learning-rate schedules follow the optimizer's counter t. Internally the
+ * until it is unfrozen. Learning-rate schedules follow the optimizer's counter t (or, with
+ * {@link ScheduleClock#ITERATIONS}, every step taken, skipped ones included). Internally the
  * tensors of one group that share a step offset (t minus their own count) form one entry of the
  * group table, so there is still one update launch per kernel kind. Hyper-parameters, the learning
  * rate included, may change between steps ({@link ParamGroup#setConfig}); the state layout may not.
@@ -98,6 +99,8 @@ public final class DeviceOptimizer implements AutoCloseable {
     private final OptimizerConfig defaults;
     private final List<ParamGroup> groups = new ArrayList<>();
     private final Set<String> parameterNames = new HashSet<>();
+    /** Every registered tensor by name ({@link #parameter}). */
+    private final Map<String, Parameter> parametersByName = new java.util.HashMap<>();
     /**
      * The memory of every registered param and grad, per base (an array, or native addresses), by
      * start; the ranges in one map never overlap. States and master weights are not here: the
@@ -111,6 +114,7 @@ public final class DeviceOptimizer implements AutoCloseable {
     /** GradScaler's rule on the device, or null (a fixed scale, {@link #setGradScale}). */
     private final DynamicLossScaling dynamicLossScaling;
     private final boolean trackGradNorm;
+    private final ScheduleClock scheduleClock;
     private final List<StepGraph> graphs = new ArrayList<>();
     /** The whole step over all tensors; built at the first step, null when the tensors changed. */
     private StepProgram program;
@@ -153,6 +157,7 @@ public final class DeviceOptimizer implements AutoCloseable {
         this.maxGradNorm = builder.maxGradNorm;
         this.dynamicLossScaling = builder.dynamicLossScaling;
         this.trackGradNorm = builder.trackGradNorm;
+        this.scheduleClock = builder.scheduleClock;
         if (dynamicLossScaling != null) {
             initialScalerState = new LossScaleState((float) dynamicLossScaling.initialScale(), 0, 0, 0);
             gradScale = initialScalerState.scale();
@@ -184,7 +189,11 @@ public final class DeviceOptimizer implements AutoCloseable {
         return engine.description();
     }
 
-    /** The configuration new groups get from {@link #addGroup()}. */
+    /**
+     * The configuration new groups get from {@link #addGroup()}. A group's variant of it needs no
+     * cast: {@code addGroup(defaults().toBuilder().optWeightDecay(0).build())}
+     * ({@link OptimizerConfig#toBuilder()}).
+     */
     public OptimizerConfig defaults() {
         return defaults;
     }
@@ -216,9 +225,47 @@ public final class DeviceOptimizer implements AutoCloseable {
     }
 
     /**
+     * The registered tensor named {@code name} (in any group), or empty when none is: names are
+     * unique within an optimizer ({@link ParamGroup#add}).
+     *
+     * @throws IllegalArgumentException when {@code name} is null
+     */
+    public synchronized java.util.Optional<Parameter> parameter(String name) {
+        ensureOpen();
+        Check.notNull("name", name);
+        return java.util.Optional.ofNullable(parametersByName.get(name));
+    }
+
+    /**
+     * Sets {@code schedule} on every group now in this optimizer ({@link ParamGroup#setSchedule}),
+     * as a PyTorch scheduler covers every {@code param_group}; null removes every group's schedule.
+     * A group added later has none until it is given one. Each group applies the schedule's factors
+     * to its own learning rate.
+     *
+     * @throws IllegalArgumentException when the schedule would take some group's rate beyond
+     *     float32's range (the message names the group); no group is changed then
+     */
+    public synchronized void setSchedule(LrSchedule schedule) {
+        ensureUsable();
+        // Every group is checked before any changes, so that a refusal leaves all of them as they were.
+        if (schedule != null) for (ParamGroup g : groups) g.requireScheduleFits(schedule, g.currentConfig());
+        for (ParamGroup g : groups) g.setSchedule(schedule);
+    }
+
+    /** What learning-rate schedules count ({@link Builder#optScheduleClock}). */
+    public ScheduleClock scheduleClock() {
+        return scheduleClock;
+    }
+
+    /**
      * New library-owned memory of {@code length} float32 elements, set to zero: device memory on the
      * CUDA backend, host memory on the CPU backend. Freed by its {@code close()} or by this
      * optimizer's.
+     *
+     * @throws IllegalArgumentException for a negative length, or one the backend cannot index
+     *     (CPU: 2^31 - 9 elements, one Java array; CPU_FAST: about 2^59)
+     * @throws OutOfMemoryError on the CPU backends, naming {@code -Xmx}, when the memory does not
+     *     fit the heap (a tensor larger than the heap's limit is refused before anything is allocated)
      */
     public TensorBuffer allocate(long length) {
         return allocate(length, Precision.FP32);
@@ -271,6 +318,15 @@ public final class DeviceOptimizer implements AutoCloseable {
      * buffer through its array and, from JDK 19 on, a native-order direct buffer in place; a direct
      * buffer on JDK 17 and 18, or a view of a ByteBuffer in the other byte order or on the heap, runs
      * the loops ({@link #deviceDescription()} says which ran, once a step is prepared).
+     *
+     * <p>Lifetime: the returned buffer holds a strong reference to {@code buffer} (and so to the
+     * direct {@code ByteBuffer} behind a view) until it is closed, which for a registered tensor is
+     * when this optimizer closes; the collector therefore never frees wrapped memory under a step,
+     * even after the caller dropped its own references. Memory freed explicitly while registered
+     * cannot be detected: a direct buffer released through its cleaner (by
+     * {@code sun.misc.Unsafe.invokeCleaner} or a pooling library), or a mapping unmapped that way,
+     * leaves the next step reading and writing freed memory, which can crash the JVM. Release such
+     * memory only after closing the optimizer.
      */
     public synchronized TensorBuffer wrapHost(FloatBuffer buffer) {
         ensureOpen();
@@ -357,6 +413,24 @@ public final class DeviceOptimizer implements AutoCloseable {
      */
     public synchronized long stepCount() {
         ensureOpen();
+        return countAppliedSteps();
+    }
+
+    /**
+     * Whether the step counters can be read without waiting for the device: no program yet, no
+     * policy that skips steps, or a host backend.
+     */
+    private boolean countersOnHost() {
+        return program == null || nonFinitePolicy == NonFinitePolicy.PROPAGATE || engine.backend() != Backend.CUDA;
+    }
+
+    /** {@link #nextSchedulerStep()} where reading it does not wait for the device, else empty (for toString). */
+    synchronized java.util.OptionalLong nextSchedulerStepWithoutWaiting() {
+        return !closed && countersOnHost() ? java.util.OptionalLong.of(nextSchedulerStep()) : java.util.OptionalLong.empty();
+    }
+
+    /** {@link #stepCount()} without the open check. */
+    private long countAppliedSteps() {
         if (program == null) return initialStep;
         if (nonFinitePolicy == NonFinitePolicy.PROPAGATE) return initialStep + stepsRequested;
         return program.readControl().step;
@@ -373,19 +447,30 @@ public final class DeviceOptimizer implements AutoCloseable {
     /**
      * The learning rate of every group (in {@link #groups()} order) that the next step will use, as
      * the float32 the kernels use: the configuration's rate, times its schedule's factor at the
-     * current step count ({@link ParamGroup#setSchedule}); PyTorch's {@code get_last_lr()} after
-     * {@code scheduler.step()}. Waits for the device where {@link #stepCount()} does.
+     * next scheduler step ({@link ParamGroup#setSchedule}, {@link ScheduleClock}); PyTorch's
+     * {@code get_last_lr()} after {@code scheduler.step()}. One group's: {@link ParamGroup#learningRate()}.
+     * Waits for the device where {@link #stepCount()} does.
      */
     public synchronized float[] lastLearningRates() {
         ensureOpen();
-        long n = stepCount();
+        long n = nextSchedulerStep();
         float[] out = new float[groups.size()];
-        for (ParamGroup g : groups) {
-            LrSchedule schedule = g.currentSchedule();
-            out[g.index()] = io.fusedopt.internal.LrSegments.scheduledLr((float) g.currentConfig().learningRate(),
-                    schedule == null ? null : schedule.segments(), n);
-        }
+        for (ParamGroup g : groups) out[g.index()] = g.scheduledLearningRate(n);
         return out;
+    }
+
+    /**
+     * The scheduler step the next step's schedules are evaluated at: the applied steps so far, plus
+     * the skipped ones with {@link ScheduleClock#ITERATIONS}. Waits for the device where
+     * {@link #stepCount()} does.
+     */
+    synchronized long nextSchedulerStep() {
+        if (scheduleClock == ScheduleClock.APPLIED_STEPS) return stepCount();
+        // Steps are skipped only where stepCount() reads the control block; elsewhere the skipped
+        // count is the one the counters started from.
+        if (program == null || nonFinitePolicy == NonFinitePolicy.PROPAGATE) return stepCount() + initialSkippedSteps;
+        StepControl c = program.readControl();
+        return c.step + c.skippedSteps;
     }
 
     /** Whether the gradient norm is computed at every step ({@link Builder#optTrackGradNorm}, or for clipping, a policy or dynamic scaling). */
@@ -412,6 +497,42 @@ public final class DeviceOptimizer implements AutoCloseable {
         if (program == null) return initialScalerState;
         StepControl c = program.readControl();
         return new LossScaleState(c.lossScale, c.growthTracker, c.scaleGrowths, c.scaleBackoffs);
+    }
+
+    /**
+     * The device address of the dynamic loss scale (a float32 in the optimizer's control block on
+     * CUDA), for a loss-scaling kernel of your own that multiplies the loss by it without the host
+     * waiting for the device, as {@link #gradScale()} and {@link #lossScaleState()} do. The address
+     * stays the same until the optimizer is closed (tensors added, frozen or unfrozen and loads do
+     * not move it); do not write to it.
+     *
+     * <p><b>Stream order.</b> Each step's finalize kernel writes the scale of the next step there,
+     * on the optimizer's stream ({@link Builder#optCudaStream}, or the legacy default stream): a
+     * kernel queued on that stream after {@link #step()} (or a replay) reads the scale for the next
+     * step's gradients. A kernel on another stream must wait for an event recorded on the
+     * optimizer's stream after the step; a kernel queued before the step reads the previous scale.
+     * Before the first step it holds the initial scale, after a {@link #load} the restored one
+     * (written on the stream).
+     *
+     * @throws IllegalStateException when dynamic loss scaling is off, the backend is not CUDA (the
+     *     CPU backends never wait: use {@link #gradScale()}), no tensor is registered yet (the
+     *     control block is made with the first step program), the optimizer is closed or an earlier
+     *     step failed
+     */
+    public synchronized long lossScaleDevicePointer() {
+        ensureUsable();
+        if (dynamicLossScaling == null) {
+            throw new IllegalStateException("dynamic loss scaling is off: build with optDynamicLossScaling(...) to use it");
+        }
+        if (engine.backend() != Backend.CUDA) {
+            throw new IllegalStateException("the " + engine.backend() + " backend keeps the loss scale in host memory: read it with"
+                    + " gradScale(), which does not wait on the CPU backends");
+        }
+        if (program == null) {
+            requireRegisteredTensors("give the loss scale's device address");
+            prepareProgram();
+        }
+        return ((CudaEngine) engine).controlBlockAddress() + StepControl.OFFSET_LOSS_SCALE;
     }
 
     /**
@@ -442,7 +563,8 @@ public final class DeviceOptimizer implements AutoCloseable {
 
     /**
      * The loss scale set by {@link #setGradScale} (1 by default); with dynamic loss scaling the
-     * scale of the next step ({@link #lossScaleState()}, which waits for queued steps on CUDA).
+     * scale of the next step ({@link #lossScaleState()}, which waits for queued steps on CUDA: in a
+     * loop that must not wait, give your loss kernel {@link #lossScaleDevicePointer()} instead).
      */
     public synchronized double gradScale() {
         ensureOpen();
@@ -472,7 +594,8 @@ public final class DeviceOptimizer implements AutoCloseable {
      * moment leaves either the previous file or the new one, never a mix. Waits for queued steps.
      *
      * @throws CheckpointException naming the file when its folder does not exist (folders are not
-     *     created) or writing fails; nothing is written then and the previous file is unchanged
+     *     created), when it is itself a folder (refused before anything is written), or when writing
+     *     fails; nothing is written then and the previous file is unchanged
      */
     public synchronized void save(java.nio.file.Path file) throws java.io.IOException {
         save(file, SaveOptions.defaults());
@@ -550,6 +673,9 @@ public final class DeviceOptimizer implements AutoCloseable {
      * their values. A tensor some of whose states were not loaded restarts at its own step 0 (its
      * next update is its own step 1, as for a tensor added now: {@link Parameter#stepCount()}) and
      * keeps its frozen flag; every other tensor gets the checkpoint's own count and frozen flag.
+     * A non-strict load also takes a checkpoint with fewer groups than this optimizer (fine-tuning
+     * with a new head in a group of its own): the saved groups are restored into the first ones,
+     * the others keep their configuration and schedule ({@link LoadReport#extraGroups()}).
      * A strict load with these options returns a report too: every tensor loaded, and whether the
      * checkpoint held the params.
      *
@@ -697,6 +823,34 @@ public final class DeviceOptimizer implements AutoCloseable {
         return closed;
     }
 
+    /**
+     * One line for a debugger: the backend, the algorithm, the groups, the tensors (and how many are
+     * frozen), the step count, and whether the optimizer is closed or failed. It never waits for
+     * the device: where the applied-step count lives on the device only (CUDA with a policy that
+     * can skip steps), it gives the steps taken instead.
+     */
+    @Override
+    public synchronized String toString() {
+        StringBuilder b = new StringBuilder("DeviceOptimizer[").append(engine.backend()).append(", ").append(defaults.algorithm());
+        int tensors = 0, frozen = 0;
+        for (ParamGroup g : groups) {
+            for (Parameter p : g.parameterList()) {
+                tensors++;
+                if (p.frozen()) frozen++;
+            }
+        }
+        b.append(", ").append(groups.size()).append(groups.size() == 1 ? " group, " : " groups, ").append(tensors)
+                .append(tensors == 1 ? " tensor" : " tensors").append(frozen > 0 ? " (" + frozen + " frozen)" : "");
+        if (closed) return b.append(", closed]").toString();
+        if (countersOnHost()) {
+            b.append(", step ").append(countAppliedSteps());
+        } else {
+            b.append(", ").append(initialStep + initialSkippedSteps + stepsRequested).append(" steps taken (applied count on the device)");
+        }
+        if (failure != null) b.append(", failed: ").append(failure.getMessage());
+        return b.append(']').toString();
+    }
+
     /** Frees everything the library owns; idempotent. */
     @Override
     public synchronized void close() {
@@ -782,6 +936,7 @@ public final class DeviceOptimizer implements AutoCloseable {
         List<KernelBatch> batches = new ArrayList<>();
         byLaunch.forEach((kind, tensors) -> batches.add(new KernelBatch(kind.kernel(), kind.mixed(), tensors)));
         groupTable = new GroupTable(entries.size());
+        groupTable.setSchedulesCountSkippedSteps(scheduleClock == ScheduleClock.ITERATIONS);
         entryGroups = entries;
         for (int e = 0; e < entries.size(); e++) {
             ParamGroup group = entries.get(e);
@@ -823,7 +978,7 @@ public final class DeviceOptimizer implements AutoCloseable {
 
     private void applyInputs(StepProgram target) {
         if (dynamicLossScaling != null) {
-            target.setDynamicScaling(true, (float) dynamicLossScaling.growthFactor(), (float) dynamicLossScaling.backoffFactor(),
+            target.setDynamicScaling(true, dynamicLossScaling.growthFactor(), dynamicLossScaling.backoffFactor(),
                     dynamicLossScaling.growthInterval());
         }
         target.setInputs(invGradScale, maxGradNorm, checksGradient(), nonFinitePolicy != NonFinitePolicy.PROPAGATE);
@@ -903,11 +1058,20 @@ public final class DeviceOptimizer implements AutoCloseable {
     /** Reserves a parameter name, unique within this optimizer. */
     synchronized void claimName(String name) {
         if (name == null || name.isBlank()) throw new IllegalArgumentException("parameter name must not be null or blank");
+        if (name.length() > Parameter.MAX_NAME_LENGTH) {
+            throw new IllegalArgumentException("parameter name must be at most " + Parameter.MAX_NAME_LENGTH + " characters (the"
+                    + " longest a checkpoint can load), got " + name.length() + " characters starting '" + name.substring(0, 40) + "...'");
+        }
         if (!parameterNames.add(name)) throw new IllegalArgumentException("a parameter named '" + name + "' already exists");
     }
 
     synchronized void releaseName(String name) {
         parameterNames.remove(name);
+    }
+
+    /** Makes a tensor just registered findable by {@link #parameter}. */
+    synchronized void registered(Parameter parameter) {
+        parametersByName.put(parameter.name(), parameter);
     }
 
     /** A registered buffer's memory and what it backs ("param 'w'"). */
@@ -1002,6 +1166,7 @@ public final class DeviceOptimizer implements AutoCloseable {
         private float maxGradNorm;
         private DynamicLossScaling dynamicLossScaling;
         private boolean trackGradNorm;
+        private ScheduleClock scheduleClock = ScheduleClock.APPLIED_STEPS;
         private int cpuThreads = Runtime.getRuntime().availableProcessors();
         private CudaOpener cudaOpener = Builder::openCuda;
 
@@ -1084,11 +1249,28 @@ public final class DeviceOptimizer implements AutoCloseable {
         }
 
         /**
+         * What learning-rate schedules count (default {@link ScheduleClock#APPLIED_STEPS}):
+         * {@link ScheduleClock#ITERATIONS} counts skipped steps too, as PyTorch's usual loop that calls
+         * {@code scheduler.step()} every iteration. The same on every backend (on CUDA the finalize
+         * kernel counts on the device, so captured steps follow it), and saved in checkpoints: a
+         * checkpoint loads only into an optimizer with the same clock.
+         */
+        public Builder optScheduleClock(ScheduleClock v) {
+            Check.notNull("schedule clock", v);
+            scheduleClock = v;
+            return this;
+        }
+
+        /**
          * Threads the {@link Backend#CPU_FAST} backend updates with, the stepping thread included
-         * (default: every available processor). Ignored by the other backends.
+         * (default: every available processor), from 1 to 4 per available processor: a step is
+         * split into one equal share per thread and waits for the slowest, so threads beyond the
+         * cores only take turns on them. Ignored by the other backends.
+         *
+         * @throws IllegalArgumentException for a count outside that range
          */
         public Builder optCpuThreads(int v) {
-            if (v < 1) throw new IllegalArgumentException("CPU threads must be >= 1, got " + v);
+            FastCpuEngine.requireThreadCount(v);
             cpuThreads = v;
             return this;
         }

@@ -48,10 +48,14 @@ public final class LoadOptions {
          * Strict (the default): the checkpoint's tensors and this optimizer's must be the same
          * names, lengths and formats, or the load is refused and nothing changes. Non-strict: the
          * tensors whose names, lengths and formats match are loaded, the others are left as they
-         * are, and the {@link LoadReport} lists them (missing, unexpected, mismatched). Either way
-         * the algorithm, the storage formats and the groups (their number and state layout) must
-         * match, and the step counters, every group's hyper-parameters and the loss scale are
-         * restored; the whole checkpoint is checked (checksums included) before anything changes.
+         * are, and the {@link LoadReport} lists them (missing, unexpected, mismatched); the
+         * checkpoint may also have fewer groups than this optimizer, whose extra groups then keep
+         * their configuration and schedule ({@link LoadReport#extraGroups()}: a new head's group
+         * when fine-tuning). Either way the algorithm, the storage formats and the saved groups'
+         * state layout must match, and the step counters, every saved group's hyper-parameters and
+         * the loss scale are restored; the whole checkpoint is checked (checksums included) before
+         * anything changes. A non-strict load that matches none of this optimizer's tensors is
+         * refused (see {@link LoadReport}).
          */
         public Builder optStrict(boolean v) {
             strict = v;

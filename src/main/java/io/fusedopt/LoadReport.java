@@ -1,5 +1,6 @@
 package io.fusedopt;
 
+import io.fusedopt.internal.Check;
 import java.util.List;
 import java.util.Map;
 
@@ -9,6 +10,13 @@ import java.util.Map;
  * load (the default) only {@link #loaded()} is non-empty; a non-strict load
  * ({@link LoadOptions.Builder#optStrict}) may also leave tensors as they were, listed here.
  *
+ * <p>Besides the tensors it lists, every load that returns has restored, from the checkpoint, the
+ * step counters (each tensor's own count and frozen flag as {@link DeviceOptimizer#load(java.nio.file.Path,
+ * LoadOptions)} says), every saved group's hyper-parameters and learning-rate schedule, and the loss scale
+ * (with dynamic loss scaling, the scaler's state). A non-strict load that would match no tensor at all
+ * is refused instead ({@link CheckpointException}, nothing changed): it would move only that run-wide
+ * state onto tensors of another run, which is almost surely the wrong file or renamed parameters.
+ *
  * @param loaded the tensors restored from the checkpoint, in this optimizer's order
  * @param missing this optimizer's tensors that the checkpoint lacks: left as they were
  * @param unexpected the checkpoint's tensors that this optimizer does not have: ignored
@@ -17,25 +25,44 @@ import java.util.Map;
  * @param paramsIncluded whether the checkpoint holds the params; when it does not
  *     ({@link SaveOptions.Builder#optIncludeParams}) every param was left as it was and no
  *     {@code name/param} is listed as missing
+ * @param extraGroups the indices of this optimizer's groups beyond the checkpoint's, after a
+ *     non-strict load of a checkpoint with fewer groups (fine-tuning with a new head in its own
+ *     group): they kept their configuration and schedule, and their tensors are listed as missing
  */
 public record LoadReport(List<String> loaded, List<String> missing, List<String> unexpected, Map<String, String> mismatched,
-                         boolean paramsIncluded) {
+                         boolean paramsIncluded, List<Integer> extraGroups) {
 
     public LoadReport {
+        Check.notNull("loaded", loaded);
+        Check.notNull("missing", missing);
+        Check.notNull("unexpected", unexpected);
+        Check.notNull("mismatched", mismatched);
+        Check.notNull("extraGroups", extraGroups);
+        extraGroups = List.copyOf(extraGroups);
         loaded = List.copyOf(loaded);
         missing = List.copyOf(missing);
         unexpected = List.copyOf(unexpected);
         mismatched = java.util.Collections.unmodifiableMap(new java.util.LinkedHashMap<>(mismatched));
     }
 
-    /** True when every tensor of this optimizer (params aside, when the checkpoint has none) was restored and none was ignored. */
+    /** A report of a load that restored every group of this optimizer (no {@link #extraGroups()}). */
+    public LoadReport(List<String> loaded, List<String> missing, List<String> unexpected, Map<String, String> mismatched,
+                      boolean paramsIncluded) {
+        this(loaded, missing, unexpected, mismatched, paramsIncluded, List.of());
+    }
+
+    /**
+     * True when every tensor of this optimizer (params aside, when the checkpoint has none) and
+     * every group was restored, and none of the checkpoint's tensors was ignored.
+     */
     public boolean isComplete() {
-        return missing.isEmpty() && unexpected.isEmpty() && mismatched.isEmpty();
+        return missing.isEmpty() && unexpected.isEmpty() && mismatched.isEmpty() && extraGroups.isEmpty();
     }
 
     @Override
     public String toString() {
         return "LoadReport[" + loaded.size() + " loaded" + (paramsIncluded ? "" : " (params not in the checkpoint)")
-                + ", missing " + missing + ", unexpected " + unexpected + ", mismatched " + mismatched + "]";
+                + ", missing " + missing + ", unexpected " + unexpected + ", mismatched " + mismatched
+                + (extraGroups.isEmpty() ? "" : ", groups not in the checkpoint " + extraGroups) + "]";
     }
 }

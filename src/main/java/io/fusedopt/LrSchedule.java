@@ -1,5 +1,6 @@
 package io.fusedopt;
 
+import io.fusedopt.internal.Check;
 import io.fusedopt.internal.LrSegments;
 import io.fusedopt.internal.LrSegments.Segment;
 import java.util.ArrayList;
@@ -11,8 +12,10 @@ import java.util.List;
  * Attach it with {@link ParamGroup#setSchedule}; the step with counter {@code t} (1, 2, ...) then
  * uses the learning rate {@code float32(lr * factorAt(t - 1))}, where {@code lr} is the group's
  * float32 learning rate: {@code n} counts the steps applied before this one, as PyTorch's
- * {@code scheduler.step()} called after each {@code optimizer.step()}. Steps skipped for a
- * non-finite gradient do not advance it.
+ * {@code scheduler.step()} called after each applied {@code optimizer.step()}. Steps skipped for a
+ * non-finite gradient do not advance it, unless the optimizer counts iterations
+ * ({@link ScheduleClock#ITERATIONS}): then {@code n} counts every step taken before this one, as
+ * PyTorch's usual loop that calls {@code scheduler.step()} every iteration.
  *
  * <p>The factor is computed in double by one written formula per kind (README "Formulas"), on the
  * host by the CPU backends and on the device by the finalize kernel, with the same IEEE operations
@@ -91,23 +94,20 @@ public final class LrSchedule {
      * {@code floorFactor} over the remaining {@code totalSteps - warmupSteps} steps, then the floor
      * (Hugging Face's {@code get_cosine_schedule_with_warmup} with a floor).
      *
-     * @throws IllegalArgumentException when the warmup is longer than the total, or any argument is
-     *     out of range
+     * @throws IllegalArgumentException when the warmup is negative or not shorter than the total
+     *     (the cosine phase needs at least one step: a warmup as long as the total would drop from
+     *     1 straight to the floor), or any other argument is out of range
      */
     public static LrSchedule cosineWithWarmup(long warmupSteps, long totalSteps, double floorFactor) {
         requireFactor("floorFactor", floorFactor);
         requireSteps("totalSteps", totalSteps);
-        if (warmupSteps < 0 || warmupSteps > totalSteps) {
-            throw new IllegalArgumentException("warmupSteps must be in [0, totalSteps], got warmup " + warmupSteps + " longer than"
-                    + " the total " + totalSteps);
+        if (warmupSteps < 0 || warmupSteps >= totalSteps) {
+            throw new IllegalArgumentException("warmupSteps must be in [0, totalSteps - 1] (the cosine phase needs at least one"
+                    + " step), got warmup " + warmupSteps + " of a total of " + totalSteps);
         }
         List<Segment> list = new ArrayList<>();
         if (warmupSteps > 0) list.add(segment(LrSegments.LINEAR, 0, warmupSteps, 0, 0, 0.0, 1.0));
-        if (totalSteps > warmupSteps) {
-            list.add(segment(LrSegments.COSINE, warmupSteps, totalSteps - warmupSteps, 0, 0, 1.0, floorFactor));
-        } else {
-            list.add(segment(LrSegments.CONSTANT, warmupSteps, 0, 0, 0, floorFactor, 0));
-        }
+        list.add(segment(LrSegments.COSINE, warmupSteps, totalSteps - warmupSteps, 0, 0, 1.0, floorFactor));
         return new LrSchedule(list);
     }
 
@@ -124,6 +124,7 @@ public final class LrSchedule {
      */
     public static LrSchedule multiStep(double gamma, long... milestones) {
         requireFactor("gamma", gamma);
+        Check.notNull("milestones", milestones);
         if (milestones.length + 1 > LrSegments.MAX_SEGMENTS) {
             throw new IllegalArgumentException("at most " + (LrSegments.MAX_SEGMENTS - 1) + " milestones, got " + milestones.length);
         }
@@ -209,7 +210,9 @@ public final class LrSchedule {
      * element than {@code schedules}, positive and strictly increasing; at most 32 segments in all.
      */
     public static LrSchedule sequence(List<LrSchedule> schedules, long... milestones) {
-        if (schedules == null || schedules.isEmpty()) throw new IllegalArgumentException("sequence needs at least one schedule");
+        Check.notNull("schedules", schedules);
+        Check.notNull("milestones", milestones);
+        if (schedules.isEmpty()) throw new IllegalArgumentException("sequence needs at least one schedule");
         if (milestones.length != schedules.size() - 1) {
             throw new IllegalArgumentException("sequence of " + schedules.size() + " schedules needs " + (schedules.size() - 1)
                     + " milestones, got " + milestones.length);

@@ -53,6 +53,7 @@ public record Momentum(double learningRate, double momentum, double dampening, d
         return new Builder();
     }
 
+    @Override
     public Builder toBuilder() {
         return new Builder().optLearningRate(learningRate).setMomentum(momentum).optDampening(dampening)
                 .optWeightDecay(weightDecay).optNesterov(nesterov).optForm(form).optMaximize(maximize);
@@ -74,7 +75,7 @@ public record Momentum(double learningRate, double momentum, double dampening, d
     }
 
     /** Builder; {@link #setMomentum} is required, the rest optional. */
-    public static final class Builder {
+    public static final class Builder implements OptimizerConfig.Builder {
         private double learningRate = 1e-3;
         private Double momentum;
         private double dampening;

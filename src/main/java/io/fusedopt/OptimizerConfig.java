@@ -28,4 +28,28 @@ public sealed interface OptimizerConfig permits Sgd, Momentum, RmsProp, Adam, Ad
 
     /** The state tensors this variant keeps per parameter, in a fixed order. */
     List<StateKind> stateKinds();
+
+    /**
+     * A builder holding this configuration's values, to derive a group's variant of it. Each
+     * algorithm's {@code toBuilder()} returns its own builder (for example {@link Adam.Builder},
+     * with every option of Adam); this one, reached from any {@code OptimizerConfig} such as
+     * {@link DeviceOptimizer#defaults()}, offers the options every algorithm has, without a cast:
+     * {@code opt.addGroup(opt.defaults().toBuilder().optWeightDecay(0).build())}.
+     */
+    Builder toBuilder();
+
+    /** The options every algorithm's builder has; each builder returns itself, of its own type. */
+    interface Builder {
+        /** The learning rate lr. */
+        Builder optLearningRate(double v);
+
+        /** The weight decay (its form is the algorithm's: L2, or decoupled for AdamW). */
+        Builder optWeightDecay(double v);
+
+        /** Maximizes the objective instead of minimizing it. */
+        Builder optMaximize(boolean v);
+
+        /** The configuration, validated. */
+        OptimizerConfig build();
+    }
 }

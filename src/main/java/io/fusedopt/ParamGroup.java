@@ -1,6 +1,8 @@
 package io.fusedopt;
 
 import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.Check;
+import io.fusedopt.internal.LrSegments;
 import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.UpdatePlan;
 import java.util.ArrayList;
@@ -57,7 +59,7 @@ public final class ParamGroup {
                         + newConfig.stateKinds() + " with kernel " + newPlan.kernel() + ", but this group keeps "
                         + config.stateKinds() + " with kernel " + plan.kernel() + "; only hyper-parameters may change");
             }
-            if (schedule != null) schedule.segments().requireFiniteWith(newConfig.learningRate(), "group " + index);
+            if (schedule != null) requireScheduleFits(schedule, newConfig);
             config = newConfig;
             plan = newPlan;
             optimizer.groupChanged();
@@ -66,11 +68,13 @@ public final class ParamGroup {
 
     /**
      * Sets this group's learning-rate schedule, from the next step on: the step with counter t
-     * uses {@code float32(lr * schedule.factorAt(t - 1))}, where {@code lr} is the configuration's
+     * uses {@code float32(lr * schedule.factorAt(n))}, where {@code lr} is the configuration's
      * rate (which {@link #setLearningRate} still changes, for example from a
-     * {@link ReduceLrOnPlateau}). The schedule counts the optimizer's applied steps, not the steps
-     * since it was set; null removes it. On CUDA the finalize kernel evaluates it on the device, so
-     * a captured step follows it.
+     * {@link ReduceLrOnPlateau}) and n counts the optimizer's steps before this one, not the steps
+     * since it was set: {@code t - 1} applied steps, plus the skipped ones with
+     * {@link ScheduleClock#ITERATIONS} ({@link DeviceOptimizer.Builder#optScheduleClock}). Null
+     * removes it. On CUDA the finalize kernel evaluates it on the device, so a captured step
+     * follows it. {@link DeviceOptimizer#setSchedule} sets one on every group.
      *
      * @throws IllegalArgumentException when the schedule would take this group's rate beyond
      *     float32's range; the group is unchanged then
@@ -78,7 +82,7 @@ public final class ParamGroup {
     public void setSchedule(LrSchedule newSchedule) {
         synchronized (optimizer) {
             optimizer.ensureUsable();
-            if (newSchedule != null) newSchedule.segments().requireFiniteWith(config.learningRate(), "group " + index);
+            if (newSchedule != null) requireScheduleFits(newSchedule, config);
             schedule = newSchedule;
             optimizer.groupChanged();
         }
@@ -90,6 +94,30 @@ public final class ParamGroup {
             optimizer.ensureOpen();
             return java.util.Optional.ofNullable(schedule);
         }
+    }
+
+    /**
+     * The learning rate the next step uses for this group, as the float32 the kernels use: the
+     * configuration's rate ({@link OptimizerConfig#learningRate()}) times the schedule's factor at
+     * the next scheduler step; PyTorch's {@code param_group["lr"]} after {@code scheduler.step()}.
+     * All groups at once: {@link DeviceOptimizer#lastLearningRates()}. Waits for the device where
+     * {@link DeviceOptimizer#stepCount()} does.
+     */
+    public float learningRate() {
+        synchronized (optimizer) {
+            optimizer.ensureOpen();
+            return scheduledLearningRate(optimizer.nextSchedulerStep());
+        }
+    }
+
+    /** The rate this group uses at scheduler step {@code n} (the optimizer's lock is held). */
+    float scheduledLearningRate(long n) {
+        return LrSegments.scheduledLr((float) config.learningRate(), schedule == null ? null : schedule.segments(), n);
+    }
+
+    /** Refuses a schedule that would take {@code withConfig}'s rate beyond float32's range. */
+    void requireScheduleFits(LrSchedule candidate, OptimizerConfig withConfig) {
+        candidate.segments().requireFiniteWith(withConfig.learningRate(), "group " + index);
     }
 
     /** The schedule, without the open check (the optimizer's lock is held); null when none. */
@@ -143,7 +171,8 @@ public final class ParamGroup {
      * twice. A {@code FloatBuffer} view of a heap {@code ByteBuffer} cannot be located and is not
      * checked.
      *
-     * @throws IllegalArgumentException for a bad name or buffer, or memory shared with another
+     * @throws IllegalArgumentException for a bad name (null, blank, taken, or longer than
+     *     {@link Parameter#MAX_NAME_LENGTH}) or buffer, or memory shared with another
      *     registered tensor (the message names both); nothing is registered then
      * @throws IllegalStateException once the optimizer is closed or a step failed
      * @throws OutOfMemoryError or {@link CudaException} when the states do not fit; whatever this
@@ -193,8 +222,37 @@ public final class ParamGroup {
             Parameter parameter = new Parameter(optimizer, this, name, p, g, states, master);
             parameter.restoreSteps(appliedSteps, 0, false); // its own step 1 is the optimizer's next step
             parameters.add(parameter);
+            optimizer.registered(parameter);
             optimizer.tensorsChanged();
             return parameter;
+        }
+    }
+
+    /**
+     * Registers two Java arrays as a tensor on the CPU backends: shorthand for
+     * {@code add(name, optimizer.wrapHost(param), optimizer.wrapHost(grad))}. The arrays are used
+     * in place, not copied: each step reads {@code grad} and updates {@code param}, so your code
+     * keeps writing gradients into the one and reading the weights from the other (read them
+     * between steps; {@link DeviceOptimizer} explains the threads). An array may back only one
+     * registered param or grad.
+     *
+     * @throws UnsupportedOperationException on {@link Backend#CUDA}, whose kernels update device
+     *     memory only; nothing is registered then
+     * @throws IllegalArgumentException as {@link #add(String, TensorBuffer, TensorBuffer)}, and for
+     *     a null array; nothing is registered then
+     */
+    public Parameter add(String name, float[] param, float[] grad) {
+        synchronized (optimizer) {
+            optimizer.ensureUsable();
+            Check.notNull("param array", param);
+            Check.notNull("grad array", grad);
+            if (optimizer.backend() == Backend.CUDA) {
+                throw new UnsupportedOperationException("add(name, float[], float[]) registers Java arrays, updated in place, which"
+                        + " only the CPU backends can do; this optimizer runs on CUDA: allocate device buffers (allocate(n)), copy"
+                        + " the arrays in (TensorBuffer.copyFrom) and register those, or wrap device memory you own"
+                        + " (wrapDevicePointer)");
+            }
+            return add(name, optimizer.wrapHost(param), optimizer.wrapHost(grad));
         }
     }
 
@@ -239,5 +297,22 @@ public final class ParamGroup {
 
     List<Parameter> parameterList() {
         return parameters;
+    }
+
+    /**
+     * One line for a debugger: the index, the configuration, the learning rate the next step uses
+     * ({@link #learningRate()}; where reading it would wait for the device, the configuration's rate
+     * and that the schedule applies), the schedule, and the number of tensors.
+     */
+    @Override
+    public String toString() {
+        synchronized (optimizer) {
+            java.util.OptionalLong n = optimizer.nextSchedulerStepWithoutWaiting();
+            String rate = schedule == null ? "lr " + (float) config.learningRate()
+                    : n.isPresent() ? "lr " + scheduledLearningRate(n.getAsLong()) + " (scheduled)"
+                    : "lr " + (float) config.learningRate() + " times the schedule's factor at the device's step";
+            return "ParamGroup[" + index + ", " + config + ", " + rate + (schedule == null ? "" : ", " + schedule) + ", "
+                    + parameters.size() + (parameters.size() == 1 ? " tensor" : " tensors") + "]";
+        }
     }
 }

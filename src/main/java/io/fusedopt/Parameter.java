@@ -1,6 +1,7 @@
 package io.fusedopt;
 
 import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.Check;
 import io.fusedopt.internal.TensorOperands;
 import java.util.List;
 import java.util.Map;
@@ -17,6 +18,14 @@ import java.util.Map;
  * step offset: its count is the optimizer's applied-step counter t minus the offset.
  */
 public final class Parameter {
+    /**
+     * The longest parameter name, in chars ({@link ParamGroup#add} refuses longer ones). A name is
+     * part of the checkpoint's keys ({@code group_of.NAME/max_exp_avg_sq} is the longest, 24 chars
+     * more), and the checkpoint reader refuses keys over 50,000 chars; so every name that is
+     * accepted also saves and loads.
+     */
+    public static final int MAX_NAME_LENGTH = 49_000;
+
     private final DeviceOptimizer optimizer;
     private final ParamGroup group;
     private final String name;
@@ -66,6 +75,7 @@ public final class Parameter {
      * @throws IllegalArgumentException when this variant keeps no such state
      */
     public TensorBuffer state(StateKind kind) {
+        Check.notNull("kind", kind);
         synchronized (optimizer) {
             optimizer.ensureOpen();
             AbstractTensorBuffer s = states.get(kind);
@@ -229,8 +239,14 @@ public final class Parameter {
         return new TensorOperands(param, grad, slotBuffers, master, group);
     }
 
+    /**
+     * One line for a debugger: the name, the length, the storage formats (the param's, the grad's
+     * when it differs, fp32 master weights when kept), the group, and whether it is frozen.
+     */
     @Override
     public String toString() {
-        return "Parameter[" + name + ", " + param.length() + " elements, group " + group.index() + (frozen ? ", frozen" : "") + "]";
+        return "Parameter[" + name + ", " + param.length() + " elements, " + param.precision()
+                + (grad.precision() != param.precision() ? " (grad " + grad.precision() + ")" : "")
+                + (master != null ? " with fp32 master weights" : "") + ", group " + group.index() + (frozen ? ", frozen" : "") + "]";
     }
 }

@@ -38,6 +38,7 @@ public record RmsProp(double learningRate, double alpha, double epsilon, double 
         return new Builder();
     }
 
+    @Override
     public Builder toBuilder() {
         return new Builder().optLearningRate(learningRate).optAlpha(alpha).optEpsilon(epsilon)
                 .optWeightDecay(weightDecay).optMomentum(momentum).optCentered(centered).optMaximize(maximize);
@@ -67,7 +68,7 @@ public record RmsProp(double learningRate, double alpha, double epsilon, double 
     }
 
     /** Builder; every value is optional. */
-    public static final class Builder {
+    public static final class Builder implements OptimizerConfig.Builder {
         private double learningRate = 1e-2;
         private double alpha = 0.99;
         private double epsilon = 1e-8;

@@ -24,6 +24,7 @@ public record Sgd(double learningRate, double weightDecay, boolean maximize) imp
         return new Builder();
     }
 
+    @Override
     public Builder toBuilder() {
         return new Builder().optLearningRate(learningRate).optWeightDecay(weightDecay).optMaximize(maximize);
     }
@@ -44,7 +45,7 @@ public record Sgd(double learningRate, double weightDecay, boolean maximize) imp
     }
 
     /** Builder; every value is optional. */
-    public static final class Builder {
+    public static final class Builder implements OptimizerConfig.Builder {
         private double learningRate = 1e-3;
         private double weightDecay;
         private boolean maximize;

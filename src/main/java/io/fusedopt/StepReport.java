@@ -10,7 +10,9 @@ package io.fusedopt;
  * @param foundNonFinite the last step's gradient held a NaN or an infinity (only known when checked)
  * @param gradNorm the global L2 norm of the last step's unscaled gradient, in double summed in
  *     a fixed order and rounded to float32; NaN when the gradient was not checked
- * @param clipCoefficient the factor the gradient was multiplied by for clipping (1 when not clipped)
+ * @param clipCoefficient the factor the gradient was multiplied by for clipping (1 when not clipped).
+ *     A skipped step reports the factor it computed, though it applied nothing: 0 for an infinite
+ *     norm and NaN for a NaN one when clipping is on, else 1 (never the previous step's)
  */
 public record StepReport(long step, long skippedSteps, boolean skipped, boolean foundNonFinite, float gradNorm,
                          float clipCoefficient) {}

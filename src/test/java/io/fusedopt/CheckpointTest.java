@@ -138,6 +138,43 @@ class CheckpointTest {
         }
     }
 
+    /**
+     * The longest name add() accepts saves and loads in every key it is part of (the longest state
+     * name, a late add's tensor_step, a frozen flag); one character more is refused by add(), where
+     * a name that long used to be accepted and saved, and refused only by load.
+     */
+    @Test
+    void theLongestNameAddAcceptsSavesAndLoads() throws IOException {
+        String longestState = "";
+        for (StateKind k : StateKind.values()) if (k.stateName().length() > longestState.length()) longestState = k.stateName();
+        assertTrue(("group_of." + "/" + longestState).length() + Parameter.MAX_NAME_LENGTH <= Safetensors.MAX_NAME_CHARS,
+                "the longest key of the longest name fits the reader's limit");
+        String longest = "w".repeat(Parameter.MAX_NAME_LENGTH);
+        Adam amsgrad = Adam.builder().optAmsgrad(true).build(); // keeps max_exp_avg_sq, the longest state name
+        byte[] saved;
+        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, amsgrad)) {
+            ParamGroup group = opt.addGroup();
+            group.add("first", opt.allocate(2), opt.allocate(2));
+            opt.step();
+            group.add(longest, opt.allocate(2), opt.allocate(2)).freeze(); // tensor_step.NAME and frozen.NAME
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> group.add(longest + "w", opt.allocate(2), opt.allocate(2)));
+            assertTrue(e.getMessage().contains("parameter name must be at most " + Parameter.MAX_NAME_LENGTH + " characters")
+                    && e.getMessage().contains("got " + (Parameter.MAX_NAME_LENGTH + 1)), e.getMessage());
+            assertEquals(2, group.parameters().size(), "nothing registered");
+            saved = opt.saveToBytes();
+        }
+        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, amsgrad)) {
+            ParamGroup group = opt.addGroup();
+            group.add("first", opt.allocate(2), opt.allocate(2));
+            Parameter p = group.add(longest, opt.allocate(2), opt.allocate(2));
+            opt.load(saved);
+            assertEquals(0, p.stepCount());
+            assertTrue(p.isFrozen());
+            assertEquals(1, opt.stepCount());
+        }
+    }
+
     @Test
     void theFileIsSafetensorsWithTheDocumentedMetadata() throws IOException {
         Path file = dir.resolve("a.safetensors");

@@ -68,6 +68,18 @@ class CudaBackendTest {
         }
     }
 
+    /** Java arrays cannot be updated in place by device kernels: refused, naming what to do, and nothing is registered. */
+    @Test
+    void arraysAreRefusedOnCudaAndNothingIsRegistered() {
+        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, Sgd.builder().build())) {
+            ParamGroup group = opt.addGroup();
+            assertMessage(UnsupportedOperationException.class, "only the CPU backends", () -> group.add("w", new float[4], new float[4]));
+            assertEquals(List.of(), group.parameters());
+            assertFalse(opt.parameter("w").isPresent());
+            group.add("w", opt.allocate(4), opt.allocate(4)); // the name is still free
+        }
+    }
+
     @Test
     void closeFreesOwnedMemoryAndLaterCallsAreRefused() {
         DeviceOptimizer opt = DeviceOptimizer.create(Backend.CUDA, Adam.builder().build());

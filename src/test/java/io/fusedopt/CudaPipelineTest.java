@@ -55,6 +55,11 @@ class CudaPipelineTest {
     }
 
     @Test
+    void aSkippedStepReportsItsOwnClipCoefficient() {
+        GradientPipelineTest.assertSkippedStepsReportTheirOwnClipCoefficient(Backend.CUDA);
+    }
+
+    @Test
     void graphReplaysEqualTheCpuBackend() {
         Scenario s = Scenario.of(Adam.adamW().optLearningRate(1e-2).build(), SIZES)
                 .formats(Precision.BF16, Precision.BF16, Precision.FP32, true)

@@ -91,6 +91,38 @@ class DynamicLossScalingTest {
         }
     }
 
+    @ParameterizedTest
+    @EnumSource(value = Backend.class, names = {"CPU", "CPU_FAST"})
+    void factorsThatAreNotPowersOfTwoScaleAsGradScalerDoes(Backend backend) {
+        assertArrayEquals(NON_POWER_OF_TWO_SCALES, scalesWithNonPowerOfTwoFactors(backend));
+    }
+
+    /**
+     * GradScaler multiplies the float32 scale by the double factor and rounds once: from 300, with
+     * growth 1.2 at every clean step and backoff 0.3, the scale grows to 360 and 432, backs off to
+     * 129.6 and grows to 155.52, each the float32 nearest the decimal product. Factors rounded to
+     * float32 first give 432.00003 and 129.60002 (and a backoff from 360 gives 108.0000076, not 108).
+     */
+    static final float[] NON_POWER_OF_TWO_SCALES = {360f, 432f, 129.6f, 155.52f};
+
+    /** The scale after each of four steps whose third gradient overflows (see {@link #NON_POWER_OF_TWO_SCALES}). */
+    static float[] scalesWithNonPowerOfTwoFactors(Backend backend) {
+        DynamicLossScaling scaling = DynamicLossScaling.builder().optInitialScale(300).optGrowthFactor(1.2).optBackoffFactor(0.3)
+                .optGrowthInterval(1).build();
+        try (DeviceOptimizer opt = DeviceOptimizer.builder(Sgd.builder().build()).optBackend(backend)
+                .optNonFinitePolicy(NonFinitePolicy.SKIP_STEP).optDynamicLossScaling(scaling).build()) {
+            TensorBuffer grad = opt.allocate(2);
+            opt.addGroup().add("w", opt.allocate(2), grad);
+            float[] scales = new float[4];
+            for (int t = 0; t < scales.length; t++) {
+                grad.copyFrom(new float[] {1f, t == 2 ? Float.POSITIVE_INFINITY : 1f});
+                opt.step();
+                scales[t] = opt.lossScaleState().scale();
+            }
+            return scales;
+        }
+    }
+
     @Test
     void replayedStepsFollowTheScriptToo() {
         Adam adam = Adam.builder().build();
@@ -125,7 +157,7 @@ class DynamicLossScalingTest {
                 .optNonFinitePolicy(NonFinitePolicy.THROW).optDynamicLossScaling(DynamicLossScaling.gradScalerDefaults()).build());
         assertTrue(e.getMessage().contains("not THROW"), e.getMessage());
         refused(() -> DynamicLossScaling.builder().optGrowthFactor(1).build(), "growthFactor must be > 1");
-        refused(() -> DynamicLossScaling.builder().optBackoffFactor(1).build(), "backoffFactor must be in [0, 1)");
+        refused(() -> DynamicLossScaling.builder().optBackoffFactor(1).build(), "backoffFactor must be in (0, 1), got 1.0");
         refused(() -> DynamicLossScaling.builder().optBackoffFactor(0).build(), "backoffFactor must be in (0, 1)");
         refused(() -> DynamicLossScaling.builder().optGrowthInterval(0).build(), "growthInterval must be >= 1, got 0");
         refused(() -> DynamicLossScaling.builder().optInitialScale(0).build(), "initialScale must be > 0");
@@ -253,6 +285,41 @@ class DynamicLossScalingTest {
                 assertEquals(0, target.opt.stepCount());
             }
             i++;
+        }
+    }
+
+    /**
+     * The scaler's factors are saved as the doubles used; a file written when they were float32
+     * (its factor as the float32's shortest decimal) still loads into an optimizer with that factor,
+     * and neither loads into one with another factor.
+     */
+    @Test
+    void scalerFactorsSavedAsDoublesOrAsFloat32Load() throws IOException {
+        double growth = 1.23456789; // Float.toString((float) growth) is "1.2345679"
+        DynamicLossScaling scaling = DynamicLossScaling.builder().optGrowthFactor(growth).optGrowthInterval(3).build();
+        Adam adam = Adam.builder().build();
+        Path file = dir.resolve("double.safetensors");
+        Path older = dir.resolve("float32.safetensors");
+        try (ScheduleRun saved = new ScheduleRun(ScheduleRun.builder(Backend.CPU, adam).optDynamicLossScaling(scaling), adam,
+                null, null, OVERFLOWS)) {
+            saved.steps(0, 2, false);
+            saved.save(file);
+        }
+        rewriteMetadata(file, older, m -> {
+            assertEquals(Double.toString(growth), m.get("loss_scaler.growth_factor"));
+            m.put("loss_scaler.growth_factor", Float.toString((float) growth));
+        });
+        for (Path p : List.of(file, older)) {
+            try (ScheduleRun target = new ScheduleRun(ScheduleRun.builder(Backend.CPU, adam).optDynamicLossScaling(scaling), adam,
+                    null, null, OVERFLOWS)) {
+                target.load(p);
+                assertEquals(2, target.opt.stepCount(), p.toString());
+            }
+            try (ScheduleRun other = new ScheduleRun(ScheduleRun.builder(Backend.CPU, adam).optDynamicLossScaling(
+                    scaling.toBuilder().optGrowthFactor(1.2345).build()), adam, null, null, OVERFLOWS)) {
+                assertRefused(other, p, "loss_scaler.growth_factor is " + (p == file ? "1.23456789" : "1.2345679")
+                        + " in the checkpoint, 1.2345 in this optimizer");
+            }
         }
     }
 

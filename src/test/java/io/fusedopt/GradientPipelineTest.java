@@ -11,6 +11,8 @@ import java.math.MathContext;
 import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * The gradient pipeline on the CPU backend: loss-scale unscaling, the skip-on-non-finite rule
@@ -144,6 +146,36 @@ class GradientPipelineTest {
             CudaEquivalenceTest.assertBitEqual(a.values().get(i), b.values().get(i), a.labels().get(i));
         }
         assertEquals(1f, b.reports().get(0).clipCoefficient());
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = Backend.class, names = {"CPU", "CPU_FAST"})
+    void aSkippedStepReportsItsOwnClipCoefficient(Backend backend) {
+        assertSkippedStepsReportTheirOwnClipCoefficient(backend);
+    }
+
+    /**
+     * With clipping to 1 and SKIP_STEP: a clipped step (norm 5), then skipped steps with an
+     * infinite and a NaN gradient, whose clip coefficients are what they computed, 1 / (inf + 1e-6)
+     * = 0 and NaN, not the 1 / (5 + 1e-6) of the step before them.
+     */
+    static void assertSkippedStepsReportTheirOwnClipCoefficient(Backend backend) {
+        try (DeviceOptimizer opt = DeviceOptimizer.builder(Sgd.builder().build()).optBackend(backend).optMaxGradNorm(1)
+                .optNonFinitePolicy(NonFinitePolicy.SKIP_STEP).build()) {
+            TensorBuffer grad = opt.allocate(2);
+            opt.addGroup().add("w", opt.allocate(2), grad);
+            grad.copyFrom(new float[] {3f, 4f});
+            opt.step();
+            assertEquals((float) (1 / (5 + 1e-6)), opt.lastStep().clipCoefficient(), "a clipped step");
+            grad.copyFrom(new float[] {Float.POSITIVE_INFINITY, 4f});
+            opt.step();
+            assertTrue(opt.lastStep().skipped());
+            assertEquals(0f, opt.lastStep().clipCoefficient(), "skipped, infinite norm: " + opt.lastStep());
+            grad.copyFrom(new float[] {Float.NaN, 4f});
+            opt.step();
+            assertTrue(opt.lastStep().skipped());
+            assertTrue(Float.isNaN(opt.lastStep().clipCoefficient()), "skipped, NaN norm: " + opt.lastStep());
+        }
     }
 
     @Test

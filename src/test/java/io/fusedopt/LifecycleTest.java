@@ -2,10 +2,17 @@ package io.fusedopt;
 
 import static io.fusedopt.ValidationTest.assertMessage;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.lang.ref.WeakReference;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /** close() frees what the library owns, and every later call is an IllegalStateException. */
 class LifecycleTest {
@@ -73,6 +80,35 @@ class LifecycleTest {
         // the wrapped array was updated in place and is still the caller's
         assertEquals(0f, callerWeights[0]);
         assertEquals(2f, callerWeights[2]);
+    }
+
+    /**
+     * A registered direct buffer whose caller dropped every reference of its own stays reachable
+     * through the optimizer, so the collector cannot free its memory under a step.
+     */
+    @ParameterizedTest
+    @EnumSource(value = Backend.class, names = {"CPU", "CPU_FAST"})
+    void aWrappedDirectBufferStaysReachableWhileRegistered(Backend backend) throws InterruptedException {
+        try (DeviceOptimizer opt = DeviceOptimizer.create(backend, Sgd.builder().optLearningRate(1).build())) {
+            WeakReference<ByteBuffer> memory = registerDirectWeights(opt);
+            for (int i = 0; i < 3; i++) {
+                System.gc();
+                Thread.sleep(20);
+            }
+            assertNotNull(memory.get(), "the optimizer holds the wrapped buffer");
+            Parameter w = opt.groups().get(0).parameters().get(0);
+            w.grad().copyFrom(new float[] {1f, 1f, 1f});
+            opt.step();
+            assertArrayEquals(new float[] {0f, 1f, 2f}, w.param().toArray());
+        }
+    }
+
+    /** Registers weights {1, 2, 3} in a direct buffer and returns only a weak reference to its memory. */
+    private static WeakReference<ByteBuffer> registerDirectWeights(DeviceOptimizer opt) {
+        ByteBuffer bytes = ByteBuffer.allocateDirect(3 * Float.BYTES).order(ByteOrder.nativeOrder());
+        bytes.asFloatBuffer().put(new float[] {1f, 2f, 3f});
+        opt.addGroup().add("w", opt.wrapHost(bytes.asFloatBuffer()), opt.allocate(3));
+        return new WeakReference<>(bytes);
     }
 
     @Test

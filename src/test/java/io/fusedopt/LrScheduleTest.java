@@ -180,7 +180,9 @@ class LrScheduleTest {
 
     @Test
     void badSchedulesAreRefusedWithTheirReason() {
-        refused(() -> LrSchedule.cosineWithWarmup(200, 100, 0.0), "warmup 200 longer than the total 100");
+        refused(() -> LrSchedule.cosineWithWarmup(200, 100, 0.0), "got warmup 200 of a total of 100");
+        refused(() -> LrSchedule.cosineWithWarmup(10, 10, 0.1), "the cosine phase needs at least one step), got warmup 10 of a total of 10");
+        refused(() -> LrSchedule.cosineWithWarmup(-1, 10, 0.1), "warmupSteps must be in [0, totalSteps - 1]");
         refused(() -> LrSchedule.cosine(100, -0.1), "floorFactor must be finite and >= 0, got -0.1");
         refused(() -> LrSchedule.constant(Double.NaN), "factor must be finite and >= 0, got NaN");
         refused(() -> LrSchedule.linear(1, Double.POSITIVE_INFINITY, 10), "endFactor must be finite and >= 0, got Infinity");
@@ -236,6 +238,7 @@ class LrScheduleTest {
         }
         assertEquals(LrSegments.MAX_SEGMENTS, define(header, "FO_MAX_SEGMENTS"));
         assertEquals(io.fusedopt.internal.GroupTable.INFO_STRIDE, define(header, "FO_GROUP_INFO_STRIDE"));
+        assertEquals(io.fusedopt.internal.GroupTable.INFO_SCHEDULE_CLOCK, define(header, "FO_INFO_SCHEDULE_CLOCK"));
         Matcher struct = Pattern.compile("struct FoSegment \\{\\s+// (\\d+) bytes\\n(.*?)\\n\\};", Pattern.DOTALL).matcher(header);
         assertTrue(struct.find(), "FoSegment");
         assertEquals(LrSegments.SEGMENT_BYTES, Integer.parseInt(struct.group(1)));

@@ -26,6 +26,7 @@ import java.util.Random;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -337,6 +338,76 @@ class OptimizerStateTest {
                     report.unexpected(), report.toString());
             assertFalse(report.paramsIncluded());
         }
+    }
+
+    /**
+     * A non-strict load that matches no tensor (other names, other lengths) is refused: it would
+     * move only the step counters, the groups' settings and the loss scale of another run.
+     */
+    @Test
+    void aNonStrictLoadThatMatchesNoTensorIsRefused() throws IOException {
+        byte[] saved;
+        try (Net a = new Net(Backend.CPU, ADAM, MODEL, 1)) {
+            a.steps(1, 7); // halves group 0's rate at step 4
+            saved = a.opt.saveToBytes();
+        }
+        Spec renamed = new Spec("encoder/weight", LAYER0.length(), 0, LAYER0.format());
+        Spec resized = new Spec(LAYER1.name(), 9, 1, LAYER1.format());
+        try (Net b = new Net(Backend.CPU, ADAM, List.of(renamed, resized), 2)) {
+            Map<String, float[]> before = b.tensors();
+            CheckpointException e = assertThrows(CheckpointException.class,
+                    () -> b.opt.load(saved, LoadOptions.builder().optStrict(false).build()));
+            assertTrue(e.getMessage().contains("byte array: a non-strict load matched none of this optimizer's tensors")
+                    && e.getMessage().contains("parameter names"), e.getMessage());
+            assertSameTensors(before, b.tensors(), "nothing changed");
+            assertEquals(0, b.opt.stepCount(), "the step counter is not restored");
+            assertEquals(ADAM.learningRate(), b.opt.groups().get(0).config().learningRate(), "nor the group's rate");
+        }
+    }
+
+    /**
+     * A stream whose reads return 0 bytes for ever (a broken non-blocking source), at its start, in
+     * the header or in the data: refused, where the load used to spin for ever holding the lock.
+     */
+    @Test
+    @Timeout(value = 30, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    void aStreamThatStopsDeliveringIsRefusedInsteadOfSpunOn() throws IOException {
+        byte[] good;
+        try (Net a = new Net(Backend.CPU, ADAM, MODEL, 1)) {
+            a.steps(1, 3);
+            good = a.opt.saveToBytes();
+        }
+        int headerEnd = 8 + (int) ByteBuffer.wrap(good).order(ByteOrder.LITTLE_ENDIAN).getLong(0);
+        try (Net target = new Net(Backend.CPU, ADAM, MODEL, 7)) {
+            Map<String, float[]> before = target.tensors();
+            for (int stallAt : new int[] {0, 5, headerEnd - 1, good.length - 1}) {
+                String message = refused(target, before, () -> target.opt.load(stalledAfter(good, stallAt)), "stream: ",
+                        "stalled at byte " + stallAt);
+                assertTrue(message.contains("returned 0 bytes") && message.contains("at byte " + stallAt), message);
+            }
+            target.opt.load(new ByteArrayInputStream(good)); // still usable
+            assertEquals(2, target.opt.stepCount());
+        }
+    }
+
+    /** {@code bytes} up to {@code stallAt}, then reads that return 0 bytes for ever. */
+    private static InputStream stalledAfter(byte[] bytes, int stallAt) {
+        return new InputStream() {
+            private int position;
+
+            @Override
+            public int read(byte[] b, int off, int len) {
+                int n = Math.min(len, stallAt - position);
+                System.arraycopy(bytes, position, b, off, n);
+                position += n;
+                return n;
+            }
+
+            @Override
+            public int read() {
+                throw new UnsupportedOperationException("a load reads through read(byte[], int, int)");
+            }
+        };
     }
 
     // ---- 4. refused calls: a clear message, nothing changed ----

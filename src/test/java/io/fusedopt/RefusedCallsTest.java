@@ -222,6 +222,30 @@ class RefusedCallsTest {
         }
     }
 
+    /** A save whose target is a folder is refused before anything is prepared or written. */
+    @Test
+    void aSaveOntoAFolderIsRefusedBeforeWritingAnything(@TempDir Path dir) throws Exception {
+        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, Adam.builder().build())) {
+            opt.addGroup().add("w", opt.allocate(2), opt.allocate(2));
+            opt.step();
+            Path folder = Files.createDirectory(dir.resolve("checkpoints"));
+            int[] opened = {0};
+            CheckpointException e = assertThrows(CheckpointException.class, () -> opt.save(folder, file -> {
+                opened[0]++;
+                return Checkpoint.FILES.open(file);
+            }));
+            assertTrue(e.getMessage().contains(folder.toString()) && e.getMessage().contains("is a folder"), e.getMessage());
+            assertEquals(0, opened[0], "no temporary file was opened");
+            try (Stream<Path> left = Files.list(dir)) {
+                assertEquals(List.of(folder), left.toList(), "nothing written beside the folder");
+            }
+            try (Stream<Path> inside = Files.list(folder)) {
+                assertEquals(List.of(), inside.toList(), "nothing written into it");
+            }
+            opt.save(folder.resolve("optimizer.safetensors")); // still usable
+        }
+    }
+
     // ---- 4. out of memory half-way through add() ----
 
     @ParameterizedTest
@@ -279,6 +303,43 @@ class RefusedCallsTest {
             group.add("w", w, dw); // fits again
             opt.step();
             opt.synchronize();
+        }
+    }
+
+    // ---- 5. tensors larger than the heap or than a backend can index ----
+
+    /**
+     * A tensor larger than the heap's limit is refused at once, naming the sizes and -Xmx, with
+     * nothing allocated (before, CPU_FAST filled the heap block by block for 15 s first).
+     */
+    @ParameterizedTest
+    @MethodSource("hostBackends")
+    void aTensorLargerThanTheHeapIsRefusedAtOnce(Backend backend) {
+        long overHeap = Runtime.getRuntime().maxMemory() / Float.BYTES + 1;
+        if (backend == Backend.CPU) {
+            org.junit.jupiter.api.Assumptions.assumeTrue(overHeap <= Integer.MAX_VALUE - 8, "the heap holds the longest CPU array");
+        }
+        try (DeviceOptimizer opt = DeviceOptimizer.create(backend, Sgd.builder().build())) {
+            long started = System.nanoTime();
+            OutOfMemoryError e = assertThrows(OutOfMemoryError.class, () -> opt.allocate(overHeap));
+            assertTrue(e.getMessage().contains(overHeap * Float.BYTES + " bytes, more than the heap's limit")
+                    && e.getMessage().contains("-Xmx"), e.getMessage());
+            assertTrue(System.nanoTime() - started < 2_000_000_000L, "refused before allocating");
+            assertEquals(0, opt.ownedBytes());
+        }
+    }
+
+    /** Lengths beyond what a backend indexes: CPU_FAST's block count would overflow an int at 2^59. */
+    @Test
+    void lengthsBeyondWhatABackendIndexesAreRefused() {
+        try (DeviceOptimizer fast = DeviceOptimizer.create(Backend.CPU_FAST, Sgd.builder().build());
+             DeviceOptimizer cpu = DeviceOptimizer.create(Backend.CPU, Sgd.builder().build())) {
+            long fastLimit = (long) (Integer.MAX_VALUE - 8) << 28;
+            for (long length : new long[] {fastLimit + 1, 1L << 59, Long.MAX_VALUE}) {
+                assertMessage(IllegalArgumentException.class, "at most " + fastLimit + " elements per tensor", () -> fast.allocate(length));
+                assertMessage(IllegalArgumentException.class, "got " + length, () -> cpu.allocate(length));
+            }
+            assertEquals(0, fast.ownedBytes());
         }
     }
 }

@@ -5,10 +5,17 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.FloatBuffer;
+import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.function.Supplier;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.function.Executable;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -188,6 +195,103 @@ class ValidationTest {
             }
             assertMessage(UnsupportedOperationException.class, "read-only", () -> w.state(StateKind.EXP_AVG).copyFrom(new float[2]));
             assertMessage(IllegalArgumentException.class, "max_exp_avg_sq", () -> w.state(StateKind.MAX_EXP_AVG_SQ));
+        }
+    }
+
+    /** A public call given null for one argument, and the name its message must give. */
+    private record NullCall(String argument, Executable call) {}
+
+    /**
+     * Null for an argument of the public API: refused naming the argument, with nothing changed. As
+     * the rest of the API, an IllegalArgumentException "NAME must not be null"; the copy methods of
+     * TensorBuffer throw Objects.requireNonNull's NullPointerException, whose message is the name.
+     * A JVM's helpful NullPointerException message ("Cannot invoke ... because "kind" is null")
+     * does not count: it is a crash inside the library, and without debug information it names
+     * no argument.
+     */
+    @Test
+    void nullArgumentsAreRefusedNamingTheArgument() {
+        Sgd sgd = Sgd.builder().build();
+        try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, Adam.builder().build())) {
+            ParamGroup group = opt.addGroup();
+            TensorBuffer w = opt.allocate(2);
+            TensorBuffer spare = opt.allocate(2);
+            Parameter p = group.add("w", w, opt.allocate(2));
+            DeviceOptimizer.Builder builder = DeviceOptimizer.builder(sgd);
+            List<NullCall> calls = new ArrayList<>(List.of(
+                    new NullCall("defaults", () -> DeviceOptimizer.builder(null)),
+                    new NullCall("backend", () -> DeviceOptimizer.create(null, sgd)),
+                    new NullCall("defaults", () -> DeviceOptimizer.create(Backend.CPU, null)),
+                    new NullCall("backend", () -> builder.optBackend(null)),
+                    new NullCall("state precision", () -> builder.optStatePrecision(null)),
+                    new NullCall("non-finite policy", () -> builder.optNonFinitePolicy(null)),
+                    new NullCall("config", () -> opt.addGroup(null)),
+                    new NullCall("config", () -> group.setConfig(null)),
+                    new NullCall("precision", () -> opt.allocate(2, null)),
+                    new NullCall("precision", () -> opt.wrapDevicePointer(1024, 2, null)),
+                    new NullCall("array", () -> opt.wrapHost((float[]) null)),
+                    new NullCall("buffer", () -> opt.wrapHost((FloatBuffer) null)),
+                    new NullCall("file", () -> opt.save((Path) null)),
+                    new NullCall("options", () -> opt.save(Path.of("x"), (SaveOptions) null)),
+                    new NullCall("output stream", () -> opt.save((OutputStream) null)),
+                    new NullCall("options", () -> opt.saveToBytes(null)),
+                    new NullCall("file", () -> opt.load((Path) null)),
+                    new NullCall("input stream", () -> opt.load((InputStream) null)),
+                    new NullCall("checkpoint bytes", () -> opt.load((byte[]) null)),
+                    new NullCall("options", () -> opt.load(new byte[8], null)),
+                    new NullCall("parameter name", () -> group.add(null, spare, opt.allocate(2))),
+                    new NullCall("param", () -> group.add("v", null, spare)),
+                    new NullCall("grad", () -> group.add("v", spare, null)),
+                    new NullCall("kind", () -> p.state(null)),
+                    new NullCall("source", () -> w.copyFrom(null)),
+                    new NullCall("source", () -> w.copyFrom(null, 0, 0, 1)),
+                    new NullCall("destination", () -> w.copyTo(null)),
+                    new NullCall("destination", () -> w.copyTo(0, null, 0, 1)),
+                    new NullCall("destination", () -> p.state(StateKind.EXP_AVG).copyTo(null)),
+                    new NullCall("milestones", () -> LrSchedule.multiStep(0.1, (long[]) null)),
+                    new NullCall("schedules", () -> LrSchedule.sequence(null)),
+                    new NullCall("milestones", () -> LrSchedule.sequence(List.of(LrSchedule.constant()), (long[]) null)),
+                    new NullCall("weightDecayMode", () -> Adam.builder().optWeightDecayMode(null).build()),
+                    new NullCall("form", () -> Adam.builder().optForm(null).build()),
+                    new NullCall("form", () -> Momentum.builder().setMomentum(0.9).optForm(null).build()),
+                    new NullCall("optimizer", () -> ReduceLrOnPlateau.builder(null)),
+                    new NullCall("mode", () -> ReduceLrOnPlateau.builder(opt).optMode(null)),
+                    new NullCall("loaded", () -> new LoadReport(null, List.of(), List.of(), Map.of(), true)),
+                    new NullCall("missing", () -> new LoadReport(List.of(), null, List.of(), Map.of(), true)),
+                    new NullCall("unexpected", () -> new LoadReport(List.of(), List.of(), null, Map.of(), true)),
+                    new NullCall("mismatched", () -> new LoadReport(List.of(), List.of(), List.of(), null, true)),
+                    new NullCall("report", () -> new NonFiniteGradientException(null))));
+            calls.add(new NullCall("new grad of 'w'", () -> {
+                p.freeze();
+                try {
+                    p.unfreeze(null);
+                } finally {
+                    p.unfreeze();
+                }
+            }));
+            for (NullCall c : calls) {
+                RuntimeException e = assertThrows(RuntimeException.class, c.call(), c.argument());
+                boolean named = e instanceof IllegalArgumentException && e.getMessage().contains(c.argument() + " must not be null")
+                        || e instanceof NullPointerException && c.argument().equals(e.getMessage());
+                assertTrue(named, "null for '" + c.argument() + "' should be refused naming it: " + e);
+            }
+            assertEquals(List.of(p), group.parameters(), "nothing registered");
+            assertEquals(1, opt.groups().size(), "no group added");
+            assertEquals(0, opt.stepCount());
+        }
+    }
+
+    /** optCpuThreads: 1 to 4 per available processor (10,000 used to start 10,000 threads). */
+    @Test
+    void aThreadCountBeyondFourPerProcessorIsRefused() {
+        int max = 4 * Runtime.getRuntime().availableProcessors();
+        DeviceOptimizer.Builder builder = DeviceOptimizer.builder(Sgd.builder().build()).optBackend(Backend.CPU_FAST);
+        for (int threads : new int[] {10_000, max + 1, 0, -1}) {
+            assertMessage(IllegalArgumentException.class, "CPU threads must be in [1, " + max + "]", () -> builder.optCpuThreads(threads));
+            assertMessage(IllegalArgumentException.class, "got " + threads, () -> builder.optCpuThreads(threads));
+        }
+        try (DeviceOptimizer opt = builder.optCpuThreads(max).build()) {
+            assertTrue(opt.deviceDescription().contains(max + " of "), opt.deviceDescription());
         }
     }
 

@@ -10,11 +10,12 @@ import jcuda.driver.CUresult;
 import jcuda.driver.JCudaDriver;
 
 /**
- * The backend a command will run on, decided once before its run ({@link Backend#AUTO} resolved,
- * with the library's one log line saying why), and how much memory that backend can give tensors,
+ * The backend a command will run on, decided once before its run ({@link Backend#AUTO} resolved;
+ * {@code reason} is {@link DeviceOptimizer#backendReason()}, which the command prints on its own
+ * line about the device, {@link #howChosen()}), and how much memory that backend can give tensors,
  * so that a size it cannot hold is refused before any work with the limit in the message.
  */
-record BackendChoice(Backend backend, String device, MemoryLimit memory) {
+record BackendChoice(Backend backend, String device, String reason, MemoryLimit memory) {
     /**
      * What a backend can hold: {@code bytes} in all (the Java heap for {@link Backend#CPU}, direct
      * memory for {@link Backend#CPU_FAST}, free device memory for {@link Backend#CUDA}), described
@@ -57,11 +58,25 @@ record BackendChoice(Backend backend, String device, MemoryLimit memory) {
                 case CPU_FAST -> new MemoryLimit(Runtime.getRuntime().maxMemory(), "the Java heap (-Xmx)", Long.MAX_VALUE);
                 default -> new MemoryLimit(freeDeviceMemory(), "free memory of " + opt.deviceDescription(), Long.MAX_VALUE);
             };
-            return new BackendChoice(backend, backend + ": " + opt.deviceDescription(), memory);
+            return new BackendChoice(backend, backend + ": " + opt.deviceDescription(), opt.backendReason(), memory);
         } catch (BackendUnavailableException | CudaException e) {
             throw new CommandFailure("--backend " + requested + ": " + e.getMessage(), e);
         }
     }
+
+    /**
+     * What a command appends to its line about the device: nothing for a backend it was told to
+     * use, and for {@link Backend#AUTO} which backend AUTO took and why, so that the choice is said
+     * once, on that line (the library's log record of it is not shown, {@link LibraryLog}).
+     */
+    String howChosen() {
+        if (!reason.startsWith(AUTO_PREFIX)) return "";
+        return backend == Backend.CUDA ? " (AUTO chose CUDA: a usable GPU opened)"
+                : " (AUTO chose " + backend + ": " + reason.substring(AUTO_PREFIX.length()) + ")";
+    }
+
+    /** How {@link DeviceOptimizer#backendReason()} begins when AUTO chose. */
+    private static final String AUTO_PREFIX = "AUTO: ";
 
     /**
      * Free memory of the device whose context is current; the CUDA optimizer just opened made its

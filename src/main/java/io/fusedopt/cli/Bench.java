@@ -55,31 +55,33 @@ final class Bench {
                         + " repetitions and steps >= 1: " + this);
             }
         }
-
-        /** Steps a row takes at least: the warm-up minimum, the batches that show it stable, and every timed step. */
-        long minimumSteps() {
-            return minWarmupSteps + (long) (STABLE_BATCHES + repetitions) * stepsPerRepetition;
-        }
     }
 
     /** A row's warm-up: the steps it took and whether its timing stabilized before the time limit. */
     record Warmup(long steps, boolean stable) {}
 
     /**
-     * Told of the steps a run takes: {@code expect(n)} when a row's warm-up goes beyond its minimum
-     * (the total grows by n), {@code done(n)} after n more steps.
+     * Told where a run is: {@code rowStarted} when a row begins, {@code done(n)} after n more of its
+     * steps (its warm-up's length is not known in advance: it lasts until the timing settles), and
+     * {@code rowDone} when it is measured. The number of rows is known before the run, so a progress
+     * bar counts rows and its total never changes.
      */
     interface Progress {
-        void expect(long steps);
+        void rowStarted(String algorithm, long elements);
 
         void done(long steps);
 
+        void rowDone();
+
         Progress NONE = new Progress() {
             @Override
-            public void expect(long steps) {}
+            public void rowStarted(String algorithm, long elements) {}
 
             @Override
             public void done(long steps) {}
+
+            @Override
+            public void rowDone() {}
         };
     }
 
@@ -112,14 +114,23 @@ final class Bench {
             return stable ? "stable" : "unstable";
         }
 
+        /**
+         * The CSV header. The device is the same for every row of a run and is a long sentence, so
+         * it is not a column: the file's first line says it ({@link #csvDeviceLine}).
+         */
         static String csvHeader() {
-            return "algorithm,elements,backend,device,seconds_per_step,min_seconds_per_step,max_seconds_per_step,"
+            return "algorithm,elements,backend,seconds_per_step,min_seconds_per_step,max_seconds_per_step,"
                     + "warmup_steps,warmup_timing,repetitions,params_per_second,gb_per_second,copy_gb_per_second,roofline_fraction";
         }
 
+        /** The first line of the CSV file: a comment naming the device every row ran on. */
+        static String csvDeviceLine(String device) {
+            return "# device: " + device.replace('\n', ' ');
+        }
+
         String csvRow() {
-            return String.format(Locale.ROOT, "%s,%d,%s,\"%s\",%.6e,%.6e,%.6e,%d,%s,%d,%.6e,%.4f,%.4f,%.4f", algorithm, elements,
-                    backend, device.replace("\"", "\"\""), secondsPerStep, minSecondsPerStep, maxSecondsPerStep, warmupSteps,
+            return String.format(Locale.ROOT, "%s,%d,%s,%.6e,%.6e,%.6e,%d,%s,%d,%.6e,%.4f,%.4f,%.4f", algorithm, elements,
+                    backend, secondsPerStep, minSecondsPerStep, maxSecondsPerStep, warmupSteps,
                     warmupTiming(), repetitions, paramsPerSecond(), gbPerSecond(), copyGBs, rooflineFraction());
         }
     }
@@ -144,6 +155,7 @@ final class Bench {
         double copyGBs = Double.NaN;
         for (String algorithm : algorithms) {
             for (long size : sizes) {
+                progress.rowStarted(algorithm, size);
                 try (DeviceOptimizer opt = DeviceOptimizer.create(backend, config(algorithm))) {
                     if (Double.isNaN(copyGBs)) copyGBs = copyBandwidth(opt.backend(), largest);
                     TensorBuffer p = opt.allocate(size);
@@ -169,6 +181,7 @@ final class Bench {
                     results.add(new Result(algorithm, size, opt.backend().name(), opt.deviceDescription(), median(seconds),
                             sorted[0], sorted[sorted.length - 1], warmup.steps(), warmup.stable(), plan.repetitions(), bytes, copyGBs));
                 }
+                progress.rowDone();
             }
         }
         return results;
@@ -179,13 +192,12 @@ final class Bench {
      * are done; {@code clock} reads nanoseconds. First single steps until both minimums are met,
      * then batches of {@code plan.stepsPerRepetition()} steps until the last {@link #STABLE_BATCHES}
      * agree within {@link #STABLE_PERCENT} percent, or until {@code plan.maxWarmupNanos()} have passed.
-     * Steps beyond the minimum are announced to {@code progress} before they are taken.
+     * Every step taken is reported to {@code progress}.
      */
     static Warmup warmUp(LongConsumer steps, Plan plan, LongSupplier clock, Progress progress) {
         long start = clock.getAsLong();
         long taken = 0;
         while (taken < plan.minWarmupSteps() || clock.getAsLong() - start < plan.minWarmupNanos()) {
-            if (taken >= plan.minWarmupSteps()) progress.expect(1);
             steps.accept(1);
             taken++;
             progress.done(1);
@@ -197,7 +209,6 @@ final class Bench {
             if (batches >= STABLE_BATCHES) {
                 if (stable(recent)) return new Warmup(taken, true);
                 if (t0 - start >= plan.maxWarmupNanos()) return new Warmup(taken, false);
-                progress.expect(batch); // the first STABLE_BATCHES batches are counted in minimumSteps()
             }
             steps.accept(batch);
             recent[(int) (batches % STABLE_BATCHES)] = clock.getAsLong() - t0;

@@ -25,7 +25,7 @@ import picocli.CommandLine.Spec;
             + " copy bandwidth measured in the same run; a progress bar runs on standard error.",
             "Each row is warmed up so that the JIT has compiled its step before it is timed: at least --warmup"
             + " steps AND at least --warmup-ms milliseconds, then batches of --steps steps until the last "
-            + Bench.STABLE_BATCHES + " batches took times within " + Bench.STABLE_PERCENT + "% of each other (or, after"
+            + Bench.STABLE_BATCHES + " batches took times within " + Bench.STABLE_PERCENT + "%% of each other (or, after"
             + " --warmup-max-ms, it is marked unstable). Then --repetitions repetitions of --steps steps are timed and"
             + " the median repetition gives the time per step; the spread column is the slowest repetition minus"
             + " the fastest, over the median.",
@@ -36,7 +36,7 @@ final class BenchCommand implements Callable<Integer> {
     CommandSpec spec;
 
     @Option(names = "--algorithms", paramLabel = "<name>", split = ",", defaultValue = "adam,adamw,rmsprop,momentum,sgd",
-            description = "Comma-separated, of ${COMPLETION-CANDIDATES} (default: ${DEFAULT-VALUE}).",
+            description = "Comma-separated, of ${COMPLETION-CANDIDATES}, in any case (default: ${DEFAULT-VALUE}).",
             completionCandidates = AlgorithmNames.class)
     List<String> algorithms;
 
@@ -87,12 +87,7 @@ final class BenchCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        for (String a : algorithms) {
-            if (!Bench.ALGORITHMS.contains(a)) {
-                throw Inputs.refuse(spec, "--algorithms", "unknown algorithm '" + a + "'; known: "
-                        + String.join(", ", Bench.ALGORITHMS));
-            }
-        }
+        List<String> names = algorithmNames();
         List<Long> elements = new ArrayList<>();
         for (String s : sizes) elements.add(Inputs.parseSize(spec, "--sizes", s));
         Bench.Plan plan = plan();
@@ -108,11 +103,14 @@ final class BenchCommand implements Callable<Integer> {
                     + "); use --backend CPU_FAST or CPU to measure the CPU backends");
         }
         BackendChoice choice = BackendChoice.of(backend);
-        checkMemory(choice, elements);
+        checkMemory(choice, names, elements);
+        // Created before the run, so that a folder the file system refuses is a refused option, not an hour lost.
+        if (csv != null) Inputs.createFolderOf(spec, "--csv", csv);
+        if (json != null) Inputs.createFolderOf(spec, "--json", json);
 
         List<Bench.Result> results;
         if (noProgress) {
-            results = Bench.run(algorithms, elements, choice.backend(), plan, Bench.Progress.NONE);
+            results = Bench.run(names, elements, choice.backend(), plan, Bench.Progress.NONE);
         } else {
             PrintWriter err = spec.commandLine().getErr();
             // Redrawn in place on the command's error stream (carriage return, no new line).
@@ -121,18 +119,30 @@ final class BenchCommand implements Callable<Integer> {
                 err.print(line);
                 err.flush();
             }, 100);
-            long total = (long) algorithms.size() * elements.size() * plan.minimumSteps();
-            try (ProgressBar bar = new ProgressBarBuilder().setTaskName("bench").setInitialMax(total)
-                    .setStyle(ProgressBarStyle.ASCII).setUnit(" steps", 1).setConsumer(console).build()) {
-                results = Bench.run(algorithms, elements, choice.backend(), plan, new Bench.Progress() {
+            // Counts rows, whose number is known: a row's warm-up lasts until its timing settles, so a
+            // count of steps would have a total that grows while the bar runs.
+            try (ProgressBar bar = new ProgressBarBuilder().setTaskName("bench").setInitialMax((long) names.size() * elements.size())
+                    .setStyle(ProgressBarStyle.ASCII).setUnit(" rows", 1).setConsumer(console).build()) {
+                results = Bench.run(names, elements, choice.backend(), plan, new Bench.Progress() {
+                    private String row = "";
+                    private long rowSteps;
+
                     @Override
-                    public void expect(long more) {
-                        bar.maxHint(bar.getMax() + more);
+                    public void rowStarted(String algorithm, long size) {
+                        row = algorithm + " " + size;
+                        rowSteps = 0;
+                        bar.setExtraMessage(row);
                     }
 
                     @Override
                     public void done(long taken) {
-                        bar.stepBy(taken);
+                        rowSteps += taken;
+                        bar.setExtraMessage(row + ": " + rowSteps + " steps");
+                    }
+
+                    @Override
+                    public void rowDone() {
+                        bar.step();
                     }
                 });
             }
@@ -142,11 +152,25 @@ final class BenchCommand implements Callable<Integer> {
         out.printf("each row: warm-up of at least %d steps and %d ms, then until %d batches of %d steps agree within %d%%"
                 + " (at most %d ms); then the median of %d repetitions of %d steps%n", warmup, warmupMillis,
                 Bench.STABLE_BATCHES, steps, Bench.STABLE_PERCENT, warmupMaxMillis, repetitions, steps);
-        print(out, results);
+        print(out, results, choice.howChosen());
         out.flush();
         if (csv != null) writeCsv(csv, results);
         if (json != null) writeJson(json, results);
         return 0;
+    }
+
+    /** The --algorithms names in lower case (accepted in any case, as --backend is), each checked. */
+    List<String> algorithmNames() {
+        List<String> names = new ArrayList<>();
+        for (String a : algorithms) {
+            String name = a.trim().toLowerCase(java.util.Locale.ROOT);
+            if (!Bench.ALGORITHMS.contains(name)) {
+                throw Inputs.refuse(spec, "--algorithms", "unknown algorithm '" + a + "'; known: "
+                        + String.join(", ", Bench.ALGORITHMS) + " (in any case)");
+            }
+            names.add(name);
+        }
+        return names;
     }
 
     /** The warm-up and measurement rule of every row, from the options (each checked first). */
@@ -165,9 +189,9 @@ final class BenchCommand implements Callable<Integer> {
      * Refuses a size the chosen backend cannot hold (param, gradient and states, all float32) for
      * the requested algorithm that keeps the most tensors, naming the limit, before any row runs.
      */
-    void checkMemory(BackendChoice choice, List<Long> elements) {
-        String largest = algorithms.get(0);
-        for (String algorithm : algorithms) {
+    void checkMemory(BackendChoice choice, List<String> names, List<Long> elements) {
+        String largest = names.get(0);
+        for (String algorithm : names) {
             if (Bench.tensorsPerRow(algorithm) > Bench.tensorsPerRow(largest)) largest = algorithm;
         }
         int tensors = Bench.tensorsPerRow(largest);
@@ -182,9 +206,10 @@ final class BenchCommand implements Callable<Integer> {
         }
     }
 
-    static void print(PrintWriter out, List<Bench.Result> results) {
+    /** The table; {@code howChosen} follows the device line ({@link BackendChoice#howChosen()}). */
+    static void print(PrintWriter out, List<Bench.Result> results, String howChosen) {
         if (!results.isEmpty()) {
-            out.println("device: " + results.get(0).device());
+            out.println("device: " + results.get(0).device() + howChosen);
             out.printf("copy bandwidth (read + write): %.1f GB/s%n%n", results.get(0).copyGBs());
         }
         String format = "%-9s %12s %-9s %10s %12s %7s %12s %9s %9s%n";
@@ -200,22 +225,26 @@ final class BenchCommand implements Callable<Integer> {
         if (unstable) out.println("* its timing had not stabilized within --warmup-max-ms: read that row with care");
     }
 
+    /** The CSV file: a comment line naming the device (the same for every row), the header, a line per row. */
     static void writeCsv(Path path, List<Bench.Result> results) throws IOException {
-        createFolderOf(path);
-        StringBuilder b = new StringBuilder(Bench.Result.csvHeader()).append('\n');
+        StringBuilder b = new StringBuilder();
+        if (!results.isEmpty()) b.append(Bench.Result.csvDeviceLine(results.get(0).device())).append('\n');
+        b.append(Bench.Result.csvHeader()).append('\n');
         for (Bench.Result r : results) b.append(r.csvRow()).append('\n');
         Files.writeString(path, b);
     }
 
+    /** The JSON file: {@code {"device": ..., "rows": [...]}}, the device (the same for every row) given once. */
     static void writeJson(Path path, List<Bench.Result> results) throws IOException {
         Json.Writer g = new Json.Writer(true);
-        g.beginArray();
+        g.beginObject();
+        g.name("device").value(results.isEmpty() ? "" : results.get(0).device());
+        g.name("rows").beginArray();
         for (Bench.Result r : results) {
             g.beginObject();
             g.name("algorithm").value(r.algorithm());
             g.name("elements").value(r.elements());
             g.name("backend").value(r.backend());
-            g.name("device").value(r.device());
             g.name("seconds_per_step").value(r.secondsPerStep());
             g.name("min_seconds_per_step").value(r.minSecondsPerStep());
             g.name("max_seconds_per_step").value(r.maxSecondsPerStep());
@@ -229,13 +258,7 @@ final class BenchCommand implements Callable<Integer> {
             g.endObject();
         }
         g.endArray();
-        createFolderOf(path);
+        g.endObject();
         Files.write(path, g.toUtf8());
-    }
-
-    /** The output options accept a file in a folder still to be created (checked creatable before the run). */
-    private static void createFolderOf(Path file) throws IOException {
-        Path folder = file.toAbsolutePath().getParent();
-        if (folder != null) Files.createDirectories(folder);
     }
 }

@@ -24,9 +24,21 @@ final class Charts {
         }
     }
 
+    /**
+     * The series colours, in order: Tableau 10's first ten, chosen to be told apart (the closest
+     * two differ by more than 35 in CIELAB). XChart's own cycle gives its second and sixth series,
+     * orange and gold, nearly the same colour: the demo's Momentum and Adam.
+     */
+    static final java.awt.Color[] SERIES_COLORS = {
+        new java.awt.Color(31, 119, 180), new java.awt.Color(255, 127, 14), new java.awt.Color(44, 160, 44),
+        new java.awt.Color(214, 39, 40), new java.awt.Color(148, 103, 189), new java.awt.Color(140, 86, 75),
+        new java.awt.Color(227, 119, 194), new java.awt.Color(127, 127, 127), new java.awt.Color(188, 189, 34),
+        new java.awt.Color(23, 190, 207)};
+
     static XYChart lineChart(String title, String xTitle, String yTitle, List<Line> lines) {
         XYChart chart = new XYChartBuilder().width(WIDTH).height(HEIGHT).title(title).xAxisTitle(xTitle).yAxisTitle(yTitle).build();
         chart.getStyler().setLegendPosition(org.knowm.xchart.style.Styler.LegendPosition.InsideNE);
+        chart.getStyler().setSeriesColors(SERIES_COLORS);
         for (Line line : lines) chart.addSeries(line.name(), line.x(), line.y()).setMarker(SeriesMarkers.NONE);
         return chart;
     }

@@ -39,36 +39,58 @@ final class Demo {
             backend = probe.backend(); // AUTO decided (and said why) once; every run below uses its choice
         }
         List<Charts.Line> bias = AdamBiasCorrectionDemo.lines(backend, adamSteps);
-        XYChart biasChart = Charts.lineChart("Adam's normalized step m_hat / (sqrt(v_hat) + eps)", "step",
-                "normalized step", bias);
-        java.awt.Color[] regimeColors = {new java.awt.Color(31, 119, 180), new java.awt.Color(148, 103, 189),
-            new java.awt.Color(214, 39, 40)};
-        for (int i = 0; i < bias.size(); i++) { // a regime's two lines share a colour; the bug is dashed
-            org.knowm.xchart.XYSeries series = biasChart.getSeriesMap().get(bias.get(i).name());
-            series.setLineColor(regimeColors[i / 2]);
-            if (i % 2 == 1) series.setLineStyle(org.knowm.xchart.style.lines.SeriesLines.DASH_DASH);
-        }
-        Charts.savePng(biasChart, outDirectory.resolve(BIAS_CORRECTION_PNG));
-
+        Charts.savePng(biasCorrectionChart(bias), outDirectory.resolve(BIAS_CORRECTION_PNG));
         Map<String, Charts.Line> paths = OptimizerPathsDemo.paths(backend, pathSteps);
-        XYChart pathChart = Charts.lineChart("Paths on f(x, y) = x^2/20 + y^2 from (-7, 2), " + pathSteps + " steps", "x", "y", List.of());
-        for (double level : new double[] {0.1, 0.5, 1.5, 3, 6.45, 10}) {
-            Charts.Line c = OptimizerPathsDemo.contour(level);
-            Charts.addGuide(pathChart, c.name(), c.x(), c.y());
-        }
-        for (Charts.Line path : paths.values()) pathChart.addSeries(path.name(), path.x(), path.y()).setMarker(SeriesMarkers.CIRCLE);
-        pathChart.getStyler().setXAxisMin(-10.0).setXAxisMax(10.0).setYAxisMin(-5.0).setYAxisMax(5.0);
-        Charts.savePng(pathChart, outDirectory.resolve(PATHS_PNG));
-
+        Charts.savePng(pathChart(paths, pathSteps), outDirectory.resolve(PATHS_PNG));
         Map<String, SpiralDemo.Training> spiral = SpiralDemo.train(backend, spiralSteps);
-        List<Charts.Line> losses = new ArrayList<>();
-        spiral.forEach((name, training) -> losses.add(new Charts.Line(name, Charts.steps(spiralSteps), training.loss())));
-        Charts.savePng(Charts.lineChart("Training loss: 2-32-3 perceptron on three spirals (300 points, full batch)", "step",
-                "cross-entropy", losses), outDirectory.resolve(SPIRAL_PNG));
+        Charts.savePng(spiralChart(spiral, spiralSteps), outDirectory.resolve(SPIRAL_PNG));
 
         Result result = new Result(device, bias, paths, spiral);
         Files.writeString(outDirectory.resolve(REPORT), report(result, adamSteps, pathSteps, spiralSteps));
         return result;
+    }
+
+    /**
+     * Adam's normalized step per regime, fresh correction and stored-back bug. Its curves fill the
+     * plot from y = 0 to the top right corner, so the legend sits below the plot, covering none.
+     */
+    static XYChart biasCorrectionChart(List<Charts.Line> bias) {
+        XYChart chart = Charts.lineChart("Adam's normalized step m_hat / (sqrt(v_hat) + eps)", "step", "normalized step", bias);
+        chart.getStyler().setLegendPosition(org.knowm.xchart.style.Styler.LegendPosition.OutsideS);
+        for (int i = 0; i < bias.size(); i++) { // a regime's two lines share a colour; the bug is dashed
+            org.knowm.xchart.XYSeries series = chart.getSeriesMap().get(bias.get(i).name());
+            series.setLineColor(Charts.SERIES_COLORS[i / 2]);
+            if (i % 2 == 1) series.setLineStyle(org.knowm.xchart.style.lines.SeriesLines.DASH_DASH);
+        }
+        return chart;
+    }
+
+    /** Each optimizer's path over the function's contours. */
+    static XYChart pathChart(Map<String, Charts.Line> paths, int pathSteps) {
+        XYChart chart = Charts.lineChart("Paths on f(x, y) = x^2/20 + y^2 from (-7, 2), " + pathSteps + " steps", "x", "y", List.of());
+        for (double level : new double[] {0.1, 0.5, 1.5, 3, 6.45, 10}) {
+            Charts.Line c = OptimizerPathsDemo.contour(level);
+            Charts.addGuide(chart, c.name(), c.x(), c.y());
+        }
+        int i = 0;
+        for (Charts.Line path : paths.values()) {
+            // The guides took the first colours of the cycle: each optimizer gets its own from the palette.
+            org.knowm.xchart.XYSeries series = chart.addSeries(path.name(), path.x(), path.y());
+            series.setMarker(SeriesMarkers.CIRCLE);
+            series.setLineColor(Charts.SERIES_COLORS[i]);
+            series.setMarkerColor(Charts.SERIES_COLORS[i]);
+            i++;
+        }
+        chart.getStyler().setXAxisMin(-10.0).setXAxisMax(10.0).setYAxisMin(-5.0).setYAxisMax(5.0);
+        return chart;
+    }
+
+    /** Each optimizer's training loss on the spirals. */
+    static XYChart spiralChart(Map<String, SpiralDemo.Training> spiral, int spiralSteps) {
+        List<Charts.Line> losses = new ArrayList<>();
+        spiral.forEach((name, training) -> losses.add(new Charts.Line(name, Charts.steps(spiralSteps), training.loss())));
+        return Charts.lineChart("Training loss: 2-32-3 perceptron on three spirals (300 points, full batch)", "step",
+                "cross-entropy", losses);
     }
 
     static String report(Result r, int adamSteps, int pathSteps, int spiralSteps) {

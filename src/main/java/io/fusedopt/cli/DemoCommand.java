@@ -13,7 +13,8 @@ import picocli.CommandLine.Spec;
         header = "Writes PNG plots and a Markdown report of what optimizers do, every step taken by fusedopt.",
         description = {"Adam's bias correction done right and wrong, the paths of six optimizers on a narrow valley,"
             + " and loss curves of a small classifier trained with each; written to --out.",
-            "The output folder is checked before the run: it must exist and be writable, or be creatable."})
+            "The output folder is checked before the run: it must exist and be writable, or be creatable (it is"
+            + " created before the run; a folder that cannot be created is a refused value, exit status 2)."})
 final class DemoCommand implements Callable<Integer> {
     /** The loss chart keeps and draws every step of six optimizers: a bound keeps its memory and drawing small. */
     static final int MAX_SPIRAL_STEPS = 100_000;
@@ -38,9 +39,11 @@ final class DemoCommand implements Callable<Integer> {
         Inputs.requireRange(spec, "--spiral-steps", spiralSteps, 1, MAX_SPIRAL_STEPS, "the loss chart draws every step");
         Inputs.checkOutputFolder(spec, "--out", out, Demo.FILES);
         BackendChoice choice = BackendChoice.of(backend);
+        // Created before the run, so that a folder the file system refuses is a refused option (status 2).
+        Inputs.createFolder(spec, "--out", out);
         Demo.Result result = Demo.run(choice.backend(), out, 200, 40, spiralSteps);
         PrintWriter w = spec.commandLine().getOut();
-        w.println("ran on " + result.device());
+        w.println("ran on " + result.device() + choice.howChosen());
         for (String file : Demo.FILES) w.println("wrote " + out.resolve(file));
         w.flush();
         return 0;

@@ -51,7 +51,7 @@ public final class FusedOptCli implements Runnable {
                 .setCaseInsensitiveEnumValuesAllowed(true)
                 .setParameterExceptionHandler(FusedOptCli::usageError)
                 .setExecutionExceptionHandler((e, failed, parseResult) -> runFailure(e, failed));
-        try {
+        try (LibraryLog log = LibraryLog.showOn(err)) {
             return commandLine.execute(args);
         } catch (OutOfMemoryError e) {
             // picocli passes only Exceptions to the handler; an Error leaves execute().

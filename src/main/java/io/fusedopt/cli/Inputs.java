@@ -1,5 +1,6 @@
 package io.fusedopt.cli;
 
+import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -85,6 +86,24 @@ final class Inputs {
             if (Files.exists(file) && !Files.isWritable(file)) {
                 throw refuse(spec, option, "'" + folder.resolve(name) + "' exists and is not writable");
             }
+        }
+    }
+
+    /**
+     * Creates the folder of an output file checked by {@link #checkOutputFile}: called after every
+     * other check, just before the run. A folder that passed those checks and still cannot be
+     * created (a file system that refuses it, such as {@code /proc}) is a refused value.
+     */
+    static void createFolderOf(CommandSpec spec, String option, Path file) {
+        createFolder(spec, option, file.toAbsolutePath().normalize().getParent());
+    }
+
+    /** As {@link #createFolderOf}, for an output folder checked by {@link #checkOutputFolder}. */
+    static void createFolder(CommandSpec spec, String option, Path folder) {
+        try {
+            Files.createDirectories(folder.toAbsolutePath().normalize());
+        } catch (IOException e) {
+            throw refuse(spec, option, "folder '" + folder + "' cannot be created: " + FusedOptCli.describe(e));
         }
     }
 

@@ -20,9 +20,9 @@ final class SelfTestCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
-    @Option(names = "--size", paramLabel = "<elements>", defaultValue = "70001", description = "Elements of the large tensor, >= 1 and at most what"
-            + " this machine's memory holds (default: ${DEFAULT-VALUE}).")
-    int size;
+    @Option(names = "--size", paramLabel = "<elements>", defaultValue = "70001", description = "Elements of the large tensor, a"
+            + " number or a power such as 2^16, >= 1 and at most what this machine's memory holds (default: ${DEFAULT-VALUE}).")
+    String size;
 
     @Option(names = "--steps", paramLabel = "<steps>", defaultValue = "5", description = "Steps per run, >= 1 (default: ${DEFAULT-VALUE}).")
     int steps;
@@ -35,12 +35,13 @@ final class SelfTestCommand implements Callable<Integer> {
         // Zero steps would compare the initial values, equal by construction: a pass that proves nothing.
         Inputs.requireAtLeast(spec, "--steps", steps, 1);
         CudaProbe.Result probe = CudaProbe.result();
-        checkSize(probe.available() ? BackendChoice.of(Backend.CUDA).memory() : null);
+        long requested = Inputs.parseSize(spec, "--size", size); // read as bench reads its sizes
+        int elements = checkSize(requested, probe.available() ? BackendChoice.of(Backend.CUDA).memory() : null);
         PrintWriter out = spec.commandLine().getOut();
         out.println("GPU:      " + (probe.available() ? probe.reason() + ": " + probe.kind() : "not used: " + probe.reason()));
         out.println("CPU_FAST: " + FastCpuEngine.vectorSupport());
         out.println();
-        List<SelfTest.Row> rows = SelfTest.run(size, steps, seed, probe.available());
+        List<SelfTest.Row> rows = SelfTest.run(elements, steps, seed, probe.available());
         String format = "%-38s %-30s %-26s %s%n";
         out.printf(format, "variant", "storage", "CPU_FAST vs CPU", "CUDA vs CPU");
         int exact = 0, ran = 0;
@@ -64,8 +65,10 @@ final class SelfTestCommand implements Callable<Integer> {
      * Refuses a --size this machine cannot hold: the CPU reference's one Java array per tensor,
      * the heap the comparison's copies and the fast CPU backend's tensors need, and (with a
      * GPU) the device's free memory; the message names the tightest limit.
+     *
+     * @return {@code elements}, which then fits an int (a Java array's length)
      */
-    void checkSize(BackendChoice.MemoryLimit device) {
+    int checkSize(long elements, BackendChoice.MemoryLimit device) {
         long max = BackendChoice.MemoryLimit.CPU_ELEMENTS_PER_TENSOR;
         String why = "the CPU reference keeps a tensor in one Java array";
         // The fast CPU backend's tensors are Java arrays too, alive beside the comparison's copies.
@@ -81,6 +84,7 @@ final class SelfTestCommand implements Callable<Integer> {
             max = device.bytes() / SelfTest.TENSOR_BYTES_PER_ELEMENT;
             why = "CUDA needs up to " + SelfTest.TENSOR_BYTES_PER_ELEMENT + " bytes per element and " + device.describe();
         }
-        Inputs.requireRange(spec, "--size", size, 1, max, why);
+        Inputs.requireRange(spec, "--size", elements, 1, max, why);
+        return (int) elements;
     }
 }

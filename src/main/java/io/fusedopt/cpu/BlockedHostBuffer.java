@@ -27,6 +27,8 @@ import java.nio.ShortBuffer;
 final class BlockedHostBuffer extends AbstractTensorBuffer {
     /** 2^28 elements: 1 GiB blocks for float32, a power of two well inside an array's limit. */
     static final int DEFAULT_BLOCK_SHIFT = 28;
+    /** The most blocks one tensor has: the blocks are held in one Java array. */
+    static final int MAX_BLOCKS = Integer.MAX_VALUE - 8;
     /** A wrapped FloatBuffer is one block; its int indices never reach 2^31. */
     private static final int WRAPPED_BLOCK_SHIFT = 31;
 
@@ -54,10 +56,19 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
     /**
      * New zeroed memory of {@code length} elements, then set to {@code initialValue}.
      *
-     * @throws OutOfMemoryError naming the heap limit when the JVM cannot allocate the blocks
+     * @throws IllegalArgumentException when the length needs more than {@link #MAX_BLOCKS} blocks
+     * @throws OutOfMemoryError naming the heap limit when the tensor is larger than the heap can
+     *     ever hold (refused up front) or the JVM cannot allocate the blocks
      */
     static BlockedHostBuffer allocate(BufferOwner owner, long length, Precision precision, float initialValue, int blockShift) {
         requireBlockShift(blockShift);
+        long maxLength = (long) MAX_BLOCKS << blockShift;
+        if (length > maxLength) {
+            // Beyond it the block count overflows an int: the buffer would claim the length with one block behind it.
+            throw new IllegalArgumentException("the fast CPU backend holds at most " + maxLength + " elements per tensor ("
+                    + MAX_BLOCKS + " blocks of 2^" + blockShift + "), got " + length);
+        }
+        HostEngine.requireHeapFor(length, precision, "fast CPU");
         int blocks = Math.max((int) ((length + (1L << blockShift) - 1) >>> blockShift), 1);
         boolean fp32 = precision == Precision.FP32;
         float[][] arrays = fp32 ? new float[blocks][] : null;

@@ -38,6 +38,7 @@ public final class CpuEngine extends HostEngine {
             throw new IllegalArgumentException("the CPU reference backend holds 0 to " + MAX_LENGTH
                     + " elements per tensor (one Java array), got " + length);
         }
+        requireHeapFor(length, precision, "CPU reference");
         int n = (int) length;
         boolean small = SmallTensorArena.holds(length);
         HostBuffer buffer;

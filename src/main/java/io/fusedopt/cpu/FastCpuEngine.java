@@ -35,7 +35,7 @@ public final class FastCpuEngine extends HostEngine {
      * cross many blocks without gigabytes of memory.
      */
     public FastCpuEngine(int threads, int blockShift) {
-        if (threads < 1) throw new IllegalArgumentException("CPU threads must be >= 1, got " + threads);
+        requireThreadCount(threads);
         this.threads = threads;
         this.blockShift = blockShift;
         decideVectorSupportInBackground();
@@ -55,6 +55,30 @@ public final class FastCpuEngine extends HostEngine {
         Thread decision = new Thread(VectorSupport::available, "fusedopt-vector-support");
         decision.setDaemon(true);
         decision.start();
+    }
+
+    /**
+     * The most threads an engine may use: 4 per available processor. A step is split into equal
+     * chunks, one share per thread, and waits for the slowest; threads beyond the cores only take
+     * turns on them (each an OS thread with its own stack), so more than a few per core is a
+     * mistake (10,000 for 10), not a setting. Four per core leaves room for a processor count that
+     * a container's CPU quota understates.
+     */
+    public static int maxThreads() {
+        return 4 * Runtime.getRuntime().availableProcessors();
+    }
+
+    /**
+     * Refuses a thread count outside [1, {@link #maxThreads()}].
+     *
+     * @throws IllegalArgumentException naming the count and the bound
+     */
+    public static void requireThreadCount(int threads) {
+        if (threads < 1 || threads > maxThreads()) {
+            throw new IllegalArgumentException("CPU threads must be in [1, " + maxThreads() + "] (at most 4 per available"
+                    + " processor, " + Runtime.getRuntime().availableProcessors() + " here: more only take turns on the same"
+                    + " cores), got " + threads);
+        }
     }
 
     /** Whether updates use the Vector API in this JVM, and if not, why (see {@link VectorSupport}). */

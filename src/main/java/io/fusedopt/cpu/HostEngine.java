@@ -100,6 +100,24 @@ abstract class HostEngine implements Engine {
         return type.cast(buffer);
     }
 
+    /**
+     * Refuses, before anything is allocated, a tensor larger than the heap can ever hold. Both CPU
+     * backends keep tensors in Java arrays, so {@code -Xmx} bounds them; trying anyway would fill
+     * the heap block by block, with seconds of garbage collection, only to fail in the end.
+     *
+     * @throws OutOfMemoryError naming the sizes, the limit and {@code -Xmx}
+     */
+    static void requireHeapFor(long length, Precision precision, String backendName) {
+        long heap = Runtime.getRuntime().maxMemory(); // Long.MAX_VALUE: no limit
+        if (length > heap / precision.bytes()) {
+            // The callers bound length (2^31 or 2^59 elements), so the product fits a long.
+            throw new OutOfMemoryError("a " + length + "-element " + precision + " tensor takes " + length * precision.bytes()
+                    + " bytes, more than"
+                    + " the heap's limit of " + heap + " bytes; the " + backendName + " backend keeps tensors in Java arrays"
+                    + " on the heap: raise -Xmx (or allocate less)");
+        }
+    }
+
     static void checkWrappable(java.nio.FloatBuffer buffer) {
         if (buffer == null) throw new IllegalArgumentException("buffer must not be null");
         if (buffer.isReadOnly()) {

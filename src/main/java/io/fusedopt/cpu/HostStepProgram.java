@@ -21,7 +21,7 @@ abstract class HostStepProgram implements StepProgram {
     }
 
     @Override
-    public final void setDynamicScaling(boolean on, float growthFactor, float backoffFactor, int growthInterval) {
+    public final void setDynamicScaling(boolean on, double growthFactor, double backoffFactor, int growthInterval) {
         control.setDynamicScaling(on, growthFactor, backoffFactor, growthInterval);
     }
 

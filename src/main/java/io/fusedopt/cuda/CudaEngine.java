@@ -9,6 +9,7 @@ import io.fusedopt.internal.OwnedBuffers;
 import io.fusedopt.internal.Conversions;
 import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
+import io.fusedopt.internal.StepControl;
 import io.fusedopt.internal.StepProgram;
 import java.lang.System.Logger.Level;
 import java.nio.FloatBuffer;
@@ -257,6 +258,19 @@ public final class CudaEngine implements Engine {
                     "cuMemcpyHtoDAsync(" + what + ", " + bytes + " bytes)");
         }
         return address;
+    }
+
+    /**
+     * The control block (FoControl) of this optimizer's step programs, one program at a time:
+     * allocated by the first and kept until the engine closes, so that its address, handed to
+     * callers for the loss scale, stays valid when a program is rebuilt.
+     */
+    private long controlBlock;
+
+    /** The address of the control block, allocated (zeroed) at the first call. */
+    public synchronized long controlBlockAddress() {
+        if (controlBlock == 0) controlBlock = upload(Pointer.to(new byte[StepControl.BYTES]), StepControl.BYTES, "control block");
+        return controlBlock;
     }
 
     /** Frees memory from {@link #upload} before the engine closes. */

@@ -51,7 +51,11 @@ final class CudaStepProgram implements StepProgram {
         this.engine = engine;
         this.groups = groups;
         try {
-            control = upload(Pointer.to(DeviceSegmentTable.encodeControl(inputs)), StepControl.BYTES, "control block");
+            // The engine's one control block, reset for this program (the optimizer then restores its
+            // counters and scaler): its address outlives programs (DeviceOptimizer.lossScaleDevicePointer).
+            control = engine.controlBlockAddress();
+            Driver.check(JCudaDriver.cuMemcpyHtoDAsync(Driver.pointerAt(control), Pointer.to(DeviceSegmentTable.encodeControl(inputs)),
+                    StepControl.BYTES, engine.stream()), "cuMemcpyHtoDAsync(control block)");
             int g = groups.count();
             hyper = upload(Pointer.to(groups.hyper()), (long) groups.hyper().length * Float.BYTES, "hyper-parameters");
             int[] info = groups.groupInfo();
@@ -147,7 +151,8 @@ final class CudaStepProgram implements StepProgram {
             }
             copyControlRange(block, StepControl.OFFSET_CHECK_GRADS, 8);          // check_grads, skip_nonfinite
             copyControlRange(block, StepControl.OFFSET_DYNAMIC_SCALING, 4);
-            copyControlRange(block, StepControl.OFFSET_GROWTH_FACTOR, 12);       // growth and backoff factors, interval
+            // growth interval, growth and backoff factors
+            copyControlRange(block, StepControl.OFFSET_GROWTH_INTERVAL, StepControl.OFFSET_SCALE_GROWTHS - StepControl.OFFSET_GROWTH_INTERVAL);
             inputsDirty = false;
         }
     }
@@ -181,7 +186,7 @@ final class CudaStepProgram implements StepProgram {
     }
 
     @Override
-    public void setDynamicScaling(boolean on, float growthFactor, float backoffFactor, int growthInterval) {
+    public void setDynamicScaling(boolean on, double growthFactor, double backoffFactor, int growthInterval) {
         inputs.setDynamicScaling(on, growthFactor, backoffFactor, growthInterval);
         inputsDirty = true;
     }

@@ -110,8 +110,8 @@ final class DeviceSegmentTable {
         b.putInt(StepControl.OFFSET_DYNAMIC_SCALING, c.dynamicScaling ? 1 : 0);
         b.putFloat(StepControl.OFFSET_LOSS_SCALE, c.lossScale);
         b.putInt(StepControl.OFFSET_GROWTH_TRACKER, c.growthTracker);
-        b.putFloat(StepControl.OFFSET_GROWTH_FACTOR, c.growthFactor);
-        b.putFloat(StepControl.OFFSET_BACKOFF_FACTOR, c.backoffFactor);
+        b.putDouble(StepControl.OFFSET_GROWTH_FACTOR, c.growthFactor);
+        b.putDouble(StepControl.OFFSET_BACKOFF_FACTOR, c.backoffFactor);
         b.putInt(StepControl.OFFSET_GROWTH_INTERVAL, c.growthInterval);
         b.putLong(StepControl.OFFSET_SCALE_GROWTHS, c.scaleGrowths);
         b.putLong(StepControl.OFFSET_SCALE_BACKOFFS, c.scaleBackoffs);
@@ -136,8 +136,8 @@ final class DeviceSegmentTable {
         c.dynamicScaling = b.getInt(StepControl.OFFSET_DYNAMIC_SCALING) != 0;
         c.lossScale = b.getFloat(StepControl.OFFSET_LOSS_SCALE);
         c.growthTracker = b.getInt(StepControl.OFFSET_GROWTH_TRACKER);
-        c.growthFactor = b.getFloat(StepControl.OFFSET_GROWTH_FACTOR);
-        c.backoffFactor = b.getFloat(StepControl.OFFSET_BACKOFF_FACTOR);
+        c.growthFactor = b.getDouble(StepControl.OFFSET_GROWTH_FACTOR);
+        c.backoffFactor = b.getDouble(StepControl.OFFSET_BACKOFF_FACTOR);
         c.growthInterval = b.getInt(StepControl.OFFSET_GROWTH_INTERVAL);
         c.scaleGrowths = b.getLong(StepControl.OFFSET_SCALE_GROWTHS);
         c.scaleBackoffs = b.getLong(StepControl.OFFSET_SCALE_BACKOFFS);

@@ -29,6 +29,13 @@ public final class GroupTable {
     public static final int INFO_STRIDE = 6;
     /** Where {@link #groupInfo()} holds an entry's offset, low and high word (FO_INFO_OFFSET_LO, FO_INFO_OFFSET_HI). */
     public static final int INFO_OFFSET_LO = 4, INFO_OFFSET_HI = 5;
+    /**
+     * Where {@link #groupInfo()} holds whether the entry's schedule also counts skipped steps
+     * (FO_INFO_SCHEDULE_CLOCK): 1 with the iterations clock, 0 with the applied-steps clock.
+     */
+    public static final int INFO_SCHEDULE_CLOCK = 3;
+    /** Schedules count every step taken, skipped ones included (ScheduleClock.ITERATIONS), not only applied ones. */
+    private boolean schedulesCountSkippedSteps;
 
     public GroupTable(int count) {
         kernels = new UpdateKernel[count];
@@ -77,6 +84,20 @@ public final class GroupTable {
     public LrSegments schedule(int g) { return schedules[g]; }
     public long offset(int g) { return offsets[g]; }
 
+    /** Whether schedules count skipped steps too (ScheduleClock.ITERATIONS); set before the table is uploaded. */
+    public void setSchedulesCountSkippedSteps(boolean countSkipped) {
+        schedulesCountSkippedSteps = countSkipped;
+    }
+
+    /**
+     * The scheduler step of the step whose applied-step counter is {@code step} (1, 2, ...) after
+     * {@code skippedSteps} skipped steps: the steps applied before it, plus the skipped ones when
+     * schedules count them (fo_scheduler_step).
+     */
+    public long schedulerStep(long step, long skippedSteps) {
+        return step - 1 + (schedulesCountSkippedSteps ? skippedSteps : 0);
+    }
+
     /**
      * The learning rate group {@code g} uses at scheduler step {@code n} (the step with counter
      * n + 1): fo_scheduled_lr.
@@ -86,8 +107,8 @@ public final class GroupTable {
     }
 
     /**
-     * {kernel code, static flags, schedule segments, 0, offset low word, offset high word} per
-     * entry: the layout fusedopt_finalize_step reads.
+     * {kernel code, static flags, schedule segments, schedule clock, offset low word, offset high
+     * word} per entry: the layout fusedopt_finalize_step reads.
      */
     public int[] groupInfo() {
         int[] out = new int[INFO_STRIDE * count()];
@@ -95,6 +116,7 @@ public final class GroupTable {
             out[INFO_STRIDE * g] = kernels[g].code();
             out[INFO_STRIDE * g + 1] = staticFlags[g];
             out[INFO_STRIDE * g + 2] = schedules[g] == null ? 0 : schedules[g].size();
+            out[INFO_STRIDE * g + INFO_SCHEDULE_CLOCK] = schedulesCountSkippedSteps ? 1 : 0;
             out[INFO_STRIDE * g + INFO_OFFSET_LO] = (int) offsets[g];
             out[INFO_STRIDE * g + INFO_OFFSET_HI] = (int) (offsets[g] >>> 32);
         }

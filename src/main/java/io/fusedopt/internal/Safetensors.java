@@ -30,7 +30,9 @@ public final class Safetensors {
     public static final long MAX_HEADER_BYTES = 100L << 20;
     private static final String PLACEHOLDER = "00000000";
     /** Limits of the header JSON (those the Jackson-based reader had): nesting, key and string lengths in chars. */
-    static final int MAX_DEPTH = 8, MAX_NAME_CHARS = 50_000, MAX_STRING_CHARS = 1 << 20;
+    static final int MAX_DEPTH = 8, MAX_STRING_CHARS = 1 << 20;
+    /** The longest key the reader accepts, in chars; it bounds parameter names (io.fusedopt.Parameter.MAX_NAME_LENGTH). */
+    public static final int MAX_NAME_CHARS = 50_000;
 
     /** One tensor: one-dimensional, {@code length} elements of {@code dtype} at data bytes [begin, end). */
     public record Entry(String name, Precision dtype, long length, long begin, long end) {}

@@ -15,13 +15,13 @@ package io.fusedopt.internal;
  */
 public final class StepControl {
     /** Byte size and field offsets of FoControl. */
-    public static final int BYTES = 104;
+    public static final int BYTES = 112;
     public static final int OFFSET_STEP = 0, OFFSET_SKIPPED_STEPS = 8, OFFSET_GRAD_SQ_SUM = 16,
             OFFSET_INV_GRAD_SCALE = 24, OFFSET_MAX_GRAD_NORM = 28, OFFSET_GRAD_NORM = 32, OFFSET_CLIP_COEF = 36,
             OFFSET_CHECK_GRADS = 40, OFFSET_SKIP_NONFINITE = 44, OFFSET_FOUND_NONFINITE = 48, OFFSET_SKIP = 52,
             OFFSET_STEP_INV_GRAD_SCALE = 56, OFFSET_DYNAMIC_SCALING = 60, OFFSET_LOSS_SCALE = 64, OFFSET_GROWTH_TRACKER = 68,
-            OFFSET_GROWTH_FACTOR = 72, OFFSET_BACKOFF_FACTOR = 76, OFFSET_GROWTH_INTERVAL = 80, OFFSET_SCALE_GROWTHS = 88,
-            OFFSET_SCALE_BACKOFFS = 96;
+            OFFSET_GROWTH_INTERVAL = 72, OFFSET_GROWTH_FACTOR = 80, OFFSET_BACKOFF_FACTOR = 88, OFFSET_SCALE_GROWTHS = 96,
+            OFFSET_SCALE_BACKOFFS = 104;
 
     /** Applied steps: the t of the last step that updated the tensors. */
     public long step;
@@ -46,8 +46,9 @@ public final class StepControl {
     public boolean dynamicScaling;
     public float lossScale = 1f;
     public int growthTracker;
-    public float growthFactor;
-    public float backoffFactor;
+    /** Doubles, as GradScaler's: the float32 scale is multiplied by them in double and rounded once. */
+    public double growthFactor;
+    public double backoffFactor;
     public int growthInterval;
     public long scaleGrowths;
     public long scaleBackoffs;
@@ -66,6 +67,15 @@ public final class StepControl {
         float thisStepInvGradScale = invGradScale;
         stepInvGradScale = thisStepInvGradScale;
         if (dynamicScaling) updateLossScale(nonFinite);
+        float clip = 1f;
+        if (checkGrads && maxGradNorm > 0f) {
+            // PyTorch's clip_grad_norm_: max_norm / (norm + 1e-6), clamped to at most 1 (NaN stays NaN).
+            double coef = (double) maxGradNorm / (norm + 1e-6);
+            clip = coef >= 1.0 ? 1f : (float) coef;
+        }
+        // Written before a skip too, so that a skipped step reports its own factor (0 for an
+        // infinite norm, NaN for a NaN), never the previous step's.
+        clipCoef = clip;
         if (nonFinite && skipNonFinite) {
             skip = true;
             skippedSteps += 1;
@@ -73,20 +83,14 @@ public final class StepControl {
         }
         skip = false;
         step += 1;
-        float clip = 1f;
-        if (checkGrads && maxGradNorm > 0f) {
-            // PyTorch's clip_grad_norm_: max_norm / (norm + 1e-6), clamped to at most 1 (NaN stays NaN).
-            double coef = (double) maxGradNorm / (norm + 1e-6);
-            clip = coef >= 1.0 ? 1f : (float) coef;
-        }
-        clipCoef = clip;
         // The first-step rule (a momentum buffer starts as the gradient) is per entry: see below.
         int stepFlags = (thisStepInvGradScale != 1.0f ? KernelFlags.UNSCALE : 0)
                 | (clip != 1f ? KernelFlags.CLIP : 0);
+        // The schedule follows the optimizer's counter (LambdaLR per optimizer), whatever the entry's
+        // offset: the steps applied before this one (t - 1), plus the skipped ones with the iterations clock.
+        long schedulerStep = groups.schedulerStep(step, skippedSteps);
         for (int g = 0; g < groups.count(); g++) {
-            // The schedule follows the optimizer's counter (LambdaLR per optimizer): its step is the
-            // number of steps applied before this one (t - 1), whatever the entry's offset.
-            float lr = groups.learningRate(g, step - 1);
+            float lr = groups.learningRate(g, schedulerStep);
             // Bias corrections, Adagrad's decay and the first-step rule follow the entry's own step.
             long ownStep = step - groups.offset(g);
             StepScalars.compute(groups.kernel(g), groups.hyper(), g * StepScalars.HYPER_STRIDE, lr, groups.staticFlags(g), ownStep,
@@ -98,18 +102,18 @@ public final class StepControl {
     /**
      * GradScaler's update (fo_update_loss_scale): a non-finite gradient multiplies the scale by the
      * backoff factor; {@link #growthInterval} clean steps in a row multiply it by the growth factor
-     * (kept only when finite). The next step reads the gradient with the new scale's inverse.
+     * (kept only when finite in float32). The next step reads the gradient with the new scale's inverse.
      */
     private void updateLossScale(boolean nonFinite) {
         float scale = lossScale;
         if (nonFinite) {
-            scale = scale * backoffFactor;
+            scale = scaled(scale, backoffFactor);
             growthTracker = 0;
             scaleBackoffs += 1;
         } else {
             int successful = growthTracker + 1;
             if (successful == growthInterval) {
-                float grown = scale * growthFactor;
+                float grown = scaled(scale, growthFactor);
                 if (Float.isFinite(grown)) {
                     scale = grown;
                     scaleGrowths += 1;
@@ -121,6 +125,16 @@ public final class StepControl {
         }
         lossScale = scale;
         invGradScale = inverse(scale);
+    }
+
+    /**
+     * {@code scale * factor} as torch._amp_update_scale_ computes it: the float32 scale times the
+     * double factor, in double, rounded once to float32. Rounding the factor to float32 first
+     * differs for factors that are not short in binary (a backoff of 0.3 from 360 gives
+     * 108.00000762939453 instead of 108.0), and the runs then diverge.
+     */
+    static float scaled(float scale, double factor) {
+        return (float) ((double) scale * factor);
     }
 
     /** The inverse a loss scale's gradient is read with: computed in double, rounded once (GradScaler's unscale). */
@@ -147,7 +161,7 @@ public final class StepControl {
     }
 
     /** Turns dynamic loss scaling on with its factors and interval (an input, set before {@link #setInputs}). */
-    public void setDynamicScaling(boolean on, float newGrowthFactor, float newBackoffFactor, int newGrowthInterval) {
+    public void setDynamicScaling(boolean on, double newGrowthFactor, double newBackoffFactor, int newGrowthInterval) {
         dynamicScaling = on;
         growthFactor = newGrowthFactor;
         backoffFactor = newBackoffFactor;

@@ -21,7 +21,7 @@ public interface StepProgram extends AutoCloseable {
      * Sets the dynamic loss scaling inputs (GradScaler's rule on the device); call before
      * {@link #setInputs}, whose inverse scale is ignored while it is on.
      */
-    void setDynamicScaling(boolean on, float growthFactor, float backoffFactor, int growthInterval);
+    void setDynamicScaling(boolean on, double growthFactor, double backoffFactor, int growthInterval);
 
     /** Sets the applied and skipped step counters (a checkpoint restore). */
     void setCounters(long step, long skippedSteps);

@@ -114,15 +114,26 @@ class CommandLineTest {
         assertTrue(run.out().contains("copy bandwidth (read + write):"), run.out());
         assertTrue(run.err().contains("bench"), "the progress bar goes to standard error: " + run.err());
         List<String> lines = Files.readAllLines(csv);
-        assertEquals(Bench.Result.csvHeader(), lines.get(0));
-        assertEquals(5, lines.size(), String.join("\n", lines));
-        assertTrue(lines.get(1).startsWith("adam,4096,CPU_FAST,"), lines.get(1));
-        assertTrue(lines.get(4).startsWith("sgd,5000,CPU_FAST,"), lines.get(4));
-        for (String line : lines.subList(1, lines.size())) {
+        String device = run.out().lines().filter(l -> l.startsWith("device: ")).findFirst().orElseThrow().substring(8);
+        // The device sentence (hundreds of characters) is said once, in the first line, not in every row.
+        assertEquals(Bench.Result.csvDeviceLine(device), lines.get(0));
+        assertEquals(Bench.Result.csvHeader(), lines.get(1));
+        assertEquals(6, lines.size(), String.join("\n", lines));
+        assertTrue(lines.get(2).startsWith("adam,4096,CPU_FAST,"), lines.get(2));
+        assertTrue(lines.get(5).startsWith("sgd,5000,CPU_FAST,"), lines.get(5));
+        for (String line : lines.subList(2, lines.size())) {
             assertTrue(line.matches(".*,\\d+,(un)?stable,2,.*"), "warm-up steps, timing, repetitions: " + line);
+            assertFalse(line.contains(device), line);
+            assertTrue(line.length() < 200, line);
         }
         int objects = 0;
         Json.Reader p = new Json.Reader(Files.readString(json), 4, 1000, 10_000);
+        p.beginObject();
+        assertTrue(p.hasNext());
+        assertEquals("device", p.nextName());
+        assertEquals(device, p.nextString());
+        assertTrue(p.hasNext());
+        assertEquals("rows", p.nextName());
         p.beginArray();
         while (p.hasNext()) {
             objects++;
@@ -130,6 +141,7 @@ class CommandLineTest {
             p.beginObject();
             while (p.hasNext()) {
                 String field = p.nextName();
+                assertFalse(field.equals("device"), "the device is given once, not per row");
                 if (p.peek() == Json.Kind.STRING) {
                     p.nextString();
                 } else {
@@ -140,8 +152,100 @@ class CommandLineTest {
             }
             assertTrue(paramsPerSecond > 0 && fraction > 0, "object " + objects);
         }
+        assertFalse(p.hasNext(), "the rows are the last member");
         p.end();
         assertEquals(4, objects);
+    }
+
+    /**
+     * The progress bar counts rows, whose number is known before the run: every redraw shows the
+     * same total, however long each row's warm-up lasts (a total of steps grew as warm-ups went on).
+     */
+    @Test
+    void theProgressBarsTotalNeverChanges() {
+        Run run = cli("bench", "--algorithms", "sgd,adam", "--sizes", "64,128", "--backend", "CPU", "--warmup", "1", "--warmup-ms", "150",
+                "--warmup-max-ms", "300", "--repetitions", "1", "--steps", "2");
+        assertEquals(0, run.status(), run.out() + run.err());
+        java.util.Set<String> totals = new java.util.TreeSet<>();
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile(" (\\d+)/(\\d+) (rows|steps)").matcher(run.err());
+        int redraws = 0;
+        while (m.find()) {
+            totals.add(m.group(2) + m.group(3));
+            redraws++;
+        }
+        assertTrue(redraws >= 2, "the bar was drawn at the start and the end: " + run.err());
+        assertEquals(java.util.Set.of("4rows"), totals, run.err());
+    }
+
+    /**
+     * AUTO's choice is said once, on the command's own line about the device, with the reason; the
+     * library's log record of it (two lines of java.util.logging) does not reach the console.
+     */
+    @Test
+    void autoSaysWhichBackendAndWhyOnOneLine() {
+        java.util.logging.Logger root = java.util.logging.Logger.getLogger("");
+        List<java.util.logging.LogRecord> console = new java.util.concurrent.CopyOnWriteArrayList<>();
+        java.util.logging.Handler recorder = new java.util.logging.Handler() {
+            @Override public void publish(java.util.logging.LogRecord r) { console.add(r); }
+            @Override public void flush() {}
+            @Override public void close() {}
+        };
+        root.addHandler(recorder);
+        Run run;
+        try {
+            run = cli("demo", "--backend", "auto", "--out", dir.resolve("auto").toString(), "--spiral-steps", "1");
+        } finally {
+            root.removeHandler(recorder);
+        }
+        assertEquals(0, run.status(), run.out() + run.err());
+        List<String> autoLines = run.out().lines().filter(l -> l.contains("AUTO")).toList();
+        assertEquals(1, autoLines.size(), run.out());
+        String line = autoLines.get(0);
+        assertTrue(line.startsWith("ran on "), line);
+        if (!CudaProbe.result().available()) {
+            assertTrue(line.contains("(AUTO chose CPU_FAST: "), line);
+            assertTrue(line.contains(CudaProbe.result().reason()), line);
+        }
+        assertEquals("", run.err(), "nothing on standard error");
+        assertEquals(List.of(), console.stream().filter(r -> r.getLoggerName().startsWith("io.fusedopt")).map(r -> r.getMessage()).toList(),
+                "no record of the library's reached the console's handlers");
+    }
+
+    /**
+     * Every optimizer of the path and loss charts has a colour of its own: the closest two differ
+     * by at least 30 in CIELAB. XChart's own cycle, which the charts used, gives SGD blue and Nesterov
+     * purple 21 apart, and Momentum orange and Adam gold, which look nearly the same.
+     */
+    @Test
+    void everyOptimizerHasAColourOfItsOwn() {
+        for (org.knowm.xchart.XYChart chart : List.of(Demo.spiralChart(demo.spiral(), 300), Demo.pathChart(demo.paths(), 40))) {
+            org.knowm.xchart.BitmapEncoder.getBufferedImage(chart); // colours not set explicitly are assigned when drawn
+            List<org.knowm.xchart.XYSeries> optimizers = chart.getSeriesMap().values().stream().filter(s -> s.isShowInLegend()).toList();
+            assertEquals(6, optimizers.size(), chart.getTitle());
+            for (int i = 0; i < optimizers.size(); i++) {
+                for (int j = i + 1; j < optimizers.size(); j++) {
+                    double difference = ChartPixels.labDistance(optimizers.get(i).getLineColor(), optimizers.get(j).getLineColor());
+                    assertTrue(difference >= 30, chart.getTitle() + ": " + optimizers.get(i).getName() + " and " + optimizers.get(j).getName()
+                            + " differ by " + difference);
+                }
+            }
+        }
+    }
+
+    /**
+     * The legend of the bias-correction chart covers no curve: each fresh-correction curve runs from
+     * step 1 to the last, so its colour is drawn in every pixel column between its first and last.
+     */
+    @Test
+    void theBiasCorrectionLegendCoversNoCurve() {
+        org.knowm.xchart.XYChart chart = Demo.biasCorrectionChart(demo.biasCorrection());
+        BufferedImage image = org.knowm.xchart.BitmapEncoder.getBufferedImage(chart);
+        for (Charts.Line line : demo.biasCorrection()) {
+            if (!line.name().contains("fresh correction")) continue;
+            java.awt.Color colour = chart.getSeriesMap().get(line.name()).getLineColor();
+            List<Integer> missing = ChartPixels.columnsWithoutColourBetweenFirstAndLast(image, colour);
+            assertEquals(List.of(), missing, line.name() + ": pixel columns where the curve is hidden");
+        }
     }
 
     @Test

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeFalse;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.fusedopt.cuda.CudaProbe;
 import java.io.IOException;
@@ -105,23 +106,77 @@ class RefusedInputTest {
         assertTrue(usageError("name a subcommand").contains("selftest, bench or demo"));
     }
 
+    /** picocli formats every description with String.format: a bare '%' makes it warn on standard error. */
     @Test
-    void backendNamesAreAcceptedInAnyCase() {
-        Run run = cli("bench", "--backend", "cpu_Fast", "--algorithms", "sgd", "--sizes", "64", "--warmup", "0", "--warmup-ms", "0",
+    void helpOfEveryCommandFormatsWithoutAWarning() {
+        java.io.PrintStream before = System.err;
+        java.io.ByteArrayOutputStream stderr = new java.io.ByteArrayOutputStream();
+        System.setErr(new java.io.PrintStream(stderr, true));
+        try {
+            for (String[] args : new String[][] {{"--help"}, {"selftest", "--help"}, {"bench", "--help"}, {"demo", "--help"}}) {
+                Run run = cli(args);
+                assertEquals(0, run.status(), String.join(" ", args) + ": " + run.err());
+                assertEquals("", run.err(), String.join(" ", args));
+            }
+        } finally {
+            System.setErr(before);
+        }
+        // In the whole suite CheckpointFuzzTest's Jazzer agent shares this JVM and reports each class it
+        // instruments (picocli's help classes, loaded here) on System.err; those lines are not picocli's.
+        String warnings = stderr.toString().lines().filter(line -> !line.startsWith("INFO: Instrumented "))
+                .collect(java.util.stream.Collectors.joining("\n"));
+        assertEquals("", warnings, "picocli's own warnings go to System.err");
+        assertTrue(cli("bench", "--help").out().contains("within " + Bench.STABLE_PERCENT + "% of each other"), "the % is printed");
+    }
+
+    /** --algorithms, like --backend, takes its names in any case; the table names them as the library does. */
+    @Test
+    void backendAndAlgorithmNamesAreAcceptedInAnyCase() {
+        Run run = cli("bench", "--backend", "cpu_Fast", "--algorithms", "SGD,AdamW", "--sizes", "64", "--warmup", "0", "--warmup-ms", "0",
                 "--warmup-max-ms", "0", "--repetitions", "1", "--steps", "1", "--no-progress");
         assertEquals(0, run.status(), run.out() + run.err());
         assertTrue(run.out().contains("sgd                 64 CPU_FAST"), run.out());
+        assertTrue(run.out().contains("adamw               64 CPU_FAST"), run.out());
     }
 
     @Test
     void selftestThatWouldCompareNothingOrCannotFitIsRefused() {
         String steps = usageError("--steps", "selftest", "--steps", "0");
         assertTrue(steps.contains("must be at least 1, got 0"), steps);
-        for (String size : new String[] {"-1", "0", "2147483647"}) {
+        for (String size : new String[] {"-1", "0", "abc", "2^63"}) {
             String err = usageError("--size", "selftest", "--size", size);
-            assertTrue(err.contains("must be from 1 to "), err);
-            assertTrue(err.contains(", got " + size), err);
+            assertTrue(err.contains("expected a positive whole number or 2^k with k from 0 to 62, got '" + size + "'"), err);
         }
+        String err = usageError("--size", "selftest", "--size", "2147483647");
+        assertTrue(err.contains("must be from 1 to "), err);
+        assertTrue(err.contains(", got 2147483647"), err);
+    }
+
+    /** selftest reads --size as bench reads --sizes: 2^k is a size, refused for what it is (too large), not "not an int". */
+    @Test
+    void selftestSizeIsReadAsBenchReadsSizes() {
+        String err = usageError("--size", "selftest", "--size", "2^40");
+        assertFalse(err.contains("not an int"), err);
+        assertTrue(err.contains("must be from 1 to "), err);
+        assertTrue(err.contains(", got 1099511627776"), err);
+    }
+
+    /**
+     * A folder that passes every check and still cannot be created (as root every folder is
+     * writable, but /proc refuses new entries) is a refused option value, exit status 2, before
+     * any work: not a failure after the run, exit status 1.
+     */
+    @Test
+    void anOutputFolderThatCannotBeCreatedIsARefusedValue() {
+        Path proc = Path.of("/proc");
+        assumeTrue(Files.isDirectory(proc), "needs Linux's /proc, a folder in which no folder can be created");
+        Path demoOut = proc.resolve("fusedopt-cannot-exist/demo");
+        String demo = usageError("--out", "demo", "--backend", "CPU", "--spiral-steps", "1", "--out", demoOut.toString());
+        assertTrue(demo.contains("Invalid value for option '--out'"), demo);
+        Path csv = proc.resolve("fusedopt-cannot-exist/bench.csv");
+        String bench = usageError("--csv", "bench", "--backend", "CPU", "--algorithms", "sgd", "--sizes", "64", "--no-progress",
+                "--csv", csv.toString());
+        assertTrue(bench.contains("Invalid value for option '--csv'"), bench);
     }
 
     /** The verdict of a comparison that compared no element is not a pass, whatever differed. */
@@ -168,7 +223,7 @@ class RefusedInputTest {
         Run run = cli("bench", "--backend", "CPU", "--algorithms", "sgd", "--sizes", "64", "--warmup", "0", "--warmup-ms", "0",
                 "--warmup-max-ms", "0", "--repetitions", "1", "--steps", "1", "--no-progress", "--csv", csv.toString());
         assertEquals(0, run.status(), run.out() + run.err());
-        assertEquals(2, Files.readAllLines(csv).size());
+        assertEquals(3, Files.readAllLines(csv).size(), "the device, the header, one row");
     }
 
     @Test

@@ -65,9 +65,12 @@ public class StepBenchmark {
     public void setUp() {
         if (backend.equals("CUDA")) CudaProbe.refuseBenchmarkOnEmulator();
         optimizer = DeviceOptimizer.create(Backend.valueOf(backend), config(algorithm));
-        Precision precision = paramPrecision(storage);
+        addTensors(optimizer, TensorSets.named(tensorSet, size), paramPrecision(storage));
+    }
+
+    /** Registers one group of tensors of these lengths, params and grads filled with the tiles below. */
+    static void addTensors(DeviceOptimizer optimizer, long[] sizes, Precision precision) {
         ParamGroup group = optimizer.addGroup();
-        long[] sizes = TensorSets.named(tensorSet, size);
         for (int t = 0; t < sizes.length; t++) {
             TensorBuffer p = optimizer.allocate(sizes[t], precision);
             TensorBuffer g = optimizer.allocate(sizes[t], precision);

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The GPU-evidence run in one command: everything the GPU-evidence issue asks of a lent H100/H200,
+# each part in its own time box (a part that fails or runs out of time does not stop the others),
+# the whole within 8 minutes, everything written to $OUT as 8 files (the device tool brings back
+# at most 8).
+#
+#   bash benchmarks/gpu/evidence.sh               on the GPU machine, from the carried working tree
+#   bash benchmarks/gpu/evidence.sh --rehearsal   here: the CUDA emulator (target/cuda-emulator),
+#                                                 small sizes, PyTorch's CPU build; checks the plumbing
+#
+# Needs gpu-bundle/ (benchmarks/gpu/bundle.sh). On the device tool (docs/benchmarks.md, "GPU evidence"):
+#   run(command="bash benchmarks/gpu/evidence.sh", carry=["gpu-bundle"], timeout_s=600)
+#
+# Parts, in order: environment; the GPU tests against the driver; the emulator's three open
+# questions (DriverQuestions); compute-sanitizer memcheck, racecheck, synccheck and initcheck over
+# the CUDA equivalence tests; fusedopt's benchmarks (GpuEvidence bench: copy, same-traffic kernels,
+# every algorithm x storage x tensor set, tiny tensors); fusedopt's 20-step agreement run
+# (GpuEvidence agree); PyTorch side by side (torch_side_by_side.py: the same cases, and the
+# agreement); the report (evidence_table.py). Files in $OUT: environment.txt, tests.txt,
+# questions.txt, sanitizer.txt, fusedopt.jsonl, torch.jsonl, evidence.md (the table), evidence.log.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+here=benchmarks/gpu
+rehearsal=0
+case "${1:-}" in
+  --rehearsal) rehearsal=1 ;;
+  "") ;;
+  *) echo "usage: evidence.sh [--rehearsal]" >&2; exit 2 ;;
+esac
+# CUDA's tools where the image keeps them, if they are not on the PATH already.
+for dir in /usr/local/cuda/bin /usr/local/nvidia/bin; do
+  [[ -d $dir && ":$PATH:" != *":$dir:"* ]] && PATH="$PATH:$dir"
+done
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+b=gpu-bundle
+
+# The time boxes, in seconds. Each part gets its box plus at most KILL_GRACE seconds to die; the
+# sum of both over all parts must stay within the 8 minutes the issue allows.
+parts=(environment tests questions memcheck racecheck synccheck initcheck bench agree torch report)
+declare -A box=([environment]=10 [tests]=100 [questions]=20 [memcheck]=35 [racecheck]=35 [synccheck]=35
+  [initcheck]=35 [bench]=95 [agree]=20 [torch]=60 [report]=5)
+KILL_GRACE=2
+LIMIT=480
+total=0
+for p in "${parts[@]}"; do total=$((total + box[$p] + KILL_GRACE)); done
+if (( total > LIMIT )); then
+  echo "evidence.sh: the time boxes add up to $total s, more than $LIMIT s" >&2
+  exit 2
+fi
+
+log() { echo "$*" | tee -a "$out/evidence.log"; }
+: > "$out/evidence.log"
+log "evidence.sh$([[ $rehearsal == 1 ]] && echo ' --rehearsal'): $(date -u +%Y-%m-%dT%H:%M:%SZ); time boxes add up to $total s of $LIMIT s"
+
+# Runs one part in its time box: part NAME FILE COMMAND..., output appended to FILE.
+part() {
+  local name=$1 file=$2 start=$SECONDS rc
+  shift 2
+  log "== $name (time box ${box[$name]} s)"
+  echo "== $name" >> "$file"
+  timeout --kill-after="$KILL_GRACE" "${box[$name]}" "$@" >> "$file" 2>&1
+  rc=$?
+  if [[ $rc == 124 || $rc == 137 ]]; then echo "$name: stopped by its time box of ${box[$name]} s" >> "$file"; fi
+  printf '%s\t%s s\t%s\t%s\n' "$name" "${box[$name]}" "$rc" "$((SECONDS - start))" >> "$work/parts.tsv"
+  log "   $name: exit $rc after $((SECONDS - start)) s"
+}
+
+# ---- the runtime, the class path, and where CUDA comes from ----
+if [[ ! -d $b/classes ]]; then
+  log "evidence.sh: $b/ is missing: run benchmarks/gpu/bundle.sh first (and carry gpu-bundle)"
+  exit 1
+fi
+[[ -x $b/jre/bin/java ]] || tar xzf "$b/jre.tgz" -C "$b"
+java=("$b/jre/bin/java" --add-modules jdk.incubator.vector)
+cp="$b/classes:$b/test-classes:$(ls "$b"/lib/*.jar | tr '\n' ':')"
+bench_args=()
+python=python3
+torch_args=(--device cuda)
+if [[ $rehearsal == 1 ]]; then
+  emulator=target/cuda-emulator
+  if [[ "$(head -n 1 "$emulator/status" 2>/dev/null)" != ready ]]; then
+    log "evidence.sh --rehearsal: the CUDA emulator is not built ($emulator/status); run mvn test-compile first"
+    exit 1
+  fi
+  export LD_LIBRARY_PATH="$PWD/$emulator${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  java+=("-Dfusedopt.test.cudaEmulator=$PWD/$emulator")
+  # Two GPU test classes, not all of them: the suite's emulator execution runs every one already.
+  tests=(--select-class io.fusedopt.cuda.DeviceSameTrafficTest --select-class io.fusedopt.CudaConversionTest)
+  bench_args=(--rehearsal)
+  torch_args=(--device cpu --rep-seconds 0.001 --repetitions 3)
+  # Debian's python3-torch (1.13, CPU) when the default python3 has no torch.
+  $python -c 'import torch' 2>/dev/null || python=/usr/bin/python3
+else
+  tests=(--scan-class-path "$b/test-classes")
+fi
+junit=("${java[@]}" -jar "$(ls "$b"/junit-platform-console-standalone-*.jar)" execute --class-path "$cp"
+  --disable-banner --details=tree --include-tag gpu)
+
+# ---- 1. environment ----
+environment() {
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "mode: $([[ $rehearsal == 1 ]] && echo 'rehearsal on the CUDA emulator' || echo 'real GPU')"
+  echo "commit: $(cat "$b/commit.txt" 2>/dev/null || echo unknown)"
+  echo "host: $(uname -srm), $(nproc) cores"
+  echo "--- nvidia-smi"; nvidia-smi 2>&1 || echo "nvidia-smi: not found"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>&1 || true
+  echo "--- nvcc"; nvcc --version 2>&1 | tail -n 2 || echo "nvcc: not found"
+  echo "--- compute-sanitizer"
+  if command -v compute-sanitizer >/dev/null 2>&1; then compute-sanitizer --version 2>&1 | head -n 3; else echo "compute-sanitizer: not found"; fi
+  echo "--- python and PyTorch"; command -v "$python"
+  "$python" -c 'import sys, torch; print("python", sys.version.split()[0]); print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")' 2>&1
+  echo "--- java"; "$java_bin" -version 2>&1
+  echo "--- bundle"; du -sh "$b" 2>&1
+}
+# timeout runs programs, not shell functions: the part runs in a child bash that inherits these.
+java_bin=${java[0]}
+export rehearsal b python java_bin
+export -f environment
+part environment "$out/environment.txt" bash -c environment
+
+# ---- 2. the GPU tests against the driver, then the three questions ----
+part tests "$out/tests.txt" "${junit[@]}" "${tests[@]}"
+part questions "$out/questions.txt" "${java[@]}" -cp "$cp" io.fusedopt.cuda.DriverQuestions
+
+# ---- 3. compute-sanitizer over the CUDA equivalence tests ----
+: > "$out/sanitizer.txt"
+for tool in memcheck racecheck synccheck initcheck; do
+  if [[ $rehearsal == 1 ]]; then
+    part "$tool" "$out/sanitizer.txt" echo "$tool: skipped in a rehearsal (compute-sanitizer needs the real driver)"
+  elif ! command -v compute-sanitizer >/dev/null 2>&1; then
+    part "$tool" "$out/sanitizer.txt" echo "$tool: compute-sanitizer is not on the PATH of this machine"
+  else
+    part "$tool" "$out/sanitizer.txt" compute-sanitizer --tool "$tool" --error-exitcode 99 --print-limit 50 \
+      "${junit[@]}" --select-class io.fusedopt.CudaEquivalenceTest
+  fi
+done
+
+# ---- 4. fusedopt's benchmarks and agreement run, then PyTorch's side ----
+part bench "$out/evidence.log" "${java[@]}" -cp "$cp" io.fusedopt.bench.GpuEvidence bench --out "$work" \
+  --deadline-seconds $((box[bench] - 20)) "${bench_args[@]}"
+part agree "$out/evidence.log" "${java[@]}" -cp "$cp" io.fusedopt.bench.GpuEvidence agree --out "$work" \
+  --deadline-seconds $((box[agree] - 10)) "${bench_args[@]}"
+part torch "$out/evidence.log" env PYTHONUNBUFFERED=1 "$python" "$here/torch_side_by_side.py" --work "$work" \
+  --out "$work/torch.jsonl" --deadline-seconds $((box[torch] - 15)) "${torch_args[@]}"
+
+# ---- 5. the report ----
+cp "$work/fusedopt.jsonl" "$out/fusedopt.jsonl" 2>/dev/null || : > "$out/fusedopt.jsonl"
+cp "$work/torch.jsonl" "$out/torch.jsonl" 2>/dev/null || : > "$out/torch.jsonl"
+part report "$work/report.log" "$python" "$here/evidence_table.py" "$work" "$out/evidence.md"
+cat "$work/report.log" >> "$out/evidence.log"
+log "evidence.sh: done in $SECONDS s; files in $out: $(cd "$out" && ls | tr '\n' ' ')"
