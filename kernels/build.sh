@@ -16,7 +16,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 prebuilt="$here/prebuilt"
-families=(control sgd rmsprop adam adagrad convert traffic)
+# Every kernels/*.cu is a family (one fatbin): adding an algorithm's .cu adds it here too.
+families=()
+for f in "$here"/*.cu; do families+=("$(basename "$f" .cu)"); done
 archs=(75 80 90 100 120)
 ptx_arch=120
 # Exact IEEE float32: no contraction into FMA, IEEE division and square root, keep subnormals.
