@@ -8,7 +8,6 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.channels.SeekableByteChannel;
 import java.nio.file.AtomicMoveNotSupportedException;
@@ -18,6 +17,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -62,7 +62,13 @@ final class Checkpoint {
         FileChannel channel = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
         return new Sink() {
             @Override public void write(ByteBuffer bytes) throws IOException {
-                while (bytes.hasRemaining()) channel.write(bytes);
+                int limit = bytes.limit();
+                while (bytes.hasRemaining()) {
+                    // A block per write: the JDK writes a heap buffer through a temporary direct buffer as large as the write.
+                    bytes.limit((int) Math.min(limit, (long) bytes.position() + BLOCK));
+                    channel.write(bytes);
+                    bytes.limit(limit);
+                }
             }
             @Override public void sync() throws IOException { channel.force(true); }
             @Override public void close() throws IOException { channel.close(); }
@@ -115,23 +121,68 @@ final class Checkpoint {
         }
         putSchedulesAndScaler(opt, metadata);
         putTensorSteps(opt, metadata, counters.step());
-        List<Safetensors.Entry> entries = new ArrayList<>();
+        List<Safetensors.Entry> entries = new ArrayList<>(items.size());
+        long[] checksums = new long[items.size()];
+        TensorEncoder encoder = new TensorEncoder();
         long offset = 0;
-        for (Item item : items) {
-            AbstractTensorBuffer b = item.buffer();
+        for (int i = 0; i < items.size(); i++) {
+            AbstractTensorBuffer b = items.get(i).buffer();
             long bytes = b.byteSize();
-            entries.add(new Safetensors.Entry(item.key(), b.precision(), b.length(), offset, offset + bytes));
+            entries.add(new Safetensors.Entry(items.get(i).key(), b.precision(), b.length(), offset, offset + bytes));
             offset += bytes;
-            metadata.put("group_of." + item.key(), Integer.toString(item.group()));
-            metadata.put("crc32c." + item.key(), String.format("%08x", crcOf(b)));
+            checksums[i] = encoder.crc32c(b);
         }
-        byte[] header = Safetensors.encodeHeader(metadata, entries);
+        // group_of.NAME and crc32c.NAME of each tensor, after the others: two entries per tensor
+        // written straight into the header (a map of them cost most of a save of 10^5 small tensors).
+        // Their prefixes keep them apart from every other key and from each other's.
+        String[] groupText = new String[groups.size()];
+        for (int g = 0; g < groupText.length; g++) groupText[g] = Integer.toString(g);
+        byte[] header = Safetensors.encodeHeader(metadata, writer -> {
+            for (int i = 0; i < items.size(); i++) {
+                writer.name("group_of.", items.get(i).key()).value(groupText[items.get(i).group()]);
+                writer.name("crc32c.", items.get(i).key()).value(Safetensors.crcHex(checksums[i]));
+            }
+        }, entries);
         return new Prepared(header, items, header.length + offset);
     }
 
     private static void write(Prepared prepared, Sink sink) throws IOException {
         sink.write(ByteBuffer.wrap(prepared.header()));
-        for (Item item : prepared.items()) forEachBlock(item.buffer(), sink::write);
+        TensorEncoder encoder = new TensorEncoder();
+        CoalescedWrites writes = new CoalescedWrites(sink);
+        for (Item item : prepared.items()) encoder.forEachBlock(item.buffer(), writes);
+        writes.flush();
+    }
+
+    /**
+     * Gathers the sink's small writes into blocks of {@link #BLOCK} bytes (one system call per tensor
+     * of a few bytes made a save of 10^5 tiny tensors take seconds); a block that size or larger
+     * goes through as it is.
+     */
+    private static final class CoalescedWrites implements BlockConsumer {
+        private final Sink sink;
+        private final byte[] pending = new byte[BLOCK];
+        private int used;
+
+        CoalescedWrites(Sink sink) {
+            this.sink = sink;
+        }
+
+        @Override
+        public void accept(byte[] bytes, int length) throws IOException {
+            if (length > pending.length - used) flush();
+            if (length >= pending.length) {
+                sink.write(ByteBuffer.wrap(bytes, 0, length));
+            } else {
+                System.arraycopy(bytes, 0, pending, used, length);
+                used += length;
+            }
+        }
+
+        void flush() throws IOException {
+            if (used > 0) sink.write(ByteBuffer.wrap(pending, 0, used));
+            used = 0;
+        }
     }
 
     /** Writes the checkpoint to a temporary file beside {@code file}, syncs it, renames it over {@code file}, syncs the folder. */
@@ -237,32 +288,57 @@ final class Checkpoint {
         }
     }
 
-    private static long crcOf(AbstractTensorBuffer b) throws IOException {
-        CRC32C crc = new CRC32C();
-        forEachBlock(b, crc::update);
-        return crc.getValue();
-    }
-
     private interface BlockConsumer {
-        void accept(ByteBuffer bytes) throws IOException;
+        /** Takes {@code bytes[0, length)}, which the caller reuses afterwards. */
+        void accept(byte[] bytes, int length) throws IOException;
     }
 
-    /** The buffer's elements as little-endian bytes of its precision, a block at a time. */
-    private static void forEachBlock(AbstractTensorBuffer b, BlockConsumer consumer) throws IOException {
-        int size = b.precision().bytes();
-        float[] values = new float[(int) Math.min(BLOCK, b.length())];
-        ByteBuffer bytes = ByteBuffer.allocate(values.length * size).order(ByteOrder.LITTLE_ENDIAN);
-        for (long from = 0; from < b.length(); from += values.length) {
-            int n = (int) Math.min(values.length, b.length() - from);
-            b.copyTo(from, values, 0, n);
-            bytes.clear();
-            for (int i = 0; i < n; i++) {
-                if (size == Float.BYTES) bytes.putFloat(values[i]);
-                else bytes.putShort(Conversions.narrow(b.precision(), values[i]));
-            }
-            bytes.flip();
-            consumer.accept(bytes);
+    /**
+     * A buffer's elements as little-endian bytes of its precision, a block of at most {@link #BLOCK}
+     * elements at a time, through scratch arrays reused from tensor to tensor (a save reads every
+     * tensor twice: for its checksum, then for the data). Plain loops over arrays: they are compiled
+     * at once, where byte-buffer views cost a save's first call hundreds of milliseconds.
+     */
+    private static final class TensorEncoder {
+        private float[] values = new float[0];
+        private byte[] bytes = new byte[0];
+
+        long crc32c(AbstractTensorBuffer b) throws IOException {
+            CRC32C crc = new CRC32C();
+            forEachBlock(b, (block, length) -> crc.update(block, 0, length));
+            return crc.getValue();
         }
+
+        void forEachBlock(AbstractTensorBuffer b, BlockConsumer consumer) throws IOException {
+            Precision precision = b.precision();
+            int block = (int) Math.min(BLOCK, b.length());
+            if (values.length < block) {
+                values = new float[block];
+                bytes = new byte[block * Float.BYTES];
+            }
+            for (long from = 0; from < b.length(); from += block) {
+                int n = (int) Math.min(block, b.length() - from);
+                b.copyTo(from, values, 0, n);
+                if (precision == Precision.FP32) {
+                    for (int i = 0, at = 0; i < n; i++, at += Float.BYTES) putLittleEndian(bytes, at, Float.floatToRawIntBits(values[i]), Float.BYTES);
+                } else {
+                    for (int i = 0, at = 0; i < n; i++, at += Short.BYTES) putLittleEndian(bytes, at, Conversions.narrow(precision, values[i]), Short.BYTES);
+                }
+                consumer.accept(bytes, n * precision.bytes());
+            }
+        }
+    }
+
+    /** The low {@code size} bytes of {@code value}, least significant first, at {@code bytes[at]}. */
+    private static void putLittleEndian(byte[] bytes, int at, int value, int size) {
+        for (int k = 0; k < size; k++) bytes[at + k] = (byte) (value >>> (8 * k));
+    }
+
+    /** {@code size} bytes at {@code bytes[at]}, least significant first, as an int (sign-extended from 16 bits when 2). */
+    private static int getLittleEndian(byte[] bytes, int at, int size) {
+        int value = 0;
+        for (int k = 0; k < size; k++) value |= (bytes[at + k] & 0xFF) << (8 * k);
+        return size == Short.BYTES ? (short) value : value;
     }
 
     /** Validates the whole file against the optimizer, then applies it; nothing changes on any failure. */
@@ -294,8 +370,27 @@ final class Checkpoint {
             return h;
         });
         return load(opt, name, header, options, new DataSource() {
+            /**
+             * The data from {@code windowStart} on, read ahead in blocks: tensors are read in data
+             * order, and one read per tensor of a few bytes made a load of 10^5 tiny tensors take
+             * seconds. A read of a block or more goes to the channel directly.
+             */
+            private final ByteBuffer window = ByteBuffer.allocate((int) Math.min(BLOCK, header.dataLength())).limit(0); // empty
+            private long windowStart;
+
             @Override public void read(ByteBuffer into, long dataOffset) throws IOException {
-                readFully(name, channel, into, header.dataStart() + dataOffset);
+                int n = into.remaining();
+                if (n >= window.capacity()) {
+                    readFully(name, channel, into, header.dataStart() + dataOffset);
+                    return;
+                }
+                if (dataOffset < windowStart || dataOffset + n > windowStart + window.limit()) {
+                    window.clear().limit((int) Math.min(window.capacity(), header.dataLength() - dataOffset));
+                    readFully(name, channel, window, header.dataStart() + dataOffset);
+                    window.flip();
+                    windowStart = dataOffset;
+                }
+                into.put(window.array(), (int) (dataOffset - windowStart), n);
             }
             @Override public void finish() {} // the header was checked against the file's size
         });
@@ -364,22 +459,25 @@ final class Checkpoint {
         Plan plan = validate(opt, name, header, options.isStrict());
         SchedulesAndScaler extras = schedulesAndScaler(opt, name, header.metadata(), plan.configs());
         Map<Parameter, DeviceOptimizer.TensorSteps> tensorSteps = tensorSteps(opt, name, header.metadata(), plan, options.isStrict());
-        Map<String, Item> loads = new LinkedHashMap<>();
-        for (Item item : plan.loads()) loads.put(item.key(), item);
+        // Each loaded tensor's values, by its position in plan.loads(), kept until they are applied.
+        float[][] data = new float[plan.loads().size()][];
+        LoadPositions positions = new LoadPositions(plan.loads());
+        TensorMetadata checksums = new TensorMetadata(header.metadata(), "crc32c.");
         // Read and check every tensor before touching anything.
-        Map<String, float[]> data = new LinkedHashMap<>();
+        ByteBuffer bytes = ByteBuffer.allocate(0); // reused from tensor to tensor, grown to the largest read
         for (Safetensors.Entry e : header.entries()) {
-            String stored = header.metadata().get("crc32c." + e.name());
+            String stored = checksums.get(e.name());
             if (stored == null) throw new CheckpointException(name + ": tensor '" + e.name() + "' has no CRC32C");
             CRC32C crc = new CRC32C();
-            Item item = loads.get(e.name());
-            if (item == null) {
+            int index = positions.of(e.name());
+            if (index < 0) {
                 // Not loaded, yet checked: a damaged checkpoint is refused whatever it is loaded into.
-                ByteBuffer block = ByteBuffer.allocate((int) Math.min(BLOCK, e.end() - e.begin()));
-                for (long at = e.begin(); at < e.end(); at += block.capacity()) {
-                    block.clear().limit((int) Math.min(block.capacity(), e.end() - at));
-                    source.read(block, at);
-                    crc.update(block.array(), 0, block.limit());
+                int block = (int) Math.min(BLOCK, e.end() - e.begin());
+                if (bytes.capacity() < block) bytes = ByteBuffer.allocate(block);
+                for (long at = e.begin(); at < e.end(); at += block) {
+                    bytes.clear().limit((int) Math.min(block, e.end() - at));
+                    source.read(bytes, at);
+                    crc.update(bytes.array(), 0, bytes.limit());
                 }
                 checkCrc(name, e, stored, crc);
                 continue;
@@ -389,22 +487,29 @@ final class Checkpoint {
                         + " elements; loading holds each tensor in one Java array (at most 2^31 - 9 elements)");
             }
             // The length and format matched this optimizer's tensor: this is the size of memory it already has.
-            ByteBuffer bytes = ByteBuffer.allocate((int) (e.end() - e.begin())).order(ByteOrder.LITTLE_ENDIAN);
+            int size = (int) (e.end() - e.begin());
+            if (bytes.capacity() < size) bytes = ByteBuffer.allocate(size);
+            bytes.clear().limit(size);
             source.read(bytes, e.begin());
-            crc.update(bytes.array());
+            crc.update(bytes.array(), 0, size);
             checkCrc(name, e, stored, crc);
             float[] values = new float[(int) e.length()];
-            bytes.rewind();
-            for (int i = 0; i < values.length; i++) {
-                values[i] = e.dtype() == Precision.FP32 ? bytes.getFloat() : Conversions.widen(e.dtype(), bytes.getShort());
+            byte[] raw = bytes.array();
+            if (e.dtype() == Precision.FP32) {
+                for (int i = 0; i < values.length; i++) values[i] = Float.intBitsToFloat(getLittleEndian(raw, i * Float.BYTES, Float.BYTES));
+            } else {
+                for (int i = 0; i < values.length; i++) {
+                    values[i] = Conversions.widen(e.dtype(), (short) getLittleEndian(raw, i * Short.BYTES, Short.BYTES));
+                }
             }
-            data.put(e.name(), values);
+            data[index] = values;
         }
         source.finish();
         opt.applyCheckpoint(plan.configs(), plan.step(), plan.skippedSteps(), plan.gradScale(), extras.schedules(),
                 extras.scaler(), tensorSteps, () -> {
-            for (Item item : plan.loads()) {
-                float[] values = data.get(item.key());
+            for (int i = 0; i < data.length; i++) {
+                Item item = plan.loads().get(i);
+                float[] values = data[i];
                 for (int from = 0; from < values.length; from += BLOCK) {
                     item.buffer().copyFrom(values, from, from, Math.min(BLOCK, values.length - from));
                 }
@@ -414,7 +519,7 @@ final class Checkpoint {
     }
 
     private static void checkCrc(String name, Safetensors.Entry e, String stored, CRC32C crc) throws CheckpointException {
-        String actual = String.format("%08x", crc.getValue());
+        String actual = Safetensors.crcHex(crc.getValue());
         if (!actual.equals(stored)) {
             throw new CheckpointException(name + ": tensor '" + e.name() + "' fails its CRC32C (stored " + stored
                     + ", computed " + actual + "): the data are damaged");
@@ -506,12 +611,13 @@ final class Checkpoint {
                 frozen.put(tensor, Boolean.parseBoolean(e.getValue()));
             }
         }
+        // Only a non-strict load can leave states unloaded: a strict one loads every tensor or fails.
         java.util.Set<String> loadedKeys = new java.util.HashSet<>();
-        for (Item item : plan.loads()) loadedKeys.add(item.key());
+        if (!strict) for (Item item : plan.loads()) loadedKeys.add(item.key());
         Map<Parameter, DeviceOptimizer.TensorSteps> out = new LinkedHashMap<>();
         for (Parameter p : byName.values()) {
             boolean statesLoaded = true;
-            for (StateKind kind : p.stateBuffers().keySet()) statesLoaded &= loadedKeys.contains(p.name() + "/" + kind.stateName());
+            if (!strict) for (StateKind kind : p.stateBuffers().keySet()) statesLoaded &= loadedKeys.contains(p.name() + "/" + kind.stateName());
             if (strict || statesLoaded) {
                 out.put(p, new DeviceOptimizer.TensorSteps(counts.getOrDefault(p.name(), plan.step()),
                         frozen.getOrDefault(p.name(), false)));
@@ -667,8 +773,8 @@ final class Checkpoint {
         }
         if (!(gradScale > 0) || Double.isInfinite(gradScale)) throw new CheckpointException(name + ": grad_scale " + gradScale + " is not finite and > 0");
 
-        Map<String, Safetensors.Entry> entries = new LinkedHashMap<>();
-        for (Safetensors.Entry e : header.entries()) entries.put(e.name(), e);
+        EntriesByName entries = new EntriesByName(header.entries());
+        TensorMetadata groupOf = new TensorMetadata(m, "group_of.");
         List<Item> loads = new ArrayList<>();
         List<String> missing = new ArrayList<>();
         Map<String, String> mismatched = new LinkedHashMap<>();
@@ -692,11 +798,11 @@ final class Checkpoint {
             }
             // The group a tensor was saved in must be its group now (strict); a non-strict load
             // matches by name, length and format only.
-            if (strict) require(m, name, "group_of." + item.key(), Integer.toString(item.group()));
+            if (strict) require(name, groupOf, item.key(), Integer.toString(item.group()));
             loads.add(item);
         }
         if (strict && !entries.isEmpty()) {
-            throw new CheckpointException(name + ": the checkpoint has tensor '" + entries.keySet().iterator().next()
+            throw new CheckpointException(name + ": the checkpoint has tensor '" + entries.remainingNames().get(0)
                     + "', which this optimizer does not have (" + entries.size() + " extra)" + NON_STRICT_HINT);
         }
         if (loads.isEmpty() && !(missing.isEmpty() && mismatched.isEmpty() && entries.isEmpty())) {
@@ -710,8 +816,132 @@ final class Checkpoint {
                     + " parameter names are the ones registered");
         }
         List<String> loaded = loads.stream().map(Item::key).toList();
-        LoadReport report = new LoadReport(loaded, missing, List.copyOf(entries.keySet()), mismatched, withParams, extraGroups);
+        LoadReport report = new LoadReport(loaded, missing, entries.remainingNames(), mismatched, withParams, extraGroups);
         return new Plan(configs, step, skipped, gradScale, loads, report);
+    }
+
+    /** {@link #require(Map, String, String, String)} for a per-tensor entry ({@code group_of.TENSOR}). */
+    private static void require(String name, TensorMetadata metadata, String tensor, String expected) throws CheckpointException {
+        String value = metadata.get(tensor);
+        if (!expected.equals(value)) {
+            throw new CheckpointException(name + ": " + metadata.prefix + tensor + " is " + value + " in the checkpoint, " + expected
+                    + " in this optimizer");
+        }
+    }
+
+    /**
+     * The checkpoint's tensors by name, for matching them with this optimizer's: a tensor is taken
+     * out once matched, the others remain (in data order). A checkpoint of this optimizer's tensors
+     * names them in the order they are asked for, which is followed without a lookup (a map of
+     * 10^5 names costs several cache misses per lookup); from the first tensor out of that order
+     * on, a map of the ones not yet taken.
+     */
+    private static final class EntriesByName {
+        private final List<Safetensors.Entry> inOrder;
+        /** inOrder[0, next) were taken in order. */
+        private int next;
+        /** After the first tensor out of order, the ones not yet taken, in data order; null before. */
+        private Map<String, Safetensors.Entry> rest;
+
+        EntriesByName(List<Safetensors.Entry> inOrder) {
+            this.inOrder = inOrder;
+        }
+
+        /** Takes the tensor named {@code key} out; null when there is none (left). */
+        Safetensors.Entry remove(String key) {
+            if (rest == null) {
+                if (next < inOrder.size() && inOrder.get(next).name().equals(key)) return inOrder.get(next++);
+                rest = new LinkedHashMap<>();
+                for (Safetensors.Entry e : inOrder.subList(next, inOrder.size())) rest.put(e.name(), e);
+            }
+            return rest.remove(key);
+        }
+
+        boolean isEmpty() {
+            return rest == null ? next == inOrder.size() : rest.isEmpty();
+        }
+
+        int size() {
+            return rest == null ? inOrder.size() - next : rest.size();
+        }
+
+        /** The names not taken, in data order. */
+        List<String> remainingNames() {
+            if (rest != null) return List.copyOf(rest.keySet());
+            return inOrder.subList(next, inOrder.size()).stream().map(Safetensors.Entry::name).toList();
+        }
+    }
+
+    /**
+     * Where a tensor of the checkpoint is in the list of those loaded. The checkpoint's tensors come
+     * in data order, which for a checkpoint of this optimizer is the list's order: the next one is
+     * checked first, and only a tensor out of that order costs a map (built then).
+     */
+    private static final class LoadPositions {
+        private final List<Item> loads;
+        private int next;
+        private Map<String, Integer> byName;
+
+        LoadPositions(List<Item> loads) {
+            this.loads = loads;
+        }
+
+        /** The position of the tensor named {@code key}, or -1 when it is not loaded. */
+        int of(String key) {
+            if (next < loads.size() && loads.get(next).key().equals(key)) return next++;
+            if (byName == null) {
+                byName = new HashMap<>(loads.size() * 4 / 3 + 1);
+                for (int i = 0; i < loads.size(); i++) byName.put(loads.get(i).key(), i);
+            }
+            Integer position = byName.get(key);
+            if (position == null) return -1;
+            next = position + 1;
+            return position;
+        }
+    }
+
+    /**
+     * The metadata entries {@code PREFIX + tensor} for one prefix, looked up tensor by tensor. A save
+     * writes them in data order ({@code group_of.T}, {@code crc32c.T} for each tensor T, after the
+     * optimizer's own entries), so the next one is usually a step or two ahead of the last one found:
+     * a look at the next few entries replaces the lookup in a map of two entries per tensor, whose
+     * cache misses made most of a load's time. Elsewhere, or in another order, the map answers.
+     */
+    private static final class TensorMetadata {
+        /** Entries looked at past the cursor before the map is asked. */
+        private static final int WINDOW = 4;
+        final String prefix;
+        private final Map<String, String> metadata;
+        private final java.util.Iterator<Map.Entry<String, String>> ahead;
+        /** The entries from the cursor on that have been read from the iterator but not passed. */
+        private final java.util.ArrayDeque<Map.Entry<String, String>> window = new java.util.ArrayDeque<>(WINDOW);
+
+        TensorMetadata(Map<String, String> metadata, String prefix) {
+            this.prefix = prefix;
+            this.metadata = metadata;
+            this.ahead = metadata.entrySet().iterator();
+        }
+
+        /** The value of {@code prefix + tensor}, or null. */
+        String get(String tensor) {
+            while (window.size() < WINDOW && ahead.hasNext()) window.addLast(ahead.next());
+            boolean prefixSeen = false;
+            int skipped = 0;
+            for (Map.Entry<String, String> e : window) {
+                String key = e.getKey();
+                if (key.startsWith(prefix)) {
+                    if (key.length() == prefix.length() + tensor.length() && key.endsWith(tensor)) {
+                        for (int i = 0; i <= skipped; i++) window.removeFirst(); // passed, and found
+                        return e.getValue();
+                    }
+                    prefixSeen = true;
+                }
+                skipped++;
+            }
+            // No entry of this prefix ahead: the window held others only, which no later call needs.
+            if (!prefixSeen) window.clear();
+            return metadata.get(prefix + tensor);
+        }
     }
 
     private static void require(Map<String, String> m, String name, String key, String expected) throws CheckpointException {
@@ -732,10 +962,14 @@ final class Checkpoint {
 
     private static void readFully(String name, SeekableByteChannel channel, ByteBuffer into, long position) throws IOException {
         channel.position(position);
+        int limit = into.limit();
         while (into.hasRemaining()) {
-            if (channel.read(into) < 0) {
-                throw new CheckpointException(name + ": unexpected end of data at byte " + channel.position() + " (truncated)");
-            }
+            // A block per read: the JDK reads a file into a heap buffer through a temporary direct
+            // buffer as large as the read (40 MB of fresh memory for the header of 10^5 tensors).
+            into.limit((int) Math.min(limit, (long) into.position() + BLOCK));
+            int n = channel.read(into);
+            into.limit(limit);
+            if (n < 0) throw new CheckpointException(name + ": unexpected end of data at byte " + channel.position() + " (truncated)");
         }
     }
 

@@ -1,8 +1,7 @@
 package io.fusedopt.internal;
 
 import java.nio.charset.StandardCharsets;
-import java.util.HashSet;
-import java.util.Set;
+import java.util.Map;
 
 /**
  * The little JSON fusedopt needs, with nothing beyond the JDK (a JSON library in the library's
@@ -38,28 +37,97 @@ public final class Json {
 
     /** Appends {@code s} as a JSON string literal (quotes included). */
     public static void quote(StringBuilder out, String s) {
-        out.append('"');
-        for (int i = 0; i < s.length(); i++) {
-            char c = s.charAt(i);
-            switch (c) {
-                case '"' -> out.append("\\\"");
-                case '\\' -> out.append("\\\\");
-                case '\b' -> out.append("\\b");
-                case '\t' -> out.append("\\t");
-                case '\n' -> out.append("\\n");
-                case '\f' -> out.append("\\f");
-                case '\r' -> out.append("\\r");
-                default -> {
-                    if (c < 0x20 || Character.isSurrogate(c)) {
-                        out.append("\\u").append(HEX[c >> 12 & 15]).append(HEX[c >> 8 & 15]).append(HEX[c >> 4 & 15])
-                                .append(HEX[c & 15]);
-                    } else {
-                        out.append(c);
+        Utf8Text literal = new Utf8Text(s.length() + 2);
+        literal.quoted(s);
+        out.append(literal);
+    }
+
+    /**
+     * Text being written, as UTF-8 bytes: JSON is written to be stored, and a checkpoint header of
+     * tens of megabytes is then neither copied into a String nor encoded afterwards.
+     */
+    private static final class Utf8Text {
+        private byte[] bytes;
+        private int size;
+        /** No byte of 0x80 or above written so far. */
+        private boolean ascii = true;
+
+        Utf8Text(int capacity) {
+            bytes = new byte[Math.max(16, capacity)];
+        }
+
+        /** An ASCII character. */
+        void ascii(char c) {
+            if (size == bytes.length) grow(1);
+            bytes[size++] = (byte) c;
+        }
+
+        /** A text of ASCII characters (numbers, punctuation). */
+        void ascii(String s) {
+            if (bytes.length - size < s.length()) grow(s.length());
+            for (int i = 0; i < s.length(); i++) bytes[size++] = (byte) s.charAt(i);
+        }
+
+        /** {@code s} as a JSON string literal: quotes, and the escapes the class comment lists. */
+        void quoted(String s) {
+            ascii('"');
+            escaped(s);
+            ascii('"');
+        }
+
+        /** {@code s}'s characters, escaped as a JSON string's. */
+        void escaped(String s) {
+            int plain = 0; // s[plain, i) needs no escape: appended in one piece
+            for (int i = 0; i < s.length(); i++) {
+                char c = s.charAt(i);
+                if (c >= 0x20 && c != '"' && c != '\\' && !Character.isSurrogate(c)) continue;
+                utf8(s, plain, i);
+                plain = i + 1;
+                switch (c) {
+                    case '"' -> ascii("\\\"");
+                    case '\\' -> ascii("\\\\");
+                    case '\b' -> ascii("\\b");
+                    case '\t' -> ascii("\\t");
+                    case '\n' -> ascii("\\n");
+                    case '\f' -> ascii("\\f");
+                    case '\r' -> ascii("\\r");
+                    default -> {
+                        ascii("\\u");
+                        for (int shift = 12; shift >= 0; shift -= 4) ascii(HEX[c >> shift & 15]);
                     }
                 }
             }
+            utf8(s, plain, s.length());
         }
-        out.append('"');
+
+        /** s[from, to) in UTF-8; no surrogates (escaped() escapes them), so 1 to 3 bytes per character. */
+        private void utf8(String s, int from, int to) {
+            if (bytes.length - size < 3 * (to - from)) grow(3 * (to - from));
+            for (int i = from; i < to; i++) {
+                char c = s.charAt(i);
+                if (c < 0x80) {
+                    bytes[size++] = (byte) c;
+                } else if (c < 0x800) {
+                    bytes[size++] = (byte) (0xC0 | c >> 6);
+                    bytes[size++] = (byte) (0x80 | c & 0x3F);
+                    ascii = false;
+                } else {
+                    bytes[size++] = (byte) (0xE0 | c >> 12);
+                    bytes[size++] = (byte) (0x80 | c >> 6 & 0x3F);
+                    bytes[size++] = (byte) (0x80 | c & 0x3F);
+                    ascii = false;
+                }
+            }
+        }
+
+        private void grow(int more) {
+            bytes = java.util.Arrays.copyOf(bytes, Math.max(2 * bytes.length, size + more));
+        }
+
+        @Override
+        public String toString() {
+            return new String(bytes, 0, size, StandardCharsets.UTF_8);
+        }
     }
 
     /**
@@ -67,7 +135,7 @@ public final class Json {
      * spaces. The caller writes a well-formed sequence; misuse is an {@link IllegalStateException}.
      */
     public static final class Writer {
-        private final StringBuilder out = new StringBuilder();
+        private final Utf8Text out;
         private final boolean pretty;
         private boolean[] isObject = new boolean[8];
         private int[] counts = new int[8];
@@ -81,13 +149,19 @@ public final class Json {
         }
 
         public Writer(boolean pretty) {
+            this(pretty, 64);
+        }
+
+        /** A writer whose text is expected to take about {@code expectedBytes} in UTF-8 (grown as needed). */
+        public Writer(boolean pretty, int expectedBytes) {
             this.pretty = pretty;
+            this.out = new Utf8Text(expectedBytes);
         }
 
         public Writer beginObject() {
             beforeValue();
             push(true);
-            out.append('{');
+            out.ascii('{');
             return this;
         }
 
@@ -98,7 +172,7 @@ public final class Json {
         public Writer beginArray() {
             beforeValue();
             push(false);
-            out.append('[');
+            out.ascii('[');
             return this;
         }
 
@@ -108,44 +182,66 @@ public final class Json {
 
         /** The name of the next member of the current object. */
         public Writer name(String name) {
+            return name(name, "");
+        }
+
+        /** The name {@code first + second}, without making that string (a header writes hundreds of thousands). */
+        public Writer name(String first, String second) {
             if (depth == 0 || !isObject[depth - 1] || afterName) throw new IllegalStateException("a name belongs in an object, before a value");
             separate();
-            quote(out, name);
-            out.append(pretty ? ": " : ":");
+            out.ascii('"');
+            out.escaped(first);
+            out.escaped(second);
+            out.ascii('"');
+            out.ascii(pretty ? ": " : ":");
             afterName = true;
             return this;
         }
 
         public Writer value(String s) {
             beforeValue();
-            quote(out, s);
+            out.quoted(s);
             return this;
         }
 
         public Writer value(long v) {
             beforeValue();
-            out.append(v);
+            out.ascii(Long.toString(v));
             return this;
         }
 
         /** A finite double as {@link Double#toString(double)} writes it; NaN and the infinities as strings. */
         public Writer value(double v) {
             beforeValue();
-            if (Double.isFinite(v)) out.append(v);
-            else out.append('"').append(v).append('"');
+            if (Double.isFinite(v)) out.ascii(Double.toString(v));
+            else out.quoted(Double.toString(v));
             return this;
         }
 
         /** The text; the outermost value must be complete. */
         @Override
         public String toString() {
-            if (!done || depth != 0) throw new IllegalStateException("the JSON value is not complete");
-            return out.toString();
+            return completeText().toString();
         }
 
         /** The text in UTF-8 (surrogates are escaped, so every character encodes). */
         public byte[] toUtf8() {
-            return toString().getBytes(StandardCharsets.UTF_8);
+            return java.util.Arrays.copyOf(completeText().bytes, out.size);
+        }
+
+        /** The length of the text in UTF-8. */
+        public int utf8Length() {
+            return completeText().size;
+        }
+
+        /** Copies the text in UTF-8 into {@code destination} from {@code offset} (a header's, after its length). */
+        public void copyUtf8(byte[] destination, int offset) {
+            System.arraycopy(completeText().bytes, 0, destination, offset, out.size);
+        }
+
+        private Utf8Text completeText() {
+            if (!done || depth != 0) throw new IllegalStateException("the JSON value is not complete");
+            return out;
         }
 
         private void beforeValue() {
@@ -161,7 +257,7 @@ public final class Json {
         }
 
         private void separate() {
-            if (counts[depth - 1]++ > 0) out.append(',');
+            if (counts[depth - 1]++ > 0) out.ascii(',');
             newLine(depth);
         }
 
@@ -178,15 +274,78 @@ public final class Json {
             if (depth == 0 || isObject[depth - 1] != object || afterName) throw new IllegalStateException("unbalanced " + close);
             depth--;
             if (counts[depth] > 0) newLine(depth);
-            out.append(close);
+            out.ascii(close);
             if (depth == 0) done = true;
             return this;
         }
 
         private void newLine(int level) {
             if (!pretty) return;
-            out.append('\n');
-            for (int i = 0; i < level; i++) out.append("  ");
+            out.ascii('\n');
+            for (int i = 0; i < level; i++) out.ascii("  ");
+        }
+    }
+
+    /**
+     * The keys of one object seen so far, for refusing a repeated key: a short array while there are
+     * few, then an open-addressing table of the keys themselves. A checkpoint header holds hundreds
+     * of thousands of objects of three keys each and two objects of hundreds of thousands of keys; a
+     * hash set apiece, and its node per key, cost more than parsing them.
+     */
+    private static final class SeenKeys {
+        private static final int FEW = 8;
+        /** The keys in the order seen. */
+        private String[] keys = new String[FEW];
+        private int count;
+        /**
+         * Beyond {@link #FEW} keys, an open-addressing table (power-of-two length, at most half full)
+         * of slots {@code hash << 32 | index + 1}: one array, so a probe costs one cache miss, and
+         * only a slot whose hash matches reads the key itself. Null while there are few keys.
+         */
+        private long[] table;
+
+        /** False when {@code key} was seen before. */
+        boolean add(String key) {
+            if (table == null) {
+                for (int i = 0; i < count; i++) if (keys[i].equals(key)) return false;
+                if (count < FEW) {
+                    keys[count++] = key;
+                    return true;
+                }
+                rehash(4 * FEW);
+            }
+            int h = key.hashCode();
+            int mask = table.length - 1;
+            int i = (h * 0x9E3779B9) >>> Integer.numberOfLeadingZeros(mask);
+            for (long slot; (slot = table[i]) != 0; i = (i + 1) & mask) {
+                if ((int) (slot >>> 32) == h && keys[(int) slot - 1].equals(key)) return false;
+            }
+            if (count == keys.length) keys = java.util.Arrays.copyOf(keys, 2 * count);
+            keys[count++] = key;
+            table[i] = (long) h << 32 | count;
+            if (2 * count > table.length) rehash(2 * table.length);
+            return true;
+        }
+
+        private void rehash(int length) {
+            table = new long[length];
+            int mask = length - 1;
+            for (int k = 0; k < count; k++) {
+                int h = keys[k].hashCode();
+                int i = (h * 0x9E3779B9) >>> Integer.numberOfLeadingZeros(mask);
+                while (table[i] != 0) i = (i + 1) & mask;
+                table[i] = (long) h << 32 | (k + 1);
+            }
+        }
+
+        void clear() {
+            if (table == null) {
+                java.util.Arrays.fill(keys, 0, count, null);
+            } else {
+                keys = new String[FEW];
+                table = null;
+            }
+            count = 0;
         }
     }
 
@@ -203,7 +362,10 @@ public final class Json {
         private int depth;
         private final boolean[] isObject;
         private final int[] counts;
-        private final Set<String>[] keys;
+        /** Per open object, the keys read so far in it (null for an array). */
+        private final SeenKeys[] keys;
+        /** Per open object, the caller's map of its keys ({@link #beginObject(Map)}), else null. */
+        private final Map<String, ?>[] keyMaps;
         /** After {@link #hasNext} said yes in an object: a name must come. */
         private boolean nameDue;
         private boolean started;
@@ -213,7 +375,6 @@ public final class Json {
          * @param maxNameLength the longest object key, in chars
          * @param maxStringLength the longest string value, in chars
          */
-        @SuppressWarnings({"unchecked", "rawtypes"})
         public Reader(String text, int maxDepth, int maxNameLength, int maxStringLength) {
             if (maxDepth < 1) throw new IllegalArgumentException("maxDepth must be at least 1");
             this.text = text;
@@ -222,7 +383,10 @@ public final class Json {
             this.maxStringLength = maxStringLength;
             this.isObject = new boolean[maxDepth];
             this.counts = new int[maxDepth];
-            this.keys = new Set[maxDepth];
+            this.keys = new SeenKeys[maxDepth];
+            @SuppressWarnings("unchecked")
+            Map<String, ?>[] maps = new Map[maxDepth];
+            this.keyMaps = maps;
         }
 
         /** The kind of the next value, without consuming it. */
@@ -249,6 +413,17 @@ public final class Json {
             open('{', true);
         }
 
+        /**
+         * As {@link #beginObject()}, for an object whose keys the caller keeps in {@code keysSoFar}:
+         * {@link #nextName} refuses a key that map already holds instead of keeping a set of its
+         * own, so that an object of hundreds of thousands of keys costs one hash table, not two.
+         * The caller must put each key into the map before it reads the next.
+         */
+        public void beginObject(Map<String, ?> keysSoFar) throws SyntaxException {
+            open('{', true);
+            keyMaps[depth - 1] = keysSoFar;
+        }
+
         public void beginArray() throws SyntaxException {
             open('[', false);
         }
@@ -265,12 +440,13 @@ public final class Json {
             char close = isObject[level] ? '}' : ']';
             if (pos < text.length() && text.charAt(pos) == close) {
                 pos++;
-                keys[level] = null;
+                if (keys[level] != null) keys[level].clear();
+                keyMaps[level] = null;
                 depth--;
                 return false;
             }
             if (counts[level] > 0) {
-                expect(',', "',' or '" + close + "'");
+                expect(',', isObject[level] ? "',' or '}'" : "',' or ']'");
                 skipWhiteSpace();
             }
             counts[level]++;
@@ -288,7 +464,8 @@ public final class Json {
             skipWhiteSpace();
             expect(':', "':'");
             nameDue = false;
-            if (!keys[depth - 1].add(name)) throw new SyntaxException("at character " + at + ": the key \"" + abbreviate(name) + "\" appears twice in one object");
+            Map<String, ?> keyMap = keyMaps[depth - 1];
+            if (keyMap != null ? keyMap.containsKey(name) : !keys[depth - 1].add(name)) throw new SyntaxException("at character " + at + ": the key \"" + abbreviate(name) + "\" appears twice in one object");
             return name;
         }
 
@@ -374,7 +551,11 @@ public final class Json {
             started = true;
             isObject[depth] = object;
             counts[depth] = 0;
-            keys[depth] = object ? new HashSet<>() : null;
+            if (object) {
+                if (keys[depth] == null) keys[depth] = new SeenKeys();
+                keys[depth].clear();
+            }
+            keyMaps[depth] = null;
             depth++;
         }
 
@@ -413,9 +594,30 @@ public final class Json {
                     throw error(what + " longer than " + maxLength + " characters");
                 }
             }
-            String s = b == null ? text.substring(from, pos) : b.append(text, from, pos).toString();
+            String s = b != null ? b.append(text, from, pos).toString() : pos - from <= SHORT ? shortString(from, pos) : text.substring(from, pos);
             pos++;
             afterValue();
+            return s;
+        }
+
+        /** Strings of at most this many characters are looked up among the {@link #recent} ones before one is made. */
+        private static final int SHORT = 16;
+        /** Short strings read lately, by hash: the field names and small values that repeat in every entry of a header. */
+        private final String[] recent = new String[64];
+
+        /**
+         * text[from, to) (no escapes in it), the same instance as the last such string of equal hash
+         * when it is equal: a header of 10^5 tensors repeats "dtype", "shape", "data_offsets", "F32"
+         * and its groups' numbers hundreds of thousands of times.
+         */
+        private String shortString(int from, int to) {
+            int hash = 0;
+            for (int i = from; i < to; i++) hash = 31 * hash + text.charAt(i);
+            int slot = (hash ^ hash >>> 16) & (recent.length - 1);
+            String s = recent[slot];
+            if (s != null && s.length() == to - from && text.regionMatches(from, s, 0, to - from)) return s;
+            s = text.substring(from, to);
+            recent[slot] = s;
             return s;
         }
 

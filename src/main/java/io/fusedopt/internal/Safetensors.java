@@ -6,7 +6,6 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Comparator;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.zip.CRC32C;
@@ -41,6 +40,13 @@ public final class Safetensors {
     /** A parsed header: metadata, entries in data order, and where the data starts in the file. */
     public record Header(Map<String, String> metadata, List<Entry> entries, long dataStart, long dataLength) {}
 
+    /** A CRC32C as the checkpoint writes it: 8 lower-case hex digits ({@code String.format("%08x", crc)}, without its cost). */
+    public static String crcHex(long crc) {
+        byte[] digits = new byte[8];
+        for (int i = 7; i >= 0; i--, crc >>>= 4) digits[i] = (byte) Character.forDigit((int) (crc & 15), 16);
+        return new String(digits, StandardCharsets.ISO_8859_1);
+    }
+
     /** The safetensors dtype name of a precision. */
     public static String dtypeName(Precision p) {
         return switch (p) {
@@ -52,11 +58,27 @@ public final class Safetensors {
 
     /** The header bytes, length prefix included, for these entries (offsets must be contiguous from 0). */
     public static byte[] encodeHeader(Map<String, String> metadata, List<Entry> entries) throws IOException {
+        return encodeHeader(metadata, writer -> {}, entries);
+    }
+
+    /** Metadata entries written straight into the header's JSON ({@link Json.Writer#name(String, String)}, then a value). */
+    @FunctionalInterface
+    public interface MetadataEntries {
+        void writeTo(Json.Writer writer);
+    }
+
+    /**
+     * The header bytes for these entries, with {@code more} metadata after {@code metadata}'s: a
+     * checkpoint's two entries per tensor, written without a map of hundreds of thousands of
+     * strings. The caller keeps every key distinct.
+     */
+    public static byte[] encodeHeader(Map<String, String> metadata, MetadataEntries more, List<Entry> entries) throws IOException {
         // Compact, in this order: the bytes Jackson's generator wrote before (CheckpointFormatTest).
-        Json.Writer g = new Json.Writer();
+        Json.Writer g = new Json.Writer(false, expectedLength(metadata, entries));
         g.beginObject();
         g.name("__metadata__").beginObject();
         for (Map.Entry<String, String> e : metadata.entrySet()) g.name(e.getKey()).value(e.getValue());
+        more.writeTo(g);
         g.name(HEADER_CRC_KEY).value(PLACEHOLDER);
         g.endObject();
         for (Entry e : entries) {
@@ -67,17 +89,34 @@ public final class Safetensors {
             g.endObject();
         }
         g.endObject();
-        byte[] body = g.toUtf8();
-        int padded = (body.length + 7) / 8 * 8;
+        int length = g.utf8Length();
+        int padded = (length + 7) / 8 * 8;
         byte[] out = new byte[8 + padded];
-        java.util.Arrays.fill(out, 8 + body.length, out.length, (byte) ' ');
-        System.arraycopy(body, 0, out, 8, body.length);
+        g.copyUtf8(out, 8);
+        java.util.Arrays.fill(out, 8 + length, out.length, (byte) ' ');
         long n = padded;
         for (int i = 0; i < 8; i++) out[i] = (byte) (n >>> (8 * i));
         int at = crcField(out, 8, out.length);
-        String crc = String.format("%08x", headerCrc(out, at));
+        if (at < 0) {
+            throw new IllegalArgumentException("the header would hold \"" + HEADER_CRC_KEY + "\":\" more than once, and a reader"
+                    + " could not find its checksum: a parameter name that ends in a quote and " + HEADER_CRC_KEY
+                    + " repeats it (in frozen.NAME or tensor_step.NAME); rename the parameter");
+        }
+        String crc = crcHex(headerCrc(out, out, 8, at));
         System.arraycopy(crc.getBytes(StandardCharsets.US_ASCII), 0, out, at, 8);
         return out;
+    }
+
+    /**
+     * About the length of a fusedopt header in bytes: each entry's JSON (its name and about 60
+     * bytes) and, for a checkpoint, its two metadata entries (its name again twice, 30 bytes and
+     * more); sized so, the text is written into one array instead of doubling one many times.
+     */
+    private static int expectedLength(Map<String, String> metadata, List<Entry> entries) {
+        long length = 1024;
+        for (Map.Entry<String, String> e : metadata.entrySet()) length += e.getKey().length() + e.getValue().length() + 6;
+        for (Entry e : entries) length += 3L * e.name().length() + 130;
+        return (int) Math.min(length, Integer.MAX_VALUE - 8);
     }
 
     /**
@@ -116,29 +155,33 @@ public final class Safetensors {
                     + " follow the length");
         }
         byte[] header = readHeader.read((int) n);
-        byte[] whole = new byte[8 + header.length];
-        System.arraycopy(lengthPrefix, 0, whole, 0, 8);
-        System.arraycopy(header, 0, whole, 8, header.length);
-        int at = crcField(whole, 8, whole.length);
+        // ASCII is valid UTF-8 that decodes to the same characters, at the same offsets; a Latin-1 copy
+        // is many times faster than a decoder, and the checksum's key is found with String.indexOf.
+        String ascii = isAscii(header) ? new String(header, StandardCharsets.ISO_8859_1) : null;
+        int at = ascii != null ? crcField(ascii, ascii.length()) : crcField(header, 0, header.length);
         if (at < 0) throw new CheckpointException(file + ": the header has no " + HEADER_CRC_KEY + " (not a fusedopt checkpoint, or damaged)");
-        String stored = new String(whole, at, 8, StandardCharsets.US_ASCII);
-        String actual = String.format("%08x", headerCrc(whole, at));
+        String stored = new String(header, at, 8, StandardCharsets.US_ASCII);
+        String actual = crcHex(headerCrc(lengthPrefix, header, 0, at));
         if (!stored.equals(actual)) {
             throw new CheckpointException(file + ": header checksum mismatch (stored " + stored + ", computed " + actual
                     + "): the header is damaged");
         }
         // Streamed, the entries declare the data length; bounded only so that offsets stay within a long.
         long dataLength = streamed ? Long.MAX_VALUE - 8 - n : fileSize - 8 - n;
-        Map<String, String> metadata = new LinkedHashMap<>();
+        Metadata metadata = new Metadata();
         List<Entry> entries = new ArrayList<>();
         String text;
-        try {
-            // Strict UTF-8, as safetensors requires: the JSON parser would otherwise guess an encoding.
-            text = StandardCharsets.UTF_8.newDecoder().onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)
-                    .onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT)
-                    .decode(java.nio.ByteBuffer.wrap(header)).toString();
-        } catch (java.nio.charset.CharacterCodingException e) {
-            throw new CheckpointException(file + ": the header is not valid UTF-8", e);
+        if (ascii != null) {
+            text = ascii;
+        } else {
+            try {
+                // Strict UTF-8, as safetensors requires: the JSON parser would otherwise guess an encoding.
+                text = StandardCharsets.UTF_8.newDecoder().onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)
+                        .onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT)
+                        .decode(java.nio.ByteBuffer.wrap(header)).toString();
+            } catch (java.nio.charset.CharacterCodingException e) {
+                throw new CheckpointException(file + ": the header is not valid UTF-8", e);
+            }
         }
         Json.Reader p = new Json.Reader(text, MAX_DEPTH, MAX_NAME_CHARS, MAX_STRING_CHARS);
         try {
@@ -146,15 +189,16 @@ public final class Safetensors {
             p.beginObject();
             while (p.hasNext()) {
                 String name = p.nextName(); // the reader refuses a name seen twice
-                expect(p.peek() == Json.Kind.OBJECT, file, "'" + name + "' is not an object");
-                p.beginObject();
+                if (p.peek() != Json.Kind.OBJECT) throw problem(file, "'" + name + "' is not an object");
                 if (name.equals("__metadata__")) {
+                    p.beginObject(metadata); // the map refuses a repeated key: no second table
                     while (p.hasNext()) {
                         String key = p.nextName();
-                        expect(p.peek() == Json.Kind.STRING, file, "metadata '" + key + "' is not a string");
-                        metadata.put(key, p.nextString());
+                        if (p.peek() != Json.Kind.STRING) throw problem(file, "metadata '" + key + "' is not a string");
+                        metadata.add(key, p.nextString());
                     }
                 } else {
+                    p.beginObject();
                     entries.add(parseEntry(p, file, name, dataLength));
                 }
             }
@@ -182,6 +226,105 @@ public final class Safetensors {
         return new Header(metadata, List.copyOf(entries), 8 + n, dataLength);
     }
 
+    /**
+     * The header's metadata, read-only: string pairs in file order, found through one open-addressing
+     * table of hash and position. A header of 10^5 tensors holds 2 * 10^5 pairs, and a linked hash
+     * map's table, nodes and chains cost several cache misses per key: most of the parse.
+     */
+    private static final class Metadata extends java.util.AbstractMap<String, String> {
+        private String[] keys = new String[16];
+        private String[] values = new String[16];
+        private int size;
+        /** Slots {@code hash << 32 | position + 1} (0: empty), a power of two in length, at most half full. */
+        private long[] table = new long[32];
+
+        /** Adds a pair whose key is not here yet (the reader refuses a repeated key, {@link Json.Reader#beginObject(Map)}). */
+        void add(String key, String value) {
+            if (size == keys.length) {
+                keys = java.util.Arrays.copyOf(keys, 2 * size);
+                values = java.util.Arrays.copyOf(values, 2 * size);
+            }
+            keys[size] = key;
+            values[size] = value;
+            size++;
+            if (2 * size > table.length) {
+                table = new long[2 * table.length];
+                for (int i = 0; i < size; i++) place(keys[i].hashCode(), i);
+            } else {
+                place(key.hashCode(), size - 1);
+            }
+        }
+
+        private void place(int hash, int position) {
+            int mask = table.length - 1;
+            int i = firstSlot(hash, mask);
+            while (table[i] != 0) i = (i + 1) & mask;
+            table[i] = (long) hash << 32 | (position + 1);
+        }
+
+        private static int firstSlot(int hash, int mask) {
+            return (hash * 0x9E3779B9) >>> Integer.numberOfLeadingZeros(mask);
+        }
+
+        /** The position of {@code key}, or -1. */
+        private int find(Object key) {
+            if (!(key instanceof String k)) return -1;
+            int hash = k.hashCode();
+            int mask = table.length - 1;
+            for (int i = firstSlot(hash, mask); table[i] != 0; i = (i + 1) & mask) {
+                long slot = table[i];
+                if ((int) (slot >>> 32) == hash && keys[(int) slot - 1].equals(k)) return (int) slot - 1;
+            }
+            return -1;
+        }
+
+        @Override
+        public String get(Object key) {
+            int position = find(key);
+            return position < 0 ? null : values[position];
+        }
+
+        @Override
+        public boolean containsKey(Object key) {
+            return find(key) >= 0;
+        }
+
+        @Override
+        public int size() {
+            return size;
+        }
+
+        @Override
+        public java.util.Set<Map.Entry<String, String>> entrySet() {
+            return new java.util.AbstractSet<>() {
+                @Override
+                public java.util.Iterator<Map.Entry<String, String>> iterator() {
+                    return new java.util.Iterator<>() {
+                        private int next;
+
+                        @Override
+                        public boolean hasNext() {
+                            return next < size;
+                        }
+
+                        @Override
+                        public Map.Entry<String, String> next() {
+                            if (next >= size) throw new java.util.NoSuchElementException();
+                            Map.Entry<String, String> e = new java.util.AbstractMap.SimpleImmutableEntry<>(keys[next], values[next]);
+                            next++;
+                            return e;
+                        }
+                    };
+                }
+
+                @Override
+                public int size() {
+                    return size;
+                }
+            };
+        }
+    }
+
     /** Reads the N header bytes after the length prefix. */
     @FunctionalInterface
     public interface HeaderSource {
@@ -197,11 +340,11 @@ public final class Safetensors {
             String field = p.nextName();
             switch (field) {
                 case "dtype" -> {
-                    expect(p.peek() == Json.Kind.STRING, file, "dtype of '" + name + "' is not a string");
+                    if (p.peek() != Json.Kind.STRING) throw problem(file, "dtype of '" + name + "' is not a string");
                     dtype = p.nextString();
                 }
-                case "shape" -> shape = longArray(p, file, "shape of '" + name + "'");
-                case "data_offsets" -> offsets = longArray(p, file, "data_offsets of '" + name + "'");
+                case "shape" -> shape = longArray(p, file, "shape", name);
+                case "data_offsets" -> offsets = longArray(p, file, "data_offsets", name);
                 default -> throw new CheckpointException(file + ": tensor '" + name + "' has an unknown field '" + field + "'");
             }
         }
@@ -230,46 +373,79 @@ public final class Safetensors {
         return new Entry(name, precision, length, begin, end);
     }
 
-    /** At most 4 non-negative integers, each within a long. */
-    private static long[] longArray(Json.Reader p, String file, String what) throws CheckpointException, Json.SyntaxException {
-        expect(p.peek() == Json.Kind.ARRAY, file, what + " is not an array");
+    /** At most 4 non-negative integers, each within a long: {@code field} of tensor {@code name}. */
+    private static long[] longArray(Json.Reader p, String file, String field, String name) throws CheckpointException, Json.SyntaxException {
+        if (p.peek() != Json.Kind.ARRAY) throw problem(file, field + " of '" + name + "' is not an array");
         p.beginArray();
         long[] values = new long[4];
         int n = 0;
         while (p.hasNext()) {
-            if (n == values.length) throw new CheckpointException(file + ": " + what + " is too long");
-            expect(p.peek() == Json.Kind.NUMBER, file, what + " holds a non-integer");
+            if (n == values.length) throw problem(file, field + " of '" + name + "' is too long");
+            if (p.peek() != Json.Kind.NUMBER) throw problem(file, field + " of '" + name + "' holds a non-integer");
             try {
                 values[n++] = p.nextNonNegativeLong();
             } catch (Json.SyntaxException e) {
-                throw new CheckpointException(file + ": " + what + " holds an absurd number: " + e.getMessage(), e);
+                throw new CheckpointException(file + ": " + field + " of '" + name + "' holds an absurd number: " + e.getMessage(), e);
             }
         }
         return java.util.Arrays.copyOf(values, n);
     }
 
     private static void expect(boolean condition, String file, String problem) throws CheckpointException {
-        if (!condition) throw new CheckpointException(file + ": " + problem);
+        if (!condition) throw problem(file, problem);
     }
+
+    /** A refusal; callers build the message only when they refuse (a header holds hundreds of thousands of names). */
+    private static CheckpointException problem(String file, String problem) {
+        return new CheckpointException(file + ": " + problem);
+    }
+
+    private static boolean isAscii(byte[] bytes) {
+        for (byte b : bytes) if (b < 0) return false;
+        return true;
+    }
+
+    /** The header checksum's key as it precedes its value: {@code "header_crc32c":"}. */
+    private static final String CRC_KEY_TEXT = "\"" + HEADER_CRC_KEY + "\":\"";
+
+    private static final byte[] CRC_KEY_BYTES = CRC_KEY_TEXT.getBytes(StandardCharsets.US_ASCII);
 
     /** The position of the 8 hex digits of the header checksum in {@code bytes}, or -1 (when not exactly once). */
     private static int crcField(byte[] bytes, int from, int to) {
-        byte[] key = ("\"" + HEADER_CRC_KEY + "\":\"").getBytes(StandardCharsets.US_ASCII);
+        byte[] key = CRC_KEY_BYTES;
         int found = -1;
-        outer:
-        for (int i = from; i + key.length + 8 <= to; i++) {
-            for (int j = 0; j < key.length; j++) if (bytes[i + j] != key[j]) continue outer;
+        for (int i = from, last = to - key.length - 8; i <= last; i++) {
+            // Nearly every byte fails one of the first two tests: a 40 MB header is scanned in milliseconds.
+            if (bytes[i] != '"' || bytes[i + 1] != 'h' || !java.util.Arrays.equals(bytes, i, i + key.length, key, 0, key.length)) continue;
             if (found >= 0) return -1;
             found = i + key.length;
         }
         return found;
     }
 
-    private static long headerCrc(byte[] bytes, int crcAt) {
+    /**
+     * {@link #crcField(byte[], int, int)} over an ASCII header's text (character offsets are byte
+     * offsets), {@code length} bytes long with its padding.
+     */
+    private static int crcField(String text, int length) {
+        int last = length - CRC_KEY_TEXT.length() - 8; // the key must be followed by its 8 digits
+        int first = text.indexOf(CRC_KEY_TEXT);
+        if (first < 0 || first > last) return -1;
+        int second = text.indexOf(CRC_KEY_TEXT, first + 1);
+        return second >= 0 && second <= last ? -1 : first + CRC_KEY_TEXT.length();
+    }
+
+    /**
+     * The CRC32C of the 8 length bytes ({@code prefix[0..8)}) and the header ({@code header} from
+     * {@code headerFrom} to its end), with the checksum's own 8 hex digits at {@code crcAt} in
+     * {@code header} read as {@code 0}s. Prefix and header may be one array (as written) or two (as read).
+     */
+    private static long headerCrc(byte[] prefix, byte[] header, int headerFrom, int crcAt) {
         CRC32C crc = new CRC32C();
-        crc.update(bytes, 0, crcAt);
+        crc.update(prefix, 0, 8);
+        crc.update(header, headerFrom, crcAt - headerFrom);
         crc.update(PLACEHOLDER.getBytes(StandardCharsets.US_ASCII));
-        crc.update(bytes, crcAt + 8, bytes.length - crcAt - 8);
+        crc.update(header, crcAt + 8, header.length - crcAt - 8);
         return crc.getValue();
     }
 }
