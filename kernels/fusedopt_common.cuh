@@ -23,6 +23,7 @@
 #define FO_UNSCALE         (1 << 8)   // set by the finalize kernel: g = g * inv_grad_scale
 #define FO_CLIP            (1 << 9)   // set by the finalize kernel: g = g * clip_coef
 #define FO_STEP_SIZE_FORM  (1 << 10)  // Adam: read by the scalar computation only
+#define FO_ALGORITHM_0     (1 << 16)  // the first of 8 bits an algorithm uses for its own options
 
 // Storage formats, mirrored by io.fusedopt.Precision.code().
 #define FO_F32  0

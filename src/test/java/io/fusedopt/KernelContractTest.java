@@ -36,7 +36,8 @@ class KernelContractTest {
         String[][] pairs = {{"FO_MAXIMIZE", "MAXIMIZE"}, {"FO_L2_DECAY", "L2_DECAY"},
             {"FO_DECOUPLED_DECAY", "DECOUPLED_DECAY"}, {"FO_NESTEROV", "NESTEROV"}, {"FO_FIRST_STEP", "FIRST_STEP"},
             {"FO_AMSGRAD", "AMSGRAD"}, {"FO_CENTERED", "CENTERED"}, {"FO_MOMENTUM", "MOMENTUM"},
-            {"FO_UNSCALE", "UNSCALE"}, {"FO_CLIP", "CLIP"}, {"FO_STEP_SIZE_FORM", "STEP_SIZE_FORM"}};
+            {"FO_UNSCALE", "UNSCALE"}, {"FO_CLIP", "CLIP"}, {"FO_STEP_SIZE_FORM", "STEP_SIZE_FORM"},
+            {"FO_ALGORITHM_0", "ALGORITHM_0"}};
         for (String[] pair : pairs) {
             Matcher m = Pattern.compile("#define " + pair[0] + "\\s+\\(1 << (\\d+)\\)").matcher(header);
             assertTrue(m.find(), pair[0] + " missing from the header");
