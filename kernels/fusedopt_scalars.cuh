@@ -27,6 +27,63 @@ __device__ __forceinline__ double fo_power_by_squaring(double base, long long ex
 
 __device__ __forceinline__ float fo_f(double v) { return __double2float_rn(v); }
 
+// ---- log, exp and real powers: io.fusedopt.internal.StepScalars.log/exp/pow, operation for operation ----
+#define FO_LN2_HI 6.93147180369123816490e-01
+#define FO_LN2_LO 1.90821492927058770002e-10
+#define FO_INV_LN2 1.44269504088896338700e+00
+#define FO_SQRT_HALF 0.70710678118654752440
+
+__device__ __forceinline__ double fo_log(double x) {
+  if (!(x > 0) || x == __longlong_as_double(0x7FF0000000000000LL)) return __longlong_as_double(0x7FF8000000000000LL);
+  long long bits = __double_as_longlong(x);
+  int k = 0;
+  if (bits < 0x0010000000000000LL) {  // subnormal: scale into the normal range first (exact)
+    x = __dmul_rn(x, 18014398509481984.0);
+    bits = __double_as_longlong(x);
+    k = -54;
+  }
+  k += (int)((unsigned long long)bits >> 52) - 1023;
+  double m = __longlong_as_double((bits & 0x000FFFFFFFFFFFFFLL) | 0x3FF0000000000000LL);
+  if (m >= __dmul_rn(2.0, FO_SQRT_HALF)) {
+    m = __dmul_rn(m, 0.5);
+    k += 1;
+  }
+  const double s = __ddiv_rn(__dsub_rn(m, 1.0), __dadd_rn(m, 1.0));
+  const double z = __dmul_rn(s, s);
+  double series = __ddiv_rn(1.0, 25.0);
+  for (int n = 23; n >= 1; n -= 2) series = __dadd_rn(__dmul_rn(series, z), __ddiv_rn(1.0, (double)n));
+  const double log_m = __dmul_rn(__dmul_rn(2.0, s), series);
+  const double kd = (double)k;
+  return __dadd_rn(__dmul_rn(kd, FO_LN2_HI), __dadd_rn(log_m, __dmul_rn(kd, FO_LN2_LO)));
+}
+
+__device__ __forceinline__ double fo_scale_by_power_of_two(double v, int k) {
+  const int half = k / 2;
+  return __dmul_rn(__dmul_rn(v, __longlong_as_double((long long)(half + 1023) << 52)),
+                   __longlong_as_double((long long)(k - half + 1023) << 52));
+}
+
+__device__ __forceinline__ double fo_exp(double x) {
+  if (x != x) return x;
+  if (x > 709.78) return __longlong_as_double(0x7FF0000000000000LL);
+  if (x < -745.2) return 0.0;
+  const double k = floor(__dadd_rn(__dmul_rn(x, FO_INV_LN2), 0.5));
+  const double r = __dsub_rn(__dsub_rn(x, __dmul_rn(k, FO_LN2_HI)), __dmul_rn(k, FO_LN2_LO));
+  double factorial = 355687428096000.0;  // 17!
+  double series = __ddiv_rn(1.0, factorial);
+  for (int n = 17; n >= 1; n--) {
+    factorial = __ddiv_rn(factorial, (double)n);
+    series = __dadd_rn(__dmul_rn(series, r), __ddiv_rn(1.0, factorial));
+  }
+  return fo_scale_by_power_of_two(series, (int)k);
+}
+
+// x^y = exp(y log x) for x > 0; 1 for y = 0.
+__device__ __forceinline__ double fo_pow(double x, double y) {
+  if (y == 0.0) return 1.0;
+  return fo_exp(__dmul_rn(y, fo_log(x)));
+}
+
 // ---- Learning-rate schedules (io.fusedopt.internal.LrSegments, operation for operation) ----
 // A group's schedule is a table of segments; the factor of scheduler step n (the number of applied
 // steps before the step being taken) comes from the last segment whose start is <= n, at its local

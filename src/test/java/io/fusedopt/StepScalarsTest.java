@@ -72,4 +72,34 @@ class StepScalarsTest {
         assertEquals(java.util.Arrays.toString(viaConfig), java.util.Arrays.toString(viaSchedule));
         assertEquals((float) ((double) 1e-3f * (0.1 + 0.9 * (1 + Math.cos(Math.PI * 0.4)) / 2)), scheduled, Math.ulp(scheduled));
     }
+
+    /**
+     * StepScalars' exp, log and pow (what per-step scalars use instead of Math's, so that the
+     * device's fo_exp/fo_log/fo_pow give the same bits) agree with StrictMath to a few double ulps
+     * over the range scalars need, subnormals and the edges included.
+     */
+    @Test
+    void expLogAndPowAreAccurateToAFewDoubleUlps() {
+        java.util.Random random = new java.util.Random(11);
+        for (int i = 0; i < 200_000; i++) {
+            double x = Math.scalb(1 + random.nextDouble(), random.nextInt(2097) - 1074);
+            double log = StepScalars.log(x);
+            assertEquals(StrictMath.log(x), log, 4 * Math.ulp(StrictMath.log(x)) + 1e-300, "log " + x);
+            double y = (random.nextDouble() - 0.5) * 1400;
+            double exp = StepScalars.exp(y);
+            assertEquals(StrictMath.exp(y), exp, 4 * Math.ulp(StrictMath.exp(y)) + Double.MIN_VALUE * 2, "exp " + y);
+        }
+        assertEquals(0.0, StepScalars.log(1.0));
+        assertEquals(1.0, StepScalars.exp(0.0));
+        assertEquals(Double.NaN, StepScalars.log(0.0));
+        assertEquals(Double.NaN, StepScalars.log(-1.0));
+        assertEquals(Double.NaN, StepScalars.exp(Double.NaN));
+        assertEquals(Double.POSITIVE_INFINITY, StepScalars.exp(710));
+        assertEquals(0.0, StepScalars.exp(-746));
+        assertEquals(1.0, StepScalars.pow(0.96, 0.0));
+        for (double[] c : new double[][] {{0.96, 0.004}, {0.96, 4000}, {1.0 + 1e-3, 0.75}, {12345.0, -0.75}, {0.5, 1e-9}}) {
+            double expected = StrictMath.pow(c[0], c[1]);
+            assertEquals(expected, StepScalars.pow(c[0], c[1]), 1e-14 * expected, c[0] + "^" + c[1]);
+        }
+    }
 }
