@@ -531,6 +531,17 @@ public final class Json {
             return Double.parseDouble(text.substring(start, pos));
         }
 
+        /** The literal {@code true} or {@code false}. */
+        public boolean nextBoolean() throws SyntaxException {
+            Kind kind = peek();
+            if (kind != Kind.TRUE && kind != Kind.FALSE) throw error("true or false was expected");
+            String literal = kind == Kind.TRUE ? "true" : "false";
+            if (!text.startsWith(literal, pos)) throw error("an invalid literal, " + literal + " was expected");
+            pos += literal.length();
+            afterValue();
+            return kind == Kind.TRUE;
+        }
+
         /** Nothing but white space may follow the outermost value. */
         public void end() throws SyntaxException {
             if (depth != 0 || !started) throw new IllegalStateException("the outermost value has not been read");
