@@ -8,10 +8,11 @@ import io.fusedopt.internal.UpdateKernel;
 import java.nio.FloatBuffer;
 
 /**
- * The reference implementation: one plain loop per kernel of kernels/*.cu, performing the same
- * float32 operations in the same order. {@link Math#fma(float, float, float)} stands where the
+ * The reference implementation's entry point and shared helpers: each algorithm's reference loop
+ * ({@link UpdateKernel#reference}, in io.fusedopt.internal.algorithms) is one plain loop per kernel
+ * of kernels/*.cu, performing the same float32 operations in the same order. {@link Math#fma(float, float, float)} stands where the
  * kernels write __fmaf_rn; every other operation is a single, correctly rounded Java float
- * operation, as the kernels' __fmul_rn/__fadd_rn/__fdiv_rn/__fsqrt_rn are. Each method updates the
+ * operation, as the kernels' __fmul_rn/__fadd_rn/__fdiv_rn/__fsqrt_rn are. Each loop updates the
  * elements [from, to) of one tensor (one chunk of the segment table). Clarity over speed: a fast
  * CPU path is separate work and is tested against this class.
  */

@@ -14,7 +14,8 @@ import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * {@link ReferenceKernels} in SIMD form (the incubating Vector API): every lane performs the
+ * The support of the updates in SIMD form (the incubating Vector API), each algorithm's
+ * {@link VectorUpdate} beside its reference loop: every lane performs the
  * reference's float32 operations in the reference's order, with {@code lanewise FMA} exactly where
  * the reference calls {@link Math#fma}; multiplication is commutative and every operation is
  * correctly rounded, so each lane's bits equal the reference's. The elements after the last whole
