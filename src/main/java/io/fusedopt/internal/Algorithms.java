@@ -1,11 +1,6 @@
 package io.fusedopt.internal;
 
 import io.fusedopt.OptimizerConfig;
-import io.fusedopt.internal.algorithms.AdagradAlgorithm;
-import io.fusedopt.internal.algorithms.AdamAlgorithm;
-import io.fusedopt.internal.algorithms.MomentumAlgorithm;
-import io.fusedopt.internal.algorithms.RmsPropAlgorithm;
-import io.fusedopt.internal.algorithms.SgdAlgorithm;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
@@ -21,12 +16,14 @@ import java.util.Map;
 public final class Algorithms {
     private Algorithms() {}
 
+    // Named in full, not imported: the API's Javadoc run reaches this file (without the incubating
+    // Vector API module), and an import would make it read the algorithm classes' SIMD loops too.
     private static final List<Algorithm<?>> ALL = List.of(
-            new SgdAlgorithm(),
-            new MomentumAlgorithm(),
-            new RmsPropAlgorithm(),
-            new AdamAlgorithm(),
-            new AdagradAlgorithm());
+            new io.fusedopt.internal.algorithms.SgdAlgorithm(),
+            new io.fusedopt.internal.algorithms.MomentumAlgorithm(),
+            new io.fusedopt.internal.algorithms.RmsPropAlgorithm(),
+            new io.fusedopt.internal.algorithms.AdamAlgorithm(),
+            new io.fusedopt.internal.algorithms.AdagradAlgorithm());
 
     private static final Map<Class<?>, Algorithm<?>> BY_CONFIG = new LinkedHashMap<>();
     private static final Map<String, Algorithm<?>> BY_TYPE_NAME = new LinkedHashMap<>();
