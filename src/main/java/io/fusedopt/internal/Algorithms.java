@@ -1,8 +1,10 @@
 package io.fusedopt.internal;
 
 import io.fusedopt.OptimizerConfig;
+import io.fusedopt.internal.algorithms.AdadeltaAlgorithm;
 import io.fusedopt.internal.algorithms.AdagradAlgorithm;
 import io.fusedopt.internal.algorithms.AdamAlgorithm;
+import io.fusedopt.internal.algorithms.AdamaxAlgorithm;
 import io.fusedopt.internal.algorithms.MomentumAlgorithm;
 import io.fusedopt.internal.algorithms.RmsPropAlgorithm;
 import io.fusedopt.internal.algorithms.SgdAlgorithm;
@@ -26,7 +28,9 @@ public final class Algorithms {
             new MomentumAlgorithm(),
             new RmsPropAlgorithm(),
             new AdamAlgorithm(),
-            new AdagradAlgorithm());
+            new AdagradAlgorithm(),
+            new AdamaxAlgorithm(),
+            new AdadeltaAlgorithm());
 
     private static final Map<Class<?>, Algorithm<?>> BY_CONFIG = new LinkedHashMap<>();
     private static final Map<String, Algorithm<?>> BY_TYPE_NAME = new LinkedHashMap<>();
