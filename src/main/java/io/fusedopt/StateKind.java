@@ -17,7 +17,9 @@ public enum StateKind {
     /** Running maximum of v for AMSGrad. */
     MAX_EXP_AVG_SQ("max_exp_avg_sq"),
     /** Accumulated squared gradients h of {@link Adagrad}. */
-    SUM("sum");
+    SUM("sum"),
+    /** Averaged parameter ax of {@link Asgd}. */
+    AX("ax");
 
     private final String stateName;
 

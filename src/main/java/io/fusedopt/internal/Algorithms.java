@@ -3,6 +3,7 @@ package io.fusedopt.internal;
 import io.fusedopt.OptimizerConfig;
 import io.fusedopt.internal.algorithms.AdagradAlgorithm;
 import io.fusedopt.internal.algorithms.AdamAlgorithm;
+import io.fusedopt.internal.algorithms.AsgdAlgorithm;
 import io.fusedopt.internal.algorithms.MomentumAlgorithm;
 import io.fusedopt.internal.algorithms.RmsPropAlgorithm;
 import io.fusedopt.internal.algorithms.SgdAlgorithm;
@@ -26,7 +27,8 @@ public final class Algorithms {
             new MomentumAlgorithm(),
             new RmsPropAlgorithm(),
             new AdamAlgorithm(),
-            new AdagradAlgorithm());
+            new AdagradAlgorithm(),
+            new AsgdAlgorithm());
 
     private static final Map<Class<?>, Algorithm<?>> BY_CONFIG = new LinkedHashMap<>();
     private static final Map<String, Algorithm<?>> BY_TYPE_NAME = new LinkedHashMap<>();
