@@ -26,13 +26,15 @@ struct AsgdScalars {
 };
 
 // p = p*decay; p = p - eta*g; ax = mu != 1 ? ax + (p - ax)*mu : p.  st[0] = ax.
+// p - ax is written p + (-ax): the same IEEE operation (negation is exact), with the intrinsics the
+// emulator provides.
 struct AsgdOp {
   AsgdScalars s;
   int flags;
   __device__ __forceinline__ void operator()(float& p, float grad, float* st) const {
     const float g = fo_effective_grad(grad, p, s.weight_decay, flags);
     p = __fmaf_rn(s.neg_eta, g, __fmul_rn(p, s.decay));
-    st[0] = s.mu != 1.0f ? __fadd_rn(st[0], __fmul_rn(__fsub_rn(p, st[0]), s.mu)) : p;
+    st[0] = s.mu != 1.0f ? __fadd_rn(st[0], __fmul_rn(__fadd_rn(p, -st[0]), s.mu)) : p;
   }
 };
 
