@@ -21,7 +21,9 @@ public enum StateKind {
     /** Exponentially weighted infinity norm u of {@link Adamax}. */
     EXP_INF("exp_inf"),
     /** Running average of squared updates of {@link Adadelta}. */
-    ACC_DELTA("acc_delta");
+    ACC_DELTA("acc_delta"),
+    /** Averaged parameter ax of {@link Asgd}. */
+    AX("ax");
 
     private final String stateName;
 

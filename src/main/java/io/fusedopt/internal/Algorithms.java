@@ -25,7 +25,8 @@ public final class Algorithms {
             new io.fusedopt.internal.algorithms.AdamAlgorithm(),
             new io.fusedopt.internal.algorithms.AdagradAlgorithm(),
             new io.fusedopt.internal.algorithms.AdamaxAlgorithm(),
-            new io.fusedopt.internal.algorithms.AdadeltaAlgorithm());
+            new io.fusedopt.internal.algorithms.AdadeltaAlgorithm(),
+            new io.fusedopt.internal.algorithms.AsgdAlgorithm());
 
     private static final Map<Class<?>, Algorithm<?>> BY_CONFIG = new LinkedHashMap<>();
     private static final Map<String, Algorithm<?>> BY_TYPE_NAME = new LinkedHashMap<>();
