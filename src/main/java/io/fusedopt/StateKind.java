@@ -17,7 +17,11 @@ public enum StateKind {
     /** Running maximum of v for AMSGrad. */
     MAX_EXP_AVG_SQ("max_exp_avg_sq"),
     /** Accumulated squared gradients h of {@link Adagrad}. */
-    SUM("sum");
+    SUM("sum"),
+    /** The previous step's gradient of {@link Rprop} (0 where its sign flipped). */
+    PREV("prev"),
+    /** The per-element step size of {@link Rprop}. */
+    STEP_SIZE("step_size");
 
     private final String stateName;
 
