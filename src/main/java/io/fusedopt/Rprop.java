@@ -71,18 +71,21 @@ public record Rprop(double learningRate, double etaMinus, double etaPlus, double
     public Rprop {
         Check.learningRate(learningRate);
         Check.positive("etaMinus", etaMinus);
+        if (!((float) etaMinus < 1f)) throw etaOutside("etaMinus", etaMinus, "< 1");
         Check.positive("etaPlus", etaPlus);
-        if (!((float) etaMinus < 1f && (float) etaPlus > 1f)) {
-            throw new IllegalArgumentException("the etas must satisfy 0 < etaMinus < 1 < etaPlus in float32 (the values the"
-                    + " kernels use), got etaMinus=" + etaMinus + " (" + (float) etaMinus + " in float32), etaPlus="
-                    + etaPlus + " (" + (float) etaPlus + " in float32)");
-        }
+        if (!((float) etaPlus > 1f)) throw etaOutside("etaPlus", etaPlus, "> 1");
         Check.nonNegative("stepSizeMin", stepSizeMin);
         Check.nonNegative("stepSizeMax", stepSizeMax);
         if ((float) stepSizeMin > (float) stepSizeMax) {
             throw new IllegalArgumentException("stepSizeMin must be <= stepSizeMax in float32, got stepSizeMin=" + stepSizeMin
                     + ", stepSizeMax=" + stepSizeMax);
         }
+    }
+
+    private static IllegalArgumentException etaOutside(String name, double value, String domain) {
+        float f = (float) value;
+        return new IllegalArgumentException(name + " must be " + domain + " in float32 (the value the kernels use; PyTorch's"
+                + " rule is 0 < etaMinus < 1 < etaPlus), got " + value + ((double) f != value ? ", which rounds to " + f : ""));
     }
 
     /** Rprop with PyTorch's defaults. */
