@@ -28,8 +28,8 @@ import java.util.List;
  * (so a learning rate above stepSizeMax is clamped at the first step), and
  * {@code param.addcmul_(grad.sign(), step_size, value=-1)} adds the same exact product
  * {@code (-1 * sign(g)) * stepSize}; for a zero or flipped gradient it is -0, which leaves p as it
- * is, a -0 included. Where d underflows to 0 (tiny gradients)
- * the step size stays as it is, in PyTorch as here.
+ * is, a -0 included. Where d underflows to 0 (tiny gradients) the step size stays as it is, in
+ * PyTorch as here.
  *
  * <p>State: {@link StateKind#PREV} (the previous gradient, 0 where the sign flipped) and
  * {@link StateKind#STEP_SIZE}, per element, as PyTorch names them.
