@@ -23,7 +23,11 @@ public enum StateKind {
     /** Running average of squared updates of {@link Adadelta}. */
     ACC_DELTA("acc_delta"),
     /** Averaged parameter ax of {@link Asgd}. */
-    AX("ax");
+    AX("ax"),
+    /** The previous step's gradient of {@link Rprop} (0 where its sign flipped). */
+    PREV("prev"),
+    /** The per-element step size of {@link Rprop}. */
+    STEP_SIZE("step_size");
 
     private final String stateName;
 

@@ -26,7 +26,8 @@ public final class Algorithms {
             new io.fusedopt.internal.algorithms.AdagradAlgorithm(),
             new io.fusedopt.internal.algorithms.AdamaxAlgorithm(),
             new io.fusedopt.internal.algorithms.AdadeltaAlgorithm(),
-            new io.fusedopt.internal.algorithms.AsgdAlgorithm());
+            new io.fusedopt.internal.algorithms.AsgdAlgorithm(),
+            new io.fusedopt.internal.algorithms.RpropAlgorithm());
 
     private static final Map<Class<?>, Algorithm<?>> BY_CONFIG = new LinkedHashMap<>();
     private static final Map<String, Algorithm<?>> BY_TYPE_NAME = new LinkedHashMap<>();
