@@ -195,7 +195,8 @@ class TorchAgreementTest {
         return out;
     }
 
-    static List<ReferenceCase> load(String algorithm) throws IOException, Json.SyntaxException {
+    /** The reference file of {@code algorithm} as maps, lists, strings, doubles and booleans. */
+    static Map<String, Object> document(String algorithm) throws IOException, Json.SyntaxException {
         String resource = FOLDER + algorithm + ".json";
         String text;
         try (InputStream in = TorchAgreementTest.class.getResourceAsStream(resource)) {
@@ -206,6 +207,12 @@ class TorchAgreementTest {
         Map<String, Object> document = object(read(reader));
         reader.end();
         assertEquals("fusedopt torch-reference 1", document.get("format"), resource);
+        return document;
+    }
+
+    static List<ReferenceCase> load(String algorithm) throws IOException, Json.SyntaxException {
+        String resource = FOLDER + algorithm + ".json";
+        Map<String, Object> document = document(algorithm);
         List<ReferenceCase> cases = new ArrayList<>();
         for (Object c : list(document.get("cases"))) {
             Map<String, Object> spec = object(c);
@@ -310,13 +317,13 @@ class TorchAgreementTest {
     }
 
     @SuppressWarnings("unchecked")
-    private static Map<String, Object> object(Object value) {
+    static Map<String, Object> object(Object value) {
         assertTrue(value instanceof Map, "an object was expected: " + value);
         return (Map<String, Object>) value;
     }
 
     @SuppressWarnings("unchecked")
-    private static List<Object> list(Object value) {
+    static List<Object> list(Object value) {
         assertTrue(value instanceof List, "an array was expected: " + value);
         return (List<Object>) value;
     }

@@ -4,6 +4,7 @@ import io.fusedopt.OptimizerConfig;
 import io.fusedopt.StateKind;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 
 /**
  * Everything fusedopt knows about one algorithm besides its public configuration class: how a
@@ -64,6 +65,46 @@ public abstract class Algorithm<C extends OptimizerConfig> {
      * each with its defaults, so that the numbers compare with other libraries' defaults.
      */
     public abstract Map<String, C> benchmarkConfigs();
+
+    /**
+     * The {@code torch.optim} optimizer that runs {@code config}'s update (PyTorch's class name and
+     * every hyper-parameter as its keyword argument), or empty where PyTorch has no such optimizer.
+     * The PyTorch comparisons (benchmarks/torch_optim.py, benchmarks/gpu/torch_side_by_side.py) take
+     * their settings from it.
+     */
+    public Optional<TorchOptimizer> torchEquivalent(C config) {
+        return Optional.empty();
+    }
+
+    /** The problems of the command line's demo (io.fusedopt.cli.Demo). */
+    public enum DemoProblem {
+        /** Paths on the narrow valley f(x, y) = x^2/20 + y^2 from (-7, 2). */
+        NARROW_VALLEY,
+        /** A 2-32-3 perceptron trained on three interleaved spirals, full batch. */
+        SPIRALS
+    }
+
+    /**
+     * The configurations the demo runs on {@code problem}, by the label its charts and report show
+     * ("Adam (lr 0.3)"), each with a learning rate tuned for the problem; empty: the algorithm is
+     * not in the demo.
+     */
+    public Map<String, C> demoConfigs(DemoProblem problem) {
+        return Map.of();
+    }
+
+    /**
+     * The year the algorithm was published: the demo draws the algorithms in that order (ties in
+     * registration order), so a chart reads as the history of the idea. Unknown: last.
+     */
+    public int publicationYear() {
+        return Integer.MAX_VALUE;
+    }
+
+    /** {@link #torchEquivalent} of a configuration known to be of this algorithm. */
+    final Optional<TorchOptimizer> torchEquivalentOf(OptimizerConfig config) {
+        return torchEquivalent(configType.cast(config));
+    }
 
     /** {@link #plan} of a configuration known to be of this algorithm. */
     final UpdatePlan planOf(OptimizerConfig config) {

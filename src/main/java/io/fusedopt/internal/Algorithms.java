@@ -3,9 +3,11 @@ package io.fusedopt.internal;
 import io.fusedopt.OptimizerConfig;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 
 /**
  * The registration of every algorithm: the one list that names them. Every table that enumerates
@@ -79,10 +81,30 @@ public final class Algorithms {
         return merged(Algorithm::benchmarkConfigs);
     }
 
+    /** The {@code torch.optim} optimizer of {@code config} ({@link Algorithm#torchEquivalent}), or empty. */
+    public static Optional<TorchOptimizer> torchEquivalent(OptimizerConfig config) {
+        return of(config).torchEquivalentOf(config);
+    }
+
+    /**
+     * Every algorithm's demo configurations for {@code problem} ({@link Algorithm#demoConfigs}), by
+     * label, the algorithms in the order they were published ({@link Algorithm#publicationYear}).
+     */
+    public static Map<String, OptimizerConfig> demoConfigs(Algorithm.DemoProblem problem) {
+        List<Algorithm<?>> byYear = new ArrayList<>(ALL);
+        byYear.sort(Comparator.comparingInt(Algorithm::publicationYear)); // stable: ties stay in registration order
+        return merged(byYear, a -> a.demoConfigs(problem));
+    }
+
     private static Map<String, OptimizerConfig> merged(
             java.util.function.Function<Algorithm<?>, Map<String, ? extends OptimizerConfig>> table) {
+        return merged(ALL, table);
+    }
+
+    private static Map<String, OptimizerConfig> merged(List<Algorithm<?>> algorithms,
+            java.util.function.Function<Algorithm<?>, Map<String, ? extends OptimizerConfig>> table) {
         Map<String, OptimizerConfig> all = new LinkedHashMap<>();
-        for (Algorithm<?> a : ALL) {
+        for (Algorithm<?> a : algorithms) {
             for (Map.Entry<String, ? extends OptimizerConfig> v : table.apply(a).entrySet()) {
                 if (all.put(v.getKey(), v.getValue()) != null) throw new IllegalStateException("name " + v.getKey() + " twice");
             }

@@ -210,6 +210,13 @@ public final class Json {
             return this;
         }
 
+        /** {@code true} or {@code false}. */
+        public Writer value(boolean v) {
+            beforeValue();
+            out.ascii(v ? "true" : "false");
+            return this;
+        }
+
         /** A finite double as {@link Double#toString(double)} writes it; NaN and the infinities as strings. */
         public Writer value(double v) {
             beforeValue();

@@ -11,12 +11,14 @@ import io.fusedopt.StateKind;
 import io.fusedopt.cpu.VectorOperand;
 import io.fusedopt.cpu.VectorUpdate;
 import io.fusedopt.internal.Algorithm;
+import io.fusedopt.internal.TorchOptimizer;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdatePlan;
 import java.nio.FloatBuffer;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import jdk.incubator.vector.FloatVector;
 
 /** {@link Adagrad}: kernels/adagrad.cu. The formulas are {@link Adagrad}'s Javadoc. */
@@ -70,6 +72,33 @@ public final class AdagradAlgorithm extends Algorithm<Adagrad> {
     @Override
     public Map<String, Adagrad> benchmarkConfigs() {
         return Map.of("adagrad", Adagrad.builder().build());
+    }
+
+    @Override
+    public Optional<TorchOptimizer> torchEquivalent(Adagrad c) {
+        Map<String, Object> a = new LinkedHashMap<>();
+        a.put("lr", c.learningRate());
+        a.put("lr_decay", c.lrDecay());
+        a.put("weight_decay", c.weightDecay());
+        a.put("initial_accumulator_value", c.initialAccumulatorValue());
+        a.put("eps", c.epsilon());
+        a.put("maximize", c.maximize());
+        return Optional.of(new TorchOptimizer("Adagrad", a));
+    }
+
+    @Override
+    public Map<String, Adagrad> demoConfigs(DemoProblem problem) {
+        double lr = switch (problem) {
+            case NARROW_VALLEY -> 0.5;
+            case SPIRALS -> 0.1;
+        };
+        return Map.of("Adagrad (lr " + lr + ")", Adagrad.builder().optLearningRate(lr).build());
+    }
+
+    /** Duchi, Hazan and Singer, "Adaptive Subgradient Methods for Online Learning and Stochastic Optimization". */
+    @Override
+    public int publicationYear() {
+        return 2011;
     }
 
     private static final class Kernel extends UpdateKernel {

@@ -11,6 +11,7 @@ import io.fusedopt.StateKind;
 import io.fusedopt.cpu.VectorOperand;
 import io.fusedopt.cpu.VectorUpdate;
 import io.fusedopt.internal.Algorithm;
+import io.fusedopt.internal.TorchOptimizer;
 import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdatePlan;
@@ -18,6 +19,7 @@ import java.nio.FloatBuffer;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import jdk.incubator.vector.FloatVector;
 
 /** {@link Adam} (and AdamW): kernels/adam.cu. The formulas are {@link Adam}'s Javadoc. */
@@ -84,6 +86,38 @@ public final class AdamAlgorithm extends Algorithm<Adam> {
         configs.put("adam", Adam.builder().build());
         configs.put("adamw", Adam.adamW().build());
         return configs;
+    }
+
+    /**
+     * torch.optim.Adam (L2 decay) or AdamW (decoupled decay): the paper form only (PyTorch has no
+     * step-size form).
+     */
+    @Override
+    public Optional<TorchOptimizer> torchEquivalent(Adam c) {
+        if (c.form() != Adam.Form.PAPER) return Optional.empty();
+        Map<String, Object> a = new LinkedHashMap<>();
+        a.put("lr", c.learningRate());
+        a.put("betas", List.of(c.beta1(), c.beta2()));
+        a.put("eps", c.epsilon());
+        a.put("weight_decay", c.weightDecay());
+        a.put("amsgrad", c.amsgrad());
+        a.put("maximize", c.maximize());
+        return Optional.of(new TorchOptimizer(c.weightDecayMode() == Adam.WeightDecay.DECOUPLED ? "AdamW" : "Adam", a));
+    }
+
+    @Override
+    public Map<String, Adam> demoConfigs(DemoProblem problem) {
+        double lr = switch (problem) {
+            case NARROW_VALLEY -> 0.3;
+            case SPIRALS -> 0.01;
+        };
+        return Map.of("Adam (lr " + lr + ")", Adam.builder().optLearningRate(lr).build());
+    }
+
+    /** Kingma and Ba, "Adam: A Method for Stochastic Optimization" (arXiv:1412.6980). */
+    @Override
+    public int publicationYear() {
+        return 2014;
     }
 
     private static final class Kernel extends UpdateKernel {

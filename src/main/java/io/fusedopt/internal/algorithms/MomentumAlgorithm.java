@@ -11,12 +11,14 @@ import io.fusedopt.StateKind;
 import io.fusedopt.cpu.VectorOperand;
 import io.fusedopt.cpu.VectorUpdate;
 import io.fusedopt.internal.Algorithm;
+import io.fusedopt.internal.TorchOptimizer;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdatePlan;
 import java.nio.FloatBuffer;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import jdk.incubator.vector.FloatVector;
 
 /**
@@ -76,6 +78,36 @@ public final class MomentumAlgorithm extends Algorithm<Momentum> {
     @Override
     public Map<String, Momentum> benchmarkConfigs() {
         return Map.of("momentum", Momentum.builder().setMomentum(0.9).optNesterov(true).build());
+    }
+
+    /** torch.optim.SGD with momentum: the buffer form only (PyTorch has no velocity form). */
+    @Override
+    public Optional<TorchOptimizer> torchEquivalent(Momentum c) {
+        if (c.form() != Momentum.Form.BUFFER) return Optional.empty();
+        Map<String, Object> a = new LinkedHashMap<>();
+        a.put("lr", c.learningRate());
+        a.put("momentum", c.momentum());
+        a.put("dampening", c.dampening());
+        a.put("weight_decay", c.weightDecay());
+        a.put("nesterov", c.nesterov());
+        a.put("maximize", c.maximize());
+        return Optional.of(new TorchOptimizer("SGD", a));
+    }
+
+    /** Heavy-ball and Nesterov momentum 0.9 at the same rate, on both problems. */
+    @Override
+    public Map<String, Momentum> demoConfigs(DemoProblem problem) {
+        Momentum.Builder m = Momentum.builder().optLearningRate(0.1).setMomentum(0.9);
+        Map<String, Momentum> configs = new LinkedHashMap<>();
+        configs.put("Momentum (lr 0.1, 0.9)", m.build());
+        configs.put("Nesterov (lr 0.1, 0.9)", m.optNesterov(true).build());
+        return configs;
+    }
+
+    /** Polyak, "Some methods of speeding up the convergence of iteration methods" (heavy ball). */
+    @Override
+    public int publicationYear() {
+        return 1964;
     }
 
     /** The scalars both forms share. */

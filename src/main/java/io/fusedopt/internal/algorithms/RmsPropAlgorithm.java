@@ -11,12 +11,14 @@ import io.fusedopt.StateKind;
 import io.fusedopt.cpu.VectorOperand;
 import io.fusedopt.cpu.VectorUpdate;
 import io.fusedopt.internal.Algorithm;
+import io.fusedopt.internal.TorchOptimizer;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdatePlan;
 import java.nio.FloatBuffer;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import jdk.incubator.vector.FloatVector;
 
 /** {@link RmsProp}, plain, centered and with momentum: kernels/rmsprop.cu. The formulas are {@link RmsProp}'s Javadoc. */
@@ -76,6 +78,33 @@ public final class RmsPropAlgorithm extends Algorithm<RmsProp> {
     @Override
     public Map<String, RmsProp> benchmarkConfigs() {
         return Map.of("rmsprop", RmsProp.builder().build());
+    }
+
+    @Override
+    public Optional<TorchOptimizer> torchEquivalent(RmsProp c) {
+        Map<String, Object> a = new LinkedHashMap<>();
+        a.put("lr", c.learningRate());
+        a.put("alpha", c.alpha());
+        a.put("eps", c.epsilon());
+        a.put("weight_decay", c.weightDecay());
+        a.put("momentum", c.momentum());
+        a.put("centered", c.centered());
+        a.put("maximize", c.maximize());
+        return Optional.of(new TorchOptimizer("RMSprop", a));
+    }
+
+    @Override
+    public Map<String, RmsProp> demoConfigs(DemoProblem problem) {
+        return switch (problem) {
+            case NARROW_VALLEY -> Map.of("RMSProp (lr 0.3, alpha 0.9)", RmsProp.builder().optLearningRate(0.3).optAlpha(0.9).build());
+            case SPIRALS -> Map.of("RMSProp (lr 0.005)", RmsProp.builder().optLearningRate(0.005).build());
+        };
+    }
+
+    /** Tieleman and Hinton, Coursera "Neural Networks for Machine Learning", lecture 6.5. */
+    @Override
+    public int publicationYear() {
+        return 2012;
     }
 
     private static final class Kernel extends UpdateKernel {

@@ -11,12 +11,14 @@ import io.fusedopt.StateKind;
 import io.fusedopt.cpu.VectorOperand;
 import io.fusedopt.cpu.VectorUpdate;
 import io.fusedopt.internal.Algorithm;
+import io.fusedopt.internal.TorchOptimizer;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdatePlan;
 import java.nio.FloatBuffer;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import jdk.incubator.vector.FloatVector;
 
 /** Plain {@link Sgd}: kernels/sgd.cu, entry point fusedopt_sgd. The formula is {@link Sgd}'s Javadoc. */
@@ -62,6 +64,34 @@ public final class SgdAlgorithm extends Algorithm<Sgd> {
     @Override
     public Map<String, Sgd> benchmarkConfigs() {
         return Map.of("sgd", Sgd.builder().build());
+    }
+
+    /** torch.optim.SGD without momentum. */
+    @Override
+    public Optional<TorchOptimizer> torchEquivalent(Sgd c) {
+        Map<String, Object> a = new LinkedHashMap<>();
+        a.put("lr", c.learningRate());
+        a.put("momentum", 0.0);
+        a.put("dampening", 0.0);
+        a.put("weight_decay", c.weightDecay());
+        a.put("nesterov", false);
+        a.put("maximize", c.maximize());
+        return Optional.of(new TorchOptimizer("SGD", a));
+    }
+
+    @Override
+    public Map<String, Sgd> demoConfigs(DemoProblem problem) {
+        double lr = switch (problem) {
+            case NARROW_VALLEY -> 0.9;
+            case SPIRALS -> 0.5;
+        };
+        return Map.of("SGD (lr " + lr + ")", Sgd.builder().optLearningRate(lr).build());
+    }
+
+    /** Robbins and Monro, "A Stochastic Approximation Method". */
+    @Override
+    public int publicationYear() {
+        return 1951;
     }
 
     private static final class Kernel extends UpdateKernel {
