@@ -4,6 +4,7 @@ import io.fusedopt.OptimizerConfig;
 import io.fusedopt.internal.algorithms.AdagradAlgorithm;
 import io.fusedopt.internal.algorithms.AdamAlgorithm;
 import io.fusedopt.internal.algorithms.MomentumAlgorithm;
+import io.fusedopt.internal.algorithms.NAdamAlgorithm;
 import io.fusedopt.internal.algorithms.RmsPropAlgorithm;
 import io.fusedopt.internal.algorithms.SgdAlgorithm;
 import java.util.ArrayList;
@@ -26,7 +27,8 @@ public final class Algorithms {
             new MomentumAlgorithm(),
             new RmsPropAlgorithm(),
             new AdamAlgorithm(),
-            new AdagradAlgorithm());
+            new AdagradAlgorithm(),
+            new NAdamAlgorithm());
 
     private static final Map<Class<?>, Algorithm<?>> BY_CONFIG = new LinkedHashMap<>();
     private static final Map<String, Algorithm<?>> BY_TYPE_NAME = new LinkedHashMap<>();
