@@ -29,7 +29,8 @@ public final class Algorithms {
             new io.fusedopt.internal.algorithms.AdamaxAlgorithm(),
             new io.fusedopt.internal.algorithms.AdadeltaAlgorithm(),
             new io.fusedopt.internal.algorithms.AsgdAlgorithm(),
-            new io.fusedopt.internal.algorithms.RpropAlgorithm());
+            new io.fusedopt.internal.algorithms.RpropAlgorithm(),
+            new io.fusedopt.internal.algorithms.NAdamAlgorithm());
 
     private static final Map<Class<?>, Algorithm<?>> BY_CONFIG = new LinkedHashMap<>();
     private static final Map<String, Algorithm<?>> BY_TYPE_NAME = new LinkedHashMap<>();
