@@ -131,8 +131,13 @@ class Group:
 
 
 class Case:
-    def __init__(self, name, algorithm, groups, layout=None, reference="torch", torch_class=None, notes=None):
+    def __init__(self, name, algorithm, groups, layout=None, reference="torch", torch_class=None, notes=None,
+                 torch_lr_lag=0):
         self.name = name
+        # Steps by which torch's use of a new lr lags fusedopt's: torch gets the new lr that many
+        # steps earlier, so that both compute the same formula (ASGD: torch computes eta and mu at
+        # the end of the previous step; fusedopt from the step's own lr).
+        self.torch_lr_lag = torch_lr_lag
         self.algorithm = algorithm
         self.groups = groups
         self.layout = layout or TWO_TENSORS
@@ -349,11 +354,12 @@ def asgd_cases():
     def add(name, lr, new_lr, lambd=1e-4, alpha=0.75, t0=5.0, weight_decay=0.0, maximize=False):
         hp = dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay, maximize=maximize,
                   foreach=False)
-        f = fo("Asgd.builder", optLearningRate=lr, optLambda=lambd, optAlpha=alpha, optT0=t0,
+        f = fo("Asgd.builder", optLearningRate=lr, optLambd=lambd, optAlpha=alpha, optT0=t0,
                optWeightDecay=weight_decay, optMaximize=maximize)
-        cases.append(Case(name, "asgd", single(hp, f, new_lr), torch_class=torch.optim.ASGD,
-                          notes="eta for step t is computed at the end of step t-1 from that step's lr: the "
-                                "lr change after step 12 acts from step 14 on"))
+        cases.append(Case(name, "asgd", single(hp, f, new_lr), torch_class=torch.optim.ASGD, torch_lr_lag=1,
+                          notes="torch computes eta for step t at the end of step t-1 from that step's lr, "
+                                "fusedopt from step t's own lr: torch gets the new lr after step 11, so that "
+                                "both use it from step 13 on (lr_change.after_step is fusedopt's)"))
 
     # mu = 1/max(1, t - t0) computed at the end of step t: averaging (mu < 1) from step t0 + 3 on.
     add("asgd", 0.05, 0.02)
@@ -678,7 +684,7 @@ def run_torch(case, problems):
                 out.params[gi][ti].append(p.detach().numpy().copy())
                 if "ax" in optimizer.state[p]:
                     out.ax[gi][ti].append(optimizer.state[p]["ax"].numpy().copy())
-        if step == LR_CHANGE_AFTER_STEP:
+        if step == LR_CHANGE_AFTER_STEP - case.torch_lr_lag:
             for param_group, g in zip(optimizer.param_groups, case.groups):
                 param_group["lr"] = g.new_lr
     out.final_state, out.final_scalars = [], []
