@@ -3,7 +3,9 @@ package io.fusedopt.internal;
 import io.fusedopt.OptimizerConfig;
 import io.fusedopt.internal.algorithms.AdagradAlgorithm;
 import io.fusedopt.internal.algorithms.AdamAlgorithm;
+import io.fusedopt.internal.algorithms.LionAlgorithm;
 import io.fusedopt.internal.algorithms.MomentumAlgorithm;
+import io.fusedopt.internal.algorithms.RAdamAlgorithm;
 import io.fusedopt.internal.algorithms.RmsPropAlgorithm;
 import io.fusedopt.internal.algorithms.SgdAlgorithm;
 import java.util.ArrayList;
@@ -26,7 +28,9 @@ public final class Algorithms {
             new MomentumAlgorithm(),
             new RmsPropAlgorithm(),
             new AdamAlgorithm(),
-            new AdagradAlgorithm());
+            new AdagradAlgorithm(),
+            new RAdamAlgorithm(),
+            new LionAlgorithm());
 
     private static final Map<Class<?>, Algorithm<?>> BY_CONFIG = new LinkedHashMap<>();
     private static final Map<String, Algorithm<?>> BY_TYPE_NAME = new LinkedHashMap<>();
