@@ -16,7 +16,6 @@ import java.io.InputStream;
 import java.lang.reflect.Field;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.List;
 import java.util.Properties;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -136,7 +135,7 @@ class KernelContractTest {
         // floats could be contracted or approximated differently from the Java reference.
         assertTrue(BARE_OPERATOR.matcher("float x = a * b;").find(), "the pattern must catch a bare multiply");
         assertTrue(BARE_OPERATOR.matcher("p = p - a;").find(), "the pattern must catch a bare subtraction");
-        for (String family : List.of("sgd", "rmsprop", "adam", "adagrad")) {
+        for (String family : Algorithms.kernels().stream().map(UpdateKernel::family).distinct().toList()) {
             String source = Files.readString(KERNELS.resolve(family + ".cu"));
             Matcher op = Pattern.compile("void operator\\(\\)\\(float& p, float grad, float\\* st\\) const \\{(.*?)\\n  \\}",
                     Pattern.DOTALL).matcher(source);
