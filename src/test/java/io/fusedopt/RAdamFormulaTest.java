@@ -74,7 +74,7 @@ class RAdamFormulaTest {
                         i -> BOUND * expected.maxAbsGrad * expected.maxAbsGrad, where + " exp_avg_sq");
             }
         }
-        // rho_t < t: with beta2 >= 0.99 the first 5 steps are plain momentum and steps 6 to 8 rectified.
+        // rho_t <= t: with beta2 >= 0.99 the first 5 steps are plain momentum and steps 6 to 8 rectified.
         List<Boolean> branches = config.beta2() == 0.5
                 ? List.of(false, false, false, false, false, false, false, false)
                 : List.of(false, false, false, false, false, true, true, true);
