@@ -30,7 +30,9 @@ public final class Algorithms {
             new io.fusedopt.internal.algorithms.AdadeltaAlgorithm(),
             new io.fusedopt.internal.algorithms.AsgdAlgorithm(),
             new io.fusedopt.internal.algorithms.RpropAlgorithm(),
-            new io.fusedopt.internal.algorithms.NAdamAlgorithm());
+            new io.fusedopt.internal.algorithms.NAdamAlgorithm(),
+            new io.fusedopt.internal.algorithms.RAdamAlgorithm(),
+            new io.fusedopt.internal.algorithms.LionAlgorithm());
 
     private static final Map<Class<?>, Algorithm<?>> BY_CONFIG = new LinkedHashMap<>();
     private static final Map<String, Algorithm<?>> BY_TYPE_NAME = new LinkedHashMap<>();
