@@ -52,7 +52,8 @@ public final class CpuReport {
     private CpuReport() {}
 
     /** The algorithms of the comparison with PyTorch, in table order. */
-    static final List<String> ALGORITHMS = List.of("adam", "adamw", "rmsprop", "adagrad", "momentum", "heavy-ball", "sgd");
+    static final List<String> ALGORITHMS = List.of("adam", "adamw", "rmsprop", "adagrad", "momentum", "heavy-ball", "sgd",
+            "nadam", "radam", "adamax", "adadelta", "rprop", "asgd");
     /** The roofline's heaviest traffic (36 B per fp32 param), measured at fewer sizes. */
     static final List<String> EXTRA_ALGORITHMS = List.of("amsgrad", "rmsprop-centered-momentum");
     /** Algorithms with the 3x-PyTorch target (compute-heavy enough that fusion pays thrice). */

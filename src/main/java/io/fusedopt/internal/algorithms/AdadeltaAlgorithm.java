@@ -11,12 +11,14 @@ import io.fusedopt.StateKind;
 import io.fusedopt.cpu.VectorOperand;
 import io.fusedopt.cpu.VectorUpdate;
 import io.fusedopt.internal.Algorithm;
+import io.fusedopt.internal.TorchOptimizer;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdatePlan;
 import java.nio.FloatBuffer;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import jdk.incubator.vector.FloatVector;
 
 /** {@link Adadelta}: kernels/adadelta.cu. The formulas are {@link Adadelta}'s Javadoc. */
@@ -65,6 +67,23 @@ public final class AdadeltaAlgorithm extends Algorithm<Adadelta> {
     @Override
     public Map<String, Adadelta> benchmarkConfigs() {
         return Map.of("adadelta", Adadelta.builder().build());
+    }
+
+    @Override
+    public Optional<TorchOptimizer> torchEquivalent(Adadelta c) {
+        Map<String, Object> a = new LinkedHashMap<>();
+        a.put("lr", c.learningRate());
+        a.put("rho", c.rho());
+        a.put("eps", c.epsilon());
+        a.put("weight_decay", c.weightDecay());
+        a.put("maximize", c.maximize());
+        return Optional.of(new TorchOptimizer("Adadelta", a));
+    }
+
+    /** Zeiler, "ADADELTA: An Adaptive Learning Rate Method". */
+    @Override
+    public int publicationYear() {
+        return 2012;
     }
 
     private static final class Kernel extends UpdateKernel {

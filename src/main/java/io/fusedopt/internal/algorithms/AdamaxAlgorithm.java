@@ -12,12 +12,14 @@ import io.fusedopt.cpu.VectorOperand;
 import io.fusedopt.cpu.VectorUpdate;
 import io.fusedopt.internal.Algorithm;
 import io.fusedopt.internal.StepScalars;
+import io.fusedopt.internal.TorchOptimizer;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdatePlan;
 import java.nio.FloatBuffer;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 
@@ -76,6 +78,23 @@ public final class AdamaxAlgorithm extends Algorithm<Adamax> {
     /** |x| with the sign bit cleared (Math.abs keeps a NaN's sign in JDK 17's interpreter). */
     static float magnitude(float x) {
         return Float.intBitsToFloat(Float.floatToRawIntBits(x) & MAGNITUDE_BITS);
+    }
+
+    @Override
+    public Optional<TorchOptimizer> torchEquivalent(Adamax c) {
+        Map<String, Object> a = new LinkedHashMap<>();
+        a.put("lr", c.learningRate());
+        a.put("betas", java.util.List.of(c.beta1(), c.beta2()));
+        a.put("eps", c.epsilon());
+        a.put("weight_decay", c.weightDecay());
+        a.put("maximize", c.maximize());
+        return Optional.of(new TorchOptimizer("Adamax", a));
+    }
+
+    /** Kingma and Ba, "Adam: A Method for Stochastic Optimization" (section 7.1). */
+    @Override
+    public int publicationYear() {
+        return 2014;
     }
 
     private static final class Kernel extends UpdateKernel {

@@ -12,12 +12,14 @@ import io.fusedopt.cpu.VectorOperand;
 import io.fusedopt.cpu.VectorUpdate;
 import io.fusedopt.internal.Algorithm;
 import io.fusedopt.internal.StepScalars;
+import io.fusedopt.internal.TorchOptimizer;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdatePlan;
 import java.nio.FloatBuffer;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import jdk.incubator.vector.FloatVector;
 
 /** {@link Asgd}: kernels/asgd.cu. The formulas are {@link Asgd}'s Javadoc. */
@@ -71,6 +73,24 @@ public final class AsgdAlgorithm extends Algorithm<Asgd> {
     @Override
     public Map<String, Asgd> benchmarkConfigs() {
         return Map.of("asgd", Asgd.builder().build());
+    }
+
+    @Override
+    public Optional<TorchOptimizer> torchEquivalent(Asgd c) {
+        Map<String, Object> a = new LinkedHashMap<>();
+        a.put("lr", c.learningRate());
+        a.put("lambd", c.lambd());
+        a.put("alpha", c.alpha());
+        a.put("t0", c.t0());
+        a.put("weight_decay", c.weightDecay());
+        a.put("maximize", c.maximize());
+        return Optional.of(new TorchOptimizer("ASGD", a));
+    }
+
+    /** Polyak and Juditsky, "Acceleration of Stochastic Approximation by Averaging". */
+    @Override
+    public int publicationYear() {
+        return 1992;
     }
 
     private static final class Kernel extends UpdateKernel {

@@ -77,6 +77,12 @@ public final class LionAlgorithm extends Algorithm<Lion> {
         return x > 0f ? 1f : x < 0f ? -1f : x == 0f ? 0f : x;
     }
 
+    /** Chen et al., "Symbolic Discovery of Optimization Algorithms". */
+    @Override
+    public int publicationYear() {
+        return 2023;
+    }
+
     private static final class Kernel extends UpdateKernel {
         Kernel() {
             super("LION", "lion", "fusedopt_lion", 1, COUNT);

@@ -12,12 +12,14 @@ import io.fusedopt.cpu.VectorOperand;
 import io.fusedopt.cpu.VectorUpdate;
 import io.fusedopt.internal.Algorithm;
 import io.fusedopt.internal.StepScalars;
+import io.fusedopt.internal.TorchOptimizer;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdatePlan;
 import java.nio.FloatBuffer;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import jdk.incubator.vector.FloatVector;
 
 /** {@link NAdam} (and NAdamW): kernels/nadam.cu. The formulas are {@link NAdam}'s Javadoc. */
@@ -105,6 +107,26 @@ public final class NAdamAlgorithm extends Algorithm<NAdam> {
             if (product < PRODUCT_FLOOR) return 0.0;
         }
         return product;
+    }
+
+    @Override
+    public Optional<TorchOptimizer> torchEquivalent(NAdam c) {
+        Map<String, Object> a = new LinkedHashMap<>();
+        a.put("lr", c.learningRate());
+        a.put("betas", java.util.List.of(c.beta1(), c.beta2()));
+        a.put("eps", c.epsilon());
+        a.put("weight_decay", c.weightDecay());
+        a.put("momentum_decay", c.momentumDecay());
+        // Newer than torch 1.13: named only when on, so the defaults run on any torch.
+        if (c.decoupledWeightDecay()) a.put("decoupled_weight_decay", true);
+        if (c.maximize()) a.put("maximize", true);
+        return Optional.of(new TorchOptimizer("NAdam", a));
+    }
+
+    /** Dozat, "Incorporating Nesterov Momentum into Adam". */
+    @Override
+    public int publicationYear() {
+        return 2016;
     }
 
     private static final class Kernel extends UpdateKernel {

@@ -12,12 +12,14 @@ import io.fusedopt.cpu.VectorOperand;
 import io.fusedopt.cpu.VectorUpdate;
 import io.fusedopt.internal.Algorithm;
 import io.fusedopt.internal.StepScalars;
+import io.fusedopt.internal.TorchOptimizer;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdatePlan;
 import java.nio.FloatBuffer;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import jdk.incubator.vector.FloatVector;
 
 /** {@link RAdam}: kernels/radam.cu. The formulas are {@link RAdam}'s Javadoc. */
@@ -77,6 +79,25 @@ public final class RAdamAlgorithm extends Algorithm<RAdam> {
     @Override
     public Map<String, RAdam> benchmarkConfigs() {
         return Map.of("radam", RAdam.builder().build());
+    }
+
+    @Override
+    public Optional<TorchOptimizer> torchEquivalent(RAdam c) {
+        Map<String, Object> a = new LinkedHashMap<>();
+        a.put("lr", c.learningRate());
+        a.put("betas", java.util.List.of(c.beta1(), c.beta2()));
+        a.put("eps", c.epsilon());
+        a.put("weight_decay", c.weightDecay());
+        // Newer than torch 1.13: named only when on, so the defaults run on any torch.
+        if (c.decoupledWeightDecay()) a.put("decoupled_weight_decay", true);
+        if (c.maximize()) a.put("maximize", true);
+        return Optional.of(new TorchOptimizer("RAdam", a));
+    }
+
+    /** Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond". */
+    @Override
+    public int publicationYear() {
+        return 2019;
     }
 
     private static final class Kernel extends UpdateKernel {

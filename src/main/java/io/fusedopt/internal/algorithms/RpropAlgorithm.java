@@ -10,12 +10,14 @@ import io.fusedopt.StateKind;
 import io.fusedopt.cpu.VectorOperand;
 import io.fusedopt.cpu.VectorUpdate;
 import io.fusedopt.internal.Algorithm;
+import io.fusedopt.internal.TorchOptimizer;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdatePlan;
 import java.nio.FloatBuffer;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
@@ -102,6 +104,22 @@ public final class RpropAlgorithm extends Algorithm<Rprop> {
     /** The step size's factor from d = g * prev: etaPlus, etaMinus, 1 for both zeros, NaN for NaN. */
     static float factor(float d, float etaMinus, float etaPlus) {
         return d > 0f ? etaPlus : d < 0f ? etaMinus : d == 0f ? 1f : d;
+    }
+
+    @Override
+    public Optional<TorchOptimizer> torchEquivalent(Rprop c) {
+        Map<String, Object> a = new LinkedHashMap<>();
+        a.put("lr", c.learningRate());
+        a.put("etas", java.util.List.of(c.etaMinus(), c.etaPlus()));
+        a.put("step_sizes", java.util.List.of(c.stepSizeMin(), c.stepSizeMax()));
+        a.put("maximize", c.maximize());
+        return Optional.of(new TorchOptimizer("Rprop", a));
+    }
+
+    /** Riedmiller and Braun, "A Direct Adaptive Method for Faster Backpropagation Learning: The RPROP Algorithm". */
+    @Override
+    public int publicationYear() {
+        return 1993;
     }
 
     private static final class Kernel extends UpdateKernel {
