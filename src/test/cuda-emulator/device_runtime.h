@@ -32,6 +32,7 @@
 #define __shared__ static __attribute__((section("fo_emu_shared")))
 
 // ---- Built-in variables: set by the emulator for the thread that runs ----
+#define FO_EMU_KERNEL_UNIT
 #include "builtins.h"
 #define threadIdx (fo_emu_builtins.threadIdx)
 #define blockIdx (fo_emu_builtins.blockIdx)

@@ -6,8 +6,8 @@
 // reverse, seeded random, for blocks and for threads) so that a kernel whose result depends on an
 // order its code does not enforce gives different results.
 //
-// Every load and store of kernel code reaches check_access (gcc's -fsanitize=kernel-address with
-// callbacks, implemented here, so no sanitizer runtime is needed) and every typed access is checked
+// Every load and store of kernel code reaches check_access (gcc's -fsanitize=thread instrumentation,
+// whose entry points are implemented here, so no sanitizer runtime is needed) and every typed access is checked
 // for alignment (-fsanitize=alignment, whose handler is here too). A failed check ends the launch
 // with the fault the hardware would raise.
 #include "builtins.h"
@@ -344,20 +344,22 @@ extern "C" void fo_emu_syncthreads(const char* file, int line) {
   fo_emu_switch(&r.current->sp, r.scheduler_sp);
 }
 
-// ---- gcc -fsanitize=kernel-address callbacks (--param asan-instrumentation-with-call-threshold=0) ----
-#define FO_EMU_ASAN_CALLBACKS(size)                                                                          \
-  extern "C" void __asan_load##size##_noabort(uintptr_t a) { fo_emu::check_access(a, size, false); }       \
-  extern "C" void __asan_store##size##_noabort(uintptr_t a) { fo_emu::check_access(a, size, true); }
-FO_EMU_ASAN_CALLBACKS(1)
-FO_EMU_ASAN_CALLBACKS(2)
-FO_EMU_ASAN_CALLBACKS(4)
-FO_EMU_ASAN_CALLBACKS(8)
-FO_EMU_ASAN_CALLBACKS(16)
-extern "C" void __asan_loadN_noabort(uintptr_t a, size_t n) { fo_emu::check_access(a, n, false); }
-extern "C" void __asan_storeN_noabort(uintptr_t a, size_t n) { fo_emu::check_access(a, n, true); }
-extern "C" void __asan_handle_no_return() {}
-extern "C" void __asan_before_dynamic_init(const char*) {}  // static initializers run at load, unchecked
-extern "C" void __asan_after_dynamic_init() {}
+// ---- gcc -fsanitize=thread callbacks (--param tsan-instrument-func-entry-exit=0) ----
+// Called before each load and store of kernel code with its address (the unaligned variants where
+// the type's alignment is below the access size; alignment itself is -fsanitize=alignment's check).
+#define FO_EMU_TSAN_CALLBACKS(size)                                                                           \
+  extern "C" void __tsan_read##size(uintptr_t a) { fo_emu::check_access(a, size, false); }                  \
+  extern "C" void __tsan_write##size(uintptr_t a) { fo_emu::check_access(a, size, true); }                  \
+  extern "C" void __tsan_unaligned_read##size(uintptr_t a) { fo_emu::check_access(a, size, false); }        \
+  extern "C" void __tsan_unaligned_write##size(uintptr_t a) { fo_emu::check_access(a, size, true); }
+FO_EMU_TSAN_CALLBACKS(1)
+FO_EMU_TSAN_CALLBACKS(2)
+FO_EMU_TSAN_CALLBACKS(4)
+FO_EMU_TSAN_CALLBACKS(8)
+FO_EMU_TSAN_CALLBACKS(16)
+extern "C" void __tsan_read_range(uintptr_t a, size_t n) { fo_emu::check_access(a, n, false); }
+extern "C" void __tsan_write_range(uintptr_t a, size_t n) { fo_emu::check_access(a, n, true); }
+extern "C" void __tsan_init() {}  // each kernel unit's constructor calls it: nothing to set up
 
 // ---- UBSan alignment check (-fsanitize=alignment): the layout of gcc's TypeMismatchData ----
 struct FoEmuSourceLocation {
