@@ -368,16 +368,22 @@ inline void track_access(Running& r, const ValidRange& range, uintptr_t a, size_
     if (i != n) hazard(true, a, n, access, a + i, before, pc);
     return;
   }
-  // Device memory: the blocks of the launch, granule by granule.
+  // Device memory: the blocks of the launch, granule by granule; the access's first conflict is its report.
+  uintptr_t conflict = 0;
   for (uintptr_t at = a, end = a + n; at < end;) {
     const uintptr_t offset = at - range.lo;
     const unsigned first = (unsigned)(offset % kGranule);
     const unsigned count = (unsigned)std::min<uintptr_t>(kGranule - first, end - at);
+    AccessStamps granule_before;
     const unsigned i = record_granule(range.granules[offset / kGranule], first, count, access, r.block_stamp, r.global_base,
-                                      r.splits, &before);
-    if (i != kGranule) hazard(false, a, n, access, at - first + i, before, pc);
+                                      r.splits, &granule_before);
+    if (i != kGranule && !conflict) {
+      conflict = at - first + i;
+      before = granule_before;
+    }
     at += count;
   }
+  if (conflict) hazard(false, a, n, access, conflict, before, pc);
 }
 
 inline void check_access(uintptr_t a, size_t n, Access access, const void* pc) {
