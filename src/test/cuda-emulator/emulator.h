@@ -50,7 +50,7 @@ struct Allocation {
   int device;
   uint64_t id;
   bool live;
-  GranuleStamps* stamps;  // while live: the race checks' stamps, one per 16 bytes (access_stamps.h)
+  GranuleStamps* stamps;  // while live: the race checks' stamps, one per 32-byte granule (access_stamps.h)
 };
 
 // Reserves device memory on `device` (filled with 0xFF bytes: NaN in every float format).

@@ -2,7 +2,7 @@
 // pointer is never a valid host pointer and the device of any pointer is known from its value.
 // Allocations never reuse addresses (a bump pointer with a guard page between allocations), so a
 // use after free is always recognized as one; freed pages are unmapped. Each allocation has the
-// race checks' stamps beside it (16 bytes per 16, see access_stamps.h).
+// race checks' stamps beside it (16 bytes per 32, see access_stamps.h).
 #include "emulator.h"
 
 #include <sys/mman.h>
@@ -38,7 +38,7 @@ size_t page() {
 
 size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
-size_t granules(size_t bytes) { return (bytes + kGranule - 1) / kGranule + 1; }  // at least one
+size_t granules(size_t bytes) { return bytes == 0 ? 1 : (bytes + kGranule - 1) / kGranule; }  // calloc(0) may fail
 
 void reserve_once() {
   if (spaces[0].begin) return;
