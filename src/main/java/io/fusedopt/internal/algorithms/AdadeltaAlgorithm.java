@@ -80,6 +80,15 @@ public final class AdadeltaAlgorithm extends Algorithm<Adadelta> {
         return Optional.of(new TorchOptimizer("Adadelta", a));
     }
 
+    @Override
+    public Map<String, Adadelta> demoConfigs(DemoProblem problem) {
+        double lr = switch (problem) {
+            case NARROW_VALLEY -> 1.0;
+            case SPIRALS -> 1.0;
+        };
+        return Map.of("Adadelta (lr " + lr + ")", Adadelta.builder().optLearningRate(lr).build());
+    }
+
     /** Zeiler, "ADADELTA: An Adaptive Learning Rate Method". */
     @Override
     public int publicationYear() {

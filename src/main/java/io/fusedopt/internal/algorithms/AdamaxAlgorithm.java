@@ -91,6 +91,15 @@ public final class AdamaxAlgorithm extends Algorithm<Adamax> {
         return Optional.of(new TorchOptimizer("Adamax", a));
     }
 
+    @Override
+    public Map<String, Adamax> demoConfigs(DemoProblem problem) {
+        double lr = switch (problem) {
+            case NARROW_VALLEY -> 0.3;
+            case SPIRALS -> 0.02;
+        };
+        return Map.of("Adamax (lr " + lr + ")", Adamax.builder().optLearningRate(lr).build());
+    }
+
     /** Kingma and Ba, "Adam: A Method for Stochastic Optimization" (section 7.1). */
     @Override
     public int publicationYear() {

@@ -87,6 +87,15 @@ public final class AsgdAlgorithm extends Algorithm<Asgd> {
         return Optional.of(new TorchOptimizer("ASGD", a));
     }
 
+    @Override
+    public Map<String, Asgd> demoConfigs(DemoProblem problem) {
+        double lr = switch (problem) {
+            case NARROW_VALLEY -> 0.9;
+            case SPIRALS -> 0.5;
+        };
+        return Map.of("ASGD (lr " + lr + ")", Asgd.builder().optLearningRate(lr).build());
+    }
+
     /** Polyak and Juditsky, "Acceleration of Stochastic Approximation by Averaging". */
     @Override
     public int publicationYear() {

@@ -77,6 +77,15 @@ public final class LionAlgorithm extends Algorithm<Lion> {
         return x > 0f ? 1f : x < 0f ? -1f : x == 0f ? 0f : x;
     }
 
+    @Override
+    public Map<String, Lion> demoConfigs(DemoProblem problem) {
+        double lr = switch (problem) {
+            case NARROW_VALLEY -> 0.1;
+            case SPIRALS -> 0.001;
+        };
+        return Map.of("Lion (lr " + lr + ")", Lion.builder().optLearningRate(lr).build());
+    }
+
     /** Chen et al., "Symbolic Discovery of Optimization Algorithms". */
     @Override
     public int publicationYear() {

@@ -123,6 +123,15 @@ public final class NAdamAlgorithm extends Algorithm<NAdam> {
         return Optional.of(new TorchOptimizer("NAdam", a));
     }
 
+    @Override
+    public Map<String, NAdam> demoConfigs(DemoProblem problem) {
+        double lr = switch (problem) {
+            case NARROW_VALLEY -> 0.3;
+            case SPIRALS -> 0.01;
+        };
+        return Map.of("NAdam (lr " + lr + ")", NAdam.builder().optLearningRate(lr).build());
+    }
+
     /** Dozat, "Incorporating Nesterov Momentum into Adam". */
     @Override
     public int publicationYear() {

@@ -94,6 +94,15 @@ public final class RAdamAlgorithm extends Algorithm<RAdam> {
         return Optional.of(new TorchOptimizer("RAdam", a));
     }
 
+    @Override
+    public Map<String, RAdam> demoConfigs(DemoProblem problem) {
+        double lr = switch (problem) {
+            case NARROW_VALLEY -> 0.3;
+            case SPIRALS -> 0.01;
+        };
+        return Map.of("RAdam (lr " + lr + ")", RAdam.builder().optLearningRate(lr).build());
+    }
+
     /** Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond". */
     @Override
     public int publicationYear() {

@@ -116,6 +116,15 @@ public final class RpropAlgorithm extends Algorithm<Rprop> {
         return Optional.of(new TorchOptimizer("Rprop", a));
     }
 
+    @Override
+    public Map<String, Rprop> demoConfigs(DemoProblem problem) {
+        double lr = switch (problem) {
+            case NARROW_VALLEY -> 0.1;
+            case SPIRALS -> 0.01;
+        };
+        return Map.of("Rprop (lr " + lr + ")", Rprop.builder().optLearningRate(lr).build());
+    }
+
     /** Riedmiller and Braun, "A Direct Adaptive Method for Faster Backpropagation Learning: The RPROP Algorithm". */
     @Override
     public int publicationYear() {
