@@ -2,8 +2,9 @@
 # Builds the CUDA kernels (kernels/*.cu) into fatbins, one per family.
 #
 #   build.sh --install DIR  copy the prebuilt copy (kernels/prebuilt) into DIR when it was built from
-#                           the current sources; otherwise compile with nvcc into DIR (an error
-#                           without nvcc). Called by the Maven build (generate-resources).
+#                           the current sources by the nvcc release on the PATH (or there is no
+#                           nvcc); otherwise compile with nvcc into DIR (stale sources without nvcc
+#                           are an error). Called by the Maven build (generate-resources).
 #   build.sh --update       rebuild kernels/prebuilt (run after editing a kernel; commit the result).
 #   build.sh --check        rebuild into a temporary folder and fail if kernels/prebuilt differs,
 #                           if ptxas reports any register spill, or if the PTX of any kernel for any
@@ -111,11 +112,17 @@ case "$mode" in
     dest=${2:?usage: build.sh --install DIR}
     want=$(sources_digest)
     have=$(sed -n 's/^sources.sha256=//p' "$prebuilt/kernels.properties")
-    # The prebuilt copy when it was built from these sources (--check proves it byte-identical to a
-    # fresh build, so compiling again would give the same files); nvcc only for changed sources.
-    if command -v nvcc >/dev/null 2>&1 && [[ "$want" != "$have" ]]; then
+    # The prebuilt copy when this nvcc would rebuild it byte for byte (same sources, same toolkit
+    # release: --check proves that build deterministic), so only changed sources or another
+    # toolkit (say, an older one for an older driver) cost a compile.
+    local_release=""
+    if command -v nvcc >/dev/null 2>&1; then
+      local_release=$(nvcc --version | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p')
+    fi
+    prebuilt_release=$(sed -n 's/^nvcc.release=//p' "$prebuilt/kernels.properties")
+    if [[ -n "$local_release" && ( "$want" != "$have" || "$local_release" != "$prebuilt_release" ) ]]; then
       compile_into "$dest"
-      echo "build.sh: kernels/prebuilt is stale; compiled kernels with $(command -v nvcc) into $dest"
+      echo "build.sh: compiled kernels with $(command -v nvcc) (CUDA $local_release) into $dest"
     else
       if [[ "$want" != "$have" ]]; then
         echo "build.sh: nvcc is not on the PATH and kernels/prebuilt was built from other sources" >&2
