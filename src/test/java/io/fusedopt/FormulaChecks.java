@@ -56,8 +56,18 @@ final class FormulaChecks {
                         + Math.abs(actual - expected) + ")");
     }
 
+    /** A refused hyper-parameter case for a parameterized test: its name, the bad value, and the build that must refuse it. */
+    static org.junit.jupiter.params.provider.Arguments refused(String name, double value, Supplier<? extends OptimizerConfig> build) {
+        return org.junit.jupiter.params.provider.Arguments.of(name, value, build);
+    }
+
+    /** |actual[i] - expected[i]| <= bound(i) for every element, else a message naming the element and the values. */
+    static void assertNear(double[] expected, float[] actual, java.util.function.IntToDoubleFunction bound, String what) {
+        for (int i = 0; i < expected.length; i++) assertNear(what + "[" + i + "]", expected[i], actual[i], bound.applyAsDouble(i));
+    }
+
     /** {@code build} is refused with a message naming the hyper-parameter and its value. */
-    static void assertRefused(String name, double value, Supplier<OptimizerConfig> build) {
+    static void assertRefused(String name, double value, Supplier<? extends OptimizerConfig> build) {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, build::get, name + " = " + value);
         assertTrue(e.getMessage().contains(name) && e.getMessage().contains(Double.toString(value)),
                 "the message should name " + name + " and " + value + ": " + e.getMessage());

@@ -1,6 +1,6 @@
 package io.fusedopt;
 
-import static io.fusedopt.FormulaTests.refused;
+import static io.fusedopt.FormulaChecks.refused;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -42,7 +42,7 @@ class LionFormulaTest {
         Random random = new Random(name.hashCode());
         double lr = (float) config.learningRate(), beta1 = (float) config.beta1(), beta2 = (float) config.beta2();
         double weightDecay = (float) config.weightDecay();
-        float[] initial = FormulaTests.gaussian(random, SIZE, 1f);
+        float[] initial = Scenario.gaussian(random, SIZE, 1f);
         double[] p = new double[SIZE], m = new double[SIZE];
         for (int i = 0; i < SIZE; i++) p[i] = initial[i];
         double maxAbsGrad = 0;
@@ -52,7 +52,7 @@ class LionFormulaTest {
             pBuffer.copyFrom(initial);
             Parameter parameter = opt.addGroup().add("p", pBuffer, gBuffer);
             for (int t = 1; t <= STEPS; t++) {
-                float[] grad = FormulaTests.gaussian(random, SIZE, t % 3 == 0 ? 1e-3f : 1f);
+                float[] grad = Scenario.gaussian(random, SIZE, t % 3 == 0 ? 1e-3f : 1f);
                 gBuffer.copyFrom(grad);
                 opt.step();
                 for (int i = 0; i < SIZE; i++) {
@@ -67,9 +67,9 @@ class LionFormulaTest {
                     m[i] = m[i] * beta2 + g * (1 - beta2);
                 }
                 String where = name + " step " + t;
-                FormulaTests.assertNear(p, pBuffer.toArray(), i -> 0x1p-21 * Math.max(1, Math.abs(p[i])), where + " param");
+                FormulaChecks.assertNear(p, pBuffer.toArray(), i -> 0x1p-21 * Math.max(1, Math.abs(p[i])), where + " param");
                 double mBound = 0x1p-21 * maxAbsGrad;
-                FormulaTests.assertNear(m, parameter.state(StateKind.EXP_AVG).toArray(), i -> mBound, where + " exp_avg");
+                FormulaChecks.assertNear(m, parameter.state(StateKind.EXP_AVG).toArray(), i -> mBound, where + " exp_avg");
             }
         }
     }
@@ -143,6 +143,6 @@ class LionFormulaTest {
     @ParameterizedTest(name = "{0} = {1}")
     @MethodSource("badHyperParameters")
     void badHyperParameterIsRefusedNamingIt(String name, double value, Supplier<Lion> build) {
-        FormulaTests.assertRefusedNamingIt(name, value, build);
+        FormulaChecks.assertRefused(name, value, build);
     }
 }

@@ -1,6 +1,6 @@
 package io.fusedopt;
 
-import static io.fusedopt.FormulaTests.refused;
+import static io.fusedopt.FormulaChecks.refused;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -48,7 +48,7 @@ class RAdamFormulaTest {
     @MethodSource("configurations")
     void referenceFollowsTheFormulaInFloat64(String name, RAdam config) {
         Random random = new Random(name.hashCode());
-        float[] initial = FormulaTests.gaussian(random, SIZE, 1f);
+        float[] initial = Scenario.gaussian(random, SIZE, 1f);
         Formula64 expected = new Formula64(config, initial);
         List<Boolean> rectifiedSteps = new ArrayList<>();
         try (DeviceOptimizer opt = DeviceOptimizer.create(Backend.CPU, config)) {
@@ -57,7 +57,7 @@ class RAdamFormulaTest {
             p.copyFrom(initial);
             Parameter parameter = opt.addGroup().add("p", p, g);
             for (int t = 1; t <= STEPS; t++) {
-                float[] grad = FormulaTests.gaussian(random, SIZE, t % 3 == 0 ? 1e-3f : 1f);
+                float[] grad = Scenario.gaussian(random, SIZE, t % 3 == 0 ? 1e-3f : 1f);
                 grad[0] = 0f; // a zero gradient: m = v = 0 on the rectified steps gives u = 0
                 g.copyFrom(grad);
                 opt.step();
@@ -67,10 +67,10 @@ class RAdamFormulaTest {
                 StepScalars.compute(config, t, scalars);
                 assertEquals(rectified ? 1f : 0f, scalars[RAdamAlgorithm.RECTIFIED], name + ": the branch of step " + t);
                 String where = name + " step " + t;
-                FormulaTests.assertNear(expected.p, p.toArray(), i -> BOUND * Math.max(1, Math.abs(expected.p[i])), where + " param");
-                FormulaTests.assertNear(expected.m, parameter.state(StateKind.EXP_AVG).toArray(), i -> BOUND * expected.maxAbsGrad,
+                FormulaChecks.assertNear(expected.p, p.toArray(), i -> BOUND * Math.max(1, Math.abs(expected.p[i])), where + " param");
+                FormulaChecks.assertNear(expected.m, parameter.state(StateKind.EXP_AVG).toArray(), i -> BOUND * expected.maxAbsGrad,
                         where + " exp_avg");
-                FormulaTests.assertNear(expected.v, parameter.state(StateKind.EXP_AVG_SQ).toArray(),
+                FormulaChecks.assertNear(expected.v, parameter.state(StateKind.EXP_AVG_SQ).toArray(),
                         i -> BOUND * expected.maxAbsGrad * expected.maxAbsGrad, where + " exp_avg_sq");
             }
         }
@@ -150,7 +150,7 @@ class RAdamFormulaTest {
     @ParameterizedTest(name = "{0} = {1}")
     @MethodSource("badHyperParameters")
     void badHyperParameterIsRefusedNamingIt(String name, double value, Supplier<RAdam> build) {
-        FormulaTests.assertRefusedNamingIt(name, value, build);
+        FormulaChecks.assertRefused(name, value, build);
     }
 
 }
