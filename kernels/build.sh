@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the CUDA kernels (kernels/*.cu) into fatbins, one per family.
 #
-#   build.sh --install DIR  compile with nvcc into DIR when nvcc is on the PATH; otherwise copy the
-#                           prebuilt copy (kernels/prebuilt), after checking that it was built from
-#                           the current sources. Called by the Maven build (generate-resources).
+#   build.sh --install DIR  copy the prebuilt copy (kernels/prebuilt) into DIR when it was built from
+#                           the current sources by the nvcc release on the PATH (or there is no
+#                           nvcc); otherwise compile with nvcc into DIR (stale sources without nvcc
+#                           are an error). Called by the Maven build (generate-resources).
 #   build.sh --update       rebuild kernels/prebuilt (run after editing a kernel; commit the result).
 #   build.sh --check        rebuild into a temporary folder and fail if kernels/prebuilt differs,
 #                           if ptxas reports any register spill, or if the PTX of any kernel for any
@@ -16,7 +17,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 prebuilt="$here/prebuilt"
-families=(control sgd rmsprop adam adagrad convert traffic)
+# Every kernels/*.cu is a family (one fatbin): adding an algorithm's .cu adds it here too.
+families=()
+for f in "$here"/*.cu; do families+=("$(basename "$f" .cu)"); done
 archs=(75 80 90 100 120)
 ptx_arch=120
 # Exact IEEE float32: no contraction into FMA, IEEE division and square root, keep subnormals.
@@ -39,10 +42,23 @@ compile_into() {
   release=$(nvcc --version | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p')
   log=$(mktemp)
   mapfile -t gencodes < <(gencode_flags)
+  # One nvcc per family, as many at a time as there are cores (each output file is the same
+  # whatever the order); the logs are joined in family order.
+  # Each job leaves its exit status in a file: what `wait` reports depends on when a job is reaped.
+  local f failed=0 parallel
+  parallel=$(nproc 2>/dev/null || echo 2)
   for f in "${families[@]}"; do
-    nvcc "${nvcc_flags[@]}" "${gencodes[@]}" -Xptxas -v -I "$here" -o "$out/$f.fatbin" "$here/$f.cu" 2>>"$log" \
-      || { cat "$log" >&2; rm -f "$log"; exit 1; }
+    while (( $(jobs -rp | wc -l) >= parallel )); do wait -n || true; done
+    { nvcc "${nvcc_flags[@]}" "${gencodes[@]}" -Xptxas -v -I "$here" -o "$out/$f.fatbin" "$here/$f.cu" 2>"$log.$f"
+      echo $? > "$log.$f.rc"; } &
   done
+  wait
+  for f in "${families[@]}"; do
+    cat "$log.$f" >> "$log"
+    [[ "$(cat "$log.$f.rc" 2>/dev/null)" == 0 ]] || failed=1
+    rm -f "$log.$f" "$log.$f.rc"
+  done
+  if (( failed )); then cat "$log" >&2; rm -f "$log"; exit 1; fi
   if grep -E '[1-9][0-9]* bytes spill (stores|loads)' "$log" >&2; then
     echo "build.sh: ptxas reports register spills (lines above); kernels must not spill" >&2
     rm -f "$log"; exit 1
@@ -63,18 +79,28 @@ compile_into() {
 # The numerics guard: the PTX of every family for every architecture we ship must use exact IEEE
 # instructions only; one .approx (fast division, sqrt, rcp) or .ftz (subnormals flushed) would break
 # the bit-exact contract with the Java reference on that architecture only.
-ptx_guard() {
-  local tmp f a bad=0
-  tmp=$(mktemp -d)
-  for f in "${families[@]}"; do
-    for a in "${archs[@]}" "$ptx_arch"; do
-      nvcc -ptx "${nvcc_flags[@]:1}" -arch=compute_"$a" -I "$here" -o "$tmp/$f.$a.ptx" "$here/$f.cu"
-      if grep -nE '\.(approx|ftz)\b' "$tmp/$f.$a.ptx" >&2; then
-        echo "build.sh: $f.cu for compute_$a has approximate or flush-to-zero instructions (lines above)" >&2
-        bad=1
-      fi
-    done
+ptx_guard_family() {
+  local f=$1 tmp=$2 a bad=0
+  for a in "${archs[@]}" "$ptx_arch"; do
+    nvcc -ptx "${nvcc_flags[@]:1}" -arch=compute_"$a" -I "$here" -o "$tmp/$f.$a.ptx" "$here/$f.cu" || return 1
+    if grep -nE '\.(approx|ftz)\b' "$tmp/$f.$a.ptx" >&2; then
+      echo "build.sh: $f.cu for compute_$a has approximate or flush-to-zero instructions (lines above)" >&2
+      bad=1
+    fi
   done
+  return $bad
+}
+
+ptx_guard() {
+  local tmp f bad=0 parallel
+  tmp=$(mktemp -d)
+  parallel=$(nproc 2>/dev/null || echo 2)
+  for f in "${families[@]}"; do  # a family per core at a time; each leaves its verdict in a file
+    while (( $(jobs -rp | wc -l) >= parallel )); do wait -n || true; done
+    { ptx_guard_family "$f" "$tmp"; echo $? > "$tmp/$f.rc"; } &
+  done
+  wait
+  for f in "${families[@]}"; do [[ "$(cat "$tmp/$f.rc" 2>/dev/null)" == 0 ]] || bad=1; done
   rm -rf "$tmp"
   [[ $bad == 0 ]] || exit 1
   echo "build.sh: PTX of ${#families[@]} families x $(( ${#archs[@]} + 1 )) architectures: no .approx, no .ftz"
@@ -84,12 +110,20 @@ mode=${1:-}
 case "$mode" in
   --install)
     dest=${2:?usage: build.sh --install DIR}
+    want=$(sources_digest)
+    have=$(sed -n 's/^sources.sha256=//p' "$prebuilt/kernels.properties")
+    # The prebuilt copy when this nvcc would rebuild it byte for byte (same sources, same toolkit
+    # release: --check proves that build deterministic), so only changed sources or another
+    # toolkit (say, an older one for an older driver) cost a compile.
+    local_release=""
     if command -v nvcc >/dev/null 2>&1; then
+      local_release=$(nvcc --version | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p')
+    fi
+    prebuilt_release=$(sed -n 's/^nvcc.release=//p' "$prebuilt/kernels.properties")
+    if [[ -n "$local_release" && ( "$want" != "$have" || "$local_release" != "$prebuilt_release" ) ]]; then
       compile_into "$dest"
-      echo "build.sh: compiled kernels with $(command -v nvcc) into $dest"
+      echo "build.sh: compiled kernels with $(command -v nvcc) (CUDA $local_release) into $dest"
     else
-      want=$(sources_digest)
-      have=$(sed -n 's/^sources.sha256=//p' "$prebuilt/kernels.properties")
       if [[ "$want" != "$have" ]]; then
         echo "build.sh: nvcc is not on the PATH and kernels/prebuilt was built from other sources" >&2
         echo "          (sources digest $want, prebuilt $have). Run kernels/build.sh --update on a machine with nvcc." >&2
@@ -97,7 +131,7 @@ case "$mode" in
       fi
       mkdir -p "$dest"
       cp "$prebuilt"/*.fatbin "$prebuilt/kernels.properties" "$dest/"
-      echo "build.sh: nvcc not found; installed the prebuilt kernels into $dest"
+      echo "build.sh: installed the prebuilt kernels (built from these sources) into $dest"
     fi
     ;;
   --update)

@@ -3,9 +3,10 @@
 //   1. fusedopt_grad_stats (when the gradient is checked): per chunk of the segment table, the sum
 //      of squares of the unscaled gradient, in double, in a fixed order;
 //   2. fusedopt_finalize_step: the global sum in a fixed order, the non-finite verdict, the dynamic
-//      loss scale, the step counter, the clipping factor, and every group's scheduled learning
-//      rate, per-step scalars and flags;
-//   3. the update kernels, which read what step 2 wrote (and do nothing when it skipped the step).
+//      loss scale, the step counter, the clipping factor, and every entry's scheduled learning
+//      rate, own step and flags;
+//   3. the update kernels, which read what step 2 wrote (and do nothing when it skipped the step)
+//      and compute their family's per-step scalars from it.
 #include "fusedopt_scalars.cuh"
 
 // Fixed-order sum of the FO_LANES values in lanes: a pairwise tree, halving the stride
@@ -77,7 +78,7 @@ __device__ __forceinline__ void fo_update_loss_scale(FoControl* control, bool no
 }
 
 // One block of FO_LANES threads. groups holds FO_GROUP_INFO_STRIDE ints per entry (a group's
-// cohort of tensors with one step offset): its kernel (FO_KERNEL_*), its step-independent flags,
+// cohort of tensors with one step offset): the host's kernel index, its step-independent flags,
 // its number of schedule segments, which sit at segments + FO_MAX_SEGMENTS * e, and its step
 // offset; hyper holds FO_HYPER_STRIDE floats per entry.
 extern "C" __global__ void fusedopt_finalize_step(FoControl* __restrict__ control,
@@ -85,7 +86,7 @@ extern "C" __global__ void fusedopt_finalize_step(FoControl* __restrict__ contro
                                                   const float* __restrict__ hyper,
                                                   const int* __restrict__ groups, int group_count,
                                                   const FoSegment* __restrict__ segments,
-                                                  float* __restrict__ scalars, int* __restrict__ flags) {
+                                                  FoEntryStep* __restrict__ steps, int* __restrict__ flags) {
   __shared__ double lanes[FO_LANES];
   double sum = 0.0;
   for (int i = threadIdx.x; i < partial_count; i += FO_LANES) sum = __dadd_rn(sum, partials[i]);
@@ -132,11 +133,13 @@ extern "C" __global__ void fusedopt_finalize_step(FoControl* __restrict__ contro
     // clock (GroupTable.schedulerStep).
     const long long scheduler_step = step - 1 + (info[FO_INFO_SCHEDULE_CLOCK] ? control->skipped_steps : 0);
     const float lr = fo_scheduled_lr(h[FO_H_LR], segments + FO_MAX_SEGMENTS * e, info[2], scheduler_step);
-    // Bias corrections, Adagrad's decay and the first-step rule follow the entry's own step.
+    // Bias corrections, Adagrad's decay and the first-step rule follow the entry's own step; the
+    // update kernels turn it and the lr into their family's scalars.
     const long long offset = (long long)(((unsigned long long)(unsigned int)info[FO_INFO_OFFSET_HI] << 32)
                                          | (unsigned long long)(unsigned int)info[FO_INFO_OFFSET_LO]);
     const long long own_step = step - offset;
-    fo_step_scalars(info[0], h, lr, info[1], own_step, scalars + FO_SCALAR_STRIDE * e);
+    steps[e].step = own_step;
+    steps[e].lr = lr;
     flags[e] = info[1] | step_flags | (own_step == 1 ? FO_FIRST_STEP : 0);
   }
 }

@@ -23,19 +23,12 @@
 #define FO_UNSCALE         (1 << 8)   // set by the finalize kernel: g = g * inv_grad_scale
 #define FO_CLIP            (1 << 9)   // set by the finalize kernel: g = g * clip_coef
 #define FO_STEP_SIZE_FORM  (1 << 10)  // Adam: read by the scalar computation only
+#define FO_ALGORITHM_0     (1 << 16)  // the first of 8 bits an algorithm uses for its own options
 
 // Storage formats, mirrored by io.fusedopt.Precision.code().
 #define FO_F32  0
 #define FO_BF16 1
 #define FO_F16  2
-
-// Update kernels, mirrored by io.fusedopt.internal.UpdateKernel.code().
-#define FO_KERNEL_SGD               0
-#define FO_KERNEL_MOMENTUM_BUFFER   1
-#define FO_KERNEL_MOMENTUM_VELOCITY 2
-#define FO_KERNEL_RMSPROP           3
-#define FO_KERNEL_ADAM              4
-#define FO_KERNEL_ADAGRAD           5
 
 // 64-bit grid-stride loop: correct for tensors of more than 2^31 elements.
 #define FO_FOR_EACH_ELEMENT(i, n)                                                        \
@@ -53,7 +46,7 @@
 #define FO_LANES 256
 // Floats reserved per entry in the per-step scalar table and in the hyper-parameter table.
 #define FO_SCALAR_STRIDE 16
-#define FO_HYPER_STRIDE 8
+#define FO_HYPER_STRIDE 16
 
 struct FoTensor {          // 80 bytes
   void* param;             //  0: the model's copy (any format); with a master, written from it
@@ -67,6 +60,14 @@ struct FoTensor {          // 80 bytes
   int grad_dtype;          // 68
   int state_dtype;         // 72
   int reserved;            // 76
+};
+
+// What the finalize kernel writes per entry for the update kernels, from which each computes its
+// family's scalars (Scalars::of): the entry's own step and the step's learning rate.
+struct FoEntryStep {       // 16 bytes
+  long long step;          // the entry's own step t (>= 1)
+  float lr;                // the group's learning rate for this step (scheduled or not)
+  int reserved;
 };
 
 struct FoChunk {           // 16 bytes
@@ -262,13 +263,16 @@ __device__ __forceinline__ void fo_update_range(const FoTensor& t, long long fro
 }
 
 // The body of every update kernel: nothing when the finalize kernel decided to skip the step;
-// else blocks stride over the chunks, and each chunk's group picks its scalars and flags from the
-// per-step tables the finalize kernel wrote. Scalars is the family's struct of floats.
+// else blocks stride over the chunks, and each chunk's entry (group and step offset) picks its
+// flags and step from the tables the finalize kernel wrote, and its hyper-parameters, from which
+// Scalars::of computes the family's per-step scalars (a few double operations per chunk and thread,
+// the same in every thread, so no block-level sharing is needed).
 template <int SLOTS, bool MIXED, typename Op, typename Scalars>
 __device__ __forceinline__ void fo_multi_tensor(const FoTensor* __restrict__ tensors,
                                                 const FoChunk* __restrict__ chunks, int chunk_count,
                                                 const FoControl* __restrict__ control,
-                                                const float* __restrict__ scalars,
+                                                const float* __restrict__ hyper,
+                                                const FoEntryStep* __restrict__ steps,
                                                 const int* __restrict__ flags) {
   if (control->skip) return;
   const FoGradPrep prep{control->step_inv_grad_scale, control->clip_coef};
@@ -278,21 +282,24 @@ __device__ __forceinline__ void fo_multi_tensor(const FoTensor* __restrict__ ten
     long long end = chunk.start + FO_CHUNK_ELEMENTS;
     if (end > t.length) end = t.length;
     const int f = flags[t.group];
-    const Op op{*reinterpret_cast<const Scalars*>(scalars + FO_SCALAR_STRIDE * t.group), f};
+    const FoEntryStep entry = steps[t.group];
+    const Op op{Scalars::of(hyper + FO_HYPER_STRIDE * t.group, entry.lr, f, entry.step), f};
     fo_update_range<SLOTS, MIXED>(t, chunk.start, end, op, prep, f);
   }
 }
 
 // The two entry points of an update kernel: float32 storage only, and any storage formats.
-#define FO_UPDATE_KERNELS(name, SLOTS, Op, Scalars)                                                 \
-  extern "C" __global__ void name(const FoTensor* tensors, const FoChunk* chunks, int chunk_count,  \
-                                  const FoControl* control, const float* scalars, const int* flags) { \
-    fo_multi_tensor<SLOTS, false, Op, Scalars>(tensors, chunks, chunk_count, control, scalars, flags); \
-  }                                                                                                  \
-  extern "C" __global__ void name##_mixed(const FoTensor* tensors, const FoChunk* chunks,           \
-                                          int chunk_count, const FoControl* control,                 \
-                                          const float* scalars, const int* flags) {                  \
-    fo_multi_tensor<SLOTS, true, Op, Scalars>(tensors, chunks, chunk_count, control, scalars, flags); \
+#define FO_UPDATE_KERNELS(name, SLOTS, Op, Scalars)                                                   \
+  extern "C" __global__ void name(const FoTensor* tensors, const FoChunk* chunks, int chunk_count,    \
+                                  const FoControl* control, const float* hyper,                        \
+                                  const FoEntryStep* steps, const int* flags) {                        \
+    fo_multi_tensor<SLOTS, false, Op, Scalars>(tensors, chunks, chunk_count, control, hyper, steps, flags); \
+  }                                                                                                    \
+  extern "C" __global__ void name##_mixed(const FoTensor* tensors, const FoChunk* chunks,             \
+                                          int chunk_count, const FoControl* control,                   \
+                                          const float* hyper, const FoEntryStep* steps,                \
+                                          const int* flags) {                                          \
+    fo_multi_tensor<SLOTS, true, Op, Scalars>(tensors, chunks, chunk_count, control, hyper, steps, flags); \
   }
 
 // The gradient as every family sees it: negated for maximize, then plus weight_decay * param

@@ -1,58 +1,18 @@
-// The per-step scalars of every update kernel, and how they are computed from a group's
-// hyper-parameters and the step counter. Mirrored by io.fusedopt.internal.StepScalars (layouts and
-// arithmetic): every derived value is computed in double with explicitly rounded IEEE operations
-// from hyper-parameters already rounded to float32, then rounded once to float32, so the host
-// (Java) and the device get the same bits.
+// What every family's per-step scalars are computed from: the hyper-parameter table, the step's
+// learning rate (schedules) and the step counter, and the double helpers they use. Each family's
+// .cu defines its scalar struct with a static `of(h, lr, flags, step)`, mirrored by the scalars of
+// its io.fusedopt.internal.algorithms class: every derived value is computed in double with
+// explicitly rounded IEEE operations from hyper-parameters already rounded to float32, then rounded
+// once to float32, so the host (Java) and the device get the same bits.
 #pragma once
 #include "fusedopt_common.cuh"
 
-// Hyper-parameter table: FO_HYPER_STRIDE floats per group (io.fusedopt.internal.StepScalars.H_*).
+// Hyper-parameter table: FO_HYPER_STRIDE floats per entry (io.fusedopt.internal.StepScalars.H_*):
+// every algorithm's learning rate and weight decay, then the algorithm's own from FO_H_OWN on, in
+// the order its Algorithm.ownHyperParameters writes them.
 #define FO_H_LR 0
 #define FO_H_WEIGHT_DECAY 1
-#define FO_H_A 2   // momentum | alpha | beta1 | lr_decay
-#define FO_H_B 3   // dampening | eps | beta2 | eps
-#define FO_H_C 4   // rmsprop momentum | adam eps
-
-struct SgdScalars {
-  float neg_lr;
-  float weight_decay;
-};
-
-struct MomentumScalars {
-  float neg_lr;
-  float weight_decay;
-  float momentum;
-  float one_minus_dampening;
-};
-
-struct RmsPropScalars {
-  float neg_lr;
-  float weight_decay;
-  float alpha;
-  float one_minus_alpha;
-  float eps;
-  float momentum;
-};
-
-// The bias corrections are folded into neg_step_size and inv_sqrt_bc2 each step; they are never
-// stored into m or v.
-struct AdamScalars {
-  float neg_step_size;   // paper form: -lr/bc1;  step-size form: -lr*sqrt(bc2)/bc1
-  float inv_sqrt_bc2;    // paper form: 1/sqrt(bc2); step-size form: 1
-  float beta1;
-  float one_minus_beta1;
-  float beta2;
-  float one_minus_beta2;
-  float eps;
-  float weight_decay;    // L2 coefficient
-  float decay_factor;    // decoupled: 1 - lr*weight_decay
-};
-
-struct AdagradScalars {
-  float neg_clr;        // -lr / (1 + (t-1)*lr_decay)
-  float weight_decay;
-  float eps;
-};
+#define FO_H_OWN 2
 
 // base^exponent by binary exponentiation (StepScalars.powerBySquaring).
 __device__ __forceinline__ double fo_power_by_squaring(double base, long long exponent) {
@@ -67,6 +27,63 @@ __device__ __forceinline__ double fo_power_by_squaring(double base, long long ex
 
 __device__ __forceinline__ float fo_f(double v) { return __double2float_rn(v); }
 
+// ---- log, exp and real powers: io.fusedopt.internal.StepScalars.log/exp/pow, operation for operation ----
+#define FO_LN2_HI 6.93147180369123816490e-01
+#define FO_LN2_LO 1.90821492927058770002e-10
+#define FO_INV_LN2 1.44269504088896338700e+00
+#define FO_SQRT_HALF 0.70710678118654752440
+
+__device__ __forceinline__ double fo_log(double x) {
+  if (!(x > 0) || x == __longlong_as_double(0x7FF0000000000000LL)) return __longlong_as_double(0x7FF8000000000000LL);
+  long long bits = __double_as_longlong(x);
+  int k = 0;
+  if (bits < 0x0010000000000000LL) {  // subnormal: scale into the normal range first (exact)
+    x = __dmul_rn(x, 18014398509481984.0);
+    bits = __double_as_longlong(x);
+    k = -54;
+  }
+  k += (int)((unsigned long long)bits >> 52) - 1023;
+  double m = __longlong_as_double((bits & 0x000FFFFFFFFFFFFFLL) | 0x3FF0000000000000LL);
+  if (m >= __dmul_rn(2.0, FO_SQRT_HALF)) {
+    m = __dmul_rn(m, 0.5);
+    k += 1;
+  }
+  const double s = __ddiv_rn(__dsub_rn(m, 1.0), __dadd_rn(m, 1.0));
+  const double z = __dmul_rn(s, s);
+  double series = __ddiv_rn(1.0, 25.0);
+  for (int n = 23; n >= 1; n -= 2) series = __dadd_rn(__dmul_rn(series, z), __ddiv_rn(1.0, (double)n));
+  const double log_m = __dmul_rn(__dmul_rn(2.0, s), series);
+  const double kd = (double)k;
+  return __dadd_rn(__dmul_rn(kd, FO_LN2_HI), __dadd_rn(log_m, __dmul_rn(kd, FO_LN2_LO)));
+}
+
+__device__ __forceinline__ double fo_scale_by_power_of_two(double v, int k) {
+  const int half = k / 2;
+  return __dmul_rn(__dmul_rn(v, __longlong_as_double((long long)(half + 1023) << 52)),
+                   __longlong_as_double((long long)(k - half + 1023) << 52));
+}
+
+__device__ __forceinline__ double fo_exp(double x) {
+  if (x != x) return x;
+  if (x > 709.78) return __longlong_as_double(0x7FF0000000000000LL);
+  if (x < -745.2) return 0.0;
+  const double k = floor(__dadd_rn(__dmul_rn(x, FO_INV_LN2), 0.5));
+  const double r = __dsub_rn(__dsub_rn(x, __dmul_rn(k, FO_LN2_HI)), __dmul_rn(k, FO_LN2_LO));
+  double factorial = 355687428096000.0;  // 17!
+  double series = __ddiv_rn(1.0, factorial);
+  for (int n = 17; n >= 1; n--) {
+    factorial = __ddiv_rn(factorial, (double)n);
+    series = __dadd_rn(__dmul_rn(series, r), __ddiv_rn(1.0, factorial));
+  }
+  return fo_scale_by_power_of_two(series, (int)k);
+}
+
+// x^y = exp(y log x) for x > 0; 1 for y = 0.
+__device__ __forceinline__ double fo_pow(double x, double y) {
+  if (y == 0.0) return 1.0;
+  return fo_exp(__dmul_rn(y, fo_log(x)));
+}
+
 // ---- Learning-rate schedules (io.fusedopt.internal.LrSegments, operation for operation) ----
 // A group's schedule is a table of segments; the factor of scheduler step n (the number of applied
 // steps before the step being taken) comes from the last segment whose start is <= n, at its local
@@ -80,7 +97,8 @@ __device__ __forceinline__ float fo_f(double v) { return __double2float_rn(v); }
 #define FO_SCHEDULE_RESTARTS 5    // the cosine over cycles of period, period*power, period*power^2, ...
 // Segments reserved per group in the device table.
 #define FO_MAX_SEGMENTS 32
-// Ints per entry of the group-info table: kernel, step-independent flags, segment count, schedule
+// Ints per entry of the group-info table: the host's kernel index (UpdateKernel.code(), for reading
+// a table dump; the device does not branch on it), step-independent flags, segment count, schedule
 // clock, then the entry's step offset (int64, low and high word). An entry is a cohort of one group's
 // tensors that share a step offset: a tensor's own step is the applied-step counter minus its
 // offset (PyTorch's per-parameter step), so a tensor added late or unfrozen keeps its own count.
@@ -181,66 +199,4 @@ __device__ __forceinline__ float fo_scheduled_lr(float lr, const FoSegment* segm
   int i = 0;
   while (i + 1 < count && segments[i + 1].start <= n) i++;
   return fo_f(__dmul_rn((double)lr, fo_segment_factor(segments[i], n - segments[i].start)));
-}
-
-// Writes the scalars of step `step` (>= 1) for a group of kernel `kernel` into out; lr_f is the
-// step's learning rate (the hyper-parameter, or its scheduled value).
-__device__ __forceinline__ void fo_step_scalars(int kernel, const float* h, float lr_f, int flags, long long step, float* out) {
-  const double lr = lr_f;
-  switch (kernel) {
-    case FO_KERNEL_SGD: {
-      SgdScalars* s = reinterpret_cast<SgdScalars*>(out);
-      s->neg_lr = -lr_f;
-      s->weight_decay = h[FO_H_WEIGHT_DECAY];
-      break;
-    }
-    case FO_KERNEL_MOMENTUM_BUFFER:
-    case FO_KERNEL_MOMENTUM_VELOCITY: {
-      MomentumScalars* s = reinterpret_cast<MomentumScalars*>(out);
-      s->neg_lr = -lr_f;
-      s->weight_decay = h[FO_H_WEIGHT_DECAY];
-      s->momentum = h[FO_H_A];
-      s->one_minus_dampening = fo_f(__dsub_rn(1.0, (double)h[FO_H_B]));
-      break;
-    }
-    case FO_KERNEL_RMSPROP: {
-      RmsPropScalars* s = reinterpret_cast<RmsPropScalars*>(out);
-      s->neg_lr = -lr_f;
-      s->weight_decay = h[FO_H_WEIGHT_DECAY];
-      s->alpha = h[FO_H_A];
-      s->one_minus_alpha = fo_f(__dsub_rn(1.0, (double)h[FO_H_A]));
-      s->eps = h[FO_H_B];
-      s->momentum = h[FO_H_C];
-      break;
-    }
-    case FO_KERNEL_ADAM: {
-      AdamScalars* s = reinterpret_cast<AdamScalars*>(out);
-      const double beta1 = h[FO_H_A], beta2 = h[FO_H_B];
-      const double bc1 = __dsub_rn(1.0, fo_power_by_squaring(beta1, step));
-      const double bc2 = __dsub_rn(1.0, fo_power_by_squaring(beta2, step));
-      if (flags & FO_STEP_SIZE_FORM) {
-        s->neg_step_size = fo_f(-__ddiv_rn(__dmul_rn(lr, __dsqrt_rn(bc2)), bc1));
-        s->inv_sqrt_bc2 = 1.f;
-      } else {
-        s->neg_step_size = fo_f(-__ddiv_rn(lr, bc1));
-        s->inv_sqrt_bc2 = fo_f(__ddiv_rn(1.0, __dsqrt_rn(bc2)));
-      }
-      s->beta1 = h[FO_H_A];
-      s->one_minus_beta1 = fo_f(__dsub_rn(1.0, beta1));
-      s->beta2 = h[FO_H_B];
-      s->one_minus_beta2 = fo_f(__dsub_rn(1.0, beta2));
-      s->eps = h[FO_H_C];
-      s->weight_decay = h[FO_H_WEIGHT_DECAY];
-      s->decay_factor = fo_f(__dsub_rn(1.0, __dmul_rn(lr, (double)h[FO_H_WEIGHT_DECAY])));
-      break;
-    }
-    case FO_KERNEL_ADAGRAD: {
-      AdagradScalars* s = reinterpret_cast<AdagradScalars*>(out);
-      const double decayed = __dadd_rn(1.0, __dmul_rn(__ll2double_rn(step - 1), (double)h[FO_H_A]));
-      s->neg_clr = fo_f(-__ddiv_rn(lr, decayed));
-      s->weight_decay = h[FO_H_WEIGHT_DECAY];
-      s->eps = h[FO_H_B];
-      break;
-    }
-  }
 }

@@ -2,6 +2,38 @@
 // Formulas: README "Formulas" and the Javadoc of io.fusedopt.Sgd / io.fusedopt.Momentum.
 #include "fusedopt_scalars.cuh"
 
+// Mirrored by io.fusedopt.internal.algorithms.SgdAlgorithm.
+struct SgdScalars {
+  float neg_lr;
+  float weight_decay;
+
+  // h: lr, weight_decay.
+  __device__ static SgdScalars of(const float* h, float lr_f, int flags, long long step) {
+    SgdScalars s;
+    s.neg_lr = -lr_f;
+    s.weight_decay = h[FO_H_WEIGHT_DECAY];
+    return s;
+  }
+};
+
+// Mirrored by io.fusedopt.internal.algorithms.MomentumAlgorithm.
+struct MomentumScalars {
+  float neg_lr;
+  float weight_decay;
+  float momentum;
+  float one_minus_dampening;
+
+  // h: lr, weight_decay, momentum, dampening.
+  __device__ static MomentumScalars of(const float* h, float lr_f, int flags, long long step) {
+    MomentumScalars s;
+    s.neg_lr = -lr_f;
+    s.weight_decay = h[FO_H_WEIGHT_DECAY];
+    s.momentum = h[FO_H_OWN];
+    s.one_minus_dampening = fo_f(__dsub_rn(1.0, (double)h[FO_H_OWN + 1]));
+    return s;
+  }
+};
+
 // p = p - lr * g
 struct SgdOp {
   SgdScalars s;

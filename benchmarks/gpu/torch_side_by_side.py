@@ -6,6 +6,8 @@ Input (written by io.fusedopt.bench.GpuEvidence into --work):
   cases.tsv      algorithm, storage (fp32 | bf16-master), set (one | transformer | tiny), lengths
   agreement.tsv  algorithm, fusedopt's final params (little-endian float32), lengths, steps, the step
                  from which the rate is halved
+  torch-optimizers.json  each algorithm's torch.optim class and keyword arguments, from the registration
+                 (io.fusedopt.bench.TorchOptimizers: Algorithm.torchEquivalent of StepBenchmark.config)
 Output (--out, one JSON object a line): a "meta" record, then one record per case.
 
 Which PyTorch implementation: fused=True where the class has it (Adam, AdamW, SGD, Adagrad on CUDA),
@@ -18,7 +20,8 @@ runs replayed from a CUDA graph captured with capturable=True where that works, 
 Timing: warm-up steps, then repetitions of k steps (k chosen so that one lasts about --rep-seconds),
 each the mean time per step between two CUDA events (wall clock with a synchronize on the CPU);
 the figure is the median over repetitions, as fusedopt's side does.
-The hyper-parameters are benchmarks/torch_optim.py's OPTIMIZERS (the same as StepBenchmark.config).
+The hyper-parameters are torch-optimizers.json's (the same as StepBenchmark.config), read by
+benchmarks/torch_optim.py's load_optimizers.
 """
 import argparse
 import inspect
@@ -29,7 +32,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from torch_optim import OPTIMIZERS  # noqa: E402  (the one place the hyper-parameters are written)
+from torch_optim import load_optimizers  # noqa: E402
+
+OPTIMIZERS = {}  # algorithm -> (torch.optim class name, keyword arguments); main() loads it from --work
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -210,6 +215,7 @@ def main():
     parser.add_argument("--deadline-seconds", type=float, default=float("inf"),
                         help="start no case after this many seconds")
     args = parser.parse_args()
+    OPTIMIZERS.update(load_optimizers(os.path.join(args.work, "torch-optimizers.json")))
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("torch_side_by_side: --device cuda, but this PyTorch sees no GPU")

@@ -50,10 +50,15 @@ for f in "${families[@]}"; do
   [[ -f "$binaries/$f.fatbin" ]] || { echo "cuda-emulator: $binaries/$f.fatbin is missing" >&2; exit 1; }
 done
 
-# Flags of the kernel units: exact IEEE arithmetic, every access checked through callbacks.
-kernel_flags=(-std=c++17 -O2 -fPIC -fvisibility=hidden -ffp-contract=off -fno-fast-math -fno-strict-aliasing
-  -fsanitize=kernel-address --param asan-instrumentation-with-call-threshold=0 --param asan-stack=0
-  --param asan-globals=0 -fsanitize=alignment -fno-sanitize-recover=alignment
+# Flags of the kernel units: exact IEEE arithmetic, every access checked through callbacks. gcc's
+# -fsanitize=thread calls __tsan_read4(address) and the like before every load and store except
+# those of a thread's own locals that never escape (execution.cpp implements them: no sanitizer
+# runtime is linked); -fsanitize=address would skip constant-offset accesses to static variables,
+# which __shared__ ones are here (`lanes[0]`, a `__shared__ int flag`). -g1: line tables, so that
+# addr2line turns the code offset of a race report into file:line (DWARF 4: binutils 2.40 names the
+# wrong file for code of an #included .cu in DWARF 5).
+kernel_flags=(-std=c++17 -O2 -g1 -gdwarf-4 -fPIC -fvisibility=hidden -ffp-contract=off -fno-fast-math -fno-strict-aliasing
+  -fsanitize=thread --param tsan-instrument-func-entry-exit=0 -fsanitize=alignment -fno-sanitize-recover=alignment
   -x c++ -include "$here/device_runtime.h" -I "$here" -I "$kernels_src" -I "$cuda_include")
 core_flags=(-std=c++17 -O2 -fPIC -Wall -Wextra -Werror -I "$here" -I "$cuda_include")
 
@@ -107,7 +112,7 @@ unit selftest "$here/selftest_kernels.cu" "fusedopt-emulator-selftest-kernels"
 
 # 3. Compile (two at a time), the stubs after the core so that they cover exactly the rest.
 pids=()
-for src in memory execution driver registry; do
+for src in memory execution symbols driver registry; do
   g++ "${core_flags[@]}" -c "$here/$src.cpp" -o "$work/$src.o" & pids+=($!)
 done
 for f in "${families[@]}" selftest; do

@@ -32,6 +32,7 @@
 #define __shared__ static __attribute__((section("fo_emu_shared")))
 
 // ---- Built-in variables: set by the emulator for the thread that runs ----
+#define FO_EMU_KERNEL_UNIT
 #include "builtins.h"
 #define threadIdx (fo_emu_builtins.threadIdx)
 #define blockIdx (fo_emu_builtins.blockIdx)
@@ -43,10 +44,48 @@
 extern "C" void fo_emu_syncthreads(const char* file, int line);
 #define __syncthreads() fo_emu_syncthreads(__FILE__, __LINE__)
 
+// ---- Atomics ----
+// The threads of the emulator take turns on one OS thread, so a read-modify-write is atomic as
+// written. The emulator checks the access and records it as atomic: atomics on one address do not
+// conflict with each other, only with plain accesses of other threads (shared memory) or blocks
+// (global memory). Not inlined and not instrumented, so the access is not also a plain one.
+extern "C" void fo_emu_atomic_access(const void* address, size_t bytes, const void* code);
+template <typename T>
+struct FoEmuOperand {  // the value's type follows the address's, as CUDA's overloads convert
+  using type = T;
+};
+#define FO_EMU_ATOMIC(name, result)                                                                      \
+  template <typename T>                                                                                \
+  __attribute__((noinline, no_sanitize_thread, no_sanitize_undefined)) T name(T* address,               \
+                                                                              typename FoEmuOperand<T>::type value) { \
+    fo_emu_atomic_access(address, sizeof(T), __builtin_return_address(0));                              \
+    const T old = *address;                                                                             \
+    *address = (result);                                                                                \
+    return old;                                                                                         \
+  }
+FO_EMU_ATOMIC(atomicAdd, old + value)
+FO_EMU_ATOMIC(atomicSub, old - value)
+FO_EMU_ATOMIC(atomicExch, value)
+FO_EMU_ATOMIC(atomicMin, value < old ? value : old)
+FO_EMU_ATOMIC(atomicMax, value > old ? value : old)
+FO_EMU_ATOMIC(atomicAnd, old & value)
+FO_EMU_ATOMIC(atomicOr, old | value)
+FO_EMU_ATOMIC(atomicXor, old ^ value)
+#undef FO_EMU_ATOMIC
+template <typename T>
+__attribute__((noinline, no_sanitize_thread, no_sanitize_undefined)) T atomicCAS(T* address, typename FoEmuOperand<T>::type compare,
+                                                                                 typename FoEmuOperand<T>::type value) {
+  fo_emu_atomic_access(address, sizeof(T), __builtin_return_address(0));
+  const T old = *address;
+  *address = old == compare ? value : old;
+  return old;
+}
+
 // ---- Float32 intrinsics: one IEEE operation each, round to nearest even ----
 static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
 static inline float __fmul_rn(float a, float b) { return a * b; }
 static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
 static inline float __fdiv_rn(float a, float b) { return a / b; }
 static inline float __fsqrt_rn(float a) { return sqrtf(a); }
 

@@ -7,6 +7,8 @@
 #pragma once
 #include <cuda.h>
 
+#include "access_stamps.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -40,7 +42,7 @@ const Family* family_for_image(const void* image);
 
 // ---- Memory ----
 
-enum class FaultKind { None, OutOfBounds, UseAfterFree, HostPointer, OtherDevice, Misaligned, Barrier };
+enum class FaultKind { None, OutOfBounds, UseAfterFree, HostPointer, OtherDevice, Misaligned, Barrier, Race };
 
 struct Allocation {
   uintptr_t base;
@@ -48,6 +50,7 @@ struct Allocation {
   int device;
   uint64_t id;
   bool live;
+  GranuleStamps* stamps;  // while live: the race checks' stamps, one per 32-byte granule (access_stamps.h)
 };
 
 // Reserves device memory on `device` (filled with 0xFF bytes: NaN in every float format).
@@ -67,6 +70,8 @@ size_t device_used(int device);
 size_t device_capacity();
 // Frees every live allocation of a device (primary context reset).
 void free_all(int device);
+// Zeroes the stamps of every live allocation (when the stamps run out and start again).
+void clear_access_stamps();
 
 // ---- Execution ----
 
@@ -85,6 +90,14 @@ struct Fault {
 // `launch_number` varies the block and thread orders (forward, reverse, seeded random).
 Fault run_kernel(const Kernel& kernel, int device, const LaunchShape& shape, const unsigned char* args,
                  uint64_t launch_number);
+
+// ---- Symbols (symbols.cpp), for reports ----
+
+// Where kernel code is: "libcuda.so.1+0x1234", the offset addr2line takes, and the command line.
+std::string describe_code(const void* pc);
+// The static variable that holds address ("kernel::name" for a __shared__ one) and the byte in
+// it, from this library's symbol table; empty when unknown.
+std::string describe_static(uintptr_t address);
 
 // Seed of the random orders (FUSEDOPT_EMULATOR_SEED, default fixed); printed in fault reports.
 uint64_t order_seed();

@@ -34,14 +34,14 @@ struct KernelSignature<void (*)(A...)> {
 
   // The argument block belongs to the emulator: reading it is not a kernel access.
   template <auto Fn, size_t... I>
-  __attribute__((no_sanitize_address, no_sanitize_undefined)) static void call(const unsigned char* args,
+  __attribute__((no_sanitize_thread, no_sanitize_undefined)) static void call(const unsigned char* args,
                                                                                std::index_sequence<I...>) {
     Fn(*reinterpret_cast<const A*>(args + offsets[I])...);
   }
 };
 
 template <auto Fn>
-__attribute__((no_sanitize_address, no_sanitize_undefined)) void invoke_kernel(const unsigned char* args) {
+__attribute__((no_sanitize_thread, no_sanitize_undefined)) void invoke_kernel(const unsigned char* args) {
   using S = KernelSignature<decltype(Fn)>;
   S::template call<Fn>(args, std::make_index_sequence<S::count>{});
 }

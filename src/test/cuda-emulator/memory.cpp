@@ -1,7 +1,8 @@
 // Device memory: each device owns a reserved range of the process's address space, so a device
 // pointer is never a valid host pointer and the device of any pointer is known from its value.
 // Allocations never reuse addresses (a bump pointer with a guard page between allocations), so a
-// use after free is always recognized as one; freed pages are unmapped.
+// use after free is always recognized as one; freed pages are unmapped. Each allocation has the
+// race checks' stamps beside it (16 bytes per 32, see access_stamps.h).
 #include "emulator.h"
 
 #include <sys/mman.h>
@@ -37,6 +38,8 @@ size_t page() {
 
 size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
+size_t granules(size_t bytes) { return bytes == 0 ? 1 : (bytes + kGranule - 1) / kGranule; }  // calloc(0) may fail
+
 void reserve_once() {
   if (spaces[0].begin) return;
   for (int d = 0; d < kDeviceCount; d++) {
@@ -67,11 +70,17 @@ uintptr_t device_alloc(int device, size_t bytes) {
   const size_t mapped = round_up(bytes == 0 ? 1 : bytes, page());
   if (s.used + bytes > kCapacity || s.next + mapped + page() > s.begin + kReserved - page()) return 0;
   const uintptr_t base = s.next;
-  if (mprotect((void*)base, mapped, PROT_READ | PROT_WRITE) != 0) return 0;
+  // Zero stamps: nothing accessed. calloc maps large blocks fresh, so pages cost only when touched.
+  auto* stamps = static_cast<GranuleStamps*>(calloc(granules(bytes), sizeof(GranuleStamps)));
+  if (!stamps) return 0;
+  if (mprotect((void*)base, mapped, PROT_READ | PROT_WRITE) != 0) {
+    free(stamps);
+    return 0;
+  }
   memset((void*)base, 0xFF, mapped);  // cuMemAlloc does not zero: every float format reads NaN
   s.next = base + mapped + page();     // a guard page that is never mapped
   s.used += bytes;
-  allocations[base] = Allocation{base, bytes, device, next_id++, true};
+  allocations[base] = Allocation{base, bytes, device, next_id++, true, stamps};
   return base;
 }
 
@@ -85,6 +94,8 @@ bool device_free(uintptr_t base) {
   mprotect((void*)base, mapped, PROT_NONE);
   spaces[a.device].used -= a.size;
   a.live = false;
+  free(a.stamps);
+  a.stamps = nullptr;
   return true;
 }
 
@@ -137,6 +148,13 @@ void free_all(int device) {
     }
   }
   for (uintptr_t base : live) device_free(base);
+}
+
+void clear_access_stamps() {
+  std::lock_guard<std::mutex> guard(lock);
+  for (auto& [base, a] : allocations) {
+    if (a.stamps) memset(a.stamps, 0, granules(a.size) * sizeof(GranuleStamps));
+  }
 }
 
 }  // namespace fo_emu

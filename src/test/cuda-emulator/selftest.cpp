@@ -1,14 +1,25 @@
 // The emulator's own tests, through the driver API as any client would call it: what it must
 // compute, the orders it must vary, and every rule it must enforce. Prints one line per check and
 // a summary; exits 1 if any check failed. Run by io.fusedopt.CudaEmulatorSelfTest.
+//
+// `selftest --hazards MODE` is a child the main run starts to try the other FO_EMU_HAZARDS modes:
+// it launches one kernel with a race and exits 0 when the launch succeeded.
 #include <cuda.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "access_stamps.h"
 
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <initializer_list>
+#include <random>
 #include <set>
+#include <sstream>
+#include <string>
 #include <vector>
 
 static int passed = 0, failed = 0;
@@ -63,8 +74,9 @@ static void fresh_context() {
 
 // A launch that must fault with `code`, reported at the next synchronization and by every later
 // call, until the context is reset.
-static void expect_fault(const char* what, CUresult code, const char* kernel, std::initializer_list<void*> args, unsigned block = 64) {
-  CUresult queued = launch(kernel, 1, block, CU_STREAM_LEGACY, args);
+static void expect_fault(const char* what, CUresult code, const char* kernel, std::initializer_list<void*> args, unsigned block = 64,
+                         unsigned grid = 1) {
+  CUresult queued = launch(kernel, grid, block, CU_STREAM_LEGACY, args);
   CUresult sync = cuCtxSynchronize();
   CUdeviceptr p;
   CUresult after = cuMemAlloc(&p, 64);
@@ -74,7 +86,133 @@ static void expect_fault(const char* what, CUresult code, const char* kernel, st
   fresh_context();
 }
 
-int main() {
+// ---- Races ----
+
+static std::string hazard_log;  // FO_EMU_HAZARD_LOG of this run
+static size_t hazard_log_seen = 0;
+
+// What the emulator appended to the hazard log since the last call.
+static std::string new_hazard_reports() {
+  std::ifstream in(hazard_log, std::ios::binary);
+  std::stringstream all;
+  all << in.rdbuf();
+  const std::string text = all.str();
+  const std::string added = text.size() > hazard_log_seen ? text.substr(hazard_log_seen) : std::string();
+  hazard_log_seen = text.size();
+  return added;
+}
+
+static int occurrences(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) n++;
+  return n;
+}
+
+// A launch with a race fails as a fault does (719), and the one report it appends to the hazard
+// log names the kernel and says each of `says`.
+static void expect_race(const char* what, const char* kernel, unsigned grid, std::initializer_list<void*> args,
+                        std::initializer_list<const char*> says) {
+  expect_fault(what, CUDA_ERROR_LAUNCH_FAILED, kernel, args, 64, grid);
+  const std::string report = new_hazard_reports();
+  bool ok = occurrences(report, "fusedopt CUDA emulator: data race in kernel ") == 1 &&
+            report.find(std::string("in kernel ") + kernel + ",") != std::string::npos &&
+            report.find("code at libcuda.so.1+0x") != std::string::npos;
+  for (const char* s : says) ok &= report.find(s) != std::string::npos;
+  if (!ok) printf("     (reported: %s)\n", report.c_str());
+  char text[256];
+  snprintf(text, sizeof text, "%s: its report", what);
+  check(ok, text);
+}
+
+// Device memory keeps stamps per 32-byte granule, splitting one into stamps per byte only when
+// needed: it must find exactly the races that stamps per byte find (the reference), at the same
+// byte, whatever the accesses. Random launches of 1 to 4 blocks make random reads, writes and
+// atomics of 1 to 20 bytes anywhere in 96 bytes (across granules, unaligned).
+static bool granules_agree_with_bytes(uint64_t seed, int launches) {
+  using namespace fo_emu;
+  std::mt19937_64 random(seed);
+  constexpr unsigned kBytes = 3 * kGranule;
+  std::vector<AccessStamps> bytes(kBytes, AccessStamps{0, 0});
+  std::vector<GranuleStamps> granules(kBytes / kGranule, GranuleStamps{0, 0, 0, 0});
+  uint32_t next_base = 0;
+  auto stamp_if_current = [](uint32_t stamp, uint32_t base) { return is_current(stamp, base) ? stamp : 0; };
+  for (int l = 0; l < launches; l++) {
+    const unsigned blocks = 1 + (unsigned)(random() % 4);
+    const uint32_t base = next_base;
+    next_base += blocks + 1;
+    GranuleSplits splits;
+    const int accesses = (int)(random() % 24);
+    for (int k = 0; k < accesses; k++) {
+      const uint32_t me = base + 1 + (uint32_t)(random() % blocks);
+      const unsigned kind = (unsigned)(random() % 10);
+      const Access access = kind < 5 ? Access::Read : kind < 8 ? Access::Write : Access::Atomic;
+      const unsigned n = 1 + (unsigned)(random() % 20), at = (unsigned)(random() % (kBytes - n + 1));
+      AccessStamps by_byte{}, by_granule{};
+      const size_t byte_hit = record_bytes(&bytes[at], n, access, me, base, &by_byte);
+      size_t granule_hit = n;
+      for (unsigned a = at; a < at + n;) {
+        const unsigned first = a % kGranule, count = std::min<unsigned>((unsigned)kGranule - first, at + n - a);
+        AccessStamps before{};
+        const unsigned i = record_granule(granules[a / kGranule], first, count, access, me, base, splits, &before);
+        if (i != kGranule && granule_hit == n) {
+          granule_hit = a - first + i - at;
+          by_granule = before;
+        }
+        a += count;
+      }
+      const bool same = byte_hit == granule_hit &&
+                        (byte_hit == n || (stamp_if_current(by_byte.writer, base) == stamp_if_current(by_granule.writer, base) &&
+                                           stamp_if_current(by_byte.reader, base) == stamp_if_current(by_granule.reader, base)));
+      if (!same) {
+        printf("     (seed %llu, launch %d: %s of %u bytes at %u by stamp %u: per byte %zu, per granule %zu)\n",
+               (unsigned long long)seed, l, access == Access::Read ? "read" : access == Access::Write ? "write" : "atomic", n,
+               at, me, byte_hit, granule_hit);
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+// The child of `selftest --hazards MODE`: one launch with a race between blocks, in that mode.
+static int race_in_mode(const char* mode) {
+  setenv("FO_EMU_HAZARDS", mode, 1);
+  CUdeviceptr out;
+  if (cuInit(0) != CUDA_SUCCESS || cuDevicePrimaryCtxRetain(&ctx0, 0) != CUDA_SUCCESS || cuCtxSetCurrent(ctx0) != CUDA_SUCCESS ||
+      cuModuleLoadData(&module, kImage) != CUDA_SUCCESS || cuMemAlloc(&out, 64) != CUDA_SUCCESS) {
+    return 2;
+  }
+  CUresult queued = launch("emu_global_same_word", 4, 64, CU_STREAM_LEGACY, {&out});
+  return queued == CUDA_SUCCESS && cuCtxSynchronize() == CUDA_SUCCESS ? 0 : 1;
+}
+
+// Runs this program as the child of another FO_EMU_HAZARDS mode; its exit status.
+static int run_child(const char* mode) {
+  fflush(stdout);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execl("/proc/self/exe", "selftest", "--hazards", mode, (char*)nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+int main(int argc, char** argv) {
+  if (argc == 3 && strcmp(argv[1], "--hazards") == 0) return race_in_mode(argv[2]);
+  // Races fail launches, and every report goes to a log of this run's own (read before the first launch).
+  char log_template[] = "/tmp/fusedopt-emulator-hazards-XXXXXX";
+  const int log_fd = mkstemp(log_template);
+  if (log_fd < 0) {
+    perror("selftest: cannot create the hazard log");
+    return 1;
+  }
+  close(log_fd);
+  hazard_log = log_template;
+  setenv("FO_EMU_HAZARD_LOG", log_template, 1);
+  setenv("FO_EMU_HAZARDS", "fail", 1);
+
   int version = 0, count = 0;
   check(cuDriverGetVersion(&version) == CUDA_SUCCESS && version >= 13000, "driver version is CUDA 13 or newer");
   CUdeviceptr early;
@@ -146,12 +284,48 @@ int main() {
   launch("emu_shared_initial", 1, 64, CU_STREAM_LEGACY, {&sh});
   v = read(sh, 64);
   check(bits(v[0]) == 0xFFFFFFFFu && bits(v[63]) == 0xFFFFFFFFu, "__shared__ memory starts as NaN");
-  std::set<float> survivors;
+  CUdeviceptr counter, arrivals;
+  cuMemAlloc(&counter, 4);
+  cuMemAlloc(&arrivals, 256 * 4);
+  std::set<std::vector<unsigned>> orders;
+  bool permutations = true;
   for (int launchNo = 0; launchNo < 9; launchNo++) {
-    launch("emu_last_writer", 4, 64, CU_STREAM_LEGACY, {&sh});
-    survivors.insert(read(sh, 1)[0]);
+    cuMemsetD8(counter, 0, 4);
+    launch("emu_arrival_order", 4, 64, CU_STREAM_LEGACY, {&counter, &arrivals});
+    std::vector<unsigned> order(256);
+    cuMemcpyDtoH(order.data(), arrivals, 256 * 4);
+    permutations &= std::set<unsigned>(order.begin(), order.end()).size() == 256;
+    orders.insert(order);
   }
-  check(survivors.size() >= 3, "block and thread orders vary between launches");
+  check(permutations && orders.size() >= 3, "block and thread orders vary between launches (atomicAdd takes the slots)");
+
+  // Kernels without a race report none: barriers between the threads' accesses, blocks that read
+  // the same input and write bytes of their own, atomics (above).
+  int with_barrier = 1;
+  CUdeviceptr cells;
+  cuMemAlloc(&cells, 4 * 64 * sizeof(float));
+  launch("emu_shared_neighbour", 4, 64, CU_STREAM_LEGACY, {&cells, &with_barrier});
+  v = read(cells, 4 * 64);
+  bool neighbours = true;
+  for (int i = 0; i < 4 * 64; i++) neighbours &= v[i] == (float)((i + 1) % 64);
+  expect(launch("emu_shared_shift", 4, 64, CU_STREAM_LEGACY, {&cells, &with_barrier}), CUDA_SUCCESS, "emu_shared_shift");
+  v = read(cells, 4 * 64);
+  for (int i = 0; i < 4 * 64; i++) neighbours &= v[i] == (float)((i + 1) % 64);
+  launch("emu_shared_flag", 4, 64, CU_STREAM_LEGACY, {&cells, &with_barrier});
+  std::vector<int> flags(4 * 64);
+  cuMemcpyDtoH(flags.data(), cells, flags.size() * sizeof(int));
+  for (int f : flags) neighbours &= f == 7;
+  const int inputs = 64;
+  std::vector<float> ones(inputs, 1.f);
+  CUdeviceptr input, halves;
+  cuMemAlloc(&input, inputs * sizeof(float));
+  cuMemAlloc(&halves, 4 * sizeof(unsigned short));
+  cuMemcpyHtoD(input, ones.data(), inputs * sizeof(float));
+  launch("emu_global_shared_input", 4, 64, CU_STREAM_LEGACY, {&input, &halves, (void*)&inputs});
+  unsigned short sums[4];
+  check(cuMemcpyDtoH(sums, halves, sizeof sums) == CUDA_SUCCESS && neighbours && sums[0] == 64 && sums[3] == 64,
+        "kernels without a race run (barriers, shared input, bytes of one word written by two blocks)");
+  check(new_hazard_reports().empty(), "and report no race: the hazard log is empty");
 
   // Capture and graphs.
   expect(cuStreamBeginCapture(CU_STREAM_LEGACY, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED,
@@ -226,6 +400,38 @@ int main() {
   cuMemAlloc(&o, 1024 * sizeof(float));
   expect_fault("a thread exiting while others wait at a barrier", CUDA_ERROR_LAUNCH_FAILED, "emu_exit_before_barrier", {&o});
 
+  // Races: the stamps of device memory are exact, every kind fails its launch and is reported.
+  bool agree = true;
+  for (uint64_t seed = 1; seed <= 20 && agree; seed++) agree = granules_agree_with_bytes(seed, 2000);
+  check(agree, "stamps per 32-byte granule find the races stamps per byte find, at the same byte (random accesses)");
+  int no_barrier = 0;
+  cuMemAlloc(&o, 1024 * sizeof(float));
+  expect_race("a shared read of another thread's write, no barrier between", "emu_shared_neighbour", 1, {&o, &no_barrier},
+              {"shared memory: ", " of emu_shared_neighbour::cells, byte ", "since the block began, with no barrier between"});
+  cuMemAlloc(&o, 1024 * sizeof(float));
+  expect_race("a shared write after another thread's read, no barrier between", "emu_shared_shift", 1, {&o, &no_barrier},
+              {"shared memory: ", " of emu_shared_shift::cells, byte ", "since the last barrier (", "selftest_kernels.cu:"});
+  cuMemAlloc(&o, 1024 * sizeof(float));
+  expect_race("a __shared__ scalar read while another thread writes it", "emu_shared_flag", 1, {&o, &no_barrier},
+              {"shared memory: ", " of emu_shared_flag::flag, byte 0 ", "thread (0,0,0)"});
+  cuMemAlloc(&o, 1024 * sizeof(float));
+  expect_race("two threads write one __shared__ word", "emu_shared_same_word", 1, {&o},
+              {"shared memory: write of emu_shared_same_word::word, byte 0 ", "wrote since the block began"});
+  cuMemAlloc(&o, 1024 * sizeof(float));
+  expect_race("two blocks write one global word", "emu_global_same_word", 2, {&o},
+              {"global memory: write of byte 0 of allocation #", "which block (", "wrote earlier in this launch"});
+  cuMemAlloc(&o, 1024 * sizeof(float));
+  expect_race("a block reads what another block writes", "emu_global_handoff", 2, {&o},
+              {"global memory: ", "byte 0 of allocation #", "earlier in this launch"});
+  CUdeviceptr atomic_counter;
+  cuMemAlloc(&atomic_counter, 4);
+  cuMemAlloc(&o, 1024 * sizeof(float));
+  expect_race("a plain read of a word another block updates atomically", "emu_global_atomic_then_read", 2, {&atomic_counter, &o},
+              {"global memory: ", "byte 0 of allocation #"});
+  check(run_child("report") == 0 && occurrences(new_hazard_reports(), "data race in kernel emu_global_same_word") == 1,
+        "FO_EMU_HAZARDS=report: the launch succeeds, its first race is reported");
+  check(run_child("off") == 0 && new_hazard_reports().empty(), "FO_EMU_HAZARDS=off: the launch succeeds, nothing is checked");
+
   // Primary context counting: the last release resets the context and frees its memory.
   size_t free0, total0, free1, total1;
   cuDevicePrimaryCtxRetain(&ctx0, 0);  // two retains now
@@ -246,6 +452,7 @@ int main() {
   check(free1 == total1, "a retained-again context starts empty");
   expect(cuModuleGetFunction(&missing, module, "emu_fill"), CUDA_ERROR_INVALID_HANDLE, "modules of a reset context are gone");
 
+  unlink(hazard_log.c_str());
   printf("selftest: %d checks passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

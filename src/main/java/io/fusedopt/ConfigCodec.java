@@ -1,5 +1,7 @@
 package io.fusedopt;
 
+import io.fusedopt.internal.Algorithm;
+import io.fusedopt.internal.Algorithms;
 import java.lang.reflect.RecordComponent;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -14,7 +16,7 @@ final class ConfigCodec {
 
     static Map<String, String> encode(OptimizerConfig config) {
         Map<String, String> out = new LinkedHashMap<>();
-        out.put("type", config.getClass().getSimpleName());
+        out.put("type", Algorithms.of(config).typeName());
         try {
             for (RecordComponent c : config.getClass().getRecordComponents()) {
                 out.put(c.getName(), String.valueOf(c.getAccessor().invoke(config)));
@@ -28,14 +30,9 @@ final class ConfigCodec {
     /** @throws IllegalArgumentException naming the field that is missing, malformed or out of range */
     static OptimizerConfig decode(Map<String, String> fields) {
         String type = fields.get("type");
-        Class<?> cls = switch (type == null ? "" : type) {
-            case "Sgd" -> Sgd.class;
-            case "Momentum" -> Momentum.class;
-            case "RmsProp" -> RmsProp.class;
-            case "Adam" -> Adam.class;
-            case "Adagrad" -> Adagrad.class;
-            default -> throw new IllegalArgumentException("unknown configuration type '" + type + "'");
-        };
+        Algorithm<?> algorithm = type == null ? null : Algorithms.byTypeName(type);
+        if (algorithm == null) throw new IllegalArgumentException("unknown configuration type '" + type + "'");
+        Class<?> cls = algorithm.configType();
         RecordComponent[] components = cls.getRecordComponents();
         Object[] args = new Object[components.length];
         Class<?>[] types = new Class<?>[components.length];

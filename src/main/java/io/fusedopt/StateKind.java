@@ -6,18 +6,28 @@ public enum StateKind {
     MOMENTUM_BUFFER("momentum_buffer"),
     /** Velocity v of {@link Momentum} in velocity form. */
     VELOCITY("velocity"),
-    /** Running average of squared gradients s of {@link RmsProp}. */
+    /** Running average of squared gradients s of {@link RmsProp} and of {@link Adadelta}. */
     SQUARE_AVG("square_avg"),
     /** Running average of gradients of centered {@link RmsProp}. */
     GRAD_AVG("grad_avg"),
-    /** First moment m of {@link Adam} (not bias-corrected). */
+    /** First moment m of {@link Adam} and {@link Adamax} (not bias-corrected). */
     EXP_AVG("exp_avg"),
     /** Second moment v of {@link Adam} (not bias-corrected). */
     EXP_AVG_SQ("exp_avg_sq"),
     /** Running maximum of v for AMSGrad. */
     MAX_EXP_AVG_SQ("max_exp_avg_sq"),
     /** Accumulated squared gradients h of {@link Adagrad}. */
-    SUM("sum");
+    SUM("sum"),
+    /** Exponentially weighted infinity norm u of {@link Adamax}. */
+    EXP_INF("exp_inf"),
+    /** Running average of squared updates of {@link Adadelta}. */
+    ACC_DELTA("acc_delta"),
+    /** Averaged parameter ax of {@link Asgd}. */
+    AX("ax"),
+    /** The previous step's gradient of {@link Rprop} (0 where its sign flipped). */
+    PREV("prev"),
+    /** The per-element step size of {@link Rprop}. */
+    STEP_SIZE("step_size");
 
     private final String stateName;
 

@@ -15,8 +15,9 @@ import org.junit.jupiter.api.Test;
 /**
  * The CUDA driver emulator's own tests (src/test/cuda-emulator/selftest.cpp): that it computes,
  * varies orders, and enforces every rule a GPU test relies on it to catch (bounds, alignment, use
- * after free, host and other-device pointers, barriers, capture rules, context reset). Runs in the
- * emulator execution only.
+ * after free, host and other-device pointers, barriers, data races in shared and global memory,
+ * capture rules, context reset). Runs in the emulator execution only; the selftest logs its own
+ * deliberate races to a file of its own, not to the execution's race log.
  */
 @Tag("gpu")
 class CudaEmulatorSelfTest {
@@ -37,5 +38,7 @@ class CudaEmulatorSelfTest {
         assertTrue(output.contains("is not aligned to 16 bytes"), output);
         assertTrue(output.contains("use after free of allocation"), output);
         assertTrue(output.contains("threads of one block wait at different barriers"), output);
+        assertTrue(output.contains("data race in kernel emu_shared_neighbour"), output);
+        assertTrue(output.contains("data race in kernel emu_global_same_word"), output);
     }
 }

@@ -9,13 +9,13 @@ import io.fusedopt.internal.KernelFlags;
 import io.fusedopt.internal.StepControl;
 import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.SegmentTable;
+import io.fusedopt.internal.Algorithms;
 import io.fusedopt.internal.UpdateKernel;
 import java.io.IOException;
 import java.io.InputStream;
 import java.lang.reflect.Field;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.List;
 import java.util.Properties;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -35,7 +35,8 @@ class KernelContractTest {
         String[][] pairs = {{"FO_MAXIMIZE", "MAXIMIZE"}, {"FO_L2_DECAY", "L2_DECAY"},
             {"FO_DECOUPLED_DECAY", "DECOUPLED_DECAY"}, {"FO_NESTEROV", "NESTEROV"}, {"FO_FIRST_STEP", "FIRST_STEP"},
             {"FO_AMSGRAD", "AMSGRAD"}, {"FO_CENTERED", "CENTERED"}, {"FO_MOMENTUM", "MOMENTUM"},
-            {"FO_UNSCALE", "UNSCALE"}, {"FO_CLIP", "CLIP"}, {"FO_STEP_SIZE_FORM", "STEP_SIZE_FORM"}};
+            {"FO_UNSCALE", "UNSCALE"}, {"FO_CLIP", "CLIP"}, {"FO_STEP_SIZE_FORM", "STEP_SIZE_FORM"},
+            {"FO_ALGORITHM_0", "ALGORITHM_0"}};
         for (String[] pair : pairs) {
             Matcher m = Pattern.compile("#define " + pair[0] + "\\s+\\(1 << (\\d+)\\)").matcher(header);
             assertTrue(m.find(), pair[0] + " missing from the header");
@@ -56,13 +57,10 @@ class KernelContractTest {
         for (Precision p : Precision.values()) {
             assertEquals(p.code(), define(header, "FO_" + p.name().replace("FP32", "F32").replace("FP16", "F16")), p.name());
         }
-        for (UpdateKernel k : UpdateKernel.values()) assertEquals(k.code(), define(header, "FO_KERNEL_" + k.name()), k.name());
         String scalars = Files.readString(KERNELS.resolve("fusedopt_scalars.cuh"));
         assertEquals(StepScalars.H_LR, define(scalars, "FO_H_LR"));
         assertEquals(StepScalars.H_WEIGHT_DECAY, define(scalars, "FO_H_WEIGHT_DECAY"));
-        assertEquals(StepScalars.H_A, define(scalars, "FO_H_A"));
-        assertEquals(StepScalars.H_B, define(scalars, "FO_H_B"));
-        assertEquals(StepScalars.H_C, define(scalars, "FO_H_C"));
+        assertEquals(StepScalars.H_FIRST_OWN, define(scalars, "FO_H_OWN"));
     }
 
     @Test
@@ -91,19 +89,22 @@ class KernelContractTest {
     void launchStructsAndSignaturesMatch() throws IOException {
         String header = Files.readString(KERNELS.resolve("fusedopt_common.cuh"));
         assertTrue(header.replace("\\", " ").replaceAll("\\s+", " ").contains("extern \"C\" __global__ void name(const FoTensor* tensors, const FoChunk* chunks,"
-                + " int chunk_count, const FoControl* control, const float* scalars, const int* flags)"), "update kernel signature");
-        String scalarHeader = Files.readString(KERNELS.resolve("fusedopt_scalars.cuh"));
-        for (UpdateKernel kernel : UpdateKernel.values()) {
+                + " int chunk_count, const FoControl* control, const float* hyper, const FoEntryStep* steps, const int* flags)"),
+                "update kernel signature");
+        for (UpdateKernel kernel : Algorithms.kernels()) {
             String source = Files.readString(KERNELS.resolve(kernel.family() + ".cu"));
             Matcher use = Pattern.compile("FO_UPDATE_KERNELS\\(" + kernel.entryPoint() + ", (\\d+), (\\w+), (\\w+)\\)").matcher(source);
             assertTrue(use.find(), kernel.entryPoint() + " not found in " + kernel.family() + ".cu");
             assertEquals(kernel.stateSlots(), Integer.parseInt(use.group(1)), kernel + " state slots");
-            Matcher struct = Pattern.compile("struct " + use.group(3) + " \\{([^}]*)\\}").matcher(scalarHeader);
-            assertTrue(struct.find(), use.group(3) + " not found");
+            // The struct's data members come first, floats only, then its static of(...): the
+            // finalize kernel no longer writes it, but the Java scalar count must match its layout.
+            Matcher struct = Pattern.compile("struct " + use.group(3) + " \\{\\n(.*?)\\n\\n\\s*// h: .*?__device__ static "
+                    + use.group(3) + " of\\(const float\\* h, float lr_f, int flags, long long step\\)", Pattern.DOTALL).matcher(source);
+            assertTrue(struct.find(), use.group(3) + " with its static of(h, lr_f, flags, step) not found in " + kernel.family() + ".cu");
             long floats = struct.group(1).lines().map(String::trim).filter(l -> l.startsWith("float ")).count();
             long others = struct.group(1).lines().map(String::trim)
                     .filter(l -> !l.isEmpty() && !l.startsWith("float ") && !l.startsWith("//")).count();
-            assertEquals(kernel.scalarCount(), floats, use.group(3) + " field count vs StepScalars");
+            assertEquals(kernel.scalarCount(), floats, use.group(3) + " field count vs the Java scalar count");
             assertEquals(0, others, use.group(3) + " must hold only floats");
             assertTrue(kernel.scalarCount() <= StepScalars.SCALAR_STRIDE);
         }
@@ -117,7 +118,7 @@ class KernelContractTest {
             manifest.load(in);
         }
         assertTrue(Integer.parseInt(manifest.getProperty("required.driver.cuda.version")) >= 11000);
-        for (UpdateKernel kernel : UpdateKernel.values()) {
+        for (UpdateKernel kernel : Algorithms.kernels()) {
             try (InputStream in = getClass().getResourceAsStream("/io/fusedopt/kernels/" + kernel.family() + ".fatbin")) {
                 assertNotNull(in, kernel.family() + ".fatbin missing");
                 assertTrue(in.readAllBytes().length > 1000);
@@ -134,7 +135,7 @@ class KernelContractTest {
         // floats could be contracted or approximated differently from the Java reference.
         assertTrue(BARE_OPERATOR.matcher("float x = a * b;").find(), "the pattern must catch a bare multiply");
         assertTrue(BARE_OPERATOR.matcher("p = p - a;").find(), "the pattern must catch a bare subtraction");
-        for (String family : List.of("sgd", "rmsprop", "adam", "adagrad")) {
+        for (String family : Algorithms.kernels().stream().map(UpdateKernel::family).distinct().toList()) {
             String source = Files.readString(KERNELS.resolve(family + ".cu"));
             Matcher op = Pattern.compile("void operator\\(\\)\\(float& p, float grad, float\\* st\\) const \\{(.*?)\\n  \\}",
                     Pattern.DOTALL).matcher(source);

@@ -1,7 +1,12 @@
 package io.fusedopt;
 
 import io.fusedopt.cli.VariantCatalog;
+import io.fusedopt.internal.UpdateKernel;
+import io.fusedopt.internal.UpdatePlan;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.Set;
 
 /** Every algorithm variant the library implements, by name: the list equivalence tests run over. */
 final class Variants {
@@ -9,5 +14,21 @@ final class Variants {
 
     static Map<String, OptimizerConfig> all() {
         return VariantCatalog.all();
+    }
+
+    /**
+     * The first variant of each kernel: for the tests of what does not depend on an algorithm's
+     * flags but on its kernel (the storage formats and master weights of its mixed entry point, the
+     * gradient pipeline around it, operands across memory blocks), where running every variant
+     * would only repeat the same code paths and cost CI minutes. Every variant's own flags are held
+     * by the tests over {@link #all()} (CudaEquivalenceTest, FastCpuBackendTest, MixedPrecisionTest).
+     */
+    static Map<String, OptimizerConfig> onePerKernel() {
+        Map<String, OptimizerConfig> out = new LinkedHashMap<>();
+        Set<UpdateKernel> seen = new HashSet<>();
+        for (Map.Entry<String, OptimizerConfig> v : all().entrySet()) {
+            if (seen.add(UpdatePlan.of(v.getValue()).kernel())) out.put(v.getKey(), v.getValue());
+        }
+        return out;
     }
 }

@@ -59,7 +59,7 @@ final class Demo {
         chart.getStyler().setLegendPosition(org.knowm.xchart.style.Styler.LegendPosition.OutsideS);
         for (int i = 0; i < bias.size(); i++) { // a regime's two lines share a colour; the bug is dashed
             org.knowm.xchart.XYSeries series = chart.getSeriesMap().get(bias.get(i).name());
-            series.setLineColor(Charts.SERIES_COLORS[i / 2]);
+            series.setLineColor(Charts.seriesColors(bias.size())[i / 2]);
             if (i % 2 == 1) series.setLineStyle(org.knowm.xchart.style.lines.SeriesLines.DASH_DASH);
         }
         return chart;
@@ -72,13 +72,14 @@ final class Demo {
             Charts.Line c = OptimizerPathsDemo.contour(level);
             Charts.addGuide(chart, c.name(), c.x(), c.y());
         }
+        java.awt.Color[] colors = Charts.seriesColors(paths.size());
         int i = 0;
         for (Charts.Line path : paths.values()) {
             // The guides took the first colours of the cycle: each optimizer gets its own from the palette.
             org.knowm.xchart.XYSeries series = chart.addSeries(path.name(), path.x(), path.y());
             series.setMarker(SeriesMarkers.CIRCLE);
-            series.setLineColor(Charts.SERIES_COLORS[i]);
-            series.setMarkerColor(Charts.SERIES_COLORS[i]);
+            series.setLineColor(colors[i]);
+            series.setMarkerColor(colors[i]);
             i++;
         }
         chart.getStyler().setXAxisMin(-10.0).setXAxisMax(10.0).setYAxisMin(-5.0).setYAxisMax(5.0);

@@ -1,14 +1,11 @@
 package io.fusedopt.cli;
 
-import io.fusedopt.Adagrad;
-import io.fusedopt.Adam;
 import io.fusedopt.Backend;
 import io.fusedopt.DeviceOptimizer;
-import io.fusedopt.Momentum;
 import io.fusedopt.OptimizerConfig;
-import io.fusedopt.RmsProp;
-import io.fusedopt.Sgd;
 import io.fusedopt.TensorBuffer;
+import io.fusedopt.internal.Algorithm;
+import io.fusedopt.internal.Algorithms;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -29,14 +26,7 @@ final class OptimizerPathsDemo {
 
     /** The optimizers and their learning rates, in drawing order. */
     static Map<String, OptimizerConfig> optimizers() {
-        Map<String, OptimizerConfig> m = new LinkedHashMap<>();
-        m.put("SGD (lr 0.9)", Sgd.builder().optLearningRate(0.9).build());
-        m.put("Momentum (lr 0.1, 0.9)", Momentum.builder().optLearningRate(0.1).setMomentum(0.9).build());
-        m.put("Nesterov (lr 0.1, 0.9)", Momentum.builder().optLearningRate(0.1).setMomentum(0.9).optNesterov(true).build());
-        m.put("Adagrad (lr 0.5)", Adagrad.builder().optLearningRate(0.5).build());
-        m.put("RMSProp (lr 0.3, alpha 0.9)", RmsProp.builder().optLearningRate(0.3).optAlpha(0.9).build());
-        m.put("Adam (lr 0.3)", Adam.builder().optLearningRate(0.3).build());
-        return m;
+        return Algorithms.demoConfigs(Algorithm.DemoProblem.NARROW_VALLEY);
     }
 
     /** Each optimizer's path: {@code steps + 1} points, the start first. */

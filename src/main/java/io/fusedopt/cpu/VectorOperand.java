@@ -9,7 +9,7 @@ package io.fusedopt.cpu;
  *
  * <p>This class names no Vector API type, so step programs can hold it in a JVM without the module.
  */
-final class VectorOperand {
+public final class VectorOperand {
     /** The heap array, or null for native memory. */
     final float[] array;
     /** The array index of element 0 (0 for native memory). */

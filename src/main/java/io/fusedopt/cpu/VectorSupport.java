@@ -4,6 +4,7 @@ import io.fusedopt.internal.Conversions;
 import io.fusedopt.internal.KernelFlags;
 import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.UpdateKernel;
+import io.fusedopt.internal.UpdatePlan;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
@@ -99,7 +100,9 @@ final class VectorSupport {
         List<MemoryKind> kinds = new ArrayList<>(List.of(MemoryKind.ALLOCATED, MemoryKind.HEAP_ARRAY));
         if (directBuffers) kinds.add(MemoryKind.DIRECT_BUFFER);
         float[] s = new float[StepScalars.SCALAR_STRIDE];
-        StepScalars.compute(io.fusedopt.Adam.builder().optAmsgrad(true).optWeightDecay(0.01).build(), 3, s);
+        io.fusedopt.Adam adam = io.fusedopt.Adam.builder().optAmsgrad(true).optWeightDecay(0.01).build();
+        StepScalars.compute(adam, 3, s);
+        UpdateKernel kernel = UpdatePlan.of(adam).kernel();
         int flags = KernelFlags.AMSGRAD | KernelFlags.L2_DECAY;
         for (int rotation = 0; rotation < kinds.size(); rotation++) {
             VectorOperand[] operands = new VectorOperand[5];
@@ -126,8 +129,8 @@ final class VectorSupport {
                     reference[j].put(i, j >= 3 ? x * x : x);
                 }
             }
-            VectorKernels.run(UpdateKernel.ADAM, operands, vectorFloats, 0, n, s, flags);
-            ReferenceKernels.run(UpdateKernel.ADAM, reference, 0, n, s, flags);
+            VectorKernels.run(kernel, operands, vectorFloats, 0, n, s, flags);
+            ReferenceKernels.run(kernel, reference, 0, n, s, flags);
             for (int j = 0; j < 5; j++) {
                 for (int i = 0; i < n; i++) {
                     if (Float.floatToIntBits(vectorFloats[j].get(i)) != Float.floatToIntBits(reference[j].get(i))) {

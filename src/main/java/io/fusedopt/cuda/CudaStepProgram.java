@@ -45,6 +45,9 @@ final class CudaStepProgram implements StepProgram {
     private boolean inputsDirty;
     private boolean closed;
 
+    /** sizeof(FoEntryStep) in kernels/fusedopt_common.cuh. */
+    static final int ENTRY_STEP_BYTES = 16;
+
     private record Launch(CUfunction function, int grid, Pointer params, String call) {}
 
     CudaStepProgram(CudaEngine engine, List<KernelBatch> batches, GroupTable groups, ToLongFunction<AbstractTensorBuffer> address) {
@@ -62,7 +65,8 @@ final class CudaStepProgram implements StepProgram {
             groupInfo = upload(Pointer.to(info), (long) info.length * Integer.BYTES, "group kernels and flags");
             byte[] segmentBytes = groups.segmentTable(); // fixed capacity per group: a new schedule fits in place
             segments = upload(Pointer.to(segmentBytes), segmentBytes.length, "schedule segments");
-            long scalars = upload(Pointer.to(groups.scalars()), (long) groups.scalars().length * Float.BYTES, "step scalars");
+            // FoEntryStep per entry (own step, lr), written by the finalize kernel before any update reads it.
+            long steps = upload(Pointer.to(new byte[g * ENTRY_STEP_BYTES]), (long) g * ENTRY_STEP_BYTES, "entry steps");
             long flags = upload(Pointer.to(groups.flags()), (long) g * Integer.BYTES, "step flags");
 
             int totalChunks = 0;
@@ -98,12 +102,12 @@ final class CudaStepProgram implements StepProgram {
                 offset += chunkCount;
                 String entry = batch.mixed() ? batch.kernel().mixedEntryPoint() : batch.kernel().entryPoint();
                 updateLaunches.add(new Launch(modules.function(batch.kernel(), batch.mixed()), engine.gridFor(chunkCount),
-                        Pointer.to(ptr(t[0]), ptr(t[1]), Pointer.to(new int[] {chunkCount}), ptr(control), ptr(scalars), ptr(flags)),
-                        "cuLaunchKernel(" + entry + ", " + batch.tensors().size() + " tensors, " + chunkCount + " chunks)"));
+                        Pointer.to(ptr(t[0]), ptr(t[1]), Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(steps),
+                        ptr(flags)), "cuLaunchKernel(" + entry + ", " + batch.tensors().size() + " tensors, " + chunkCount + " chunks)"));
             }
             finalizeLaunch = new Launch(modules.function("control", "fusedopt_finalize_step"), 1,
                     Pointer.to(ptr(control), ptr(partials), Pointer.to(new int[] {totalChunks}), ptr(hyper), ptr(groupInfo),
-                            Pointer.to(new int[] {g}), ptr(segments), ptr(scalars), ptr(flags)),
+                            Pointer.to(new int[] {g}), ptr(segments), ptr(steps), ptr(flags)),
                     "cuLaunchKernel(fusedopt_finalize_step, " + g + " groups)");
         } catch (RuntimeException e) {
             close();

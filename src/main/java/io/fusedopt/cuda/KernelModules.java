@@ -1,11 +1,11 @@
 package io.fusedopt.cuda;
 
 import io.fusedopt.BackendUnavailableException;
+import io.fusedopt.internal.Algorithms;
 import io.fusedopt.internal.UpdateKernel;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
-import java.util.EnumMap;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.Properties;
@@ -22,8 +22,9 @@ final class KernelModules implements AutoCloseable {
     static final String RESOURCE_DIR = "/io/fusedopt/kernels/";
 
     private final Map<String, CUmodule> modules = new HashMap<>();
-    private final Map<UpdateKernel, CUfunction> functions = new EnumMap<>(UpdateKernel.class);
-    private final Map<UpdateKernel, CUfunction> mixedFunctions = new EnumMap<>(UpdateKernel.class);
+    /** By {@link UpdateKernel#code()}. */
+    private final CUfunction[] functions = new CUfunction[Algorithms.kernels().size()];
+    private final CUfunction[] mixedFunctions = new CUfunction[Algorithms.kernels().size()];
 
     /** The manifest written by kernels/build.sh. */
     static Properties manifest() {
@@ -52,9 +53,9 @@ final class KernelModules implements AutoCloseable {
             for (String family : manifest.getProperty("families").split(",")) {
                 modules.put(family.trim(), load(family.trim(), manifest, deviceDescription));
             }
-            for (UpdateKernel kernel : UpdateKernel.values()) {
-                functions.put(kernel, function(kernel.family(), kernel.entryPoint()));
-                mixedFunctions.put(kernel, function(kernel.family(), kernel.mixedEntryPoint()));
+            for (UpdateKernel kernel : Algorithms.kernels()) {
+                functions[kernel.code()] = function(kernel.family(), kernel.entryPoint());
+                mixedFunctions[kernel.code()] = function(kernel.family(), kernel.mixedEntryPoint());
             }
         } catch (RuntimeException e) {
             close();
@@ -64,7 +65,7 @@ final class KernelModules implements AutoCloseable {
 
     /** The float32-only entry point, or with {@code mixed} the one for any storage formats. */
     CUfunction function(UpdateKernel kernel, boolean mixed) {
-        return (mixed ? mixedFunctions : functions).get(kernel);
+        return (mixed ? mixedFunctions : functions)[kernel.code()];
     }
 
     /** Any entry point of a loaded family. */
@@ -110,7 +111,7 @@ final class KernelModules implements AutoCloseable {
             JCudaDriver.cuModuleUnload(module); // best effort: the context is released next
         }
         modules.clear();
-        functions.clear();
-        mixedFunctions.clear();
+        java.util.Arrays.fill(functions, null);
+        java.util.Arrays.fill(mixedFunctions, null);
     }
 }

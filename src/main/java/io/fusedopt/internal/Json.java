@@ -210,6 +210,13 @@ public final class Json {
             return this;
         }
 
+        /** {@code true} or {@code false}. */
+        public Writer value(boolean v) {
+            beforeValue();
+            out.ascii(v ? "true" : "false");
+            return this;
+        }
+
         /** A finite double as {@link Double#toString(double)} writes it; NaN and the infinities as strings. */
         public Writer value(double v) {
             beforeValue();
@@ -529,6 +536,17 @@ public final class Json {
             }
             afterValue();
             return Double.parseDouble(text.substring(start, pos));
+        }
+
+        /** The literal {@code true} or {@code false}. */
+        public boolean nextBoolean() throws SyntaxException {
+            Kind kind = peek();
+            if (kind != Kind.TRUE && kind != Kind.FALSE) throw error("true or false was expected");
+            String literal = kind == Kind.TRUE ? "true" : "false";
+            if (!text.startsWith(literal, pos)) throw error("an invalid literal, " + literal + " was expected");
+            pos += literal.length();
+            afterValue();
+            return kind == Kind.TRUE;
         }
 
         /** Nothing but white space may follow the outermost value. */

@@ -19,6 +19,13 @@ public final class KernelFlags {
     /** Adam's step-size form; read only where the per-step scalars are computed. */
     public static final int STEP_SIZE_FORM = 1 << 10;
 
+    /**
+     * The first of eight bits an algorithm may use for its own step-independent options (set by its
+     * plan, read by its kernels only): ALGORITHM_0 << k for k in 0..7. Two algorithms may give the
+     * same bit different meanings.
+     */
+    public static final int ALGORITHM_0 = 1 << 16;
+
     public static boolean has(int flags, int flag) {
         return (flags & flag) != 0;
     }

@@ -1,79 +1,30 @@
 package io.fusedopt.internal;
 
-import io.fusedopt.Adagrad;
-import io.fusedopt.Adam;
-import io.fusedopt.Momentum;
 import io.fusedopt.OptimizerConfig;
-import io.fusedopt.RmsProp;
-import io.fusedopt.Sgd;
 
 /**
- * The per-step scalars of every kernel, computed once on the host and handed unchanged to both
- * backends: this class is the single place where hyper-parameters and the step counter become the
- * float32 values the elementwise updates use. Rule: each hyper-parameter is rounded to float32
- * first; anything derived from it is computed in double from that float32 value and rounded once.
- *
- * <p>The index constants give the layout of each kernel's scalar struct in
- * kernels/fusedopt_scalars.cuh, which computes the same values on the device from the same
- * float32 hyper-parameters.
+ * The per-step scalars of every kernel, computed once on the host and handed unchanged to the CPU
+ * backends: the place where hyper-parameters and the step counter become the float32 values the
+ * elementwise updates use, through each kernel's {@link UpdateKernel#scalars}. Rule: each
+ * hyper-parameter is rounded to float32 first; anything derived from it is computed in double from
+ * that float32 value and rounded once. The CUDA kernels compute the same values on the device
+ * ({@code Scalars::of} in each {@code kernels/FAMILY.cu}) from the same float32 hyper-parameters.
  */
 public final class StepScalars {
     private StepScalars() {}
 
-    // struct SgdScalars
-    public static final int SGD_NEG_LR = 0, SGD_WEIGHT_DECAY = 1, SGD_COUNT = 2;
-    // struct MomentumScalars
-    public static final int MOMENTUM_NEG_LR = 0, MOMENTUM_WEIGHT_DECAY = 1, MOMENTUM_MU = 2,
-            MOMENTUM_ONE_MINUS_DAMPENING = 3, MOMENTUM_COUNT = 4;
-    // struct RmsPropScalars
-    public static final int RMSPROP_NEG_LR = 0, RMSPROP_WEIGHT_DECAY = 1, RMSPROP_ALPHA = 2,
-            RMSPROP_ONE_MINUS_ALPHA = 3, RMSPROP_EPS = 4, RMSPROP_MOMENTUM = 5, RMSPROP_COUNT = 6;
-    // struct AdamScalars
-    public static final int ADAM_NEG_STEP_SIZE = 0, ADAM_INV_SQRT_BC2 = 1, ADAM_BETA1 = 2,
-            ADAM_ONE_MINUS_BETA1 = 3, ADAM_BETA2 = 4, ADAM_ONE_MINUS_BETA2 = 5, ADAM_EPS = 6,
-            ADAM_WEIGHT_DECAY = 7, ADAM_DECAY_FACTOR = 8, ADAM_COUNT = 9;
-    // struct AdagradScalars
-    public static final int ADAGRAD_NEG_CLR = 0, ADAGRAD_WEIGHT_DECAY = 1, ADAGRAD_EPS = 2, ADAGRAD_COUNT = 3;
-
     /** Floats per group in the hyper-parameter table (FO_HYPER_STRIDE). */
-    public static final int HYPER_STRIDE = 8;
+    public static final int HYPER_STRIDE = 16;
     /** Floats per group in the per-step scalar table (FO_SCALAR_STRIDE). */
     public static final int SCALAR_STRIDE = 16;
-    // The hyper-parameter table (FO_H_* in kernels/fusedopt_scalars.cuh).
-    public static final int H_LR = 0, H_WEIGHT_DECAY = 1, H_A = 2, H_B = 3, H_C = 4;
+    /** The hyper-parameter table: every algorithm's learning rate and weight decay (FO_H_* in kernels/fusedopt_scalars.cuh). */
+    public static final int H_LR = 0, H_WEIGHT_DECAY = 1;
+    /** The first index of an algorithm's own hyper-parameters ({@link Algorithm#ownHyperParameters}). */
+    public static final int H_FIRST_OWN = 2;
 
-    /**
-     * A group's hyper-parameters as the float32 values the scalar computation starts from:
-     * learning rate, weight decay, then per algorithm (H_A, H_B, H_C) momentum and dampening;
-     * alpha, eps and momentum (RMSProp); beta1, beta2 and eps (Adam); lr decay and eps (Adagrad).
-     */
+    /** A group's hyper-parameters as the float32 values the scalar computation starts from. */
     public static float[] hyperParameters(OptimizerConfig config) {
-        float[] h = new float[HYPER_STRIDE];
-        h[H_LR] = f(config.learningRate());
-        if (config instanceof Sgd c) {
-            h[H_WEIGHT_DECAY] = f(c.weightDecay());
-        } else if (config instanceof Momentum c) {
-            h[H_WEIGHT_DECAY] = f(c.weightDecay());
-            h[H_A] = f(c.momentum());
-            h[H_B] = f(c.dampening());
-        } else if (config instanceof RmsProp c) {
-            h[H_WEIGHT_DECAY] = f(c.weightDecay());
-            h[H_A] = f(c.alpha());
-            h[H_B] = f(c.epsilon());
-            h[H_C] = f(c.momentum());
-        } else if (config instanceof Adam c) {
-            h[H_WEIGHT_DECAY] = f(c.weightDecay());
-            h[H_A] = f(c.beta1());
-            h[H_B] = f(c.beta2());
-            h[H_C] = f(c.epsilon());
-        } else if (config instanceof Adagrad c) {
-            h[H_WEIGHT_DECAY] = f(c.weightDecay());
-            h[H_A] = f(c.lrDecay());
-            h[H_B] = f(c.epsilon());
-        } else {
-            throw new IllegalArgumentException("unknown configuration " + config);
-        }
-        return h;
+        return Algorithms.of(config).hyperParametersOf(config);
     }
 
     /**
@@ -88,8 +39,7 @@ public final class StepScalars {
     /**
      * The scalars of step {@code step} of a group running {@code kernel} with hyper-parameters
      * {@code hyper[hyperOffset...]} and step-independent flags {@code flags}, into
-     * {@code out[outOffset...]}. The device computes the same in fo_step_scalars
-     * (kernels/fusedopt_scalars.cuh), operation for operation.
+     * {@code out[outOffset...]}.
      */
     public static void compute(UpdateKernel kernel, float[] hyper, int hyperOffset, int flags, long step,
                                float[] out, int outOffset) {
@@ -105,65 +55,14 @@ public final class StepScalars {
         if (step < 1) {
             throw new IllegalArgumentException("step counts from 1, got " + step);
         }
-        double lr = lrF;
-        float wd = hyper[hyperOffset + H_WEIGHT_DECAY];
-        float a = hyper[hyperOffset + H_A];
-        float b = hyper[hyperOffset + H_B];
-        float c = hyper[hyperOffset + H_C];
-        int o = outOffset;
-        switch (kernel) {
-            case SGD -> {
-                out[o + SGD_NEG_LR] = -lrF;
-                out[o + SGD_WEIGHT_DECAY] = wd;
-            }
-            case MOMENTUM_BUFFER, MOMENTUM_VELOCITY -> {
-                out[o + MOMENTUM_NEG_LR] = -lrF;
-                out[o + MOMENTUM_WEIGHT_DECAY] = wd;
-                out[o + MOMENTUM_MU] = a;
-                out[o + MOMENTUM_ONE_MINUS_DAMPENING] = (float) (1.0 - b);
-            }
-            case RMSPROP -> {
-                out[o + RMSPROP_NEG_LR] = -lrF;
-                out[o + RMSPROP_WEIGHT_DECAY] = wd;
-                out[o + RMSPROP_ALPHA] = a;
-                out[o + RMSPROP_ONE_MINUS_ALPHA] = (float) (1.0 - a);
-                out[o + RMSPROP_EPS] = b;
-                out[o + RMSPROP_MOMENTUM] = c;
-            }
-            case ADAM -> {
-                double beta1 = a;
-                double beta2 = b;
-                double bc1 = 1.0 - powerBySquaring(beta1, step);
-                double bc2 = 1.0 - powerBySquaring(beta2, step);
-                if (KernelFlags.has(flags, KernelFlags.STEP_SIZE_FORM)) {
-                    out[o + ADAM_NEG_STEP_SIZE] = (float) -(lr * Math.sqrt(bc2) / bc1);
-                    out[o + ADAM_INV_SQRT_BC2] = 1f;
-                } else {
-                    out[o + ADAM_NEG_STEP_SIZE] = (float) -(lr / bc1);
-                    out[o + ADAM_INV_SQRT_BC2] = (float) (1.0 / Math.sqrt(bc2));
-                }
-                out[o + ADAM_BETA1] = a;
-                out[o + ADAM_ONE_MINUS_BETA1] = (float) (1.0 - beta1);
-                out[o + ADAM_BETA2] = b;
-                out[o + ADAM_ONE_MINUS_BETA2] = (float) (1.0 - beta2);
-                out[o + ADAM_EPS] = c;
-                out[o + ADAM_WEIGHT_DECAY] = wd;
-                out[o + ADAM_DECAY_FACTOR] = (float) (1.0 - lr * wd);
-            }
-            case ADAGRAD -> {
-                double decayed = 1.0 + (double) (step - 1) * a;
-                out[o + ADAGRAD_NEG_CLR] = (float) -(lr / decayed);
-                out[o + ADAGRAD_WEIGHT_DECAY] = wd;
-                out[o + ADAGRAD_EPS] = b;
-            }
-        }
+        kernel.scalars(hyper, hyperOffset, lrF, flags, step, out, outOffset);
     }
 
     /**
      * base^exponent by binary exponentiation: a fixed sequence of IEEE double multiplies, so that a
-     * device computing the same scalars (the single-launch control block) gets the same bits.
-     * {@link Math#pow} promises no particular rounding and CUDA's pow differs from it in the last ulp.
-     * Its relative error is at most about {@code exponent} double ulps, far below float32 precision.
+     * device computing the same scalars gets the same bits. {@link Math#pow} promises no particular
+     * rounding and CUDA's pow differs from it in the last ulp. Its relative error is at most about
+     * {@code exponent} double ulps, far below float32 precision.
      */
     public static double powerBySquaring(double base, long exponent) {
         double result = 1.0;
@@ -175,7 +74,75 @@ public final class StepScalars {
         return result;
     }
 
-    private static float f(double v) {
-        return (float) v;
+    // ---- exp, log and real powers for per-step scalars ----
+    // Math.exp/log/pow promise no particular rounding, and CUDA's differ from Java's in the last
+    // bits, so scalars that need them use these: short, fixed sequences of IEEE double operations
+    // (no fused multiply-add), written out identically in kernels/fusedopt_scalars.cuh (fo_log,
+    // fo_exp, fo_pow), so host and device get the same bits. Accuracy: a few double ulps, far
+    // below the float32 rounding the scalars then get.
+
+    private static final double LN2_HI = 6.93147180369123816490e-01; // ln 2 in its high 32 bits (fdlibm)
+    private static final double LN2_LO = 1.90821492927058770002e-10; // ln 2 - LN2_HI
+    private static final double INV_LN2 = 1.44269504088896338700e+00;
+    private static final double SQRT_HALF = 0.70710678118654752440;
+
+    /**
+     * The natural logarithm of {@code x} for finite {@code x > 0} (NaN for anything else): x = m 2^k
+     * with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(s) with s = (m - 1) / (m + 1) by its series to
+     * s^25 (|s| < 0.172, so the first term left out is below 2^-66 of the result), plus k ln 2.
+     */
+    public static double log(double x) {
+        if (!(x > 0) || x == Double.POSITIVE_INFINITY) return Double.NaN;
+        long bits = Double.doubleToRawLongBits(x);
+        int k = 0;
+        if (bits < 0x0010000000000000L) { // subnormal: scale into the normal range first (exact)
+            x = x * 18014398509481984.0; // 2^54
+            bits = Double.doubleToRawLongBits(x);
+            k = -54;
+        }
+        k += (int) (bits >>> 52) - 1023;
+        double m = Double.longBitsToDouble((bits & 0x000FFFFFFFFFFFFFL) | 0x3FF0000000000000L); // [1, 2)
+        if (m >= 2 * SQRT_HALF) {
+            m = m * 0.5;
+            k += 1;
+        }
+        double s = (m - 1.0) / (m + 1.0);
+        double z = s * s;
+        double series = 1.0 / 25.0;
+        for (int n = 23; n >= 1; n -= 2) series = series * z + 1.0 / n;
+        double logM = 2.0 * s * series;
+        return k * LN2_HI + (logM + k * LN2_LO);
+    }
+
+    /**
+     * e^x for finite x (NaN for NaN; 0 below -745; infinity above 709.78): x = k ln 2 + r with
+     * |r| <= ln 2 / 2, e^r by its Taylor series to r^17 (the first term left out is below 2^-60 of
+     * the result), times 2^k.
+     */
+    public static double exp(double x) {
+        if (Double.isNaN(x)) return Double.NaN;
+        if (x > 709.78) return Double.POSITIVE_INFINITY;
+        if (x < -745.2) return 0.0;
+        double k = Math.floor(x * INV_LN2 + 0.5);
+        double r = (x - k * LN2_HI) - k * LN2_LO;
+        double series = 1.0 / 355687428096000.0; // 1/17!
+        double factorial = 355687428096000.0;
+        for (int n = 17; n >= 1; n--) {
+            factorial = factorial / n;
+            series = series * r + 1.0 / factorial;
+        }
+        return scaleByPowerOfTwo(series, (int) k);
+    }
+
+    /** x^y = exp(y log x) for x > 0; 1 for y = 0; NaN for x <= 0 otherwise. */
+    public static double pow(double x, double y) {
+        if (y == 0.0) return 1.0;
+        return exp(y * log(x));
+    }
+
+    /** v 2^k by exact multiplications (two steps, so that 2^k itself never overflows or goes subnormal). */
+    private static double scaleByPowerOfTwo(double v, int k) {
+        int half = k / 2;
+        return v * Double.longBitsToDouble((long) (half + 1023) << 52) * Double.longBitsToDouble((long) (k - half + 1023) << 52);
     }
 }

@@ -1,25 +1,44 @@
 package io.fusedopt.internal;
 
-/**
- * One elementwise update kernel: its CUDA family (fatbin) and entry point (plus the
- * {@code _mixed} entry point for storage formats other than float32), its code in the kernels
- * (FO_KERNEL_*), how many state slots it takes after param and grad (a slot may be null when the
- * variant does not use it), and how many float scalars its scalar struct holds.
- */
-public enum UpdateKernel {
-    SGD("sgd", "fusedopt_sgd", 0, StepScalars.SGD_COUNT),
-    MOMENTUM_BUFFER("sgd", "fusedopt_momentum_buffer", 1, StepScalars.MOMENTUM_COUNT),
-    MOMENTUM_VELOCITY("sgd", "fusedopt_momentum_velocity", 1, StepScalars.MOMENTUM_COUNT),
-    RMSPROP("rmsprop", "fusedopt_rmsprop", 3, StepScalars.RMSPROP_COUNT),
-    ADAM("adam", "fusedopt_adam", 3, StepScalars.ADAM_COUNT),
-    ADAGRAD("adagrad", "fusedopt_adagrad", 1, StepScalars.ADAGRAD_COUNT);
+import io.fusedopt.cpu.VectorUpdate;
+import java.nio.FloatBuffer;
 
+/**
+ * One elementwise update kernel: its CUDA family (the fatbin of {@code kernels/FAMILY.cu}) and
+ * entry point (plus the {@code _mixed} entry point for storage formats other than float32), how
+ * many state slots it takes after param and grad (a slot may be null when the variant does not use
+ * it), how many float scalars its per-step scalar struct holds, and its arithmetic on the host: the
+ * per-step scalars, the reference update and the vector update. Each {@link Algorithm} declares its
+ * kernels; {@link Algorithms} numbers them.
+ *
+ * <p>The CUDA kernel computes the same scalars ({@code Scalars::of} in its {@code .cu}) and
+ * performs the same per-element float32 operations as {@link #reference} and {@link #vectorUpdate},
+ * operation for operation, so that every backend gives the same bits.
+ */
+public abstract class UpdateKernel {
+    /** State operands a kernel can take (FoTensor.state in kernels/fusedopt_common.cuh). */
+    public static final int MAX_STATE_SLOTS = 3;
+
+    private final String name;
     private final String family;
     private final String entryPoint;
     private final int stateSlots;
     private final int scalarCount;
+    private int code = -1;
+    private volatile VectorUpdate vectorUpdate;
 
-    UpdateKernel(String family, String entryPoint, int stateSlots, int scalarCount) {
+    /**
+     * @param name        a short name for messages and reports ("ADAM", "MOMENTUM_BUFFER")
+     * @param family      the {@code kernels/*.cu} file (without the extension) holding the entry point
+     * @param entryPoint  the float32 entry point's name in that file
+     * @param stateSlots  state operands after param and grad
+     * @param scalarCount floats in the per-step scalar struct (at most {@link StepScalars#SCALAR_STRIDE})
+     */
+    protected UpdateKernel(String name, String family, String entryPoint, int stateSlots, int scalarCount) {
+        if (stateSlots > MAX_STATE_SLOTS || scalarCount > StepScalars.SCALAR_STRIDE) {
+            throw new IllegalArgumentException(name + ": " + stateSlots + " state slots, " + scalarCount + " scalars");
+        }
+        this.name = name;
         this.family = family;
         this.entryPoint = entryPoint;
         this.stateSlots = stateSlots;
@@ -32,6 +51,51 @@ public enum UpdateKernel {
     public String mixedEntryPoint() { return entryPoint + "_mixed"; }
     public int stateSlots() { return stateSlots; }
     public int scalarCount() { return scalarCount; }
-    /** FO_KERNEL_* in kernels/fusedopt_common.cuh. */
-    public int code() { return ordinal(); }
+    public String name() { return name; }
+
+    /** This kernel's index in {@link Algorithms#kernels()}, for tables indexed by kernel. */
+    public int code() {
+        return code;
+    }
+
+    void assignCode(int code) {
+        if (this.code != -1) throw new IllegalStateException(name + " is registered twice");
+        this.code = code;
+    }
+
+    /**
+     * The scalars of step {@code step} (>= 1, the tensors' own step) of a group with
+     * hyper-parameters {@code hyper[h...]} (laid out by its {@link Algorithm#hyperParameters}), the
+     * step's learning rate {@code lr} (the hyper-parameter or its scheduled value) and
+     * step-independent flags {@code flags}, into {@code out[o...]}. Rule: every value derived from
+     * the float32 hyper-parameters is computed in double and rounded once to float32.
+     */
+    public abstract void scalars(float[] hyper, int h, float lr, int flags, long step, float[] out, int o);
+
+    /**
+     * The reference update of elements [from, to) of one tensor, with the operands
+     * {param, grad, slot0, slot1, slot2} at {@code o[first]} to {@code o[first + 4]} (null where the
+     * variant keeps no such state): plain loops of float32 operations, {@link Math#fma} where the
+     * kernel writes {@code __fmaf_rn}.
+     */
+    public abstract void reference(FloatBuffer[] o, int first, int from, int to, float[] s, int flags);
+
+    /**
+     * The update in SIMD form, each lane performing {@link #reference}'s operations. Its class uses
+     * the incubating Vector API, so it is created on first use, only once the CPU_FAST backend found
+     * the module.
+     */
+    public final VectorUpdate vectorUpdate() {
+        VectorUpdate v = vectorUpdate;
+        if (v == null) vectorUpdate = v = newVectorUpdate();
+        return v;
+    }
+
+    /** A new instance of the vector update (a nested class, so that it loads only when called). */
+    protected abstract VectorUpdate newVectorUpdate();
+
+    @Override
+    public String toString() {
+        return name;
+    }
 }

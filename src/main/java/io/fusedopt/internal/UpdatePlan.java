@@ -1,11 +1,6 @@
 package io.fusedopt.internal;
 
-import io.fusedopt.Adagrad;
-import io.fusedopt.Adam;
-import io.fusedopt.Momentum;
 import io.fusedopt.OptimizerConfig;
-import io.fusedopt.RmsProp;
-import io.fusedopt.Sgd;
 import io.fusedopt.StateKind;
 import io.fusedopt.Precision;
 import java.util.Arrays;
@@ -17,41 +12,9 @@ import java.util.Arrays;
  */
 public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags) {
 
+    /** The plan of {@code config}, from its {@link Algorithm}. */
     public static UpdatePlan of(OptimizerConfig config) {
-        if (config instanceof Sgd c) {
-            return new UpdatePlan(UpdateKernel.SGD, new StateKind[0], common(c.maximize(), c.weightDecay()));
-        }
-        if (config instanceof Momentum c) {
-            boolean buffer = c.form() == Momentum.Form.BUFFER;
-            int flags = common(c.maximize(), c.weightDecay()) | (c.nesterov() ? KernelFlags.NESTEROV : 0);
-            return new UpdatePlan(buffer ? UpdateKernel.MOMENTUM_BUFFER : UpdateKernel.MOMENTUM_VELOCITY,
-                    new StateKind[] {buffer ? StateKind.MOMENTUM_BUFFER : StateKind.VELOCITY}, flags);
-        }
-        if (config instanceof RmsProp c) {
-            int flags = common(c.maximize(), c.weightDecay())
-                    | (c.centered() ? KernelFlags.CENTERED : 0)
-                    | (c.usesMomentum() ? KernelFlags.MOMENTUM : 0);
-            return new UpdatePlan(UpdateKernel.RMSPROP, new StateKind[] {
-                StateKind.SQUARE_AVG,
-                c.centered() ? StateKind.GRAD_AVG : null,
-                c.usesMomentum() ? StateKind.MOMENTUM_BUFFER : null}, flags);
-        }
-        if (config instanceof Adam c) {
-            boolean decay = (float) c.weightDecay() != 0f;
-            boolean decoupled = c.weightDecayMode() == Adam.WeightDecay.DECOUPLED;
-            int flags = (c.maximize() ? KernelFlags.MAXIMIZE : 0)
-                    | (decay && !decoupled ? KernelFlags.L2_DECAY : 0)
-                    | (decay && decoupled ? KernelFlags.DECOUPLED_DECAY : 0)
-                    | (c.amsgrad() ? KernelFlags.AMSGRAD : 0)
-                    | (c.form() == Adam.Form.STEP_SIZE ? KernelFlags.STEP_SIZE_FORM : 0);
-            return new UpdatePlan(UpdateKernel.ADAM, new StateKind[] {
-                StateKind.EXP_AVG, StateKind.EXP_AVG_SQ, c.amsgrad() ? StateKind.MAX_EXP_AVG_SQ : null}, flags);
-        }
-        if (config instanceof Adagrad c) {
-            return new UpdatePlan(UpdateKernel.ADAGRAD, new StateKind[] {StateKind.SUM},
-                    common(c.maximize(), c.weightDecay()));
-        }
-        throw new IllegalArgumentException("unknown configuration " + config);
+        return Algorithms.of(config).planOf(config);
     }
 
     /**
@@ -89,13 +52,11 @@ public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags
 
     /** The value a state tensor of this configuration starts at. */
     public static float initialValue(OptimizerConfig config, StateKind kind) {
-        if (config instanceof Adagrad c && kind == StateKind.SUM) {
-            return (float) c.initialAccumulatorValue();
-        }
-        return 0f;
+        return Algorithms.of(config).initialValueOf(config, kind);
     }
 
-    private static int common(boolean maximize, double weightDecay) {
+    /** The flags every algorithm shares: maximize, and L2 weight decay when the coefficient is not 0 in float32. */
+    public static int commonFlags(boolean maximize, double weightDecay) {
         return (maximize ? KernelFlags.MAXIMIZE : 0) | ((float) weightDecay != 0f ? KernelFlags.L2_DECAY : 0);
     }
 

@@ -91,7 +91,7 @@ class SameTrafficKernelTest {
         assertMessage("at least 1 thread, got 0", () -> new SameTrafficKernel(adam, new long[] {8}, 0));
         assertMessage("tensor 1 has 0 elements", () -> new SameTrafficKernel(adam, new long[] {8, 0}, 1));
         assertMessage("tensor 0 has 4294967296 elements", () -> new SameTrafficKernel(adam, new long[] {1L << 32}, 1));
-        assertMessage("unknown algorithm 'lion'", () -> SameTrafficKernel.Traffic.of("lion", "fp32"));
+        assertMessage("unknown algorithm 'frobnicator'", () -> SameTrafficKernel.Traffic.of("frobnicator", "fp32"));
         assertMessage("unknown storage fp8", () -> SameTrafficKernel.Traffic.of("adam", "fp8"));
         assertMessage("at least 1 thread, got 0", () -> new BenchmarkTeam(0));
         BenchmarkTeam closed = new BenchmarkTeam(2);

@@ -33,30 +33,6 @@ final class ChartPixels {
         return Math.sqrt(square(a.getRed() - b.getRed()) + square(a.getGreen() - b.getGreen()) + square(a.getBlue() - b.getBlue()));
     }
 
-    /** The CIE76 colour difference: the distance of the two colours in CIELAB (sRGB, D65). */
-    static double labDistance(Color a, Color b) {
-        double[] p = lab(a), q = lab(b);
-        return Math.sqrt(square(p[0] - q[0]) + square(p[1] - q[1]) + square(p[2] - q[2]));
-    }
-
-    private static double[] lab(Color c) {
-        double r = linear(c.getRed()), g = linear(c.getGreen()), b = linear(c.getBlue());
-        double x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047;
-        double y = 0.2126 * r + 0.7152 * g + 0.0722 * b;
-        double z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883;
-        double fx = f(x), fy = f(y), fz = f(z);
-        return new double[] {116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)};
-    }
-
-    private static double linear(int channel) {
-        double v = channel / 255.0;
-        return v <= 0.04045 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
-    }
-
-    private static double f(double t) {
-        return t > 216.0 / 24389 ? Math.cbrt(t) : (24389.0 / 27 * t + 16) / 116;
-    }
-
     private static double square(double v) {
         return v * v;
     }

@@ -221,15 +221,50 @@ class CommandLineTest {
         for (org.knowm.xchart.XYChart chart : List.of(Demo.spiralChart(demo.spiral(), 300), Demo.pathChart(demo.paths(), 40))) {
             org.knowm.xchart.BitmapEncoder.getBufferedImage(chart); // colours not set explicitly are assigned when drawn
             List<org.knowm.xchart.XYSeries> optimizers = chart.getSeriesMap().values().stream().filter(s -> s.isShowInLegend()).toList();
-            assertEquals(6, optimizers.size(), chart.getTitle());
+            assertEquals(SpiralDemo.optimizers().size(), optimizers.size(), chart.getTitle());
             for (int i = 0; i < optimizers.size(); i++) {
                 for (int j = i + 1; j < optimizers.size(); j++) {
-                    double difference = ChartPixels.labDistance(optimizers.get(i).getLineColor(), optimizers.get(j).getLineColor());
+                    double difference = Charts.labDistance(optimizers.get(i).getLineColor(), optimizers.get(j).getLineColor());
                     assertTrue(difference >= 30, chart.getTitle() + ": " + optimizers.get(i).getName() + " and " + optimizers.get(j).getName()
                             + " differ by " + difference);
                 }
             }
         }
+    }
+
+    /**
+     * The palette grows with the algorithms: 26 series (as many as the demo would draw with
+     * every algorithm issue 28 names, momentum twice) still differ pairwise by at least 35 in
+     * CIELAB, and none comes within 30 of the white background or the guides' grey.
+     */
+    @Test
+    void thePaletteKeepsManySeriesApart() {
+        java.awt.Color[] colors = Charts.seriesColors(26);
+        assertEquals(26, colors.length);
+        for (int i = 0; i < colors.length; i++) {
+            for (java.awt.Color background : List.of(java.awt.Color.WHITE, new java.awt.Color(190, 190, 190))) {
+                assertTrue(Charts.labDistance(colors[i], background) >= 30, colors[i] + " against " + background);
+            }
+            for (int j = i + 1; j < colors.length; j++) {
+                double difference = Charts.labDistance(colors[i], colors[j]);
+                assertTrue(difference >= 35, "colours " + i + " and " + j + " differ by " + difference);
+            }
+        }
+    }
+
+    /**
+     * The demo takes its configurations from the registration, in the order the algorithms were
+     * published: the labels (and so the learning rates) and the order of the algorithms it drew
+     * before they moved into the registration are unchanged, whatever algorithms join them.
+     */
+    @Test
+    void theDemoKeepsItsLabelsAndOrder() {
+        List<String> paths = List.of("SGD (lr 0.9)", "Momentum (lr 0.1, 0.9)", "Nesterov (lr 0.1, 0.9)", "Adagrad (lr 0.5)",
+                "RMSProp (lr 0.3, alpha 0.9)", "Adam (lr 0.3)");
+        assertEquals(paths, OptimizerPathsDemo.optimizers().keySet().stream().filter(paths::contains).toList());
+        List<String> spiral = List.of("SGD (lr 0.5)", "Momentum (lr 0.1, 0.9)", "Nesterov (lr 0.1, 0.9)", "Adagrad (lr 0.1)",
+                "RMSProp (lr 0.005)", "Adam (lr 0.01)");
+        assertEquals(spiral, SpiralDemo.optimizers().keySet().stream().filter(spiral::contains).toList());
     }
 
     /**
@@ -254,9 +289,9 @@ class CommandLineTest {
         assertEquals(2, badSize.status());
         assertTrue(badSize.err().contains("Invalid value for option '--sizes'"), badSize.err());
         assertTrue(badSize.err().contains("got '0'"), badSize.err());
-        Run badAlgorithm = cli("bench", "--algorithms", "lion", "--no-progress");
+        Run badAlgorithm = cli("bench", "--algorithms", "no-such-algorithm", "--no-progress");
         assertEquals(2, badAlgorithm.status());
-        assertTrue(badAlgorithm.err().contains("unknown algorithm 'lion'"), badAlgorithm.err());
+        assertTrue(badAlgorithm.err().contains("unknown algorithm 'no-such-algorithm'"), badAlgorithm.err());
         assertEquals(2, cli().status(), "no subcommand");
     }
 
@@ -310,7 +345,7 @@ class CommandLineTest {
     @Test
     void pathsStartTogetherAndShowTheOptimizersCharacters() {
         Map<String, Charts.Line> paths = demo.paths();
-        assertEquals(6, paths.size());
+        assertEquals(OptimizerPathsDemo.optimizers().keySet(), paths.keySet());
         double start = OptimizerPathsDemo.f(-7, 2);
         for (Charts.Line p : paths.values()) {
             assertEquals(-7, p.x()[0], 1e-6, p.name());
@@ -337,7 +372,7 @@ class CommandLineTest {
 
     @Test
     void everyOptimizerTrainsTheSpiralClassifier() {
-        assertEquals(6, demo.spiral().size());
+        assertEquals(SpiralDemo.optimizers().keySet(), demo.spiral().keySet());
         demo.spiral().forEach((name, t) -> {
             double first = t.loss()[0], last = t.loss()[t.loss().length - 1];
             for (double l : t.loss()) assertTrue(Double.isFinite(l), name);

@@ -327,6 +327,26 @@ class SafetensorsHeaderReaderTest {
     }
 
     @Test
+    void readerReadsBooleansAndRefusesOtherLiterals() throws Json.SyntaxException {
+        Json.Reader booleans = new Json.Reader("[true, false]", 1, 10, 10);
+        booleans.beginArray();
+        assertTrue(booleans.hasNext());
+        assertTrue(booleans.nextBoolean());
+        assertTrue(booleans.hasNext());
+        assertEquals(false, booleans.nextBoolean());
+        assertTrue(!booleans.hasNext());
+        booleans.end();
+        for (String bad : List.of("[tru]", "[fals]", "[truex]", "[1]", "[\"true\"]", "[null]")) {
+            Json.Reader r = new Json.Reader(bad, 1, 10, 10);
+            assertThrows(Json.SyntaxException.class, () -> {
+                r.beginArray();
+                while (r.hasNext()) r.nextBoolean();
+                r.end();
+            }, bad);
+        }
+    }
+
+    @Test
     void prettyWriterOutputReadsBack() throws Json.SyntaxException {
         Json.Writer w = new Json.Writer(true);
         w.beginArray().beginObject().name("s").value("x\"y").name("n").value(-5L).name("d").value(0.25)

@@ -52,7 +52,8 @@ public final class CpuReport {
     private CpuReport() {}
 
     /** The algorithms of the comparison with PyTorch, in table order. */
-    static final List<String> ALGORITHMS = List.of("adam", "adamw", "rmsprop", "adagrad", "momentum", "heavy-ball", "sgd");
+    static final List<String> ALGORITHMS = List.of("adam", "adamw", "rmsprop", "adagrad", "momentum", "heavy-ball", "sgd",
+            "nadam", "radam", "adamax", "adadelta", "rprop", "asgd");
     /** The roofline's heaviest traffic (36 B per fp32 param), measured at fewer sizes. */
     static final List<String> EXTRA_ALGORITHMS = List.of("amsgrad", "rmsprop-centered-momentum");
     /** Algorithms with the 3x-PyTorch target (compute-heavy enough that fusion pays thrice). */
@@ -373,16 +374,21 @@ public final class CpuReport {
     /** One round of torch.optim over the fp32 cases (PyTorch has no bf16-with-fp32-master optimizer step); returns version and threads. */
     private static String[] measureTorch(Plan plan, List<Case> cases, Samples samples) throws IOException, InterruptedException {
         Path caseFile = Files.createTempFile("torch-cases", ".tsv");
+        Path optimizerFile = Files.createTempFile("torch-optimizers", ".json");
         try {
             StringBuilder lines = new StringBuilder();
+            Set<String> algorithms = new LinkedHashSet<>();
             for (Case c : cases) {
                 if (!c.storage().equals("fp32")) continue;
                 StringJoiner lengths = new StringJoiner(",");
                 for (long n : c.lengths()) lengths.add(Long.toString(n));
                 lines.append(c.algorithm()).append('\t').append(c.set()).append('\t').append(lengths).append('\n');
+                algorithms.add(c.algorithm());
             }
             Files.writeString(caseFile, lines);
+            TorchOptimizers.write(optimizerFile, algorithms);
             List<String> command = List.of(plan.python(), "benchmarks/torch_optim.py", "--cases", caseFile.toString(),
+                    "--optimizers", optimizerFile.toString(),
                     "--threads", Integer.toString(Runtime.getRuntime().availableProcessors()),
                     "--warmup", Integer.toString(plan.warmupIterations()), "--warmup-time", seconds(plan.warmupMillis()),
                     "--iterations", Integer.toString(plan.iterations()), "--time", seconds(plan.iterationMillis()));
@@ -402,6 +408,7 @@ public final class CpuReport {
             return meta;
         } finally {
             Files.deleteIfExists(caseFile);
+            Files.deleteIfExists(optimizerFile);
         }
     }
 

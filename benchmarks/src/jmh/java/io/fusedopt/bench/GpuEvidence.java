@@ -40,7 +40,8 @@ import java.util.function.Supplier;
  *       {@link #ALGORITHMS} with fp32 params and with bf16 params plus fp32 master weights, over one
  *       large tensor and the transformer-shaped set, then over the tiny-tensor set in fp32, replayed
  *       from a captured graph and called step by step. It writes {@code cases.tsv}, the cases
- *       PyTorch's side (benchmarks/gpu/torch_side_by_side.py) runs with the same lengths.
+ *       PyTorch's side (benchmarks/gpu/torch_side_by_side.py) runs with the same lengths, and
+ *       {@code torch-optimizers.json} ({@link TorchOptimizers}), the torch.optim settings of each algorithm.
  *   <li>{@code agree}: every algorithm for 20 steps (the rate halved from step 11) on CUDA and on the
  *       CPU reference from inputs both languages compute from one formula ({@link #initialParam},
  *       {@link #gradient}); it says whether CUDA equals the reference bit for bit and writes the
@@ -205,6 +206,7 @@ public final class GpuEvidence {
             }
         }
         Files.writeString(out.resolve("cases.tsv"), cases);
+        TorchOptimizers.write(out.resolve(TorchOptimizers.FILE), ALGORITHMS);
     }
 
     // ---- agree ----
@@ -232,6 +234,7 @@ public final class GpuEvidence {
             cases.append('\t').append(AGREEMENT_STEPS).append('\t').append(RATE_CHANGE_STEP).append('\n');
         }
         Files.writeString(out.resolve("agreement.tsv"), cases);
+        TorchOptimizers.write(out.resolve(TorchOptimizers.FILE), ALGORITHMS); // the same table as bench's: either may run alone
     }
 
     /**

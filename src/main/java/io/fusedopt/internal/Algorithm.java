@@ -1,0 +1,127 @@
+package io.fusedopt.internal;
+
+import io.fusedopt.OptimizerConfig;
+import io.fusedopt.StateKind;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * Everything fusedopt knows about one algorithm besides its public configuration class: how a
+ * configuration runs ({@link #plan}: kernel, state slots, flags), the float32 hyper-parameters its
+ * per-step scalars start from, the value its state starts at, and the named variants that tests,
+ * the command line and the benchmarks run. Its kernels ({@link UpdateKernel}) hold the arithmetic.
+ * One subclass per configuration class, registered once in {@link Algorithms}; the CUDA side of
+ * the same algorithm is {@code kernels/FAMILY.cu}.
+ *
+ * @param <C> the configuration class
+ */
+public abstract class Algorithm<C extends OptimizerConfig> {
+    private final Class<C> configType;
+
+    protected Algorithm(Class<C> configType) {
+        this.configType = configType;
+    }
+
+    /** The public configuration class this algorithm runs. */
+    public final Class<C> configType() {
+        return configType;
+    }
+
+    /** The name checkpoints record as the configuration's type: the configuration class's simple name. */
+    public final String typeName() {
+        return configType.getSimpleName();
+    }
+
+    /** Every kernel a configuration of this algorithm may run. */
+    public abstract List<UpdateKernel> kernels();
+
+    /** How {@code config} runs: its kernel, which state sits in each slot, its step-independent flags. */
+    public abstract UpdatePlan plan(C config);
+
+    /**
+     * Writes the algorithm's own float32 hyper-parameters into {@code h} from index
+     * {@link StepScalars#H_FIRST_OWN}; the learning rate and weight decay are already in place.
+     */
+    protected abstract void ownHyperParameters(C config, float[] h);
+
+    /** The weight decay coefficient (every algorithm has one; 0 when off). */
+    protected abstract double weightDecay(C config);
+
+    /** The value a state tensor of {@code config} starts at (0 unless the algorithm says otherwise). */
+    public float initialValue(C config, StateKind kind) {
+        return 0f;
+    }
+
+    /**
+     * Named variants covering every kernel, flag and state layout of this algorithm (names are
+     * lower case, start with the algorithm's name, unique across algorithms): the command line's
+     * self-test and variant lists, the vector-path test and the equivalence tests run them all.
+     */
+    public abstract Map<String, C> variants();
+
+    /**
+     * The configurations {@code bench} and the JMH benchmarks measure, by name ("adam", "adamw"):
+     * each with its defaults, so that the numbers compare with other libraries' defaults.
+     */
+    public abstract Map<String, C> benchmarkConfigs();
+
+    /**
+     * The {@code torch.optim} optimizer that runs {@code config}'s update (PyTorch's class name and
+     * every hyper-parameter as its keyword argument), or empty where PyTorch has no such optimizer.
+     * The PyTorch comparisons (benchmarks/torch_optim.py, benchmarks/gpu/torch_side_by_side.py) take
+     * their settings from it.
+     */
+    public Optional<TorchOptimizer> torchEquivalent(C config) {
+        return Optional.empty();
+    }
+
+    /** The problems of the command line's demo (io.fusedopt.cli.Demo). */
+    public enum DemoProblem {
+        /** Paths on the narrow valley f(x, y) = x^2/20 + y^2 from (-7, 2). */
+        NARROW_VALLEY,
+        /** A 2-32-3 perceptron trained on three interleaved spirals, full batch. */
+        SPIRALS
+    }
+
+    /**
+     * The configurations the demo runs on {@code problem}, by the label its charts and report show
+     * ("Adam (lr 0.3)"), each with a learning rate tuned for the problem; empty: the algorithm is
+     * not in the demo.
+     */
+    public Map<String, C> demoConfigs(DemoProblem problem) {
+        return Map.of();
+    }
+
+    /**
+     * The year the algorithm was published: the demo draws the algorithms in that order (ties in
+     * registration order), so a chart reads as the history of the idea. Unknown: last.
+     */
+    public int publicationYear() {
+        return Integer.MAX_VALUE;
+    }
+
+    /** {@link #torchEquivalent} of a configuration known to be of this algorithm. */
+    final Optional<TorchOptimizer> torchEquivalentOf(OptimizerConfig config) {
+        return torchEquivalent(configType.cast(config));
+    }
+
+    /** {@link #plan} of a configuration known to be of this algorithm. */
+    final UpdatePlan planOf(OptimizerConfig config) {
+        return plan(configType.cast(config));
+    }
+
+    /** The hyper-parameter row of a configuration of this algorithm ({@link StepScalars#hyperParameters}). */
+    final float[] hyperParametersOf(OptimizerConfig config) {
+        C c = configType.cast(config);
+        float[] h = new float[StepScalars.HYPER_STRIDE];
+        h[StepScalars.H_LR] = (float) c.learningRate();
+        h[StepScalars.H_WEIGHT_DECAY] = (float) weightDecay(c);
+        ownHyperParameters(c, h);
+        return h;
+    }
+
+    final float initialValueOf(OptimizerConfig config, StateKind kind) {
+        return initialValue(configType.cast(config), kind);
+    }
+}
