@@ -6,19 +6,9 @@
 //      loss scale, the step counter, the clipping factor, and every entry's scheduled learning
 //      rate, own step and flags;
 //   3. the update kernels, which read what step 2 wrote (and do nothing when it skipped the step)
-//      and compute their family's per-step scalars from it.
+//      and compute their family's per-step scalars from it; a layer-wise kernel (LAMB, LARS) first
+//      runs its norm pass and fusedopt_tensor_norms (kernels/fusedopt_common.cuh).
 #include "fusedopt_scalars.cuh"
-
-// Fixed-order sum of the FO_LANES values in lanes: a pairwise tree, halving the stride
-// (GradientStatistics.treeSum). Every thread of the block must call it.
-__device__ __forceinline__ void fo_tree_sum(double* lanes) {
-  __syncthreads();
-#pragma unroll
-  for (int offset = FO_LANES / 2; offset > 0; offset >>= 1) {
-    if (threadIdx.x < offset) lanes[threadIdx.x] = __dadd_rn(lanes[threadIdx.x], lanes[threadIdx.x + offset]);
-    __syncthreads();
-  }
-}
 
 // partials[c] = the sum over chunk c of (double)g^2, g the gradient unscaled by inv_grad_scale:
 // lane l adds the elements start+l, start+l+FO_LANES, ... in order, then the lanes are tree-summed.
@@ -141,5 +131,36 @@ extern "C" __global__ void fusedopt_finalize_step(FoControl* __restrict__ contro
     steps[e].step = own_step;
     steps[e].lr = lr;
     flags[e] = info[1] | step_flags | (own_step == 1 ? FO_FIRST_STEP : 0);
+  }
+}
+
+// Per tensor of a layer-wise batch, its two sums of squares (io.fusedopt.internal.TensorNorms):
+// lane l adds the partial sums of the tensor's chunks l, l + FO_LANES, ... in order (chunk_sums
+// holds two per chunk, written by the norm pass; a tensor's chunks are consecutive, from
+// tensor_chunks[2t], tensor_chunks[2t + 1] of them), then the lanes are tree-summed. One block of
+// FO_LANES threads per tensor, grid-stride over the tensors.
+extern "C" __global__ void fusedopt_tensor_norms(const int* __restrict__ tensor_chunks, int tensor_count,
+                                                 const FoControl* __restrict__ control,
+                                                 const double* __restrict__ chunk_sums,
+                                                 double* __restrict__ tensor_sums) {
+  __shared__ double lanes_a[FO_LANES];
+  __shared__ double lanes_b[FO_LANES];
+  if (control->skip) return;
+  for (int t = blockIdx.x; t < tensor_count; t += gridDim.x) {
+    const int first = tensor_chunks[2 * t], count = tensor_chunks[2 * t + 1];
+    double sum_a = 0.0, sum_b = 0.0;
+    for (int i = threadIdx.x; i < count; i += FO_LANES) {
+      sum_a = __dadd_rn(sum_a, chunk_sums[2 * (first + i)]);
+      sum_b = __dadd_rn(sum_b, chunk_sums[2 * (first + i) + 1]);
+    }
+    lanes_a[threadIdx.x] = sum_a;
+    lanes_b[threadIdx.x] = sum_b;
+    fo_tree_sum(lanes_a);
+    fo_tree_sum(lanes_b);
+    if (threadIdx.x == 0) {
+      tensor_sums[2 * t] = lanes_a[0];
+      tensor_sums[2 * t + 1] = lanes_b[0];
+    }
+    __syncthreads();  // the lanes are reused by the next tensor
   }
 }

@@ -194,6 +194,17 @@ struct FoGradPrep {
   }
 };
 
+// Fixed-order sum of the FO_LANES values in lanes: a pairwise tree, halving the stride
+// (GradientStatistics.treeSum). Every thread of the block must call it.
+__device__ __forceinline__ void fo_tree_sum(double* lanes) {
+  __syncthreads();
+#pragma unroll
+  for (int offset = FO_LANES / 2; offset > 0; offset >>= 1) {
+    if (threadIdx.x < offset) lanes[threadIdx.x] = __dadd_rn(lanes[threadIdx.x], lanes[threadIdx.x + offset]);
+    __syncthreads();
+  }
+}
+
 // ---- The elementwise update over the segment table ----
 
 // One element: load (the master weight when there is one), prepare the gradient, apply op
@@ -267,13 +278,17 @@ __device__ __forceinline__ void fo_update_range(const FoTensor& t, long long fro
 // flags and step from the tables the finalize kernel wrote, and its hyper-parameters, from which
 // Scalars::of computes the family's per-step scalars (a few double operations per chunk and thread,
 // the same in every thread, so no block-level sharing is needed).
-template <int SLOTS, bool MIXED, typename Op, typename Scalars>
+//
+// LAYERWISE: tensor_sums holds each tensor's two sums of squares (fusedopt_tensor_norms), from
+// which Scalars::layer completes the scalars with the tensor's own factor.
+template <int SLOTS, bool MIXED, bool LAYERWISE, typename Op, typename Scalars>
 __device__ __forceinline__ void fo_multi_tensor(const FoTensor* __restrict__ tensors,
                                                 const FoChunk* __restrict__ chunks, int chunk_count,
                                                 const FoControl* __restrict__ control,
                                                 const float* __restrict__ hyper,
                                                 const FoEntryStep* __restrict__ steps,
-                                                const int* __restrict__ flags) {
+                                                const int* __restrict__ flags,
+                                                const double* __restrict__ tensor_sums) {
   if (control->skip) return;
   const FoGradPrep prep{control->step_inv_grad_scale, control->clip_coef};
   for (int c = blockIdx.x; c < chunk_count; c += gridDim.x) {
@@ -283,7 +298,9 @@ __device__ __forceinline__ void fo_multi_tensor(const FoTensor* __restrict__ ten
     if (end > t.length) end = t.length;
     const int f = flags[t.group];
     const FoEntryStep entry = steps[t.group];
-    const Op op{Scalars::of(hyper + FO_HYPER_STRIDE * t.group, entry.lr, f, entry.step), f};
+    Scalars s = Scalars::of(hyper + FO_HYPER_STRIDE * t.group, entry.lr, f, entry.step);
+    if constexpr (LAYERWISE) s.layer(tensor_sums[2 * chunk.tensor], tensor_sums[2 * chunk.tensor + 1], f);
+    const Op op{s, f};
     fo_update_range<SLOTS, MIXED>(t, chunk.start, end, op, prep, f);
   }
 }
@@ -293,13 +310,111 @@ __device__ __forceinline__ void fo_multi_tensor(const FoTensor* __restrict__ ten
   extern "C" __global__ void name(const FoTensor* tensors, const FoChunk* chunks, int chunk_count,    \
                                   const FoControl* control, const float* hyper,                        \
                                   const FoEntryStep* steps, const int* flags) {                        \
-    fo_multi_tensor<SLOTS, false, Op, Scalars>(tensors, chunks, chunk_count, control, hyper, steps, flags); \
+    fo_multi_tensor<SLOTS, false, false, Op, Scalars>(tensors, chunks, chunk_count, control, hyper, steps, flags, nullptr); \
   }                                                                                                    \
   extern "C" __global__ void name##_mixed(const FoTensor* tensors, const FoChunk* chunks,             \
                                           int chunk_count, const FoControl* control,                   \
                                           const float* hyper, const FoEntryStep* steps,                \
                                           const int* flags) {                                          \
-    fo_multi_tensor<SLOTS, true, Op, Scalars>(tensors, chunks, chunk_count, control, hyper, steps, flags); \
+    fo_multi_tensor<SLOTS, true, false, Op, Scalars>(tensors, chunks, chunk_count, control, hyper, steps, flags, nullptr); \
+  }
+
+// ---- Layer-wise updates (LAMB, LARS): per-tensor norms, then the update ----
+// Mirrored by io.fusedopt.internal.LayerwiseKernel and io.fusedopt.internal.TensorNorms. A step
+// runs three launches per layer-wise batch, after the finalize kernel:
+//   1. NAME_norms: per chunk, the sums of squares, in double and in the lane order of
+//      fusedopt_grad_stats, of the two values NormOp gives per element (LAMB: the parameter and
+//      its update; LARS: the parameter and the gradient), into chunk_sums[2c] and [2c + 1];
+//      no tensor is written;
+//   2. fusedopt_tensor_norms (control.cu): per tensor, the sums of its chunks' partial sums;
+//   3. NAME: the update, whose Scalars::layer(sum_a, sum_b, flags) adds the tensor's own factor.
+
+// One element of the norm pass: the operands as the update reads them, NormOp's two values.
+template <int SLOTS, bool MIXED, typename NormOp>
+__device__ __forceinline__ void fo_norm_element(const FoTensor& t, long long k, const NormOp& op,
+                                                const FoGradPrep& prep, int flags, double& sum_a, double& sum_b) {
+  const float p = (MIXED && t.master) ? t.master[k] : fo_load_at<MIXED>(t.param, t.param_dtype, k);
+  const float g = prep(fo_load_at<MIXED>(t.grad, t.grad_dtype, k), flags);
+  float st[3] = {0.f, 0.f, 0.f};
+#pragma unroll
+  for (int j = 0; j < SLOTS; j++) if (NormOp::READS_STATE && t.state[j]) st[j] = fo_load_at<MIXED>(t.state[j], t.state_dtype, k);
+  float a, b;
+  op(p, g, st, a, b);
+  const double x = a, y = b;
+  sum_a = __dadd_rn(sum_a, __dmul_rn(x, x));
+  sum_b = __dadd_rn(sum_b, __dmul_rn(y, y));
+}
+
+// The norm pass over the segment table: lane l of a chunk takes its elements start+l,
+// start+l+FO_LANES, ... in order (one element at a time, whatever the operands' alignment), then
+// the lanes are tree-summed. Launched with FO_LANES threads per block.
+template <int SLOTS, bool MIXED, typename NormOp, typename Scalars>
+__device__ __forceinline__ void fo_multi_tensor_norms(const FoTensor* __restrict__ tensors,
+                                                      const FoChunk* __restrict__ chunks, int chunk_count,
+                                                      const FoControl* __restrict__ control,
+                                                      const float* __restrict__ hyper,
+                                                      const FoEntryStep* __restrict__ steps,
+                                                      const int* __restrict__ flags,
+                                                      double* __restrict__ chunk_sums) {
+  __shared__ double lanes_a[FO_LANES];
+  __shared__ double lanes_b[FO_LANES];
+  if (control->skip) return;
+  const FoGradPrep prep{control->step_inv_grad_scale, control->clip_coef};
+  for (int c = blockIdx.x; c < chunk_count; c += gridDim.x) {
+    const FoChunk chunk = chunks[c];
+    const FoTensor t = tensors[chunk.tensor];
+    long long end = chunk.start + FO_CHUNK_ELEMENTS;
+    if (end > t.length) end = t.length;
+    const int f = flags[t.group];
+    const FoEntryStep entry = steps[t.group];
+    const NormOp op{Scalars::of(hyper + FO_HYPER_STRIDE * t.group, entry.lr, f, entry.step), f};
+    double sum_a = 0.0, sum_b = 0.0;
+    for (long long k = chunk.start + threadIdx.x; k < end; k += FO_LANES) {
+      fo_norm_element<SLOTS, MIXED>(t, k, op, prep, f, sum_a, sum_b);
+    }
+    lanes_a[threadIdx.x] = sum_a;
+    lanes_b[threadIdx.x] = sum_b;
+    fo_tree_sum(lanes_a);
+    fo_tree_sum(lanes_b);
+    if (threadIdx.x == 0) {
+      chunk_sums[2 * c] = lanes_a[0];
+      chunk_sums[2 * c + 1] = lanes_b[0];
+    }
+    __syncthreads();  // the lanes are reused by the next chunk
+  }
+}
+
+// The four entry points of a layer-wise kernel: the norm pass and the update, float32 storage
+// only and any storage formats. NormOp and Op are both built from Scalars::of; the update's
+// scalars are completed by Scalars::layer from its tensor's sums.
+#define FO_LAYERWISE_KERNELS(name, SLOTS, NormOp, Op, Scalars)                                        \
+  extern "C" __global__ void name##_norms(const FoTensor* tensors, const FoChunk* chunks,             \
+                                          int chunk_count, const FoControl* control,                   \
+                                          const float* hyper, const FoEntryStep* steps,                \
+                                          const int* flags, double* chunk_sums) {                      \
+    fo_multi_tensor_norms<SLOTS, false, NormOp, Scalars>(tensors, chunks, chunk_count, control, hyper, \
+                                                          steps, flags, chunk_sums);                   \
+  }                                                                                                    \
+  extern "C" __global__ void name##_norms_mixed(const FoTensor* tensors, const FoChunk* chunks,       \
+                                                int chunk_count, const FoControl* control,             \
+                                                const float* hyper, const FoEntryStep* steps,          \
+                                                const int* flags, double* chunk_sums) {                \
+    fo_multi_tensor_norms<SLOTS, true, NormOp, Scalars>(tensors, chunks, chunk_count, control, hyper,  \
+                                                         steps, flags, chunk_sums);                    \
+  }                                                                                                    \
+  extern "C" __global__ void name(const FoTensor* tensors, const FoChunk* chunks, int chunk_count,    \
+                                  const FoControl* control, const float* hyper,                        \
+                                  const FoEntryStep* steps, const int* flags,                          \
+                                  const double* tensor_sums) {                                         \
+    fo_multi_tensor<SLOTS, false, true, Op, Scalars>(tensors, chunks, chunk_count, control, hyper,      \
+                                                     steps, flags, tensor_sums);                       \
+  }                                                                                                    \
+  extern "C" __global__ void name##_mixed(const FoTensor* tensors, const FoChunk* chunks,             \
+                                          int chunk_count, const FoControl* control,                   \
+                                          const float* hyper, const FoEntryStep* steps,                \
+                                          const int* flags, const double* tensor_sums) {               \
+    fo_multi_tensor<SLOTS, true, true, Op, Scalars>(tensors, chunks, chunk_count, control, hyper,       \
+                                                    steps, flags, tensor_sums);                        \
   }
 
 // The gradient as every family sees it: negated for maximize, then plus weight_decay * param

@@ -8,6 +8,7 @@ import io.fusedopt.internal.KernelBatch;
 import io.fusedopt.internal.KernelFlags;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.StepScalars;
+import io.fusedopt.internal.TensorNorms;
 import io.fusedopt.internal.TensorOperands;
 import io.fusedopt.internal.UpdateKernel;
 import java.nio.FloatBuffer;
@@ -46,6 +47,9 @@ final class CpuStepProgram extends HostStepProgram {
     private final FloatBuffer[] float32Operands;
     private final boolean[] allFloat32;
     private final double[] partials;
+    /** The per-tensor norms of the layer-wise kernels' chunks; null when no kernel is layer-wise. */
+    private final TensorNorms norms;
+    private TensorNorms.Scratch normScratch;
     private final double[] lanes = new double[GradientStatistics.LANES];
     private final float[] scalars = new float[StepScalars.SCALAR_STRIDE];
     private float[][] scratch; // param, grad, slot0..2, allocated at the first widened chunk
@@ -99,6 +103,7 @@ final class CpuStepProgram extends HostStepProgram {
             }
         }
         partials = new double[chunks];
+        norms = TensorNorms.of(batches);
     }
 
     @Override
@@ -113,6 +118,7 @@ final class CpuStepProgram extends HostStepProgram {
         }
         control.finalizeStep(GradientStatistics.totalOf(partials, checked, lanes), groups);
         if (control.skip) return;
+        if (norms != null) computeNorms();
         int group = -1;
         int flags = 0;
         boolean gradPrepared = false;
@@ -123,12 +129,25 @@ final class CpuStepProgram extends HostStepProgram {
                 flags = groups.flags()[group];
                 gradPrepared = KernelFlags.has(flags, KernelFlags.UNSCALE) || KernelFlags.has(flags, KernelFlags.CLIP);
             }
+            if (norms != null && norms.covers(c)) norms.tensorScalars(c, scalars, flags);
             if (!gradPrepared && allFloat32[c]) {
                 ReferenceKernels.run(chunkKernel[c], float32Operands, c * KERNEL_OPERANDS, chunkFrom[c], chunkTo[c], scalars, flags);
             } else {
                 updateWidened(c, flags);
             }
         }
+    }
+
+    /** The layer-wise kernels' norm pass, chunk by chunk, then each tensor's sums (the device's order). */
+    private void computeNorms() {
+        if (normScratch == null) normScratch = new TensorNorms.Scratch();
+        for (int c = 0; c < chunkKernel.length; c++) {
+            if (!norms.covers(c)) continue;
+            int group = chunkGroup[c];
+            System.arraycopy(groups.scalars(), group * StepScalars.SCALAR_STRIDE, scalars, 0, StepScalars.SCALAR_STRIDE);
+            norms.chunk(c, operands, c * OPERANDS, chunkFrom[c], chunkTo[c], scalars, groups.flags()[group], control, normScratch);
+        }
+        norms.reduce();
     }
 
     /** A chunk with a 16-bit operand, a master or a gradient to unscale or clip: through scratch, element by element. */
@@ -175,5 +194,6 @@ final class CpuStepProgram extends HostStepProgram {
     public void close() {
         scratch = null;
         scratchBuffers = null;
+        normScratch = null;
     }
 }

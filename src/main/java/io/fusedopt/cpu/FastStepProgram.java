@@ -9,6 +9,7 @@ import io.fusedopt.internal.KernelBatch;
 import io.fusedopt.internal.KernelFlags;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.StepScalars;
+import io.fusedopt.internal.TensorNorms;
 import io.fusedopt.internal.TensorOperands;
 import io.fusedopt.internal.UpdateKernel;
 import java.nio.FloatBuffer;
@@ -56,6 +57,8 @@ final class FastStepProgram extends HostStepProgram {
     private static final class Item {
         final UpdateKernel kernel;
         final int group;
+        /** The chunk's first element in its tensor. */
+        final long start;
         final int length;
         final BlockedHostBuffer[] operands; // param, grad, slot0..2, master (null where absent)
         final FloatBuffer[] chunkFloats;    // float32 views of the operands' elements [start, start + length), null for 16-bit
@@ -80,6 +83,7 @@ final class FastStepProgram extends HostStepProgram {
              VectorOperand[][] tensorVectors) {
             this.kernel = kernel;
             this.group = group;
+            this.start = start;
             this.length = length;
             this.operands = operands;
             chunkFloats = new FloatBuffer[6];
@@ -156,7 +160,11 @@ final class FastStepProgram extends HostStepProgram {
     private final VectorOperand[][] workVectors;
     /** Which kernels each tensor's in-place update runs, for {@link #pathSummary()}. */
     private final String pathSummary;
+    /** The per-tensor norms of the layer-wise kernels' chunks (items); null when no kernel is layer-wise. */
+    private final TensorNorms norms;
+    private final TensorNorms.Scratch[] normScratch; // [worker], created at the first norm pass
     private final WorkerTeam.Task statisticsTask = this::unitStatistics;
+    private final WorkerTeam.Task normsTask = this::unitNorms;
     private final WorkerTeam.Task updateTask = this::updateUnit;
 
     /** What an item costs beside its elements, in elements: the whole cost of a tiny tensor's update, nearly. */
@@ -215,6 +223,8 @@ final class FastStepProgram extends HostStepProgram {
         parallel = work >= PARALLEL_MIN_ELEMENTS;
         pathSummary = paths.summary();
         int workers = team.size();
+        norms = TensorNorms.of(batches);
+        normScratch = new TensorNorms.Scratch[workers];
         lanes = new double[workers][GradientStatistics.LANES];
         scalars = new float[workers][StepScalars.SCALAR_STRIDE];
         boolean[] widens = new boolean[KERNEL_OPERANDS];
@@ -337,6 +347,10 @@ final class FastStepProgram extends HostStepProgram {
         int checked = control.checkGrads ? items.length : 0;
         control.finalizeStep(GradientStatistics.totalOf(partials, checked, totalLanes), groups);
         if (control.skip) return;
+        if (norms != null) {
+            forEachUnit(normsTask);
+            norms.reduce();
+        }
         forEachUnit(updateTask);
     }
 
@@ -380,6 +394,22 @@ final class FastStepProgram extends HostStepProgram {
         partials[index] = GradientStatistics.treeSum(sums, used);
     }
 
+    /**
+     * The layer-wise kernels' norm pass over the unit's chunks (TensorNorms reads the operands
+     * element by element, widened, as the reference does: the same bits on both CPU backends).
+     */
+    private void unitNorms(int worker, int unit) {
+        TensorNorms.Scratch scratch = normScratch[worker];
+        if (scratch == null) normScratch[worker] = scratch = new TensorNorms.Scratch();
+        float[] s = scalars[worker];
+        for (int i = unitStarts[unit]; i < unitStarts[unit + 1]; i++) {
+            if (!norms.covers(i)) continue;
+            Item item = items[i];
+            System.arraycopy(groups.scalars(), item.group * StepScalars.SCALAR_STRIDE, s, 0, StepScalars.SCALAR_STRIDE);
+            norms.chunk(i, item.operands, 0, item.start, item.start + item.length, s, groups.flags()[item.group], control, scratch);
+        }
+    }
+
     /** The unit's chunks in order; a group's scalars are copied once for a run of its chunks (they do not change during the updates). */
     private void updateUnit(int worker, int unit) {
         float[] s = scalars[worker];
@@ -394,6 +424,7 @@ final class FastStepProgram extends HostStepProgram {
                 flags = groups.flags()[group];
                 gradPrepared = KernelFlags.has(flags, KernelFlags.UNSCALE) || KernelFlags.has(flags, KernelFlags.CLIP);
             }
+            if (norms != null && norms.covers(i)) norms.tensorScalars(i, s, flags);
             if (item.float32InPlace && !gradPrepared) {
                 updateRange(item.kernel, item.inPlaceVectors, item.inPlaceFloats, 0, item.length, s, flags);
             } else {

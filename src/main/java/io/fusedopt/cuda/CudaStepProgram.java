@@ -4,6 +4,7 @@ import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
+import io.fusedopt.internal.LayerwiseKernel;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.StepControl;
 import io.fusedopt.internal.StepProgram;
@@ -71,6 +72,7 @@ final class CudaStepProgram implements StepProgram {
 
             int totalChunks = 0;
             List<long[]> tables = new ArrayList<>(); // {tensors, chunks, chunkCount}
+            List<SegmentTable> segmentTables = new ArrayList<>();
             for (KernelBatch batch : batches) {
                 long[] lengths = new long[batch.tensors().size()];
                 long[][] addresses = new long[lengths.length][];
@@ -84,6 +86,7 @@ final class CudaStepProgram implements StepProgram {
                 long tensors = upload(Pointer.to(tensorBytes), tensorBytes.length, "tensor table");
                 long chunks = upload(Pointer.to(chunkBytes), chunkBytes.length, "chunk table");
                 tables.add(new long[] {tensors, chunks, table.chunkCount()});
+                segmentTables.add(table);
                 totalChunks += table.chunkCount();
             }
             long partials = upload(Pointer.to(new double[totalChunks]), (long) totalChunks * Double.BYTES, "partial sums");
@@ -101,9 +104,14 @@ final class CudaStepProgram implements StepProgram {
                         "cuLaunchKernel(fusedopt_grad_stats, " + chunkCount + " chunks)"));
                 offset += chunkCount;
                 String entry = batch.mixed() ? batch.kernel().mixedEntryPoint() : batch.kernel().entryPoint();
-                updateLaunches.add(new Launch(modules.function(batch.kernel(), batch.mixed()), engine.gridFor(chunkCount),
-                        Pointer.to(ptr(t[0]), ptr(t[1]), Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(steps),
-                        ptr(flags)), "cuLaunchKernel(" + entry + ", " + batch.tensors().size() + " tensors, " + chunkCount + " chunks)"));
+                CUfunction update = modules.function(batch.kernel(), batch.mixed());
+                String call = "cuLaunchKernel(" + entry + ", " + batch.tensors().size() + " tensors, " + chunkCount + " chunks)";
+                if (batch.kernel() instanceof LayerwiseKernel layerwise) {
+                    addLayerwiseLaunches(layerwise, batch, segmentTables.get(b), t, update, call, steps, flags);
+                } else {
+                    updateLaunches.add(new Launch(update, engine.gridFor(chunkCount), Pointer.to(ptr(t[0]), ptr(t[1]),
+                            Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(steps), ptr(flags)), call));
+                }
             }
             finalizeLaunch = new Launch(modules.function("control", "fusedopt_finalize_step"), 1,
                     Pointer.to(ptr(control), ptr(partials), Pointer.to(new int[] {totalChunks}), ptr(hyper), ptr(groupInfo),
@@ -113,6 +121,35 @@ final class CudaStepProgram implements StepProgram {
             close();
             throw e;
         }
+    }
+
+    /**
+     * A layer-wise batch's three launches (kernels/fusedopt_common.cuh, FO_LAYERWISE_KERNELS): the
+     * norm pass into two partial sums per chunk, each tensor's sums (fusedopt_tensor_norms, from
+     * its chunks' range: a tensor's chunks are consecutive), then the update, which reads them.
+     */
+    private void addLayerwiseLaunches(LayerwiseKernel kernel, KernelBatch batch, SegmentTable segments, long[] table,
+                                      CUfunction update, String updateCall, long steps, long flags) {
+        int tensors = segments.tensorCount();
+        int chunkCount = segments.chunkCount();
+        int[] tensorChunks = new int[2 * tensors]; // first chunk, chunk count
+        for (int c = chunkCount - 1; c >= 0; c--) {
+            tensorChunks[2 * segments.tensor(c)] = c;
+            tensorChunks[2 * segments.tensor(c) + 1]++;
+        }
+        long chunkSums = upload(Pointer.to(new double[2 * chunkCount]), 2L * chunkCount * Double.BYTES, "chunk norm sums");
+        long tensorSums = upload(Pointer.to(new double[2 * tensors]), 2L * tensors * Double.BYTES, "tensor norm sums");
+        long ranges = upload(Pointer.to(tensorChunks), (long) tensorChunks.length * Integer.BYTES, "tensor chunk ranges");
+        String normsEntry = batch.mixed() ? kernel.normsMixedEntryPoint() : kernel.normsEntryPoint();
+        KernelModules modules = engine.modules();
+        updateLaunches.add(new Launch(modules.normsFunction(kernel, batch.mixed()), engine.gridFor(chunkCount),
+                Pointer.to(ptr(table[0]), ptr(table[1]), Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(steps),
+                        ptr(flags), ptr(chunkSums)), "cuLaunchKernel(" + normsEntry + ", " + chunkCount + " chunks)"));
+        updateLaunches.add(new Launch(modules.function("control", "fusedopt_tensor_norms"), engine.gridFor(tensors),
+                Pointer.to(ptr(ranges), Pointer.to(new int[] {tensors}), ptr(control), ptr(chunkSums), ptr(tensorSums)),
+                "cuLaunchKernel(fusedopt_tensor_norms, " + tensors + " tensors)"));
+        updateLaunches.add(new Launch(update, engine.gridFor(chunkCount), Pointer.to(ptr(table[0]), ptr(table[1]),
+                Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(steps), ptr(flags), ptr(tensorSums)), updateCall));
     }
 
     private long upload(Pointer host, long bytes, String what) {
@@ -166,7 +203,7 @@ final class CudaStepProgram implements StepProgram {
                 bytes, engine.stream()), "cuMemcpyHtoDAsync(control block)");
     }
 
-    /** The step's launches on {@code stream}: statistics when checked, finalize, updates. */
+    /** The step's launches on {@code stream}: statistics when checked, finalize, updates (with a layer-wise kernel's norm passes before its update). */
     private void queue(CUstream stream) {
         if (inputs.checkGrads) for (Launch l : statsLaunches) launch(l, stream);
         launch(finalizeLaunch, stream);

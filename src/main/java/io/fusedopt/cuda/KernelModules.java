@@ -2,6 +2,7 @@ package io.fusedopt.cuda;
 
 import io.fusedopt.BackendUnavailableException;
 import io.fusedopt.internal.Algorithms;
+import io.fusedopt.internal.LayerwiseKernel;
 import io.fusedopt.internal.UpdateKernel;
 import java.io.IOException;
 import java.io.InputStream;
@@ -25,6 +26,9 @@ final class KernelModules implements AutoCloseable {
     /** By {@link UpdateKernel#code()}. */
     private final CUfunction[] functions = new CUfunction[Algorithms.kernels().size()];
     private final CUfunction[] mixedFunctions = new CUfunction[Algorithms.kernels().size()];
+    /** The norm passes of the layer-wise kernels, by code (null for elementwise kernels). */
+    private final CUfunction[] normsFunctions = new CUfunction[Algorithms.kernels().size()];
+    private final CUfunction[] normsMixedFunctions = new CUfunction[Algorithms.kernels().size()];
 
     /** The manifest written by kernels/build.sh. */
     static Properties manifest() {
@@ -56,6 +60,10 @@ final class KernelModules implements AutoCloseable {
             for (UpdateKernel kernel : Algorithms.kernels()) {
                 functions[kernel.code()] = function(kernel.family(), kernel.entryPoint());
                 mixedFunctions[kernel.code()] = function(kernel.family(), kernel.mixedEntryPoint());
+                if (kernel instanceof LayerwiseKernel layerwise) {
+                    normsFunctions[kernel.code()] = function(kernel.family(), layerwise.normsEntryPoint());
+                    normsMixedFunctions[kernel.code()] = function(kernel.family(), layerwise.normsMixedEntryPoint());
+                }
             }
         } catch (RuntimeException e) {
             close();
@@ -66,6 +74,11 @@ final class KernelModules implements AutoCloseable {
     /** The float32-only entry point, or with {@code mixed} the one for any storage formats. */
     CUfunction function(UpdateKernel kernel, boolean mixed) {
         return (mixed ? mixedFunctions : functions)[kernel.code()];
+    }
+
+    /** A layer-wise kernel's norm pass: float32 only, or with {@code mixed} for any storage formats. */
+    CUfunction normsFunction(LayerwiseKernel kernel, boolean mixed) {
+        return (mixed ? normsMixedFunctions : normsFunctions)[kernel.code()];
     }
 
     /** Any entry point of a loaded family. */
@@ -113,5 +126,7 @@ final class KernelModules implements AutoCloseable {
         modules.clear();
         java.util.Arrays.fill(functions, null);
         java.util.Arrays.fill(mixedFunctions, null);
+        java.util.Arrays.fill(normsFunctions, null);
+        java.util.Arrays.fill(normsMixedFunctions, null);
     }
 }

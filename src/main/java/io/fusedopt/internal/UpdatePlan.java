@@ -28,12 +28,16 @@ public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags
     /**
      * Bytes one element's update moves with these storage formats: reads of the param (or the
      * fp32 master), the grad and every used state; writes of the param, the master when there is
-     * one, and every used state.
+     * one, and every used state. A layer-wise kernel's norm pass reads the param (or master) and
+     * the grad once more, and the states where it reads them ({@link LayerwiseKernel#normsReadState}).
      */
     public int bytesPerElement(Precision param, Precision grad, Precision state,
                                boolean master) {
         int states = usedSlots();
         int read = (master ? Float.BYTES : param.bytes()) + grad.bytes() + states * state.bytes();
+        if (kernel instanceof LayerwiseKernel layerwise) {
+            read += (master ? Float.BYTES : param.bytes()) + grad.bytes() + (layerwise.normsReadState() ? states * state.bytes() : 0);
+        }
         int written = param.bytes() + (master ? Float.BYTES : 0) + states * state.bytes();
         return read + written;
     }

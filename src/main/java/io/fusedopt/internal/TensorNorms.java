@@ -1,0 +1,186 @@
+package io.fusedopt.internal;
+
+import io.fusedopt.internal.GradientStatistics.FloatSource;
+import java.nio.FloatBuffer;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * The per-tensor sums of squares of the layer-wise kernels ({@link LayerwiseKernel}) in a host step
+ * program, in the device's order, so that every backend gets the same bits:
+ * <ol>
+ *   <li>per chunk of the segment table ({@code fo_multi_tensor_norms} in
+ *       kernels/fusedopt_common.cuh): lane {@code l} of {@link GradientStatistics#LANES} adds, in
+ *       double, the squares of the values a and b of the elements {@code start + l},
+ *       {@code start + l + LANES}, ... in order; the lanes are summed by
+ *       {@link GradientStatistics#treeSum}, giving the chunk's two partial sums;</li>
+ *   <li>per tensor ({@code fusedopt_tensor_norms} in kernels/control.cu): lane {@code l} adds the
+ *       partial sums of the tensor's chunks {@code l, l + LANES, ...} in order, then the tree.</li>
+ * </ol>
+ * The chunks are the program's: numbered launch by launch (batch by batch), chunk by chunk, as
+ * both host programs number them; a tensor's chunks are consecutive.
+ */
+public final class TensorNorms {
+    private static final int LANES = GradientStatistics.LANES;
+    private static final int CHUNK = (int) SegmentTable.CHUNK_ELEMENTS;
+    /** Operands per chunk in the arrays {@link #chunk} reads: param, grad, slot0..2, master. */
+    private static final int OPERANDS = 6;
+    private static final int MASTER = 5;
+
+    /** Per chunk: its kernel where it is layer-wise, else null. */
+    private final LayerwiseKernel[] chunkKernel;
+    /** Per chunk: its tensor's index among the layer-wise tensors, or -1. */
+    private final int[] chunkTensor;
+    /** Per layer-wise tensor: its first chunk and its number of chunks. */
+    private final int[] firstChunk;
+    private final int[] chunkCount;
+    private final double[] chunkSums;  // 2 per chunk: a, b
+    private final double[] tensorSums; // 2 per layer-wise tensor
+    private final double[] lanes = new double[LANES];
+
+    private TensorNorms(LayerwiseKernel[] chunkKernel, int[] chunkTensor, int[] firstChunk, int[] chunkCount) {
+        this.chunkKernel = chunkKernel;
+        this.chunkTensor = chunkTensor;
+        this.firstChunk = firstChunk;
+        this.chunkCount = chunkCount;
+        this.chunkSums = new double[2 * chunkKernel.length];
+        this.tensorSums = new double[2 * firstChunk.length];
+    }
+
+    /** The norms of the layer-wise batches among {@code batches}, or null where there is none. */
+    public static TensorNorms of(List<KernelBatch> batches) {
+        int chunks = 0, tensors = 0;
+        SegmentTable[] tables = new SegmentTable[batches.size()];
+        for (int b = 0; b < batches.size(); b++) {
+            List<TensorOperands> batch = batches.get(b).tensors();
+            long[] lengths = new long[batch.size()];
+            for (int t = 0; t < lengths.length; t++) lengths[t] = batch.get(t).param().length();
+            tables[b] = SegmentTable.of(lengths);
+            chunks += tables[b].chunkCount();
+            if (batches.get(b).kernel() instanceof LayerwiseKernel) tensors += lengths.length;
+        }
+        if (tensors == 0) return null;
+        LayerwiseKernel[] kernel = new LayerwiseKernel[chunks];
+        int[] tensorOf = new int[chunks];
+        Arrays.fill(tensorOf, -1);
+        int[] first = new int[tensors];
+        int[] count = new int[tensors];
+        int c = 0, next = 0;
+        for (int b = 0; b < batches.size(); b++) {
+            SegmentTable table = tables[b];
+            if (!(batches.get(b).kernel() instanceof LayerwiseKernel layerwise)) {
+                c += table.chunkCount();
+                continue;
+            }
+            int base = next;
+            next += table.tensorCount();
+            // An empty tensor has no chunk: its sums stay 0.
+            for (int t = 0; t < table.tensorCount(); t++) first[base + t] = c;
+            for (int k = 0; k < table.chunkCount(); k++, c++) {
+                int t = base + table.tensor(k);
+                kernel[c] = layerwise;
+                tensorOf[c] = t;
+                if (count[t]++ == 0) first[t] = c;
+            }
+        }
+        return new TensorNorms(kernel, tensorOf, first, count);
+    }
+
+    /** Whether chunk {@code c} runs a layer-wise kernel. */
+    public boolean covers(int c) {
+        return chunkTensor[c] >= 0;
+    }
+
+    /** One thread's scratch for {@link #chunk}: a chunk of each kernel operand and of a and b. */
+    public static final class Scratch {
+        private final float[][] operands = new float[5][];
+        private final FloatBuffer[] views = new FloatBuffer[5];
+        /** The operands the kernel reads: views, null where the chunk's tensor has no such operand. */
+        private final FloatBuffer[] kernelOperands = new FloatBuffer[5];
+        private final float[] a = new float[CHUNK];
+        private final float[] b = new float[CHUNK];
+        private final double[] lanesA = new double[LANES];
+        private final double[] lanesB = new double[LANES];
+
+        private FloatBuffer view(int j) {
+            if (operands[j] == null) {
+                operands[j] = new float[CHUNK];
+                views[j] = FloatBuffer.wrap(operands[j]);
+            }
+            return views[j];
+        }
+    }
+
+    /**
+     * The norm pass of chunk {@code c}, elements [from, to) of its tensor: the operands {param, grad,
+     * slot0..2, master} at {@code o[base]} to {@code o[base + 5]} (null where absent) are read as
+     * float32 (the master instead of the param where there is one, the gradient prepared by
+     * {@code control}: unscaled and clipped by the step's factors), the kernel gives a and b per
+     * element, and the chunk's two partial sums are kept. Chunks may run on several threads at
+     * once, each with its own scratch.
+     */
+    public void chunk(int c, FloatSource[] o, int base, long from, long to, float[] s, int flags, StepControl control,
+                      Scratch scratch) {
+        LayerwiseKernel kernel = chunkKernel[c];
+        int n = (int) (to - from);
+        FloatSource param = o[base + MASTER] != null ? o[base + MASTER] : o[base];
+        FloatSource grad = o[base + 1];
+        FloatBuffer[] views = scratch.views;
+        float[] p = scratch.view(0).array(), g = scratch.view(1).array();
+        for (int i = 0; i < n; i++) {
+            p[i] = param.get(from + i);
+            g[i] = control.prepareGrad(grad.get(from + i), flags);
+        }
+        FloatBuffer[] operands = scratch.kernelOperands;
+        operands[0] = views[0];
+        operands[1] = views[1];
+        for (int j = 2; j < 5; j++) {
+            FloatSource slot = o[base + j];
+            operands[j] = null;
+            if (slot == null) continue;
+            // The kernel sees every state slot its update sees (null where the variant has none);
+            // only the ones its norm pass reads are filled.
+            operands[j] = scratch.view(j);
+            if (!kernel.normsReadState()) continue;
+            float[] values = operands[j].array();
+            for (int i = 0; i < n; i++) values[i] = slot.get(from + i);
+        }
+        kernel.normInputs(operands, 0, 0, n, s, flags, scratch.a, scratch.b);
+        int used = GradientStatistics.lanesUsed(n);
+        double[] sumsA = scratch.lanesA, sumsB = scratch.lanesB;
+        Arrays.fill(sumsA, 0, used, 0.0);
+        Arrays.fill(sumsB, 0, used, 0.0);
+        // Front to back: lane l meets its elements l, l + LANES, ... in increasing order.
+        for (int start = 0; start < n; start += LANES) {
+            int m = Math.min(LANES, n - start);
+            for (int l = 0; l < m; l++) {
+                double a = scratch.a[start + l], b = scratch.b[start + l];
+                sumsA[l] = sumsA[l] + a * a;
+                sumsB[l] = sumsB[l] + b * b;
+            }
+        }
+        chunkSums[2 * c] = GradientStatistics.treeSum(sumsA, used);
+        chunkSums[2 * c + 1] = GradientStatistics.treeSum(sumsB, used);
+    }
+
+    /** Each layer-wise tensor's two sums from its chunks' partial sums, once every chunk ran. */
+    public void reduce() {
+        for (int t = 0; t < firstChunk.length; t++) {
+            for (int j = 0; j < 2; j++) {
+                int used = GradientStatistics.lanesUsed(chunkCount[t]);
+                for (int l = 0; l < used; l++) {
+                    double sum = 0.0;
+                    for (int i = l; i < chunkCount[t]; i += LANES) sum = sum + chunkSums[2 * (firstChunk[t] + i) + j];
+                    lanes[l] = sum;
+                }
+                tensorSums[2 * t + j] = GradientStatistics.treeSum(lanes, used);
+            }
+        }
+    }
+
+    /** Completes the step's scalars {@code s} of chunk {@code c} with its tensor's own ({@link LayerwiseKernel#tensorScalars}). */
+    public void tensorScalars(int c, float[] s, int flags) {
+        int t = chunkTensor[c];
+        chunkKernel[c].tensorScalars(tensorSums[2 * t], tensorSums[2 * t + 1], s, flags);
+    }
+}
