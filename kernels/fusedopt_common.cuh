@@ -347,7 +347,9 @@ __device__ __forceinline__ void fo_norm_element(const FoTensor& t, long long k, 
 
 // The norm pass over the segment table: lane l of a chunk takes its elements start+l,
 // start+l+FO_LANES, ... in order (one element at a time, whatever the operands' alignment), then
-// the lanes are tree-summed. Launched with FO_LANES threads per block.
+// the lanes are tree-summed into lanes_a and lanes_b (FO_LANES doubles of shared memory each,
+// declared by the entry point: a static local of a template lies outside the CUDA emulator's
+// shared-memory section). Launched with FO_LANES threads per block.
 template <int SLOTS, bool MIXED, typename NormOp, typename Scalars>
 __device__ __forceinline__ void fo_multi_tensor_norms(const FoTensor* __restrict__ tensors,
                                                       const FoChunk* __restrict__ chunks, int chunk_count,
@@ -355,9 +357,8 @@ __device__ __forceinline__ void fo_multi_tensor_norms(const FoTensor* __restrict
                                                       const float* __restrict__ hyper,
                                                       const FoEntryStep* __restrict__ steps,
                                                       const int* __restrict__ flags,
-                                                      double* __restrict__ chunk_sums) {
-  __shared__ double lanes_a[FO_LANES];
-  __shared__ double lanes_b[FO_LANES];
+                                                      double* __restrict__ chunk_sums,
+                                                      double* lanes_a, double* lanes_b) {
   if (control->skip) return;
   const FoGradPrep prep{control->step_inv_grad_scale, control->clip_coef};
   for (int c = blockIdx.x; c < chunk_count; c += gridDim.x) {
@@ -392,15 +393,17 @@ __device__ __forceinline__ void fo_multi_tensor_norms(const FoTensor* __restrict
                                           int chunk_count, const FoControl* control,                   \
                                           const float* hyper, const FoEntryStep* steps,                \
                                           const int* flags, double* chunk_sums) {                      \
+    __shared__ double lanes[2][FO_LANES];                                                              \
     fo_multi_tensor_norms<SLOTS, false, NormOp, Scalars>(tensors, chunks, chunk_count, control, hyper, \
-                                                          steps, flags, chunk_sums);                   \
+                                                          steps, flags, chunk_sums, lanes[0], lanes[1]); \
   }                                                                                                    \
   extern "C" __global__ void name##_norms_mixed(const FoTensor* tensors, const FoChunk* chunks,       \
                                                 int chunk_count, const FoControl* control,             \
                                                 const float* hyper, const FoEntryStep* steps,          \
                                                 const int* flags, double* chunk_sums) {                \
+    __shared__ double lanes[2][FO_LANES];                                                              \
     fo_multi_tensor_norms<SLOTS, true, NormOp, Scalars>(tensors, chunks, chunk_count, control, hyper,  \
-                                                         steps, flags, chunk_sums);                    \
+                                                         steps, flags, chunk_sums, lanes[0], lanes[1]); \
   }                                                                                                    \
   extern "C" __global__ void name(const FoTensor* tensors, const FoChunk* chunks, int chunk_count,    \
                                   const FoControl* control, const float* hyper,                        \
