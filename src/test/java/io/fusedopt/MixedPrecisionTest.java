@@ -8,6 +8,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.fusedopt.cpu.ReferenceKernels;
 import io.fusedopt.internal.Conversions;
 import io.fusedopt.internal.KernelFlags;
+import io.fusedopt.internal.LayerwiseKernel;
+import io.fusedopt.internal.TensorNorms;
 import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.UpdatePlan;
 import java.nio.FloatBuffer;
@@ -192,17 +194,18 @@ class MixedPrecisionTest {
                 StepScalars.compute(config, t, scalars);
                 int flags = plan.staticFlags() | (t == 1 ? KernelFlags.FIRST_STEP : 0);
                 float[] g = grads.get(t - 1);
-                for (int i = 0; i < n; i++) {
-                    one[0].put(0, hasMaster ? s.master[i] : s.param[i]);
-                    one[1].put(0, round(g[i], gradP));
-                    FloatBuffer[] o = new FloatBuffer[5];
-                    o[0] = one[0];
-                    o[1] = one[1];
-                    for (int j = 0; j < slots.length; j++) {
-                        if (slotValues[j] == null) continue;
-                        one[2 + j].put(0, slotValues[j][i]);
-                        o[2 + j] = one[2 + j];
+                if (plan.kernel() instanceof LayerwiseKernel layerwise) {
+                    // The norm pass over the widened operands, then the tensor's own scalars.
+                    float[] a = new float[n], b = new float[n], ai = new float[1], bi = new float[1];
+                    for (int i = 0; i < n; i++) {
+                        layerwise.normInputs(s.operands(one, i, hasMaster, round(g[i], gradP), slotValues), 0, 0, 1, scalars, flags, ai, bi);
+                        a[i] = ai[0];
+                        b[i] = bi[0];
                     }
+                    layerwise.tensorScalars(TensorNorms.sumOfSquares(a), TensorNorms.sumOfSquares(b), scalars, flags);
+                }
+                for (int i = 0; i < n; i++) {
+                    FloatBuffer[] o = s.operands(one, i, hasMaster, round(g[i], gradP), slotValues);
                     ReferenceKernels.run(plan.kernel(), o, 0, 1, scalars, flags);
                     float p = one[0].get(0);
                     if (hasMaster) s.master[i] = p;
@@ -214,6 +217,21 @@ class MixedPrecisionTest {
             }
             for (int j = 0; j < slots.length; j++) if (slots[j] != null) s.states.put(slots[j], slotValues[j]);
             return s;
+        }
+
+        /** Element i's kernel operands as the mixed kernels widen them, in the one-element buffers {@code one}. */
+        private FloatBuffer[] operands(FloatBuffer[] one, int i, boolean hasMaster, float grad, float[][] slotValues) {
+            one[0].put(0, hasMaster ? master[i] : param[i]);
+            one[1].put(0, grad);
+            FloatBuffer[] o = new FloatBuffer[5];
+            o[0] = one[0];
+            o[1] = one[1];
+            for (int j = 0; j < 3; j++) {
+                if (slotValues[j] == null) continue;
+                one[2 + j].put(0, slotValues[j][i]);
+                o[2 + j] = one[2 + j];
+            }
+            return o;
         }
     }
 }

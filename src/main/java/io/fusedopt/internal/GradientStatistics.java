@@ -52,12 +52,22 @@ public final class GradientStatistics {
 
     /** The sum of {@code count} partial sums in the finalize kernel's order. */
     public static double totalOf(double[] partials, int count, double[] lanes) {
-        for (int l = 0; l < LANES; l++) {
+        return totalOf(partials, 0, count, 1, lanes);
+    }
+
+    /**
+     * The sum of the {@code count} partial sums {@code partials[from + i * stride]} in the finalize
+     * kernel's order: lane {@code l} adds partials {@code l, l + LANES, ...}, then the tree (the
+     * lanes past {@code count} hold +0.0, see {@link #treeSum(double[], int)}).
+     */
+    public static double totalOf(double[] partials, int from, int count, int stride, double[] lanes) {
+        int used = lanesUsed(count);
+        for (int l = 0; l < used; l++) {
             double sum = 0.0;
-            for (int i = l; i < count; i += LANES) sum = sum + partials[i];
+            for (int i = l; i < count; i += LANES) sum = sum + partials[from + i * stride];
             lanes[l] = sum;
         }
-        return treeSum(lanes);
+        return treeSum(lanes, used);
     }
 
     /** Pairwise sum of {@link #LANES} values, halving the stride (fo_tree_sum); overwrites lanes. */

@@ -10,12 +10,10 @@ import java.util.List;
  * program, in the device's order, so that every backend gets the same bits:
  * <ol>
  *   <li>per chunk of the segment table ({@code fo_multi_tensor_norms} in
- *       kernels/fusedopt_common.cuh): lane {@code l} of {@link GradientStatistics#LANES} adds, in
- *       double, the squares of the values a and b of the elements {@code start + l},
- *       {@code start + l + LANES}, ... in order; the lanes are summed by
- *       {@link GradientStatistics#treeSum}, giving the chunk's two partial sums;</li>
- *   <li>per tensor ({@code fusedopt_tensor_norms} in kernels/control.cu): lane {@code l} adds the
- *       partial sums of the tensor's chunks {@code l, l + LANES, ...} in order, then the tree.</li>
+ *       kernels/fusedopt_common.cuh), for each of the kernel's two values a and b: the partial sum
+ *       of squares in the gradient statistics' order ({@link GradientStatistics#chunkSumOfSquares});</li>
+ *   <li>per tensor ({@code fusedopt_tensor_norms} in kernels/control.cu): the sum of its chunks'
+ *       partial sums in the finalize kernel's order ({@link GradientStatistics#totalOf}).</li>
  * </ol>
  * The chunks are the program's: numbered launch by launch (batch by batch), chunk by chunk, as
  * both host programs number them; a tensor's chunks are consecutive.
@@ -99,8 +97,7 @@ public final class TensorNorms {
         private final FloatBuffer[] kernelOperands = new FloatBuffer[5];
         private final float[] a = new float[CHUNK];
         private final float[] b = new float[CHUNK];
-        private final double[] lanesA = new double[LANES];
-        private final double[] lanesB = new double[LANES];
+        private final double[] lanes = new double[LANES];
 
         private FloatBuffer view(int j) {
             if (operands[j] == null) {
@@ -146,36 +143,32 @@ public final class TensorNorms {
             for (int i = 0; i < n; i++) values[i] = slot.get(from + i);
         }
         kernel.normInputs(operands, 0, 0, n, s, flags, scratch.a, scratch.b);
-        int used = GradientStatistics.lanesUsed(n);
-        double[] sumsA = scratch.lanesA, sumsB = scratch.lanesB;
-        Arrays.fill(sumsA, 0, used, 0.0);
-        Arrays.fill(sumsB, 0, used, 0.0);
-        // Front to back: lane l meets its elements l, l + LANES, ... in increasing order.
-        for (int start = 0; start < n; start += LANES) {
-            int m = Math.min(LANES, n - start);
-            for (int l = 0; l < m; l++) {
-                double a = scratch.a[start + l], b = scratch.b[start + l];
-                sumsA[l] = sumsA[l] + a * a;
-                sumsB[l] = sumsB[l] + b * b;
-            }
-        }
-        chunkSums[2 * c] = GradientStatistics.treeSum(sumsA, used);
-        chunkSums[2 * c + 1] = GradientStatistics.treeSum(sumsB, used);
+        float[] a = scratch.a, b = scratch.b;
+        chunkSums[2 * c] = GradientStatistics.chunkSumOfSquares(i -> a[(int) i], 0, n, 1f, scratch.lanes);
+        chunkSums[2 * c + 1] = GradientStatistics.chunkSumOfSquares(i -> b[(int) i], 0, n, 1f, scratch.lanes);
     }
 
     /** Each layer-wise tensor's two sums from its chunks' partial sums, once every chunk ran. */
     public void reduce() {
         for (int t = 0; t < firstChunk.length; t++) {
             for (int j = 0; j < 2; j++) {
-                int used = GradientStatistics.lanesUsed(chunkCount[t]);
-                for (int l = 0; l < used; l++) {
-                    double sum = 0.0;
-                    for (int i = l; i < chunkCount[t]; i += LANES) sum = sum + chunkSums[2 * (firstChunk[t] + i) + j];
-                    lanes[l] = sum;
-                }
-                tensorSums[2 * t + j] = GradientStatistics.treeSum(lanes, used);
+                tensorSums[2 * t + j] = GradientStatistics.totalOf(chunkSums, 2 * firstChunk[t] + j, chunkCount[t], 2, lanes);
             }
         }
+    }
+
+    /**
+     * The sum of squares of one whole tensor's {@code values} in this order (its chunks' partial
+     * sums, then their sum): what the norm pass and the per-tensor sums give for it.
+     */
+    public static double sumOfSquares(float[] values) {
+        double[] lanes = new double[LANES];
+        SegmentTable table = SegmentTable.of(new long[] {values.length});
+        double[] partials = new double[table.chunkCount()];
+        for (int c = 0; c < partials.length; c++) {
+            partials[c] = GradientStatistics.chunkSumOfSquares(i -> values[(int) i], table.start(c), table.end(c), 1f, lanes);
+        }
+        return GradientStatistics.totalOf(partials, 0, partials.length, 1, lanes);
     }
 
     /** Completes the step's scalars {@code s} of chunk {@code c} with its tensor's own ({@link LayerwiseKernel#tensorScalars}). */
