@@ -71,6 +71,17 @@ class CudaPipelineTest {
         Scenario.assertSame(s.run(Backend.CPU), s.run(Backend.CUDA), "graph");
     }
 
+    /** The layer-wise kernels' three launches (norm pass, per-tensor sums, update) inside a captured graph. */
+    @Test
+    void layerwiseGraphReplaysEqualTheCpuBackend() {
+        for (OptimizerConfig config : List.of(Lamb.builder().optLearningRate(1e-2).build(),
+                Lars.builder().optLearningRate(0.1).optMomentum(0.9).optWeightDecay(1e-3).optTrustCoefficient(0.02).build())) {
+            Scenario s = Scenario.of(config, SIZES).formats(Precision.BF16, Precision.BF16, Precision.FP32, true)
+                    .pipeline(NonFinitePolicy.SKIP_STEP, 1.5, 256, 4).capturedSteps();
+            Scenario.assertSame(s.run(Backend.CPU), s.run(Backend.CUDA), config.algorithm() + " graph");
+        }
+    }
+
     /** 1000 tiny tensors, replayed from a graph 200 times: still bit-exact, and the counter is on the device. */
     @Test
     void aThousandTinyTensorsReplayFromOneGraph() {
