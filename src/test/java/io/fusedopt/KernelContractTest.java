@@ -10,6 +10,7 @@ import io.fusedopt.internal.StepControl;
 import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.Algorithms;
+import io.fusedopt.internal.LayerwiseKernel;
 import io.fusedopt.internal.UpdateKernel;
 import java.io.IOException;
 import java.io.InputStream;
@@ -91,9 +92,15 @@ class KernelContractTest {
         assertTrue(header.replace("\\", " ").replaceAll("\\s+", " ").contains("extern \"C\" __global__ void name(const FoTensor* tensors, const FoChunk* chunks,"
                 + " int chunk_count, const FoControl* control, const float* hyper, const FoEntryStep* steps, const int* flags)"),
                 "update kernel signature");
+        assertTrue(header.replace("\\", " ").replaceAll("\\s+", " ").contains("extern \"C\" __global__ void name##_norms(const FoTensor* tensors,"
+                + " const FoChunk* chunks, int chunk_count, const FoControl* control, const float* hyper, const FoEntryStep* steps,"
+                + " const int* flags, double* chunk_sums)"), "layer-wise norm pass signature");
         for (UpdateKernel kernel : Algorithms.kernels()) {
             String source = Files.readString(KERNELS.resolve(kernel.family() + ".cu"));
-            Matcher use = Pattern.compile("FO_UPDATE_KERNELS\\(" + kernel.entryPoint() + ", (\\d+), (\\w+), (\\w+)\\)").matcher(source);
+            // FO_UPDATE_KERNELS(entry, SLOTS, Op, Scalars); a layer-wise kernel FO_LAYERWISE_KERNELS(entry, SLOTS, NormOp, Op, Scalars).
+            Matcher use = Pattern.compile(kernel instanceof LayerwiseKernel
+                    ? "FO_LAYERWISE_KERNELS\\(" + kernel.entryPoint() + ", (\\d+), \\w+, (\\w+), (\\w+)\\)"
+                    : "FO_UPDATE_KERNELS\\(" + kernel.entryPoint() + ", (\\d+), (\\w+), (\\w+)\\)").matcher(source);
             assertTrue(use.find(), kernel.entryPoint() + " not found in " + kernel.family() + ".cu");
             assertEquals(kernel.stateSlots(), Integer.parseInt(use.group(1)), kernel + " state slots");
             // The struct's data members come first, floats only, then its static of(...): the
