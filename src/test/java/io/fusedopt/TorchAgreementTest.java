@@ -56,7 +56,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  * error / bound, then worst error / max|torch| for the parameters): SGD 0 (bit-identical),
  * momentum 0.066 (3.5e-7), Adam 0.62 (7.3e-8), AdamW 0.62 (1.0e-7), RMSprop 0.46 (6.3e-7),
  * Adagrad 0.011 (8.6e-8). Adam's and AdamW's worst is exp_avg_sq's systematic 1.3e-5; RMSprop's is a
- * parameter of a momentum case, an error of 1.3e-6 after a displacement of order 1.
+ * parameter of a momentum case, an error of 1.3e-6 after a displacement of order 1. AdEMAMix (float64
+ * reference): parameters 0.097 (2.6e-7), nu 0.61, m2 0.83 of its own bound
+ * ({@link #RELATIVE_ADEMAMIX_SLOW_EMA}).
  */
 class TorchAgreementTest {
     private static final String FOLDER = "torch-reference/";
@@ -65,6 +67,15 @@ class TorchAgreementTest {
     private static final double RELATIVE = 2e-5;
     /** Absolute part of the bound, times the tensor's largest magnitude (about 8 float32 ulps of it). */
     private static final double ABSOLUTE = 1e-6;
+    /**
+     * Relative part of the bound for {@link AdEMAMix}'s slow EMA m2 (the float64 reference): its
+     * 1 - beta3 comes from the float32 beta3, as every 1 - beta does here (and as in bitsandbytes'
+     * CUDA kernel, which takes beta3 as a float), and 1 - float32(0.9999) = 1.000166e-4 is 1.66e-4
+     * larger, relatively, than the reference's 1e-4. Over 24 steps m2 is about (1 - beta3) times
+     * the sum of the gradients, so it carries that factor whole (AdEMAMix does not bias-correct m2;
+     * the parameters, where alpha*m2 is a small part of the update, stay within {@link #RELATIVE}).
+     */
+    private static final double RELATIVE_ADEMAMIX_SLOW_EMA = 2e-4;
 
     static Stream<Arguments> cases() throws IOException, Json.SyntaxException {
         List<Arguments> out = new ArrayList<>();
@@ -109,7 +120,7 @@ class TorchAgreementTest {
                     List<Parameter> params = groups.get(gi).parameters();
                     for (int ti = 0; ti < params.size(); ti++) {
                         ReferenceTensor t = g.tensors().get(ti);
-                        assertClose(t.params()[step - 1], params.get(ti).param().toArray(),
+                        assertClose(t.params()[step - 1], params.get(ti).param().toArray(), RELATIVE,
                                 reference + " " + t.name() + " params after step " + step);
                     }
                     if (step == g.lrChangeAfterStep()) groups.get(gi).setLearningRate(g.newLearningRate());
@@ -130,22 +141,23 @@ class TorchAgreementTest {
                 .collect(Collectors.toCollection(TreeSet::new));
         assertEquals(new TreeSet<>(expected.finalState().keySet()), fusedoptStates, what + ": the state tensors");
         for (StateKind kind : actual.stateKinds()) {
-            assertClose(expected.finalState().get(kind.stateName()), actual.state(kind).toArray(),
+            double relative = kind == StateKind.M2 ? RELATIVE_ADEMAMIX_SLOW_EMA : RELATIVE; // m2: AdEMAMix only
+            assertClose(expected.finalState().get(kind.stateName()), actual.state(kind).toArray(), relative,
                     what + " state " + kind.stateName() + " after the last step");
         }
         if (expected.finalStep() >= 0) assertEquals(expected.finalStep(), actual.stepCount(), what + ": step");
     }
 
-    private static void assertClose(float[] expected, float[] actual, String what) {
+    private static void assertClose(float[] expected, float[] actual, double relative, String what) {
         assertEquals(expected.length, actual.length, what + ": length");
         double scale = 0;
         for (float e : expected) scale = Math.max(scale, Math.abs(e));
         for (int i = 0; i < expected.length; i++) {
             double e = expected[i];
             double error = Math.abs((double) actual[i] - e);
-            if (!(error <= RELATIVE * Math.abs(e) + ABSOLUTE * scale)) {
+            if (!(error <= relative * Math.abs(e) + ABSOLUTE * scale)) {
                 fail(what + ", element " + i + ": torch " + e + ", fusedopt " + actual[i] + ", error " + error
-                        + " > " + RELATIVE + " * |torch| + " + ABSOLUTE + " * " + scale);
+                        + " > " + relative + " * |torch| + " + ABSOLUTE + " * " + scale);
             }
         }
     }

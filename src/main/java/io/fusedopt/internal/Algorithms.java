@@ -32,7 +32,8 @@ public final class Algorithms {
             new io.fusedopt.internal.algorithms.RpropAlgorithm(),
             new io.fusedopt.internal.algorithms.NAdamAlgorithm(),
             new io.fusedopt.internal.algorithms.RAdamAlgorithm(),
-            new io.fusedopt.internal.algorithms.LionAlgorithm());
+            new io.fusedopt.internal.algorithms.LionAlgorithm(),
+            new io.fusedopt.internal.algorithms.AdEMAMixAlgorithm());
 
     private static final Map<Class<?>, Algorithm<?>> BY_CONFIG = new LinkedHashMap<>();
     private static final Map<String, Algorithm<?>> BY_TYPE_NAME = new LinkedHashMap<>();
