@@ -27,7 +27,13 @@ public enum StateKind {
     /** The previous step's gradient of {@link Rprop} (0 where its sign flipped). */
     PREV("prev"),
     /** The per-element step size of {@link Rprop}. */
-    STEP_SIZE("step_size");
+    STEP_SIZE("step_size"),
+    /** The fast EMA m1 of {@link AdEMAMix}, bitsandbytes' name (its first moment, decay beta1). */
+    M1("m1"),
+    /** The slow EMA m2 of {@link AdEMAMix}, bitsandbytes' name (decay beta3, or its warm-up). */
+    M2("m2"),
+    /** The second moment nu of {@link AdEMAMix}, bitsandbytes' name (decay beta2). */
+    NU("nu");
 
     private final String stateName;
 

@@ -61,7 +61,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  * error / bound, then worst error / max|torch| for the parameters): SGD 0 (bit-identical),
  * momentum 0.066 (3.5e-7), Adam 0.62 (7.3e-8), AdamW 0.62 (1.0e-7), RMSprop 0.46 (6.3e-7),
  * Adagrad 0.011 (8.6e-8). Adam's and AdamW's worst is exp_avg_sq's systematic 1.3e-5; RMSprop's is a
- * parameter of a momentum case, an error of 1.3e-6 after a displacement of order 1.
+ * parameter of a momentum case, an error of 1.3e-6 after a displacement of order 1. AdEMAMix (float64
+ * reference): parameters 0.097 (2.6e-7), nu 0.61, m2 0.83 of its own bound
+ * ({@link #RELATIVE_ADEMAMIX_SLOW_EMA}).
  */
 class TorchAgreementTest {
     private static final String FOLDER = "torch-reference/";
@@ -76,6 +78,15 @@ class TorchAgreementTest {
      * factor of the path (see the class comment, LAMB without bias correction).
      */
     private static final double PATH = 1e-5;
+    /**
+     * Relative part of the bound for {@link AdEMAMix}'s slow EMA m2 (the float64 reference): its
+     * 1 - beta3 comes from the float32 beta3, as every 1 - beta does here (and as in bitsandbytes'
+     * CUDA kernel, which takes beta3 as a float), and 1 - float32(0.9999) = 1.000166e-4 is 1.66e-4
+     * larger, relatively, than the reference's 1e-4. Over 24 steps m2 is about (1 - beta3) times
+     * the sum of the gradients, so it carries that factor whole (AdEMAMix does not bias-correct m2;
+     * the parameters, where alpha*m2 is a small part of the update, stay within {@link #RELATIVE}).
+     */
+    private static final double RELATIVE_ADEMAMIX_SLOW_EMA = 2e-4;
 
     static Stream<Arguments> cases() throws IOException, Json.SyntaxException {
         List<Arguments> out = new ArrayList<>();
@@ -120,7 +131,7 @@ class TorchAgreementTest {
                     List<Parameter> params = groups.get(gi).parameters();
                     for (int ti = 0; ti < params.size(); ti++) {
                         ReferenceTensor t = g.tensors().get(ti);
-                        assertClose(t.params()[step - 1], params.get(ti).param().toArray(), t.pathLength(step),
+                        assertClose(t.params()[step - 1], params.get(ti).param().toArray(), RELATIVE, t.pathLength(step),
                                 reference + " " + t.name() + " params after step " + step);
                     }
                     if (step == g.lrChangeAfterStep()) groups.get(gi).setLearningRate(g.newLearningRate());
@@ -142,23 +153,27 @@ class TorchAgreementTest {
         assertEquals(new TreeSet<>(expected.finalState().keySet()), fusedoptStates, what + ": the state tensors");
         for (StateKind kind : actual.stateKinds()) {
             float[] state = expected.finalState().get(kind.stateName());
-            assertClose(state, actual.state(kind).toArray(), new double[state.length],
+            double relative = kind == StateKind.M2 ? RELATIVE_ADEMAMIX_SLOW_EMA : RELATIVE; // m2: AdEMAMix only
+            assertClose(state, actual.state(kind).toArray(), relative, new double[state.length],
                     what + " state " + kind.stateName() + " after the last step");
         }
         if (expected.finalStep() >= 0) assertEquals(expected.finalStep(), actual.stepCount(), what + ": step");
     }
 
-    /** Within the bound; {@code path}: each element's path length so far (0 for a state), for the {@link #PATH} term. */
-    private static void assertClose(float[] expected, float[] actual, double[] path, String what) {
+    /**
+     * Within the bound, with {@code relative} as its relative part; {@code path}: each element's path
+     * length so far (0 for a state), for the {@link #PATH} term.
+     */
+    private static void assertClose(float[] expected, float[] actual, double relative, double[] path, String what) {
         assertEquals(expected.length, actual.length, what + ": length");
         double scale = 0;
         for (float e : expected) scale = Math.max(scale, Math.abs(e));
         for (int i = 0; i < expected.length; i++) {
             double e = expected[i];
             double error = Math.abs((double) actual[i] - e);
-            if (!(error <= RELATIVE * Math.abs(e) + ABSOLUTE * scale + PATH * path[i])) {
+            if (!(error <= relative * Math.abs(e) + ABSOLUTE * scale + PATH * path[i])) {
                 fail(what + ", element " + i + ": torch " + e + ", fusedopt " + actual[i] + ", error " + error
-                        + " > " + RELATIVE + " * |torch| + " + ABSOLUTE + " * " + scale + " + " + PATH + " * path " + path[i]);
+                        + " > " + relative + " * |torch| + " + ABSOLUTE + " * " + scale + " + " + PATH + " * path " + path[i]);
             }
         }
     }

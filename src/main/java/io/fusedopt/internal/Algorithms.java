@@ -33,6 +33,7 @@ public final class Algorithms {
             new io.fusedopt.internal.algorithms.NAdamAlgorithm(),
             new io.fusedopt.internal.algorithms.RAdamAlgorithm(),
             new io.fusedopt.internal.algorithms.LionAlgorithm(),
+            new io.fusedopt.internal.algorithms.AdEMAMixAlgorithm(),
             new io.fusedopt.internal.algorithms.LarsAlgorithm(),
             new io.fusedopt.internal.algorithms.LambAlgorithm());
 
