@@ -23,6 +23,7 @@
 #define FO_UNSCALE         (1 << 8)   // set by the finalize kernel: g = g * inv_grad_scale
 #define FO_CLIP            (1 << 9)   // set by the finalize kernel: g = g * clip_coef
 #define FO_STEP_SIZE_FORM  (1 << 10)  // Adam: read by the scalar computation only
+#define FO_STOCHASTIC_ROUNDING (1 << 11)  // a 16-bit param without a master is rounded stochastically
 #define FO_ALGORITHM_0     (1 << 16)  // the first of 8 bits an algorithm uses for its own options
 
 // Storage formats, mirrored by io.fusedopt.Precision.code().
@@ -59,7 +60,7 @@ struct FoTensor {          // 80 bytes
   int param_dtype;         // 64: FO_F32, FO_BF16, FO_F16
   int grad_dtype;          // 68
   int state_dtype;         // 72
-  int reserved;            // 76
+  int rounding_stream;     // 76: the param's random stream for stochastic rounding (a hash of its name)
 };
 
 // What the finalize kernel writes per entry for the update kernels, from which each computes its
@@ -80,7 +81,7 @@ struct FoChunk {           // 16 bytes
 // io.fusedopt.internal.StepControl. The host writes the inputs between steps (and the loss scaler's
 // state only when it restores one); the finalize kernel writes the rest. No kernel argument changes
 // from step to step, so a step can be graph-captured.
-struct FoControl {                 // 112 bytes
+struct FoControl {                 // 120 bytes
   long long step;                  //  0: applied steps (the t of the last applied step)
   long long skipped_steps;         //  8: steps skipped for a non-finite gradient
   double grad_sq_sum;              // 16: last step: sum of squares of the unscaled gradient
@@ -104,6 +105,7 @@ struct FoControl {                 // 112 bytes
   double backoff_factor;           // 88: input (dynamic)   multiplied by it in double, rounded once
   long long scale_growths;         // 96: dynamic: times the scale grew
   long long scale_backoffs;        // 104: dynamic: times the scale backed off
+  unsigned long long rounding_seed; // 112: input: the key of stochastic rounding's random bits
 };
 
 // ---- Storage access: loads widen exactly, stores round to nearest even ----
@@ -182,6 +184,68 @@ __device__ __forceinline__ void fo_store_vec(void* base, int dtype, long long k,
   }
 }
 
+// ---- Stochastic rounding of 16-bit params (io.fusedopt.internal.Philox, Conversions.narrowStochastic) ----
+
+// Philox4x32-10 (Random123's philox4x32_R with R = 10): c is the counter in, the block out.
+__device__ __forceinline__ void fo_philox(unsigned int (&c)[4], unsigned int k0, unsigned int k1) {
+#pragma unroll
+  for (int round = 0; round < 10; round++) {
+    const unsigned int hi0 = __umulhi(0xD2511F53u, c[0]), lo0 = 0xD2511F53u * c[0];
+    const unsigned int hi1 = __umulhi(0xCD9E8D57u, c[2]), lo1 = 0xCD9E8D57u * c[2];
+    const unsigned int n0 = hi1 ^ c[1] ^ k0, n2 = hi0 ^ c[3] ^ k1;
+    c[0] = n0;
+    c[1] = lo1;
+    c[2] = n2;
+    c[3] = lo0;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+}
+
+// The Philox block of elements 4q .. 4q+3 of a random stream at a step (Philox.word's counter).
+__device__ __forceinline__ void fo_random_block(unsigned long long seed, long long step, int stream, long long quad,
+                                                unsigned int (&out)[4]) {
+  out[0] = (unsigned int)quad;
+  out[1] = (unsigned int)((unsigned long long)quad >> 32);
+  out[2] = (unsigned int)stream;
+  out[3] = (unsigned int)step;
+  fo_philox(out, (unsigned int)seed, (unsigned int)(seed >> 32));
+}
+
+// The distance from the finite 16-bit value bits to the next one away from zero, as if the exponent
+// range went on (Conversions.spacingAbove): 2^(max(exponent, 1) - bias - mantissa bits).
+__device__ __forceinline__ double fo_spacing_above(unsigned short bits, int dtype) {
+  const int mantissa_bits = dtype == FO_BF16 ? 7 : 10;
+  const int bias = dtype == FO_BF16 ? 127 : 15;
+  int exponent = (bits & 0x7FFF) >> mantissa_bits;
+  if (exponent < 1) exponent = 1;
+  return __longlong_as_double((long long)(exponent - bias - mantissa_bits + 1023) << 52);
+}
+
+// v rounded to bf16/fp16 stochastically with 32 random bits (Conversions.narrowStochastic): NaN to
+// the canonical NaN, exact values kept, else the neighbour away from zero with probability frac.
+__device__ __forceinline__ unsigned short fo_narrow16_stochastic(float v, int dtype, unsigned int random) {
+  if (v != v) return 0x7FFF;
+  const unsigned short nearest = fo_narrow16(v, dtype);
+  const float nearest_value = fo_widen16(nearest, dtype);
+  if (nearest_value == v) return nearest;
+  const float magnitude = fabsf(v);
+  const unsigned short down = fabsf(nearest_value) > magnitude ? (unsigned short)(nearest - 1) : nearest;
+  const double down_magnitude = fabsf(fo_widen16(down, dtype));
+  const double frac = __ddiv_rn(__dsub_rn((double)magnitude, down_magnitude), fo_spacing_above(down, dtype));
+  return (double)random < __dmul_rn(frac, 4294967296.0) ? (unsigned short)(down + 1) : down;
+}
+
+// What a step's stores need for stochastic rounding: the seed and the optimizer's step counter.
+struct FoRounding {
+  unsigned long long seed;
+  long long step;
+  // Whether tensor t's param is rounded stochastically in this entry (flags).
+  __device__ __forceinline__ bool applies(const FoTensor& t, int flags) const {
+    return (flags & FO_STOCHASTIC_ROUNDING) && t.param_dtype != FO_F32 && !t.master;
+  }
+};
+
 // The gradient before the algorithm sees it: unscaled by the loss scale, then clipped
 // (io.fusedopt.internal.StepControl.prepareGrad). Each multiply is skipped when its factor is 1.
 struct FoGradPrep {
@@ -211,7 +275,7 @@ __device__ __forceinline__ void fo_tree_sum(double* lanes) {
 // (pure float32 arithmetic), store (the master and the rounded model copy).
 template <int SLOTS, bool MIXED, typename Op>
 __device__ __forceinline__ void fo_update_scalar(const FoTensor& t, long long k, const Op& op,
-                                                 const FoGradPrep& prep, int flags) {
+                                                 const FoGradPrep& prep, const FoRounding& rounding, int flags) {
   float p = (MIXED && t.master) ? t.master[k] : fo_load_at<MIXED>(t.param, t.param_dtype, k);
   float g = prep(fo_load_at<MIXED>(t.grad, t.grad_dtype, k), flags);
   float st[3] = {0.f, 0.f, 0.f};
@@ -219,7 +283,13 @@ __device__ __forceinline__ void fo_update_scalar(const FoTensor& t, long long k,
   for (int j = 0; j < SLOTS; j++) if (t.state[j]) st[j] = fo_load_at<MIXED>(t.state[j], t.state_dtype, k);
   op(p, g, st);
   if (MIXED && t.master) t.master[k] = p;
-  fo_store_at<MIXED>(t.param, t.param_dtype, k, p);
+  if (MIXED && rounding.applies(t, flags)) {
+    unsigned int block[4];
+    fo_random_block(rounding.seed, rounding.step, t.rounding_stream, k >> 2, block);
+    static_cast<unsigned short*>(t.param)[k] = fo_narrow16_stochastic(p, t.param_dtype, block[k & 3]);
+  } else {
+    fo_store_at<MIXED>(t.param, t.param_dtype, k, p);
+  }
 #pragma unroll
   for (int j = 0; j < SLOTS; j++) if (t.state[j]) fo_store_at<MIXED>(t.state[j], t.state_dtype, k, st[j]);
 }
@@ -227,7 +297,7 @@ __device__ __forceinline__ void fo_update_scalar(const FoTensor& t, long long k,
 // W elements from a W-aligned element index of every operand: 16-byte loads and stores.
 template <int SLOTS, bool MIXED, typename Op>
 __device__ __forceinline__ void fo_update_vector(const FoTensor& t, long long k, const Op& op,
-                                                 const FoGradPrep& prep, int flags) {
+                                                 const FoGradPrep& prep, const FoRounding& rounding, int flags) {
   constexpr int W = MIXED ? 8 : 4;
   const int param_dtype = MIXED ? t.param_dtype : FO_F32;  // constant-folded for float32-only kernels
   const int grad_dtype = MIXED ? t.grad_dtype : FO_F32;
@@ -249,7 +319,27 @@ __device__ __forceinline__ void fo_update_vector(const FoTensor& t, long long k,
     for (int j = 0; j < SLOTS; j++) st[j][i] = s[j];
   }
   if (master) fo_store_vec<W>(t.master, FO_F32, k, p);
-  fo_store_vec<W>(t.param, param_dtype, k, p);
+  if (MIXED && rounding.applies(t, flags)) {
+    // k is W-aligned (W = 8): the Philox blocks of elements k..k+3 and k+4..k+7, one per block.
+    unsigned short rounded[W];
+#pragma unroll
+    for (int i = 0; i < W; i += 4) {
+      unsigned int block[4];
+      fo_random_block(rounding.seed, rounding.step, t.rounding_stream, (k + i) >> 2, block);
+#pragma unroll
+      for (int j = 0; j < 4; j++) rounded[i + j] = fo_narrow16_stochastic(p[i + j], t.param_dtype, block[j]);
+    }
+    uint4* dst = reinterpret_cast<uint4*>(static_cast<unsigned short*>(t.param) + k);
+#pragma unroll
+    for (int i = 0; i < W / 8; i++) {
+      unsigned int w[4];
+#pragma unroll
+      for (int j = 0; j < 4; j++) w[j] = (unsigned int)rounded[8 * i + 2 * j] | ((unsigned int)rounded[8 * i + 2 * j + 1] << 16);
+      dst[i] = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+  } else {
+    fo_store_vec<W>(t.param, param_dtype, k, p);
+  }
 #pragma unroll
   for (int j = 0; j < SLOTS; j++) if (t.state[j]) fo_store_vec<W>(t.state[j], state_dtype, k, st[j]);
 }
@@ -259,18 +349,18 @@ __device__ __forceinline__ void fo_update_vector(const FoTensor& t, long long k,
 // throughout. Which path an element takes never changes its arithmetic.
 template <int SLOTS, bool MIXED, typename Op>
 __device__ __forceinline__ void fo_update_range(const FoTensor& t, long long from, long long to, const Op& op,
-                                                const FoGradPrep& prep, int flags) {
+                                                const FoGradPrep& prep, const FoRounding& rounding, int flags) {
   constexpr int W = MIXED ? 8 : 4;
   long long scalar_from = from;
   if (t.vector_phase >= 0) {
     long long first = from + ((t.vector_phase - from) & (W - 1));
     if (first > to) first = to;
-    for (long long k = from + threadIdx.x; k < first; k += blockDim.x) fo_update_scalar<SLOTS, MIXED>(t, k, op, prep, flags);
+    for (long long k = from + threadIdx.x; k < first; k += blockDim.x) fo_update_scalar<SLOTS, MIXED>(t, k, op, prep, rounding, flags);
     long long vectors = (to - first) / W;
-    for (long long v = threadIdx.x; v < vectors; v += blockDim.x) fo_update_vector<SLOTS, MIXED>(t, first + W * v, op, prep, flags);
+    for (long long v = threadIdx.x; v < vectors; v += blockDim.x) fo_update_vector<SLOTS, MIXED>(t, first + W * v, op, prep, rounding, flags);
     scalar_from = first + W * vectors;
   }
-  for (long long k = scalar_from + threadIdx.x; k < to; k += blockDim.x) fo_update_scalar<SLOTS, MIXED>(t, k, op, prep, flags);
+  for (long long k = scalar_from + threadIdx.x; k < to; k += blockDim.x) fo_update_scalar<SLOTS, MIXED>(t, k, op, prep, rounding, flags);
 }
 
 // The body of every update kernel: nothing when the finalize kernel decided to skip the step;
@@ -291,6 +381,7 @@ __device__ __forceinline__ void fo_multi_tensor(const FoTensor* __restrict__ ten
                                                 const double* __restrict__ tensor_sums) {
   if (control->skip) return;
   const FoGradPrep prep{control->step_inv_grad_scale, control->clip_coef};
+  const FoRounding rounding{control->rounding_seed, control->step};
   for (int c = blockIdx.x; c < chunk_count; c += gridDim.x) {
     const FoChunk chunk = chunks[c];
     const FoTensor t = tensors[chunk.tensor];
@@ -301,7 +392,7 @@ __device__ __forceinline__ void fo_multi_tensor(const FoTensor* __restrict__ ten
     Scalars s = Scalars::of(hyper + FO_HYPER_STRIDE * t.group, entry.lr, f, entry.step);
     if constexpr (LAYERWISE) s.layer(tensor_sums[2 * chunk.tensor], tensor_sums[2 * chunk.tensor + 1], f);
     const Op op{s, f};
-    fo_update_range<SLOTS, MIXED>(t, chunk.start, end, op, prep, f);
+    fo_update_range<SLOTS, MIXED>(t, chunk.start, end, op, prep, rounding, f);
   }
 }
 

@@ -98,6 +98,12 @@ static inline double __dsqrt_rn(double a) { return sqrt(a); }
 static inline float __double2float_rn(double a) { return (float)a; }
 static inline double __ll2double_rn(long long a) { return (double)a; }
 
+// ---- Integer intrinsics ----
+// The high 32 bits of the 64-bit product (Philox's mulhi).
+static inline unsigned int __umulhi(unsigned int a, unsigned int b) {
+  return (unsigned int)(((unsigned long long)a * b) >> 32);
+}
+
 // ---- Bit casts ----
 static inline float __int_as_float(int bits) { float f; memcpy(&f, &bits, sizeof f); return f; }
 static inline int __float_as_int(float f) { int bits; memcpy(&bits, &f, sizeof bits); return bits; }

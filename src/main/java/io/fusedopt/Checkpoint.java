@@ -109,6 +109,8 @@ final class Checkpoint {
         metadata.put("grad_scale", Double.toString(opt.gradScale()));
         metadata.put("state_precision", opt.statePrecision().name());
         metadata.put("master_weights", Boolean.toString(opt.usesMasterWeights()));
+        // Written only with stochastic rounding, so that other checkpoints keep their bytes.
+        opt.stochasticRoundingSeed().ifPresent(seed -> metadata.put(ROUNDING_SEED, Long.toString(seed)));
         // Written only when the params are left out, so that a full save keeps the bytes of every
         // earlier version-1 file (CheckpointFormatTest) and a reader that predates the key refuses a
         // params-less file as lacking 'name/param' rather than loading it as complete.
@@ -458,6 +460,7 @@ final class Checkpoint {
                                    DataSource source) throws IOException {
         Plan plan = validate(opt, name, header, options.isStrict());
         SchedulesAndScaler extras = schedulesAndScaler(opt, name, header.metadata(), plan.configs());
+        java.util.OptionalLong roundingSeed = roundingSeed(header.metadata(), name);
         Map<Parameter, DeviceOptimizer.TensorSteps> tensorSteps = tensorSteps(opt, name, header.metadata(), plan, options.isStrict());
         // Each loaded tensor's values, by its position in plan.loads(), kept until they are applied.
         float[][] data = new float[plan.loads().size()][];
@@ -506,7 +509,7 @@ final class Checkpoint {
         }
         source.finish();
         opt.applyCheckpoint(plan.configs(), plan.step(), plan.skippedSteps(), plan.gradScale(), extras.schedules(),
-                extras.scaler(), tensorSteps, () -> {
+                extras.scaler(), tensorSteps, roundingSeed, () -> {
             for (int i = 0; i < data.length; i++) {
                 Item item = plan.loads().get(i);
                 float[] values = data[i];
@@ -534,6 +537,8 @@ final class Checkpoint {
     /** What the schedules count ({@link ScheduleClock}), written only when it is not the default. */
     private static final String SCHEDULE_CLOCK = "schedule_clock";
     private static final String SCALER = "loss_scaler.";
+    /** The seed of stochastic rounding's random bits, written only when it is on. */
+    private static final String ROUNDING_SEED = "stochastic_rounding_seed";
 
     /**
      * {@code schedule.N} for each group N with a schedule; {@code schedule_clock} unless it is
@@ -724,6 +729,12 @@ final class Checkpoint {
         }
         require(m, name, "state_precision", opt.statePrecision().name());
         require(m, name, "master_weights", Boolean.toString(opt.usesMasterWeights()));
+        if (m.containsKey(ROUNDING_SEED) != opt.stochasticRoundingSeed().isPresent()) {
+            throw new CheckpointException(name + ": the checkpoint was saved " + (m.containsKey(ROUNDING_SEED) ? "with" : "without")
+                    + " stochastic rounding of the params, this optimizer runs " + (m.containsKey(ROUNDING_SEED) ? "without" : "with")
+                    + " it (DeviceOptimizer.Builder.optStochasticRounding)");
+        }
+        roundingSeed(m, name); // a damaged seed is refused before anything changes
         String paramsSaved = m.getOrDefault(PARAMS_SAVED, "true");
         if (!paramsSaved.equals("true") && !paramsSaved.equals("false")) {
             throw new CheckpointException(name + ": " + PARAMS_SAVED + " '" + paramsSaved + "' is neither true nor false");
@@ -947,6 +958,17 @@ final class Checkpoint {
     private static void require(Map<String, String> m, String name, String key, String expected) throws CheckpointException {
         if (!expected.equals(m.get(key))) {
             throw new CheckpointException(name + ": " + key + " is " + m.get(key) + " in the checkpoint, " + expected + " in this optimizer");
+        }
+    }
+
+    /** The saved seed of stochastic rounding, or empty where it was off. */
+    private static java.util.OptionalLong roundingSeed(Map<String, String> m, String name) throws CheckpointException {
+        String seed = m.get(ROUNDING_SEED);
+        if (seed == null) return java.util.OptionalLong.empty();
+        try {
+            return java.util.OptionalLong.of(Long.parseLong(seed));
+        } catch (NumberFormatException e) {
+            throw new CheckpointException(name + ": " + ROUNDING_SEED + " '" + seed + "' is not a 64-bit integer");
         }
     }
 

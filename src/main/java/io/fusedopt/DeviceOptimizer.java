@@ -7,6 +7,7 @@ import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.Check;
 import io.fusedopt.internal.Engine;
 import io.fusedopt.internal.GroupTable;
+import io.fusedopt.internal.KernelFlags;
 import io.fusedopt.internal.KernelBatch;
 import io.fusedopt.internal.MemoryRange;
 import io.fusedopt.internal.StepControl;
@@ -109,6 +110,10 @@ public final class DeviceOptimizer implements AutoCloseable {
     private final Map<Object, TreeMap<Long, MemoryClaim>> registeredMemory = new IdentityHashMap<>();
     private final Precision statePrecision;
     private final boolean masterWeights;
+    /** Whether 16-bit params are rounded stochastically ({@link Builder#optStochasticRounding}). */
+    private final boolean stochasticRounding;
+    /** The key of stochastic rounding's random bits: the builder's, or a loaded checkpoint's. */
+    private long roundingSeed;
     private final NonFinitePolicy nonFinitePolicy;
     private final float maxGradNorm;
     /** GradScaler's rule on the device, or null (a fixed scale, {@link #setGradScale}). */
@@ -152,7 +157,9 @@ public final class DeviceOptimizer implements AutoCloseable {
         this.backendReason = backendReason;
         this.defaults = builder.defaults;
         this.statePrecision = builder.statePrecision;
-        this.masterWeights = builder.masterWeights;
+        this.stochasticRounding = builder.stochasticRounding;
+        this.roundingSeed = builder.roundingSeed;
+        this.masterWeights = builder.masterWeights && !builder.stochasticRounding;
         this.nonFinitePolicy = builder.nonFinitePolicy;
         this.maxGradNorm = builder.maxGradNorm;
         this.dynamicLossScaling = builder.dynamicLossScaling;
@@ -582,6 +589,19 @@ public final class DeviceOptimizer implements AutoCloseable {
         return masterWeights;
     }
 
+    /**
+     * The seed of stochastic rounding when it is on ({@link Builder#optStochasticRounding}): the
+     * builder's, or that of the checkpoint loaded last. Empty when params are rounded to nearest.
+     */
+    public synchronized java.util.OptionalLong stochasticRoundingSeed() {
+        return stochasticRounding ? java.util.OptionalLong.of(roundingSeed) : java.util.OptionalLong.empty();
+    }
+
+    /** The flags every group table entry carries for the optimizer's own options (stochastic rounding). */
+    private int optimizerFlags() {
+        return stochasticRounding ? KernelFlags.STOCHASTIC_ROUNDING : 0;
+    }
+
     public NonFinitePolicy nonFinitePolicy() {
         return nonFinitePolicy;
     }
@@ -769,7 +789,7 @@ public final class DeviceOptimizer implements AutoCloseable {
      */
     synchronized void applyCheckpoint(List<OptimizerConfig> configs, long step, long skippedSteps, double scale,
                                       List<LrSchedule> schedules, LossScaleState scaler, Map<Parameter, TensorSteps> tensorSteps,
-                                      Runnable writeTensors) {
+                                      java.util.OptionalLong savedRoundingSeed, Runnable writeTensors) {
         ensureUsable();
         try {
             boolean entriesChange = false;
@@ -791,6 +811,8 @@ public final class DeviceOptimizer implements AutoCloseable {
                 initialScalerState = scaler;
                 if (program != null) program.setScalerState(scaler.scale(), scaler.growthTracker(), scaler.growths(), scaler.backoffs());
             }
+            // A resumed run draws the random bits the saved run would have drawn.
+            if (stochasticRounding && savedRoundingSeed.isPresent()) roundingSeed = savedRoundingSeed.getAsLong();
             initialStep = step;
             initialSkippedSteps = skippedSteps;
             carriedControl = null;
@@ -940,7 +962,8 @@ public final class DeviceOptimizer implements AutoCloseable {
         entryGroups = entries;
         for (int e = 0; e < entries.size(); e++) {
             ParamGroup group = entries.get(e);
-            groupTable.set(e, group.plan().kernel(), group.hyperParameters(), group.plan().staticFlags(), null, entryOffsets.get(e));
+            groupTable.set(e, group.plan().kernel(), group.hyperParameters(), group.plan().staticFlags() | optimizerFlags(), null,
+                    entryOffsets.get(e));
         }
         fillGroupTable();
         StepProgram prepared = engine.prepare(batches, groupTable);
@@ -965,7 +988,7 @@ public final class DeviceOptimizer implements AutoCloseable {
             ParamGroup group = entryGroups.get(e);
             UpdateKernel kernel = group.plan().kernel();
             LrSchedule schedule = group.currentSchedule();
-            groupTable.set(e, kernel, group.hyperParameters(), group.plan().staticFlags(),
+            groupTable.set(e, kernel, group.hyperParameters(), group.plan().staticFlags() | optimizerFlags(),
                     schedule == null ? null : schedule.segments(), groupTable.offset(e));
         }
         groupsChanged = false;
@@ -982,6 +1005,7 @@ public final class DeviceOptimizer implements AutoCloseable {
                     dynamicLossScaling.growthInterval());
         }
         target.setInputs(invGradScale, maxGradNorm, checksGradient(), nonFinitePolicy != NonFinitePolicy.PROPAGATE);
+        target.setRoundingSeed(roundingSeed);
     }
 
     /** Whether the statistics pass runs: for the policy, clipping, dynamic scaling or tracking the norm. */
@@ -1162,6 +1186,9 @@ public final class DeviceOptimizer implements AutoCloseable {
         private long cudaStream;
         private Precision statePrecision = Precision.FP32;
         private boolean masterWeights = true;
+        private boolean masterWeightsChosen;
+        private boolean stochasticRounding;
+        private long roundingSeed;
         private NonFinitePolicy nonFinitePolicy = NonFinitePolicy.PROPAGATE;
         private float maxGradNorm;
         private DynamicLossScaling dynamicLossScaling;
@@ -1204,6 +1231,24 @@ public final class DeviceOptimizer implements AutoCloseable {
          */
         public Builder optMasterWeights(boolean v) {
             masterWeights = v;
+            masterWeightsChosen = true;
+            return this;
+        }
+
+        /**
+         * Rounds every bf16 or fp16 param stochastically after each update, with no master weights
+         * (see {@link io.fusedopt.internal.Conversions#narrowStochastic}): a value between two
+         * neighbours rounds away from zero with probability equal to its distance from the lower one
+         * over their spacing, so small updates survive on average where rounding to nearest loses
+         * them. The random bits are Philox4x32-10's ({@link io.fusedopt.internal.Philox}) for the
+         * counter (element, the param's name's stream, the optimizer's step) and this seed: every
+         * backend draws the same bits, and a run resumed from a checkpoint (which stores the seed)
+         * draws what the uninterrupted run would. Params must then be 16-bit ({@link ParamGroup#add}
+         * refuses an FP32 one); it cannot be combined with {@code optMasterWeights(true)}.
+         */
+        public Builder optStochasticRounding(long seed) {
+            stochasticRounding = true;
+            roundingSeed = seed;
             return this;
         }
 
@@ -1306,6 +1351,10 @@ public final class DeviceOptimizer implements AutoCloseable {
          * @throws CudaException when {@link Backend#CUDA} was requested and a driver call failed while opening it
          */
         public DeviceOptimizer build() {
+            if (stochasticRounding && masterWeightsChosen && masterWeights) {
+                throw new IllegalArgumentException("stochastic rounding rounds the 16-bit params themselves; with master weights"
+                        + " (optMasterWeights(true)) they are rounded to nearest from the fp32 copy: choose one");
+            }
             if (backend != Backend.CUDA && backend != Backend.AUTO && cudaStream != 0) {
                 throw new IllegalArgumentException("a CUDA stream was given for the " + backend + " backend");
             }

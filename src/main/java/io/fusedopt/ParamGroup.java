@@ -184,6 +184,11 @@ public final class ParamGroup {
             AbstractTensorBuffer p = optimizer.ownBuffer("param", param);
             AbstractTensorBuffer g = optimizer.ownBuffer("grad", grad);
             if (p == g) throw new IllegalArgumentException("param and grad must be different buffers");
+            if (optimizer.stochasticRoundingSeed().isPresent() && p.precision() == Precision.FP32) {
+                throw new IllegalArgumentException("param '" + name + "' is FP32, but this optimizer rounds params stochastically"
+                        + " (optStochasticRounding), which is for BF16 or FP16 params: allocate it in a 16-bit format, or use"
+                        + " another optimizer for FP32 params");
+            }
             if (p.length() != g.length()) {
                 throw new IllegalArgumentException("param '" + name + "' has " + p.length() + " elements but its grad has "
                         + g.length());

@@ -236,7 +236,7 @@ public final class Parameter {
     TensorOperands operands(StateKind[] slots, int group) {
         AbstractTensorBuffer[] slotBuffers = new AbstractTensorBuffer[slots.length];
         for (int i = 0; i < slots.length; i++) slotBuffers[i] = slots[i] == null ? null : states.get(slots[i]);
-        return new TensorOperands(param, grad, slotBuffers, master, group);
+        return new TensorOperands(param, grad, slotBuffers, master, group, TensorOperands.roundingStream(name));
     }
 
     /**

@@ -266,7 +266,7 @@ class FrozenAndLateParametersTest {
     }
 
     /** The checkpoint with one metadata entry set, the header checksum recomputed (a well-formed file saying something else). */
-    private static byte[] withMetadata(byte[] checkpoint, String key, String value) throws java.io.IOException {
+    static byte[] withMetadata(byte[] checkpoint, String key, String value) throws java.io.IOException {
         Safetensors.Header header = Safetensors.parse("bytes", checkpoint.length, checkpoint,
                 k -> java.util.Arrays.copyOfRange(checkpoint, 8, 8 + k));
         java.util.Map<String, String> metadata = new java.util.LinkedHashMap<>(header.metadata());

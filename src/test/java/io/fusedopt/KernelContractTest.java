@@ -77,7 +77,7 @@ class KernelContractTest {
             assertEquals(Integer.parseInt(field.group(2)), f.getInt(null), field.group(1));
             fields++;
         }
-        assertEquals(20, fields, "FoControl fields with a Java offset");
+        assertEquals(21, fields, "FoControl fields with a Java offset");
     }
 
     private static int define(String source, String name) {

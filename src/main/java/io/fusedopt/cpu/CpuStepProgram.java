@@ -8,6 +8,7 @@ import io.fusedopt.internal.KernelBatch;
 import io.fusedopt.internal.KernelFlags;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.StepScalars;
+import io.fusedopt.internal.StochasticRounding;
 import io.fusedopt.internal.TensorNorms;
 import io.fusedopt.internal.TensorOperands;
 import io.fusedopt.internal.UpdateKernel;
@@ -46,6 +47,9 @@ final class CpuStepProgram extends HostStepProgram {
     /** [chunk * KERNEL_OPERANDS + j]: the float32 views {param, grad, slot0..2} where every operand is float32. */
     private final FloatBuffer[] float32Operands;
     private final boolean[] allFloat32;
+    /** Each chunk's tensor's random stream for stochastic rounding ({@link TensorOperands#roundingStream}). */
+    private final int[] chunkStream;
+    private final StochasticRounding rounding = new StochasticRounding();
     private final double[] partials;
     /** The per-tensor norms of the layer-wise kernels' chunks; null when no kernel is layer-wise. */
     private final TensorNorms norms;
@@ -85,6 +89,7 @@ final class CpuStepProgram extends HostStepProgram {
         operands = new HostBuffer[chunks * OPERANDS];
         float32Operands = new FloatBuffer[chunks * KERNEL_OPERANDS];
         allFloat32 = new boolean[chunks];
+        chunkStream = new int[chunks];
         int c = 0;
         for (int b = 0; b < batches.size(); b++) {
             SegmentTable table = tables[b];
@@ -95,6 +100,7 @@ final class CpuStepProgram extends HostStepProgram {
                 chunkGroup[c] = batches.get(b).tensors().get(t).group();
                 chunkFrom[c] = (int) table.start(k);
                 chunkTo[c] = (int) table.end(k);
+                chunkStream[c] = batches.get(b).tensors().get(t).roundingStream();
                 System.arraycopy(o, 0, operands, c * OPERANDS, OPERANDS);
                 allFloat32[c] = allFloat32(o);
                 if (allFloat32[c]) {
@@ -168,10 +174,17 @@ final class CpuStepProgram extends HostStepProgram {
             if (gathered[j] != operand) gathered[j] = operand; // a reference store costs a write barrier: only when it changes
         }
         ReferenceKernels.run(chunkKernel[c], gathered, 0, n, scalars, flags);
+        HostBuffer param = operands[base];
+        boolean stochastic = KernelFlags.has(flags, KernelFlags.STOCHASTIC_ROUNDING) && master == null
+                && param.precision() != Precision.FP32;
         for (int i = 0; i < n; i++) {
             int k = from + i;
             if (master != null) master.set(k, scratch[0][i]);
-            operands[base].set(k, scratch[0][i]);
+            if (stochastic) {
+                param.setBits(k, rounding.narrow(param.precision(), scratch[0][i], control.roundingSeed, control.step, chunkStream[c], k));
+            } else {
+                param.set(k, scratch[0][i]);
+            }
             for (int j = 2; j < KERNEL_OPERANDS; j++) if (operands[base + j] != null) operands[base + j].set(k, scratch[j][i]);
         }
     }

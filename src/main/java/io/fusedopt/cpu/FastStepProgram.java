@@ -9,6 +9,7 @@ import io.fusedopt.internal.KernelBatch;
 import io.fusedopt.internal.KernelFlags;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.StepScalars;
+import io.fusedopt.internal.StochasticRounding;
 import io.fusedopt.internal.TensorNorms;
 import io.fusedopt.internal.TensorOperands;
 import io.fusedopt.internal.UpdateKernel;
@@ -59,6 +60,8 @@ final class FastStepProgram extends HostStepProgram {
         final int group;
         /** The chunk's first element in its tensor. */
         final long start;
+        /** The tensor's random stream for stochastic rounding ({@link TensorOperands#roundingStream}). */
+        final int roundingStream;
         final int length;
         final BlockedHostBuffer[] operands; // param, grad, slot0..2, master (null where absent)
         final FloatBuffer[] chunkFloats;    // float32 views of the operands' elements [start, start + length), null for 16-bit
@@ -79,11 +82,12 @@ final class FastStepProgram extends HostStepProgram {
         /** Float32 everywhere and no master: with a gradient that needs no preparation, updated in place in one call. */
         final boolean float32InPlace;
 
-        Item(UpdateKernel kernel, int group, long start, int length, BlockedHostBuffer[] operands,
+        Item(UpdateKernel kernel, int group, long start, int length, int roundingStream, BlockedHostBuffer[] operands,
              VectorOperand[][] tensorVectors) {
             this.kernel = kernel;
             this.group = group;
             this.start = start;
+            this.roundingStream = roundingStream;
             this.length = length;
             this.operands = operands;
             chunkFloats = new FloatBuffer[6];
@@ -149,6 +153,7 @@ final class FastStepProgram extends HostStepProgram {
     private final double[] partials;
     private final double[] totalLanes = new double[GradientStatistics.LANES];
     private final double[][] lanes;        // [worker][LANES]
+    private final StochasticRounding[] rounding; // [worker]
     private final float[][] scalars;       // [worker][SCALAR_STRIDE]
     private final boolean vector;
     /** [worker][kernel operand]: one chunk of scratch where some chunk widens that operand (always for the grad), else null. */
@@ -204,7 +209,7 @@ final class FastStepProgram extends HostStepProgram {
             for (int c = 0; c < table.chunkCount(); c++) {
                 int t = table.tensor(c);
                 list.add(new Item(batch.kernel(), tensors.get(t).group(), table.start(c),
-                        (int) (table.end(c) - table.start(c)), operands[t], vectors[t]));
+                        (int) (table.end(c) - table.start(c)), tensors.get(t).roundingStream(), operands[t], vectors[t]));
             }
         }
         items = list.toArray(new Item[0]);
@@ -226,6 +231,8 @@ final class FastStepProgram extends HostStepProgram {
         norms = TensorNorms.of(batches);
         normScratch = new TensorNorms.Scratch[workers];
         lanes = new double[workers][GradientStatistics.LANES];
+        rounding = new StochasticRounding[workers];
+        for (int w = 0; w < workers; w++) rounding[w] = new StochasticRounding();
         scalars = new float[workers][StepScalars.SCALAR_STRIDE];
         boolean[] widens = new boolean[KERNEL_OPERANDS];
         widens[1] = true; // a float32 gradient is unscaled and clipped in scratch
@@ -437,6 +444,8 @@ final class FastStepProgram extends HostStepProgram {
     private void updateTiles(int worker, Item item, float[] s, int flags) {
         boolean unscale = KernelFlags.has(flags, KernelFlags.UNSCALE), clip = KernelFlags.has(flags, KernelFlags.CLIP);
         boolean gradPrepared = unscale || clip;
+        // A widened param (16-bit, no master) is rounded stochastically where the optimizer asks for it.
+        boolean stochastic = KernelFlags.has(flags, KernelFlags.STOCHASTIC_ROUNDING);
         // The kernels' operands for this chunk: in place where float32, else (and a prepared grad) scratch.
         FloatBuffer[] floats = workFloats[worker];
         VectorOperand[] vectors = item.inPlaceVectors == null ? null : workVectors[worker];
@@ -471,7 +480,13 @@ final class FastStepProgram extends HostStepProgram {
                 }
             }
             for (int j = 0; j < KERNEL_OPERANDS; j++) {
-                if (j != 1 && item.widened(j)) narrow(o[j].precision(), tiles[j], done, item.halves[j], item.halfOffsets[j] + done, n);
+                if (j == 1 || !item.widened(j)) continue;
+                if (j == 0 && stochastic) {
+                    rounding[worker].narrow(o[0].precision(), tiles[0], done, item.halves[0], item.halfOffsets[0] + done, n,
+                            control.roundingSeed, control.step, item.roundingStream, item.start + done);
+                } else {
+                    narrow(o[j].precision(), tiles[j], done, item.halves[j], item.halfOffsets[j] + done, n);
+                }
             }
         }
     }

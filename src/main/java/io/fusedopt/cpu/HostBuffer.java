@@ -48,6 +48,11 @@ final class HostBuffer extends AbstractTensorBuffer implements GradientStatistic
         return get((int) index);
     }
 
+    /** Stores the 16-bit value {@code value} into element {@code i} of a BF16 or FP16 buffer. */
+    void setBits(int i, short value) {
+        bits.put(i, value);
+    }
+
     /** Stores {@code value} into element {@code i}, rounded to this buffer's precision. */
     void set(int i, float value) {
         if (floats != null) floats.put(i, value);

@@ -31,6 +31,11 @@ abstract class HostStepProgram implements StepProgram {
     }
 
     @Override
+    public final void setRoundingSeed(long seed) {
+        control.roundingSeed = seed;
+    }
+
+    @Override
     public final void setCounters(long step, long skippedSteps) {
         control.step = step;
         control.skippedSteps = skippedSteps;

@@ -247,6 +247,14 @@ final class CudaStepProgram implements StepProgram {
         copyControlRange(block, StepControl.OFFSET_SCALE_GROWTHS, 16); // scale_growths, scale_backoffs
     }
 
+    /** Written now, on the stream: the seed is an input no kernel writes. */
+    @Override
+    public void setRoundingSeed(long seed) {
+        engine.makeCurrent();
+        inputs.roundingSeed = seed;
+        copyControlRange(DeviceSegmentTable.encodeControl(inputs), StepControl.OFFSET_ROUNDING_SEED, 8);
+    }
+
     @Override
     public void setCounters(long step, long skippedSteps) {
         engine.makeCurrent();

@@ -37,6 +37,7 @@ final class DeviceSegmentTable {
             b.putInt(base + 64, tensor.param().precision().code());
             b.putInt(base + 68, tensor.grad().precision().code());
             b.putInt(base + 72, tensor.statePrecision().code());
+            b.putInt(base + 76, tensor.roundingStream());
         }
         return b.array();
     }
@@ -115,6 +116,7 @@ final class DeviceSegmentTable {
         b.putInt(StepControl.OFFSET_GROWTH_INTERVAL, c.growthInterval);
         b.putLong(StepControl.OFFSET_SCALE_GROWTHS, c.scaleGrowths);
         b.putLong(StepControl.OFFSET_SCALE_BACKOFFS, c.scaleBackoffs);
+        b.putLong(StepControl.OFFSET_ROUNDING_SEED, c.roundingSeed);
         return b.array();
     }
 
@@ -141,6 +143,7 @@ final class DeviceSegmentTable {
         c.growthInterval = b.getInt(StepControl.OFFSET_GROWTH_INTERVAL);
         c.scaleGrowths = b.getLong(StepControl.OFFSET_SCALE_GROWTHS);
         c.scaleBackoffs = b.getLong(StepControl.OFFSET_SCALE_BACKOFFS);
+        c.roundingSeed = b.getLong(StepControl.OFFSET_ROUNDING_SEED);
         return c;
     }
 }

@@ -35,6 +35,46 @@ public final class Conversions {
         };
     }
 
+    /**
+     * {@code value} rounded stochastically to {@code precision} (BF16 or FP16) with the 32 random
+     * bits {@code random} (fo_narrow16_stochastic): NaN becomes the canonical NaN and a value the
+     * format holds exactly (infinities, zeros) is kept; any other value lies between {@code down},
+     * its neighbour toward zero, and {@code up}, the next value away from zero (infinity past the
+     * largest finite one), and rounds to {@code up} when
+     * {@code (double) unsigned(random) < frac * 2^32}, with {@code frac = (|value| - |down|) / spacing}
+     * and {@code spacing} the distance from {@code down} to the next value of its binade (exact in
+     * double). So {@code up} comes with probability frac and the rounding is unbiased:
+     * E[result] = value, for values within the format's range.
+     */
+    public static short narrowStochastic(Precision precision, float value, int random) {
+        if (Float.isNaN(value)) return CANONICAL_NAN;
+        short nearest = narrow(precision, value);
+        float nearestValue = widen(precision, nearest);
+        if (nearestValue == value) return nearest; // exact (zeros and infinities included)
+        float magnitude = Math.abs(value);
+        // Round toward zero: the nearest value, or its neighbour toward zero where nearest rounded away.
+        short down = Math.abs(nearestValue) > magnitude ? (short) (nearest - 1) : nearest;
+        double downMagnitude = Math.abs(widen(precision, down));
+        double spacing = spacingAbove(precision, down);
+        double frac = (magnitude - downMagnitude) / spacing;
+        boolean roundUp = (double) (random & 0xFFFFFFFFL) < frac * 0x1p32;
+        return roundUp ? (short) (down + 1) : down;
+    }
+
+    /**
+     * The distance from the finite 16-bit value {@code bits} to the next value away from zero of
+     * the same sign, as if the exponent range went on (a power of two, exact in double): above the
+     * largest finite value, the spacing of its binade.
+     */
+    private static double spacingAbove(Precision precision, short bits) {
+        int magnitude = bits & 0x7FFF;
+        int mantissaBits = precision == Precision.BF16 ? 7 : 10;
+        int exponent = magnitude >>> mantissaBits;
+        int bias = precision == Precision.BF16 ? 127 : 15;
+        // Subnormals and the smallest normals share the spacing 2^(1 - bias - mantissaBits).
+        return Math.scalb(1.0, Math.max(exponent, 1) - bias - mantissaBits);
+    }
+
     /** The NaN both conversions to 16 bits produce, as PTX's cvt does. */
     public static final short CANONICAL_NAN = 0x7FFF;
 

@@ -18,6 +18,8 @@ public final class KernelFlags {
     public static final int CLIP = 1 << 9;
     /** Adam's step-size form; read only where the per-step scalars are computed. */
     public static final int STEP_SIZE_FORM = 1 << 10;
+    /** FO_STOCHASTIC_ROUNDING: a 16-bit param without a master is rounded stochastically (an optimizer option). */
+    public static final int STOCHASTIC_ROUNDING = 1 << 11;
 
     /**
      * The first of eight bits an algorithm may use for its own step-independent options (set by its

@@ -15,13 +15,13 @@ package io.fusedopt.internal;
  */
 public final class StepControl {
     /** Byte size and field offsets of FoControl. */
-    public static final int BYTES = 112;
+    public static final int BYTES = 120;
     public static final int OFFSET_STEP = 0, OFFSET_SKIPPED_STEPS = 8, OFFSET_GRAD_SQ_SUM = 16,
             OFFSET_INV_GRAD_SCALE = 24, OFFSET_MAX_GRAD_NORM = 28, OFFSET_GRAD_NORM = 32, OFFSET_CLIP_COEF = 36,
             OFFSET_CHECK_GRADS = 40, OFFSET_SKIP_NONFINITE = 44, OFFSET_FOUND_NONFINITE = 48, OFFSET_SKIP = 52,
             OFFSET_STEP_INV_GRAD_SCALE = 56, OFFSET_DYNAMIC_SCALING = 60, OFFSET_LOSS_SCALE = 64, OFFSET_GROWTH_TRACKER = 68,
             OFFSET_GROWTH_INTERVAL = 72, OFFSET_GROWTH_FACTOR = 80, OFFSET_BACKOFF_FACTOR = 88, OFFSET_SCALE_GROWTHS = 96,
-            OFFSET_SCALE_BACKOFFS = 104;
+            OFFSET_SCALE_BACKOFFS = 104, OFFSET_ROUNDING_SEED = 112;
 
     /** Applied steps: the t of the last step that updated the tensors. */
     public long step;
@@ -52,6 +52,8 @@ public final class StepControl {
     public int growthInterval;
     public long scaleGrowths;
     public long scaleBackoffs;
+    /** The key of stochastic rounding's random bits (an input; {@link Philox}). */
+    public long roundingSeed;
 
     /**
      * Decides the step from the gradient's sum of squares {@code total} (0 when not checked),
@@ -199,6 +201,7 @@ public final class StepControl {
         c.growthInterval = growthInterval;
         c.scaleGrowths = scaleGrowths;
         c.scaleBackoffs = scaleBackoffs;
+        c.roundingSeed = roundingSeed;
         return c;
     }
 }

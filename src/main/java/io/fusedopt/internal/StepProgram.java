@@ -23,6 +23,9 @@ public interface StepProgram extends AutoCloseable {
      */
     void setDynamicScaling(boolean on, double growthFactor, double backoffFactor, int growthInterval);
 
+    /** Sets the key of stochastic rounding's random bits; it applies from the next run. */
+    void setRoundingSeed(long seed);
+
     /** Sets the applied and skipped step counters (a checkpoint restore). */
     void setCounters(long step, long skippedSteps);
 

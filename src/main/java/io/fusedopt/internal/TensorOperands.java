@@ -2,13 +2,29 @@ package io.fusedopt.internal;
 
 import io.fusedopt.Precision;
 
+import java.nio.charset.StandardCharsets;
+
 /**
  * One tensor as an update kernel sees it: param, grad, the kernel's state slots (null where
- * unused), the fp32 master weights (null unless the param is 16-bit and master weights are kept)
- * and the index of its group.
+ * unused), the fp32 master weights (null unless the param is 16-bit and master weights are kept),
+ * the index of its group, and the random stream its param's stochastic rounding draws from.
  */
 public record TensorOperands(AbstractTensorBuffer param, AbstractTensorBuffer grad, AbstractTensorBuffer[] slots,
-                             AbstractTensorBuffer master, int group) {
+                             AbstractTensorBuffer master, int group, int roundingStream) {
+
+    /**
+     * The random stream of the parameter named {@code name}: the 32-bit FNV-1a hash of its UTF-8
+     * bytes, so that a parameter draws the same bits whatever the order it was added in, in this
+     * run and in a resumed one (two names that collide only share a stream).
+     */
+    public static int roundingStream(String name) {
+        int hash = 0x811C9DC5;
+        for (byte b : name.getBytes(StandardCharsets.UTF_8)) {
+            hash ^= b & 0xFF;
+            hash *= 0x01000193;
+        }
+        return hash;
+    }
 
     /** True when the float32-only kernel cannot run this tensor (a 16-bit operand or master weights). */
     public boolean needsMixedKernel() {
