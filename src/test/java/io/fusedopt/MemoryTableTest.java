@@ -1,0 +1,84 @@
+package io.fusedopt;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.fusedopt.internal.Algorithms;
+import io.fusedopt.internal.UpdatePlan;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import java.util.TreeSet;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The README's "Memory per parameter" table against what the optimizers own: for every row (an
+ * algorithm's bench configuration) and every column (a storage setup), an optimizer on the CPU
+ * backend that allocated a param and a grad of N elements owns exactly N times the cell's bytes
+ * after its first step; and the table has a row for every bench configuration.
+ */
+class MemoryTableTest {
+    private static final int N = 4096;
+
+    /** The columns after the state count, in the README's order. */
+    private enum Setup {
+        FP32(Precision.FP32, Precision.FP32, false),
+        BF16_MASTER(Precision.BF16, Precision.FP32, false),
+        BF16_MASTER_BF16_STATES(Precision.BF16, Precision.BF16, false),
+        BF16_STOCHASTIC_BF16_STATES(Precision.BF16, Precision.BF16, true);
+
+        final Precision params;
+        final Precision states;
+        final boolean stochastic;
+
+        Setup(Precision params, Precision states, boolean stochastic) {
+            this.params = params;
+            this.states = states;
+            this.stochastic = stochastic;
+        }
+    }
+
+    @Test
+    void everyCellIsWhatTheOptimizerOwns() throws Exception {
+        List<String[]> rows = readTable();
+        Set<String> named = new TreeSet<>();
+        for (String[] row : rows) {
+            String name = row[0].replace("`", "").trim();
+            named.add(name);
+            OptimizerConfig config = Algorithms.benchmarkConfigs().get(name);
+            assertTrue(config != null, name + " is not a bench configuration");
+            assertEquals(UpdatePlan.of(config).usedSlots(), Integer.parseInt(row[1].trim()), name + " states");
+            for (Setup setup : Setup.values()) {
+                long expected = Long.parseLong(row[2 + setup.ordinal()].trim());
+                DeviceOptimizer.Builder b = DeviceOptimizer.builder(config).optBackend(Backend.CPU).optStatePrecision(setup.states);
+                if (setup.stochastic) b.optStochasticRounding(1);
+                try (DeviceOptimizer opt = b.build()) {
+                    TensorBuffer p = opt.allocate(N, setup.params), g = opt.allocate(N, setup.params);
+                    opt.addGroup().add("w", p, g);
+                    opt.step();
+                    assertEquals(expected * N, opt.ownedBytes(), name + " " + setup + ": bytes per parameter "
+                            + (double) opt.ownedBytes() / N);
+                }
+            }
+        }
+        assertEquals(new TreeSet<>(Algorithms.benchmarkConfigs().keySet()), named, "a row per bench configuration");
+    }
+
+    /** The table's body rows, split into cells (the leading and trailing '|' dropped). */
+    private static List<String[]> readTable() throws Exception {
+        List<String> lines = Files.readAllLines(Path.of("README.md"));
+        int start = lines.indexOf("### Memory per parameter");
+        assertTrue(start >= 0, "README.md has no 'Memory per parameter' section");
+        List<String[]> rows = new ArrayList<>();
+        for (int i = start + 1; i < lines.size() && !lines.get(i).startsWith("#"); i++) {
+            String line = lines.get(i);
+            if (!line.startsWith("| `")) continue;
+            String[] cells = line.substring(1, line.length() - 1).split("\\|");
+            assertEquals(2 + Setup.values().length, cells.length, line);
+            rows.add(cells);
+        }
+        return rows;
+    }
+}
