@@ -23,13 +23,16 @@ final class Demo {
     public static final String BIAS_CORRECTION_PNG = "adam-bias-correction.png";
     public static final String PATHS_PNG = "optimizer-paths.png";
     public static final String SPIRAL_PNG = "spiral-training-loss.png";
+    public static final String MEMORY_SAVERS_PNG = "memory-savers-loss.png";
+    /** The memory savers' run is this many times the spiral run: small steps need many. */
+    static final int MEMORY_SAVERS_STEPS_PER_SPIRAL_STEP = 5;
     public static final String REPORT = "report.md";
     /** Every file the demo writes into its folder. */
-    public static final List<String> FILES = List.of(BIAS_CORRECTION_PNG, PATHS_PNG, SPIRAL_PNG, REPORT);
+    public static final List<String> FILES = List.of(BIAS_CORRECTION_PNG, PATHS_PNG, SPIRAL_PNG, MEMORY_SAVERS_PNG, REPORT);
 
     /** What the demo computed, for the report and for tests. */
     public record Result(String device, List<Charts.Line> biasCorrection, Map<String, Charts.Line> paths,
-                         Map<String, SpiralDemo.Training> spiral) {}
+                         Map<String, SpiralDemo.Training> spiral, Map<String, SpiralDemo.Training> memorySavers) {}
 
     public static Result run(Backend backend, Path outDirectory, int adamSteps, int pathSteps, int spiralSteps) throws IOException {
         Files.createDirectories(outDirectory);
@@ -45,7 +48,12 @@ final class Demo {
         Map<String, SpiralDemo.Training> spiral = SpiralDemo.train(backend, spiralSteps);
         Charts.savePng(spiralChart(spiral, spiralSteps), outDirectory.resolve(SPIRAL_PNG));
 
-        Result result = new Result(device, bias, paths, spiral);
+        int memorySteps = MEMORY_SAVERS_STEPS_PER_SPIRAL_STEP * spiralSteps;
+        Map<String, SpiralDemo.Training> memorySavers = MemorySaversDemo.train(backend, memorySteps);
+        Charts.savePng(lossChart(memorySavers, memorySteps, "Memory savers: the spiral classifier, AdamW lr "
+                + MemorySaversDemo.LEARNING_RATE + ", weights stored as"), outDirectory.resolve(MEMORY_SAVERS_PNG));
+
+        Result result = new Result(device, bias, paths, spiral, memorySavers);
         Files.writeString(outDirectory.resolve(REPORT), report(result, adamSteps, pathSteps, spiralSteps));
         return result;
     }
@@ -88,10 +96,16 @@ final class Demo {
 
     /** Each optimizer's training loss on the spirals. */
     static XYChart spiralChart(Map<String, SpiralDemo.Training> spiral, int spiralSteps) {
+        return lossChart(spiral, spiralSteps, "Training loss: 2-32-3 perceptron on three spirals (300 points, full batch)");
+    }
+
+    /** Each training's loss per step. */
+    static XYChart lossChart(Map<String, SpiralDemo.Training> trainings, int steps, String title) {
         List<Charts.Line> losses = new ArrayList<>();
-        spiral.forEach((name, training) -> losses.add(new Charts.Line(name, Charts.steps(spiralSteps), training.loss())));
-        return Charts.lineChart("Training loss: 2-32-3 perceptron on three spirals (300 points, full batch)", "step",
-                "cross-entropy", losses);
+        trainings.forEach((name, training) -> losses.add(new Charts.Line(name, Charts.steps(steps), training.loss())));
+        XYChart chart = Charts.lineChart(title, "step", "cross-entropy", losses);
+        chart.getStyler().setXAxisDecimalPattern("#").setXAxisTickMarkSpacingHint(120); // step numbers, not "1,001"
+        return chart;
     }
 
     static String report(Result r, int adamSteps, int pathSteps, int spiralSteps) {
@@ -118,6 +132,14 @@ final class Demo {
         b.append("\n## A small classifier\n\n![loss](").append(SPIRAL_PNG).append(")\n\n")
                 .append("| optimizer | loss at step 1 | loss at step ").append(spiralSteps).append(" | training accuracy |\n|---|---|---|---|\n");
         r.spiral().forEach((name, t) -> b.append(String.format(Locale.ROOT, "| %s | %.4f | %.4f | %.1f%% |%n", name, t.loss()[0],
+                t.loss()[t.loss().length - 1], 100 * t.accuracy())));
+        int memorySteps = MEMORY_SAVERS_STEPS_PER_SPIRAL_STEP * spiralSteps;
+        b.append("\n## Memory savers\n\n![loss](").append(MEMORY_SAVERS_PNG).append(")\n\n")
+                .append("The same classifier, AdamW at lr ").append(MemorySaversDemo.LEARNING_RATE).append(", ").append(memorySteps)
+                .append(" steps, float32 gradients, the weights stored in each format. Without master weights, rounding to\n")
+                .append("nearest loses every update below half a bf16 ulp; stochastic rounding keeps them on average.\n\n")
+                .append("| weights | loss at step 1 | loss at step ").append(memorySteps).append(" | training accuracy |\n|---|---|---|---|\n");
+        r.memorySavers().forEach((name, t) -> b.append(String.format(Locale.ROOT, "| %s | %.4f | %.4f | %.1f%% |%n", name, t.loss()[0],
                 t.loss()[t.loss().length - 1], 100 * t.accuracy())));
         return b.toString();
     }

@@ -11,8 +11,10 @@ import picocli.CommandLine.Spec;
 
 @Command(name = "demo", mixinStandardHelpOptions = true, sortOptions = false,
         header = "Writes PNG plots and a Markdown report of what optimizers do, every step taken by fusedopt.",
-        description = {"Adam's bias correction done right and wrong, the paths of six optimizers on a narrow valley,"
-            + " and loss curves of a small classifier trained with each; written to --out.",
+        description = {"Adam's bias correction done right and wrong, the paths of the optimizers on a narrow valley,"
+            + " loss curves of a small classifier trained with each, and the same classifier with its weights in fp32,"
+            + " bf16 with fp32 masters, bf16 rounded to nearest and bf16 rounded stochastically (5 times --spiral-steps"
+            + " steps); written to --out.",
             "The output folder is checked before the run: it must exist and be writable, or be creatable (it is"
             + " created before the run; a folder that cannot be created is a refused value, exit status 2)."})
 final class DemoCommand implements Callable<Integer> {

@@ -383,6 +383,26 @@ class CommandLineTest {
         assertTrue(adam.accuracy() > 0.6, "Adam's training accuracy " + adam.accuracy());
     }
 
+    /**
+     * Issue 29's evidence: at AdamW lr 1e-3 bf16 weights rounded to nearest stall (most updates are
+     * below half an ulp), stochastically rounded ones train as float32 weights do, within 5% of
+     * the final loss, and fp32 master weights follow the float32 run.
+     */
+    @Test
+    void stochasticRoundingTrainsWhereRoundingToNearestStalls() {
+        assertEquals(MemorySaversDemo.setups().keySet(), demo.memorySavers().keySet());
+        double fp32 = finalLoss("fp32 weights"), master = finalLoss("bf16 weights, fp32 master");
+        double nearest = finalLoss("bf16 weights rounded to nearest"), stochastic = finalLoss("bf16 weights rounded stochastically");
+        assertEquals(fp32, master, 0.01 * fp32, "fp32 master weights");
+        assertEquals(fp32, stochastic, 0.05 * fp32, "stochastic rounding");
+        assertTrue(nearest > 2 * fp32, "rounding to nearest stalls: " + nearest + " against " + fp32);
+    }
+
+    private static double finalLoss(String setup) {
+        double[] loss = demo.memorySavers().get(setup).loss();
+        return loss[loss.length - 1];
+    }
+
     private static double max(double[] values) {
         double m = Double.NEGATIVE_INFINITY;
         for (double v : values) m = Math.max(m, v);
