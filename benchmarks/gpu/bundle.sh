@@ -20,6 +20,9 @@ cp -r target/test-classes "$out/test-classes"
 # and its annotations stay resolvable through jazzer-api and jazzer-junit), and the JCuda natives
 # fusedopt never loads (NVRTC, the PTX compiler, the runtime API: 25 MB unpacked).
 rm -f "$out"/lib/jazzer-[0-9]*.jar
+# Nor XChart's vector-format exporters (PDF, SVG, EPS: 4 MB): the demo and its tests write PNGs only.
+rm -f "$out"/lib/pdfbox-*.jar "$out"/lib/fontbox-*.jar "$out"/lib/graphics2d-*.jar "$out"/lib/VectorGraphics2D-*.jar \
+  "$out"/lib/commons-logging-*.jar
 for jar in "$out"/lib/jcuda-natives-*.jar; do
   zip -qd "$jar" 'lib/libJNvPTXCompiler*' 'lib/libJNvrtc*' 'lib/libJCudaRuntime*'
 done
