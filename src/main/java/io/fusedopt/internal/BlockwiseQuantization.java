@@ -28,7 +28,7 @@ import java.util.Objects;
  * such a machine (the {@code INT8_CODE} table of the mistral.rs project), whereas computing
  * without the fma differs from it in 21 of the 128 positive values, and computing in double and
  * rounding once in 36. bitsandbytes' map is thus not one constant: PyTorch 1.13 (Debian's build)
- * gives maps that differ from these in the last bit of 42 to 51 values, and differently with and
+ * gives maps that differ from these by 1 or 2 ulps in 42 to 51 values, and differently with and
  * without AVX-512. A state stored by bitsandbytes carries its own map ({@code qmap1},
  * {@code qmap2}); values decoded with it are exact, whichever map it is.
  *
