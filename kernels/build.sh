@@ -30,9 +30,10 @@ gencode_flags() {
   printf -- '-gencode=arch=compute_%s,code=compute_%s\n' "$ptx_arch" "$ptx_arch"
 }
 
-# A digest of everything the binaries are made from: the sources and the flags.
+# A digest of everything the binaries are made from: the sources (every header, in a fixed order)
+# and the flags.
 sources_digest() {
-  (cd "$here" && cat fusedopt_common.cuh fusedopt_scalars.cuh "${families[@]/%/.cu}"; echo "${nvcc_flags[*]}"; gencode_flags) \
+  (cd "$here" && cat $(LC_ALL=C ls *.cuh) "${families[@]/%/.cu}"; echo "${nvcc_flags[*]}"; gencode_flags) \
     | sha256sum | cut -d' ' -f1
 }
 
