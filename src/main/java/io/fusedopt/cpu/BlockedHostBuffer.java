@@ -24,7 +24,7 @@ import java.nio.ShortBuffer;
  * (SGD, one core). The heap's limit ({@code -Xmx}) bounds the blocks, and the collector returns
  * them once the buffer is unreachable.
  */
-final class BlockedHostBuffer extends AbstractTensorBuffer {
+final class BlockedHostBuffer extends AbstractTensorBuffer implements CarvedFloats {
     /** 2^28 elements: 1 GiB blocks for float32, a power of two well inside an array's limit. */
     static final int DEFAULT_BLOCK_SHIFT = 28;
     /** The most blocks one tensor has: the blocks are held in one Java array. */
@@ -33,8 +33,8 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
     private static final int WRAPPED_BLOCK_SHIFT = 31;
 
     private final int blockShift;
-    /** Where element 0 lies in block 0 (0 unless the block is an array shared by small tensors). */
-    private final int base;
+    /** Where element 0 lies in block 0 (0 unless the block is an array shared by small tensors); changed by {@link #moveTo}. */
+    private int base;
     /** The float32 blocks (for the Vector API), or null for a wrapped FloatBuffer and for 16-bit formats. */
     private float[][] arrays;
     /** The 16-bit blocks, or null for float32. */
@@ -134,6 +134,26 @@ final class BlockedHostBuffer extends AbstractTensorBuffer {
         FloatBuffer view = data.slice();
         return new BlockedHostBuffer(owner, view.capacity(), Precision.FP32, false, WRAPPED_BLOCK_SHIFT, 0,
                 null, null, new FloatBuffer[] {view}, null);
+    }
+
+    @Override
+    public float[] carvedArray() {
+        // Owned tensors of SmallTensorArena's lengths are carved (allocate takes the others): one block, a shared array.
+        return isOwnedByLibrary() && arrays != null && SmallTensorArena.holds(length()) ? arrays[0] : null;
+    }
+
+    @Override
+    public int carvedOffset() {
+        return base;
+    }
+
+    @Override
+    public void moveTo(float[] array, int offset) {
+        System.arraycopy(arrays[0], base, array, offset, (int) length());
+        // As carve makes them: the one block is the whole array, so that offsets mean the same in the array and the view.
+        arrays = new float[][] {array};
+        floats = new FloatBuffer[] {FloatBuffer.wrap(array)};
+        base = offset;
     }
 
     /** The block of element {@code index}. */

@@ -13,7 +13,7 @@ import java.nio.ShortBuffer;
  * Host memory for the CPU backend, indexed from 0: a {@link FloatBuffer} for float32, or a
  * {@link ShortBuffer} of 16-bit patterns for bf16 and fp16 (heap or direct).
  */
-final class HostBuffer extends AbstractTensorBuffer implements GradientStatistics.FloatSource {
+final class HostBuffer extends AbstractTensorBuffer implements GradientStatistics.FloatSource, CarvedFloats {
     private FloatBuffer floats;
     private ShortBuffer bits;
 
@@ -35,6 +35,24 @@ final class HostBuffer extends AbstractTensorBuffer implements GradientStatistic
         ensureOpen();
         if (floats == null) throw new IllegalStateException("a " + precision() + " buffer has no float32 view");
         return floats;
+    }
+
+    @Override
+    public float[] carvedArray() {
+        // An owned small float32 tensor is a view of a shared array (SmallTensorArena), or of the array a run moved it to.
+        return isOwnedByLibrary() && floats != null && SmallTensorArena.holds(length()) ? floats.array() : null;
+    }
+
+    @Override
+    public int carvedOffset() {
+        return floats.arrayOffset();
+    }
+
+    @Override
+    public void moveTo(float[] array, int offset) {
+        int n = (int) length();
+        System.arraycopy(floats.array(), floats.arrayOffset(), array, offset, n);
+        floats = FloatBuffer.wrap(array, offset, n).slice();
     }
 
     /** Element {@code i} widened to float32 (exact). */
