@@ -371,10 +371,12 @@ public final class Json {
         private final int[] counts;
         /** Per open object, the keys read so far in it (null for an array). */
         private final SeenKeys[] keys;
-        /** Per open object, the caller's map of its keys ({@link #beginObject(Map)}), else null. */
-        private final Map<String, ?>[] keyMaps;
         /** After {@link #hasNext} said yes in an object: a name must come. */
         private boolean nameDue;
+        /** Where the last key read starts (its quote), for {@link #repeatedKey}. */
+        private int nameAt;
+        /** The last string read that held an escape, unescaped. */
+        private String escaped;
         private boolean started;
 
         /**
@@ -391,9 +393,6 @@ public final class Json {
             this.isObject = new boolean[maxDepth];
             this.counts = new int[maxDepth];
             this.keys = new SeenKeys[maxDepth];
-            @SuppressWarnings("unchecked")
-            Map<String, ?>[] maps = new Map[maxDepth];
-            this.keyMaps = maps;
         }
 
         /** The kind of the next value, without consuming it. */
@@ -420,17 +419,6 @@ public final class Json {
             open('{', true);
         }
 
-        /**
-         * As {@link #beginObject()}, for an object whose keys the caller keeps in {@code keysSoFar}:
-         * {@link #nextName} refuses a key that map already holds instead of keeping a set of its
-         * own, so that an object of hundreds of thousands of keys costs one hash table, not two.
-         * The caller must put each key into the map before it reads the next.
-         */
-        public void beginObject(Map<String, ?> keysSoFar) throws SyntaxException {
-            open('{', true);
-            keyMaps[depth - 1] = keysSoFar;
-        }
-
         public void beginArray() throws SyntaxException {
             open('[', false);
         }
@@ -448,7 +436,6 @@ public final class Json {
             if (pos < text.length() && text.charAt(pos) == close) {
                 pos++;
                 if (keys[level] != null) keys[level].clear();
-                keyMaps[level] = null;
                 depth--;
                 return false;
             }
@@ -463,22 +450,78 @@ public final class Json {
 
         /** The next key of the current object, after {@link #hasNext} said yes; refuses a key seen before in it. */
         public String nextName() throws SyntaxException {
-            if (!nameDue) throw new IllegalStateException("no name is due");
-            skipWhiteSpace();
-            int at = pos;
-            if (pos >= text.length() || text.charAt(pos) != '"') throw error("a quoted key was expected");
-            String name = string(maxNameLength, "key");
-            skipWhiteSpace();
-            expect(':', "':'");
-            nameDue = false;
-            Map<String, ?> keyMap = keyMaps[depth - 1];
-            if (keyMap != null ? keyMap.containsKey(name) : !keys[depth - 1].add(name)) throw new SyntaxException("at character " + at + ": the key \"" + abbreviate(name) + "\" appears twice in one object");
+            long span = nameSpan();
+            String name = stringOf(span);
+            if (!keys[depth - 1].add(name)) throw repeatedKey(name);
             return name;
+        }
+
+        /**
+         * The next key of the current object, after {@link #hasNext} said yes, as where it lies in
+         * the text ({@link #span}), so that a caller keeping hundreds of thousands of keys makes no
+         * string of each. The reader does not compare it with the object's other keys: the caller
+         * refuses a repeated key ({@link #repeatedKey}).
+         */
+        public long nextNameSpan() throws SyntaxException {
+            return nameSpan();
         }
 
         public String nextString() throws SyntaxException {
             if (peek() != Kind.STRING) throw error("a string was expected");
-            return string(maxStringLength, "string");
+            return stringOf(stringSpan(maxStringLength, "string"));
+        }
+
+        /** The next value, a string, as where it lies in the text ({@link #span}). */
+        public long nextStringSpan() throws SyntaxException {
+            if (peek() != Kind.STRING) throw error("a string was expected");
+            return stringSpan(maxStringLength, "string");
+        }
+
+        /**
+         * What {@link #nextNameSpan} and {@link #nextStringSpan} return: {@code (long) from << 32 | to}
+         * when the string holds no escape (its characters are {@link #text()}{@code [from, to)}), else
+         * -1, and the string unescaped is {@link #escaped()} until the next string is read.
+         */
+        public static long span(int from, int to) {
+            return (long) from << 32 | to;
+        }
+
+        /** Where a span from {@link #nextNameSpan} or {@link #nextStringSpan} starts in the text. */
+        public static int spanFrom(long span) {
+            return (int) (span >>> 32);
+        }
+
+        /** Where a span ends (exclusive). */
+        public static int spanTo(long span) {
+            return (int) span;
+        }
+
+        /** The text being read. */
+        public String text() {
+            return text;
+        }
+
+        /** The last string read, unescaped, when it held an escape (its span was -1). */
+        public String escaped() {
+            return escaped;
+        }
+
+        /** The refusal of {@code key}, the last key read, as one the object already holds. */
+        public SyntaxException repeatedKey(String key) {
+            return new SyntaxException("at character " + nameAt + ": the key \"" + abbreviate(key) + "\" appears twice in one object");
+        }
+
+        /** The key at pos, its colon consumed; where it starts is kept for {@link #repeatedKey}. */
+        private long nameSpan() throws SyntaxException {
+            if (!nameDue) throw new IllegalStateException("no name is due");
+            skipWhiteSpace();
+            nameAt = pos;
+            if (pos >= text.length() || text.charAt(pos) != '"') throw error("a quoted key was expected");
+            long span = stringSpan(maxNameLength, "key");
+            skipWhiteSpace();
+            expect(':', "':'");
+            nameDue = false;
+            return span;
         }
 
         /**
@@ -573,7 +616,6 @@ public final class Json {
                 if (keys[depth] == null) keys[depth] = new SeenKeys();
                 keys[depth].clear();
             }
-            keyMaps[depth] = null;
             depth++;
         }
 
@@ -586,8 +628,15 @@ public final class Json {
             if (depth == 0) started = true;
         }
 
-        /** The string at pos (which holds its opening quote), unescaped. */
-        private String string(int maxLength, String what) throws SyntaxException {
+        /** The string of a span (or {@link #escaped}); a short one shared with an equal one read lately. */
+        private String stringOf(long span) {
+            if (span < 0) return escaped;
+            int from = spanFrom(span), to = spanTo(span);
+            return to - from <= SHORT ? shortString(from, to) : text.substring(from, to);
+        }
+
+        /** The string at pos (which holds its opening quote): its span, or -1 and {@link #escaped} when it holds an escape. */
+        private long stringSpan(int maxLength, String what) throws SyntaxException {
             int start = pos++;
             StringBuilder b = null;
             int from = pos;
@@ -612,10 +661,16 @@ public final class Json {
                     throw error(what + " longer than " + maxLength + " characters");
                 }
             }
-            String s = b != null ? b.append(text, from, pos).toString() : pos - from <= SHORT ? shortString(from, pos) : text.substring(from, pos);
+            long span;
+            if (b != null) {
+                escaped = b.append(text, from, pos).toString();
+                span = -1;
+            } else {
+                span = span(from, pos);
+            }
             pos++;
             afterValue();
-            return s;
+            return span;
         }
 
         /** Strings of at most this many characters are looked up among the {@link #recent} ones before one is made. */
