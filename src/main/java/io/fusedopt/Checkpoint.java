@@ -109,8 +109,8 @@ final class Checkpoint {
         return items;
     }
 
-    /** A checkpoint ready to write: the header (checksums included), the tensors, the total size. */
-    private record Prepared(byte[] header, List<Item> items, long bytes) {}
+    /** A checkpoint ready to write: the header (checksums included; its bytes from position to limit), the tensors, the total size. */
+    private record Prepared(ByteBuffer header, List<Item> items, long bytes) {}
 
     /** Reads every tensor once for its CRC32C and encodes the header (a second pass writes the data). */
     private static Prepared prepare(DeviceOptimizer opt, SaveOptions options) throws IOException {
@@ -153,17 +153,18 @@ final class Checkpoint {
         // Their prefixes keep them apart from every other key and from each other's.
         String[] groupText = new String[groups.size()];
         for (int g = 0; g < groupText.length; g++) groupText[g] = Integer.toString(g);
-        byte[] header = Safetensors.encodeHeader(metadata, writer -> {
+        ByteBuffer header = Safetensors.encodeHeader(metadata, writer -> {
             for (int i = 0; i < items.size(); i++) {
-                writer.name("group_of.", items.get(i).key()).value(groupText[items.get(i).group()]);
-                writer.name("crc32c.", items.get(i).key()).value(Safetensors.crcHex(checksums[i]));
+                String key = entries.get(i).name(); // the item's key, made once
+                writer.name("group_of.", key).value(groupText[items.get(i).group()]);
+                writer.name("crc32c.", key).value(Safetensors.crcHex(checksums[i]));
             }
         }, entries);
-        return new Prepared(header, items, header.length + offset);
+        return new Prepared(header, items, header.remaining() + offset);
     }
 
     private static void write(Prepared prepared, Sink sink) throws IOException {
-        sink.write(ByteBuffer.wrap(prepared.header()));
+        sink.write(prepared.header().duplicate()); // the sink consumes its buffer
         TensorEncoder encoder = new TensorEncoder();
         CoalescedWrites writes = new CoalescedWrites(sink);
         for (Item item : prepared.items()) encoder.forEachBlock(item.buffer(), writes);
@@ -318,10 +319,13 @@ final class Checkpoint {
     private static final class TensorEncoder {
         private float[] values = new float[0];
         private byte[] bytes = new byte[0];
+        /** Reset for each tensor: one checksum and one consumer for all, not a pair per tensor. */
+        private final CRC32C crc = new CRC32C();
+        private final BlockConsumer crcUpdate = (block, length) -> crc.update(block, 0, length);
 
         long crc32c(AbstractTensorBuffer b) throws IOException {
-            CRC32C crc = new CRC32C();
-            forEachBlock(b, (block, length) -> crc.update(block, 0, length));
+            crc.reset();
+            forEachBlock(b, crcUpdate);
             return crc.getValue();
         }
 

@@ -48,18 +48,43 @@ public final class Json {
      */
     private static final class Utf8Text {
         private byte[] bytes;
+        /** Where the text starts in {@link #bytes}: the bytes before it are the caller's. */
+        private final int start;
         private int size;
         /** No byte of 0x80 or above written so far. */
         private boolean ascii = true;
 
         Utf8Text(int capacity) {
-            bytes = new byte[Math.max(16, capacity)];
+            this(capacity, 0);
+        }
+
+        Utf8Text(int capacity, int start) {
+            bytes = new byte[start + Math.max(16, capacity)];
+            this.start = start;
+            size = start;
         }
 
         /** An ASCII character. */
         void ascii(char c) {
             if (size == bytes.length) grow(1);
             bytes[size++] = (byte) c;
+        }
+
+        /** The decimal digits of {@code v}, as {@link Long#toString(long)} writes them, without making that string. */
+        void decimal(long v) {
+            if (v == Long.MIN_VALUE) {
+                ascii(Long.toString(v)); // its magnitude does not fit a long
+                return;
+            }
+            if (bytes.length - size < 20) grow(20);
+            if (v < 0) {
+                bytes[size++] = '-';
+                v = -v;
+            }
+            int digits = 1;
+            for (long rest = v / 10; rest != 0; rest /= 10) digits++;
+            for (int i = size + digits - 1; i >= size; i--, v /= 10) bytes[i] = (byte) ('0' + v % 10);
+            size += digits;
         }
 
         /** A text of ASCII characters (numbers, punctuation). */
@@ -126,7 +151,7 @@ public final class Json {
 
         @Override
         public String toString() {
-            return new String(bytes, 0, size, StandardCharsets.UTF_8);
+            return new String(bytes, start, size - start, StandardCharsets.UTF_8);
         }
     }
 
@@ -154,8 +179,16 @@ public final class Json {
 
         /** A writer whose text is expected to take about {@code expectedBytes} in UTF-8 (grown as needed). */
         public Writer(boolean pretty, int expectedBytes) {
+            this(pretty, expectedBytes, 0);
+        }
+
+        /**
+         * As {@link #Writer(boolean, int)}, the text to start at byte {@code reserved} of the array
+         * {@link #utf8Array} returns: the bytes before it are the caller's (a header's length).
+         */
+        public Writer(boolean pretty, int expectedBytes, int reserved) {
             this.pretty = pretty;
-            this.out = new Utf8Text(expectedBytes);
+            this.out = new Utf8Text(expectedBytes, reserved);
         }
 
         public Writer beginObject() {
@@ -206,7 +239,7 @@ public final class Json {
 
         public Writer value(long v) {
             beforeValue();
-            out.ascii(Long.toString(v));
+            out.decimal(v); // a header writes three numbers per tensor: no string each
             return this;
         }
 
@@ -233,17 +266,23 @@ public final class Json {
 
         /** The text in UTF-8 (surrogates are escaped, so every character encodes). */
         public byte[] toUtf8() {
-            return java.util.Arrays.copyOf(completeText().bytes, out.size);
+            return java.util.Arrays.copyOfRange(completeText().bytes, out.start, out.size);
         }
 
         /** The length of the text in UTF-8. */
         public int utf8Length() {
-            return completeText().size;
+            return completeText().size - out.start;
         }
 
-        /** Copies the text in UTF-8 into {@code destination} from {@code offset} (a header's, after its length). */
-        public void copyUtf8(byte[] destination, int offset) {
-            System.arraycopy(completeText().bytes, 0, destination, offset, out.size);
+        /**
+         * The writer's own array, the text in UTF-8 at [reserved, reserved + {@link #utf8Length()}),
+         * and at least {@code spare} bytes after it: a header of tens of megabytes is not copied. The
+         * writer must not be used afterwards.
+         */
+        public byte[] utf8Array(int spare) {
+            Utf8Text text = completeText();
+            if (text.bytes.length - text.size < spare) text.bytes = java.util.Arrays.copyOf(text.bytes, text.size + spare); // no doubling at the end
+            return text.bytes;
         }
 
         private Utf8Text completeText() {

@@ -3,6 +3,7 @@ package io.fusedopt.internal;
 import io.fusedopt.CheckpointException;
 import io.fusedopt.Precision;
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -65,7 +66,8 @@ public final class Safetensors {
 
     /** The header bytes, length prefix included, for these entries (offsets must be contiguous from 0). */
     public static byte[] encodeHeader(Map<String, String> metadata, List<Entry> entries) throws IOException {
-        return encodeHeader(metadata, writer -> {}, entries);
+        ByteBuffer header = encodeHeader(metadata, writer -> {}, entries);
+        return java.util.Arrays.copyOf(header.array(), header.limit());
     }
 
     /** Metadata entries written straight into the header's JSON ({@link Json.Writer#name(String, String)}, then a value). */
@@ -77,11 +79,12 @@ public final class Safetensors {
     /**
      * The header bytes for these entries, with {@code more} metadata after {@code metadata}'s: a
      * checkpoint's two entries per tensor, written without a map of hundreds of thousands of
-     * strings. The caller keeps every key distinct.
+     * strings. The caller keeps every key distinct. The bytes are [0, limit) of the returned
+     * buffer's array, the array the text was written into: a header of tens of megabytes is not copied.
      */
-    public static byte[] encodeHeader(Map<String, String> metadata, MetadataEntries more, List<Entry> entries) throws IOException {
+    public static ByteBuffer encodeHeader(Map<String, String> metadata, MetadataEntries more, List<Entry> entries) throws IOException {
         // Compact, in this order: the bytes Jackson's generator wrote before (CheckpointFormatTest).
-        Json.Writer g = new Json.Writer(false, expectedLength(metadata, entries));
+        Json.Writer g = new Json.Writer(false, expectedLength(metadata, entries), 8); // 8: the length, written last
         g.beginObject();
         g.name("__metadata__").beginObject();
         for (Map.Entry<String, String> e : metadata.entrySet()) g.name(e.getKey()).value(e.getValue());
@@ -98,32 +101,43 @@ public final class Safetensors {
         g.endObject();
         int length = g.utf8Length();
         int padded = (length + 7) / 8 * 8;
-        byte[] out = new byte[8 + padded];
-        g.copyUtf8(out, 8);
-        java.util.Arrays.fill(out, 8 + length, out.length, (byte) ' ');
+        byte[] out = g.utf8Array(padded - length);
+        int end = 8 + padded;
+        java.util.Arrays.fill(out, 8 + length, end, (byte) ' ');
         long n = padded;
         for (int i = 0; i < 8; i++) out[i] = (byte) (n >>> (8 * i));
-        int at = crcField(out, 8, out.length);
+        int at = crcField(out, 8, end);
         if (at < 0) {
             throw new IllegalArgumentException("the header would hold \"" + HEADER_CRC_KEY + "\":\" more than once, and a reader"
                     + " could not find its checksum: a parameter name that ends in a quote and " + HEADER_CRC_KEY
                     + " repeats it (in frozen.NAME or tensor_step.NAME); rename the parameter");
         }
-        String crc = crcHex(headerCrc(out, out, 8, at));
+        String crc = crcHex(headerCrc(out, out, 8, end, at));
         System.arraycopy(crc.getBytes(StandardCharsets.US_ASCII), 0, out, at, 8);
-        return out;
+        return ByteBuffer.wrap(out, 0, end);
     }
 
     /**
-     * About the length of a fusedopt header in bytes: each entry's JSON (its name and about 60
-     * bytes) and, for a checkpoint, its two metadata entries (its name again twice, 30 bytes and
-     * more); sized so, the text is written into one array instead of doubling one many times.
+     * About the length of a fusedopt header in bytes: each entry's JSON
+     * ({@code "NAME":{"dtype":"F32","shape":[L],"data_offsets":[B,E]},}, the name, its numbers and
+     * 49 bytes) and, for a checkpoint, its two metadata entries ({@code "group_of.NAME":"G",} and
+     * {@code "crc32c.NAME":"01234567",}, the name twice and 38 bytes and more); sized so, the text
+     * is written into one array, neither grown nor much larger than needed (a name with escapes or
+     * beyond ASCII costs one growth).
      */
     private static int expectedLength(Map<String, String> metadata, List<Entry> entries) {
         long length = 1024;
         for (Map.Entry<String, String> e : metadata.entrySet()) length += e.getKey().length() + e.getValue().length() + 6;
-        for (Entry e : entries) length += 3L * e.name().length() + 130;
+        for (Entry e : entries) {
+            length += 3L * e.name().length() + 90 + decimalDigits(e.length()) + decimalDigits(e.begin()) + decimalDigits(e.end());
+        }
         return (int) Math.min(length, Integer.MAX_VALUE - 8);
+    }
+
+    private static int decimalDigits(long v) {
+        int digits = 1;
+        for (long rest = v / 10; rest != 0; rest /= 10) digits++;
+        return digits;
     }
 
     /**
@@ -168,7 +182,7 @@ public final class Safetensors {
         int at = ascii != null ? crcField(ascii, ascii.length()) : crcField(header, 0, header.length);
         if (at < 0) throw new CheckpointException(file + ": the header has no " + HEADER_CRC_KEY + " (not a fusedopt checkpoint, or damaged)");
         String stored = new String(header, at, 8, StandardCharsets.US_ASCII);
-        String actual = crcHex(headerCrc(lengthPrefix, header, 0, at));
+        String actual = crcHex(headerCrc(lengthPrefix, header, 0, header.length, at));
         if (!stored.equals(actual)) {
             throw new CheckpointException(file + ": header checksum mismatch (stored " + stored + ", computed " + actual
                     + "): the header is damaged");
@@ -558,16 +572,16 @@ public final class Safetensors {
     }
 
     /**
-     * The CRC32C of the 8 length bytes ({@code prefix[0..8)}) and the header ({@code header} from
-     * {@code headerFrom} to its end), with the checksum's own 8 hex digits at {@code crcAt} in
-     * {@code header} read as {@code 0}s. Prefix and header may be one array (as written) or two (as read).
+     * The CRC32C of the 8 length bytes ({@code prefix[0..8)}) and the header ({@code header[headerFrom,
+     * headerTo)}), with the checksum's own 8 hex digits at {@code crcAt} in {@code header} read as
+     * {@code 0}s. Prefix and header may be one array (as written) or two (as read).
      */
-    private static long headerCrc(byte[] prefix, byte[] header, int headerFrom, int crcAt) {
+    private static long headerCrc(byte[] prefix, byte[] header, int headerFrom, int headerTo, int crcAt) {
         CRC32C crc = new CRC32C();
         crc.update(prefix, 0, 8);
         crc.update(header, headerFrom, crcAt - headerFrom);
         crc.update(PLACEHOLDER.getBytes(StandardCharsets.US_ASCII));
-        crc.update(header, crcAt + 8, header.length - crcAt - 8);
+        crc.update(header, crcAt + 8, headerTo - crcAt - 8);
         return crc.getValue();
     }
 }
