@@ -109,10 +109,10 @@ final class BlockedHostBuffer extends AbstractTensorBuffer implements CarvedFloa
         requireBlockShift(blockShift);
         BlockedHostBuffer buffer;
         if (precision == Precision.FP32) {
-            FloatBuffer elements = arena.floats((int) length);
-            float[] shared = elements.array();
-            buffer = new BlockedHostBuffer(owner, length, precision, true, blockShift, elements.arrayOffset(),
-                    new float[][] {shared}, null, new FloatBuffer[] {FloatBuffer.wrap(shared)}, null);
+            SmallTensorArena.Carved elements = arena.carveFloats((int) length);
+            SharedFloats shared = elements.in();
+            buffer = new BlockedHostBuffer(owner, length, precision, true, blockShift, elements.offset(), shared.blocks, null,
+                    shared.blockViews, null);
         } else {
             ShortBuffer elements = arena.shorts((int) length);
             short[] shared = elements.array();
@@ -148,11 +148,11 @@ final class BlockedHostBuffer extends AbstractTensorBuffer implements CarvedFloa
     }
 
     @Override
-    public void moveTo(float[] array, int offset) {
-        System.arraycopy(arrays[0], base, array, offset, (int) length());
+    public void moveTo(SharedFloats target, int offset) {
+        System.arraycopy(arrays[0], base, target.array, offset, (int) length());
         // As carve makes them: the one block is the whole array, so that offsets mean the same in the array and the view.
-        arrays = new float[][] {array};
-        floats = new FloatBuffer[] {FloatBuffer.wrap(array)};
+        arrays = target.blocks;
+        floats = target.blockViews;
         base = offset;
     }
 

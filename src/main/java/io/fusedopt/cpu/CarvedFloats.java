@@ -15,10 +15,10 @@ interface CarvedFloats {
     int carvedOffset();
 
     /**
-     * Copies the elements to {@code array[offset, offset + length())} and keeps them there from
-     * now on. Called by a step's preparation, under the engine's lock (the optimizer's lock is
+     * Copies the elements to {@code target.array[offset, offset + length())} and keeps them there
+     * from now on. Called by a step's preparation, under the engine's lock (the optimizer's lock is
      * held): a caller that reads or writes the buffer from another thread synchronizes with steps
      * already, which orders its copies with the move as with the step's updates.
      */
-    void moveTo(float[] array, int offset);
+    void moveTo(SharedFloats target, int offset);
 }

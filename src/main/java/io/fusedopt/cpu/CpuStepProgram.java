@@ -119,7 +119,7 @@ final class CpuStepProgram extends HostStepProgram {
                 for (HostBuffer operand : o) updateOperands.add(operand);
                 boolean float32 = allFloat32(o);
                 for (int j = 0; j < KERNEL_OPERANDS; j++) {
-                    views.add(float32 && o[j] != null ? o[j].floats().slice(chunkStart, chunkEnd - chunkStart) : null);
+                    views.add(float32 && o[j] != null ? o[j].floats(chunkStart, chunkEnd - chunkStart) : null);
                 }
             }
         }

@@ -93,13 +93,13 @@ final class SmallTensorRuns {
                 arrays[j] = operands[first][j].carvedArray();
                 offsets[j] = operands[first][j].carvedOffset();
             } else {
-                float[] array = new float[length];
+                SharedFloats target = new SharedFloats(new float[length]);
                 int at = 0;
                 for (int t = first; t < first + count; t++) {
-                    operands[t][j].moveTo(array, at);
+                    operands[t][j].moveTo(target, at);
                     at += (int) lengths[t];
                 }
-                arrays[j] = array;
+                arrays[j] = target.array;
             }
         }
         return new Run(first, count, length, arrays, offsets);
