@@ -480,7 +480,7 @@ final class Checkpoint {
         SchedulesAndScaler extras = schedulesAndScaler(opt, name, header.metadata(), plan.configs());
         Map<Parameter, DeviceOptimizer.TensorSteps> tensorSteps = tensorSteps(opt, name, header.metadata(), plan, options.isStrict());
         // Each loaded tensor's values, by its position in plan.loads(), kept until they are applied.
-        float[][] data = new float[plan.loads().size()][];
+        LoadedValues data = new LoadedValues(plan.loads().size());
         LoadPositions positions = new LoadPositions(plan.loads());
         TensorMetadata checksums = new TensorMetadata(header.metadata(), "crc32c.");
         // Read and check every tensor before touching anything.
@@ -514,25 +514,28 @@ final class Checkpoint {
             source.read(bytes, e.begin());
             crc.update(bytes.array(), 0, size);
             checkCrc(name, e, header.metadata(), stored, crc);
-            float[] values = new float[(int) e.length()];
+            int length = (int) e.length();
+            float[] values = data.place(index, length);
+            int at = data.offset(index);
             byte[] raw = bytes.array();
             if (e.dtype() == Precision.FP32) {
-                for (int i = 0; i < values.length; i++) values[i] = Float.intBitsToFloat(getLittleEndian(raw, i * Float.BYTES, Float.BYTES));
+                for (int i = 0; i < length; i++) values[at + i] = Float.intBitsToFloat(getLittleEndian(raw, i * Float.BYTES, Float.BYTES));
             } else {
-                for (int i = 0; i < values.length; i++) {
-                    values[i] = Conversions.widen(e.dtype(), (short) getLittleEndian(raw, i * Short.BYTES, Short.BYTES));
+                for (int i = 0; i < length; i++) {
+                    values[at + i] = Conversions.widen(e.dtype(), (short) getLittleEndian(raw, i * Short.BYTES, Short.BYTES));
                 }
             }
-            data[index] = values;
         }
         source.finish();
         opt.applyCheckpoint(plan.configs(), plan.step(), plan.skippedSteps(), plan.gradScale(), extras.schedules(),
                 extras.scaler(), tensorSteps, () -> {
-            for (int i = 0; i < data.length; i++) {
+            for (int i = 0; i < plan.loads().size(); i++) {
                 Item item = plan.loads().get(i);
-                float[] values = data[i];
-                for (int from = 0; from < values.length; from += BLOCK) {
-                    item.buffer().copyFrom(values, from, from, Math.min(BLOCK, values.length - from));
+                float[] values = data.array(i);
+                int at = data.offset(i);
+                int length = (int) item.buffer().length();
+                for (int from = 0; from < length; from += BLOCK) {
+                    item.buffer().copyFrom(values, at + from, from, Math.min(BLOCK, length - from));
                 }
             }
         });
@@ -540,6 +543,49 @@ final class Checkpoint {
     }
 
     /** Refuses the tensor unless the metadata value at {@code stored} is its CRC32C. */
+    /**
+     * The loaded tensors' values, held until every tensor has been checked: small ones side by side
+     * in shared arrays, a larger one in an array of its own. An array per tensor made 10^5 tiny
+     * tensors' values 3 * 10^5 objects, which the collector copied while the load went on.
+     */
+    private static final class LoadedValues {
+        /** Elements per shared array (4 MiB); a tensor of more elements (or none) gets its own. */
+        private static final int SHARED = 1 << 20;
+        private final float[][] arrays;
+        private final int[] offsets;
+        private float[] shared;
+        private int sharedUsed;
+
+        LoadedValues(int tensors) {
+            arrays = new float[tensors][];
+            offsets = new int[tensors];
+        }
+
+        /** Room for tensor {@code index}'s {@code length} values: the array, from {@link #offset}. */
+        float[] place(int index, int length) {
+            if (length > SHARED || length == 0) {
+                arrays[index] = new float[length];
+                return arrays[index];
+            }
+            if (shared == null || sharedUsed + length > SHARED) {
+                shared = new float[SHARED];
+                sharedUsed = 0;
+            }
+            arrays[index] = shared;
+            offsets[index] = sharedUsed;
+            sharedUsed += length;
+            return shared;
+        }
+
+        float[] array(int index) {
+            return arrays[index];
+        }
+
+        int offset(int index) {
+            return offsets[index];
+        }
+    }
+
     private static void checkCrc(String name, Safetensors.Entry e, Safetensors.Metadata metadata, int stored, CRC32C crc)
             throws CheckpointException {
         if (!metadata.valueIsCrcHex(stored, crc.getValue())) {
