@@ -293,7 +293,6 @@ final class FastStepProgram extends HostStepProgram {
         }
     }
 
-
     /**
      * Whether the vectors read the memory of every float32 operand the kernels update in place
      * (16-bit operands are widened into scratch, which they always read; a param with a master is
@@ -457,7 +456,7 @@ final class FastStepProgram extends HostStepProgram {
         partials[chunk] = GradientStatistics.treeSum(sums, used);
     }
 
-    /** The unit's chunks in order; a group's scalars are copied once for a run of its chunks (they do not change during the updates). */
+    /** The unit's items in order; a group's scalars are copied once for a run of its items (they do not change during the updates). */
     private void updateUnit(int worker, int unit) {
         float[] s = scalars[worker];
         int group = -1;
