@@ -542,7 +542,6 @@ final class Checkpoint {
         return plan.report();
     }
 
-    /** Refuses the tensor unless the metadata value at {@code stored} is its CRC32C. */
     /**
      * The loaded tensors' values, held until every tensor has been checked: small ones side by side
      * in shared arrays, a larger one in an array of its own. An array per tensor made 10^5 tiny
@@ -586,6 +585,7 @@ final class Checkpoint {
         }
     }
 
+    /** Refuses the tensor unless the metadata value at {@code stored} is its CRC32C. */
     private static void checkCrc(String name, Safetensors.Entry e, Safetensors.Metadata metadata, int stored, CRC32C crc)
             throws CheckpointException {
         if (!metadata.valueIsCrcHex(stored, crc.getValue())) {

@@ -51,31 +51,57 @@ final class SmallTensorRuns {
      * @param inRun    set to true for every tensor a run holds
      */
     static List<Run> form(CarvedFloats[][] operands, long[] lengths, int[] groups, boolean[] inRun) {
+        Locations at = new Locations(operands);
         List<Run> runs = new ArrayList<>();
         int tensors = operands.length;
         int t = 0;
         while (t < tensors) {
-            if (!carved(operands[t])) {
+            if (!at.carved[t]) {
                 t++;
                 continue;
             }
             int first = t;
             long length = lengths[t++];
-            while (t < tensors && carved(operands[t]) && groups[t] == groups[first] && sameSlots(operands[t], operands[first])
+            while (t < tensors && at.carved[t] && groups[t] == groups[first] && sameSlots(operands[t], operands[first])
                     && length + lengths[t] <= MAX_RUN_ELEMENTS) {
                 length += lengths[t++];
             }
             if (t - first < 2) continue; // one tensor gains nothing from a run
-            runs.add(place(operands, lengths, first, t - first, (int) length));
+            runs.add(place(operands, at, lengths, first, t - first, (int) length));
             for (int k = first; k < t; k++) inRun[k] = true;
         }
         return runs;
     }
 
-    /** Whether every operand of the tensor is a carved float32 tensor the run may move. */
-    private static boolean carved(CarvedFloats[] o) {
-        for (int j = 0; j < OPERANDS; j++) if (o[j] != null && o[j].carvedArray() == null) return false;
-        return true;
+    /**
+     * Where every operand of every tensor lies, read once: touching 10^5 tensors' buffers, scattered
+     * over the heap, is most of the work of forming their runs.
+     */
+    private static final class Locations {
+        /** Per tensor, whether every operand is carved (its operands may be moved). */
+        final boolean[] carved;
+        /** [tensor * OPERANDS + j]: operand j's array and where the tensor starts in it (of carved tensors). */
+        final float[][] arrays;
+        final int[] offsets;
+
+        Locations(CarvedFloats[][] operands) {
+            int tensors = operands.length;
+            carved = new boolean[tensors];
+            arrays = new float[tensors * OPERANDS][];
+            offsets = new int[tensors * OPERANDS];
+            for (int t = 0; t < tensors; t++) {
+                boolean all = true;
+                for (int j = 0; j < OPERANDS && all; j++) {
+                    CarvedFloats o = operands[t][j];
+                    if (o == null) continue;
+                    float[] array = o.carvedArray();
+                    all = array != null;
+                    arrays[t * OPERANDS + j] = array;
+                    if (all) offsets[t * OPERANDS + j] = o.carvedOffset();
+                }
+                carved[t] = all;
+            }
+        }
     }
 
     private static boolean sameSlots(CarvedFloats[] a, CarvedFloats[] b) {
@@ -84,20 +110,20 @@ final class SmallTensorRuns {
     }
 
     /** The run's arrays: each operand where it already lies when its tensors are side by side, else moved into a new array. */
-    private static Run place(CarvedFloats[][] operands, long[] lengths, int first, int count, int length) {
+    private static Run place(CarvedFloats[][] operands, Locations at, long[] lengths, int first, int count, int length) {
         float[][] arrays = new float[OPERANDS][];
         int[] offsets = new int[OPERANDS];
         for (int j = 0; j < OPERANDS; j++) {
             if (operands[first][j] == null) continue;
-            if (sideBySide(operands, lengths, first, count, j)) {
-                arrays[j] = operands[first][j].carvedArray();
-                offsets[j] = operands[first][j].carvedOffset();
+            if (sideBySide(at, lengths, first, count, j)) {
+                arrays[j] = at.arrays[first * OPERANDS + j];
+                offsets[j] = at.offsets[first * OPERANDS + j];
             } else {
                 SharedFloats target = new SharedFloats(new float[length]);
-                int at = 0;
+                int to = 0;
                 for (int t = first; t < first + count; t++) {
-                    operands[t][j].moveTo(target, at);
-                    at += (int) lengths[t];
+                    operands[t][j].moveTo(target, to);
+                    to += (int) lengths[t];
                 }
                 arrays[j] = target.array;
             }
@@ -106,12 +132,11 @@ final class SmallTensorRuns {
     }
 
     /** Whether operand j of the tensors lies in one array, each tensor right after the one before. */
-    private static boolean sideBySide(CarvedFloats[][] operands, long[] lengths, int first, int count, int j) {
-        float[] array = operands[first][j].carvedArray();
-        long next = operands[first][j].carvedOffset();
+    private static boolean sideBySide(Locations at, long[] lengths, int first, int count, int j) {
+        float[] array = at.arrays[first * OPERANDS + j];
+        long next = at.offsets[first * OPERANDS + j];
         for (int t = first; t < first + count; t++) {
-            CarvedFloats o = operands[t][j];
-            if (o.carvedArray() != array || o.carvedOffset() != next) return false;
+            if (at.arrays[t * OPERANDS + j] != array || at.offsets[t * OPERANDS + j] != next) return false;
             next += lengths[t];
         }
         return true;

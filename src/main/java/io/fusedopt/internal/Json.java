@@ -1,7 +1,6 @@
 package io.fusedopt.internal;
 
 import java.nio.charset.StandardCharsets;
-import java.util.Map;
 
 /**
  * The little JSON fusedopt needs, with nothing beyond the JDK (a JSON library in the library's
@@ -15,8 +14,9 @@ import java.util.Map;
  *
  * <p>{@link Reader} is a strict pull reader over text that has already been decoded (strictly) from
  * UTF-8: RFC 8259 syntax only (no comments, no single quotes, no trailing commas, no leading zeros,
- * no unescaped control characters), a duplicate key in any object is refused, and it bounds the
- * nesting depth and the length of names and strings. The caller asks for the value it expects
+ * no unescaped control characters), a duplicate key in any object is refused (keys read as spans,
+ * {@link Reader#nextNameSpan}, by the caller that keeps them), and it bounds the nesting depth and
+ * the length of names and strings. The caller asks for the value it expects
  * ({@link Reader#beginObject}, {@link Reader#nextString}, {@link Reader#nextNonNegativeLong}, ...),
  * so any other shape is an error. Every problem is a {@link SyntaxException} naming the character
  * offset; nothing else is thrown for any input.
