@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 
 import io.fusedopt.cpu.FastCpuEngine;
+import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
@@ -13,9 +14,10 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * Thousands of tiny tensors, the layout the CPU backends keep for them: side by side in shared
- * arrays, stepped from flat per-chunk tables, and on CPU_FAST claimed by the workers many chunks at
- * a time. Each tensor is updated exactly as if it were alone, and CPU_FAST equals CPU bit for bit
- * with any thread count, with 16-bit formats, clipping, loss scaling and a skipped step.
+ * arrays, stepped from flat tables, runs of them updated as one range, and on CPU_FAST claimed by
+ * the workers many at a time. Each tensor is updated exactly as if it were alone, whether or not
+ * it is in a run, and CPU_FAST equals CPU bit for bit with any thread count, with 16-bit formats,
+ * clipping, loss scaling and a skipped step.
  */
 class ManyTinyTensorsTest {
     /**
@@ -109,5 +111,98 @@ class ManyTinyTensorsTest {
             assertNotEquals(initial[i][0], together.get(2 * i)[0], "tensor " + i + " was updated");
         }
         assertEquals(2 * sizes.length, together.size());
+    }
+
+    /**
+     * Runs of small tensors (updated as one range, their elements moved side by side) give every
+     * tensor the bits it gets where no run can form: the same model with its params and grads in
+     * the caller's arrays (wrapHost), which are never moved. Over two groups of one kernel (one
+     * with AMSGrad's extra state), a caller's tensor amid the allocated ones, a tensor frozen at
+     * first, tensors added after steps (the runs are formed again over moved elements), a gradient
+     * scale (the gradient unscaled into scratch), zeroGrad, and a checkpoint loaded back.
+     */
+    @ParameterizedTest
+    @EnumSource(value = Backend.class, names = {"CPU", "CPU_FAST"})
+    void runsGiveTheBitsOfTensorsNeverMoved(Backend backend) throws IOException {
+        int[] sizes = sizes(90);
+        try (Model runs = new Model(backend, true); Model reference = new Model(backend, false)) {
+            for (Model m : List.of(runs, reference)) {
+                for (int t = 0; t < 80; t++) m.add(t, sizes[t], t < 40 ? 0 : 1);
+                m.parameters.get(7).freeze();
+            }
+            for (int step = 0; step < 3; step++) {
+                if (step == 2) {
+                    for (Model m : List.of(runs, reference)) {
+                        m.parameters.get(7).unfreeze();
+                        for (int t = 80; t < sizes.length; t++) m.add(t, sizes[t], 1); // registered together: one entry, one run
+                        m.optimizer.setGradScale(4.0);
+                    }
+                }
+                for (Model m : List.of(runs, reference)) m.step(step);
+                assertSameTensors(reference, runs, "after step " + step);
+            }
+            byte[] checkpoint = runs.optimizer.saveToBytes();
+            for (Model m : List.of(runs, reference)) {
+                m.optimizer.zeroGrad();
+                m.optimizer.step(); // zero gradients: only the moments' decay moves anything
+            }
+            assertSameTensors(reference, runs, "after zeroGrad");
+            for (Model m : List.of(runs, reference)) {
+                m.optimizer.load(checkpoint); // into the moved elements: the next step must read what it wrote
+                m.step(3);
+            }
+            assertSameTensors(reference, runs, "after a load");
+        }
+    }
+
+    /** A model of tiny tensors in two Adam groups; its params and grads allocated by the optimizer, or the caller's arrays. */
+    private static final class Model implements AutoCloseable {
+        final DeviceOptimizer optimizer;
+        final boolean allocated;
+        final ParamGroup[] groups;
+        final List<Parameter> parameters = new ArrayList<>();
+        final List<TensorBuffer> grads = new ArrayList<>();
+
+        Model(Backend backend, boolean allocated) {
+            this.allocated = allocated;
+            optimizer = DeviceOptimizer.create(backend, Adam.adamW().optLearningRate(1e-2).build());
+            groups = new ParamGroup[] {optimizer.addGroup(Adam.adamW().optLearningRate(1e-2).optAmsgrad(true).build()),
+                    optimizer.addGroup()};
+        }
+
+        /** Tensor t, its initial values drawn from seed t; tensor 11 is the caller's array in both models. */
+        void add(int t, int size, int group) {
+            boolean own = allocated && t != 11;
+            TensorBuffer p = own ? optimizer.allocate(size) : optimizer.wrapHost(new float[size]);
+            TensorBuffer g = own ? optimizer.allocate(size) : optimizer.wrapHost(new float[size]);
+            p.copyFrom(Scenario.gaussian(new Random(t), size, 1f));
+            parameters.add(groups[group].add("t" + t, p, g));
+            grads.add(g);
+        }
+
+        /** Gradients drawn from the step's and the tensor's number, then a step. */
+        void step(int step) {
+            for (int t = 0; t < grads.size(); t++) {
+                grads.get(t).copyFrom(Scenario.gaussian(new Random(1000L * step + t), (int) grads.get(t).length(), 1f));
+            }
+            optimizer.step();
+        }
+
+        @Override
+        public void close() {
+            optimizer.close();
+        }
+    }
+
+    private static void assertSameTensors(Model expected, Model actual, String when) {
+        assertEquals(expected.parameters.size(), actual.parameters.size());
+        for (int t = 0; t < expected.parameters.size(); t++) {
+            Parameter e = expected.parameters.get(t), a = actual.parameters.get(t);
+            CudaEquivalenceTest.assertBitEqual(e.param().toArray(), a.param().toArray(), "param of " + e.name() + " " + when);
+            for (StateKind kind : e.stateKinds()) {
+                CudaEquivalenceTest.assertBitEqual(e.state(kind).toArray(), a.state(kind).toArray(),
+                        kind.stateName() + " of " + e.name() + " " + when);
+            }
+        }
     }
 }

@@ -25,7 +25,7 @@ import java.nio.ShortBuffer;
  * (SGD, one core). The heap's limit ({@code -Xmx}) bounds the blocks, and the collector returns
  * them once the buffer is unreachable.
  */
-final class BlockedHostBuffer extends AbstractTensorBuffer implements GradientStatistics.FloatSource {
+final class BlockedHostBuffer extends AbstractTensorBuffer implements CarvedFloats, GradientStatistics.FloatSource {
     /** 2^28 elements: 1 GiB blocks for float32, a power of two well inside an array's limit. */
     static final int DEFAULT_BLOCK_SHIFT = 28;
     /** The most blocks one tensor has: the blocks are held in one Java array. */
@@ -34,8 +34,8 @@ final class BlockedHostBuffer extends AbstractTensorBuffer implements GradientSt
     private static final int WRAPPED_BLOCK_SHIFT = 31;
 
     private final int blockShift;
-    /** Where element 0 lies in block 0 (0 unless the block is an array shared by small tensors). */
-    private final int base;
+    /** Where element 0 lies in block 0 (0 unless the block is an array shared by small tensors); changed by {@link #moveTo}. */
+    private int base;
     /** The float32 blocks (for the Vector API), or null for a wrapped FloatBuffer and for 16-bit formats. */
     private float[][] arrays;
     /** The 16-bit blocks, or null for float32. */
@@ -110,10 +110,10 @@ final class BlockedHostBuffer extends AbstractTensorBuffer implements GradientSt
         requireBlockShift(blockShift);
         BlockedHostBuffer buffer;
         if (precision == Precision.FP32) {
-            FloatBuffer elements = arena.floats((int) length);
-            float[] shared = elements.array();
-            buffer = new BlockedHostBuffer(owner, length, precision, true, blockShift, elements.arrayOffset(),
-                    new float[][] {shared}, null, new FloatBuffer[] {FloatBuffer.wrap(shared)}, null);
+            SmallTensorArena.Carved elements = arena.carveFloats((int) length);
+            SharedFloats shared = elements.in();
+            buffer = new BlockedHostBuffer(owner, length, precision, true, blockShift, elements.offset(), shared.blocks, null,
+                    shared.blockViews, null);
         } else {
             ShortBuffer elements = arena.shorts((int) length);
             short[] shared = elements.array();
@@ -135,6 +135,26 @@ final class BlockedHostBuffer extends AbstractTensorBuffer implements GradientSt
         FloatBuffer view = data.slice();
         return new BlockedHostBuffer(owner, view.capacity(), Precision.FP32, false, WRAPPED_BLOCK_SHIFT, 0,
                 null, null, new FloatBuffer[] {view}, null);
+    }
+
+    @Override
+    public float[] carvedArray() {
+        // Owned tensors of SmallTensorArena's lengths are carved (allocate takes the others): one block, a shared array.
+        return isOwnedByLibrary() && arrays != null && SmallTensorArena.holds(length()) ? arrays[0] : null;
+    }
+
+    @Override
+    public int carvedOffset() {
+        return base;
+    }
+
+    @Override
+    public void moveTo(SharedFloats target, int offset) {
+        System.arraycopy(arrays[0], base, target.array, offset, (int) length());
+        // As carve makes them: the one block is the whole array, so that offsets mean the same in the array and the view.
+        arrays = target.blocks;
+        floats = target.blockViews;
+        base = offset;
     }
 
     /** The block of element {@code index}. */

@@ -43,9 +43,19 @@ public final class CpuEngine extends HostEngine {
         boolean small = SmallTensorArena.holds(length);
         HostBuffer buffer;
         if (precision == Precision.FP32) {
-            FloatBuffer data = small ? smallTensors.floats(n) : FloatBuffer.wrap(new float[n]);
-            if (initialValue != 0f) Arrays.fill(data.array(), data.arrayOffset(), data.arrayOffset() + n, initialValue);
-            buffer = new HostBuffer(this, data, true);
+            float[] array;
+            int base;
+            if (small) { // beside other small tensors, in an array they share
+                SmallTensorArena.Carved carved = smallTensors.carveFloats(n);
+                array = carved.in().array;
+                base = carved.offset();
+                buffer = new HostBuffer(this, carved.in().blockViews[0], base, n, true);
+            } else {
+                array = new float[n];
+                base = 0;
+                buffer = new HostBuffer(this, FloatBuffer.wrap(array), true);
+            }
+            if (initialValue != 0f) Arrays.fill(array, base, base + n, initialValue);
         } else {
             ShortBuffer data = small ? smallTensors.shorts(n) : ShortBuffer.wrap(new short[n]);
             buffer = new HostBuffer(this, data, precision, true);

@@ -7,118 +7,163 @@ import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
 import io.fusedopt.internal.KernelFlags;
 import io.fusedopt.internal.SegmentTable;
+import io.fusedopt.internal.LayerwiseKernel;
 import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.StochasticRounding;
 import io.fusedopt.internal.TensorNorms;
 import io.fusedopt.internal.TensorOperands;
 import io.fusedopt.internal.UpdateKernel;
 import java.nio.FloatBuffer;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Function;
 
 /**
  * The CPU form of a step, in the device's order: gradient statistics chunk by chunk, the finalize
- * computation, then the updates chunk by chunk over the same segment tables. Float32 tensors whose
- * gradient needs no unscaling or clipping are updated in place; any other tensor is widened into
+ * computation, then the updates. Float32 tensors are updated in place, their gradient first
+ * unscaled and clipped into scratch where the step needs it; any other tensor is widened into
  * scratch arrays, updated there by the same {@link ReferenceKernels}, and stored back (rounded to
  * its formats, the fp32 master written first), which is what the mixed kernels do element by element.
  *
- * <p>What a chunk needs is resolved at preparation into flat arrays indexed by chunk (launch by
- * launch, chunk by chunk): a step over many small tensors then reads its bookkeeping front to back
- * instead of following several objects per tensor, which at 10^5 tensors cost more than the updates.
+ * <p>What an update needs is resolved at preparation into flat arrays indexed by update: a step over
+ * many small tensors then reads its bookkeeping front to back instead of following several objects
+ * per tensor. An update is a chunk of a tensor, or a run of small float32 tensors that lie side by
+ * side ({@link SmallTensorRuns}) updated as one range: at 10^5 four-element tensors a call per
+ * tensor cost several times the arithmetic. The statistics keep their chunks, whose order fixes
+ * the bits of the gradient's norm. A layer-wise kernel's tensors never form runs: each takes its own
+ * trust ratio, from its norm pass ({@link TensorNorms}) over the same chunks as the statistics.
  */
 final class CpuStepProgram extends HostStepProgram {
     private static final int CHUNK = (int) SegmentTable.CHUNK_ELEMENTS;
-    /** Operands per chunk in {@link #operands}: param, grad, slot0..2, master. */
+    /** Operands per update in {@link #operands}: param, grad, slot0..2, master. */
     private static final int OPERANDS = 6;
     private static final int MASTER = 5;
-    /** Kernel operands per chunk in {@link #float32Operands}: param, grad, slot0..2. */
-    private static final int KERNEL_OPERANDS = 5;
+    /** Kernel operands per update in {@link #float32Operands}: param, grad, slot0..2. */
+    private static final int KERNEL_OPERANDS = SmallTensorRuns.OPERANDS;
 
     private final GroupTable groups;
-    private final UpdateKernel[] chunkKernel;
-    /** The group table entry of each chunk's tensor. */
-    private final int[] chunkGroup;
-    /** Each chunk's elements [chunkFrom, chunkTo) of its tensor (a CPU tensor is one array: int indices). */
+    /** Per chunk (launch by launch, chunk by chunk), for the statistics: the gradient and the chunk's elements [from, to). */
+    private final HostBuffer[] chunkGrad;
     private final int[] chunkFrom;
     private final int[] chunkTo;
-    /** [chunk * OPERANDS + j]: param, grad, slot0..2, master (null where absent). */
+    private final UpdateKernel[] updateKernel;
+    /** The group table entry of each update's tensors. */
+    private final int[] updateGroup;
+    /** Each update's elements [updateFrom, updateTo) of its tensor (a CPU tensor is one array: int indices); [0, length) for a run. */
+    private final int[] updateFrom;
+    private final int[] updateTo;
+    /** [update * OPERANDS + j]: param, grad, slot0..2, master (null where absent, and for every operand of a run). */
     private final HostBuffer[] operands;
-    /** [chunk * KERNEL_OPERANDS + j]: the float32 views {param, grad, slot0..2} where every operand is float32. */
+    /**
+     * [update * KERNEL_OPERANDS + j]: where every operand is float32, views {param, grad, slot0..2}
+     * of the update's elements, indexed from 0 (so that scratch, also indexed from 0, can stand in
+     * for the gradient); else null.
+     */
     private final FloatBuffer[] float32Operands;
     private final boolean[] allFloat32;
-    /** Each chunk's tensor's random stream for stochastic rounding ({@link TensorOperands#roundingStream}). */
-    private final int[] chunkStream;
+    /** Each update's chunk (its index among the statistics' chunks), or -1 for a run of tensors. */
+    private final int[] updateChunk;
+    /** Each update's tensor's random stream for stochastic rounding ({@link TensorOperands#roundingStream}); 0 for a run. */
+    private final int[] updateStream;
     private final StochasticRounding rounding = new StochasticRounding();
-    private final double[] partials;
     /** The per-tensor norms of the layer-wise kernels' chunks; null when no kernel is layer-wise. */
     private final TensorNorms norms;
     private TensorNorms.Scratch normScratch;
+    private final double[] partials;
     private final double[] lanes = new double[GradientStatistics.LANES];
     private final float[] scalars = new float[StepScalars.SCALAR_STRIDE];
-    private float[][] scratch; // param, grad, slot0..2, allocated at the first widened chunk
+    private float[][] scratch; // param, grad, slot0..2, allocated at the first update through scratch
     private FloatBuffer[] scratchBuffers;
     private final FloatBuffer[] gathered = new FloatBuffer[KERNEL_OPERANDS];
 
     CpuStepProgram(List<KernelBatch> batches, GroupTable groups, Function<AbstractTensorBuffer, HostBuffer> host) {
         this.groups = groups;
-        SegmentTable[] tables = new SegmentTable[batches.size()];
-        HostBuffer[][][] tensorOperands = new HostBuffer[batches.size()][][];
-        int chunks = 0;
-        for (int b = 0; b < batches.size(); b++) {
-            List<TensorOperands> tensors = batches.get(b).tensors();
+        List<HostBuffer> grads = new ArrayList<>();
+        IntList from = new IntList(), to = new IntList();
+        List<UpdateKernel> kernels = new ArrayList<>();
+        IntList updateGroups = new IntList(), updateFroms = new IntList(), updateTos = new IntList();
+        IntList updateChunks = new IntList(), updateStreams = new IntList();
+        List<HostBuffer> updateOperands = new ArrayList<>();
+        List<FloatBuffer> views = new ArrayList<>();
+        for (KernelBatch batch : batches) {
+            List<TensorOperands> tensors = batch.tensors();
             long[] lengths = new long[tensors.size()];
-            tensorOperands[b] = new HostBuffer[tensors.size()][];
+            int[] tensorGroups = new int[tensors.size()];
+            HostBuffer[][] tensorOperands = new HostBuffer[tensors.size()][];
             for (int t = 0; t < tensors.size(); t++) {
                 TensorOperands tensor = tensors.get(t);
                 lengths[t] = tensor.param().length();
+                tensorGroups[t] = tensor.group();
                 HostBuffer[] o = new HostBuffer[OPERANDS];
                 o[0] = host.apply(tensor.param());
                 o[1] = host.apply(tensor.grad());
                 for (int j = 0; j < tensor.slots().length; j++) o[2 + j] = tensor.slots()[j] == null ? null : host.apply(tensor.slots()[j]);
                 o[MASTER] = tensor.master() == null ? null : host.apply(tensor.master());
-                tensorOperands[b][t] = o;
+                tensorOperands[t] = o;
             }
-            tables[b] = SegmentTable.of(lengths);
-            chunks += tables[b].chunkCount();
-        }
-        chunkKernel = new UpdateKernel[chunks];
-        chunkGroup = new int[chunks];
-        chunkFrom = new int[chunks];
-        chunkTo = new int[chunks];
-        operands = new HostBuffer[chunks * OPERANDS];
-        float32Operands = new FloatBuffer[chunks * KERNEL_OPERANDS];
-        allFloat32 = new boolean[chunks];
-        chunkStream = new int[chunks];
-        int c = 0;
-        for (int b = 0; b < batches.size(); b++) {
-            SegmentTable table = tables[b];
-            for (int k = 0; k < table.chunkCount(); k++, c++) {
-                int t = table.tensor(k);
-                HostBuffer[] o = tensorOperands[b][t];
-                chunkKernel[c] = batches.get(b).kernel();
-                chunkGroup[c] = batches.get(b).tensors().get(t).group();
-                chunkFrom[c] = (int) table.start(k);
-                chunkTo[c] = (int) table.end(k);
-                chunkStream[c] = batches.get(b).tensors().get(t).roundingStream();
-                System.arraycopy(o, 0, operands, c * OPERANDS, OPERANDS);
-                allFloat32[c] = allFloat32(o);
-                if (allFloat32[c]) {
-                    for (int j = 0; j < KERNEL_OPERANDS; j++) float32Operands[c * KERNEL_OPERANDS + j] = o[j] == null ? null : o[j].floats().duplicate();
+            boolean[] inRun = new boolean[tensors.size()];
+            List<SmallTensorRuns.Run> runs = batch.mixed() || batch.kernel() instanceof LayerwiseKernel ? List.of()
+                    : SmallTensorRuns.form(tensorOperands, lengths, tensorGroups, inRun);
+            int nextRun = 0;
+            SegmentTable table = SegmentTable.of(lengths);
+            for (int c = 0; c < table.chunkCount(); c++) {
+                int t = table.tensor(c);
+                HostBuffer[] o = tensorOperands[t];
+                int chunkStart = (int) table.start(c), chunkEnd = (int) table.end(c);
+                grads.add(o[1]);
+                from.add(chunkStart);
+                to.add(chunkEnd);
+                if (nextRun < runs.size() && runs.get(nextRun).first() == t) { // a run's update where its first tensor is
+                    SmallTensorRuns.Run run = runs.get(nextRun++);
+                    kernels.add(batch.kernel());
+                    updateGroups.add(tensorGroups[t]);
+                    updateFroms.add(0);
+                    updateTos.add(run.length());
+                    updateChunks.add(-1);
+                    updateStreams.add(0);
+                    for (int j = 0; j < OPERANDS; j++) updateOperands.add(null);
+                    for (int j = 0; j < KERNEL_OPERANDS; j++) {
+                        views.add(run.arrays()[j] == null ? null : FloatBuffer.wrap(run.arrays()[j], run.offsets()[j], run.length()).slice());
+                    }
+                }
+                if (inRun[t]) continue;
+                kernels.add(batch.kernel());
+                updateGroups.add(tensorGroups[t]);
+                updateFroms.add(chunkStart);
+                updateTos.add(chunkEnd);
+                updateChunks.add(grads.size() - 1);
+                updateStreams.add(tensors.get(t).roundingStream());
+                for (HostBuffer operand : o) updateOperands.add(operand);
+                boolean float32 = allFloat32(o);
+                for (int j = 0; j < KERNEL_OPERANDS; j++) {
+                    views.add(float32 && o[j] != null ? o[j].floats(chunkStart, chunkEnd - chunkStart) : null);
                 }
             }
         }
-        partials = new double[chunks];
+        chunkGrad = grads.toArray(new HostBuffer[0]);
+        chunkFrom = from.toArray();
+        chunkTo = to.toArray();
+        updateKernel = kernels.toArray(new UpdateKernel[0]);
+        updateGroup = updateGroups.toArray();
+        updateFrom = updateFroms.toArray();
+        updateTo = updateTos.toArray();
+        operands = updateOperands.toArray(new HostBuffer[0]);
+        float32Operands = views.toArray(new FloatBuffer[0]);
+        allFloat32 = new boolean[updateKernel.length];
+        for (int u = 0; u < allFloat32.length; u++) allFloat32[u] = float32Operands[u * KERNEL_OPERANDS] != null;
+        updateChunk = updateChunks.toArray();
+        updateStream = updateStreams.toArray();
+        partials = new double[chunkGrad.length];
         norms = TensorNorms.of(batches);
     }
 
+
     @Override
     public void run() {
-        int chunks = chunkKernel.length;
         int checked = 0; // partial sums written; the total is read only when the gradient is checked
         if (control.checkGrads) {
-            for (int c = 0; c < chunks; c++) {
-                partials[checked++] = GradientStatistics.chunkSumOfSquares(operands[c * OPERANDS + 1], chunkFrom[c], chunkTo[c],
+            for (int c = 0; c < chunkGrad.length; c++) {
+                partials[checked++] = GradientStatistics.chunkSumOfSquares(chunkGrad[c], chunkFrom[c], chunkTo[c],
                         control.invGradScale, lanes);
             }
         }
@@ -128,38 +173,59 @@ final class CpuStepProgram extends HostStepProgram {
         int group = -1;
         int flags = 0;
         boolean gradPrepared = false;
-        for (int c = 0; c < chunks; c++) {
-            if (chunkGroup[c] != group) { // the scalars do not change during the updates: copied once per run of a group's chunks
-                group = chunkGroup[c];
+        for (int u = 0; u < updateKernel.length; u++) {
+            if (updateGroup[u] != group) { // the scalars do not change during the updates: copied once per run of a group's updates
+                group = updateGroup[u];
                 System.arraycopy(groups.scalars(), group * StepScalars.SCALAR_STRIDE, scalars, 0, StepScalars.SCALAR_STRIDE);
                 flags = groups.flags()[group];
                 gradPrepared = KernelFlags.has(flags, KernelFlags.UNSCALE) || KernelFlags.has(flags, KernelFlags.CLIP);
             }
-            if (norms != null && norms.covers(c)) norms.tensorScalars(c, scalars, flags);
-            if (!gradPrepared && allFloat32[c]) {
-                ReferenceKernels.run(chunkKernel[c], float32Operands, c * KERNEL_OPERANDS, chunkFrom[c], chunkTo[c], scalars, flags);
+            if (norms != null && updateChunk[u] >= 0 && norms.covers(updateChunk[u])) norms.tensorScalars(updateChunk[u], scalars, flags);
+            if (!allFloat32[u]) {
+                updateWidened(u, flags);
+            } else if (gradPrepared) {
+                updatePreparingGrad(u, flags);
             } else {
-                updateWidened(c, flags);
+                ReferenceKernels.run(updateKernel[u], float32Operands, u * KERNEL_OPERANDS, 0, updateTo[u] - updateFrom[u], scalars, flags);
             }
         }
     }
 
-    /** The layer-wise kernels' norm pass, chunk by chunk, then each tensor's sums (the device's order). */
+    /**
+     * The layer-wise kernels' norm pass, chunk by chunk, then each tensor's sums (the device's
+     * order). Their tensors form no runs: each of their chunks is one update.
+     */
     private void computeNorms() {
         if (normScratch == null) normScratch = new TensorNorms.Scratch();
-        for (int c = 0; c < chunkKernel.length; c++) {
-            if (!norms.covers(c)) continue;
-            int group = chunkGroup[c];
+        for (int u = 0; u < updateKernel.length; u++) {
+            int c = updateChunk[u];
+            if (c < 0 || !norms.covers(c)) continue;
+            int group = updateGroup[u];
             System.arraycopy(groups.scalars(), group * StepScalars.SCALAR_STRIDE, scalars, 0, StepScalars.SCALAR_STRIDE);
-            norms.chunk(c, operands, c * OPERANDS, chunkFrom[c], chunkTo[c], scalars, groups.flags()[group], control, normScratch);
+            norms.chunk(c, operands, u * OPERANDS, updateFrom[u], updateTo[u], scalars, groups.flags()[group], control, normScratch);
         }
         norms.reduce();
     }
 
-    /** A chunk with a 16-bit operand, a master or a gradient to unscale or clip: through scratch, element by element. */
-    private void updateWidened(int c, int flags) {
-        int from = chunkFrom[c], to = chunkTo[c];
-        int base = c * OPERANDS;
+    /** A float32 update whose gradient is unscaled or clipped: the gradient into scratch, the other operands in place. */
+    private void updatePreparingGrad(int u, int flags) {
+        int n = updateTo[u] - updateFrom[u];
+        int base = u * KERNEL_OPERANDS;
+        ensureScratch();
+        float[] grad = scratch[1];
+        float32Operands[base + 1].get(0, grad, 0, n);
+        for (int i = 0; i < n; i++) grad[i] = control.prepareGrad(grad[i], flags);
+        for (int j = 0; j < KERNEL_OPERANDS; j++) {
+            FloatBuffer operand = j == 1 ? scratchBuffers[1] : float32Operands[base + j];
+            if (gathered[j] != operand) gathered[j] = operand; // a reference store costs a write barrier: only when it changes
+        }
+        ReferenceKernels.run(updateKernel[u], gathered, 0, n, scalars, flags);
+    }
+
+    /** A chunk with a 16-bit operand or a master: through scratch, element by element. */
+    private void updateWidened(int u, int flags) {
+        int from = updateFrom[u], to = updateTo[u];
+        int base = u * OPERANDS;
         HostBuffer master = operands[base + MASTER];
         int n = to - from;
         ensureScratch();
@@ -173,7 +239,7 @@ final class CpuStepProgram extends HostStepProgram {
             FloatBuffer operand = operands[base + j] == null ? null : scratchBuffers[j];
             if (gathered[j] != operand) gathered[j] = operand; // a reference store costs a write barrier: only when it changes
         }
-        ReferenceKernels.run(chunkKernel[c], gathered, 0, n, scalars, flags);
+        ReferenceKernels.run(updateKernel[u], gathered, 0, n, scalars, flags);
         HostBuffer param = operands[base];
         boolean stochastic = KernelFlags.has(flags, KernelFlags.STOCHASTIC_ROUNDING) && master == null
                 && param.precision() != Precision.FP32;
@@ -181,7 +247,7 @@ final class CpuStepProgram extends HostStepProgram {
             int k = from + i;
             if (master != null) master.set(k, scratch[0][i]);
             if (stochastic) {
-                param.setBits(k, rounding.narrow(param.precision(), scratch[0][i], control.roundingSeed, control.step, chunkStream[c], k));
+                param.setBits(k, rounding.narrow(param.precision(), scratch[0][i], control.roundingSeed, control.step, updateStream[u], k));
             } else {
                 param.set(k, scratch[0][i]);
             }

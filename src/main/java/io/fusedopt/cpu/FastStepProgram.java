@@ -8,6 +8,7 @@ import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
 import io.fusedopt.internal.KernelFlags;
 import io.fusedopt.internal.SegmentTable;
+import io.fusedopt.internal.LayerwiseKernel;
 import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.StochasticRounding;
 import io.fusedopt.internal.TensorNorms;
@@ -25,9 +26,11 @@ import java.util.function.Function;
 /**
  * The fast CPU form of a step, in the same order as {@link CpuStepProgram} and the device: gradient
  * statistics per chunk (in parallel, each chunk in the fixed lane order, summed in the fixed order
- * afterwards), the finalize computation, then the updates per chunk (in parallel). Chunks of the
- * segment table (2^16 elements, large enough to stream and to balance) are the items; the workers
- * claim them in units of consecutive chunks, one chunk of a large tensor or many of small ones.
+ * afterwards), the finalize computation, then the updates (in parallel). The updates' items are
+ * chunks of the segment table (2^16 elements, large enough to stream and to balance) and runs of
+ * small float32 tensors that lie side by side, each updated as one range ({@link SmallTensorRuns});
+ * the workers claim them in units of consecutive items, one chunk of a large tensor or many small
+ * items. The statistics read each chunk's gradient from flat per-chunk tables.
  *
  * <p>A float32 tensor whose gradient needs no unscaling or clipping is updated in place (vectors
  * where its memory allows). Any other tensor is updated tile by tile: its float32 operands in place
@@ -47,23 +50,24 @@ final class FastStepProgram extends HostStepProgram {
     private static final int MASTER = 5;
 
     /**
-     * One chunk of one tensor: everything its update needs, resolved at preparation. The views
-     * index the chunk from 0: each operand's chunk lies at its own place in its own block (a
-     * wrapped buffer is one block, the backend's own memory has many), so one offset for all would
-     * be wrong as soon as memory kinds are mixed in a tensor larger than a block. Where a chunk is
-     * its operand's whole block (every tensor of at most one chunk) the view is the buffer's own,
-     * and a float32 chunk without a master needs no more arrays than its views: a step over 10^5
-     * small tensors reads a few small objects per tensor, allocated beside each other.
+     * One update: a chunk of one tensor, or a run of small float32 tensors; everything it needs,
+     * resolved at preparation. The views index the chunk from 0: each operand's chunk lies at its
+     * own place in its own block (a wrapped buffer is one block, the backend's own memory has
+     * many), so one offset for all would be wrong as soon as memory kinds are mixed in a tensor
+     * larger than a block. Where a chunk is its operand's whole block the view is the buffer's
+     * own, and a float32 chunk without a master needs no more arrays than its views.
      */
     private static final class Item {
         final UpdateKernel kernel;
         final int group;
-        /** The chunk's first element in its tensor. */
+        /** A chunk's first element in its tensor; 0 for a run. */
         final long start;
-        /** The tensor's random stream for stochastic rounding ({@link TensorOperands#roundingStream}). */
+        /** A chunk's index among the statistics' chunks (launch by launch, chunk by chunk); -1 for a run. */
+        final int chunk;
+        /** A chunk's tensor's random stream for stochastic rounding ({@link TensorOperands#roundingStream}); 0 for a run. */
         final int roundingStream;
         final int length;
-        final BlockedHostBuffer[] operands; // param, grad, slot0..2, master (null where absent)
+        final BlockedHostBuffer[] operands; // param, grad, slot0..2, master (null where absent); null for a run
         final FloatBuffer[] chunkFloats;    // float32 views of the operands' elements [start, start + length), null for 16-bit
         /**
          * Per kernel operand, the float32 chunk the kernels update in place (operand 0: the master
@@ -82,15 +86,30 @@ final class FastStepProgram extends HostStepProgram {
         /** Float32 everywhere and no master: with a gradient that needs no preparation, updated in place in one call. */
         final boolean float32InPlace;
 
-        Item(UpdateKernel kernel, int group, long start, int length, int roundingStream, BlockedHostBuffer[] operands,
-             VectorOperand[][] tensorVectors) {
+        private Item(UpdateKernel kernel, int group, long start, int chunk, int roundingStream, int length,
+                     BlockedHostBuffer[] operands, FloatBuffer[] chunkFloats, FloatBuffer[] inPlaceFloats,
+                     VectorOperand[] inPlaceVectors, short[][] halves, int[] halfOffsets, float[] master, int masterOffset) {
             this.kernel = kernel;
             this.group = group;
             this.start = start;
+            this.chunk = chunk;
             this.roundingStream = roundingStream;
             this.length = length;
             this.operands = operands;
-            chunkFloats = new FloatBuffer[6];
+            this.chunkFloats = chunkFloats;
+            this.inPlaceFloats = inPlaceFloats;
+            this.inPlaceVectors = inPlaceVectors;
+            this.halves = halves;
+            this.halfOffsets = halfOffsets;
+            this.master = master;
+            this.masterOffset = masterOffset;
+            this.float32InPlace = master == null && halves == null;
+        }
+
+        /** Elements [start, start + length) of one tensor, statistics chunk {@code chunk}, whose operands are {@code operands}. */
+        static Item chunk(UpdateKernel kernel, int group, long start, int length, int chunk, int roundingStream,
+                          BlockedHostBuffer[] operands, VectorOperand[][] tensorVectors) {
+            FloatBuffer[] chunkFloats = new FloatBuffer[6];
             short[][] halfBlocks = null;
             int[] offsets = null;
             for (int j = 0; j < 6; j++) {
@@ -109,12 +128,10 @@ final class FastStepProgram extends HostStepProgram {
                     offsets[j] = o.offset(start);
                 }
             }
-            halves = halfBlocks;
-            halfOffsets = offsets;
             BlockedHostBuffer masterBuffer = operands[MASTER];
-            float32InPlace = masterBuffer == null && halfBlocks == null;
-            master = masterBuffer == null ? null : masterBuffer.array(masterBuffer.block(start));
-            masterOffset = masterBuffer == null ? 0 : masterBuffer.offset(start);
+            float[] master = masterBuffer == null ? null : masterBuffer.array(masterBuffer.block(start));
+            int masterOffset = masterBuffer == null ? 0 : masterBuffer.offset(start);
+            FloatBuffer[] inPlaceFloats;
             if (masterBuffer == null) {
                 inPlaceFloats = chunkFloats;
             } else {
@@ -122,6 +139,7 @@ final class FastStepProgram extends HostStepProgram {
                 inPlaceFloats[0] = chunkFloats[MASTER];
                 for (int j = 1; j < KERNEL_OPERANDS; j++) inPlaceFloats[j] = chunkFloats[j];
             }
+            VectorOperand[] inPlaceVectors = null;
             if (tensorVectors != null) {
                 inPlaceVectors = new VectorOperand[KERNEL_OPERANDS];
                 for (int j = 0; j < KERNEL_OPERANDS; j++) {
@@ -129,9 +147,22 @@ final class FastStepProgram extends HostStepProgram {
                     BlockedHostBuffer o = operands[source];
                     if (inPlaceFloats[j] != null) inPlaceVectors[j] = tensorVectors[source][o.block(start)].from(o.offset(start));
                 }
-            } else {
-                inPlaceVectors = null;
             }
+            return new Item(kernel, group, start, chunk, roundingStream, length, operands, chunkFloats, inPlaceFloats,
+                    inPlaceVectors, halfBlocks, offsets, master, masterOffset);
+        }
+
+        /** A run of small float32 tensors, updated as one range of its arrays (vectors where {@code vector}). */
+        static Item run(UpdateKernel kernel, int group, SmallTensorRuns.Run run, boolean vector) {
+            FloatBuffer[] views = new FloatBuffer[6];
+            VectorOperand[] vectors = vector ? new VectorOperand[KERNEL_OPERANDS] : null;
+            for (int j = 0; j < KERNEL_OPERANDS; j++) {
+                float[] array = run.arrays()[j];
+                if (array == null) continue;
+                views[j] = FloatBuffer.wrap(array, run.offsets()[j], run.length()).slice();
+                if (vector) vectors[j] = VectorOperand.ofArray(array, run.offsets()[j]);
+            }
+            return new Item(kernel, group, 0, -1, 0, run.length(), null, views, views, vectors, null, null, null, 0);
         }
 
         /** Whether operand j (0 to 4) is 16-bit and so widened into scratch (a param with a master is not: the master is). */
@@ -143,17 +174,29 @@ final class FastStepProgram extends HostStepProgram {
     private final WorkerTeam team;
     private final boolean parallel;
     private final GroupTable groups;
+    /** The updates: chunks of tensors in no run, and runs, launch by launch in the tensors' order. */
     private final Item[] items;
+    /** Per chunk (launch by launch, chunk by chunk), for the statistics: the gradient's float32 block view or 16-bit block (the other null). */
+    private final FloatBuffer[] gradFloats;
+    private final short[][] gradHalves;
+    private final Precision[] gradPrecision;
+    /** Per chunk, its first element's place in its gradient block, and its length. */
+    private final int[] gradOffset;
+    private final int[] chunkLength;
     /**
-     * The parallel loops' work units: unit u runs items [unitStarts[u], unitStarts[u + 1]), consecutive
-     * items of at least {@link #UNIT_WORK} work (or one), so that small tensors are claimed many at a
-     * time and not one by one from the counter the workers share.
+     * The parallel loops' work units: unit u runs items (or chunks, for the statistics) [starts[u],
+     * starts[u + 1]), consecutive ones of at least {@link #UNIT_WORK} work (or one), so that small
+     * tensors are claimed many at a time and not one by one from the counter the workers share.
      */
     private final int[] unitStarts;
+    private final int[] statisticsUnitStarts;
     private final double[] partials;
     private final double[] totalLanes = new double[GradientStatistics.LANES];
     private final double[][] lanes;        // [worker][LANES]
     private final StochasticRounding[] rounding; // [worker]
+    /** The per-tensor norms of the layer-wise kernels' chunks; null when no kernel is layer-wise. */
+    private final TensorNorms norms;
+    private final TensorNorms.Scratch[] normScratch; // [worker], created at the first norm pass
     private final float[][] scalars;       // [worker][SCALAR_STRIDE]
     private final boolean vector;
     /** [worker][kernel operand]: one chunk of scratch where some chunk widens that operand (always for the grad), else null. */
@@ -165,9 +208,6 @@ final class FastStepProgram extends HostStepProgram {
     private final VectorOperand[][] workVectors;
     /** Which kernels each tensor's in-place update runs, for {@link #pathSummary()}. */
     private final String pathSummary;
-    /** The per-tensor norms of the layer-wise kernels' chunks (items); null when no kernel is layer-wise. */
-    private final TensorNorms norms;
-    private final TensorNorms.Scratch[] normScratch; // [worker], created at the first norm pass
     private final WorkerTeam.Task statisticsTask = this::unitStatistics;
     private final WorkerTeam.Task normsTask = this::unitNorms;
     private final WorkerTeam.Task updateTask = this::updateUnit;
@@ -182,57 +222,81 @@ final class FastStepProgram extends HostStepProgram {
         this.team = team;
         this.groups = groups;
         this.vector = vector;
-        // A tensor shorter than one vector runs the loops' tail only: it needs no vector operands.
         int vectorLanes = vector ? VectorKernels.SPECIES.length() : Integer.MAX_VALUE;
         List<Item> list = new ArrayList<>();
+        List<FloatBuffer> chunkGradFloats = new ArrayList<>();
+        List<short[]> chunkGradHalves = new ArrayList<>();
+        List<Precision> chunkGradPrecision = new ArrayList<>();
+        IntList chunkGradOffset = new IntList(), chunkLengths = new IntList();
         PathCount paths = new PathCount();
         Map<BlockedHostBuffer, VectorOperand[]> vectorMemory = new IdentityHashMap<>();
         for (KernelBatch batch : batches) {
             List<TensorOperands> tensors = batch.tensors();
             long[] lengths = new long[tensors.size()];
+            int[] tensorGroups = new int[tensors.size()];
             BlockedHostBuffer[][] operands = new BlockedHostBuffer[tensors.size()][];
-            VectorOperand[][][] vectors = new VectorOperand[tensors.size()][][];
+            boolean[] vectorsReadThem = new boolean[tensors.size()];
             for (int t = 0; t < tensors.size(); t++) {
                 TensorOperands tensor = tensors.get(t);
                 lengths[t] = tensor.param().length();
+                tensorGroups[t] = tensor.group();
                 BlockedHostBuffer[] o = new BlockedHostBuffer[6];
                 o[0] = host.apply(tensor.param());
                 o[1] = host.apply(tensor.grad());
                 for (int j = 0; j < tensor.slots().length; j++) o[2 + j] = tensor.slots()[j] == null ? null : host.apply(tensor.slots()[j]);
                 o[5] = tensor.master() == null ? null : host.apply(tensor.master());
                 operands[t] = o;
-                boolean vectorsReadIt = vector && vectorsRead(o);
-                vectors[t] = vectorsReadIt && lengths[t] >= vectorLanes ? vectorOperands(o, vectorMemory) : null;
-                paths.add(o, vectorsReadIt);
+                vectorsReadThem[t] = vector && vectorsRead(o);
+                paths.add(o, vectorsReadThem[t]);
             }
+            boolean[] inRun = new boolean[tensors.size()];
+            // A layer-wise kernel's tensors each take their own trust ratio: they never form runs.
+            List<SmallTensorRuns.Run> runs = batch.mixed() || batch.kernel() instanceof LayerwiseKernel ? List.of()
+                    : SmallTensorRuns.form(operands, lengths, tensorGroups, inRun);
+            int nextRun = 0;
             SegmentTable table = SegmentTable.of(lengths);
             for (int c = 0; c < table.chunkCount(); c++) {
                 int t = table.tensor(c);
-                list.add(new Item(batch.kernel(), tensors.get(t).group(), table.start(c),
-                        (int) (table.end(c) - table.start(c)), tensors.get(t).roundingStream(), operands[t], vectors[t]));
+                long start = table.start(c);
+                int length = (int) (table.end(c) - start);
+                BlockedHostBuffer grad = operands[t][1];
+                boolean floatGrad = grad.precision() == Precision.FP32;
+                chunkGradFloats.add(floatGrad ? grad.floats(grad.block(start)) : null);
+                chunkGradHalves.add(floatGrad ? null : grad.shortArray(grad.block(start)));
+                chunkGradPrecision.add(grad.precision());
+                chunkGradOffset.add(grad.offset(start));
+                chunkLengths.add(length);
+                if (nextRun < runs.size() && runs.get(nextRun).first() == t) { // a run's update where its first tensor is
+                    list.add(Item.run(batch.kernel(), tensorGroups[t], runs.get(nextRun++), vector));
+                }
+                if (inRun[t]) continue;
+                // A tensor shorter than one vector runs the loops' tail only: it needs no vector operands.
+                VectorOperand[][] vectors = vectorsReadThem[t] && lengths[t] >= vectorLanes ? vectorOperands(operands[t], vectorMemory) : null;
+                list.add(Item.chunk(batch.kernel(), tensorGroups[t], start, length, chunkLengths.size() - 1,
+                        tensors.get(t).roundingStream(), operands[t], vectors));
             }
         }
         items = list.toArray(new Item[0]);
-        partials = new double[items.length];
-        int[] starts = new int[items.length + 1];
-        int units = 0;
-        long work = 0, unitWork = 0;
-        for (int i = 0; i < items.length; i++) {
-            if (unitWork == 0) starts[units++] = i;
-            unitWork += items[i].length + ITEM_OVERHEAD;
-            work += items[i].length + ITEM_OVERHEAD;
-            if (unitWork >= UNIT_WORK) unitWork = 0;
-        }
-        starts[units] = items.length;
-        unitStarts = java.util.Arrays.copyOf(starts, units + 1);
+        gradFloats = chunkGradFloats.toArray(new FloatBuffer[0]);
+        gradHalves = chunkGradHalves.toArray(new short[0][]);
+        gradPrecision = chunkGradPrecision.toArray(new Precision[0]);
+        gradOffset = chunkGradOffset.toArray();
+        chunkLength = chunkLengths.toArray();
+        partials = new double[chunkLength.length];
+        int[] itemLengths = new int[items.length];
+        for (int i = 0; i < items.length; i++) itemLengths[i] = items[i].length;
+        unitStarts = workUnits(itemLengths);
+        statisticsUnitStarts = workUnits(chunkLength);
+        long work = 0;
+        for (int length : itemLengths) work += length + ITEM_OVERHEAD;
         parallel = work >= PARALLEL_MIN_ELEMENTS;
         pathSummary = paths.summary();
         int workers = team.size();
-        norms = TensorNorms.of(batches);
-        normScratch = new TensorNorms.Scratch[workers];
         lanes = new double[workers][GradientStatistics.LANES];
         rounding = new StochasticRounding[workers];
         for (int w = 0; w < workers; w++) rounding[w] = new StochasticRounding();
+        norms = TensorNorms.of(batches);
+        normScratch = new TensorNorms.Scratch[workers];
         scalars = new float[workers][StepScalars.SCALAR_STRIDE];
         boolean[] widens = new boolean[KERNEL_OPERANDS];
         widens[1] = true; // a float32 gradient is unscaled and clipped in scratch
@@ -350,27 +414,44 @@ final class FastStepProgram extends HostStepProgram {
 
     @Override
     public void run() {
-        if (control.checkGrads) forEachUnit(statisticsTask);
-        int checked = control.checkGrads ? items.length : 0;
+        if (control.checkGrads) forEachUnit(statisticsUnitStarts, statisticsTask);
+        int checked = control.checkGrads ? partials.length : 0;
         control.finalizeStep(GradientStatistics.totalOf(partials, checked, totalLanes), groups);
         if (control.skip) return;
         if (norms != null) {
-            forEachUnit(normsTask);
+            forEachUnit(unitStarts, normsTask);
             norms.reduce();
         }
-        forEachUnit(updateTask);
+        forEachUnit(unitStarts, updateTask);
     }
 
-    private void forEachUnit(WorkerTeam.Task task) {
+    private void forEachUnit(int[] starts, WorkerTeam.Task task) {
         if (parallel) {
-            team.run(unitStarts.length - 1, task);
+            team.run(starts.length - 1, task);
         } else {
-            for (int u = 0; u < unitStarts.length - 1; u++) task.run(0, u);
+            for (int u = 0; u < starts.length - 1; u++) task.run(0, u);
         }
+    }
+
+    /**
+     * The work units over items (or chunks) of these lengths: consecutive ones of at least
+     * {@link #UNIT_WORK} work, counting {@link #ITEM_OVERHEAD} for each; starts[u] is unit u's first.
+     */
+    private static int[] workUnits(int[] lengths) {
+        int[] starts = new int[lengths.length + 1];
+        int units = 0;
+        long unitWork = 0;
+        for (int i = 0; i < lengths.length; i++) {
+            if (unitWork == 0) starts[units++] = i;
+            unitWork += lengths[i] + ITEM_OVERHEAD;
+            if (unitWork >= UNIT_WORK) unitWork = 0;
+        }
+        starts[units] = lengths.length;
+        return java.util.Arrays.copyOf(starts, units + 1);
     }
 
     private void unitStatistics(int worker, int unit) {
-        for (int i = unitStarts[unit]; i < unitStarts[unit + 1]; i++) chunkStatistics(worker, i);
+        for (int c = statisticsUnitStarts[unit]; c < statisticsUnitStarts[unit + 1]; c++) chunkStatistics(worker, c);
     }
 
     /**
@@ -378,27 +459,28 @@ final class FastStepProgram extends HostStepProgram {
      * {@code l} adds elements {@code l, l + LANES, ...} in increasing order. Walking the chunk
      * front to back keeps each lane's order and reads memory sequentially.
      */
-    private void chunkStatistics(int worker, int index) {
-        Item item = items[index];
+    private void chunkStatistics(int worker, int chunk) {
         double[] sums = lanes[worker];
-        int used = GradientStatistics.lanesUsed(item.length);
+        int length = chunkLength[chunk];
+        int used = GradientStatistics.lanesUsed(length);
         java.util.Arrays.fill(sums, 0, used, 0.0);
         float invGradScale = control.invGradScale;
         boolean unscale = invGradScale != 1.0f;
-        FloatBuffer floats = item.chunkFloats[1];
-        short[] half = item.halves == null ? null : item.halves[1];
-        int halfOffset = half == null ? 0 : item.halfOffsets[1];
-        Precision halfPrecision = item.operands[1].precision();
-        for (int base = 0; base < item.length; base += GradientStatistics.LANES) {
-            int n = Math.min(GradientStatistics.LANES, item.length - base);
+        FloatBuffer floats = gradFloats[chunk];
+        short[] half = gradHalves[chunk];
+        Precision halfPrecision = gradPrecision[chunk];
+        int offset = gradOffset[chunk];
+        for (int base = 0; base < length; base += GradientStatistics.LANES) {
+            int n = Math.min(GradientStatistics.LANES, length - base);
             for (int l = 0; l < n; l++) {
-                float g = half == null ? floats.get(base + l) : Conversions.widen(halfPrecision, half[halfOffset + base + l]);
+                int k = offset + base + l;
+                float g = half == null ? floats.get(k) : Conversions.widen(halfPrecision, half[k]);
                 if (unscale) g = g * invGradScale;
                 double x = g;
                 sums[l] = sums[l] + x * x;
             }
         }
-        partials[index] = GradientStatistics.treeSum(sums, used);
+        partials[chunk] = GradientStatistics.treeSum(sums, used);
     }
 
     /**
@@ -410,14 +492,15 @@ final class FastStepProgram extends HostStepProgram {
         if (scratch == null) normScratch[worker] = scratch = new TensorNorms.Scratch();
         float[] s = scalars[worker];
         for (int i = unitStarts[unit]; i < unitStarts[unit + 1]; i++) {
-            if (!norms.covers(i)) continue;
             Item item = items[i];
+            if (item.chunk < 0 || !norms.covers(item.chunk)) continue;
             System.arraycopy(groups.scalars(), item.group * StepScalars.SCALAR_STRIDE, s, 0, StepScalars.SCALAR_STRIDE);
-            norms.chunk(i, item.operands, 0, item.start, item.start + item.length, s, groups.flags()[item.group], control, scratch);
+            norms.chunk(item.chunk, item.operands, 0, item.start, item.start + item.length, s, groups.flags()[item.group],
+                    control, scratch);
         }
     }
 
-    /** The unit's chunks in order; a group's scalars are copied once for a run of its chunks (they do not change during the updates). */
+    /** The unit's items in order; a group's scalars are copied once for a run of its items (they do not change during the updates). */
     private void updateUnit(int worker, int unit) {
         float[] s = scalars[worker];
         int group = -1;
@@ -431,7 +514,7 @@ final class FastStepProgram extends HostStepProgram {
                 flags = groups.flags()[group];
                 gradPrepared = KernelFlags.has(flags, KernelFlags.UNSCALE) || KernelFlags.has(flags, KernelFlags.CLIP);
             }
-            if (norms != null && norms.covers(i)) norms.tensorScalars(i, s, flags);
+            if (norms != null && item.chunk >= 0 && norms.covers(item.chunk)) norms.tensorScalars(item.chunk, s, flags);
             if (item.float32InPlace && !gradPrepared) {
                 updateRange(item.kernel, item.inPlaceVectors, item.inPlaceFloats, 0, item.length, s, flags);
             } else {

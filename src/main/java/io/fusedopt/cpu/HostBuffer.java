@@ -11,16 +11,26 @@ import java.nio.ShortBuffer;
 
 /**
  * Host memory for the CPU backend, indexed from 0: a {@link FloatBuffer} for float32, or a
- * {@link ShortBuffer} of 16-bit patterns for bf16 and fp16 (heap or direct).
+ * {@link ShortBuffer} of 16-bit patterns for bf16 and fp16 (heap or direct). A small float32 tensor
+ * lies in an array it shares with others ({@link SharedFloats}), its elements from {@code base} on
+ * in the array's view: no view of its own, which at 10^5 tensors was tens of megabytes.
  */
-final class HostBuffer extends AbstractTensorBuffer implements GradientStatistics.FloatSource {
+final class HostBuffer extends AbstractTensorBuffer implements GradientStatistics.FloatSource, CarvedFloats {
     private FloatBuffer floats;
+    /** Where element 0 lies in {@link #floats} (0 unless the view is a shared array's); changed by {@link #moveTo}. */
+    private int base;
     private ShortBuffer bits;
 
-    /** Float32 elements. */
+    /** Float32 elements: all of {@code data}. */
     HostBuffer(BufferOwner owner, FloatBuffer data, boolean owned) {
-        super(owner, data.capacity(), Precision.FP32, owned);
+        this(owner, data, 0, data.capacity(), owned);
+    }
+
+    /** Float32 elements: {@code data[base, base + length)}. */
+    HostBuffer(BufferOwner owner, FloatBuffer data, int base, int length, boolean owned) {
+        super(owner, length, Precision.FP32, owned);
         this.floats = data;
+        this.base = base;
     }
 
     /** 16-bit elements of {@code precision}. */
@@ -30,16 +40,34 @@ final class HostBuffer extends AbstractTensorBuffer implements GradientStatistic
         this.bits = data;
     }
 
-    /** The float32 elements; only for FP32 buffers. Only the engine's kernels use this. */
-    FloatBuffer floats() {
+    /** A view of float32 elements [from, from + length), indexed from 0; only for FP32 buffers. Only the engine's kernels use this. */
+    FloatBuffer floats(int from, int length) {
         ensureOpen();
         if (floats == null) throw new IllegalStateException("a " + precision() + " buffer has no float32 view");
-        return floats;
+        return floats.slice(base + from, length);
+    }
+
+    @Override
+    public float[] carvedArray() {
+        // An owned small float32 tensor lies in a shared array (SmallTensorArena), or in the array a run moved it to.
+        return isOwnedByLibrary() && floats != null && SmallTensorArena.holds(length()) ? floats.array() : null;
+    }
+
+    @Override
+    public int carvedOffset() {
+        return floats.arrayOffset() + base;
+    }
+
+    @Override
+    public void moveTo(SharedFloats target, int offset) {
+        System.arraycopy(floats.array(), carvedOffset(), target.array, offset, (int) length());
+        floats = target.blockViews[0];
+        base = offset;
     }
 
     /** Element {@code i} widened to float32 (exact). */
     float get(int i) {
-        return floats != null ? floats.get(i) : Conversions.widen(precision(), bits.get(i));
+        return floats != null ? floats.get(base + i) : Conversions.widen(precision(), bits.get(i));
     }
 
     /** Element {@code index} widened to float32: the gradient statistics read a chunk through this. */
@@ -55,14 +83,14 @@ final class HostBuffer extends AbstractTensorBuffer implements GradientStatistic
 
     /** Stores {@code value} into element {@code i}, rounded to this buffer's precision. */
     void set(int i, float value) {
-        if (floats != null) floats.put(i, value);
+        if (floats != null) floats.put(base + i, value);
         else bits.put(i, Conversions.narrow(precision(), value));
     }
 
     @Override
     protected void write(float[] source, int sourceOffset, long offset, int count) {
         if (floats != null) {
-            floats.put((int) offset, source, sourceOffset, count);
+            floats.put(base + (int) offset, source, sourceOffset, count);
         } else {
             for (int i = 0; i < count; i++) set((int) offset + i, source[sourceOffset + i]);
         }
@@ -71,7 +99,7 @@ final class HostBuffer extends AbstractTensorBuffer implements GradientStatistic
     @Override
     protected void read(long offset, float[] destination, int destinationOffset, int count) {
         if (floats != null) {
-            floats.get((int) offset, destination, destinationOffset, count);
+            floats.get(base + (int) offset, destination, destinationOffset, count);
         } else {
             for (int i = 0; i < count; i++) destination[destinationOffset + i] = get((int) offset + i);
         }

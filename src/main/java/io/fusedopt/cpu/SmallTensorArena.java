@@ -1,6 +1,5 @@
 package io.fusedopt.cpu;
 
-import java.nio.FloatBuffer;
 import java.nio.ShortBuffer;
 
 /**
@@ -11,8 +10,8 @@ import java.nio.ShortBuffer;
  * tensors waited for memory about ten times as long as it computed.
  *
  * <p>Elements are never handed out twice: a shared array is freed when the last tensor in it is
- * unreachable, so a released small tensor's elements stay allocated until then. Not thread-safe:
- * the engine calls it under its lock.
+ * unreachable (or moved out of it by a step, {@link SmallTensorRuns}), so a released small
+ * tensor's elements stay allocated until then. Not thread-safe: the engine calls it under its lock.
  */
 final class SmallTensorArena {
     /** Tensors of 1 to this many elements are carved from shared arrays (at most one chunk, so one block of any block size). */
@@ -20,7 +19,7 @@ final class SmallTensorArena {
     /** Elements per shared array: 1 MiB of float32, at most 1.6% of it left unused when the next tensor does not fit. */
     static final int ARRAY_ELEMENTS = 1 << 18;
 
-    private float[] floats;
+    private SharedFloats floats;
     private int floatsUsed;
     private short[] shorts;
     private int shortsUsed;
@@ -30,16 +29,19 @@ final class SmallTensorArena {
         return length > 0 && length <= MAX_ELEMENTS;
     }
 
-    /** {@code length} zeroed float32 elements, as a view from the first ({@code array()} and {@code arrayOffset()} say where they lie). */
-    FloatBuffer floats(int length) {
+    /** Where {@link #carveFloats} put a tensor's elements: from {@code offset} on in {@code in}. */
+    record Carved(SharedFloats in, int offset) {}
+
+    /** {@code length} zeroed float32 elements. */
+    Carved carveFloats(int length) {
         requireHeld(length);
-        if (floats == null || floatsUsed + length > floats.length) {
-            floats = new float[ARRAY_ELEMENTS];
+        if (floats == null || floatsUsed + length > floats.array.length) {
+            floats = new SharedFloats(new float[ARRAY_ELEMENTS]);
             floatsUsed = 0;
         }
-        FloatBuffer view = FloatBuffer.wrap(floats, floatsUsed, length).slice();
+        Carved carved = new Carved(floats, floatsUsed);
         floatsUsed += length;
-        return view;
+        return carved;
     }
 
     /** {@code length} zeroed 16-bit elements, as a view from the first. */

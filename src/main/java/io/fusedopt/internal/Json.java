@@ -1,7 +1,6 @@
 package io.fusedopt.internal;
 
 import java.nio.charset.StandardCharsets;
-import java.util.Map;
 
 /**
  * The little JSON fusedopt needs, with nothing beyond the JDK (a JSON library in the library's
@@ -15,8 +14,9 @@ import java.util.Map;
  *
  * <p>{@link Reader} is a strict pull reader over text that has already been decoded (strictly) from
  * UTF-8: RFC 8259 syntax only (no comments, no single quotes, no trailing commas, no leading zeros,
- * no unescaped control characters), a duplicate key in any object is refused, and it bounds the
- * nesting depth and the length of names and strings. The caller asks for the value it expects
+ * no unescaped control characters), a duplicate key in any object is refused (keys read as spans,
+ * {@link Reader#nextNameSpan}, by the caller that keeps them), and it bounds the nesting depth and
+ * the length of names and strings. The caller asks for the value it expects
  * ({@link Reader#beginObject}, {@link Reader#nextString}, {@link Reader#nextNonNegativeLong}, ...),
  * so any other shape is an error. Every problem is a {@link SyntaxException} naming the character
  * offset; nothing else is thrown for any input.
@@ -48,18 +48,43 @@ public final class Json {
      */
     private static final class Utf8Text {
         private byte[] bytes;
+        /** Where the text starts in {@link #bytes}: the bytes before it are the caller's. */
+        private final int start;
         private int size;
         /** No byte of 0x80 or above written so far. */
         private boolean ascii = true;
 
         Utf8Text(int capacity) {
-            bytes = new byte[Math.max(16, capacity)];
+            this(capacity, 0);
+        }
+
+        Utf8Text(int capacity, int start) {
+            bytes = new byte[start + Math.max(16, capacity)];
+            this.start = start;
+            size = start;
         }
 
         /** An ASCII character. */
         void ascii(char c) {
             if (size == bytes.length) grow(1);
             bytes[size++] = (byte) c;
+        }
+
+        /** The decimal digits of {@code v}, as {@link Long#toString(long)} writes them, without making that string. */
+        void decimal(long v) {
+            if (v == Long.MIN_VALUE) {
+                ascii(Long.toString(v)); // its magnitude does not fit a long
+                return;
+            }
+            if (bytes.length - size < 20) grow(20);
+            if (v < 0) {
+                bytes[size++] = '-';
+                v = -v;
+            }
+            int digits = 1;
+            for (long rest = v / 10; rest != 0; rest /= 10) digits++;
+            for (int i = size + digits - 1; i >= size; i--, v /= 10) bytes[i] = (byte) ('0' + v % 10);
+            size += digits;
         }
 
         /** A text of ASCII characters (numbers, punctuation). */
@@ -126,7 +151,7 @@ public final class Json {
 
         @Override
         public String toString() {
-            return new String(bytes, 0, size, StandardCharsets.UTF_8);
+            return new String(bytes, start, size - start, StandardCharsets.UTF_8);
         }
     }
 
@@ -154,8 +179,16 @@ public final class Json {
 
         /** A writer whose text is expected to take about {@code expectedBytes} in UTF-8 (grown as needed). */
         public Writer(boolean pretty, int expectedBytes) {
+            this(pretty, expectedBytes, 0);
+        }
+
+        /**
+         * As {@link #Writer(boolean, int)}, the text to start at byte {@code reserved} of the array
+         * {@link #utf8Array} returns: the bytes before it are the caller's (a header's length).
+         */
+        public Writer(boolean pretty, int expectedBytes, int reserved) {
             this.pretty = pretty;
-            this.out = new Utf8Text(expectedBytes);
+            this.out = new Utf8Text(expectedBytes, reserved);
         }
 
         public Writer beginObject() {
@@ -206,7 +239,7 @@ public final class Json {
 
         public Writer value(long v) {
             beforeValue();
-            out.ascii(Long.toString(v));
+            out.decimal(v); // a header writes three numbers per tensor: no string each
             return this;
         }
 
@@ -233,17 +266,23 @@ public final class Json {
 
         /** The text in UTF-8 (surrogates are escaped, so every character encodes). */
         public byte[] toUtf8() {
-            return java.util.Arrays.copyOf(completeText().bytes, out.size);
+            return java.util.Arrays.copyOfRange(completeText().bytes, out.start, out.size);
         }
 
         /** The length of the text in UTF-8. */
         public int utf8Length() {
-            return completeText().size;
+            return completeText().size - out.start;
         }
 
-        /** Copies the text in UTF-8 into {@code destination} from {@code offset} (a header's, after its length). */
-        public void copyUtf8(byte[] destination, int offset) {
-            System.arraycopy(completeText().bytes, 0, destination, offset, out.size);
+        /**
+         * The writer's own array, the text in UTF-8 at [reserved, reserved + {@link #utf8Length()}),
+         * and at least {@code spare} bytes after it: a header of tens of megabytes is not copied. The
+         * writer must not be used afterwards.
+         */
+        public byte[] utf8Array(int spare) {
+            Utf8Text text = completeText();
+            if (text.bytes.length - text.size < spare) text.bytes = java.util.Arrays.copyOf(text.bytes, text.size + spare); // no doubling at the end
+            return text.bytes;
         }
 
         private Utf8Text completeText() {
@@ -371,10 +410,12 @@ public final class Json {
         private final int[] counts;
         /** Per open object, the keys read so far in it (null for an array). */
         private final SeenKeys[] keys;
-        /** Per open object, the caller's map of its keys ({@link #beginObject(Map)}), else null. */
-        private final Map<String, ?>[] keyMaps;
         /** After {@link #hasNext} said yes in an object: a name must come. */
         private boolean nameDue;
+        /** Where the last key read starts (its quote), for {@link #repeatedKey}. */
+        private int nameAt;
+        /** The last string read that held an escape, unescaped. */
+        private String escaped;
         private boolean started;
 
         /**
@@ -391,9 +432,6 @@ public final class Json {
             this.isObject = new boolean[maxDepth];
             this.counts = new int[maxDepth];
             this.keys = new SeenKeys[maxDepth];
-            @SuppressWarnings("unchecked")
-            Map<String, ?>[] maps = new Map[maxDepth];
-            this.keyMaps = maps;
         }
 
         /** The kind of the next value, without consuming it. */
@@ -420,17 +458,6 @@ public final class Json {
             open('{', true);
         }
 
-        /**
-         * As {@link #beginObject()}, for an object whose keys the caller keeps in {@code keysSoFar}:
-         * {@link #nextName} refuses a key that map already holds instead of keeping a set of its
-         * own, so that an object of hundreds of thousands of keys costs one hash table, not two.
-         * The caller must put each key into the map before it reads the next.
-         */
-        public void beginObject(Map<String, ?> keysSoFar) throws SyntaxException {
-            open('{', true);
-            keyMaps[depth - 1] = keysSoFar;
-        }
-
         public void beginArray() throws SyntaxException {
             open('[', false);
         }
@@ -448,7 +475,6 @@ public final class Json {
             if (pos < text.length() && text.charAt(pos) == close) {
                 pos++;
                 if (keys[level] != null) keys[level].clear();
-                keyMaps[level] = null;
                 depth--;
                 return false;
             }
@@ -463,22 +489,78 @@ public final class Json {
 
         /** The next key of the current object, after {@link #hasNext} said yes; refuses a key seen before in it. */
         public String nextName() throws SyntaxException {
-            if (!nameDue) throw new IllegalStateException("no name is due");
-            skipWhiteSpace();
-            int at = pos;
-            if (pos >= text.length() || text.charAt(pos) != '"') throw error("a quoted key was expected");
-            String name = string(maxNameLength, "key");
-            skipWhiteSpace();
-            expect(':', "':'");
-            nameDue = false;
-            Map<String, ?> keyMap = keyMaps[depth - 1];
-            if (keyMap != null ? keyMap.containsKey(name) : !keys[depth - 1].add(name)) throw new SyntaxException("at character " + at + ": the key \"" + abbreviate(name) + "\" appears twice in one object");
+            long span = nameSpan();
+            String name = stringOf(span);
+            if (!keys[depth - 1].add(name)) throw repeatedKey(name);
             return name;
+        }
+
+        /**
+         * The next key of the current object, after {@link #hasNext} said yes, as where it lies in
+         * the text ({@link #span}), so that a caller keeping hundreds of thousands of keys makes no
+         * string of each. The reader does not compare it with the object's other keys: the caller
+         * refuses a repeated key ({@link #repeatedKey}).
+         */
+        public long nextNameSpan() throws SyntaxException {
+            return nameSpan();
         }
 
         public String nextString() throws SyntaxException {
             if (peek() != Kind.STRING) throw error("a string was expected");
-            return string(maxStringLength, "string");
+            return stringOf(stringSpan(maxStringLength, "string"));
+        }
+
+        /** The next value, a string, as where it lies in the text ({@link #span}). */
+        public long nextStringSpan() throws SyntaxException {
+            if (peek() != Kind.STRING) throw error("a string was expected");
+            return stringSpan(maxStringLength, "string");
+        }
+
+        /**
+         * What {@link #nextNameSpan} and {@link #nextStringSpan} return: {@code (long) from << 32 | to}
+         * when the string holds no escape (its characters are {@link #text()}{@code [from, to)}), else
+         * -1, and the string unescaped is {@link #escaped()} until the next string is read.
+         */
+        public static long span(int from, int to) {
+            return (long) from << 32 | to;
+        }
+
+        /** Where a span from {@link #nextNameSpan} or {@link #nextStringSpan} starts in the text. */
+        public static int spanFrom(long span) {
+            return (int) (span >>> 32);
+        }
+
+        /** Where a span ends (exclusive). */
+        public static int spanTo(long span) {
+            return (int) span;
+        }
+
+        /** The text being read. */
+        public String text() {
+            return text;
+        }
+
+        /** The last string read, unescaped, when it held an escape (its span was -1). */
+        public String escaped() {
+            return escaped;
+        }
+
+        /** The refusal of {@code key}, the last key read, as one the object already holds. */
+        public SyntaxException repeatedKey(String key) {
+            return new SyntaxException("at character " + nameAt + ": the key \"" + abbreviate(key) + "\" appears twice in one object");
+        }
+
+        /** The key at pos, its colon consumed; where it starts is kept for {@link #repeatedKey}. */
+        private long nameSpan() throws SyntaxException {
+            if (!nameDue) throw new IllegalStateException("no name is due");
+            skipWhiteSpace();
+            nameAt = pos;
+            if (pos >= text.length() || text.charAt(pos) != '"') throw error("a quoted key was expected");
+            long span = stringSpan(maxNameLength, "key");
+            skipWhiteSpace();
+            expect(':', "':'");
+            nameDue = false;
+            return span;
         }
 
         /**
@@ -573,7 +655,6 @@ public final class Json {
                 if (keys[depth] == null) keys[depth] = new SeenKeys();
                 keys[depth].clear();
             }
-            keyMaps[depth] = null;
             depth++;
         }
 
@@ -586,8 +667,15 @@ public final class Json {
             if (depth == 0) started = true;
         }
 
-        /** The string at pos (which holds its opening quote), unescaped. */
-        private String string(int maxLength, String what) throws SyntaxException {
+        /** The string of a span (or {@link #escaped}); a short one shared with an equal one read lately. */
+        private String stringOf(long span) {
+            if (span < 0) return escaped;
+            int from = spanFrom(span), to = spanTo(span);
+            return to - from <= SHORT ? shortString(from, to) : text.substring(from, to);
+        }
+
+        /** The string at pos (which holds its opening quote): its span, or -1 and {@link #escaped} when it holds an escape. */
+        private long stringSpan(int maxLength, String what) throws SyntaxException {
             int start = pos++;
             StringBuilder b = null;
             int from = pos;
@@ -612,10 +700,16 @@ public final class Json {
                     throw error(what + " longer than " + maxLength + " characters");
                 }
             }
-            String s = b != null ? b.append(text, from, pos).toString() : pos - from <= SHORT ? shortString(from, pos) : text.substring(from, pos);
+            long span;
+            if (b != null) {
+                escaped = b.append(text, from, pos).toString();
+                span = -1;
+            } else {
+                span = span(from, pos);
+            }
             pos++;
             afterValue();
-            return s;
+            return span;
         }
 
         /** Strings of at most this many characters are looked up among the {@link #recent} ones before one is made. */

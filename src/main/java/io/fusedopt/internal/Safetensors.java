@@ -3,6 +3,7 @@ package io.fusedopt.internal;
 import io.fusedopt.CheckpointException;
 import io.fusedopt.Precision;
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -38,13 +39,20 @@ public final class Safetensors {
     public record Entry(String name, Precision dtype, long length, long begin, long end) {}
 
     /** A parsed header: metadata, entries in data order, and where the data starts in the file. */
-    public record Header(Map<String, String> metadata, List<Entry> entries, long dataStart, long dataLength) {}
+    public record Header(Metadata metadata, List<Entry> entries, long dataStart, long dataLength) {}
 
     /** A CRC32C as the checkpoint writes it: 8 lower-case hex digits ({@code String.format("%08x", crc)}, without its cost). */
     public static String crcHex(long crc) {
         byte[] digits = new byte[8];
         for (int i = 7; i >= 0; i--, crc >>>= 4) digits[i] = (byte) Character.forDigit((int) (crc & 15), 16);
         return new String(digits, StandardCharsets.ISO_8859_1);
+    }
+
+    /** Whether {@code text[from, to)} is {@link #crcHex}{@code (crc)}, compared digit by digit without making that string. */
+    private static boolean isCrcHex(String text, int from, int to, long crc) {
+        if (to - from != 8) return false;
+        for (int i = 7; i >= 0; i--, crc >>>= 4) if (text.charAt(from + i) != Character.forDigit((int) (crc & 15), 16)) return false;
+        return true;
     }
 
     /** The safetensors dtype name of a precision. */
@@ -58,7 +66,8 @@ public final class Safetensors {
 
     /** The header bytes, length prefix included, for these entries (offsets must be contiguous from 0). */
     public static byte[] encodeHeader(Map<String, String> metadata, List<Entry> entries) throws IOException {
-        return encodeHeader(metadata, writer -> {}, entries);
+        ByteBuffer header = encodeHeader(metadata, writer -> {}, entries);
+        return java.util.Arrays.copyOf(header.array(), header.limit());
     }
 
     /** Metadata entries written straight into the header's JSON ({@link Json.Writer#name(String, String)}, then a value). */
@@ -70,11 +79,12 @@ public final class Safetensors {
     /**
      * The header bytes for these entries, with {@code more} metadata after {@code metadata}'s: a
      * checkpoint's two entries per tensor, written without a map of hundreds of thousands of
-     * strings. The caller keeps every key distinct.
+     * strings. The caller keeps every key distinct. The bytes are [0, limit) of the returned
+     * buffer's array, the array the text was written into: a header of tens of megabytes is not copied.
      */
-    public static byte[] encodeHeader(Map<String, String> metadata, MetadataEntries more, List<Entry> entries) throws IOException {
+    public static ByteBuffer encodeHeader(Map<String, String> metadata, MetadataEntries more, List<Entry> entries) throws IOException {
         // Compact, in this order: the bytes Jackson's generator wrote before (CheckpointFormatTest).
-        Json.Writer g = new Json.Writer(false, expectedLength(metadata, entries));
+        Json.Writer g = new Json.Writer(false, expectedLength(metadata, entries), 8); // 8: the length, written last
         g.beginObject();
         g.name("__metadata__").beginObject();
         for (Map.Entry<String, String> e : metadata.entrySet()) g.name(e.getKey()).value(e.getValue());
@@ -91,32 +101,43 @@ public final class Safetensors {
         g.endObject();
         int length = g.utf8Length();
         int padded = (length + 7) / 8 * 8;
-        byte[] out = new byte[8 + padded];
-        g.copyUtf8(out, 8);
-        java.util.Arrays.fill(out, 8 + length, out.length, (byte) ' ');
+        byte[] out = g.utf8Array(padded - length);
+        int end = 8 + padded;
+        java.util.Arrays.fill(out, 8 + length, end, (byte) ' ');
         long n = padded;
         for (int i = 0; i < 8; i++) out[i] = (byte) (n >>> (8 * i));
-        int at = crcField(out, 8, out.length);
+        int at = crcField(out, 8, end);
         if (at < 0) {
             throw new IllegalArgumentException("the header would hold \"" + HEADER_CRC_KEY + "\":\" more than once, and a reader"
                     + " could not find its checksum: a parameter name that ends in a quote and " + HEADER_CRC_KEY
                     + " repeats it (in frozen.NAME or tensor_step.NAME); rename the parameter");
         }
-        String crc = crcHex(headerCrc(out, out, 8, at));
+        String crc = crcHex(headerCrc(out, out, 8, end, at));
         System.arraycopy(crc.getBytes(StandardCharsets.US_ASCII), 0, out, at, 8);
-        return out;
+        return ByteBuffer.wrap(out, 0, end);
     }
 
     /**
-     * About the length of a fusedopt header in bytes: each entry's JSON (its name and about 60
-     * bytes) and, for a checkpoint, its two metadata entries (its name again twice, 30 bytes and
-     * more); sized so, the text is written into one array instead of doubling one many times.
+     * About the length of a fusedopt header in bytes: each entry's JSON
+     * ({@code "NAME":{"dtype":"F32","shape":[L],"data_offsets":[B,E]},}, the name, its numbers and
+     * 49 bytes) and, for a checkpoint, its two metadata entries ({@code "group_of.NAME":"G",} and
+     * {@code "crc32c.NAME":"01234567",}, the name twice and 38 bytes and more); sized so, the text
+     * is written into one array, neither grown nor much larger than needed (a name with escapes or
+     * beyond ASCII costs one growth).
      */
     private static int expectedLength(Map<String, String> metadata, List<Entry> entries) {
         long length = 1024;
         for (Map.Entry<String, String> e : metadata.entrySet()) length += e.getKey().length() + e.getValue().length() + 6;
-        for (Entry e : entries) length += 3L * e.name().length() + 130;
+        for (Entry e : entries) {
+            length += 3L * e.name().length() + 90 + decimalDigits(e.length()) + decimalDigits(e.begin()) + decimalDigits(e.end());
+        }
         return (int) Math.min(length, Integer.MAX_VALUE - 8);
+    }
+
+    private static int decimalDigits(long v) {
+        int digits = 1;
+        for (long rest = v / 10; rest != 0; rest /= 10) digits++;
+        return digits;
     }
 
     /**
@@ -161,15 +182,15 @@ public final class Safetensors {
         int at = ascii != null ? crcField(ascii, ascii.length()) : crcField(header, 0, header.length);
         if (at < 0) throw new CheckpointException(file + ": the header has no " + HEADER_CRC_KEY + " (not a fusedopt checkpoint, or damaged)");
         String stored = new String(header, at, 8, StandardCharsets.US_ASCII);
-        String actual = crcHex(headerCrc(lengthPrefix, header, 0, at));
+        String actual = crcHex(headerCrc(lengthPrefix, header, 0, header.length, at));
         if (!stored.equals(actual)) {
             throw new CheckpointException(file + ": header checksum mismatch (stored " + stored + ", computed " + actual
                     + "): the header is damaged");
         }
         // Streamed, the entries declare the data length; bounded only so that offsets stay within a long.
         long dataLength = streamed ? Long.MAX_VALUE - 8 - n : fileSize - 8 - n;
-        Metadata metadata = new Metadata();
         List<Entry> entries = new ArrayList<>();
+        EntryFields fields = new EntryFields();
         String text;
         if (ascii != null) {
             text = ascii;
@@ -183,6 +204,7 @@ public final class Safetensors {
                 throw new CheckpointException(file + ": the header is not valid UTF-8", e);
             }
         }
+        Metadata metadata = new Metadata(text);
         Json.Reader p = new Json.Reader(text, MAX_DEPTH, MAX_NAME_CHARS, MAX_STRING_CHARS);
         try {
             expect(p.peek() == Json.Kind.OBJECT, file, "the header is not a JSON object");
@@ -191,15 +213,22 @@ public final class Safetensors {
                 String name = p.nextName(); // the reader refuses a name seen twice
                 if (p.peek() != Json.Kind.OBJECT) throw problem(file, "'" + name + "' is not an object");
                 if (name.equals("__metadata__")) {
-                    p.beginObject(metadata); // the map refuses a repeated key: no second table
+                    p.beginObject();
                     while (p.hasNext()) {
-                        String key = p.nextName();
-                        if (p.peek() != Json.Kind.STRING) throw problem(file, "metadata '" + key + "' is not a string");
-                        metadata.add(key, p.nextString());
+                        // Kept as where they lie in the text: no string per key and value (Metadata).
+                        long key = p.nextNameSpan();
+                        String escapedKey = key < 0 ? p.escaped() : null;
+                        int hash = metadata.hash(key, escapedKey);
+                        if (metadata.find(hash, key, escapedKey) >= 0) throw p.repeatedKey(metadata.string(key, escapedKey));
+                        if (p.peek() != Json.Kind.STRING) {
+                            throw problem(file, "metadata '" + metadata.string(key, escapedKey) + "' is not a string");
+                        }
+                        long value = p.nextStringSpan();
+                        metadata.add(hash, key, escapedKey, value, value < 0 ? p.escaped() : null);
                     }
                 } else {
                     p.beginObject();
-                    entries.add(parseEntry(p, file, name, dataLength));
+                    entries.add(parseEntry(p, file, name, dataLength, fields));
                 }
             }
             p.end();
@@ -227,71 +256,168 @@ public final class Safetensors {
     }
 
     /**
-     * The header's metadata, read-only: string pairs in file order, found through one open-addressing
-     * table of hash and position. A header of 10^5 tensors holds 2 * 10^5 pairs, and a linked hash
-     * map's table, nodes and chains cost several cache misses per key: most of the parse.
+     * The header's metadata, read-only: string pairs in file order. A header of 10^5 tensors holds
+     * 2 * 10^5 pairs ({@code group_of.T} and {@code crc32c.T} of each tensor), so each key and value
+     * is kept as where it lies in the header's text ({@link Json.Reader#span}), not as a string of
+     * its own: the strings and a map's nodes made most of a load's memory, all of it alive until
+     * the load ends, and the collector copied it again and again. Pairs are found through one
+     * open-addressing table of hash and position, and read by position ({@link #keyAt},
+     * {@link #valueAt}, or compared in place: {@link #keyIs}, {@link #valueIs}) by a reader that
+     * knows which one comes next. A string is made when asked for.
      */
-    private static final class Metadata extends java.util.AbstractMap<String, String> {
-        private String[] keys = new String[16];
-        private String[] values = new String[16];
+    public static final class Metadata extends java.util.AbstractMap<String, String> {
+        /** The text the spans index. */
+        private final String text;
+        /** Per pair in file order, where its key and its value lie in the text; -1 where the string held an escape. */
+        private long[] keySpans = new long[16];
+        private long[] valueSpans = new long[16];
+        /** The strings that held an escape, unescaped, by {@code 2 * position} (key) or {@code 2 * position + 1} (value): few. */
+        private final Map<Integer, String> escaped = new java.util.HashMap<>();
         private int size;
         /** Slots {@code hash << 32 | position + 1} (0: empty), a power of two in length, at most half full. */
         private long[] table = new long[32];
 
-        /** Adds a pair whose key is not here yet (the reader refuses a repeated key, {@link Json.Reader#beginObject(Map)}). */
-        void add(String key, String value) {
-            if (size == keys.length) {
-                keys = java.util.Arrays.copyOf(keys, 2 * size);
-                values = java.util.Arrays.copyOf(values, 2 * size);
-            }
-            keys[size] = key;
-            values[size] = value;
-            size++;
-            if (2 * size > table.length) {
-                table = new long[2 * table.length];
-                for (int i = 0; i < size; i++) place(keys[i].hashCode(), i);
-            } else {
-                place(key.hashCode(), size - 1);
-            }
+        private Metadata(String text) {
+            this.text = text;
         }
 
-        private void place(int hash, int position) {
+        /** The hash of a key read as {@code span} ({@link String#hashCode()} of its characters), or of {@code escapedKey} where the span is -1. */
+        int hash(long span, String escapedKey) {
+            if (span < 0) return escapedKey.hashCode();
+            int h = 0;
+            for (int i = Json.Reader.spanFrom(span), to = Json.Reader.spanTo(span); i < to; i++) h = 31 * h + text.charAt(i);
+            return h;
+        }
+
+        /** The string of a span of the text, or {@code escapedString} where it is -1. */
+        String string(long span, String escapedString) {
+            return span < 0 ? escapedString : text.substring(Json.Reader.spanFrom(span), Json.Reader.spanTo(span));
+        }
+
+        /** Adds a pair whose key is not here yet ({@link #find} said so; {@code hash} is {@link #hash} of the key). */
+        void add(int hash, long keySpan, String escapedKey, long valueSpan, String escapedValue) {
+            if (size == keySpans.length) {
+                keySpans = java.util.Arrays.copyOf(keySpans, 2 * size);
+                valueSpans = java.util.Arrays.copyOf(valueSpans, 2 * size);
+            }
+            keySpans[size] = keySpan;
+            valueSpans[size] = valueSpan;
+            if (keySpan < 0) escaped.put(2 * size, escapedKey);
+            if (valueSpan < 0) escaped.put(2 * size + 1, escapedValue);
+            size++;
+            if (2 * size > table.length) {
+                long[] old = table;
+                table = new long[2 * table.length];
+                for (long slot : old) if (slot != 0) place(slot);
+            }
+            place((long) hash << 32 | size); // position + 1
+        }
+
+        private void place(long slot) {
             int mask = table.length - 1;
-            int i = firstSlot(hash, mask);
+            int i = firstSlot((int) (slot >>> 32), mask);
             while (table[i] != 0) i = (i + 1) & mask;
-            table[i] = (long) hash << 32 | (position + 1);
+            table[i] = slot;
         }
 
         private static int firstSlot(int hash, int mask) {
             return (hash * 0x9E3779B9) >>> Integer.numberOfLeadingZeros(mask);
         }
 
-        /** The position of {@code key}, or -1. */
-        private int find(Object key) {
-            if (!(key instanceof String k)) return -1;
-            int hash = k.hashCode();
+        /** The position of the key read as {@code span} (or {@code escapedKey}), whose {@link #hash} is {@code hash}; -1 when absent. */
+        int find(int hash, long span, String escapedKey) {
+            String source = span < 0 ? escapedKey : text;
+            int from = span < 0 ? 0 : Json.Reader.spanFrom(span);
+            int length = span < 0 ? escapedKey.length() : Json.Reader.spanTo(span) - from;
             int mask = table.length - 1;
             for (int i = firstSlot(hash, mask); table[i] != 0; i = (i + 1) & mask) {
                 long slot = table[i];
-                if ((int) (slot >>> 32) == hash && keys[(int) slot - 1].equals(k)) return (int) slot - 1;
+                int position = (int) slot - 1;
+                if ((int) (slot >>> 32) == hash && matches(keySpans[position], 2 * position, source, from, length)) return position;
             }
             return -1;
         }
 
+        /** Whether the string kept as {@code span} (or escaped, at {@code escapedIndex}) is source[from, from + length). */
+        private boolean matches(long span, int escapedIndex, String source, int from, int length) {
+            if (span < 0) {
+                String s = escaped.get(escapedIndex);
+                return s.length() == length && s.regionMatches(0, source, from, length);
+            }
+            int at = Json.Reader.spanFrom(span);
+            return Json.Reader.spanTo(span) - at == length && text.regionMatches(at, source, from, length);
+        }
+
+        /** The position of {@code key} in file order, or -1. */
+        public int indexOf(String key) {
+            return find(key.hashCode(), -1, key);
+        }
+
+        /** The key at {@code position} in file order. */
+        public String keyAt(int position) {
+            java.util.Objects.checkIndex(position, size);
+            return keySpans[position] < 0 ? escaped.get(2 * position) : string(keySpans[position], null);
+        }
+
+        /** The value at {@code position} in file order. */
+        public String valueAt(int position) {
+            java.util.Objects.checkIndex(position, size);
+            return valueSpans[position] < 0 ? escaped.get(2 * position + 1) : string(valueSpans[position], null);
+        }
+
+        /** Whether the key at {@code position} starts with {@code prefix}, compared in place. */
+        public boolean keyStartsWith(int position, String prefix) {
+            java.util.Objects.checkIndex(position, size);
+            long span = keySpans[position];
+            if (span < 0) return escaped.get(2 * position).startsWith(prefix);
+            return Json.Reader.spanTo(span) - Json.Reader.spanFrom(span) >= prefix.length() && text.startsWith(prefix, Json.Reader.spanFrom(span));
+        }
+
+        /** Whether the key at {@code position} is {@code prefix + rest}, compared in place. */
+        public boolean keyIs(int position, String prefix, String rest) {
+            java.util.Objects.checkIndex(position, size);
+            long span = keySpans[position];
+            String source = span < 0 ? escaped.get(2 * position) : text;
+            int from = span < 0 ? 0 : Json.Reader.spanFrom(span);
+            int length = span < 0 ? source.length() : Json.Reader.spanTo(span) - from;
+            return length == prefix.length() + rest.length() && source.startsWith(prefix, from)
+                    && source.startsWith(rest, from + prefix.length());
+        }
+
+        /** Whether the value at {@code position} is {@code expected}, compared in place. */
+        public boolean valueIs(int position, String expected) {
+            java.util.Objects.checkIndex(position, size);
+            return matches(valueSpans[position], 2 * position + 1, expected, 0, expected.length());
+        }
+
+        /** Whether the value at {@code position} is {@link #crcHex}{@code (crc)}, compared in place. */
+        public boolean valueIsCrcHex(int position, long crc) {
+            java.util.Objects.checkIndex(position, size);
+            long span = valueSpans[position];
+            if (span < 0) return isCrcHex(escaped.get(2 * position + 1), 0, escaped.get(2 * position + 1).length(), crc);
+            return isCrcHex(text, Json.Reader.spanFrom(span), Json.Reader.spanTo(span), crc);
+        }
+
         @Override
         public String get(Object key) {
-            int position = find(key);
-            return position < 0 ? null : values[position];
+            int position = key instanceof String k ? indexOf(k) : -1;
+            return position < 0 ? null : valueAt(position);
         }
 
         @Override
         public boolean containsKey(Object key) {
-            return find(key) >= 0;
+            return key instanceof String k && indexOf(k) >= 0;
         }
 
         @Override
         public int size() {
             return size;
+        }
+
+        /** In file order, without an entry object per pair (the map's default makes one). */
+        @Override
+        public void forEach(java.util.function.BiConsumer<? super String, ? super String> action) {
+            for (int i = 0; i < size; i++) action.accept(keyAt(i), valueAt(i));
         }
 
         @Override
@@ -310,7 +436,7 @@ public final class Safetensors {
                         @Override
                         public Map.Entry<String, String> next() {
                             if (next >= size) throw new java.util.NoSuchElementException();
-                            Map.Entry<String, String> e = new java.util.AbstractMap.SimpleImmutableEntry<>(keys[next], values[next]);
+                            Map.Entry<String, String> e = new java.util.AbstractMap.SimpleImmutableEntry<>(keyAt(next), valueAt(next));
                             next++;
                             return e;
                         }
@@ -331,11 +457,21 @@ public final class Safetensors {
         byte[] read(int n) throws IOException;
     }
 
-    private static Entry parseEntry(Json.Reader p, String file, String name, long dataLength)
+    /**
+     * The numbers of one entry's arrays, reused from entry to entry: a header of 10^5 tensors would
+     * otherwise make four arrays per tensor.
+     */
+    private static final class EntryFields {
+        final long[] shape = new long[4];
+        final long[] offsets = new long[4];
+    }
+
+    private static Entry parseEntry(Json.Reader p, String file, String name, long dataLength, EntryFields fields)
             throws CheckpointException, Json.SyntaxException {
         String dtype = null;
-        long[] shape = null;
-        long[] offsets = null;
+        int shapeRank = -1, offsetCount = -1; // -1: the field is absent
+        long[] shape = fields.shape;
+        long[] offsets = fields.offsets;
         while (p.hasNext()) {
             String field = p.nextName();
             switch (field) {
@@ -343,12 +479,12 @@ public final class Safetensors {
                     if (p.peek() != Json.Kind.STRING) throw problem(file, "dtype of '" + name + "' is not a string");
                     dtype = p.nextString();
                 }
-                case "shape" -> shape = longArray(p, file, "shape", name);
-                case "data_offsets" -> offsets = longArray(p, file, "data_offsets", name);
+                case "shape" -> shapeRank = longArray(p, file, "shape", name, shape);
+                case "data_offsets" -> offsetCount = longArray(p, file, "data_offsets", name, offsets);
                 default -> throw new CheckpointException(file + ": tensor '" + name + "' has an unknown field '" + field + "'");
             }
         }
-        if (dtype == null || shape == null || offsets == null) {
+        if (dtype == null || shapeRank < 0 || offsetCount < 0) {
             throw new CheckpointException(file + ": tensor '" + name + "' lacks dtype, shape or data_offsets");
         }
         Precision precision = switch (dtype) {
@@ -357,8 +493,8 @@ public final class Safetensors {
             case "F16" -> Precision.FP16;
             default -> throw new CheckpointException(file + ": tensor '" + name + "' has dtype " + dtype + "; fusedopt stores F32, BF16, F16");
         };
-        if (shape.length != 1) throw new CheckpointException(file + ": tensor '" + name + "' has shape of rank " + shape.length + ", not 1");
-        if (offsets.length != 2) throw new CheckpointException(file + ": data_offsets of '" + name + "' must hold 2 numbers");
+        if (shapeRank != 1) throw new CheckpointException(file + ": tensor '" + name + "' has shape of rank " + shapeRank + ", not 1");
+        if (offsetCount != 2) throw new CheckpointException(file + ": data_offsets of '" + name + "' must hold 2 numbers");
         long length = shape[0];
         long begin = offsets[0], end = offsets[1];
         if (length < 0 || begin < 0 || end < begin || end > dataLength) {
@@ -373,11 +509,11 @@ public final class Safetensors {
         return new Entry(name, precision, length, begin, end);
     }
 
-    /** At most 4 non-negative integers, each within a long: {@code field} of tensor {@code name}. */
-    private static long[] longArray(Json.Reader p, String file, String field, String name) throws CheckpointException, Json.SyntaxException {
+    /** At most 4 non-negative integers, each within a long: {@code field} of tensor {@code name}, into {@code values}; how many. */
+    private static int longArray(Json.Reader p, String file, String field, String name, long[] values)
+            throws CheckpointException, Json.SyntaxException {
         if (p.peek() != Json.Kind.ARRAY) throw problem(file, field + " of '" + name + "' is not an array");
         p.beginArray();
-        long[] values = new long[4];
         int n = 0;
         while (p.hasNext()) {
             if (n == values.length) throw problem(file, field + " of '" + name + "' is too long");
@@ -388,7 +524,7 @@ public final class Safetensors {
                 throw new CheckpointException(file + ": " + field + " of '" + name + "' holds an absurd number: " + e.getMessage(), e);
             }
         }
-        return java.util.Arrays.copyOf(values, n);
+        return n;
     }
 
     private static void expect(boolean condition, String file, String problem) throws CheckpointException {
@@ -436,16 +572,16 @@ public final class Safetensors {
     }
 
     /**
-     * The CRC32C of the 8 length bytes ({@code prefix[0..8)}) and the header ({@code header} from
-     * {@code headerFrom} to its end), with the checksum's own 8 hex digits at {@code crcAt} in
-     * {@code header} read as {@code 0}s. Prefix and header may be one array (as written) or two (as read).
+     * The CRC32C of the 8 length bytes ({@code prefix[0..8)}) and the header ({@code header[headerFrom,
+     * headerTo)}), with the checksum's own 8 hex digits at {@code crcAt} in {@code header} read as
+     * {@code 0}s. Prefix and header may be one array (as written) or two (as read).
      */
-    private static long headerCrc(byte[] prefix, byte[] header, int headerFrom, int crcAt) {
+    private static long headerCrc(byte[] prefix, byte[] header, int headerFrom, int headerTo, int crcAt) {
         CRC32C crc = new CRC32C();
         crc.update(prefix, 0, 8);
         crc.update(header, headerFrom, crcAt - headerFrom);
         crc.update(PLACEHOLDER.getBytes(StandardCharsets.US_ASCII));
-        crc.update(header, crcAt + 8, header.length - crcAt - 8);
+        crc.update(header, crcAt + 8, headerTo - crcAt - 8);
         return crc.getValue();
     }
 }

@@ -18,7 +18,7 @@ import org.junit.jupiter.api.Test;
  * Objects of many keys, as checkpoint headers of many tensors have: the reader's table of keys
  * seen (beyond the first eight) and the header's metadata table refuse every repeated key, also
  * among keys whose hash codes are equal, and accept distinct ones; the metadata reads back in file
- * order and finds every key.
+ * order and finds every key, also by position and compared in place, with escapes or without.
  */
 class JsonManyKeysTest {
     /** 600 distinct keys, among them pairs with equal String hash codes ("Aa" and "BB" hash alike). */
@@ -91,6 +91,39 @@ class JsonManyKeysTest {
         assertFalse(read.containsKey(42));
         assertEquals(written.size() + 1, read.size());
         assertThrows(UnsupportedOperationException.class, () -> read.put("x", "y"), "read-only");
+    }
+
+    /**
+     * The metadata keeps keys and values as spans of the header's text, or unescaped where they
+     * held an escape: by position, compared in place and looked up, both kinds read as written.
+     */
+    @Test
+    void metadataReadsByPositionAndComparesInPlaceWithAndWithoutEscapes() throws java.io.IOException {
+        Map<String, String> written = new LinkedHashMap<>();
+        written.put("crc32c.w/param", Safetensors.crcHex(0x1234abcdL));
+        written.put("crc32c.q\"/param", Safetensors.crcHex(0xfedcba98L)); // an escaped key
+        written.put("group_of.w/param", "1");
+        written.put("note", "tab\there"); // an escaped value
+        Safetensors.Metadata read = parse(header(written)).metadata();
+        List<String> keys = new ArrayList<>(written.keySet());
+        for (int i = 0; i < keys.size(); i++) {
+            assertEquals(keys.get(i), read.keyAt(i));
+            assertEquals(written.get(keys.get(i)), read.valueAt(i));
+            assertEquals(i, read.indexOf(keys.get(i)));
+            assertTrue(read.valueIs(i, written.get(keys.get(i))));
+            assertFalse(read.valueIs(i, written.get(keys.get(i)) + "x"));
+        }
+        assertTrue(read.keyIs(0, "crc32c.", "w/param"));
+        assertFalse(read.keyIs(0, "crc32c.", "w/para"));
+        assertFalse(read.keyIs(0, "group_of.", "w/param"));
+        assertTrue(read.keyIs(1, "crc32c.", "q\"/param"));
+        assertTrue(read.keyStartsWith(1, "crc32c.q\""));
+        assertFalse(read.keyStartsWith(2, "crc32c."));
+        assertTrue(read.valueIsCrcHex(0, 0x1234abcdL));
+        assertFalse(read.valueIsCrcHex(0, 0x1234abceL));
+        assertTrue(read.valueIsCrcHex(1, 0xfedcba98L));
+        assertFalse(read.valueIsCrcHex(2, 1L), "a value of another length");
+        assertEquals(-1, read.indexOf("crc32c.q/param"));
     }
 
     @Test
