@@ -2,7 +2,6 @@ package io.fusedopt.cpu;
 
 import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
-import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.BufferOwner;
 import io.fusedopt.internal.Conversions;
 import io.fusedopt.internal.MemoryRange;
@@ -25,7 +24,7 @@ import java.nio.ShortBuffer;
  * (SGD, one core). The heap's limit ({@code -Xmx}) bounds the blocks, and the collector returns
  * them once the buffer is unreachable.
  */
-final class BlockedHostBuffer extends AbstractTensorBuffer implements CarvedFloats, GradientStatistics.FloatSource {
+final class BlockedHostBuffer extends AbstractTensorBuffer implements CarvedFloats {
     /** 2^28 elements: 1 GiB blocks for float32, a power of two well inside an array's limit. */
     static final int DEFAULT_BLOCK_SHIFT = 28;
     /** The most blocks one tensor has: the blocks are held in one Java array. */
@@ -207,9 +206,8 @@ final class BlockedHostBuffer extends AbstractTensorBuffer implements CarvedFloa
         return floats[b];
     }
 
-    /** Element {@code index} widened to float32 (exact): the layer-wise norm pass reads a chunk through this. */
-    @Override
-    public float get(long index) {
+    /** Element {@code index} widened to float32 (exact). */
+    float get(long index) {
         int b = block(index);
         int i = offset(index);
         return floats != null ? floats[b].get(i) : Conversions.widen(precision(), bits[b].get(i));

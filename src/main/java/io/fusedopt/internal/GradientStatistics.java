@@ -45,6 +45,23 @@ public final class GradientStatistics {
         return treeSum(lanes, used);
     }
 
+    /**
+     * {@link #chunkSumOfSquares} of {@code values[0..n)} (no unscaling), from an array: walking the
+     * values front to back gives each lane its elements {@code l, l + LANES, ...} in order.
+     */
+    public static double chunkSumOfSquares(float[] values, int n, double[] lanes) {
+        int used = lanesUsed(n);
+        java.util.Arrays.fill(lanes, 0, used, 0.0);
+        for (int start = 0; start < n; start += LANES) {
+            int m = Math.min(LANES, n - start);
+            for (int l = 0; l < m; l++) {
+                double x = values[start + l];
+                lanes[l] = lanes[l] + x * x;
+            }
+        }
+        return treeSum(lanes, used);
+    }
+
     /** How many lanes of a chunk of {@code elements} elements hold any: the others' sums are 0. */
     public static int lanesUsed(long elements) {
         return (int) Math.min(LANES, elements);

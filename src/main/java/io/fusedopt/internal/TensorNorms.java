@@ -1,6 +1,5 @@
 package io.fusedopt.internal;
 
-import io.fusedopt.internal.GradientStatistics.FloatSource;
 import java.nio.FloatBuffer;
 import java.util.Arrays;
 import java.util.List;
@@ -116,36 +115,32 @@ public final class TensorNorms {
      * element, and the chunk's two partial sums are kept. Chunks may run on several threads at
      * once, each with its own scratch.
      */
-    public void chunk(int c, FloatSource[] o, int base, long from, long to, float[] s, int flags, StepControl control,
+    public void chunk(int c, AbstractTensorBuffer[] o, int base, long from, long to, float[] s, int flags, StepControl control,
                       Scratch scratch) {
         LayerwiseKernel kernel = chunkKernel[c];
         int n = (int) (to - from);
-        FloatSource param = o[base + MASTER] != null ? o[base + MASTER] : o[base];
-        FloatSource grad = o[base + 1];
-        FloatBuffer[] views = scratch.views;
-        float[] p = scratch.view(0).array(), g = scratch.view(1).array();
-        for (int i = 0; i < n; i++) {
-            p[i] = param.get(from + i);
-            g[i] = control.prepareGrad(grad.get(from + i), flags);
-        }
+        AbstractTensorBuffer param = o[base + MASTER] != null ? o[base + MASTER] : o[base];
         FloatBuffer[] operands = scratch.kernelOperands;
-        operands[0] = views[0];
-        operands[1] = views[1];
+        operands[0] = scratch.view(0);
+        operands[1] = scratch.view(1);
+        param.read(from, operands[0].array(), 0, n);
+        float[] g = operands[1].array();
+        o[base + 1].read(from, g, 0, n);
+        if (KernelFlags.has(flags, KernelFlags.UNSCALE) || KernelFlags.has(flags, KernelFlags.CLIP)) {
+            for (int i = 0; i < n; i++) g[i] = control.prepareGrad(g[i], flags);
+        }
         for (int j = 2; j < 5; j++) {
-            FloatSource slot = o[base + j];
+            AbstractTensorBuffer slot = o[base + j];
             operands[j] = null;
             if (slot == null) continue;
             // The kernel sees every state slot its update sees (null where the variant has none);
             // only the ones its norm pass reads are filled.
             operands[j] = scratch.view(j);
-            if (!kernel.normsReadState()) continue;
-            float[] values = operands[j].array();
-            for (int i = 0; i < n; i++) values[i] = slot.get(from + i);
+            if (kernel.normsReadState()) slot.read(from, operands[j].array(), 0, n);
         }
         kernel.normInputs(operands, 0, 0, n, s, flags, scratch.a, scratch.b);
-        float[] a = scratch.a, b = scratch.b;
-        chunkSums[2 * c] = GradientStatistics.chunkSumOfSquares(i -> a[(int) i], 0, n, 1f, scratch.lanes);
-        chunkSums[2 * c + 1] = GradientStatistics.chunkSumOfSquares(i -> b[(int) i], 0, n, 1f, scratch.lanes);
+        chunkSums[2 * c] = GradientStatistics.chunkSumOfSquares(scratch.a, n, scratch.lanes);
+        chunkSums[2 * c + 1] = GradientStatistics.chunkSumOfSquares(scratch.b, n, scratch.lanes);
     }
 
     /** Each layer-wise tensor's two sums from its chunks' partial sums, once every chunk ran. */
