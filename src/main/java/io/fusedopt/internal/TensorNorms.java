@@ -20,8 +20,7 @@ import java.util.List;
 public final class TensorNorms {
     private static final int LANES = GradientStatistics.LANES;
     private static final int CHUNK = (int) SegmentTable.CHUNK_ELEMENTS;
-    /** Operands per chunk in the arrays {@link #chunk} reads: param, grad, slot0..2, master. */
-    private static final int OPERANDS = 6;
+    /** The master's place among a chunk's operands {param, grad, slot0..2, master} ({@link #chunk}). */
     private static final int MASTER = 5;
 
     /** Per chunk: its kernel where it is layer-wise, else null. */
