@@ -822,6 +822,7 @@ public final class DeviceOptimizer implements AutoCloseable {
             if (program != null) {
                 program.setCounters(step, skippedSteps);
                 applyInputs(program);
+                program.setRoundingSeed(roundingSeed);
             }
         } catch (RuntimeException e) {
             failure = e;
@@ -969,6 +970,8 @@ public final class DeviceOptimizer implements AutoCloseable {
         StepProgram prepared = engine.prepare(batches, groupTable);
         try {
             applyInputs(prepared);
+            // The seed changes only here and at a checkpoint load, not with the inputs a loop sets every step.
+            prepared.setRoundingSeed(roundingSeed);
             prepared.setCounters(initialStep, initialSkippedSteps);
             if (dynamicLossScaling != null) {
                 prepared.setScalerState(initialScalerState.scale(), initialScalerState.growthTracker(), initialScalerState.growths(),
@@ -1005,7 +1008,6 @@ public final class DeviceOptimizer implements AutoCloseable {
                     dynamicLossScaling.growthInterval());
         }
         target.setInputs(invGradScale, maxGradNorm, checksGradient(), nonFinitePolicy != NonFinitePolicy.PROPAGATE);
-        target.setRoundingSeed(roundingSeed);
     }
 
     /** Whether the statistics pass runs: for the policy, clipping, dynamic scaling or tracking the norm. */
