@@ -90,6 +90,83 @@ final class VectorSupport {
     }
 
     /**
+     * Whether 8-bit states are quantized with {@link VectorQuantization} here: the Vector API works,
+     * its vectors are wide enough ({@link VectorQuantization#SUPPORTED}) and {@link #quantizationSelfTest}
+     * passes; else {@link QuantizationTable}'s loops, the same codes. Decided at the first call (a step
+     * program with 8-bit states), not with {@link #available()}.
+     */
+    static boolean quantizes() {
+        return QuantizationCheck.REASON == null;
+    }
+
+    /** Why 8-bit states take the loops, or null when {@link #quantizes()}. */
+    static String whyQuantizationLoops() {
+        return QuantizationCheck.REASON;
+    }
+
+    private static final class QuantizationCheck {
+        static final String REASON = decide();
+
+        private static String decide() {
+            if (!AVAILABLE) return REASON;
+            try {
+                if (!VectorQuantization.SUPPORTED) {
+                    return VectorKernels.SPECIES.vectorBitSize() + "-bit vectors have no byte vector with a lane per float lane";
+                }
+                return quantizationSelfTest();
+            } catch (LinkageError | RuntimeException e) {
+                return "Vector API quantization unusable in this JDK (" + Runtime.version() + "): " + e;
+            }
+        }
+    }
+
+    /**
+     * Null when {@link VectorQuantization} gives {@link QuantizationTable}'s absmax, codes and decoded
+     * values, bits and all, for both maps: a whole block and a partial one of 37 elements (whole
+     * vectors and a tail) of signed zeros, subnormals, values at and beside midpoints and of many
+     * binades, then the same with a NaN in the partial block.
+     */
+    private static String quantizationSelfTest() {
+        int n = io.fusedopt.internal.BlockwiseQuantization.BLOCK + 37;
+        VectorQuantization vectors = new VectorQuantization();
+        for (io.fusedopt.internal.BlockwiseQuantization.CodeMap map : io.fusedopt.internal.BlockwiseQuantization.CodeMap.values()) {
+            QuantizationTable table = QuantizationTable.of(map);
+            float[] values = new float[n];
+            for (int i = 0; i < n; i++) {
+                int code = (7 * i) % 255;
+                float midpoint = (map.value(code) + map.value(code + 1)) * 0.5f;
+                values[i] = switch (i % 4) {
+                    case 0 -> midpoint;
+                    case 1 -> Math.nextUp(midpoint);
+                    case 2 -> (float) Math.sin(3.1 * i) * (float) Math.pow(10, -(i % 8));
+                    default -> i % 8 == 3 ? -0f : Float.MIN_VALUE * i;
+                };
+            }
+            for (int pass = 0; pass < 2; pass++) {
+                if (pass == 1) values[n - 5] = Float.NaN;
+                byte[] expectedCodes = new byte[n], codes = new byte[n];
+                float[] expectedAbsmax = new float[2], absmax = new float[2];
+                table.quantizeBlocks(values, 0, n, expectedCodes, 0, expectedAbsmax, 0);
+                vectors.quantizeBlocks(table, values, 0, n, codes, 0, absmax, 0);
+                float[] expected = new float[n], decoded = new float[n];
+                table.dequantizeBlocks(expectedCodes, 0, n, expectedAbsmax, 0, expected, 0);
+                vectors.dequantizeBlocks(table, expectedCodes, 0, n, expectedAbsmax, 0, decoded, 0);
+                if (!sameBits(absmax, expectedAbsmax) || !java.util.Arrays.equals(codes, expectedCodes) || !sameBits(decoded, expected)) {
+                    return "Vector API quantization differs from the table (" + map + (pass == 1 ? ", a NaN in the block)" : ")");
+                }
+            }
+        }
+        return null;
+    }
+
+    private static boolean sameBits(float[] a, float[] b) {
+        for (int i = 0; i < a.length; i++) {
+            if (Float.floatToRawIntBits(a[i]) != Float.floatToRawIntBits(b[i])) return false;
+        }
+        return a.length == b.length;
+    }
+
+    /**
      * Null when AMSGrad Adam steps over 37 elements (whole vectors and a tail) equal the reference
      * bit for bit, else what differed. The operands are in each kind the kernels will meet, at
      * offsets (a heap FloatBuffer and a direct FloatBuffer sliced at position 3), and rotated so
