@@ -52,6 +52,21 @@ class QuantizedStatesTest {
         }
     }
 
+    /** Issue 29's bound: 8-bit Adam at 2^24 elements keeps at most 2.1 bytes of state per parameter (2 + 2 * 4/256). */
+    @Test
+    void eightBitAdamAtTwoToTheTwentyFourKeepsAtMost2Point1BytesOfStatePerParameter() {
+        int n = 1 << 24;
+        try (DeviceOptimizer opt = DeviceOptimizer.builder(Adam.builder().build()).optBackend(Backend.CPU)
+                .optStateQuantization(StateQuantization.BLOCKWISE_8BIT).optStochasticRounding(1).build()) {
+            TensorBuffer param = opt.allocate(n, Precision.BF16), grad = opt.allocate(n, Precision.BF16);
+            long paramsAndGrads = opt.ownedBytes();
+            opt.addGroup().add("w", param, grad);
+            long stateBytes = opt.ownedBytes() - paramsAndGrads;
+            assertEquals(2L * (n + Float.BYTES * (n / 256)), stateBytes);
+            assertTrue(stateBytes <= 2.1 * n, stateBytes / (double) n + " bytes per parameter");
+        }
+    }
+
     /** A state starts at its initial value, exactly where the value is a map value times its absmax (Adagrad's accumulator). */
     @Test
     void statesStartAtTheirInitialValue() {
