@@ -96,6 +96,18 @@ class CommandLineTest {
         }
     }
 
+    /** From 4096 elements on, the variants of the algorithms with 8-bit states get a third row, bit-exact too. */
+    @Test
+    void selftestComparesEightBitStatesOnceTheTensorIsLargeEnough() {
+        List<SelfTest.Row> rows = SelfTest.run(io.fusedopt.StateQuantization.MIN_ELEMENTS + 5, 2, 5, false);
+        long withEightBit = VariantCatalog.all().values().stream()
+                .filter(c -> io.fusedopt.internal.Algorithms.of(c).hasQuantizedStates()).count();
+        List<SelfTest.Row> eightBit = rows.stream().filter(r -> r.storage().startsWith("8-bit states")).toList();
+        assertEquals(withEightBit, eightBit.size());
+        assertEquals(2 * VariantCatalog.all().size() + withEightBit, rows.size());
+        for (SelfTest.Row row : rows) assertTrue(row.cpuFast().bitExact(), row.toString());
+    }
+
     @Test
     void selftestRowsCoverEveryVariantInBothStorages() {
         List<SelfTest.Row> rows = SelfTest.run(77, 2, 5, false);
