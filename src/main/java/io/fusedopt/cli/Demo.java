@@ -54,8 +54,10 @@ final class Demo {
         Charts.savePng(spiralChart(spiral, spiralSteps), outDirectory.resolve(SPIRAL_PNG));
 
         Map<String, SpiralDemo.Training> memorySavers = MemorySaversDemo.train(backend, memorySteps);
-        Charts.savePng(lossChart(memorySavers, memorySteps, "Memory savers: the spiral classifier, AdamW lr "
-                + MemorySaversDemo.LEARNING_RATE + ", weights stored as"), outDirectory.resolve(MEMORY_SAVERS_PNG));
+        XYChart memoryChart = lossChart(memorySavers, memorySteps, "Memory savers: the spiral classifier 2-"
+                + MemorySaversDemo.NETWORK.hidden + "-3, AdamW lr " + MemorySaversDemo.LEARNING_RATE + ", stored as");
+        memoryChart.getStyler().setYAxisLogarithmic(true); // the setups part where the loss is small
+        Charts.savePng(memoryChart, outDirectory.resolve(MEMORY_SAVERS_PNG));
 
         Result result = new Result(device, bias, paths, spiral, memorySavers);
         Files.writeString(outDirectory.resolve(REPORT), report(result, adamSteps, pathSteps, spiralSteps, memorySteps));
