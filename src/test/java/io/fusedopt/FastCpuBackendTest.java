@@ -157,7 +157,6 @@ class FastCpuBackendTest {
     /** After warm-up a step allocates nothing on the stepping thread or on the workers. */
     @Test
     void aStepAllocatesNothing() {
-        com.sun.management.ThreadMXBean threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
         try (DeviceOptimizer opt = DeviceOptimizer.builder(Adam.adamW().build()).optBackend(Backend.CPU_FAST)
                 .optCpuThreads(3).optMaxGradNorm(1.0).optNonFinitePolicy(NonFinitePolicy.SKIP_STEP).build()) {
             ParamGroup group = opt.addGroup();
@@ -169,26 +168,35 @@ class FastCpuBackendTest {
                 group.add("w" + p, w, g);
                 grads.add(g);
             }
-            for (int i = 0; i < 200; i++) opt.step(); // warm up: JIT, lazy class loading, worker start
-            long[] ids = teamThreadIds();
-            assertEquals(2, ids.length - 1, "the team's two workers beside the caller");
-            // The steady state must allocate nothing. C2 compiles the vector kernels in the background,
-            // later on a busy machine; until then the interpreter and C1 box every vector. So windows of
-            // 50 steps are measured until one allocates nothing, for at most 60 s; the last one is reported.
-            long[] allocated = new long[ids.length];
-            long deadline = System.nanoTime() + 60_000_000_000L;
-            do {
-                // The measurement allocates its result array on this thread: an empty interval calibrates it.
-                long[] emptyBefore = threads.getThreadAllocatedBytes(ids);
-                long[] emptyAfter = threads.getThreadAllocatedBytes(ids);
-                long[] before = threads.getThreadAllocatedBytes(ids);
-                for (int i = 0; i < 50; i++) opt.step();
-                long[] after = threads.getThreadAllocatedBytes(ids);
-                for (int i = 0; i < ids.length; i++) allocated[i] = after[i] - before[i] - (emptyAfter[i] - emptyBefore[i]);
-            } while (java.util.Arrays.stream(allocated).anyMatch(b -> b != 0) && System.nanoTime() < deadline);
-            for (int i = 0; i < ids.length; i++) {
-                assertEquals(0, allocated[i], "bytes allocated by thread " + ids[i] + " over 50 steps, after up to 60 s of steps");
-            }
+            assertStepsAllocateNothing(opt, 2);
+        }
+    }
+
+    /**
+     * After 200 warm-up steps, {@code opt}'s steps allocate nothing on the stepping thread or on
+     * its team's {@code workers} workers.
+     */
+    static void assertStepsAllocateNothing(DeviceOptimizer opt, int workers) {
+        com.sun.management.ThreadMXBean threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        for (int i = 0; i < 200; i++) opt.step(); // warm up: JIT, lazy class loading, worker start
+        long[] ids = teamThreadIds();
+        assertEquals(workers, ids.length - 1, "the team's workers beside the caller");
+        // The steady state must allocate nothing. C2 compiles the vector kernels in the background,
+        // later on a busy machine; until then the interpreter and C1 box every vector. So windows of
+        // 50 steps are measured until one allocates nothing, for at most 60 s; the last one is reported.
+        long[] allocated = new long[ids.length];
+        long deadline = System.nanoTime() + 60_000_000_000L;
+        do {
+            // The measurement allocates its result array on this thread: an empty interval calibrates it.
+            long[] emptyBefore = threads.getThreadAllocatedBytes(ids);
+            long[] emptyAfter = threads.getThreadAllocatedBytes(ids);
+            long[] before = threads.getThreadAllocatedBytes(ids);
+            for (int i = 0; i < 50; i++) opt.step();
+            long[] after = threads.getThreadAllocatedBytes(ids);
+            for (int i = 0; i < ids.length; i++) allocated[i] = after[i] - before[i] - (emptyAfter[i] - emptyBefore[i]);
+        } while (java.util.Arrays.stream(allocated).anyMatch(b -> b != 0) && System.nanoTime() < deadline);
+        for (int i = 0; i < ids.length; i++) {
+            assertEquals(0, allocated[i], "bytes allocated by thread " + ids[i] + " over 50 steps, after up to 60 s of steps");
         }
     }
 

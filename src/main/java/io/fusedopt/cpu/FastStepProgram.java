@@ -2,6 +2,7 @@ package io.fusedopt.cpu;
 
 import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.BlockwiseQuantization;
 import io.fusedopt.internal.Conversions;
 import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.GroupTable;
@@ -36,7 +37,9 @@ import java.util.function.Function;
  * where its memory allows). Any other tensor is updated tile by tile: its float32 operands in place
  * (the fp32 master instead of a 16-bit param), its 16-bit operands widened into per-worker scratch
  * and the gradient unscaled and clipped there, by the same kernels, then the scratch rounded back
- * and the param rounded from the master, as {@link CpuStepProgram} does. The scratch is indexed like
+ * and the param rounded from the master, as {@link CpuStepProgram} does. An 8-bit state goes
+ * through scratch too: its tile decoded ({@link QuantizationTable}), updated, and each of its
+ * blocks quantized again with its new absmax ({@link VectorQuantization}, or the table's loops). The scratch is indexed like
  * the chunk (one chunk long per operand), so one index range serves in-place and scratch operands.
  * Everything a run touches is prepared here, so a step allocates nothing.
  */
@@ -83,12 +86,20 @@ final class FastStepProgram extends HostStepProgram {
         /** The master's float32 block and the chunk's offset in it, for rounding the param; null without a master. */
         final float[] master;
         final int masterOffset;
+        /**
+         * Per kernel operand, the 8-bit state's codes, absmax and table where slot j - 2 is one
+         * (dequantized into scratch per tile, quantized back); all three null without 8-bit states.
+         */
+        final byte[][] codes;
+        final float[][] absmax;
+        final QuantizationTable[] tables;
         /** Float32 everywhere and no master: with a gradient that needs no preparation, updated in place in one call. */
         final boolean float32InPlace;
 
         private Item(UpdateKernel kernel, int group, long start, int chunk, int roundingStream, int length,
                      BlockedHostBuffer[] operands, FloatBuffer[] chunkFloats, FloatBuffer[] inPlaceFloats,
-                     VectorOperand[] inPlaceVectors, short[][] halves, int[] halfOffsets, float[] master, int masterOffset) {
+                     VectorOperand[] inPlaceVectors, short[][] halves, int[] halfOffsets, float[] master, int masterOffset,
+                     HostQuantizedBuffer[] quantized) {
             this.kernel = kernel;
             this.group = group;
             this.start = start;
@@ -103,12 +114,32 @@ final class FastStepProgram extends HostStepProgram {
             this.halfOffsets = halfOffsets;
             this.master = master;
             this.masterOffset = masterOffset;
-            this.float32InPlace = master == null && halves == null;
+            if (quantized == null) {
+                codes = null;
+                absmax = null;
+                tables = null;
+            } else {
+                codes = new byte[KERNEL_OPERANDS][];
+                absmax = new float[KERNEL_OPERANDS][];
+                tables = new QuantizationTable[KERNEL_OPERANDS];
+                for (int j = 2; j < KERNEL_OPERANDS; j++) {
+                    HostQuantizedBuffer state = quantized[j - 2];
+                    if (state == null) continue;
+                    codes[j] = state.codes();
+                    absmax[j] = state.absmax();
+                    tables[j] = QuantizationTable.of(state.codeMap());
+                }
+            }
+            this.float32InPlace = master == null && halves == null && quantized == null;
         }
 
-        /** Elements [start, start + length) of one tensor, statistics chunk {@code chunk}, whose operands are {@code operands}. */
+        /**
+         * Elements [start, start + length) of one tensor, statistics chunk {@code chunk}, whose
+         * operands are {@code operands} and whose 8-bit states are {@code quantized} (per slot;
+         * null without them).
+         */
         static Item chunk(UpdateKernel kernel, int group, long start, int length, int chunk, int roundingStream,
-                          BlockedHostBuffer[] operands, VectorOperand[][] tensorVectors) {
+                          BlockedHostBuffer[] operands, HostQuantizedBuffer[] quantized, VectorOperand[][] tensorVectors) {
             FloatBuffer[] chunkFloats = new FloatBuffer[6];
             short[][] halfBlocks = null;
             int[] offsets = null;
@@ -149,7 +180,7 @@ final class FastStepProgram extends HostStepProgram {
                 }
             }
             return new Item(kernel, group, start, chunk, roundingStream, length, operands, chunkFloats, inPlaceFloats,
-                    inPlaceVectors, halfBlocks, offsets, master, masterOffset);
+                    inPlaceVectors, halfBlocks, offsets, master, masterOffset, quantized);
         }
 
         /** A run of small float32 tensors, updated as one range of its arrays (vectors where {@code vector}). */
@@ -162,12 +193,17 @@ final class FastStepProgram extends HostStepProgram {
                 views[j] = FloatBuffer.wrap(array, run.offsets()[j], run.length()).slice();
                 if (vector) vectors[j] = VectorOperand.ofArray(array, run.offsets()[j]);
             }
-            return new Item(kernel, group, 0, -1, 0, run.length(), null, views, views, vectors, null, null, null, 0);
+            return new Item(kernel, group, 0, -1, 0, run.length(), null, views, views, vectors, null, null, null, 0, null);
         }
 
         /** Whether operand j (0 to 4) is 16-bit and so widened into scratch (a param with a master is not: the master is). */
         boolean widened(int j) {
             return halves != null && halves[j] != null && (j != 0 || master == null);
+        }
+
+        /** Whether operand j (0 to 4) is an 8-bit state, and so dequantized into scratch. */
+        boolean quantized(int j) {
+            return tables != null && tables[j] != null;
         }
     }
 
@@ -203,6 +239,8 @@ final class FastStepProgram extends HostStepProgram {
     private final float[][][] scratch;
     private final FloatBuffer[][] scratchFloats;    // the same memory as FloatBuffers
     private final VectorOperand[][] scratchVectors; // the same memory for the vectors, null without them
+    /** [worker]: quantizes the tiles of 8-bit states with vectors; null entries where the table's loops do (or no tensor has them). */
+    private final VectorQuantization[] vectorQuantizers;
     /** [worker][kernel operand]: the operands of the tile being updated, in place or scratch (filled per chunk). */
     private final FloatBuffer[][] workFloats;
     private final VectorOperand[][] workVectors;
@@ -229,12 +267,14 @@ final class FastStepProgram extends HostStepProgram {
         List<Precision> chunkGradPrecision = new ArrayList<>();
         IntList chunkGradOffset = new IntList(), chunkLengths = new IntList();
         PathCount paths = new PathCount();
+        int quantizedTensors = 0;
         Map<BlockedHostBuffer, VectorOperand[]> vectorMemory = new IdentityHashMap<>();
         for (KernelBatch batch : batches) {
             List<TensorOperands> tensors = batch.tensors();
             long[] lengths = new long[tensors.size()];
             int[] tensorGroups = new int[tensors.size()];
             BlockedHostBuffer[][] operands = new BlockedHostBuffer[tensors.size()][];
+            HostQuantizedBuffer[][] quantized = new HostQuantizedBuffer[tensors.size()][];
             boolean[] vectorsReadThem = new boolean[tensors.size()];
             for (int t = 0; t < tensors.size(); t++) {
                 TensorOperands tensor = tensors.get(t);
@@ -243,15 +283,24 @@ final class FastStepProgram extends HostStepProgram {
                 BlockedHostBuffer[] o = new BlockedHostBuffer[6];
                 o[0] = host.apply(tensor.param());
                 o[1] = host.apply(tensor.grad());
-                for (int j = 0; j < tensor.slots().length; j++) o[2 + j] = tensor.slots()[j] == null ? null : host.apply(tensor.slots()[j]);
+                for (int j = 0; j < tensor.slots().length; j++) {
+                    AbstractTensorBuffer slot = tensor.slots()[j];
+                    if (slot instanceof HostQuantizedBuffer q) { // its codes and absmax, through scratch per tile
+                        if (quantized[t] == null) quantized[t] = new HostQuantizedBuffer[UpdateKernel.MAX_STATE_SLOTS];
+                        quantized[t][j] = q;
+                    } else if (slot != null) {
+                        o[2 + j] = host.apply(slot);
+                    }
+                }
                 o[5] = tensor.master() == null ? null : host.apply(tensor.master());
                 operands[t] = o;
                 vectorsReadThem[t] = vector && vectorsRead(o);
                 paths.add(o, vectorsReadThem[t]);
+                if (quantized[t] != null) quantizedTensors++;
             }
             boolean[] inRun = new boolean[tensors.size()];
             // A layer-wise kernel's tensors each take their own trust ratio: they never form runs.
-            List<SmallTensorRuns.Run> runs = batch.mixed() || batch.kernel() instanceof LayerwiseKernel ? List.of()
+            List<SmallTensorRuns.Run> runs = batch.mixed() || batch.quantized() || batch.kernel() instanceof LayerwiseKernel ? List.of()
                     : SmallTensorRuns.form(operands, lengths, tensorGroups, inRun);
             int nextRun = 0;
             SegmentTable table = SegmentTable.of(lengths);
@@ -273,7 +322,7 @@ final class FastStepProgram extends HostStepProgram {
                 // A tensor shorter than one vector runs the loops' tail only: it needs no vector operands.
                 VectorOperand[][] vectors = vectorsReadThem[t] && lengths[t] >= vectorLanes ? vectorOperands(operands[t], vectorMemory) : null;
                 list.add(Item.chunk(batch.kernel(), tensorGroups[t], start, length, chunkLengths.size() - 1,
-                        tensors.get(t).roundingStream(), operands[t], vectors));
+                        tensors.get(t).roundingStream(), operands[t], quantized[t], vectors));
             }
         }
         items = list.toArray(new Item[0]);
@@ -290,7 +339,6 @@ final class FastStepProgram extends HostStepProgram {
         long work = 0;
         for (int length : itemLengths) work += length + ITEM_OVERHEAD;
         parallel = work >= PARALLEL_MIN_ELEMENTS;
-        pathSummary = paths.summary();
         int workers = team.size();
         lanes = new double[workers][GradientStatistics.LANES];
         rounding = new StochasticRounding[workers];
@@ -300,7 +348,12 @@ final class FastStepProgram extends HostStepProgram {
         scalars = new float[workers][StepScalars.SCALAR_STRIDE];
         boolean[] widens = new boolean[KERNEL_OPERANDS];
         widens[1] = true; // a float32 gradient is unscaled and clipped in scratch
-        for (Item item : items) for (int j = 0; j < KERNEL_OPERANDS; j++) widens[j] |= item.widened(j);
+        for (Item item : items) for (int j = 0; j < KERNEL_OPERANDS; j++) widens[j] |= item.widened(j) || item.quantized(j);
+        vectorQuantizers = new VectorQuantization[workers];
+        boolean quantizeWithVectors = quantizedTensors > 0 && vector && VectorSupport.quantizes();
+        for (int w = 0; quantizeWithVectors && w < workers; w++) vectorQuantizers[w] = new VectorQuantization();
+        pathSummary = paths.summary() + (quantizedTensors == 0 ? "" : "; 8-bit states of " + quantizedTensors + " tensors quantized by "
+                + (quantizeWithVectors ? "vectors" : "table loops" + (vector ? " (" + VectorSupport.whyQuantizationLoops() + ")" : "")));
         scratch = new float[workers][KERNEL_OPERANDS][];
         scratchFloats = new FloatBuffer[workers][KERNEL_OPERANDS];
         scratchVectors = vector ? new VectorOperand[workers][KERNEL_OPERANDS] : null;
@@ -523,7 +576,12 @@ final class FastStepProgram extends HostStepProgram {
         }
     }
 
-    /** A chunk with a 16-bit operand, a master or a gradient to unscale or clip: tile by tile, through scratch. */
+    /**
+     * A chunk with a 16-bit operand, a master, 8-bit states or a gradient to unscale or clip: tile
+     * by tile, through scratch. An 8-bit state's tile is dequantized into scratch and its blocks
+     * quantized again after the update, each with its new absmax ({@link #TILE} and the chunks
+     * are whole blocks, so a tile starts on a block boundary and ends on one or at the tensor's end).
+     */
     private void updateTiles(int worker, Item item, float[] s, int flags) {
         boolean unscale = KernelFlags.has(flags, KernelFlags.UNSCALE), clip = KernelFlags.has(flags, KernelFlags.CLIP);
         boolean gradPrepared = unscale || clip;
@@ -534,7 +592,7 @@ final class FastStepProgram extends HostStepProgram {
         VectorOperand[] vectors = item.inPlaceVectors == null ? null : workVectors[worker];
         float[][] tiles = scratch[worker];
         for (int j = 0; j < KERNEL_OPERANDS; j++) {
-            boolean viaScratch = item.widened(j) || (j == 1 && gradPrepared);
+            boolean viaScratch = item.widened(j) || item.quantized(j) || (j == 1 && gradPrepared);
             // A reference store costs a write barrier: only where the operand changes from the last chunk.
             FloatBuffer operand = viaScratch ? scratchFloats[worker][j] : item.inPlaceFloats[j];
             if (floats[j] != operand) floats[j] = operand;
@@ -548,6 +606,7 @@ final class FastStepProgram extends HostStepProgram {
             int n = Math.min(TILE, item.length - done);
             for (int j = 0; j < KERNEL_OPERANDS; j++) {
                 if (item.widened(j)) widen(o[j].precision(), item.halves[j], item.halfOffsets[j] + done, tiles[j], done, n);
+                if (item.quantized(j)) dequantize(item, j, done, n, tiles[j]);
             }
             if (gradPrepared) {
                 if (!item.widened(1)) item.chunkFloats[1].get(done, tiles[1], done, n);
@@ -571,6 +630,9 @@ final class FastStepProgram extends HostStepProgram {
                     narrow(o[j].precision(), tiles[j], done, item.halves[j], item.halfOffsets[j] + done, n);
                 }
             }
+            for (int j = 2; j < KERNEL_OPERANDS; j++) {
+                if (item.quantized(j)) quantize(worker, item, j, done, n, tiles[j]);
+            }
         }
     }
 
@@ -578,6 +640,24 @@ final class FastStepProgram extends HostStepProgram {
     private static void updateRange(UpdateKernel kernel, VectorOperand[] vectors, FloatBuffer[] floats, int from, int to, float[] s, int flags) {
         if (vectors != null) VectorKernels.run(kernel, vectors, floats, from, to, s, flags);
         else ReferenceKernels.run(kernel, floats, from, to, s, flags);
+    }
+
+    /**
+     * Elements [done, done + n) of the chunk's 8-bit state in operand j decoded into
+     * {@code tile[done ...]}: the table's loop (faster than a gather, see {@link VectorQuantization}).
+     */
+    private static void dequantize(Item item, int j, int done, int n, float[] tile) {
+        int from = (int) item.start + done; // a quantized state has at most 2^31 - 9 elements
+        item.tables[j].dequantizeBlocks(item.codes[j], from, n, item.absmax[j], from / BlockwiseQuantization.BLOCK, tile, done);
+    }
+
+    /** {@code tile[done, done + n)} quantized into the same elements of the chunk's 8-bit state in operand j, block by block. */
+    private void quantize(int worker, Item item, int j, int done, int n, float[] tile) {
+        int from = (int) item.start + done;
+        int block = from / BlockwiseQuantization.BLOCK;
+        VectorQuantization vectors = vectorQuantizers[worker];
+        if (vectors != null) vectors.quantizeBlocks(item.tables[j], tile, done, n, item.codes[j], from, item.absmax[j], block);
+        else item.tables[j].quantizeBlocks(tile, done, n, item.codes[j], from, item.absmax[j], block);
     }
 
     /** n 16-bit values widened to float32 (exact): vectors for bf16 where they run, else {@link Conversions}. */
