@@ -22,7 +22,9 @@ import org.openjdk.jmh.annotations.Warmup;
  * 8-bit blockwise quantization of one CPU_FAST tile ({@link FastStepProgram#TILE} elements, 16
  * blocks, in L1/L2 as in a step), in nanoseconds per element: {@code reference} is
  * {@link BlockwiseQuantization} (the binary search), {@code table} {@link QuantizationTable}'s
- * loops, {@code vector} {@link VectorQuantization}. The values are an Adam state's: signed
+ * loops, {@code vector} what CPU_FAST runs with the Vector API: {@link VectorQuantization} to
+ * quantize, the table's loop to dequantize (a gather of the map values was slower than it, see
+ * VectorQuantization). The values are an Adam state's: signed
  * gaussians whose scale varies by block over many binades for the signed map, their squares for
  * the unsigned one.
  *
@@ -98,8 +100,7 @@ public class QuantizationBenchmark {
                     BlockwiseQuantization.dequantizeBlock(codes, from, BLOCK, absmax[b], map, decoded, from);
                 }
             }
-            case "table" -> table.dequantizeBlocks(codes, 0, ELEMENTS, absmax, 0, decoded, 0);
-            default -> vectors.dequantizeBlocks(table, codes, 0, ELEMENTS, absmax, 0, decoded, 0);
+            default -> table.dequantizeBlocks(codes, 0, ELEMENTS, absmax, 0, decoded, 0);
         }
         return decoded;
     }
