@@ -42,6 +42,23 @@ public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags
         return read + written;
     }
 
+    /**
+     * Bytes one step over a tensor of {@code elements} moves when its states are 8-bit blockwise
+     * ({@link io.fusedopt.StateQuantization#BLOCKWISE_8BIT}): as {@link #bytesPerElement(Precision,
+     * Precision, Precision, boolean)} with each state element one code byte read and written
+     * instead of a float, plus each state's float32 absmax per block of
+     * {@link BlockwiseQuantization#BLOCK}, read and written (the last block may be partial).
+     *
+     * @throws IllegalStateException for a layer-wise kernel (none has 8-bit states)
+     */
+    public long quantizedBytesPerStep(long elements, Precision param, Precision grad, boolean master) {
+        if (kernel instanceof LayerwiseKernel) throw new IllegalStateException(kernel + " has no 8-bit states");
+        int states = usedSlots();
+        long perElement = bytesPerElement(param, grad, Precision.FP32, master) - 2L * states * (Float.BYTES - 1);
+        long blocks = (elements + BlockwiseQuantization.BLOCK - 1) / BlockwiseQuantization.BLOCK;
+        return perElement * elements + 2L * states * Float.BYTES * blocks;
+    }
+
     /** Same kernel and same state tensors in the same slots (hyper-parameters may differ). */
     public boolean sameLayout(UpdatePlan other) {
         return kernel == other.kernel && Arrays.equals(slots, other.slots);

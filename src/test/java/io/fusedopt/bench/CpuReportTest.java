@@ -96,9 +96,14 @@ class CpuReportTest {
 
     private static CpuReport.Row row(String algorithm, String storage, String set, double ours, double sameTraffic,
                                      double foreach, double forLoop, double oneOfSameTotal) {
+        return row(algorithm, storage, set, ours, sameTraffic, foreach, forLoop, oneOfSameTotal, Double.NaN);
+    }
+
+    private static CpuReport.Row row(String algorithm, String storage, String set, double ours, double sameTraffic,
+                                     double foreach, double forLoop, double oneOfSameTotal, double float32States) {
         CpuReport.Row draft = new CpuReport.Row(new CpuReport.Case(algorithm, storage, set), ours, sameTraffic, foreach, forLoop,
-                Double.NaN, oneOfSameTotal, List.of());
-        return new CpuReport.Row(draft.c(), ours, sameTraffic, foreach, forLoop, Double.NaN, oneOfSameTotal,
+                Double.NaN, oneOfSameTotal, float32States, List.of());
+        return new CpuReport.Row(draft.c(), ours, sameTraffic, foreach, forLoop, Double.NaN, oneOfSameTotal, float32States,
                 CpuReport.unmetTargets(draft));
     }
 
@@ -117,6 +122,28 @@ class CpuReportTest {
         assertEquals(List.of("same-traffic not measured", "PyTorch not measured", "one tensor of the same total not measured"),
                 row("adam", "fp32", CpuReport.TRANSFORMER, 1, Double.NaN, Double.NaN, Double.NaN, Double.NaN).unmet());
         assertEquals(List.of("fusedopt not measured"), row("adam", "fp32", "one:1", Double.NaN, 1, 1, 1, Double.NaN).unmet());
+    }
+
+    /** An 8-bit row: 80% of its own same-traffic kernel and faster than the same case with float32 states; no PyTorch target. */
+    @Test
+    void eightBitRowsAreHeldAgainstTheirSameTrafficAndTheirFloat32States() {
+        String q8 = CpuReport.QUANTIZED_STORAGE;
+        assertEquals(List.of(), row("adam", q8, "one:16777216", 1, 0.85, Double.NaN, Double.NaN, Double.NaN, 1.2).unmet());
+        assertEquals(List.of("< 80% of same-traffic", "1.25x the time of float32 states"),
+                row("adam", q8, "one:16777216", 1, 0.7, Double.NaN, Double.NaN, Double.NaN, 0.8).unmet());
+        assertEquals(List.of("float32 states not measured"),
+                row("adam", q8, "one:16777216", 1, 0.9, Double.NaN, Double.NaN, Double.NaN, Double.NaN).unmet());
+        CpuReport.Plan full = CpuReport.Plan.parse();
+        for (String algorithm : CpuReport.QUANTIZED_ALGORITHMS) {
+            CpuReport.Case eightBit = new CpuReport.Case(algorithm, q8, "one:" + (1L << 24));
+            assertTrue(full.cases().contains(eightBit), algorithm);
+            assertTrue(full.cases().contains(new CpuReport.Case(algorithm, "fp32", "one:" + (1L << 24))), "its float32 row, " + algorithm);
+        }
+        for (CpuReport.Case c : CpuReport.Plan.parse("--quick").cases()) {
+            if (c.storage().equals(q8)) assertTrue(CpuReport.Plan.parse("--quick").cases().contains(new CpuReport.Case(c.algorithm(), "fp32", c.set())), c.key());
+        }
+        assertEquals("16.06", CpuReport.bytesPerParam(new CpuReport.Case("adam", q8, "one:" + (1L << 24))));
+        assertEquals("28", CpuReport.bytesPerParam(new CpuReport.Case("adam", "fp32", "one:" + (1L << 24))));
     }
 
     @Test

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.fusedopt.StateQuantization;
 import io.fusedopt.internal.SegmentTable;
 import java.util.ArrayList;
 import java.util.List;
@@ -27,6 +28,15 @@ class SameTrafficKernelTest {
                         SameTrafficKernel.Traffic.of(algorithm, storage).bytesPerElement(), algorithm + " " + storage);
             }
         }
+        // 8-bit states: a tensor too small for them, one of whole blocks, one with a partial last block
+        long[] lengths = {StateQuantization.MIN_ELEMENTS - 1, 1L << 20, StateQuantization.MIN_ELEMENTS + 300};
+        for (String algorithm : CpuReport.QUANTIZED_ALGORITHMS) {
+            for (String storage : List.of("fp32-q8", "bf16-master-q8")) {
+                assertEquals(StepBenchmark.bytesPerStep(algorithm, storage, lengths),
+                        SameTrafficKernel.Traffic.of(algorithm, storage).bytesPerStep(lengths), algorithm + " " + storage);
+            }
+        }
+        assertEquals(16 * (1L << 24) + 2 * 2 * 4 * (1L << 16), SameTrafficKernel.Traffic.of("adam", "fp32-q8").bytesPerStep(new long[] {1L << 24}));
         assertEquals(12, SameTrafficKernel.Traffic.of("sgd", "fp32").bytesPerElement());
         assertEquals(36, SameTrafficKernel.Traffic.of("rmsprop-centered-momentum", "fp32").bytesPerElement());
         assertEquals("reads fp32 master, bf16 grad, 2 states; writes master, bf16 param, 2 states",
@@ -37,7 +47,7 @@ class SameTrafficKernelTest {
     void everyWrittenElementIsWrittenOncePerStepOnAnyThreadCount() {
         for (int threads : new int[] {1, 3}) {
             for (int states = 0; states <= 3; states++) {
-                try (SameTrafficKernel k = new SameTrafficKernel(new SameTrafficKernel.Traffic(states, false), LENGTHS, threads)) {
+                try (SameTrafficKernel k = new SameTrafficKernel(new SameTrafficKernel.Traffic(states, false, false), LENGTHS, threads)) {
                     k.run();
                     k.run();
                     float grad = 1e-3f, twice = (1f + grad) + grad;
@@ -52,7 +62,7 @@ class SameTrafficKernelTest {
 
     @Test
     void widenedTrafficWritesTheMasterTheBf16ParamAndEveryState() {
-        try (SameTrafficKernel k = new SameTrafficKernel(new SameTrafficKernel.Traffic(3, true), LENGTHS, 2)) {
+        try (SameTrafficKernel k = new SameTrafficKernel(new SameTrafficKernel.Traffic(3, true, false), LENGTHS, 2)) {
             k.run();
             short bf16Grad = (short) (Float.floatToIntBits(1e-3f) >>> 16);
             for (int t = 0; t < LENGTHS.length; t++) {
@@ -60,6 +70,37 @@ class SameTrafficKernelTest {
                 for (int s = 0; s < 3; s++) assertAll(k.state(t, s), 1e-3f, "state " + s + ", tensor " + t);
                 short[] p = k.shortParam(t);
                 for (int i = 0; i < p.length; i++) assertEquals(bf16Grad, p[i], "bf16 param element " + i + ", tensor " + t);
+            }
+        }
+    }
+
+    /**
+     * With 8-bit states a tensor of at least MIN_ELEMENTS elements adds to every code byte and to
+     * every block's absmax once per step (a partial last block included), a smaller one to its
+     * float states; the param as without states.
+     */
+    @Test
+    void quantizedTrafficWritesEveryCodeAndEveryBlocksAbsmaxOnce() {
+        for (boolean bf16Master : new boolean[] {false, true}) {
+            try (SameTrafficKernel k = new SameTrafficKernel(new SameTrafficKernel.Traffic(2, bf16Master, true), LENGTHS, 3)) {
+                k.run();
+                k.run();
+                for (int t = 0; t < LENGTHS.length; t++) {
+                    String what = "tensor " + t + (bf16Master ? ", bf16 master" : "");
+                    if (bf16Master) assertAll(k.master(t), (1f + 1e-3f) + 1e-3f, "master, " + what);
+                    else assertAll(k.floatParam(t), (1f + 1e-3f) + 1e-3f, "param, " + what);
+                    for (int s = 0; s < 2; s++) {
+                        if (LENGTHS[t] < StateQuantization.MIN_ELEMENTS) {
+                            assertEquals(null, k.codes(t, s), what);
+                            assertAll(k.state(t, s), 1e-3f + 1e-3f, "float state " + s + ", " + what);
+                            continue;
+                        }
+                        byte[] c = k.codes(t, s);
+                        for (int i = 0; i < c.length; i++) assertEquals(2, c[i], "code " + i + " of state " + s + ", " + what);
+                        assertEquals((c.length + 255) / 256, k.absmax(t, s).length, what);
+                        assertAll(k.absmax(t, s), 1e-3f + 1e-3f, "absmax of state " + s + ", " + what);
+                    }
+                }
             }
         }
     }
@@ -86,7 +127,7 @@ class SameTrafficKernelTest {
     @Test
     void refusedShapesSayWhatIsWrong() {
         SameTrafficKernel.Traffic adam = SameTrafficKernel.Traffic.of("adam", "fp32");
-        assertMessage("0 to 3 state arrays, got 4", () -> new SameTrafficKernel.Traffic(4, false));
+        assertMessage("0 to 3 state arrays, got 4", () -> new SameTrafficKernel.Traffic(4, false, false));
         assertMessage("at least one tensor", () -> new SameTrafficKernel(adam, new long[0], 1));
         assertMessage("at least 1 thread, got 0", () -> new SameTrafficKernel(adam, new long[] {8}, 0));
         assertMessage("tensor 1 has 0 elements", () -> new SameTrafficKernel(adam, new long[] {8, 0}, 1));

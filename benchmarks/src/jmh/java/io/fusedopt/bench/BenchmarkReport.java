@@ -2,7 +2,6 @@ package io.fusedopt.bench;
 
 import io.fusedopt.Adam;
 import io.fusedopt.Backend;
-import io.fusedopt.Precision;
 import io.fusedopt.DeviceOptimizer;
 import io.fusedopt.cuda.CudaProbe;
 import io.fusedopt.internal.UpdatePlan;
@@ -84,12 +83,10 @@ public final class BenchmarkReport {
             String algorithm = r.getParams().getParam("algorithm");
             String set = r.getParams().getParam("tensorSet");
             String storage = r.getParams().getParam("storage");
-            long elements = TensorSets.total(TensorSets.named(set, Long.parseLong(r.getParams().getParam("size"))));
-            Precision p = StepBenchmark.paramPrecision(storage);
-            int bytesPerElement = UpdatePlan.of(StepBenchmark.config(algorithm))
-                    .bytesPerElement(p, p, Precision.FP32, p != Precision.FP32);
+            long[] lengths = TensorSets.named(set, Long.parseLong(r.getParams().getParam("size")));
+            long elements = TensorSets.total(lengths);
             records.add(new BenchmarkRecord("fusedopt", algorithm, "default", storage, set.equals("one") ? "one:" + elements : set,
-                    backend, device[0], device[1], seconds(r), bytesPerElement * elements, copyGBs));
+                    backend, device[0], device[1], seconds(r), StepBenchmark.bytesPerStep(algorithm, storage, lengths), copyGBs));
         }
 
         Files.createDirectories(out);

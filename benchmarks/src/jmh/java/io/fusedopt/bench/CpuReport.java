@@ -2,9 +2,7 @@ package io.fusedopt.bench;
 
 import io.fusedopt.Backend;
 import io.fusedopt.DeviceOptimizer;
-import io.fusedopt.Precision;
 import io.fusedopt.internal.Json;
-import io.fusedopt.internal.UpdatePlan;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -36,7 +34,8 @@ import org.openjdk.jmh.runner.options.TimeValue;
 /**
  * The CPU comparison, in one run: {@code CPU_FAST}'s step ({@link StepBenchmark}) beside its own
  * same-traffic kernel ({@link SameTrafficBenchmark}, the honest roofline), the all-core copy
- * bandwidth ({@link HostCopyBenchmark}, context only), torch.optim with foreach=True and False
+ * bandwidth ({@link HostCopyBenchmark}, context only), the algorithms with 8-bit states with them
+ * (storage "fp32-q8") beside their float32-state rows, torch.optim with foreach=True and False
  * (benchmarks/torch_optim.py) and, when the {@code nd4j} Maven profile put it on the classpath,
  * ND4J's updaters ({@code Nd4jUpdaterBenchmark}). The two sides alternate by rounds (ours, theirs,
  * ours, theirs, ...) so that a machine that changes speed during the run changes both; each side
@@ -56,6 +55,10 @@ public final class CpuReport {
             "nadam", "radam", "adamax", "adadelta", "rprop", "asgd");
     /** The roofline's heaviest traffic (36 B per fp32 param), measured at fewer sizes. */
     static final List<String> EXTRA_ALGORITHMS = List.of("amsgrad", "rmsprop-centered-momentum");
+    /** The algorithms of the table with 8-bit states ({@link io.fusedopt.StateQuantization#BLOCKWISE_8BIT}), measured with them too. */
+    static final List<String> QUANTIZED_ALGORITHMS = List.of("adam", "adamw", "rmsprop", "adagrad", "momentum", "heavy-ball");
+    /** The storage of the 8-bit rows: fp32 params and grads, 8-bit states. */
+    static final String QUANTIZED_STORAGE = "fp32" + StepBenchmark.QUANTIZED_SUFFIX;
     /** Algorithms with the 3x-PyTorch target (compute-heavy enough that fusion pays thrice). */
     static final Set<String> THREE_X = Set.of("adam", "adamw", "rmsprop", "adagrad");
     /** The algorithms Nd4jUpdaterBenchmark has. */
@@ -63,6 +66,8 @@ public final class CpuReport {
     static final String ND4J_BENCHMARK = "io.fusedopt.bench.Nd4jUpdaterBenchmark";
 
     static final double SAME_TRAFFIC_TARGET = 0.90;
+    /** An 8-bit row's share of its own same-traffic kernel (issue 29: quantizing is compute the float path has not). */
+    static final double QUANTIZED_SAME_TRAFFIC_TARGET = 0.80;
     static final double PYTORCH_TARGET = 1.0;
     static final double PYTORCH_TARGET_HEAVY = 3.0;
     static final double MANY_TENSOR_TOLERANCE = 0.10;
@@ -79,9 +84,7 @@ public final class CpuReport {
         }
 
         long bytesPerStep() {
-            Precision p = StepBenchmark.paramPrecision(storage);
-            return (long) UpdatePlan.of(StepBenchmark.config(algorithm)).bytesPerElement(p, p, Precision.FP32, p != Precision.FP32)
-                    * elements();
+            return StepBenchmark.bytesPerStep(algorithm, storage, lengths());
         }
 
         String key() {
@@ -92,7 +95,8 @@ public final class CpuReport {
     /** What a run measures and how long: parsed from the command line. */
     record Plan(boolean quick, int rounds, int warmupIterations, int warmupMillis, int iterations, int iterationMillis,
                 List<Long> oneSizes, List<String> manyTensorAlgorithms, List<String> bf16Sets, List<String> extraSets,
-                long copyFloats, boolean torch, String python, boolean nd4jWanted, Path out, String command) {
+                List<String> quantizedSets, long copyFloats, boolean torch, String python, boolean nd4jWanted, Path out,
+                String command) {
 
         static final String USAGE = "usage: CpuReport [--quick] [--rounds N] [--no-torch] [--python PATH] [--no-nd4j]"
                 + " [--out DIR] [--command TEXT]";
@@ -118,12 +122,13 @@ public final class CpuReport {
             if (quick) {
                 // Seconds, not minutes: the 168.6M-element sets only for SGD (the cheapest), to prove their path.
                 return new Plan(true, rounds, 1, 100, 2, 100, List.of(1L << 16, 1L << 20), List.of("sgd"), List.of("one:" + (1 << 20)),
-                        List.of("one:" + (1 << 20)), 1L << 24, torch, python, nd4j, Path.of(out), command);
+                        List.of("one:" + (1 << 20)), List.of("one:" + (1 << 20)), 1L << 24, torch, python, nd4j, Path.of(out), command);
             }
             List<Long> sizes = new ArrayList<>();
             for (int log = 16; log <= 26; log += 2) sizes.add(1L << log);
             return new Plan(false, rounds, 1, 500, 2, 500, List.copyOf(sizes), ALGORITHMS, List.of("one:" + total, TRANSFORMER),
-                    List.of("one:" + (1 << 20), "one:" + (1 << 24)), 1L << 26, torch, python, nd4j, Path.of(out), command);
+                    List.of("one:" + (1 << 20), "one:" + (1 << 24)), List.of("one:" + (1 << 20), "one:" + (1 << 24)), 1L << 26,
+                    torch, python, nd4j, Path.of(out), command);
         }
 
         private static String value(String[] args, int i) {
@@ -144,7 +149,10 @@ public final class CpuReport {
             return rounds;
         }
 
-        /** Every row, in table order: per algorithm, fp32 by size (the transformer after its same-size tensor), then bf16. */
+        /**
+         * Every row, in table order: per algorithm, fp32 by size (the transformer after its same-size
+         * tensor), then bf16, then 8-bit states (sizes among the fp32 ones, which they are held against).
+         */
         List<Case> cases() {
             List<Case> cases = new ArrayList<>();
             long total = TensorSets.total(TensorSets.transformer());
@@ -155,6 +163,9 @@ public final class CpuReport {
                     cases.add(new Case(algorithm, "fp32", TRANSFORMER));
                 }
                 for (String set : bf16Sets) cases.add(new Case(algorithm, "bf16-master", set));
+                if (QUANTIZED_ALGORITHMS.contains(algorithm)) {
+                    for (String set : quantizedSets) cases.add(new Case(algorithm, QUANTIZED_STORAGE, set));
+                }
             }
             for (String algorithm : EXTRA_ALGORITHMS) {
                 for (String set : extraSets) cases.add(new Case(algorithm, "fp32", set));
@@ -450,9 +461,12 @@ public final class CpuReport {
         return v.length % 2 == 1 ? v[m] : (v[m - 1] + v[m]) / 2;
     }
 
-    /** A finished row: medians (seconds per step, NaN where not measured) and the targets it misses. */
+    /**
+     * A finished row: medians (seconds per step, NaN where not measured) and the targets it misses;
+     * {@code float32States}: an 8-bit row's case with float32 states (NaN for other rows).
+     */
     record Row(Case c, double ours, double sameTraffic, double torchForeach, double torchForLoop, double nd4j,
-               double oneTensorOfSameTotal, List<String> unmet) {
+               double oneTensorOfSameTotal, double float32States, List<String> unmet) {
 
         double sameTrafficFraction() {
             return sameTraffic / ours;
@@ -477,10 +491,12 @@ public final class CpuReport {
             String k = c.key();
             double oneOfSameTotal = c.set().equals(TRANSFORMER)
                     ? samples.median(OURS, new Case(c.algorithm(), c.storage(), "one:" + total).key()) : Double.NaN;
+            double float32States = c.storage().equals(QUANTIZED_STORAGE)
+                    ? samples.median(OURS, new Case(c.algorithm(), "fp32", c.set()).key()) : Double.NaN;
             Row draft = new Row(c, samples.median(OURS, k), samples.median(SAME_TRAFFIC, k), samples.median(TORCH_FOREACH, k),
-                    samples.median(TORCH_FOR_LOOP, k), samples.median(ND4J, k), oneOfSameTotal, List.of());
+                    samples.median(TORCH_FOR_LOOP, k), samples.median(ND4J, k), oneOfSameTotal, float32States, List.of());
             rows.add(new Row(c, draft.ours(), draft.sameTraffic(), draft.torchForeach(), draft.torchForLoop(), draft.nd4j(),
-                    oneOfSameTotal, unmetTargets(draft)));
+                    oneOfSameTotal, float32States, unmetTargets(draft)));
         }
         return rows;
     }
@@ -492,9 +508,17 @@ public final class CpuReport {
             unmet.add("fusedopt not measured");
             return unmet;
         }
+        boolean quantized = r.c().storage().equals(QUANTIZED_STORAGE);
+        double sameTrafficTarget = quantized ? QUANTIZED_SAME_TRAFFIC_TARGET : SAME_TRAFFIC_TARGET;
         if (Double.isNaN(r.sameTraffic())) unmet.add("same-traffic not measured");
-        else if (r.sameTrafficFraction() < SAME_TRAFFIC_TARGET) unmet.add(String.format(Locale.ROOT, "< %.0f%% of same-traffic",
-                100 * SAME_TRAFFIC_TARGET));
+        else if (r.sameTrafficFraction() < sameTrafficTarget) unmet.add(String.format(Locale.ROOT, "< %.0f%% of same-traffic",
+                100 * sameTrafficTarget));
+        if (quantized) {
+            if (Double.isNaN(r.float32States())) unmet.add("float32 states not measured");
+            else if (r.ours() >= r.float32States()) {
+                unmet.add(String.format(Locale.ROOT, "%.2fx the time of float32 states", r.ours() / r.float32States()));
+            }
+        }
         boolean hasTorch = r.c().storage().equals("fp32");
         if (hasTorch) {
             double speedUp = r.speedUp();
@@ -545,9 +569,10 @@ public final class CpuReport {
         long met = rows.stream().filter(r -> r.unmet().isEmpty()).count();
         md.append(String.format(Locale.ROOT, "%nTargets: >= %.0f%% of the same-traffic kernel; >= %.1fx the faster PyTorch mode"
                         + " on every fp32 row; >= %.0fx on Adam, AdamW, RMSProp and Adagrad; 581 tensors within %.0f%% of"
-                        + " one tensor of the same total. **%d of %d rows meet every target**; the last column names what a"
+                        + " one tensor of the same total; 8-bit states (%s): >= %.0f%% of their own same-traffic kernel and"
+                        + " faster than float32 states. **%d of %d rows meet every target**; the last column names what a"
                         + " row misses.%n%n", 100 * SAME_TRAFFIC_TARGET, PYTORCH_TARGET, PYTORCH_TARGET_HEAVY,
-                100 * MANY_TENSOR_TOLERANCE, met, rows.size()))
+                100 * MANY_TENSOR_TOLERANCE, QUANTIZED_STORAGE, 100 * QUANTIZED_SAME_TRAFFIC_TARGET, met, rows.size()))
                 .append("Same-traffic: a kernel that reads and writes the same arrays as the update (same lengths,"
                         + " threads and 2^16-element chunks), one add per element; fraction = its time / ours. GB/s counts"
                         + " the bytes the update must move (B/param). Copy: the all-core copy bandwidth of the same run,"
@@ -558,7 +583,7 @@ public final class CpuReport {
                 .append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (Row r : rows) {
             md.append("| ").append(algorithmName(r.c().algorithm())).append(" | ").append(r.c().storage()).append(" | ")
-                    .append(label(r.c())).append(" | ").append(r.c().bytesPerStep() / r.c().elements()).append(" | ")
+                    .append(label(r.c())).append(" | ").append(bytesPerParam(r.c())).append(" | ")
                     .append(time(r.ours())).append(" | ").append(time(r.sameTraffic())).append(" | ")
                     .append(percent(r.sameTrafficFraction())).append(" | ").append(number("%.1f", r.gbPerSecond())).append(" | ")
                     .append(percent(r.gbPerSecond() / copyGBs)).append(" | ").append(time(r.torchForeach())).append(" | ")
@@ -592,6 +617,7 @@ public final class CpuReport {
             number(w, "speed_up_vs_pytorch", r.speedUp());
             number(w, "nd4j_seconds", r.nd4j());
             number(w, "one_tensor_of_same_total_seconds", r.oneTensorOfSameTotal());
+            number(w, "float32_states_seconds", r.float32States());
             w.name("unmet_targets").beginArray();
             r.unmet().forEach(w::value);
             w.endArray().endObject();
@@ -601,6 +627,13 @@ public final class CpuReport {
 
     private static void number(Json.Writer w, String name, double v) {
         if (Double.isFinite(v)) w.name(name).value(v);
+    }
+
+    /** Bytes per param: whole for float states, two decimals where 8-bit states' absmax make a fraction (16.06). */
+    static String bytesPerParam(Case c) {
+        long bytes = c.bytesPerStep();
+        return bytes % c.elements() == 0 ? Long.toString(bytes / c.elements())
+                : String.format(Locale.ROOT, "%.2f", bytes / (double) c.elements());
     }
 
     private static String time(double seconds) {

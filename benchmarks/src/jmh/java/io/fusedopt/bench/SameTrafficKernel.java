@@ -1,10 +1,13 @@
 package io.fusedopt.bench;
 
 import io.fusedopt.Precision;
+import io.fusedopt.StateQuantization;
 import io.fusedopt.cpu.BenchmarkTeam;
+import io.fusedopt.internal.BlockwiseQuantization;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.UpdatePlan;
 import java.util.Arrays;
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorShape;
@@ -24,7 +27,11 @@ import jdk.incubator.vector.VectorSpecies;
  * momentum, plain RMSProp and Adagrad 20, Adam/AdamW and centered RMSProp 28, AMSGrad and centered
  * RMSProp with momentum 36). With bf16 params and grads and an fp32 master (the fast backend's
  * widening path, FastStepProgram): the fp32 master, the bf16 grad and the states are read; the
- * master, the bf16 param and the states are written (the bf16 param is not read).
+ * master, the bf16 param and the states are written (the bf16 param is not read). With 8-bit
+ * states ({@code quantized}, storages "fp32-q8" and "bf16-master-q8"), a tensor of at least
+ * {@link StateQuantization#MIN_ELEMENTS} elements reads and writes each state's code bytes and its
+ * float32 absmax per block of 256 instead of float states ({@link UpdatePlan#quantizedBytesPerStep}):
+ * 16.06 B per fp32 Adam param; a smaller tensor keeps float states, as the optimizer does.
  *
  * <p>The operands are Java arrays and the loops use the Vector API's array entry points
  * ({@code fromArray}/{@code intoArray}), which exist unchanged from JDK 17 to 25 and reach the
@@ -37,6 +44,9 @@ final class SameTrafficKernel implements AutoCloseable {
     /** Shorts with as many lanes as {@link #FLOATS}: one bf16 vector per float vector. */
     static final VectorSpecies<Short> SHORTS =
             VectorSpecies.of(short.class, VectorShape.forBitSize(FLOATS.vectorBitSize() / 2));
+    /** Bytes with as many bytes as {@link #FLOATS} has bits / 8: the 8-bit states' codes. */
+    static final VectorSpecies<Byte> BYTES = VectorSpecies.of(byte.class, FLOATS.vectorShape());
+    private static final int BLOCK = BlockwiseQuantization.BLOCK;
     /** As FastStepProgram: below two chunks a step runs on the calling thread. */
     static final long PARALLEL_MIN_ELEMENTS = 2 * SegmentTable.CHUNK_ELEMENTS;
     /** bf16 1e-3, the grad's value (its bits are what the bf16 param receives). */
@@ -45,10 +55,11 @@ final class SameTrafficKernel implements AutoCloseable {
     private static final float INCREMENT = 1e-3f;
 
     /**
-     * What one element's update moves: {@code states} fp32 state arrays, and either fp32 param and
-     * grad updated in place or bf16 param and grad with an fp32 master.
+     * What one element's update moves: {@code states} state arrays (fp32, or 8-bit codes with a
+     * float absmax per block where {@code quantized} and the tensor is large enough), and either
+     * fp32 param and grad updated in place or bf16 param and grad with an fp32 master.
      */
-    record Traffic(int states, boolean bf16Master) {
+    record Traffic(int states, boolean bf16Master, boolean quantized) {
         Traffic {
             if (states < 0 || states > 3) throw new IllegalArgumentException("an update has 0 to 3 state arrays, got " + states);
         }
@@ -56,18 +67,35 @@ final class SameTrafficKernel implements AutoCloseable {
         /** The traffic of StepBenchmark's {@code algorithm} in StepBenchmark's {@code storage}. */
         static Traffic of(String algorithm, String storage) {
             Precision p = StepBenchmark.paramPrecision(storage);
-            return new Traffic(UpdatePlan.of(StepBenchmark.config(algorithm)).usedSlots(), p != Precision.FP32);
+            return new Traffic(UpdatePlan.of(StepBenchmark.config(algorithm)).usedSlots(), p != Precision.FP32,
+                    StepBenchmark.stateQuantization(storage) == StateQuantization.BLOCKWISE_8BIT);
         }
 
-        /** Bytes read plus written per element. */
+        /** Whether a tensor of {@code length} elements keeps 8-bit states. */
+        boolean quantizes(long length) {
+            return quantized && length >= StateQuantization.MIN_ELEMENTS;
+        }
+
+        /** Bytes read plus written per element with float32 states. */
         int bytesPerElement() {
             return bf16Master ? (Float.BYTES + Short.BYTES + states * Float.BYTES) * 2
                     : (2 * Float.BYTES + states * Float.BYTES) + (Float.BYTES + states * Float.BYTES);
         }
 
+        /** Bytes read plus written by one step over tensors of these lengths. */
+        long bytesPerStep(long[] lengths) {
+            long bytes = 0;
+            for (long n : lengths) {
+                bytes += bytesPerElement() * n;
+                // codes instead of floats, each way; an absmax per block, each way
+                if (quantizes(n)) bytes -= 2L * states * ((Float.BYTES - 1) * n - Float.BYTES * ((n + BLOCK - 1) / BLOCK));
+            }
+            return bytes;
+        }
+
         /** For the report: what is read and written. */
         String describe() {
-            String s = states == 0 ? "" : ", " + states + (states == 1 ? " state" : " states");
+            String s = states == 0 ? "" : ", " + states + (quantized ? " 8-bit" : "") + (states == 1 ? " state" : " states");
             return bf16Master ? "reads fp32 master, bf16 grad" + s + "; writes master, bf16 param" + s
                     : "reads param, grad" + s + "; writes param" + s;
         }
@@ -83,7 +111,10 @@ final class SameTrafficKernel implements AutoCloseable {
     private final float[][] master;
     private final short[][] shortParam;
     private final short[][] shortGrad;
-    private final float[][][] states; // [tensor][state]
+    private final float[][][] states; // [tensor][state]; no arrays for a tensor with 8-bit states
+    private final byte[][][] codes;   // [tensor][state]: 8-bit states' codes; no arrays for a tensor with float states
+    private final float[][][] absmax; // [tensor][state]: their absmax per block
+    private final boolean[] quantizedTensor;
     private final BenchmarkTeam team;
     private final boolean parallel;
     private final BenchmarkTeam.Task task = this::runItem;
@@ -122,6 +153,9 @@ final class SameTrafficKernel implements AutoCloseable {
         shortParam = new short[n][];
         shortGrad = new short[n][];
         states = new float[n][traffic.states()][];
+        codes = new byte[n][traffic.states()][];
+        absmax = new float[n][traffic.states()][];
+        quantizedTensor = new boolean[n];
         for (int t = 0; t < n; t++) {
             int length = (int) lengths[t];
             if (bf16) {
@@ -133,7 +167,15 @@ final class SameTrafficKernel implements AutoCloseable {
                 floatParam[t] = filled(length, 1f);
                 floatGrad[t] = filled(length, 1e-3f);
             }
-            for (int s = 0; s < traffic.states(); s++) states[t][s] = new float[length];
+            quantizedTensor[t] = traffic.quantizes(length);
+            for (int s = 0; s < traffic.states(); s++) {
+                if (quantizedTensor[t]) {
+                    codes[t][s] = new byte[length];
+                    absmax[t][s] = new float[BlockwiseQuantization.blocks(length)];
+                } else {
+                    states[t][s] = new float[length];
+                }
+            }
         }
         parallel = TensorSets.total(lengths) >= PARALLEL_MIN_ELEMENTS;
         team = new BenchmarkTeam(threads);
@@ -163,11 +205,17 @@ final class SameTrafficKernel implements AutoCloseable {
     float[] master(int t) { return master[t]; }
     short[] shortParam(int t) { return shortParam[t]; }
     float[] state(int t, int s) { return states[t][s]; }
+    byte[] codes(int t, int s) { return codes[t][s]; }
+    float[] absmax(int t, int s) { return absmax[t][s]; }
 
     private void runItem(int worker, int item) {
         int t = itemTensor[item];
         int from = itemStart[item];
         int to = from + itemLength[item];
+        if (quantizedTensor[t]) {
+            quantizedItem(t, from, to);
+            return;
+        }
         float[][] s = states[t];
         if (traffic.bf16Master()) {
             switch (s.length) {
@@ -183,6 +231,25 @@ final class SameTrafficKernel implements AutoCloseable {
                 case 2 -> inPlace2(floatParam[t], floatGrad[t], s[0], s[1], from, to);
                 default -> inPlace3(floatParam[t], floatGrad[t], s[0], s[1], s[2], from, to);
             }
+        }
+    }
+
+    /**
+     * A chunk of a tensor with 8-bit states: the param and grad as without states, then each
+     * state's codes (one add each) and its blocks' absmax (the chunk starts on a block boundary).
+     */
+    private void quantizedItem(int t, int from, int to) {
+        if (traffic.bf16Master()) widened0(master[t], shortParam[t], shortGrad[t], from, to);
+        else inPlace0(floatParam[t], floatGrad[t], from, to);
+        for (int s = 0; s < codes[t].length; s++) {
+            byte[] c = codes[t][s];
+            int i = from;
+            for (int end = from + BYTES.loopBound(to - from); i < end; i += BYTES.length()) {
+                ByteVector.fromArray(BYTES, c, i).add((byte) 1).intoArray(c, i);
+            }
+            for (; i < to; i++) c[i]++;
+            float[] a = absmax[t][s];
+            for (int b = from / BLOCK, last = (to - 1) / BLOCK; b <= last; b++) a[b] += INCREMENT;
         }
     }
 

@@ -8,9 +8,11 @@ import io.fusedopt.OptimizerConfig;
 import io.fusedopt.ParamGroup;
 import io.fusedopt.Precision;
 import io.fusedopt.RmsProp;
+import io.fusedopt.StateQuantization;
 import io.fusedopt.TensorBuffer;
 import io.fusedopt.cli.VariantCatalog;
 import io.fusedopt.cuda.CudaProbe;
+import io.fusedopt.internal.UpdatePlan;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -55,7 +57,12 @@ public class StepBenchmark {
     @Param({"16777216"})
     public int size;
 
-    /** "fp32", or "bf16-master": bf16 params and grads, fp32 master weights and states. */
+    /**
+     * "fp32", or "bf16-master": bf16 params and grads, fp32 master weights and states; either with
+     * "-q8" ({@code -p storage=fp32-q8}): 8-bit blockwise states ({@link StateQuantization#BLOCKWISE_8BIT})
+     * for the tensors of at least {@link StateQuantization#MIN_ELEMENTS} elements, for the
+     * algorithms that have them (Adam/AdamW, Momentum, RMSProp, Adagrad, Lion, AdEMAMix).
+     */
     @Param({"fp32", "bf16-master"})
     public String storage;
 
@@ -64,7 +71,8 @@ public class StepBenchmark {
     @Setup(Level.Trial)
     public void setUp() {
         if (backend.equals("CUDA")) CudaProbe.refuseBenchmarkOnEmulator();
-        optimizer = DeviceOptimizer.create(Backend.valueOf(backend), config(algorithm));
+        optimizer = DeviceOptimizer.builder(config(algorithm)).optBackend(Backend.valueOf(backend))
+                .optStateQuantization(stateQuantization(storage)).build();
         addTensors(optimizer, TensorSets.named(tensorSet, size), paramPrecision(storage));
     }
 
@@ -116,13 +124,42 @@ public class StepBenchmark {
         };
     }
 
+    /** The suffix of a storage name with 8-bit states. */
+    static final String QUANTIZED_SUFFIX = "-q8";
+
     /** The param and grad format of a storage name. */
     static Precision paramPrecision(String storage) {
-        return switch (storage) {
+        return switch (storage.endsWith(QUANTIZED_SUFFIX) ? storage.substring(0, storage.length() - QUANTIZED_SUFFIX.length()) : storage) {
             case "fp32" -> Precision.FP32;
             case "bf16-master" -> Precision.BF16;
             default -> throw new IllegalArgumentException("unknown storage " + storage);
         };
+    }
+
+    /**
+     * Bytes one step of {@code algorithm} in {@code storage} moves over tensors of these lengths,
+     * counted by {@link UpdatePlan} per tensor: 8-bit states ({@link UpdatePlan#quantizedBytesPerStep})
+     * for the tensors of at least {@link StateQuantization#MIN_ELEMENTS} elements in a "-q8"
+     * storage, float32 states otherwise; bf16 params and grads with an fp32 master in the
+     * "bf16-master" storages.
+     */
+    static long bytesPerStep(String algorithm, String storage, long[] lengths) {
+        UpdatePlan plan = UpdatePlan.of(config(algorithm));
+        Precision p = paramPrecision(storage);
+        boolean master = p != Precision.FP32;
+        boolean quantized = stateQuantization(storage) == StateQuantization.BLOCKWISE_8BIT;
+        long bytes = 0;
+        for (long n : lengths) {
+            bytes += quantized && n >= StateQuantization.MIN_ELEMENTS ? plan.quantizedBytesPerStep(n, p, p, master)
+                    : (long) plan.bytesPerElement(p, p, Precision.FP32, master) * n;
+        }
+        return bytes;
+    }
+
+    /** How a storage name keeps the states: 8-bit blockwise for the "-q8" names. */
+    static StateQuantization stateQuantization(String storage) {
+        paramPrecision(storage); // an unknown name fails here
+        return storage.endsWith(QUANTIZED_SUFFIX) ? StateQuantization.BLOCKWISE_8BIT : StateQuantization.NONE;
     }
 
     @Benchmark
