@@ -18,8 +18,9 @@ import jdk.incubator.vector.VectorSpecies;
  * Vector API, so each instance keeps one vector's worth of them: one instance per thread.
  *
  * <p>Dequantization stays {@link QuantizationTable}'s loop: a gather of the map values, widened
- * codes as its indices, took 0.49 to 0.80 ns per element against the loop's 0.37 to 0.41
- * (QuantizationBenchmark, AVX-512, JDK 17).
+ * codes as its indices, was slower than it (0.34 against 0.26 ns per element on an AVX-512
+ * machine, JDK 17 and 25). The quantizing gather is this code's cost too: about 0.3 of its
+ * 0.57 ns per element (QuantizationBenchmark); the division and the absmax are a tenth of it.
  *
  * <p>Load only after {@link VectorSupport} said the Vector API works here and {@link #SUPPORTED}:
  * a vector of bytes has as many lanes as a float vector, and the smallest byte vector is 64 bits,
