@@ -92,6 +92,10 @@ class KernelContractTest {
         assertTrue(header.replace("\\", " ").replaceAll("\\s+", " ").contains("extern \"C\" __global__ void name(const FoTensor* tensors, const FoChunk* chunks,"
                 + " int chunk_count, const FoControl* control, const float* hyper, const FoEntryStep* steps, const int* flags)"),
                 "update kernel signature");
+        // The 8-bit entry point: the mixed entry's arguments and the two code maps (CodeMap.SIGNED's values, then UNSIGNED's).
+        assertTrue(header.replace("\\", " ").replaceAll("\\s+", " ").contains("extern \"C\" __global__ void name##_q8(const FoTensor* tensors,"
+                + " const FoChunk* chunks, int chunk_count, const FoControl* control, const float* hyper, const FoEntryStep* steps,"
+                + " const int* flags, const float* code_maps)"), "8-bit update kernel signature");
         assertTrue(header.replace("\\", " ").replaceAll("\\s+", " ").contains("extern \"C\" __global__ void name##_norms(const FoTensor* tensors,"
                 + " const FoChunk* chunks, int chunk_count, const FoControl* control, const float* hyper, const FoEntryStep* steps,"
                 + " const int* flags, double* chunk_sums)"), "layer-wise norm pass signature");

@@ -2,6 +2,7 @@ package io.fusedopt.cuda;
 
 import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.BlockwiseQuantization.CodeMap;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.StepControl;
 import io.fusedopt.internal.TensorOperands;
@@ -22,6 +23,10 @@ final class DeviceSegmentTable {
     static final int STATE_SLOTS = 3;
     /** Index of the master address in {@link #addresses}. */
     static final int MASTER = 2 + STATE_SLOTS;
+    /** FoTensor.state_dtype of a tensor whose state slots are all 8-bit blockwise (FO_Q8). */
+    static final int STATE_Q8 = 3;
+    /** In an {@link #STATE_Q8} state_dtype, bit {@code SHIFT + j} marks slot j as using the signed map (FO_Q8_SIGNED_SHIFT). */
+    static final int Q8_SIGNED_SHIFT = 8;
 
     /** The per-tensor descriptors; {@code width} is the kernel's vector width (4 or 8 elements). */
     static byte[] encodeTensors(List<TensorOperands> tensors, long[][] addresses, int width) {
@@ -40,6 +45,16 @@ final class DeviceSegmentTable {
             b.putInt(base + 76, tensor.roundingStream());
         }
         return b.array();
+    }
+
+    /**
+     * The state_dtype of a tensor with 8-bit states whose slot j (null where unused) decodes
+     * through {@code slotMaps[j]}: {@link #STATE_Q8} and a bit per slot on the signed map.
+     */
+    static int quantizedStateDtype(CodeMap... slotMaps) {
+        int signedSlots = 0;
+        for (int j = 0; j < slotMaps.length; j++) if (slotMaps[j] == CodeMap.SIGNED) signedSlots |= 1 << j;
+        return STATE_Q8 | signedSlots << Q8_SIGNED_SHIFT;
     }
 
     /** Bytes per element of each operand, in the order of {@link #addresses}. */
