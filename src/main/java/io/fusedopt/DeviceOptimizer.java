@@ -4,6 +4,8 @@ import io.fusedopt.cpu.CpuEngine;
 import io.fusedopt.cpu.FastCpuEngine;
 import io.fusedopt.cuda.CudaEngine;
 import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.Algorithms;
+import io.fusedopt.internal.BlockwiseQuantization;
 import io.fusedopt.internal.Check;
 import io.fusedopt.internal.Engine;
 import io.fusedopt.internal.GroupTable;
@@ -68,6 +70,8 @@ import java.util.TreeMap;
  * param gets fp32 master weights by default ({@link Builder#optMasterWeights}): the update runs
  * on the master copy and the param receives its rounding in the same pass. Arithmetic is float32
  * throughout; loads widen exactly and stores round to nearest even, bit for bit on both backends.
+ * With {@link Builder#optStateQuantization} the states of large tensors are 8-bit blockwise codes
+ * instead ({@link StateQuantization#BLOCKWISE_8BIT}).
  *
  * <p><b>Gradient pipeline.</b> Each step the gradient is read as {@code g * (1/lossScale)}
  * ({@link #setGradScale}), then, with {@link Builder#optMaxGradNorm}, multiplied by
@@ -109,6 +113,7 @@ public final class DeviceOptimizer implements AutoCloseable {
      */
     private final Map<Object, TreeMap<Long, MemoryClaim>> registeredMemory = new IdentityHashMap<>();
     private final Precision statePrecision;
+    private final StateQuantization stateQuantization;
     private final boolean masterWeights;
     /** Whether 16-bit params are rounded stochastically ({@link Builder#optStochasticRounding}). */
     private final boolean stochasticRounding;
@@ -157,6 +162,7 @@ public final class DeviceOptimizer implements AutoCloseable {
         this.backendReason = backendReason;
         this.defaults = builder.defaults;
         this.statePrecision = builder.statePrecision;
+        this.stateQuantization = builder.stateQuantization;
         this.stochasticRounding = builder.stochasticRounding;
         this.roundingSeed = builder.roundingSeed;
         this.masterWeights = builder.masterWeights && !builder.stochasticRounding;
@@ -584,6 +590,21 @@ public final class DeviceOptimizer implements AutoCloseable {
         return statePrecision;
     }
 
+    /** How states are quantized ({@link Builder#optStateQuantization}); NONE unless chosen. */
+    public StateQuantization stateQuantization() {
+        return stateQuantization;
+    }
+
+    /** Whether the states of a tensor of {@code length} elements are 8-bit blockwise. */
+    boolean quantizesStatesOf(long length) {
+        return stateQuantization == StateQuantization.BLOCKWISE_8BIT && length >= StateQuantization.MIN_ELEMENTS;
+    }
+
+    /** A new 8-bit blockwise state for registration (its map from its kind). */
+    AbstractTensorBuffer allocateQuantizedForRegistration(long length, StateKind kind, float initialValue) {
+        return engine.allocateQuantized(length, BlockwiseQuantization.mapFor(kind), initialValue);
+    }
+
     /** Whether 16-bit params get fp32 master weights. */
     public boolean usesMasterWeights() {
         return masterWeights;
@@ -952,12 +973,12 @@ public final class DeviceOptimizer implements AutoCloseable {
                     return entries.size() - 1;
                 });
                 TensorOperands t = p.operands(group.plan().slots(), entry);
-                KernelBatch kind = new KernelBatch(group.plan().kernel(), t.needsMixedKernel(), List.of());
+                KernelBatch kind = new KernelBatch(group.plan().kernel(), t.needsMixedKernel(), t.quantized(), List.of());
                 byLaunch.computeIfAbsent(kind, k -> new ArrayList<>()).add(t);
             }
         }
         List<KernelBatch> batches = new ArrayList<>();
-        byLaunch.forEach((kind, tensors) -> batches.add(new KernelBatch(kind.kernel(), kind.mixed(), tensors)));
+        byLaunch.forEach((kind, tensors) -> batches.add(new KernelBatch(kind.kernel(), kind.mixed(), kind.quantized(), tensors)));
         groupTable = new GroupTable(entries.size());
         groupTable.setSchedulesCountSkippedSteps(scheduleClock == ScheduleClock.ITERATIONS);
         entryGroups = entries;
@@ -1187,6 +1208,7 @@ public final class DeviceOptimizer implements AutoCloseable {
         private int deviceOrdinal;
         private long cudaStream;
         private Precision statePrecision = Precision.FP32;
+        private StateQuantization stateQuantization = StateQuantization.NONE;
         private boolean masterWeights = true;
         private boolean masterWeightsChosen;
         private boolean stochasticRounding;
@@ -1223,6 +1245,20 @@ public final class DeviceOptimizer implements AutoCloseable {
                         + " squared gradients");
             }
             statePrecision = v;
+            return this;
+        }
+
+        /**
+         * {@link StateQuantization#BLOCKWISE_8BIT} keeps the states of every tensor of at least
+         * {@link StateQuantization#MIN_ELEMENTS} elements as 8-bit codes with a float32 absmax per
+         * block of 256 (bitsandbytes' 8-bit optimizers, bit for bit the same on every backend); smaller
+         * tensors keep {@link #optStatePrecision}. {@link StateQuantization#NONE} is the default.
+         * {@link #build()} refuses it for an algorithm without 8-bit states (those with: Adam and
+         * AdamW, Momentum, RMSProp, Adagrad, Lion, AdEMAMix).
+         */
+        public Builder optStateQuantization(StateQuantization v) {
+            Check.notNull("state quantization", v);
+            stateQuantization = v;
             return this;
         }
 
@@ -1353,6 +1389,10 @@ public final class DeviceOptimizer implements AutoCloseable {
          * @throws CudaException when {@link Backend#CUDA} was requested and a driver call failed while opening it
          */
         public DeviceOptimizer build() {
+            if (stateQuantization != StateQuantization.NONE && !Algorithms.of(defaults).hasQuantizedStates()) {
+                throw new IllegalArgumentException(stateQuantization + " states: " + defaults.getClass().getSimpleName()
+                        + " has no 8-bit form; the algorithms with 8-bit states are " + Algorithms.withQuantizedStates());
+            }
             if (stochasticRounding && masterWeightsChosen && masterWeights) {
                 throw new IllegalArgumentException("stochastic rounding rounds the 16-bit params themselves; with master weights"
                         + " (optMasterWeights(true)) they are rounded to nearest from the fp32 copy: choose one");

@@ -202,9 +202,11 @@ public final class ParamGroup {
             Map<StateKind, AbstractTensorBuffer> states = new LinkedHashMap<>(); // in config.stateKinds() order
             AbstractTensorBuffer master = null;
             try {
+                boolean quantized = optimizer.quantizesStatesOf(p.length());
                 for (StateKind kind : config.stateKinds()) {
-                    states.put(kind, optimizer.allocateForRegistration(p.length(), optimizer.statePrecision(),
-                            UpdatePlan.initialValue(config, kind)));
+                    float initialValue = UpdatePlan.initialValue(config, kind);
+                    states.put(kind, quantized ? optimizer.allocateQuantizedForRegistration(p.length(), kind, initialValue)
+                            : optimizer.allocateForRegistration(p.length(), optimizer.statePrecision(), initialValue));
                 }
                 if (p.precision() != Precision.FP32 && optimizer.usesMasterWeights()) {
                     master = optimizer.allocateForRegistration(p.length(), Precision.FP32, 0f);

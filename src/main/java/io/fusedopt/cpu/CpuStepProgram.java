@@ -2,6 +2,7 @@ package io.fusedopt.cpu;
 
 import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.BlockwiseQuantization;
 import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
@@ -40,6 +41,8 @@ final class CpuStepProgram extends HostStepProgram {
     private static final int MASTER = 5;
     /** Kernel operands per update in {@link #float32Operands}: param, grad, slot0..2. */
     private static final int KERNEL_OPERANDS = SmallTensorRuns.OPERANDS;
+    private static final int SLOTS = UpdateKernel.MAX_STATE_SLOTS;
+    private static final int BLOCK = BlockwiseQuantization.BLOCK;
 
     private final GroupTable groups;
     /** Per chunk (launch by launch, chunk by chunk), for the statistics: the gradient and the chunk's elements [from, to). */
@@ -61,6 +64,8 @@ final class CpuStepProgram extends HostStepProgram {
      */
     private final FloatBuffer[] float32Operands;
     private final boolean[] allFloat32;
+    /** [update * SLOTS + j]: the 8-bit blockwise state in slot j, or null (every slot of an unquantized update). */
+    private final HostQuantizedBuffer[] quantizedSlots;
     /** Each update's chunk (its index among the statistics' chunks), or -1 for a run of tensors. */
     private final int[] updateChunk;
     /** Each update's tensor's random stream for stochastic rounding ({@link TensorOperands#roundingStream}); 0 for a run. */
@@ -84,12 +89,14 @@ final class CpuStepProgram extends HostStepProgram {
         IntList updateGroups = new IntList(), updateFroms = new IntList(), updateTos = new IntList();
         IntList updateChunks = new IntList(), updateStreams = new IntList();
         List<HostBuffer> updateOperands = new ArrayList<>();
+        List<HostQuantizedBuffer> updateQuantized = new ArrayList<>();
         List<FloatBuffer> views = new ArrayList<>();
         for (KernelBatch batch : batches) {
             List<TensorOperands> tensors = batch.tensors();
             long[] lengths = new long[tensors.size()];
             int[] tensorGroups = new int[tensors.size()];
             HostBuffer[][] tensorOperands = new HostBuffer[tensors.size()][];
+            HostQuantizedBuffer[][] tensorQuantized = new HostQuantizedBuffer[tensors.size()][SLOTS];
             for (int t = 0; t < tensors.size(); t++) {
                 TensorOperands tensor = tensors.get(t);
                 lengths[t] = tensor.param().length();
@@ -97,12 +104,16 @@ final class CpuStepProgram extends HostStepProgram {
                 HostBuffer[] o = new HostBuffer[OPERANDS];
                 o[0] = host.apply(tensor.param());
                 o[1] = host.apply(tensor.grad());
-                for (int j = 0; j < tensor.slots().length; j++) o[2 + j] = tensor.slots()[j] == null ? null : host.apply(tensor.slots()[j]);
+                for (int j = 0; j < tensor.slots().length; j++) {
+                    AbstractTensorBuffer slot = tensor.slots()[j];
+                    if (slot instanceof HostQuantizedBuffer q) tensorQuantized[t][j] = q; // its codes and absmax, read and written per block
+                    else o[2 + j] = slot == null ? null : host.apply(slot);
+                }
                 o[MASTER] = tensor.master() == null ? null : host.apply(tensor.master());
                 tensorOperands[t] = o;
             }
             boolean[] inRun = new boolean[tensors.size()];
-            List<SmallTensorRuns.Run> runs = batch.mixed() || batch.kernel() instanceof LayerwiseKernel ? List.of()
+            List<SmallTensorRuns.Run> runs = batch.mixed() || batch.quantized() || batch.kernel() instanceof LayerwiseKernel ? List.of()
                     : SmallTensorRuns.form(tensorOperands, lengths, tensorGroups, inRun);
             int nextRun = 0;
             SegmentTable table = SegmentTable.of(lengths);
@@ -122,6 +133,7 @@ final class CpuStepProgram extends HostStepProgram {
                     updateChunks.add(-1);
                     updateStreams.add(0);
                     for (int j = 0; j < OPERANDS; j++) updateOperands.add(null);
+                    for (int j = 0; j < SLOTS; j++) updateQuantized.add(null);
                     for (int j = 0; j < KERNEL_OPERANDS; j++) {
                         views.add(run.arrays()[j] == null ? null : FloatBuffer.wrap(run.arrays()[j], run.offsets()[j], run.length()).slice());
                     }
@@ -134,7 +146,8 @@ final class CpuStepProgram extends HostStepProgram {
                 updateChunks.add(grads.size() - 1);
                 updateStreams.add(tensors.get(t).roundingStream());
                 for (HostBuffer operand : o) updateOperands.add(operand);
-                boolean float32 = allFloat32(o);
+                for (HostQuantizedBuffer q : tensorQuantized[t]) updateQuantized.add(q);
+                boolean float32 = allFloat32(o) && !batch.quantized();
                 for (int j = 0; j < KERNEL_OPERANDS; j++) {
                     views.add(float32 && o[j] != null ? o[j].floats(chunkStart, chunkEnd - chunkStart) : null);
                 }
@@ -149,6 +162,7 @@ final class CpuStepProgram extends HostStepProgram {
         updateTo = updateTos.toArray();
         operands = updateOperands.toArray(new HostBuffer[0]);
         float32Operands = views.toArray(new FloatBuffer[0]);
+        quantizedSlots = updateQuantized.toArray(new HostQuantizedBuffer[0]);
         allFloat32 = new boolean[updateKernel.length];
         for (int u = 0; u < allFloat32.length; u++) allFloat32[u] = float32Operands[u * KERNEL_OPERANDS] != null;
         updateChunk = updateChunks.toArray();
@@ -222,7 +236,11 @@ final class CpuStepProgram extends HostStepProgram {
         ReferenceKernels.run(updateKernel[u], gathered, 0, n, scalars, flags);
     }
 
-    /** A chunk with a 16-bit operand or a master: through scratch, element by element. */
+    /**
+     * A chunk with a 16-bit operand, a master or 8-bit states: through scratch, element by element.
+     * An 8-bit state is dequantized into scratch, updated there, and each of its blocks quantized
+     * again with the block's new absmax (a chunk starts on a block boundary).
+     */
     private void updateWidened(int u, int flags) {
         int from = updateFrom[u], to = updateTo[u];
         int base = u * OPERANDS;
@@ -235,8 +253,14 @@ final class CpuStepProgram extends HostStepProgram {
             scratch[1][i] = control.prepareGrad(operands[base + 1].get(k), flags);
             for (int j = 2; j < KERNEL_OPERANDS; j++) if (operands[base + j] != null) scratch[j][i] = operands[base + j].get(k);
         }
+        int quantizedBase = u * SLOTS;
+        for (int j = 0; j < SLOTS; j++) {
+            HostQuantizedBuffer q = quantizedSlots[quantizedBase + j];
+            if (q != null) dequantize(q, from, n, scratch[2 + j]);
+        }
         for (int j = 0; j < KERNEL_OPERANDS; j++) {
-            FloatBuffer operand = operands[base + j] == null ? null : scratchBuffers[j];
+            boolean present = operands[base + j] != null || (j >= 2 && quantizedSlots[quantizedBase + j - 2] != null);
+            FloatBuffer operand = present ? scratchBuffers[j] : null;
             if (gathered[j] != operand) gathered[j] = operand; // a reference store costs a write barrier: only when it changes
         }
         ReferenceKernels.run(updateKernel[u], gathered, 0, n, scalars, flags);
@@ -252,6 +276,28 @@ final class CpuStepProgram extends HostStepProgram {
                 param.set(k, scratch[0][i]);
             }
             for (int j = 2; j < KERNEL_OPERANDS; j++) if (operands[base + j] != null) operands[base + j].set(k, scratch[j][i]);
+        }
+        for (int j = 0; j < SLOTS; j++) {
+            HostQuantizedBuffer q = quantizedSlots[quantizedBase + j];
+            if (q != null) quantize(scratch[2 + j], q, from, n);
+        }
+    }
+
+    /** Elements [from, from + n) of {@code state} (from on a block boundary) into {@code out[0, n)}: map[code] * absmax. */
+    private static void dequantize(HostQuantizedBuffer state, int from, int n, float[] out) {
+        byte[] codes = state.codes();
+        float[] absmax = state.absmax();
+        BlockwiseQuantization.CodeMap map = state.codeMap();
+        for (int i = 0; i < n; i++) out[i] = map.value(codes[from + i] & 0xFF) * absmax[(from + i) / BLOCK];
+    }
+
+    /** {@code values[0, n)} into elements [from, from + n) of {@code state} (from on a block boundary), block by block. */
+    private static void quantize(float[] values, HostQuantizedBuffer state, int from, int n) {
+        byte[] codes = state.codes();
+        float[] absmax = state.absmax();
+        for (int first = 0; first < n; first += BLOCK) {
+            absmax[(from + first) / BLOCK] = BlockwiseQuantization.quantizeBlock(values, first, Math.min(BLOCK, n - first),
+                    state.codeMap(), codes, from + first);
         }
     }
 

@@ -2,6 +2,7 @@ package io.fusedopt.cpu;
 
 import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.BlockwiseQuantization.CodeMap;
 import io.fusedopt.internal.Engine;
 import io.fusedopt.internal.OwnedBuffers;
 import java.util.List;
@@ -35,6 +36,17 @@ abstract class HostEngine implements Engine {
      * On the calling thread, buffer by buffer, through each buffer's own write (heap, off-heap and
      * wrapped memory alike), so that the CPU engines need no zeroing code of their own.
      */
+    /** Both CPU backends keep a quantized state in two heap arrays (its codes, its absmax). */
+    @Override
+    public final synchronized AbstractTensorBuffer allocateQuantized(long length, CodeMap map, float initialValue) {
+        ensureOpen();
+        if (length > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("a quantized state on the " + backend() + " backend holds at most "
+                    + (Integer.MAX_VALUE - 8) + " elements (one Java array of codes), got " + length);
+        }
+        return own(new HostQuantizedBuffer(this, (int) length, map, initialValue));
+    }
+
     @Override
     public final synchronized ZeroFill prepareZeroFill(List<AbstractTensorBuffer> buffers) {
         ensureOpen();

@@ -6,6 +6,7 @@ import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.Engine;
 import io.fusedopt.internal.OwnedBuffers;
+import io.fusedopt.internal.BlockwiseQuantization.CodeMap;
 import io.fusedopt.internal.Conversions;
 import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
@@ -188,6 +189,24 @@ public final class CudaEngine implements Engine {
     }
 
     @Override
+    public synchronized AbstractTensorBuffer allocateQuantized(long length, CodeMap map, float initialValue) {
+        if (length < 0 || length > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("a quantized state holds 0 to " + Integer.MAX_VALUE + " elements, got " + length);
+        }
+        makeCurrent();
+        long address = length == 0 ? 0 : Driver.allocate(DeviceQuantizedBuffer.allocationBytes(length));
+        DeviceQuantizedBuffer buffer = new DeviceQuantizedBuffer(this, address, length, map);
+        try {
+            buffer.initialize(initialValue);
+        } catch (RuntimeException e) {
+            if (address != 0) free(address);
+            throw e;
+        }
+        owned.add(buffer);
+        return buffer;
+    }
+
+    @Override
     public synchronized AbstractTensorBuffer wrapDevicePointer(long address, long length, Precision precision) {
         makeCurrent();
         int size = precision.bytes();
@@ -240,7 +259,7 @@ public final class CudaEngine implements Engine {
     @Override
     public synchronized StepProgram prepare(List<KernelBatch> batches, GroupTable groups) {
         makeCurrent();
-        return new CudaStepProgram(this, batches, groups, b -> device(b).address());
+        return new CudaStepProgram(this, batches, groups, this::address);
     }
 
     @Override
@@ -281,6 +300,12 @@ public final class CudaEngine implements Engine {
     /** Blocks per grid for {@code units} independent pieces of work (chunks). */
     int gridFor(long units) {
         return (int) Math.max(1, Math.min(units, maxBlocks));
+    }
+
+    /** Where a buffer of this engine begins in device memory (a quantized state: its codes). */
+    private long address(AbstractTensorBuffer buffer) {
+        if (buffer instanceof DeviceQuantizedBuffer q && q.owner() == this) return q.address();
+        return device(buffer).address();
     }
 
     private DeviceBuffer device(AbstractTensorBuffer buffer) {

@@ -41,8 +41,8 @@ public abstract class AbstractTensorBuffer implements TensorBuffer {
         return precision;
     }
 
-    /** Bytes of memory behind this buffer. */
-    public final long byteSize() {
+    /** Bytes of memory behind this buffer (a quantized state's codes and scales: {@link QuantizedBuffer}). */
+    public long byteSize() {
         return length * precision.bytes();
     }
 

@@ -48,6 +48,15 @@ public abstract class Algorithm<C extends OptimizerConfig> {
     /** The weight decay coefficient (every algorithm has one; 0 when off). */
     protected abstract double weightDecay(C config);
 
+    /**
+     * Whether this algorithm keeps 8-bit blockwise states under
+     * {@link io.fusedopt.StateQuantization#BLOCKWISE_8BIT} (those bitsandbytes has 8-bit forms of);
+     * each of its states then uses {@link BlockwiseQuantization#mapFor}'s map.
+     */
+    public boolean hasQuantizedStates() {
+        return false;
+    }
+
     /** The value a state tensor of {@code config} starts at (0 unless the algorithm says otherwise). */
     public float initialValue(C config, StateKind kind) {
         return 0f;

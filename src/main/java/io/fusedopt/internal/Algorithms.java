@@ -77,6 +77,11 @@ public final class Algorithms {
         return BY_TYPE_NAME.get(typeName);
     }
 
+    /** The configuration classes' names of the algorithms with 8-bit states ({@link Algorithm#hasQuantizedStates}), in registration order. */
+    public static List<String> withQuantizedStates() {
+        return all().stream().filter(Algorithm::hasQuantizedStates).map(Algorithm::typeName).toList();
+    }
+
     /** Every algorithm's named variants ({@link Algorithm#variants()}), in registration order. */
     public static Map<String, OptimizerConfig> variants() {
         return merged(Algorithm::variants);

@@ -1,5 +1,6 @@
 package io.fusedopt.internal;
 
+import io.fusedopt.StateKind;
 import java.util.Arrays;
 import java.util.Objects;
 
@@ -64,9 +65,25 @@ public final class BlockwiseQuantization {
     private BlockwiseQuantization() {}
 
     /** Elements per block (bitsandbytes' {@code BLOCKSIZE_1STATE} and {@code BLOCKSIZE_2STATE}). */
-    public static final int BLOCK = 256;
+    public static final int BLOCK = io.fusedopt.StateQuantization.BLOCK;
     /** Values per code map: one per byte value. */
     public static final int CODES = 256;
+
+    /**
+     * The map a quantized state of {@code kind} uses: {@link CodeMap#SIGNED} for states that
+     * change sign (first moments, momentum buffers, AdEMAMix's two EMAs, RMSProp's gradient
+     * average), {@link CodeMap#UNSIGNED} for those never negative (second moments, squared
+     * averages, Adagrad's sum), whose 256 codes then all serve non-negative values (bitsandbytes
+     * uses the signed map for every single-state optimizer; the unsigned one halves the relative
+     * spacing there). Null for a state no 8-bit optimizer keeps.
+     */
+    public static CodeMap mapFor(StateKind kind) {
+        return switch (kind) {
+            case EXP_AVG, MOMENTUM_BUFFER, VELOCITY, GRAD_AVG, M1, M2 -> CodeMap.SIGNED;
+            case EXP_AVG_SQ, MAX_EXP_AVG_SQ, SQUARE_AVG, SUM, NU -> CodeMap.UNSIGNED;
+            default -> null;
+        };
+    }
 
     /** The two code maps of bitsandbytes' 8-bit optimizers. */
     public enum CodeMap {

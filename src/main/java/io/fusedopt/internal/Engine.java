@@ -19,6 +19,12 @@ public interface Engine extends BufferOwner, AutoCloseable {
     /** New owned memory of {@code length} elements, every element set to {@code initialValue} (rounded). */
     AbstractTensorBuffer allocate(long length, Precision precision, float initialValue);
 
+    /**
+     * A new owned 8-bit blockwise state ({@link QuantizedBuffer}) of {@code length} elements whose
+     * codes index {@code map}, every element set to {@code initialValue} (quantized).
+     */
+    AbstractTensorBuffer allocateQuantized(long length, BlockwiseQuantization.CodeMap map, float initialValue);
+
     /** Device memory the caller owns; never freed by the engine. */
     AbstractTensorBuffer wrapDevicePointer(long address, long length, Precision precision);
 

@@ -36,6 +36,12 @@ public record TensorOperands(AbstractTensorBuffer param, AbstractTensorBuffer gr
         return false;
     }
 
+    /** Whether its states are 8-bit blockwise ({@link QuantizedBuffer}): all of them or none. */
+    public boolean quantized() {
+        for (AbstractTensorBuffer s : slots) if (s instanceof QuantizedBuffer) return true;
+        return false;
+    }
+
     /** The precision of the state slots (all the same), FP32 when there are none. */
     public Precision statePrecision() {
         for (AbstractTensorBuffer s : slots) if (s != null) return s.precision();

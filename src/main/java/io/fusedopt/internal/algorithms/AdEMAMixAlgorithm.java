@@ -42,6 +42,12 @@ public final class AdEMAMixAlgorithm extends Algorithm<AdEMAMix> {
     }
 
     /** The weight decay is always decoupled: the L2 flag is never set. The warm-ups are per-step scalars only. */
+    /** bitsandbytes has an 8-bit form of it. */
+    @Override
+    public boolean hasQuantizedStates() {
+        return true;
+    }
+
     @Override
     public UpdatePlan plan(AdEMAMix c) {
         int flags = (c.maximize() ? MAXIMIZE : 0) | ((float) c.weightDecay() != 0f ? DECOUPLED_DECAY : 0);

@@ -38,6 +38,12 @@ public final class AdagradAlgorithm extends Algorithm<Adagrad> {
         return List.of(KERNEL);
     }
 
+    /** bitsandbytes has an 8-bit form of it. */
+    @Override
+    public boolean hasQuantizedStates() {
+        return true;
+    }
+
     @Override
     public UpdatePlan plan(Adagrad c) {
         return new UpdatePlan(KERNEL, new StateKind[] {StateKind.SUM}, UpdatePlan.commonFlags(c.maximize(), c.weightDecay()));

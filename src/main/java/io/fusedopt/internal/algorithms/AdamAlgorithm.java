@@ -41,6 +41,12 @@ public final class AdamAlgorithm extends Algorithm<Adam> {
         return List.of(KERNEL);
     }
 
+    /** bitsandbytes has an 8-bit form of it. */
+    @Override
+    public boolean hasQuantizedStates() {
+        return true;
+    }
+
     @Override
     public UpdatePlan plan(Adam c) {
         boolean decay = (float) c.weightDecay() != 0f;

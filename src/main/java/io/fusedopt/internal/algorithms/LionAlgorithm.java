@@ -38,6 +38,12 @@ public final class LionAlgorithm extends Algorithm<Lion> {
     }
 
     /** The weight decay is always decoupled: the L2 flag is never set. */
+    /** bitsandbytes has an 8-bit form of it. */
+    @Override
+    public boolean hasQuantizedStates() {
+        return true;
+    }
+
     @Override
     public UpdatePlan plan(Lion c) {
         int flags = (c.maximize() ? MAXIMIZE : 0) | ((float) c.weightDecay() != 0f ? DECOUPLED_DECAY : 0);

@@ -42,6 +42,12 @@ public final class MomentumAlgorithm extends Algorithm<Momentum> {
         return List.of(BUFFER, VELOCITY);
     }
 
+    /** bitsandbytes has an 8-bit form of it. */
+    @Override
+    public boolean hasQuantizedStates() {
+        return true;
+    }
+
     @Override
     public UpdatePlan plan(Momentum c) {
         boolean buffer = c.form() == Momentum.Form.BUFFER;

@@ -39,6 +39,12 @@ public final class RmsPropAlgorithm extends Algorithm<RmsProp> {
         return List.of(KERNEL);
     }
 
+    /** bitsandbytes has an 8-bit form of it. */
+    @Override
+    public boolean hasQuantizedStates() {
+        return true;
+    }
+
     @Override
     public UpdatePlan plan(RmsProp c) {
         int flags = UpdatePlan.commonFlags(c.maximize(), c.weightDecay())
