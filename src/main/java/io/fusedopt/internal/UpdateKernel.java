@@ -5,7 +5,8 @@ import java.nio.FloatBuffer;
 
 /**
  * One elementwise update kernel: its CUDA family (the fatbin of {@code kernels/FAMILY.cu}) and
- * entry point (plus the {@code _mixed} entry point for storage formats other than float32), how
+ * entry point (plus the {@code _mixed} entry point for storage formats other than float32 and the
+ * {@code _q8} one for 8-bit states), how
  * many state slots it takes after param and grad (a slot may be null when the variant does not use
  * it), how many float scalars its per-step scalar struct holds, and its arithmetic on the host: the
  * per-step scalars, the reference update and the vector update. Each {@link Algorithm} declares its
@@ -49,6 +50,12 @@ public abstract class UpdateKernel {
     public String entryPoint() { return entryPoint; }
     /** The entry point that reads any storage format and master weights. */
     public String mixedEntryPoint() { return entryPoint + "_mixed"; }
+    /**
+     * The entry point for 8-bit blockwise states ({@link TensorOperands#quantized()}), with any
+     * param and grad formats and master weights; elementwise kernels only (a {@link LayerwiseKernel}
+     * has none).
+     */
+    public String quantizedEntryPoint() { return entryPoint + "_q8"; }
     public int stateSlots() { return stateSlots; }
     public int scalarCount() { return scalarCount; }
     public String name() { return name; }

@@ -45,6 +45,7 @@ class CudaQuantizedUpdateTest {
     private static final int NAN_BLOCK = 5, ZERO_BLOCK = 9;
     private static final long SEED = 0x5eed_0029_1234_5678L;
     private static final float INV_GRAD_SCALE = 0.5f;
+    private static final byte PADDING = 0x5a;
 
     /** One tensor: its formats, host model and device addresses. */
     private static final class Tensor {
@@ -62,7 +63,7 @@ class CudaQuantizedUpdateTest {
         final byte[][] codes;
         final float[][] absmax;
         long paramAddress, gradAddress, masterAddress;
-        final long[] stateAddresses = new long[3];
+        final DeviceQuantizedBuffer[] states = new DeviceQuantizedBuffer[3];
 
         Tensor(int n, int group, Precision paramPrecision, Precision gradPrecision, boolean master, int stream, CodeMap... maps) {
             this.n = n;
@@ -106,12 +107,9 @@ class CudaQuantizedUpdateTest {
             SegmentTable segments = SegmentTable.of(tensors.stream().mapToLong(t -> t.n).toArray());
             byte[] chunkBytes = DeviceSegmentTable.encodeChunks(segments);
             byte[] tensorBytes = encodeTensors(tensors);
-            float[] codeMaps = new float[2 * BlockwiseQuantization.CODES];
-            System.arraycopy(CodeMap.SIGNED.table(), 0, codeMaps, 0, BlockwiseQuantization.CODES);
-            System.arraycopy(CodeMap.UNSIGNED.table(), 0, codeMaps, BlockwiseQuantization.CODES, BlockwiseQuantization.CODES);
             long tensorTable = engine.upload(Pointer.to(tensorBytes), tensorBytes.length, "tensor table");
             long chunkTable = engine.upload(Pointer.to(chunkBytes), chunkBytes.length, "chunk table");
-            long maps = engine.upload(Pointer.to(codeMaps), 4L * codeMaps.length, "code maps");
+            long maps = engine.codeMapsAddress();
             long hyperTable = engine.upload(Pointer.to(hyper), 4L * hyper.length, "hyper-parameters");
             long flagTable = engine.upload(Pointer.to(flags), 4L * flags.length, "flags");
             long control = engine.upload(Pointer.to(new byte[StepControl.BYTES]), StepControl.BYTES, "control block");
@@ -201,7 +199,7 @@ class CudaQuantizedUpdateTest {
         copyIn(t.gradAddress, operandBytes(t.grad, t.gradPrecision));
     }
 
-    /** Allocations as DeviceQuantizedBuffer lays a state out: the codes, then the absmax at the next 16-byte boundary. */
+    /** Params, grads and masters as plain allocations; the states as the engine allocates them (DeviceQuantizedBuffer). */
     private static void upload(CudaEngine engine, Tensor t) {
         byte[] param = t.paramPrecision == Precision.FP32 ? operandBytes(t.param, Precision.FP32) : shortBytes(t.param16);
         t.paramAddress = engine.upload(Pointer.to(param), param.length, "param");
@@ -213,16 +211,19 @@ class CudaQuantizedUpdateTest {
         }
         for (int j = 0; j < 3; j++) {
             if (t.maps[j] == null) continue;
-            byte[] state = new byte[absmaxOffset(t.n) + 4 * t.blocks()];
-            Arrays.fill(state, (byte) 0x5a); // the padding between codes and absmax must stay as it is
-            System.arraycopy(t.codes[j], 0, state, 0, t.n);
-            ByteBuffer.wrap(state).order(ByteOrder.LITTLE_ENDIAN).position(absmaxOffset(t.n)).asFloatBuffer().put(t.absmax[j]);
-            t.stateAddresses[j] = engine.upload(Pointer.to(state), state.length, "8-bit state");
+            DeviceQuantizedBuffer state = (DeviceQuantizedBuffer) engine.allocateQuantized(t.n, t.maps[j], 0f);
+            state.writeCodes(0, t.codes[j], 0, t.n);
+            state.writeAbsmax(0, t.absmax[j], 0, t.blocks());
+            byte[] padding = new byte[paddingBytes(state)];
+            Arrays.fill(padding, PADDING); // the bytes between codes and absmax must stay as they are
+            engine.synchronize();
+            copyIn(state.address() + t.n, padding);
+            t.states[j] = state;
         }
     }
 
-    private static int absmaxOffset(int n) {
-        return (n + 15) / 16 * 16;
+    private static int paddingBytes(DeviceQuantizedBuffer state) {
+        return (int) (state.absmaxAddress() - state.address() - state.length());
     }
 
     /** FoTensor rows (kernels/fusedopt_common.cuh); the _q8 path reads no vector phase. */
@@ -230,7 +231,7 @@ class CudaQuantizedUpdateTest {
         ByteBuffer b = ByteBuffer.allocate(tensors.size() * DeviceSegmentTable.TENSOR_BYTES).order(ByteOrder.LITTLE_ENDIAN);
         for (Tensor t : tensors) {
             b.putLong(t.paramAddress).putLong(t.gradAddress);
-            for (long state : t.stateAddresses) b.putLong(state);
+            for (DeviceQuantizedBuffer state : t.states) b.putLong(state == null ? 0 : state.address());
             b.putLong(t.masterAddress).putLong(t.n).putInt(t.group).putInt(-1);
             b.putInt(t.paramPrecision.code()).putInt(t.gradPrecision.code()).putInt(DeviceSegmentTable.quantizedStateDtype(t.maps))
                     .putInt(t.stream);
@@ -278,14 +279,17 @@ class CudaQuantizedUpdateTest {
     private static void compare(Tensor t, String how) {
         for (int j = 0; j < 3; j++) {
             if (t.maps[j] == null) continue;
-            byte[] state = copyOut(t.stateAddresses[j], absmaxOffset(t.n) + 4 * t.blocks());
-            for (int i = 0; i < t.n; i++) assertEquals(t.codes[j][i], state[i], how + ": slot " + j + " code of element " + i);
-            for (int i = t.n; i < absmaxOffset(t.n); i++) assertEquals((byte) 0x5a, state[i], how + ": slot " + j + " padding byte " + i);
-            FloatBuffer absmax = ByteBuffer.wrap(state).order(ByteOrder.LITTLE_ENDIAN).position(absmaxOffset(t.n)).asFloatBuffer();
+            byte[] codes = new byte[t.n];
+            float[] absmax = new float[t.blocks()];
+            t.states[j].readCodes(0, codes, 0, t.n);
+            t.states[j].readAbsmax(0, absmax, 0, absmax.length);
+            for (int i = 0; i < t.n; i++) assertEquals(t.codes[j][i], codes[i], how + ": slot " + j + " code of element " + i);
             for (int b = 0; b < t.blocks(); b++) {
-                assertEquals(Float.floatToRawIntBits(t.absmax[j][b]), Float.floatToRawIntBits(absmax.get(b)),
+                assertEquals(Float.floatToRawIntBits(t.absmax[j][b]), Float.floatToRawIntBits(absmax[b]),
                         how + ": slot " + j + " absmax bits of block " + b);
             }
+            byte[] padding = copyOut(t.states[j].address() + t.n, paddingBytes(t.states[j]));
+            for (int i = 0; i < padding.length; i++) assertEquals(PADDING, padding[i], how + ": slot " + j + " padding byte " + i);
         }
         // floatToIntBits for float32: a NaN's payload is the hardware's, not part of the rule.
         if (t.paramPrecision == Precision.FP32 || t.master) {
