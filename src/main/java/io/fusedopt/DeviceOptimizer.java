@@ -70,6 +70,8 @@ import java.util.TreeMap;
  * param gets fp32 master weights by default ({@link Builder#optMasterWeights}): the update runs
  * on the master copy and the param receives its rounding in the same pass. Arithmetic is float32
  * throughout; loads widen exactly and stores round to nearest even, bit for bit on both backends.
+ * With {@link Builder#optStateQuantization} the states of large tensors are 8-bit blockwise codes
+ * instead ({@link StateQuantization#BLOCKWISE_8BIT}).
  *
  * <p><b>Gradient pipeline.</b> Each step the gradient is read as {@code g * (1/lossScale)}
  * ({@link #setGradScale}), then, with {@link Builder#optMaxGradNorm}, multiplied by

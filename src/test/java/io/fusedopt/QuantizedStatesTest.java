@@ -52,6 +52,21 @@ class QuantizedStatesTest {
         }
     }
 
+    /** Issue 29's bound: 8-bit Adam at 2^24 elements keeps at most 2.1 bytes of state per parameter (2 + 2 * 4/256). */
+    @Test
+    void eightBitAdamAtTwoToTheTwentyFourKeepsAtMost2Point1BytesOfStatePerParameter() {
+        int n = 1 << 24;
+        try (DeviceOptimizer opt = DeviceOptimizer.builder(Adam.builder().build()).optBackend(Backend.CPU)
+                .optStateQuantization(StateQuantization.BLOCKWISE_8BIT).optStochasticRounding(1).build()) {
+            TensorBuffer param = opt.allocate(n, Precision.BF16), grad = opt.allocate(n, Precision.BF16);
+            long paramsAndGrads = opt.ownedBytes();
+            opt.addGroup().add("w", param, grad);
+            long stateBytes = opt.ownedBytes() - paramsAndGrads;
+            assertEquals(2L * (n + Float.BYTES * (n / 256)), stateBytes);
+            assertTrue(stateBytes <= 2.1 * n, stateBytes / (double) n + " bytes per parameter");
+        }
+    }
+
     /** A state starts at its initial value, exactly where the value is a map value times its absmax (Adagrad's accumulator). */
     @Test
     void statesStartAtTheirInitialValue() {
@@ -119,6 +134,57 @@ class QuantizedStatesTest {
             p.state(StateKind.EXP_AVG_SQ).copyTo(stateV);
             assertArrayEquals(m, stateM);
             assertArrayEquals(v, stateV);
+        }
+    }
+
+    static java.util.stream.Stream<String> quantizedVariants() {
+        return Variants.withQuantizedStates().keySet().stream();
+    }
+
+    /**
+     * Every variant of every algorithm with 8-bit states follows its float32 self over five steps:
+     * params off by a tenth of the distance they travelled, on average (Lion's sign flips a whole
+     * step where its quantized first moment crosses zero), states within 3% of their largest value. A state quantized with the wrong map (a signed state in the unsigned one clamps its
+     * negative values to 0) or in the wrong slot breaks this at once.
+     */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.MethodSource("quantizedVariants")
+    void everyEightBitVariantTracksItsFloat32Self(String variant) {
+        OptimizerConfig config = Variants.all().get(variant);
+        float[][] params = new float[2][];
+        float[][][] states = new float[2][][];
+        float[] start = new float[N];
+        Random random = new Random(variant.hashCode());
+        for (int i = 0; i < N; i++) start[i] = (float) random.nextGaussian();
+        for (int run = 0; run < 2; run++) {
+            DeviceOptimizer.Builder b = DeviceOptimizer.builder(config).optBackend(Backend.CPU);
+            if (run == 1) b.optStateQuantization(StateQuantization.BLOCKWISE_8BIT);
+            Random grads = new Random(7);
+            try (DeviceOptimizer opt = b.build()) {
+                float[] param = start.clone(), grad = new float[N];
+                Parameter p = opt.addGroup().add("w", param, grad);
+                for (int t = 0; t < 5; t++) {
+                    for (int i = 0; i < N; i++) grad[i] = (float) (grads.nextGaussian() * (1 + i % 7));
+                    opt.step();
+                }
+                params[run] = param;
+                states[run] = new float[p.stateKinds().size()][N];
+                for (int k = 0; k < states[run].length; k++) p.state(p.stateKinds().get(k)).copyTo(states[run][k]);
+            }
+        }
+        double travelled = 0, off = 0;
+        for (int i = 0; i < N; i++) {
+            travelled += Math.abs(params[0][i] - start[i]);
+            off += Math.abs(params[1][i] - params[0][i]);
+        }
+        assertTrue(off <= 0.1 * travelled, variant + ": params " + off + " off after travelling " + travelled);
+        for (int k = 0; k < states[0].length; k++) {
+            double largest = 0, stateOff = 0;
+            for (int i = 0; i < N; i++) {
+                largest = Math.max(largest, Math.abs(states[0][k][i]));
+                stateOff = Math.max(stateOff, Math.abs(states[1][k][i] - states[0][k][i]));
+            }
+            assertTrue(stateOff <= 0.03 * largest, variant + " state " + k + ": " + stateOff + " off, largest " + largest);
         }
     }
 }

@@ -1,6 +1,7 @@
 package io.fusedopt;
 
 import io.fusedopt.cli.VariantCatalog;
+import io.fusedopt.internal.Algorithms;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdatePlan;
 import java.util.HashSet;
@@ -14,6 +15,15 @@ final class Variants {
 
     static Map<String, OptimizerConfig> all() {
         return VariantCatalog.all();
+    }
+
+    /** The variants of the algorithms with 8-bit states ({@link StateQuantization#BLOCKWISE_8BIT}). */
+    static Map<String, OptimizerConfig> withQuantizedStates() {
+        Map<String, OptimizerConfig> out = new LinkedHashMap<>();
+        all().forEach((name, config) -> {
+            if (Algorithms.of(config).hasQuantizedStates()) out.put(name, config);
+        });
+        return out;
     }
 
     /**

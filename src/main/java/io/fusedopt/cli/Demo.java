@@ -24,7 +24,7 @@ final class Demo {
     public static final String PATHS_PNG = "optimizer-paths.png";
     public static final String SPIRAL_PNG = "spiral-training-loss.png";
     public static final String MEMORY_SAVERS_PNG = "memory-savers-loss.png";
-    /** The memory savers' run is this many times the spiral run: small steps need many. */
+    /** The memory savers' run is this many times the spiral run by default: small steps need many. */
     static final int MEMORY_SAVERS_STEPS_PER_SPIRAL_STEP = 5;
     public static final String REPORT = "report.md";
     /** Every file the demo writes into its folder. */
@@ -34,7 +34,12 @@ final class Demo {
     public record Result(String device, List<Charts.Line> biasCorrection, Map<String, Charts.Line> paths,
                          Map<String, SpiralDemo.Training> spiral, Map<String, SpiralDemo.Training> memorySavers) {}
 
-    public static Result run(Backend backend, Path outDirectory, int adamSteps, int pathSteps, int spiralSteps) throws IOException {
+    /**
+     * Runs every part of the demo and writes its charts and report into {@code outDirectory}; the
+     * memory savers' run takes {@code memorySteps} steps (a wider network: its steps cost more).
+     */
+    public static Result run(Backend backend, Path outDirectory, int adamSteps, int pathSteps, int spiralSteps, int memorySteps)
+            throws IOException {
         Files.createDirectories(outDirectory);
         String device;
         try (DeviceOptimizer probe = DeviceOptimizer.create(backend, Sgd.builder().build())) {
@@ -48,13 +53,14 @@ final class Demo {
         Map<String, SpiralDemo.Training> spiral = SpiralDemo.train(backend, spiralSteps);
         Charts.savePng(spiralChart(spiral, spiralSteps), outDirectory.resolve(SPIRAL_PNG));
 
-        int memorySteps = MEMORY_SAVERS_STEPS_PER_SPIRAL_STEP * spiralSteps;
         Map<String, SpiralDemo.Training> memorySavers = MemorySaversDemo.train(backend, memorySteps);
-        Charts.savePng(lossChart(memorySavers, memorySteps, "Memory savers: the spiral classifier, AdamW lr "
-                + MemorySaversDemo.LEARNING_RATE + ", weights stored as"), outDirectory.resolve(MEMORY_SAVERS_PNG));
+        XYChart memoryChart = lossChart(memorySavers, memorySteps, "Memory savers: the spiral classifier 2-"
+                + MemorySaversDemo.NETWORK.hidden + "-3, AdamW lr " + MemorySaversDemo.LEARNING_RATE + ", stored as");
+        memoryChart.getStyler().setYAxisLogarithmic(true); // the setups part where the loss is small
+        Charts.savePng(memoryChart, outDirectory.resolve(MEMORY_SAVERS_PNG));
 
         Result result = new Result(device, bias, paths, spiral, memorySavers);
-        Files.writeString(outDirectory.resolve(REPORT), report(result, adamSteps, pathSteps, spiralSteps));
+        Files.writeString(outDirectory.resolve(REPORT), report(result, adamSteps, pathSteps, spiralSteps, memorySteps));
         return result;
     }
 
@@ -108,7 +114,7 @@ final class Demo {
         return chart;
     }
 
-    static String report(Result r, int adamSteps, int pathSteps, int spiralSteps) {
+    static String report(Result r, int adamSteps, int pathSteps, int spiralSteps, int memorySteps) {
         StringBuilder b = new StringBuilder("# fusedopt demo\n\nEvery step below was taken by fusedopt on ")
                 .append(r.device()).append(".\n\n## Adam's bias correction, fresh or stored back\n\n")
                 .append("![normalized step](").append(BIAS_CORRECTION_PNG).append(")\n\n")
@@ -133,11 +139,11 @@ final class Demo {
                 .append("| optimizer | loss at step 1 | loss at step ").append(spiralSteps).append(" | training accuracy |\n|---|---|---|---|\n");
         r.spiral().forEach((name, t) -> b.append(String.format(Locale.ROOT, "| %s | %.4f | %.4f | %.1f%% |%n", name, t.loss()[0],
                 t.loss()[t.loss().length - 1], 100 * t.accuracy())));
-        int memorySteps = MEMORY_SAVERS_STEPS_PER_SPIRAL_STEP * spiralSteps;
         b.append("\n## Memory savers\n\n![loss](").append(MEMORY_SAVERS_PNG).append(")\n\n")
-                .append("The same classifier, AdamW at lr ").append(MemorySaversDemo.LEARNING_RATE).append(", ").append(memorySteps)
-                .append(" steps, float32 gradients, the weights stored in each format. Without master weights, rounding to\n")
-                .append("nearest loses every update below half a bf16 ulp; stochastic rounding keeps them on average.\n\n")
+                .append("The classifier 2-").append(MemorySaversDemo.NETWORK.hidden).append("-3 (").append(MemorySaversDemo.NETWORK.params)
+                .append(" weights in one tensor), AdamW at lr ").append(MemorySaversDemo.LEARNING_RATE).append(", ").append(memorySteps)
+                .append(" steps, float32 gradients, the weights and states stored in each format. Without master weights,\n")
+                .append("rounding to nearest loses every update below half a bf16 ulp; stochastic rounding keeps them on average.\n\n")
                 .append("| weights | loss at step 1 | loss at step ").append(memorySteps).append(" | training accuracy |\n|---|---|---|---|\n");
         r.memorySavers().forEach((name, t) -> b.append(String.format(Locale.ROOT, "| %s | %.4f | %.4f | %.1f%% |%n", name, t.loss()[0],
                 t.loss()[t.loss().length - 1], 100 * t.accuracy())));

@@ -43,7 +43,7 @@ final class DemoCommand implements Callable<Integer> {
         BackendChoice choice = BackendChoice.of(backend);
         // Created before the run, so that a folder the file system refuses is a refused option (status 2).
         Inputs.createFolder(spec, "--out", out);
-        Demo.Result result = Demo.run(choice.backend(), out, 200, 40, spiralSteps);
+        Demo.Result result = Demo.run(choice.backend(), out, 200, 40, spiralSteps, Demo.MEMORY_SAVERS_STEPS_PER_SPIRAL_STEP * spiralSteps);
         PrintWriter w = spec.commandLine().getOut();
         w.println("ran on " + result.device() + choice.howChosen());
         for (String file : Demo.FILES) w.println("wrote " + out.resolve(file));

@@ -8,7 +8,9 @@ import io.fusedopt.ParamGroup;
 import io.fusedopt.Parameter;
 import io.fusedopt.Precision;
 import io.fusedopt.StateKind;
+import io.fusedopt.StateQuantization;
 import io.fusedopt.TensorBuffer;
+import io.fusedopt.internal.Algorithms;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -17,8 +19,10 @@ import java.util.Random;
 /**
  * Runs every variant on random data on the CPU reference and compares, bit for bit, every param,
  * master and state element computed by the fast CPU backend and (when a GPU is usable) by CUDA.
- * Each variant runs twice: in float32, and in bf16 params and grads with fp32 master weights, bf16
- * states, a loss scale of 1024, global-norm clipping and the non-finite check.
+ * Each variant runs in each {@link Storage}: float32; bf16 params and grads with fp32 master
+ * weights, bf16 states, a loss scale of 1024, global-norm clipping and the non-finite check; and,
+ * for the algorithms with 8-bit states when the large tensor has enough elements for them, float32
+ * params with 8-bit states, scaled and clipped the same way.
  */
 final class SelfTest {
     private SelfTest() {}
@@ -57,7 +61,26 @@ final class SelfTest {
 
     public record Row(String variant, String storage, Verdict cpuFast, Verdict cuda) {}
 
-    /** The rows of every variant, in {@link VariantCatalog} order, fp32 then mixed. */
+    /** How a run stores its tensors, with the label the rows show. */
+    enum Storage {
+        FP32("fp32"),
+        MIXED("bf16+master, scaled, clipped"),
+        EIGHT_BIT_STATES("8-bit states, scaled, clipped");
+
+        final String label;
+
+        Storage(String label) {
+            this.label = label;
+        }
+
+        /** Whether {@code config} runs in this storage with a large tensor of {@code size} elements. */
+        boolean applies(OptimizerConfig config, int size) {
+            return this != EIGHT_BIT_STATES
+                    || (Algorithms.of(config).hasQuantizedStates() && size >= StateQuantization.MIN_ELEMENTS);
+        }
+    }
+
+    /** The rows of every variant, in {@link VariantCatalog} order, in the storages that apply to it, in {@link Storage} order. */
     public static List<Row> run(int size, int steps, long seed, boolean withCuda) {
         if (size < 1 || steps < 1) {
             // No step, or no element, compares nothing: the verdict would be a pass that checked nothing.
@@ -65,24 +88,29 @@ final class SelfTest {
         }
         List<Row> rows = new ArrayList<>();
         for (Map.Entry<String, OptimizerConfig> variant : VariantCatalog.all().entrySet()) {
-            for (boolean mixed : new boolean[] {false, true}) {
-                List<float[]> reference = outcome(Backend.CPU, variant.getValue(), mixed, size, steps, seed);
-                Verdict fast = compare(reference, outcome(Backend.CPU_FAST, variant.getValue(), mixed, size, steps, seed));
+            for (Storage storage : Storage.values()) {
+                if (!storage.applies(variant.getValue(), size)) continue;
+                List<float[]> reference = outcome(Backend.CPU, variant.getValue(), storage, size, steps, seed);
+                Verdict fast = compare(reference, outcome(Backend.CPU_FAST, variant.getValue(), storage, size, steps, seed));
                 Verdict cuda = withCuda
-                        ? compare(reference, outcome(Backend.CUDA, variant.getValue(), mixed, size, steps, seed))
+                        ? compare(reference, outcome(Backend.CUDA, variant.getValue(), storage, size, steps, seed))
                         : Verdict.skipped("no usable GPU");
-                rows.add(new Row(variant.getKey(), mixed ? "bf16+master, scaled, clipped" : "fp32", fast, cuda));
+                rows.add(new Row(variant.getKey(), storage.label, fast, cuda));
             }
         }
         return rows;
     }
 
     /** Every param, master and state element after {@code steps} steps on two tensors ({@code size} and 3 elements). */
-    static List<float[]> outcome(Backend backend, OptimizerConfig config, boolean mixed, int size, int steps, long seed) {
+    static List<float[]> outcome(Backend backend, OptimizerConfig config, Storage storage, int size, int steps, long seed) {
         DeviceOptimizer.Builder builder = DeviceOptimizer.builder(config).optBackend(backend);
+        boolean mixed = storage == Storage.MIXED;
         Precision format = mixed ? Precision.BF16 : Precision.FP32;
-        float scale = mixed ? 1024f : 1f;
-        if (mixed) builder.optStatePrecision(Precision.BF16).optMaxGradNorm(1.0).optNonFinitePolicy(NonFinitePolicy.SKIP_STEP);
+        boolean scaled = storage != Storage.FP32;
+        float scale = scaled ? 1024f : 1f;
+        if (scaled) builder.optMaxGradNorm(1.0).optNonFinitePolicy(NonFinitePolicy.SKIP_STEP);
+        if (mixed) builder.optStatePrecision(Precision.BF16);
+        if (storage == Storage.EIGHT_BIT_STATES) builder.optStateQuantization(StateQuantization.BLOCKWISE_8BIT);
         try (DeviceOptimizer opt = builder.build()) {
             Random random = new Random(seed);
             ParamGroup group = opt.addGroup();
@@ -96,7 +124,7 @@ final class SelfTest {
                 params.add(group.add("t" + i, p, g));
                 grads.add(g);
             }
-            if (mixed) opt.setGradScale(scale);
+            if (scaled) opt.setGradScale(scale);
             for (int t = 0; t < steps; t++) {
                 for (TensorBuffer g : grads) g.copyFrom(gaussian(random, (int) g.length(), scale));
                 opt.step();

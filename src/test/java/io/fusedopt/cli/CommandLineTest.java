@@ -28,10 +28,12 @@ class CommandLineTest {
     static Path dir;
 
     private static Demo.Result demo;
+    /** Fewer than the command's default: the memory savers' network is 2-700-3, its steps cost milliseconds. */
+    private static final int MEMORY_STEPS = 800;
 
     @BeforeAll
     static void runDemo() throws Exception {
-        demo = Demo.run(Backend.CPU_FAST, dir.resolve("demo"), 200, 40, 300);
+        demo = Demo.run(Backend.CPU_FAST, dir.resolve("demo"), 200, 40, 300, MEMORY_STEPS);
     }
 
     private record Run(int status, String out, String err) {}
@@ -92,6 +94,18 @@ class CommandLineTest {
                 assertTrue(run.out().contains("device: CUDA device 0"), run.out());
             }
         }
+    }
+
+    /** From 4096 elements on, the variants of the algorithms with 8-bit states get a third row, bit-exact too. */
+    @Test
+    void selftestComparesEightBitStatesOnceTheTensorIsLargeEnough() {
+        List<SelfTest.Row> rows = SelfTest.run(io.fusedopt.StateQuantization.MIN_ELEMENTS + 5, 2, 5, false);
+        long withEightBit = VariantCatalog.all().values().stream()
+                .filter(c -> io.fusedopt.internal.Algorithms.of(c).hasQuantizedStates()).count();
+        List<SelfTest.Row> eightBit = rows.stream().filter(r -> r.storage().startsWith("8-bit states")).toList();
+        assertEquals(withEightBit, eightBit.size());
+        assertEquals(2 * VariantCatalog.all().size() + withEightBit, rows.size());
+        for (SelfTest.Row row : rows) assertTrue(row.cpuFast().bitExact(), row.toString());
     }
 
     @Test
@@ -386,7 +400,8 @@ class CommandLineTest {
     /**
      * Issue 29's evidence: at AdamW lr 1e-3 bf16 weights rounded to nearest stall (most updates are
      * below half an ulp), stochastically rounded ones train as float32 weights do, within 5% of
-     * the final loss, and fp32 master weights follow the float32 run.
+     * the final loss, fp32 master weights follow the float32 run, and 8-bit states end no more than
+     * 5% above it.
      */
     @Test
     void stochasticRoundingTrainsWhereRoundingToNearestStalls() {
@@ -396,6 +411,8 @@ class CommandLineTest {
         assertEquals(fp32, master, 0.01 * fp32, "fp32 master weights");
         assertEquals(fp32, stochastic, 0.05 * fp32, "stochastic rounding");
         assertTrue(nearest > 2 * fp32, "rounding to nearest stalls: " + nearest + " against " + fp32);
+        double eightBit = finalLoss("fp32 weights, 8-bit states");
+        assertTrue(eightBit < 1.05 * fp32, "8-bit states: " + eightBit + " against " + fp32);
     }
 
     private static double finalLoss(String setup) {
