@@ -222,6 +222,17 @@ class QuantizedCheckpointTest {
         }
     }
 
+    /** A checkpoint and the tensors of the optimizer that saved it. */
+    private record Trained(byte[] checkpoint, Map<String, Object> snapshot) {}
+
+    /** AdamW after 3 steps. */
+    private static Trained trained(StateQuantization quantization, Precision statePrecision) throws IOException {
+        try (Model a = new Model(Adam.adamW().build(), quantization, statePrecision, 1)) {
+            a.steps(1, 4);
+            return new Trained(a.opt.saveToBytes(), a.snapshot());
+        }
+    }
+
     /**
      * A float checkpoint into an 8-bit optimizer (strict): each large state quantized block by
      * block as a step would, reported; the small tensor's and every param as stored. With bf16
@@ -230,13 +241,9 @@ class QuantizedCheckpointTest {
     @ParameterizedTest
     @org.junit.jupiter.params.provider.EnumSource(value = Precision.class, names = {"FP32", "BF16"})
     void aFloatCheckpointLoadsIntoAnEightBitOptimizerQuantized(Precision statePrecision) throws IOException {
-        byte[] saved;
-        Map<String, Object> floats;
-        try (Model a = new Model(Adam.adamW().build(), StateQuantization.NONE, statePrecision, 1)) {
-            a.steps(1, 4);
-            saved = a.opt.saveToBytes();
-            floats = a.snapshot();
-        }
+        Trained a = trained(StateQuantization.NONE, statePrecision);
+        byte[] saved = a.checkpoint();
+        Map<String, Object> floats = a.snapshot();
         try (Model b = new Model(Adam.adamW().build(), StateQuantization.BLOCKWISE_8BIT, statePrecision, 2)) {
             LoadReport report = b.opt.load(saved, LoadOptions.defaults());
             String dtype = statePrecision == Precision.FP32 ? "F32" : "BF16";
@@ -275,13 +282,9 @@ class QuantizedCheckpointTest {
     @ParameterizedTest
     @org.junit.jupiter.params.provider.EnumSource(value = Precision.class, names = {"FP32", "BF16"})
     void anEightBitCheckpointLoadsIntoAFloatOptimizerDequantized(Precision statePrecision) throws IOException {
-        byte[] saved;
-        Map<String, Object> eightBit;
-        try (Model a = new Model(Adam.adamW().build(), StateQuantization.BLOCKWISE_8BIT, statePrecision, 1)) {
-            a.steps(1, 4);
-            saved = a.opt.saveToBytes();
-            eightBit = a.snapshot();
-        }
+        Trained a = trained(StateQuantization.BLOCKWISE_8BIT, statePrecision);
+        byte[] saved = a.checkpoint();
+        Map<String, Object> eightBit = a.snapshot();
         for (boolean strict : new boolean[] {true, false}) {
             try (Model b = new Model(Adam.adamW().build(), StateQuantization.NONE, statePrecision, 2)) {
                 LoadReport report = b.opt.load(saved, LoadOptions.builder().optStrict(strict).build());
@@ -393,11 +396,7 @@ class QuantizedCheckpointTest {
     @ParameterizedTest
     @MethodSource("damages")
     void damagedEightBitStatesAreRefusedAndChangeNothing(Damage damage) throws IOException {
-        byte[] good;
-        try (Model a = new Model(Adam.adamW().build(), StateQuantization.BLOCKWISE_8BIT, Precision.FP32, 1)) {
-            a.steps(1, 4);
-            good = a.opt.saveToBytes();
-        }
+        byte[] good = trained(StateQuantization.BLOCKWISE_8BIT, Precision.FP32).checkpoint();
         Parts file = new Parts(good);
         damage.change().accept(file);
         byte[] bad = file.bytes();
