@@ -335,6 +335,32 @@ class QuantizedCheckpointTest {
         }
     }
 
+    /**
+     * A checkpoint of 8-bit states moves between the reference backend and CUDA, both ways: the
+     * device's codes, absmax and values are the saved ones, and a save on CUDA holds every tensor
+     * of the reference backend's save byte for byte.
+     */
+    @Test
+    @org.junit.jupiter.api.Tag("gpu")
+    void eightBitStatesMoveBetweenBackendsAsTheyAre() throws IOException {
+        GpuTests.assumeGpu();
+        Trained cpu = trained(StateQuantization.BLOCKWISE_8BIT, Precision.FP32);
+        try (Model cuda = new Model(Backend.CUDA, Adam.adamW().build(), StateQuantization.BLOCKWISE_8BIT, Precision.FP32, 2)) {
+            assertTrue(cuda.opt.load(cpu.checkpoint(), LoadOptions.defaults()).converted().isEmpty());
+            assertSame(cpu.snapshot(), cuda.snapshot(), "loaded on CUDA");
+            Parts fromCuda = new Parts(cuda.opt.saveToBytes());
+            Parts fromCpu = new Parts(cpu.checkpoint());
+            assertEquals(fromCpu.tensors.keySet(), fromCuda.tensors.keySet());
+            for (String name : fromCpu.tensors.keySet()) {
+                assertArrayEquals(fromCpu.tensors.get(name).bytes(), fromCuda.tensors.get(name).bytes(), name + " saved on CUDA");
+            }
+            try (Model back = new Model(Backend.CPU, Adam.adamW().build(), StateQuantization.BLOCKWISE_8BIT, Precision.FP32, 3)) {
+                back.opt.load(fromCuda.bytes());
+                assertSame(cpu.snapshot(), back.snapshot(), "saved on CUDA, loaded on the reference backend");
+            }
+        }
+    }
+
     /** A change to an 8-bit checkpoint, the messages it must be refused with, and whether a non-strict load refuses it too. */
     private record Damage(String what, Consumer<Parts> change, boolean refusedNonStrict, String... expected) {}
 
