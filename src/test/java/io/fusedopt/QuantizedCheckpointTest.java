@@ -310,6 +310,50 @@ class QuantizedCheckpointTest {
     }
 
     /**
+     * A state stored with another code map than the optimizer uses for it (a file another tool
+     * wrote): decoded with its own map, quantized with the optimizer's, reported as requantized.
+     */
+    @Test
+    void aStateOfAnotherMapIsRequantized() throws IOException {
+        Parts file = new Parts(trained(StateQuantization.BLOCKWISE_8BIT, Precision.FP32).checkpoint());
+        file.metadata.put("code_map.big/exp_avg", "quantization/udynamic"); // its codes now index the unsigned map
+        byte[] codes = file.tensors.get("big/exp_avg").bytes();
+        float[] absmax = file.floats("big/exp_avg.absmax");
+        try (Model b = new Model(Adam.adamW().build(), StateQuantization.BLOCKWISE_8BIT, Precision.FP32, 2)) {
+            LoadReport report = b.opt.load(file.bytes(), LoadOptions.defaults());
+            assertEquals(Map.of("big/exp_avg", "requantized: 8-bit codes of quantization/udynamic into 8-bit codes of"
+                    + " quantization/dynamic"), report.converted());
+            float[] values = new float[BIG];
+            BlockwiseQuantization.dequantizeBlocks(codes, absmax, CodeMap.UNSIGNED, values);
+            byte[] expectedCodes = new byte[BIG];
+            float[] expectedAbsmax = new float[absmax.length];
+            BlockwiseQuantization.quantizeBlocks(values, CodeMap.SIGNED, expectedCodes, expectedAbsmax);
+            QuantizedBuffer m = quantized(b.param("big"), StateKind.EXP_AVG);
+            assertArrayEquals(expectedCodes, codes(m));
+            assertArrayEquals(expectedAbsmax, absmax(m));
+        }
+    }
+
+    /** A non-strict load names an 8-bit state it does not take once, as any tensor: not its absmax, not the code maps. */
+    @Test
+    void anIgnoredEightBitStateIsReportedAsOneTensor() throws IOException {
+        byte[] saved = trained(StateQuantization.BLOCKWISE_8BIT, Precision.FP32).checkpoint();
+        try (DeviceOptimizer opt = DeviceOptimizer.builder(Adam.adamW().build()).optBackend(Backend.CPU)
+                .optStateQuantization(StateQuantization.BLOCKWISE_8BIT).build()) {
+            ParamGroup group = opt.addGroup();
+            group.add("small", opt.allocate(SMALL), opt.allocate(SMALL));
+            group.add("half", opt.allocate(HALF, Precision.BF16), opt.allocate(HALF, Precision.BF16));
+            LoadReport report = opt.load(saved, LoadOptions.builder().optStrict(false).build());
+            assertEquals(List.of("big/param", "big/exp_avg", "big/exp_avg_sq"), report.unexpected());
+            assertEquals(List.of("small/param", "small/exp_avg", "small/exp_avg_sq", "half/param", "half/master", "half/exp_avg",
+                    "half/exp_avg_sq"), report.loaded());
+            CheckpointException strict = assertThrows(CheckpointException.class, () -> opt.load(saved));
+            assertTrue(strict.getMessage().contains("has tensor 'big/param', which this optimizer does not have (3 extra)"),
+                    strict.getMessage());
+        }
+    }
+
+    /**
      * A NaN absmax (a block that held NaN or infinity) and -0.0 (a block of zeros, as a tool that
      * computes the absmax as {@code max(max(x), -min(x))} may write) load, and save again as they were.
      */
