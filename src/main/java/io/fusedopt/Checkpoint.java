@@ -643,11 +643,11 @@ final class Checkpoint {
             if (isMap) {
                 float[] table = new float[length];
                 decode(e.dtype(), raw, length, table, 0);
-                CheckpointQuantization.checkMap(name, e, part.map(), table, 0);
+                CheckpointQuantization.checkMap(name, e, part.map(), table);
             } else if (part != null) {
                 float[] absmax = new float[length];
                 decode(e.dtype(), raw, length, absmax, 0);
-                CheckpointQuantization.checkAbsmax(name, e, absmax, 0, length);
+                CheckpointQuantization.checkAbsmax(name, e, absmax);
                 data.placeAbsmax(index, absmax);
             } else if (e.dtype() == Dtype.U8) {
                 data.placeCodes(index, java.util.Arrays.copyOf(raw, length));

@@ -185,9 +185,9 @@ final class CheckpointQuantization {
      * magnitude in its block: finite and at least 0 (-0.0, equal to 0, is taken as a block of
      * zeros), or NaN for a block that held a NaN or an infinity, which reads back as NaN.
      */
-    static void checkAbsmax(String file, Safetensors.Entry entry, float[] absmax, int from, int count) throws CheckpointException {
-        for (int b = 0; b < count; b++) {
-            float a = absmax[from + b];
+    static void checkAbsmax(String file, Safetensors.Entry entry, float[] absmax) throws CheckpointException {
+        for (int b = 0; b < absmax.length; b++) {
+            float a = absmax[b];
             if (a < 0f || a == Float.POSITIVE_INFINITY) {
                 throw new CheckpointException(file + ": tensor '" + entry.name() + "' holds " + a + " for block " + b + "; an absmax is"
                         + " the largest magnitude of its block, finite and >= 0 (or NaN for a block that held NaN or infinity): the"
@@ -197,9 +197,9 @@ final class CheckpointQuantization {
     }
 
     /** Refuses a code map tensor whose values are not, bit for bit, those of {@code map}. */
-    static void checkMap(String file, Safetensors.Entry entry, CodeMap map, float[] values, int from) throws CheckpointException {
+    static void checkMap(String file, Safetensors.Entry entry, CodeMap map, float[] values) throws CheckpointException {
         for (int code = 0; code < BlockwiseQuantization.CODES; code++) {
-            float v = values[from + code];
+            float v = values[code];
             if (Float.floatToRawIntBits(v) != Float.floatToRawIntBits(map.value(code))) {
                 throw new CheckpointException(file + ": code map tensor '" + entry.name() + "' holds " + v + " at code " + code
                         + ", where bitsandbytes' " + map.bitsandbytesName() + " map (create_dynamic_map) holds " + map.value(code)
