@@ -241,11 +241,10 @@ class QuantizedCheckpointTest {
     @ParameterizedTest
     @org.junit.jupiter.params.provider.EnumSource(value = Precision.class, names = {"FP32", "BF16"})
     void aFloatCheckpointLoadsIntoAnEightBitOptimizerQuantized(Precision statePrecision) throws IOException {
-        Trained a = trained(StateQuantization.NONE, statePrecision);
-        byte[] saved = a.checkpoint();
-        Map<String, Object> floats = a.snapshot();
+        Trained floatStates = trained(StateQuantization.NONE, statePrecision);
+        Map<String, Object> floats = floatStates.snapshot();
         try (Model b = new Model(Adam.adamW().build(), StateQuantization.BLOCKWISE_8BIT, statePrecision, 2)) {
-            LoadReport report = b.opt.load(saved, LoadOptions.defaults());
+            LoadReport report = b.opt.load(floatStates.checkpoint(), LoadOptions.defaults());
             String dtype = statePrecision == Precision.FP32 ? "F32" : "BF16";
             assertEquals(Map.of("big/exp_avg", "quantized at load: " + dtype + " into 8-bit codes of quantization/dynamic",
                     "big/exp_avg_sq", "quantized at load: " + dtype + " into 8-bit codes of quantization/udynamic",
@@ -282,12 +281,11 @@ class QuantizedCheckpointTest {
     @ParameterizedTest
     @org.junit.jupiter.params.provider.EnumSource(value = Precision.class, names = {"FP32", "BF16"})
     void anEightBitCheckpointLoadsIntoAFloatOptimizerDequantized(Precision statePrecision) throws IOException {
-        Trained a = trained(StateQuantization.BLOCKWISE_8BIT, statePrecision);
-        byte[] saved = a.checkpoint();
-        Map<String, Object> eightBit = a.snapshot();
+        Trained eightBitStates = trained(StateQuantization.BLOCKWISE_8BIT, statePrecision);
+        Map<String, Object> eightBit = eightBitStates.snapshot();
         for (boolean strict : new boolean[] {true, false}) {
             try (Model b = new Model(Adam.adamW().build(), StateQuantization.NONE, statePrecision, 2)) {
-                LoadReport report = b.opt.load(saved, LoadOptions.builder().optStrict(strict).build());
+                LoadReport report = b.opt.load(eightBitStates.checkpoint(), LoadOptions.builder().optStrict(strict).build());
                 assertEquals(Map.of("big/exp_avg", "dequantized: 8-bit codes of quantization/dynamic into " + statePrecision,
                         "big/exp_avg_sq", "dequantized: 8-bit codes of quantization/udynamic into " + statePrecision,
                         "half/exp_avg", "dequantized: 8-bit codes of quantization/dynamic into " + statePrecision,
