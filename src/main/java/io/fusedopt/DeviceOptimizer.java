@@ -700,7 +700,10 @@ public final class DeviceOptimizer implements AutoCloseable {
      * step counters (each tensor's own count and frozen flag included), hyper-parameters and the
      * loss scale are restored; continuing then gives, bit
      * for bit, what the saved run would have given. Everything is checked (structure, checksums,
-     * shapes) before anything changes: a damaged or mismatched file changes nothing.
+     * shapes) before anything changes: a damaged or mismatched file changes nothing. The one
+     * difference of format taken: 8-bit states ({@link Builder#optStateQuantization}) load into
+     * float ones dequantized, and float states into 8-bit ones quantized, each listed in
+     * {@link LoadReport#converted()} (docs/checkpoints.md, "8-bit states").
      *
      * @throws CheckpointException naming the problem
      */

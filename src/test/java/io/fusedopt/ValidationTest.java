@@ -260,6 +260,7 @@ class ValidationTest {
                     new NullCall("missing", () -> new LoadReport(List.of(), null, List.of(), Map.of(), true)),
                     new NullCall("unexpected", () -> new LoadReport(List.of(), List.of(), null, Map.of(), true)),
                     new NullCall("mismatched", () -> new LoadReport(List.of(), List.of(), List.of(), null, true)),
+                    new NullCall("converted", () -> new LoadReport(List.of(), List.of(), List.of(), Map.of(), true, List.of(), null)),
                     new NullCall("report", () -> new NonFiniteGradientException(null))));
             calls.add(new NullCall("new grad of 'w'", () -> {
                 p.freeze();

@@ -35,8 +35,46 @@ public final class Safetensors {
     /** The longest key the reader accepts, in chars; it bounds parameter names (io.fusedopt.Parameter.MAX_NAME_LENGTH). */
     public static final int MAX_NAME_CHARS = 50_000;
 
+    /**
+     * The element types a fusedopt checkpoint holds, named as safetensors names them: the three
+     * float formats of {@link Precision}, and U8 for the codes of 8-bit blockwise states.
+     */
+    public enum Dtype {
+        F32(Precision.FP32), BF16(Precision.BF16), F16(Precision.FP16), U8(null);
+
+        private final Precision precision;
+
+        Dtype(Precision precision) {
+            this.precision = precision;
+        }
+
+        /** The float format of this type; null for {@link #U8}. */
+        public Precision precision() {
+            return precision;
+        }
+
+        /** Bytes per element. */
+        public int bytes() {
+            return precision == null ? 1 : precision.bytes();
+        }
+
+        /** The type of a float format. */
+        public static Dtype of(Precision p) {
+            return switch (p) {
+                case FP32 -> F32;
+                case BF16 -> BF16;
+                case FP16 -> F16;
+            };
+        }
+    }
+
     /** One tensor: one-dimensional, {@code length} elements of {@code dtype} at data bytes [begin, end). */
-    public record Entry(String name, Precision dtype, long length, long begin, long end) {}
+    public record Entry(String name, Dtype dtype, long length, long begin, long end) {
+        /** A tensor of a float format. */
+        public Entry(String name, Precision precision, long length, long begin, long end) {
+            this(name, Dtype.of(precision), length, begin, end);
+        }
+    }
 
     /** A parsed header: metadata, entries in data order, and where the data starts in the file. */
     public record Header(Metadata metadata, List<Entry> entries, long dataStart, long dataLength) {}
@@ -53,15 +91,6 @@ public final class Safetensors {
         if (to - from != 8) return false;
         for (int i = 7; i >= 0; i--, crc >>>= 4) if (text.charAt(from + i) != Character.forDigit((int) (crc & 15), 16)) return false;
         return true;
-    }
-
-    /** The safetensors dtype name of a precision. */
-    public static String dtypeName(Precision p) {
-        return switch (p) {
-            case FP32 -> "F32";
-            case BF16 -> "BF16";
-            case FP16 -> "F16";
-        };
     }
 
     /** The header bytes, length prefix included, for these entries (offsets must be contiguous from 0). */
@@ -93,7 +122,7 @@ public final class Safetensors {
         g.endObject();
         for (Entry e : entries) {
             g.name(e.name()).beginObject();
-            g.name("dtype").value(dtypeName(e.dtype()));
+            g.name("dtype").value(e.dtype().name());
             g.name("shape").beginArray().value(e.length()).endArray();
             g.name("data_offsets").beginArray().value(e.begin()).value(e.end()).endArray();
             g.endObject();
@@ -487,11 +516,13 @@ public final class Safetensors {
         if (dtype == null || shapeRank < 0 || offsetCount < 0) {
             throw new CheckpointException(file + ": tensor '" + name + "' lacks dtype, shape or data_offsets");
         }
-        Precision precision = switch (dtype) {
-            case "F32" -> Precision.FP32;
-            case "BF16" -> Precision.BF16;
-            case "F16" -> Precision.FP16;
-            default -> throw new CheckpointException(file + ": tensor '" + name + "' has dtype " + dtype + "; fusedopt stores F32, BF16, F16");
+        Dtype type = switch (dtype) {
+            case "F32" -> Dtype.F32;
+            case "BF16" -> Dtype.BF16;
+            case "F16" -> Dtype.F16;
+            case "U8" -> Dtype.U8;
+            default -> throw new CheckpointException(file + ": tensor '" + name + "' has dtype " + dtype
+                    + "; fusedopt stores F32, BF16, F16 and U8 (8-bit codes)");
         };
         if (shapeRank != 1) throw new CheckpointException(file + ": tensor '" + name + "' has shape of rank " + shapeRank + ", not 1");
         if (offsetCount != 2) throw new CheckpointException(file + ": data_offsets of '" + name + "' must hold 2 numbers");
@@ -502,11 +533,11 @@ public final class Safetensors {
                     + length + " elements, but the file holds " + dataLength + " data bytes"
                     + (end > dataLength ? " (truncated, or the header claims more data than exists)" : ""));
         }
-        if (length > (end - begin) / precision.bytes() || (end - begin) != length * precision.bytes()) {
+        if (length > (end - begin) / type.bytes() || (end - begin) != length * type.bytes()) {
             throw new CheckpointException(file + ": tensor '" + name + "' has " + length + " " + dtype + " elements but "
                     + (end - begin) + " data bytes");
         }
-        return new Entry(name, precision, length, begin, end);
+        return new Entry(name, type, length, begin, end);
     }
 
     /** At most 4 non-negative integers, each within a long: {@code field} of tensor {@code name}, into {@code values}; how many. */
