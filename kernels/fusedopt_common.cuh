@@ -545,7 +545,12 @@ __device__ __forceinline__ void fo_multi_tensor_q8(const FoTensor* __restrict__ 
                                           const float* hyper, const FoEntryStep* steps,                \
                                           const int* flags) {                                          \
     fo_multi_tensor<SLOTS, true, false, Op, Scalars>(tensors, chunks, chunk_count, control, hyper, steps, flags, nullptr); \
-  }                                                                                                    \
+  }
+
+// The entry point for 8-bit blockwise states, declared beside FO_UPDATE_KERNELS by the families of
+// the algorithms that have them (io.fusedopt.internal.Algorithm.hasQuantizedStates): only those, so
+// that the other fatbins do not carry code no call reaches.
+#define FO_QUANTIZED_UPDATE_KERNEL(name, SLOTS, Op, Scalars)                                          \
   extern "C" __global__ void name##_q8(const FoTensor* tensors, const FoChunk* chunks,                \
                                        int chunk_count, const FoControl* control,                      \
                                        const float* hyper, const FoEntryStep* steps,                   \

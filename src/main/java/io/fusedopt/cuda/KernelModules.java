@@ -65,7 +65,7 @@ final class KernelModules implements AutoCloseable {
                 if (kernel instanceof LayerwiseKernel layerwise) {
                     normsFunctions[kernel.code()] = function(kernel.family(), layerwise.normsEntryPoint());
                     normsMixedFunctions[kernel.code()] = function(kernel.family(), layerwise.normsMixedEntryPoint());
-                } else {
+                } else if (kernel.hasQuantizedEntryPoint()) {
                     quantizedFunctions[kernel.code()] = function(kernel.family(), kernel.quantizedEntryPoint());
                 }
             }

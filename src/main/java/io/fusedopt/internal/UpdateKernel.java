@@ -26,6 +26,7 @@ public abstract class UpdateKernel {
     private final int stateSlots;
     private final int scalarCount;
     private int code = -1;
+    private boolean quantized;
     private volatile VectorUpdate vectorUpdate;
 
     /**
@@ -51,11 +52,20 @@ public abstract class UpdateKernel {
     /** The entry point that reads any storage format and master weights. */
     public String mixedEntryPoint() { return entryPoint + "_mixed"; }
     /**
-     * The entry point for 8-bit blockwise states ({@link TensorOperands#quantized()}), with any
-     * param and grad formats and master weights; elementwise kernels only (a {@link LayerwiseKernel}
-     * has none).
+     * The entry point for 8-bit blockwise states ({@code kernels/FAMILY.cu} declares it with
+     * FO_QUANTIZED_UPDATE_KERNEL); only the kernels of algorithms with 8-bit states have one
+     * ({@link #hasQuantizedEntryPoint}).
      */
     public String quantizedEntryPoint() { return entryPoint + "_q8"; }
+
+    /** Whether this kernel has {@link #quantizedEntryPoint()}: it runs an algorithm with 8-bit states. */
+    public boolean hasQuantizedEntryPoint() {
+        return quantized;
+    }
+
+    void markQuantized() {
+        quantized = true;
+    }
     public int stateSlots() { return stateSlots; }
     public int scalarCount() { return scalarCount; }
     public String name() { return name; }
