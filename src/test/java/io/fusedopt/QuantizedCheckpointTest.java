@@ -379,8 +379,8 @@ class QuantizedCheckpointTest {
 
     /**
      * A checkpoint of 8-bit states moves between the reference backend and CUDA, both ways: the
-     * device's codes, absmax and values are the saved ones, and a save on CUDA holds every tensor
-     * of the reference backend's save byte for byte.
+     * device's codes, absmax and values are the saved ones, a save on CUDA holds every tensor of
+     * the reference backend's save byte for byte, and runs resumed on each backend stay equal.
      */
     @Test
     @org.junit.jupiter.api.Tag("gpu")
@@ -399,6 +399,13 @@ class QuantizedCheckpointTest {
             try (Model back = new Model(Backend.CPU, Adam.adamW().build(), StateQuantization.BLOCKWISE_8BIT, Precision.FP32, 3)) {
                 back.opt.load(fromCuda.bytes());
                 assertSame(cpu.snapshot(), back.snapshot(), "saved on CUDA, loaded on the reference backend");
+            }
+            // Resumed on both backends (the _q8 kernels on CUDA): the same bits three steps on.
+            try (Model resumed = new Model(Backend.CPU, Adam.adamW().build(), StateQuantization.BLOCKWISE_8BIT, Precision.FP32, 4)) {
+                resumed.opt.load(cpu.checkpoint());
+                resumed.steps(4, 7);
+                cuda.steps(4, 7);
+                assertSame(resumed.snapshot(), cuda.snapshot(), "resumed on CUDA and on the reference backend");
             }
         }
     }
