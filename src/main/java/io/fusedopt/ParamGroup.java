@@ -52,7 +52,12 @@ public final class ParamGroup {
     public void setConfig(OptimizerConfig newConfig) {
         synchronized (optimizer) {
             optimizer.ensureUsable();
-            optimizer.requireSameAlgorithm(newConfig);
+            Check.notNull("config", newConfig);
+            if (newConfig.getClass() != config.getClass()) {
+                throw new IllegalArgumentException("group " + index + " runs " + config.algorithm() + "; a new configuration cannot"
+                        + " change its algorithm to " + newConfig.algorithm() + " (its tensors keep that algorithm's states): add"
+                        + " a group of the other algorithm instead");
+            }
             UpdatePlan newPlan = UpdatePlan.of(newConfig);
             if (!newPlan.sameLayout(plan)) {
                 throw new IllegalArgumentException("the new configuration keeps the state tensors "
@@ -202,7 +207,7 @@ public final class ParamGroup {
             Map<StateKind, AbstractTensorBuffer> states = new LinkedHashMap<>(); // in config.stateKinds() order
             AbstractTensorBuffer master = null;
             try {
-                boolean quantized = optimizer.quantizesStatesOf(p.length());
+                boolean quantized = optimizer.quantizesStatesOf(config, p.length());
                 for (StateKind kind : config.stateKinds()) {
                     float initialValue = UpdatePlan.initialValue(config, kind);
                     states.put(kind, quantized ? optimizer.allocateQuantizedForRegistration(p.length(), kind, initialValue)
