@@ -86,7 +86,7 @@ final class Checkpoint {
      * a lookup out of order): a save or load of 10^5 tensors compares names in place instead of
      * making 3 * 10^5 strings that live as long as it does.
      */
-    private record Item(String parameter, String tensor, int group, AbstractTensorBuffer buffer) {
+    private record Item(String parameter, String tensor, int group, AbstractTensorBuffer buffer, long[] dims) {
         String key() {
             return parameter + "/" + tensor;
         }
@@ -111,10 +111,12 @@ final class Checkpoint {
         List<Item> items = new ArrayList<>();
         for (ParamGroup group : opt.groups()) {
             for (Parameter p : group.parameterList()) {
-                if (withParams) items.add(new Item(p.name(), PARAM, group.index(), p.paramBuffer()));
-                if (p.masterBuffer() != null) items.add(new Item(p.name(), MASTER, group.index(), p.masterBuffer()));
+                // Each tensor of a parameter has its shape (null: one-dimensional); an 8-bit state's codes too.
+                long[] dims = p.dimsOrNull();
+                if (withParams) items.add(new Item(p.name(), PARAM, group.index(), p.paramBuffer(), dims));
+                if (p.masterBuffer() != null) items.add(new Item(p.name(), MASTER, group.index(), p.masterBuffer(), dims));
                 for (Map.Entry<StateKind, AbstractTensorBuffer> s : p.stateBuffers().entrySet()) {
-                    items.add(new Item(p.name(), s.getKey().stateName(), group.index(), s.getValue()));
+                    items.add(new Item(p.name(), s.getKey().stateName(), group.index(), s.getValue(), dims));
                 }
             }
         }
@@ -162,17 +164,17 @@ final class Checkpoint {
             AbstractTensorBuffer b = item.buffer();
             if (b instanceof QuantizedBuffer q) {
                 // Codes, then absmax: the raw 8-bit state, read without dequantizing it.
-                entries.add(item.key(), Dtype.U8, q.length(), encoder.crc32c(c -> encoder.forEachCodeBlock(q, c)));
+                entries.add(item.key(), Dtype.U8, q.length(), encoder.crc32c(c -> encoder.forEachCodeBlock(q, c)), item.dims());
                 entries.add(item.key() + CheckpointQuantization.ABSMAX, Dtype.F32, q.blocks(),
-                        encoder.crc32c(c -> encoder.forEachAbsmaxBlock(q, c)));
+                        encoder.crc32c(c -> encoder.forEachAbsmaxBlock(q, c)), null);
                 maps.add(q.codeMap());
             } else {
-                entries.add(item.key(), Dtype.of(b.precision()), b.length(), encoder.crc32c(b));
+                entries.add(item.key(), Dtype.of(b.precision()), b.length(), encoder.crc32c(b), item.dims());
             }
         }
         for (CodeMap map : maps) {
             entries.add(CheckpointQuantization.mapTensor(map), Dtype.F32, BlockwiseQuantization.CODES,
-                    encoder.crc32c(c -> encoder.forEachBlock(map.table(), c)));
+                    encoder.crc32c(c -> encoder.forEachBlock(map.table(), c)), null);
         }
         // group_of.NAME and crc32c.NAME of each tensor, after the others: two entries per tensor
         // written straight into the header (a map of them cost most of a save of 10^5 small tensors);
@@ -209,9 +211,10 @@ final class Checkpoint {
             checksums = new long[expected];
         }
 
-        void add(String name, Dtype dtype, long length, long crc32c) {
+        /** A tensor of shape {@code dims} (null: one-dimensional). */
+        void add(String name, Dtype dtype, long length, long crc32c, long[] dims) {
             long end = bytes + length * dtype.bytes();
-            list.add(new Safetensors.Entry(name, dtype, length, bytes, end));
+            list.add(new Safetensors.Entry(name, dtype, length, bytes, end, dims));
             bytes = end;
             if (list.size() > checksums.length) checksums = java.util.Arrays.copyOf(checksums, 2 * list.size());
             checksums[list.size() - 1] = crc32c;
@@ -1075,6 +1078,9 @@ final class Checkpoint {
             String difference = null, conversion = null;
             if (e.length() != item.buffer().length()) {
                 difference = "has " + e.length() + " elements, this optimizer's has " + item.buffer().length() + " (wrong shape)";
+            } else if (!java.util.Arrays.equals(e.dims(), item.dims())) { // null: one-dimensional
+                difference = "has shape " + java.util.Arrays.toString(e.shape()) + ", this optimizer's has "
+                        + java.util.Arrays.toString(item.dims() == null ? new long[] {e.length()} : item.dims());
             } else {
                 // Between 8-bit and float states either way: converted (and reported), in a strict load too.
                 conversion = CheckpointQuantization.conversion(e, stored, item.buffer(), item.isState());

@@ -68,11 +68,39 @@ public final class Safetensors {
         }
     }
 
-    /** One tensor: one-dimensional, {@code length} elements of {@code dtype} at data bytes [begin, end). */
-    public record Entry(String name, Dtype dtype, long length, long begin, long end) {
-        /** A tensor of a float format. */
+    /** The most dimensions a tensor of a fusedopt checkpoint has. */
+    public static final int MAX_RANK = 4;
+
+    /**
+     * One tensor: {@code length} elements of {@code dtype} at data bytes [begin, end), of shape
+     * {@code dims}, or one-dimensional ({@code [length]}) where {@code dims} is null: the usual case
+     * keeps no array of its own.
+     */
+    public record Entry(String name, Dtype dtype, long length, long begin, long end, long[] dims) {
+        /** A one-dimensional tensor. */
+        public Entry(String name, Dtype dtype, long length, long begin, long end) {
+            this(name, dtype, length, begin, end, null);
+        }
+
+        /** A one-dimensional tensor of a float format. */
         public Entry(String name, Precision precision, long length, long begin, long end) {
-            this(name, Dtype.of(precision), length, begin, end);
+            this(name, Dtype.of(precision), length, begin, end, null);
+        }
+
+        /** Its shape (a copy). */
+        public long[] shape() {
+            return dims == null ? new long[] {length} : dims.clone();
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof Entry e && name.equals(e.name) && dtype == e.dtype && length == e.length && begin == e.begin
+                    && end == e.end && java.util.Arrays.equals(shape(), e.shape());
+        }
+
+        @Override
+        public int hashCode() {
+            return java.util.Objects.hash(name, dtype, length, begin, end, java.util.Arrays.hashCode(shape()));
         }
     }
 
@@ -123,7 +151,10 @@ public final class Safetensors {
         for (Entry e : entries) {
             g.name(e.name()).beginObject();
             g.name("dtype").value(e.dtype().name());
-            g.name("shape").beginArray().value(e.length()).endArray();
+            g.name("shape").beginArray();
+            if (e.dims() == null) g.value(e.length());
+            else for (long d : e.dims()) g.value(d);
+            g.endArray();
             g.name("data_offsets").beginArray().value(e.begin()).value(e.end()).endArray();
             g.endObject();
         }
@@ -158,7 +189,8 @@ public final class Safetensors {
         long length = 1024;
         for (Map.Entry<String, String> e : metadata.entrySet()) length += e.getKey().length() + e.getValue().length() + 6;
         for (Entry e : entries) {
-            length += 3L * e.name().length() + 90 + decimalDigits(e.length()) + decimalDigits(e.begin()) + decimalDigits(e.end());
+            length += 3L * e.name().length() + 90 + decimalDigits(e.length()) + decimalDigits(e.begin()) + decimalDigits(e.end())
+                    + (e.dims() == null ? 0 : 21L * e.dims().length);
         }
         return (int) Math.min(length, Integer.MAX_VALUE - 8);
     }
@@ -491,7 +523,7 @@ public final class Safetensors {
      * otherwise make four arrays per tensor.
      */
     private static final class EntryFields {
-        final long[] shape = new long[4];
+        final long[] shape = new long[MAX_RANK];
         final long[] offsets = new long[4];
     }
 
@@ -524,9 +556,15 @@ public final class Safetensors {
             default -> throw new CheckpointException(file + ": tensor '" + name + "' has dtype " + dtype
                     + "; fusedopt stores F32, BF16, F16 and U8 (8-bit codes)");
         };
-        if (shapeRank != 1) throw new CheckpointException(file + ": tensor '" + name + "' has shape of rank " + shapeRank + ", not 1");
         if (offsetCount != 2) throw new CheckpointException(file + ": data_offsets of '" + name + "' must hold 2 numbers");
-        long length = shape[0];
+        long length = 1;
+        for (int d = 0; d < shapeRank; d++) {
+            if (shape[d] > 0 && length > Long.MAX_VALUE / shape[d]) {
+                throw new CheckpointException(file + ": tensor '" + name + "' has shape " + java.util.Arrays.toString(
+                        java.util.Arrays.copyOf(shape, shapeRank)) + ", whose element count is not a long");
+            }
+            length *= shape[d];
+        }
         long begin = offsets[0], end = offsets[1];
         if (length < 0 || begin < 0 || end < begin || end > dataLength) {
             throw new CheckpointException(file + ": tensor '" + name + "' claims data bytes [" + begin + ", " + end + ") of "
@@ -537,7 +575,7 @@ public final class Safetensors {
             throw new CheckpointException(file + ": tensor '" + name + "' has " + length + " " + dtype + " elements but "
                     + (end - begin) + " data bytes");
         }
-        return new Entry(name, type, length, begin, end);
+        return new Entry(name, type, length, begin, end, shapeRank == 1 ? null : java.util.Arrays.copyOf(shape, shapeRank));
     }
 
     /** At most 4 non-negative integers, each within a long: {@code field} of tensor {@code name}, into {@code values}; how many. */
