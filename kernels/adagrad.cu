@@ -32,3 +32,4 @@ struct AdagradOp {
 };
 
 FO_UPDATE_KERNELS(fusedopt_adagrad, 1, AdagradOp, AdagradScalars)
+FO_QUANTIZED_UPDATE_KERNEL(fusedopt_adagrad, 1, AdagradOp, AdagradScalars)

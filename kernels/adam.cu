@@ -64,3 +64,4 @@ struct AdamOp {
 };
 
 FO_UPDATE_KERNELS(fusedopt_adam, 3, AdamOp, AdamScalars)
+FO_QUANTIZED_UPDATE_KERNEL(fusedopt_adam, 3, AdamOp, AdamScalars)

@@ -80,3 +80,4 @@ struct AdEMAMixOp {
 };
 
 FO_UPDATE_KERNELS(fusedopt_ademamix, 3, AdEMAMixOp, AdEMAMixScalars)
+FO_QUANTIZED_UPDATE_KERNEL(fusedopt_ademamix, 3, AdEMAMixOp, AdEMAMixScalars)

@@ -10,6 +10,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "fusedopt_quant.cuh"
+
 // Bit flags, mirrored by io.fusedopt.internal.KernelFlags. Uniform across an entry of the group
 // table (a group's tensors with one step offset, see fusedopt_finalize_step).
 #define FO_MAXIMIZE        (1 << 0)
@@ -30,6 +32,11 @@
 #define FO_F32  0
 #define FO_BF16 1
 #define FO_F16  2
+// A state_dtype only (io.fusedopt.internal.QuantizedBuffer): every state slot is 8-bit blockwise
+// (fusedopt_quant.cuh); bit 8 + j of state_dtype says that slot j uses the signed code map, else
+// the unsigned one. Read by the _q8 entry points only.
+#define FO_Q8   3
+#define FO_Q8_SIGNED_SHIFT 8
 
 // 64-bit grid-stride loop: correct for tensors of more than 2^31 elements.
 #define FO_FOR_EACH_ELEMENT(i, n)                                                        \
@@ -258,30 +265,50 @@ struct FoGradPrep {
   }
 };
 
-// Fixed-order sum of the FO_LANES values in lanes: a pairwise tree, halving the stride
-// (GradientStatistics.treeSum). Every thread of the block must call it.
-__device__ __forceinline__ void fo_tree_sum(double* lanes) {
+// Reduces ROWS rows of FO_LANES values at once into each row's lane 0 by a pairwise tree, halving
+// the stride: lane l combines itself with lane l + offset (combine(lanes[l], lanes[l + offset])).
+// Every thread of the block must call it; it begins and ends with a barrier, so the lanes may be
+// written just before and lane 0 read just after.
+template <int ROWS, typename T, typename Combine>
+__device__ __forceinline__ void fo_tree_reduce(T (*lanes)[FO_LANES], const Combine& combine) {
   __syncthreads();
 #pragma unroll
   for (int offset = FO_LANES / 2; offset > 0; offset >>= 1) {
-    if (threadIdx.x < offset) lanes[threadIdx.x] = __dadd_rn(lanes[threadIdx.x], lanes[threadIdx.x + offset]);
+    if (threadIdx.x < offset) {
+#pragma unroll
+      for (int r = 0; r < ROWS; r++) lanes[r][threadIdx.x] = combine(lanes[r][threadIdx.x], lanes[r][threadIdx.x + offset]);
+    }
     __syncthreads();
   }
 }
 
+// The combinations of fo_tree_reduce: a double sum rounded once per addition; an exact float max
+// (for values that are never NaN).
+struct FoSum {
+  __device__ __forceinline__ double operator()(double a, double b) const { return __dadd_rn(a, b); }
+};
+struct FoMax {
+  __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+// Fixed-order sum of the FO_LANES values in lanes (GradientStatistics.treeSum).
+__device__ __forceinline__ void fo_tree_sum(double* lanes) {
+  fo_tree_reduce<1>(reinterpret_cast<double (*)[FO_LANES]>(lanes), FoSum{});
+}
+
 // ---- The elementwise update over the segment table ----
 
-// One element: load (the master weight when there is one), prepare the gradient, apply op
-// (pure float32 arithmetic), store (the master and the rounded model copy).
-template <int SLOTS, bool MIXED, typename Op>
-__device__ __forceinline__ void fo_update_scalar(const FoTensor& t, long long k, const Op& op,
-                                                 const FoGradPrep& prep, const FoRounding& rounding, int flags) {
-  float p = (MIXED && t.master) ? t.master[k] : fo_load_at<MIXED>(t.param, t.param_dtype, k);
-  float g = prep(fo_load_at<MIXED>(t.grad, t.grad_dtype, k), flags);
-  float st[3] = {0.f, 0.f, 0.f};
-#pragma unroll
-  for (int j = 0; j < SLOTS; j++) if (t.state[j]) st[j] = fo_load_at<MIXED>(t.state[j], t.state_dtype, k);
-  op(p, g, st);
+// The param of element k as the update reads it: the master weight when there is one.
+template <bool MIXED>
+__device__ __forceinline__ float fo_load_param(const FoTensor& t, long long k) {
+  return (MIXED && t.master) ? t.master[k] : fo_load_at<MIXED>(t.param, t.param_dtype, k);
+}
+
+// The updated param of element k stored: the master (when there is one), then the model's copy,
+// rounded to nearest or, for a 16-bit param without a master when the entry asks, stochastically.
+template <bool MIXED>
+__device__ __forceinline__ void fo_store_param(const FoTensor& t, long long k, float p,
+                                               const FoRounding& rounding, int flags) {
   if (MIXED && t.master) t.master[k] = p;
   if (MIXED && rounding.applies(t, flags)) {
     unsigned int block[4];
@@ -290,6 +317,26 @@ __device__ __forceinline__ void fo_update_scalar(const FoTensor& t, long long k,
   } else {
     fo_store_at<MIXED>(t.param, t.param_dtype, k, p);
   }
+}
+
+// The gradient of element k as the algorithm sees it (FoGradPrep: unscaled, clipped).
+template <bool MIXED>
+__device__ __forceinline__ float fo_load_grad(const FoTensor& t, long long k, const FoGradPrep& prep, int flags) {
+  return prep(fo_load_at<MIXED>(t.grad, t.grad_dtype, k), flags);
+}
+
+// One element: load (the master weight when there is one), prepare the gradient, apply op
+// (pure float32 arithmetic), store (the master and the rounded model copy).
+template <int SLOTS, bool MIXED, typename Op>
+__device__ __forceinline__ void fo_update_scalar(const FoTensor& t, long long k, const Op& op,
+                                                 const FoGradPrep& prep, const FoRounding& rounding, int flags) {
+  float p = fo_load_param<MIXED>(t, k);
+  float g = fo_load_grad<MIXED>(t, k, prep, flags);
+  float st[3] = {0.f, 0.f, 0.f};
+#pragma unroll
+  for (int j = 0; j < SLOTS; j++) if (t.state[j]) st[j] = fo_load_at<MIXED>(t.state[j], t.state_dtype, k);
+  op(p, g, st);
+  fo_store_param<MIXED>(t, k, p, rounding, flags);
 #pragma unroll
   for (int j = 0; j < SLOTS; j++) if (t.state[j]) fo_store_at<MIXED>(t.state[j], t.state_dtype, k, st[j]);
 }
@@ -363,11 +410,31 @@ __device__ __forceinline__ void fo_update_range(const FoTensor& t, long long fro
   for (long long k = scalar_from + threadIdx.x; k < to; k += blockDim.x) fo_update_scalar<SLOTS, MIXED>(t, k, op, prep, rounding, flags);
 }
 
+// The chunk loop of every pass over the segment table: blocks stride over the chunks, and each
+// chunk's entry (group and step offset) picks its flags and step from the tables the finalize
+// kernel wrote, and its hyper-parameters, from which Scalars::of computes the family's per-step
+// scalars (a few double operations per chunk and thread, the same in every thread, so no
+// block-level sharing is needed). Then body(c, tensor index, tensor, from, to, flags, scalars)
+// for the chunk's elements [from, to).
+template <typename Scalars, typename Body>
+__device__ __forceinline__ void fo_for_each_chunk(const FoTensor* __restrict__ tensors,
+                                                  const FoChunk* __restrict__ chunks, int chunk_count,
+                                                  const float* __restrict__ hyper,
+                                                  const FoEntryStep* __restrict__ steps,
+                                                  const int* __restrict__ flags, const Body& body) {
+  for (int c = blockIdx.x; c < chunk_count; c += gridDim.x) {
+    const FoChunk chunk = chunks[c];
+    const FoTensor t = tensors[chunk.tensor];
+    long long end = chunk.start + FO_CHUNK_ELEMENTS;
+    if (end > t.length) end = t.length;
+    const int f = flags[t.group];
+    const FoEntryStep entry = steps[t.group];
+    body(c, chunk.tensor, t, chunk.start, end, f, Scalars::of(hyper + FO_HYPER_STRIDE * t.group, entry.lr, f, entry.step));
+  }
+}
+
 // The body of every update kernel: nothing when the finalize kernel decided to skip the step;
-// else blocks stride over the chunks, and each chunk's entry (group and step offset) picks its
-// flags and step from the tables the finalize kernel wrote, and its hyper-parameters, from which
-// Scalars::of computes the family's per-step scalars (a few double operations per chunk and thread,
-// the same in every thread, so no block-level sharing is needed).
+// else each chunk's elements by fo_update_range.
 //
 // LAYERWISE: tensor_sums holds each tensor's two sums of squares (fusedopt_tensor_norms), from
 // which Scalars::layer completes the scalars with the tensor's own factor.
@@ -382,21 +449,91 @@ __device__ __forceinline__ void fo_multi_tensor(const FoTensor* __restrict__ ten
   if (control->skip) return;
   const FoGradPrep prep{control->step_inv_grad_scale, control->clip_coef};
   const FoRounding rounding{control->rounding_seed, control->step};
-  for (int c = blockIdx.x; c < chunk_count; c += gridDim.x) {
-    const FoChunk chunk = chunks[c];
-    const FoTensor t = tensors[chunk.tensor];
-    long long end = chunk.start + FO_CHUNK_ELEMENTS;
-    if (end > t.length) end = t.length;
-    const int f = flags[t.group];
-    const FoEntryStep entry = steps[t.group];
-    Scalars s = Scalars::of(hyper + FO_HYPER_STRIDE * t.group, entry.lr, f, entry.step);
-    if constexpr (LAYERWISE) s.layer(tensor_sums[2 * chunk.tensor], tensor_sums[2 * chunk.tensor + 1], f);
-    const Op op{s, f};
-    fo_update_range<SLOTS, MIXED>(t, chunk.start, end, op, prep, rounding, f);
-  }
+  fo_for_each_chunk<Scalars>(tensors, chunks, chunk_count, hyper, steps, flags,
+      [&](int, int tensor, const FoTensor& t, long long from, long long to, int f, Scalars s) {
+        if constexpr (LAYERWISE) s.layer(tensor_sums[2 * tensor], tensor_sums[2 * tensor + 1], f);
+        fo_update_range<SLOTS, MIXED>(t, from, to, Op{s, f}, prep, rounding, f);
+      });
 }
 
-// The two entry points of an update kernel: float32 storage only, and any storage formats.
+// ---- 8-bit blockwise states (the _q8 entry points) ----
+// The same rule as the CPU backends' quantized batches (io.fusedopt.cpu.CpuStepProgram: dequantize
+// a block, update it, quantize it back). The layout is io.fusedopt.cuda.DeviceQuantizedBuffer's: a
+// quantized slot's pointer is its codes (one byte per element); its absmax (one float per block of
+// FO_QUANT_BLOCK) follows at the next 16-byte boundary.
+static_assert(FO_LANES == FO_QUANT_BLOCK, "a _q8 block of threads takes one quantization block at a time");
+
+__device__ __forceinline__ float* fo_q8_absmax(void* codes, long long length) {
+  return reinterpret_cast<float*>(static_cast<unsigned char*>(codes) + ((length + 15) & ~15LL));
+}
+
+// The update of tensors whose state slots are all 8-bit (state_dtype FO_Q8 | signed slots <<
+// FO_Q8_SIGNED_SHIFT), any param and grad formats, master weights, stochastic rounding (as the
+// _mixed entry point). Launched with FO_QUANT_BLOCK threads: per chunk, per quantization block,
+// thread i takes element i: it dequantizes its states, runs op as fo_update_scalar does, stores
+// the param; then per slot the block's absmax is the tree max of the new values' magnitudes
+// (exact, so the order does not matter), thread 0 stores it, and every thread stores the code of
+// its new value. code_maps holds CodeMap.SIGNED's 256 values, then UNSIGNED's; maps (2 x 256) and
+// lanes (SLOTS x FO_LANES) are shared memory declared by the entry point (a static local of a
+// template lies outside the CUDA emulator's shared-memory section).
+template <int SLOTS, typename Op, typename Scalars>
+__device__ __forceinline__ void fo_multi_tensor_q8(const FoTensor* __restrict__ tensors,
+                                                   const FoChunk* __restrict__ chunks, int chunk_count,
+                                                   const FoControl* __restrict__ control,
+                                                   const float* __restrict__ hyper,
+                                                   const FoEntryStep* __restrict__ steps,
+                                                   const int* __restrict__ flags,
+                                                   const float* __restrict__ code_maps,
+                                                   float (*maps)[FO_QUANT_CODES], float (*lanes)[FO_LANES]) {
+  if (control->skip) return;
+  for (int i = threadIdx.x; i < 2 * FO_QUANT_CODES; i += blockDim.x) maps[i / FO_QUANT_CODES][i % FO_QUANT_CODES] = code_maps[i];
+  __syncthreads();
+  const FoGradPrep prep{control->step_inv_grad_scale, control->clip_coef};
+  const FoRounding rounding{control->rounding_seed, control->step};
+  fo_for_each_chunk<Scalars>(tensors, chunks, chunk_count, hyper, steps, flags,
+      [&](int, int, const FoTensor& t, long long from, long long to, int f, const Scalars& s) {
+        const Op op{s, f};
+        unsigned char* codes[3] = {nullptr, nullptr, nullptr};
+        float* absmax[3] = {nullptr, nullptr, nullptr};
+        const float* map[3] = {nullptr, nullptr, nullptr};
+#pragma unroll
+        for (int j = 0; j < SLOTS; j++) {
+          if (!t.state[j]) continue;
+          codes[j] = static_cast<unsigned char*>(t.state[j]);
+          absmax[j] = fo_q8_absmax(t.state[j], t.length);
+          map[j] = maps[(t.state_dtype >> (FO_Q8_SIGNED_SHIFT + j)) & 1 ? 0 : 1];
+        }
+        // from is a multiple of FO_CHUNK_ELEMENTS, so every quantization block lies in one chunk.
+        for (long long first = from; first < to; first += FO_QUANT_BLOCK) {
+          const long long k = first + threadIdx.x;
+          const long long block = first / FO_QUANT_BLOCK;
+          const bool inside = k < to;
+          float st[3] = {0.f, 0.f, 0.f};
+          if (inside) {
+            float p = fo_load_param<true>(t, k);
+            const float g = fo_load_grad<true>(t, k, prep, f);
+#pragma unroll
+            for (int j = 0; j < SLOTS; j++) if (codes[j]) st[j] = fo_dequantize(codes[j][k], absmax[j][block], map[j]);
+            op(p, g, st);
+            fo_store_param<true>(t, k, p, rounding, f);
+          }
+#pragma unroll
+          for (int j = 0; j < SLOTS; j++) lanes[j][threadIdx.x] = inside ? fo_quant_magnitude(st[j]) : 0.f;
+          fo_tree_reduce<SLOTS>(lanes, FoMax{});
+#pragma unroll
+          for (int j = 0; j < SLOTS; j++) {
+            if (!codes[j]) continue;
+            const float scale = fo_quant_absmax(lanes[j][0]);
+            if (threadIdx.x == 0) absmax[j][block] = scale;
+            if (inside) codes[j][k] = fo_quantize(st[j], scale, map[j]);
+          }
+          __syncthreads();  // every thread has read lane 0 before the next block's magnitudes replace it
+        }
+      });
+}
+
+// The three entry points of an update kernel: float32 storage only, any storage formats, and any
+// param and grad formats with 8-bit states (fo_multi_tensor_q8; code_maps: 512 floats).
 #define FO_UPDATE_KERNELS(name, SLOTS, Op, Scalars)                                                   \
   extern "C" __global__ void name(const FoTensor* tensors, const FoChunk* chunks, int chunk_count,    \
                                   const FoControl* control, const float* hyper,                        \
@@ -408,6 +545,20 @@ __device__ __forceinline__ void fo_multi_tensor(const FoTensor* __restrict__ ten
                                           const float* hyper, const FoEntryStep* steps,                \
                                           const int* flags) {                                          \
     fo_multi_tensor<SLOTS, true, false, Op, Scalars>(tensors, chunks, chunk_count, control, hyper, steps, flags, nullptr); \
+  }
+
+// The entry point for 8-bit blockwise states, declared beside FO_UPDATE_KERNELS by the families of
+// the algorithms that have them (io.fusedopt.internal.Algorithm.hasQuantizedStates): only those, so
+// that the other fatbins do not carry code no call reaches.
+#define FO_QUANTIZED_UPDATE_KERNEL(name, SLOTS, Op, Scalars)                                          \
+  extern "C" __global__ void name##_q8(const FoTensor* tensors, const FoChunk* chunks,                \
+                                       int chunk_count, const FoControl* control,                      \
+                                       const float* hyper, const FoEntryStep* steps,                   \
+                                       const int* flags, const float* code_maps) {                     \
+    __shared__ float maps[2][FO_QUANT_CODES];                                                          \
+    __shared__ float lanes[SLOTS > 0 ? SLOTS : 1][FO_LANES];                                           \
+    fo_multi_tensor_q8<SLOTS, Op, Scalars>(tensors, chunks, chunk_count, control, hyper, steps, flags, \
+                                           code_maps, maps, lanes);                                    \
   }
 
 // ---- Layer-wise updates (LAMB, LARS): per-tensor norms, then the update ----
@@ -424,8 +575,8 @@ __device__ __forceinline__ void fo_multi_tensor(const FoTensor* __restrict__ ten
 template <int SLOTS, bool MIXED, typename NormOp>
 __device__ __forceinline__ void fo_norm_element(const FoTensor& t, long long k, const NormOp& op,
                                                 const FoGradPrep& prep, int flags, double& sum_a, double& sum_b) {
-  const float p = (MIXED && t.master) ? t.master[k] : fo_load_at<MIXED>(t.param, t.param_dtype, k);
-  const float g = prep(fo_load_at<MIXED>(t.grad, t.grad_dtype, k), flags);
+  const float p = fo_load_param<MIXED>(t, k);
+  const float g = fo_load_grad<MIXED>(t, k, prep, flags);
   float st[3] = {0.f, 0.f, 0.f};
 #pragma unroll
   for (int j = 0; j < SLOTS; j++) if (NormOp::READS_STATE && t.state[j]) st[j] = fo_load_at<MIXED>(t.state[j], t.state_dtype, k);
@@ -438,9 +589,9 @@ __device__ __forceinline__ void fo_norm_element(const FoTensor& t, long long k, 
 
 // The norm pass over the segment table: lane l of a chunk takes its elements start+l,
 // start+l+FO_LANES, ... in order (one element at a time, whatever the operands' alignment), then
-// the lanes are tree-summed into lanes_a and lanes_b (FO_LANES doubles of shared memory each,
-// declared by the entry point: a static local of a template lies outside the CUDA emulator's
-// shared-memory section). Launched with FO_LANES threads per block.
+// the two rows of lanes (2 x FO_LANES doubles of shared memory, declared by the entry point: a
+// static local of a template lies outside the CUDA emulator's shared-memory section) are
+// tree-summed. Launched with FO_LANES threads per block.
 template <int SLOTS, bool MIXED, typename NormOp, typename Scalars>
 __device__ __forceinline__ void fo_multi_tensor_norms(const FoTensor* __restrict__ tensors,
                                                       const FoChunk* __restrict__ chunks, int chunk_count,
@@ -449,31 +600,25 @@ __device__ __forceinline__ void fo_multi_tensor_norms(const FoTensor* __restrict
                                                       const FoEntryStep* __restrict__ steps,
                                                       const int* __restrict__ flags,
                                                       double* __restrict__ chunk_sums,
-                                                      double* lanes_a, double* lanes_b) {
+                                                      double (*lanes)[FO_LANES]) {
   if (control->skip) return;
   const FoGradPrep prep{control->step_inv_grad_scale, control->clip_coef};
-  for (int c = blockIdx.x; c < chunk_count; c += gridDim.x) {
-    const FoChunk chunk = chunks[c];
-    const FoTensor t = tensors[chunk.tensor];
-    long long end = chunk.start + FO_CHUNK_ELEMENTS;
-    if (end > t.length) end = t.length;
-    const int f = flags[t.group];
-    const FoEntryStep entry = steps[t.group];
-    const NormOp op{Scalars::of(hyper + FO_HYPER_STRIDE * t.group, entry.lr, f, entry.step), f};
-    double sum_a = 0.0, sum_b = 0.0;
-    for (long long k = chunk.start + threadIdx.x; k < end; k += FO_LANES) {
-      fo_norm_element<SLOTS, MIXED>(t, k, op, prep, f, sum_a, sum_b);
-    }
-    lanes_a[threadIdx.x] = sum_a;
-    lanes_b[threadIdx.x] = sum_b;
-    fo_tree_sum(lanes_a);
-    fo_tree_sum(lanes_b);
-    if (threadIdx.x == 0) {
-      chunk_sums[2 * c] = lanes_a[0];
-      chunk_sums[2 * c + 1] = lanes_b[0];
-    }
-    __syncthreads();  // the lanes are reused by the next chunk
-  }
+  fo_for_each_chunk<Scalars>(tensors, chunks, chunk_count, hyper, steps, flags,
+      [&](int c, int, const FoTensor& t, long long from, long long to, int f, const Scalars& s) {
+        const NormOp op{s, f};
+        double sum_a = 0.0, sum_b = 0.0;
+        for (long long k = from + threadIdx.x; k < to; k += FO_LANES) {
+          fo_norm_element<SLOTS, MIXED>(t, k, op, prep, f, sum_a, sum_b);
+        }
+        lanes[0][threadIdx.x] = sum_a;
+        lanes[1][threadIdx.x] = sum_b;
+        fo_tree_reduce<2>(lanes, FoSum{});
+        if (threadIdx.x == 0) {
+          chunk_sums[2 * c] = lanes[0][0];
+          chunk_sums[2 * c + 1] = lanes[1][0];
+        }
+        __syncthreads();  // the lanes are reused by the next chunk
+      });
 }
 
 // The four entry points of a layer-wise kernel: the norm pass and the update, float32 storage
@@ -486,7 +631,7 @@ __device__ __forceinline__ void fo_multi_tensor_norms(const FoTensor* __restrict
                                           const int* flags, double* chunk_sums) {                      \
     __shared__ double lanes[2][FO_LANES];                                                              \
     fo_multi_tensor_norms<SLOTS, false, NormOp, Scalars>(tensors, chunks, chunk_count, control, hyper, \
-                                                          steps, flags, chunk_sums, lanes[0], lanes[1]); \
+                                                          steps, flags, chunk_sums, lanes);          \
   }                                                                                                    \
   extern "C" __global__ void name##_norms_mixed(const FoTensor* tensors, const FoChunk* chunks,       \
                                                 int chunk_count, const FoControl* control,             \
@@ -494,7 +639,7 @@ __device__ __forceinline__ void fo_multi_tensor_norms(const FoTensor* __restrict
                                                 const int* flags, double* chunk_sums) {                \
     __shared__ double lanes[2][FO_LANES];                                                              \
     fo_multi_tensor_norms<SLOTS, true, NormOp, Scalars>(tensors, chunks, chunk_count, control, hyper,  \
-                                                         steps, flags, chunk_sums, lanes[0], lanes[1]); \
+                                                         steps, flags, chunk_sums, lanes);          \
   }                                                                                                    \
   extern "C" __global__ void name(const FoTensor* tensors, const FoChunk* chunks, int chunk_count,    \
                                   const FoControl* control, const float* hyper,                        \

@@ -48,3 +48,4 @@ struct LionOp {
 };
 
 FO_UPDATE_KERNELS(fusedopt_lion, 1, LionOp, LionScalars)
+FO_QUANTIZED_UPDATE_KERNEL(fusedopt_lion, 1, LionOp, LionScalars)

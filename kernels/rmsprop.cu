@@ -50,3 +50,4 @@ struct RmsPropOp {
 };
 
 FO_UPDATE_KERNELS(fusedopt_rmsprop, 3, RmsPropOp, RmsPropScalars)
+FO_QUANTIZED_UPDATE_KERNEL(fusedopt_rmsprop, 3, RmsPropOp, RmsPropScalars)

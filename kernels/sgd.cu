@@ -74,4 +74,6 @@ struct MomentumVelocityOp {
 
 FO_UPDATE_KERNELS(fusedopt_sgd, 0, SgdOp, SgdScalars)
 FO_UPDATE_KERNELS(fusedopt_momentum_buffer, 1, MomentumBufferOp, MomentumScalars)
+FO_QUANTIZED_UPDATE_KERNEL(fusedopt_momentum_buffer, 1, MomentumBufferOp, MomentumScalars)
 FO_UPDATE_KERNELS(fusedopt_momentum_velocity, 1, MomentumVelocityOp, MomentumScalars)
+FO_QUANTIZED_UPDATE_KERNEL(fusedopt_momentum_velocity, 1, MomentumVelocityOp, MomentumScalars)

@@ -1,8 +1,12 @@
 package io.fusedopt;
 
 import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.BlockwiseQuantization;
+import io.fusedopt.internal.BlockwiseQuantization.CodeMap;
 import io.fusedopt.internal.Conversions;
+import io.fusedopt.internal.QuantizedBuffer;
 import io.fusedopt.internal.Safetensors;
+import io.fusedopt.internal.Safetensors.Dtype;
 import io.fusedopt.internal.UpdatePlan;
 import java.io.IOException;
 import java.io.InputStream;
@@ -29,7 +33,8 @@ import java.util.zip.CRC32C;
  * One tensor per param ({@code name/param}, unless saved without params), master weights
  * ({@code name/master}) and state ({@code name/exp_avg}, ...), each with a CRC32C in the metadata,
  * which also holds the format version, the algorithm, every group's hyper-parameters, the step
- * counters, the loss scale and the storage formats.
+ * counters, the loss scale and the storage formats. An 8-bit state is its codes, its absmax and a
+ * code map ({@link CheckpointQuantization}).
  */
 final class Checkpoint {
     private Checkpoint() {}
@@ -81,9 +86,14 @@ final class Checkpoint {
      * a lookup out of order): a save or load of 10^5 tensors compares names in place instead of
      * making 3 * 10^5 strings that live as long as it does.
      */
-    private record Item(String parameter, String tensor, int group, AbstractTensorBuffer buffer) {
+    private record Item(String parameter, String tensor, int group, AbstractTensorBuffer buffer, long[] dims) {
         String key() {
             return parameter + "/" + tensor;
+        }
+
+        /** Whether this is an optimizer state (not the param or its master weights). */
+        boolean isState() {
+            return !tensor.equals(PARAM) && !tensor.equals(MASTER);
         }
 
         /** Whether {@code name} is {@link #key()}. */
@@ -94,23 +104,30 @@ final class Checkpoint {
         }
     }
 
+    private static final String PARAM = "param", MASTER = "master";
+
     /** The checkpoint's tensors in this optimizer's order; without {@code name/param} when {@code withParams} is false. */
     private static List<Item> items(DeviceOptimizer opt, boolean withParams) {
         List<Item> items = new ArrayList<>();
         for (ParamGroup group : opt.groups()) {
             for (Parameter p : group.parameterList()) {
-                if (withParams) items.add(new Item(p.name(), "param", group.index(), p.paramBuffer()));
-                if (p.masterBuffer() != null) items.add(new Item(p.name(), "master", group.index(), p.masterBuffer()));
+                // Each tensor of a parameter has its shape (null: one-dimensional); an 8-bit state's codes too.
+                long[] dims = p.dimsOrNull();
+                if (withParams) items.add(new Item(p.name(), PARAM, group.index(), p.paramBuffer(), dims));
+                if (p.masterBuffer() != null) items.add(new Item(p.name(), MASTER, group.index(), p.masterBuffer(), dims));
                 for (Map.Entry<StateKind, AbstractTensorBuffer> s : p.stateBuffers().entrySet()) {
-                    items.add(new Item(p.name(), s.getKey().stateName(), group.index(), s.getValue()));
+                    items.add(new Item(p.name(), s.getKey().stateName(), group.index(), s.getValue(), dims));
                 }
             }
         }
         return items;
     }
 
-    /** A checkpoint ready to write: the header (checksums included; its bytes from position to limit), the tensors, the total size. */
-    private record Prepared(ByteBuffer header, List<Item> items, long bytes) {}
+    /**
+     * A checkpoint ready to write: the header (checksums included; its bytes from position to
+     * limit), the tensors, the code maps of the 8-bit states, the total size.
+     */
+    private record Prepared(ByteBuffer header, List<Item> items, List<CodeMap> maps, long bytes) {}
 
     /** Reads every tensor once for its CRC32C and encodes the header (a second pass writes the data). */
     private static Prepared prepare(DeviceOptimizer opt, SaveOptions options) throws IOException {
@@ -124,6 +141,7 @@ final class Checkpoint {
         metadata.put("skipped_steps", Long.toString(counters.skippedSteps()));
         metadata.put("grad_scale", Double.toString(opt.gradScale()));
         metadata.put("state_precision", opt.statePrecision().name());
+        CheckpointQuantization.putMetadata(opt, metadata);
         metadata.put("master_weights", Boolean.toString(opt.usesMasterWeights()));
         // Written only with stochastic rounding, so that other checkpoints keep their bytes.
         opt.stochasticRoundingSeed().ifPresent(seed -> metadata.put(ROUNDING_SEED, Long.toString(seed)));
@@ -139,37 +157,83 @@ final class Checkpoint {
         }
         putSchedulesAndScaler(opt, metadata);
         putTensorSteps(opt, metadata, counters.step());
-        List<Safetensors.Entry> entries = new ArrayList<>(items.size());
-        long[] checksums = new long[items.size()];
         TensorEncoder encoder = new TensorEncoder();
-        long offset = 0;
-        for (int i = 0; i < items.size(); i++) {
-            AbstractTensorBuffer b = items.get(i).buffer();
-            long bytes = b.byteSize();
-            entries.add(new Safetensors.Entry(items.get(i).key(), b.precision(), b.length(), offset, offset + bytes));
-            offset += bytes;
-            checksums[i] = encoder.crc32c(b);
+        Entries entries = new Entries(items.size());
+        java.util.EnumSet<CodeMap> maps = java.util.EnumSet.noneOf(CodeMap.class);
+        for (Item item : items) {
+            AbstractTensorBuffer b = item.buffer();
+            if (b instanceof QuantizedBuffer q) {
+                // Codes, then absmax: the raw 8-bit state, read without dequantizing it.
+                entries.add(item.key(), Dtype.U8, q.length(), encoder.crc32c(c -> encoder.forEachCodeBlock(q, c)), item.dims());
+                entries.add(item.key() + CheckpointQuantization.ABSMAX, Dtype.F32, q.blocks(),
+                        encoder.crc32c(c -> encoder.forEachAbsmaxBlock(q, c)), null);
+                maps.add(q.codeMap());
+            } else {
+                entries.add(item.key(), Dtype.of(b.precision()), b.length(), encoder.crc32c(b), item.dims());
+            }
+        }
+        for (CodeMap map : maps) {
+            entries.add(CheckpointQuantization.mapTensor(map), Dtype.F32, BlockwiseQuantization.CODES,
+                    encoder.crc32c(c -> encoder.forEachBlock(map.table(), c)), null);
         }
         // group_of.NAME and crc32c.NAME of each tensor, after the others: two entries per tensor
-        // written straight into the header (a map of them cost most of a save of 10^5 small tensors).
-        // Their prefixes keep them apart from every other key and from each other's.
+        // written straight into the header (a map of them cost most of a save of 10^5 small tensors);
+        // an 8-bit state's code_map.NAME and its absmax's crc32c follow them. Their prefixes keep
+        // them apart from every other key and from each other's.
         String[] groupText = new String[groups.size()];
         for (int g = 0; g < groupText.length; g++) groupText[g] = Integer.toString(g);
+        List<Safetensors.Entry> list = entries.list;
         ByteBuffer header = Safetensors.encodeHeader(metadata, writer -> {
-            for (int i = 0; i < items.size(); i++) {
-                String key = entries.get(i).name(); // the item's key, made once
-                writer.name("group_of.", key).value(groupText[items.get(i).group()]);
-                writer.name("crc32c.", key).value(Safetensors.crcHex(checksums[i]));
+            int e = 0;
+            for (Item item : items) {
+                String key = list.get(e).name(); // the item's key, made once
+                writer.name("group_of.", key).value(groupText[item.group()]);
+                writer.name("crc32c.", key).value(Safetensors.crcHex(entries.checksums[e++]));
+                if (item.buffer() instanceof QuantizedBuffer q) {
+                    writer.name(CheckpointQuantization.CODE_MAP, key).value(CheckpointQuantization.mapTensor(q.codeMap()));
+                    writer.name("crc32c.", list.get(e).name()).value(Safetensors.crcHex(entries.checksums[e++]));
+                }
             }
-        }, entries);
-        return new Prepared(header, items, header.remaining() + offset);
+            for (; e < list.size(); e++) writer.name("crc32c.", list.get(e).name()).value(Safetensors.crcHex(entries.checksums[e]));
+        }, list);
+        return new Prepared(header, items, List.copyOf(maps), header.remaining() + entries.bytes);
+    }
+
+    /** The header's tensors in data order, with their CRC32Cs. */
+    private static final class Entries {
+        final List<Safetensors.Entry> list;
+        long[] checksums;
+        /** Data bytes so far. */
+        long bytes;
+
+        Entries(int expected) {
+            list = new ArrayList<>(expected);
+            checksums = new long[expected];
+        }
+
+        /** A tensor of shape {@code dims} (null: one-dimensional). */
+        void add(String name, Dtype dtype, long length, long crc32c, long[] dims) {
+            long end = bytes + length * dtype.bytes();
+            list.add(new Safetensors.Entry(name, dtype, length, bytes, end, dims));
+            bytes = end;
+            if (list.size() > checksums.length) checksums = java.util.Arrays.copyOf(checksums, 2 * list.size());
+            checksums[list.size() - 1] = crc32c;
+        }
     }
 
     private static void write(Prepared prepared, Sink sink) throws IOException {
         sink.write(prepared.header().duplicate()); // the sink consumes its buffer
         TensorEncoder encoder = new TensorEncoder();
         CoalescedWrites writes = new CoalescedWrites(sink);
-        for (Item item : prepared.items()) encoder.forEachBlock(item.buffer(), writes);
+        for (Item item : prepared.items()) {
+            if (item.buffer() instanceof QuantizedBuffer q) {
+                encoder.forEachCodeBlock(q, writes);
+                encoder.forEachAbsmaxBlock(q, writes);
+            } else {
+                encoder.forEachBlock(item.buffer(), writes);
+            }
+        }
+        for (CodeMap map : prepared.maps()) encoder.forEachBlock(map.table(), writes);
         writes.flush();
     }
 
@@ -331,24 +395,79 @@ final class Checkpoint {
             return crc.getValue();
         }
 
+        /** The CRC32C of the bytes {@code blocks} gives its consumer. */
+        long crc32c(Blocks blocks) throws IOException {
+            crc.reset();
+            blocks.writeTo(crcUpdate);
+            return crc.getValue();
+        }
+
+        /** Scratch arrays for blocks of {@code elements} values. */
+        private void reserve(int elements) {
+            if (values.length < elements) {
+                values = new float[elements];
+                bytes = new byte[elements * Float.BYTES];
+            }
+        }
+
         void forEachBlock(AbstractTensorBuffer b, BlockConsumer consumer) throws IOException {
             Precision precision = b.precision();
             int block = (int) Math.min(BLOCK, b.length());
-            if (values.length < block) {
-                values = new float[block];
-                bytes = new byte[block * Float.BYTES];
-            }
+            reserve(block);
             for (long from = 0; from < b.length(); from += block) {
                 int n = (int) Math.min(block, b.length() - from);
                 b.copyTo(from, values, 0, n);
                 if (precision == Precision.FP32) {
-                    for (int i = 0, at = 0; i < n; i++, at += Float.BYTES) putLittleEndian(bytes, at, Float.floatToRawIntBits(values[i]), Float.BYTES);
+                    encodeFloats(n);
                 } else {
                     for (int i = 0, at = 0; i < n; i++, at += Short.BYTES) putLittleEndian(bytes, at, Conversions.narrow(precision, values[i]), Short.BYTES);
                 }
                 consumer.accept(bytes, n * precision.bytes());
             }
         }
+
+        /** An 8-bit state's codes, a byte per element. */
+        void forEachCodeBlock(QuantizedBuffer q, BlockConsumer consumer) throws IOException {
+            reserve((int) Math.min(BLOCK, q.length()));
+            for (long from = 0; from < q.length(); from += BLOCK) {
+                int n = (int) Math.min(BLOCK, q.length() - from);
+                q.readCodes(from, bytes, 0, n);
+                consumer.accept(bytes, n);
+            }
+        }
+
+        /** An 8-bit state's absmax, a float32 per block. */
+        void forEachAbsmaxBlock(QuantizedBuffer q, BlockConsumer consumer) throws IOException {
+            reserve(Math.min(BLOCK, q.blocks()));
+            for (int from = 0; from < q.blocks(); from += BLOCK) {
+                int n = Math.min(BLOCK, q.blocks() - from);
+                q.readAbsmax(from, values, 0, n);
+                encodeFloats(n);
+                consumer.accept(bytes, n * Float.BYTES);
+            }
+        }
+
+        /** Float32 values (a code map's). */
+        void forEachBlock(float[] v, BlockConsumer consumer) throws IOException {
+            for (int from = 0; from < v.length; from += BLOCK) {
+                int n = Math.min(BLOCK, v.length - from);
+                reserve(n);
+                System.arraycopy(v, from, values, 0, n);
+                encodeFloats(n);
+                consumer.accept(bytes, n * Float.BYTES);
+            }
+        }
+
+        /** {@code values[0, n)} as little-endian float32 into {@code bytes}. */
+        private void encodeFloats(int n) {
+            for (int i = 0, at = 0; i < n; i++, at += Float.BYTES) putLittleEndian(bytes, at, Float.floatToRawIntBits(values[i]), Float.BYTES);
+        }
+    }
+
+    /** Bytes written block by block to a consumer (a quantized state's codes or absmax, a code map). */
+    @FunctionalInterface
+    private interface Blocks {
+        void writeTo(BlockConsumer consumer) throws IOException;
     }
 
     /** The low {@code size} bytes of {@code value}, least significant first, at {@code bytes[at]}. */
@@ -493,8 +612,12 @@ final class Checkpoint {
             int stored = checksums.find(e.name());
             if (stored < 0) throw new CheckpointException(name + ": tensor '" + e.name() + "' has no CRC32C");
             crc.reset();
-            int index = positions.of(e.name());
-            if (index < 0) {
+            CheckpointQuantization.Part part = plan.layout().part(e.name());
+            boolean isMap = part != null && part.map() != null; // always read: its 256 values are checked
+            // An absmax is read with the 8-bit state it scales, when that is loaded.
+            int index = part == null ? positions.of(e.name())
+                    : isMap ? -1 : plan.quantizedLoads().getOrDefault(part.absmaxOf().codes().name(), -1);
+            if (index < 0 && !isMap) {
                 // Not loaded, yet checked: a damaged checkpoint is refused whatever it is loaded into.
                 int block = (int) Math.min(BLOCK, e.end() - e.begin());
                 if (bytes.capacity() < block) bytes = ByteBuffer.allocate(block);
@@ -510,7 +633,8 @@ final class Checkpoint {
                 throw new CheckpointException(name + ": tensor '" + e.name() + "' has " + e.length()
                         + " elements; loading holds each tensor in one Java array (at most 2^31 - 9 elements)");
             }
-            // The length and format matched this optimizer's tensor: this is the size of memory it already has.
+            // The length and format matched this optimizer's tensor: this is the size of memory it already
+            // has (an absmax: 4 bytes per 256 codes, as checked; a code map: 256 floats).
             int size = (int) (e.end() - e.begin());
             if (bytes.capacity() < size) bytes = ByteBuffer.allocate(size);
             bytes.clear().limit(size);
@@ -518,22 +642,41 @@ final class Checkpoint {
             crc.update(bytes.array(), 0, size);
             checkCrc(name, e, header.metadata(), stored, crc);
             int length = (int) e.length();
-            float[] values = data.place(index, length);
-            int at = data.offset(index);
             byte[] raw = bytes.array();
-            if (e.dtype() == Precision.FP32) {
-                for (int i = 0; i < length; i++) values[at + i] = Float.intBitsToFloat(getLittleEndian(raw, i * Float.BYTES, Float.BYTES));
+            if (isMap) {
+                float[] table = new float[length];
+                decode(e.dtype(), raw, length, table, 0);
+                CheckpointQuantization.checkMap(name, e, part.map(), table);
+            } else if (part != null) {
+                float[] absmax = new float[length];
+                decode(e.dtype(), raw, length, absmax, 0);
+                CheckpointQuantization.checkAbsmax(name, e, absmax);
+                data.placeAbsmax(index, absmax);
+            } else if (e.dtype() == Dtype.U8) {
+                data.placeCodes(index, java.util.Arrays.copyOf(raw, length));
             } else {
-                for (int i = 0; i < length; i++) {
-                    values[at + i] = Conversions.widen(e.dtype(), (short) getLittleEndian(raw, i * Short.BYTES, Short.BYTES));
-                }
+                decode(e.dtype(), raw, length, data.place(index, length), data.offset(index));
             }
+        }
+        // Converted 8-bit states become float32 values, written as any other tensor's (quantized
+        // again, block by block, into an 8-bit state of another map).
+        for (Map.Entry<String, Integer> q : plan.quantizedLoads().entrySet()) {
+            CheckpointQuantization.Stored s = plan.layout().quantized().get(q.getKey());
+            if (!CheckpointQuantization.copiesCodes(s, plan.loads().get(q.getValue()).buffer())) data.dequantize(q.getValue(), s.map());
         }
         source.finish();
         opt.applyCheckpoint(plan.configs(), plan.step(), plan.skippedSteps(), plan.gradScale(), extras.schedules(),
                 extras.scaler(), tensorSteps, roundingSeed, () -> {
             for (int i = 0; i < plan.loads().size(); i++) {
                 Item item = plan.loads().get(i);
+                byte[] codes = data.codes(i);
+                if (codes != null) { // an 8-bit state into one of the same map: exactly as saved
+                    QuantizedBuffer q = (QuantizedBuffer) item.buffer();
+                    q.writeCodes(0, codes, 0, codes.length);
+                    float[] absmax = data.absmax(i);
+                    q.writeAbsmax(0, absmax, 0, absmax.length);
+                    continue;
+                }
                 float[] values = data.array(i);
                 int at = data.offset(i);
                 int length = (int) item.buffer().length();
@@ -545,10 +688,22 @@ final class Checkpoint {
         return plan.report();
     }
 
+    /** {@code length} little-endian values of a float {@code dtype} from {@code raw} into {@code values[at...]}. */
+    private static void decode(Dtype dtype, byte[] raw, int length, float[] values, int at) {
+        if (dtype == Dtype.F32) {
+            for (int i = 0; i < length; i++) values[at + i] = Float.intBitsToFloat(getLittleEndian(raw, i * Float.BYTES, Float.BYTES));
+        } else {
+            for (int i = 0; i < length; i++) {
+                values[at + i] = Conversions.widen(dtype.precision(), (short) getLittleEndian(raw, i * Short.BYTES, Short.BYTES));
+            }
+        }
+    }
+
     /**
      * The loaded tensors' values, held until every tensor has been checked: small ones side by side
      * in shared arrays, a larger one in an array of its own. An array per tensor made 10^5 tiny
-     * tensors' values 3 * 10^5 objects, which the collector copied while the load went on.
+     * tensors' values 3 * 10^5 objects, which the collector copied while the load went on. An
+     * 8-bit state's codes and absmax are held as they are.
      */
     private static final class LoadedValues {
         /** Elements per shared array (4 MiB); a tensor of more elements (or none) gets its own. */
@@ -557,10 +712,42 @@ final class Checkpoint {
         private final int[] offsets;
         private float[] shared;
         private int sharedUsed;
+        /** The codes and absmax of the loaded 8-bit states, by position; made at the first one. */
+        private byte[][] codes;
+        private float[][] absmax;
 
         LoadedValues(int tensors) {
             arrays = new float[tensors][];
             offsets = new int[tensors];
+        }
+
+        void placeCodes(int index, byte[] tensorCodes) {
+            if (codes == null) codes = new byte[arrays.length][];
+            codes[index] = tensorCodes;
+        }
+
+        void placeAbsmax(int index, float[] tensorAbsmax) {
+            if (absmax == null) absmax = new float[arrays.length][];
+            absmax[index] = tensorAbsmax;
+        }
+
+        /** The codes of the 8-bit state at {@code index}, null for a tensor of floats. */
+        byte[] codes(int index) {
+            return codes == null ? null : codes[index];
+        }
+
+        float[] absmax(int index) {
+            return absmax[index];
+        }
+
+        /** Turns the 8-bit state at {@code index} into its float32 values (in an array of their own). */
+        void dequantize(int index, CodeMap map) {
+            float[] values = new float[codes[index].length];
+            BlockwiseQuantization.dequantizeBlocks(codes[index], absmax[index], map, values);
+            arrays[index] = values;
+            offsets[index] = 0;
+            codes[index] = null;
+            absmax[index] = null;
         }
 
         /** Room for tensor {@code index}'s {@code length} values: the array, from {@link #offset}. */
@@ -784,8 +971,12 @@ final class Checkpoint {
         require(m, name, key, Double.toString(factor));
     }
 
+    /**
+     * @param layout the checkpoint's 8-bit states and their parts
+     * @param quantizedLoads the loaded 8-bit states: the name of their codes, their position in {@code loads}
+     */
     private record Plan(List<OptimizerConfig> configs, long step, long skippedSteps, double gradScale, List<Item> loads,
-                        LoadReport report) {}
+                        CheckpointQuantization.Layout layout, Map<String, Integer> quantizedLoads, LoadReport report) {}
 
     private static final String NON_STRICT_HINT = "; a non-strict load (LoadOptions.builder().optStrict(false)) loads the"
             + " tensors that match and reports the others";
@@ -863,7 +1054,10 @@ final class Checkpoint {
         }
         if (!(gradScale > 0) || Double.isInfinite(gradScale)) throw new CheckpointException(name + ": grad_scale " + gradScale + " is not finite and > 0");
 
-        EntriesByName entries = new EntriesByName(header.entries());
+        CheckpointQuantization.Layout layout = CheckpointQuantization.layout(name, header);
+        // An 8-bit state's absmax and code map are read with it, never matched or reported on their own.
+        EntriesByName entries = new EntriesByName(layout.parts().isEmpty() ? header.entries()
+                : header.entries().stream().filter(e -> layout.part(e.name()) == null).toList());
         TensorMetadata groupOf = new TensorMetadata(header.metadata(), "group_of.");
         String[] groupText = new String[groups.size()];
         for (int g = 0; g < groupText.length; g++) groupText[g] = Integer.toString(g);
@@ -871,6 +1065,8 @@ final class Checkpoint {
         List<String> loaded = new ArrayList<>(); // the loads' names, the checkpoint's strings
         List<String> missing = new ArrayList<>();
         Map<String, String> mismatched = new LinkedHashMap<>();
+        Map<String, String> converted = new LinkedHashMap<>();
+        Map<String, Integer> quantizedLoads = new HashMap<>(); // an 8-bit state's codes name -> its position in loads
         for (Item item : items(opt, withParams)) {
             Safetensors.Entry e = entries.remove(item);
             if (e == null) {
@@ -878,11 +1074,21 @@ final class Checkpoint {
                 missing.add(item.key());
                 continue;
             }
-            String difference = null;
+            CheckpointQuantization.Stored stored = e.dtype() == Dtype.U8 ? layout.quantized().get(e.name()) : null;
+            String difference = null, conversion = null;
             if (e.length() != item.buffer().length()) {
                 difference = "has " + e.length() + " elements, this optimizer's has " + item.buffer().length() + " (wrong shape)";
-            } else if (e.dtype() != item.buffer().precision()) {
-                difference = "is " + e.dtype() + ", this optimizer's is " + item.buffer().precision();
+            } else if (!java.util.Arrays.equals(e.dims(), item.dims())) { // null: one-dimensional
+                difference = "has shape " + java.util.Arrays.toString(e.shape()) + ", this optimizer's has "
+                        + java.util.Arrays.toString(item.dims() == null ? new long[] {e.length()} : item.dims());
+            } else {
+                // Between 8-bit and float states either way: converted (and reported), in a strict load too.
+                conversion = CheckpointQuantization.conversion(e, stored, item.buffer(), item.isState());
+                boolean sameFormat = item.buffer() instanceof QuantizedBuffer ? stored != null : e.dtype().precision() == item.buffer().precision();
+                if (conversion == null && !sameFormat) {
+                    difference = "is " + (stored != null ? "U8 (8-bit codes)" : e.dtype().precision()) + ", this optimizer's is "
+                            + item.buffer().precision();
+                }
             }
             if (difference != null) {
                 if (strict) throw new CheckpointException(name + ": tensor '" + item.key() + "' " + difference + NON_STRICT_HINT);
@@ -892,6 +1098,8 @@ final class Checkpoint {
             // The group a tensor was saved in must be its group now (strict); a non-strict load
             // matches by name, length and format only.
             if (strict) require(name, groupOf, e.name(), groupText[item.group()]);
+            if (stored != null) quantizedLoads.put(e.name(), loads.size());
+            if (conversion != null) converted.put(e.name(), conversion);
             loads.add(item);
             loaded.add(e.name());
         }
@@ -909,8 +1117,8 @@ final class Checkpoint {
                     + " loss scale of another run onto these tensors: check that the checkpoint is this model's and that its"
                     + " parameter names are the ones registered");
         }
-        LoadReport report = new LoadReport(loaded, missing, entries.remainingNames(), mismatched, withParams, extraGroups);
-        return new Plan(configs, step, skipped, gradScale, loads, report);
+        LoadReport report = new LoadReport(loaded, missing, entries.remainingNames(), mismatched, withParams, extraGroups, converted);
+        return new Plan(configs, step, skipped, gradScale, loads, layout, quantizedLoads, report);
     }
 
     /** {@link #require(Map, String, String, String)} for a per-tensor entry ({@code group_of.TENSOR}). */

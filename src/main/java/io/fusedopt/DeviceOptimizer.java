@@ -217,14 +217,26 @@ public final class DeviceOptimizer implements AutoCloseable {
     }
 
     /**
-     * A new group with its own configuration, which must be of this optimizer's algorithm (for
-     * example an {@link Adam} without weight decay for biases). Groups may be added after steps
-     * have begun; their tensors then start at their own step 1 ({@link ParamGroup#add}). Adding a
-     * group keeps captured steps usable; adding a tensor to it does not.
+     * A new group with its own configuration: a variant of the defaults (an {@link Adam} without
+     * weight decay for biases) or another algorithm altogether (a {@link Lamb} group beside an
+     * AdamW one, a {@link Momentum} group for some layers): one {@link #step()} updates every group
+     * by its own algorithm, each tensor bit for bit as an optimizer of that algorithm alone would,
+     * and one checkpoint holds them all. Groups may be added after steps have begun; their tensors
+     * then start at their own step 1 ({@link ParamGroup#add}). Adding a group keeps captured steps
+     * usable; adding a tensor to it does not.
+     *
+     * @throws IllegalArgumentException for an algorithm that keeps states but has no 8-bit form,
+     *     in an optimizer with {@link Builder#optStateQuantization 8-bit states}; nothing is added
      */
     public synchronized ParamGroup addGroup(OptimizerConfig config) {
         ensureUsable();
-        requireSameAlgorithm(config);
+        Check.notNull("config", config);
+        if (stateQuantization != StateQuantization.NONE && !Algorithms.of(config).hasQuantizedStates()
+                && !config.stateKinds().isEmpty()) {
+            throw new IllegalArgumentException("this optimizer keeps " + stateQuantization + " states, which "
+                    + config.getClass().getSimpleName() + " has no form of; the algorithms with 8-bit states are "
+                    + Algorithms.withQuantizedStates() + " (and those without states, such as Sgd, may join)");
+        }
         ParamGroup group = new ParamGroup(this, groups.size(), config);
         groups.add(group);
         // An empty group changes no update: the program and its captures stay (its tensors' add() rebuilds).
@@ -595,9 +607,10 @@ public final class DeviceOptimizer implements AutoCloseable {
         return stateQuantization;
     }
 
-    /** Whether the states of a tensor of {@code length} elements are 8-bit blockwise. */
-    boolean quantizesStatesOf(long length) {
-        return stateQuantization == StateQuantization.BLOCKWISE_8BIT && length >= StateQuantization.MIN_ELEMENTS;
+    /** Whether the states of a tensor of {@code length} elements in a group of {@code config} are 8-bit blockwise. */
+    boolean quantizesStatesOf(OptimizerConfig config, long length) {
+        return stateQuantization == StateQuantization.BLOCKWISE_8BIT && Algorithms.of(config).hasQuantizedStates()
+                && length >= StateQuantization.MIN_ELEMENTS;
     }
 
     /** A new 8-bit blockwise state for registration (its map from its kind). */
@@ -700,7 +713,10 @@ public final class DeviceOptimizer implements AutoCloseable {
      * step counters (each tensor's own count and frozen flag included), hyper-parameters and the
      * loss scale are restored; continuing then gives, bit
      * for bit, what the saved run would have given. Everything is checked (structure, checksums,
-     * shapes) before anything changes: a damaged or mismatched file changes nothing.
+     * shapes) before anything changes: a damaged or mismatched file changes nothing. The one
+     * difference of format taken: 8-bit states ({@link Builder#optStateQuantization}) load into
+     * float ones dequantized, and float states into 8-bit ones quantized, each listed in
+     * {@link LoadReport#converted()} (docs/checkpoints.md, "8-bit states").
      *
      * @throws CheckpointException naming the problem
      */
@@ -875,7 +891,11 @@ public final class DeviceOptimizer implements AutoCloseable {
      */
     @Override
     public synchronized String toString() {
-        StringBuilder b = new StringBuilder("DeviceOptimizer[").append(engine.backend()).append(", ").append(defaults.algorithm());
+        java.util.Set<String> algorithms = new java.util.LinkedHashSet<>();
+        algorithms.add(defaults.algorithm());
+        for (ParamGroup g : groups) algorithms.add(g.currentConfig().algorithm());
+        StringBuilder b = new StringBuilder("DeviceOptimizer[").append(engine.backend()).append(", ")
+                .append(String.join(" + ", algorithms));
         int tensors = 0, frozen = 0;
         for (ParamGroup g : groups) {
             for (Parameter p : g.parameterList()) {
@@ -1092,14 +1112,6 @@ public final class DeviceOptimizer implements AutoCloseable {
         throw new IllegalStateException("cannot " + action + ": no tensor is registered (" + groups.size() + " group"
                 + (groups.size() == 1 ? "" : "s") + ", none with a parameter); register tensors first with"
                 + " addGroup().add(name, param, grad)");
-    }
-
-    void requireSameAlgorithm(OptimizerConfig config) {
-        Check.notNull("config", config);
-        if (config.getClass() != defaults.getClass()) {
-            throw new IllegalArgumentException("this optimizer runs " + defaults.algorithm() + "; a group cannot use "
-                    + config.algorithm());
-        }
     }
 
     /** Reserves a parameter name, unique within this optimizer. */

@@ -51,7 +51,8 @@ public final class LoadOptions {
          * are, and the {@link LoadReport} lists them (missing, unexpected, mismatched); the
          * checkpoint may also have fewer groups than this optimizer, whose extra groups then keep
          * their configuration and schedule ({@link LoadReport#extraGroups()}: a new head's group
-         * when fine-tuning). Either way the algorithm, the storage formats and the saved groups'
+         * when fine-tuning). Either way the algorithm, the storage formats (but for 8-bit and
+         * float states, converted either way: {@link LoadReport#converted()}) and the saved groups'
          * state layout must match, and the step counters, every saved group's hyper-parameters and
          * the loss scale are restored; the whole checkpoint is checked (checksums included) before
          * anything changes. A non-strict load that matches none of this optimizer's tensors is

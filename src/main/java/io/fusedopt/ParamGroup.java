@@ -3,6 +3,7 @@ package io.fusedopt;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.Check;
 import io.fusedopt.internal.LrSegments;
+import io.fusedopt.internal.Safetensors;
 import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.UpdatePlan;
 import java.util.ArrayList;
@@ -52,7 +53,12 @@ public final class ParamGroup {
     public void setConfig(OptimizerConfig newConfig) {
         synchronized (optimizer) {
             optimizer.ensureUsable();
-            optimizer.requireSameAlgorithm(newConfig);
+            Check.notNull("config", newConfig);
+            if (newConfig.getClass() != config.getClass()) {
+                throw new IllegalArgumentException("group " + index + " runs " + config.algorithm() + "; a new configuration cannot"
+                        + " change its algorithm to " + newConfig.algorithm() + " (its tensors keep that algorithm's states): add"
+                        + " a group of the other algorithm instead");
+            }
             UpdatePlan newPlan = UpdatePlan.of(newConfig);
             if (!newPlan.sameLayout(plan)) {
                 throw new IllegalArgumentException("the new configuration keeps the state tensors "
@@ -179,6 +185,21 @@ public final class ParamGroup {
      *     call allocated is freed first, so the optimizer is as it was
      */
     public Parameter add(String name, TensorBuffer param, TensorBuffer grad) {
+        return add(name, param, grad, (long[]) null);
+    }
+
+    /**
+     * {@link #add(String, TensorBuffer, TensorBuffer)} with the tensor's shape (a weight matrix of
+     * {@code rows x cols}: {@code add(name, w, dw, rows, cols)}), whose product must be the
+     * buffers' length; at most {@value io.fusedopt.internal.Safetensors#MAX_RANK} dimensions, each
+     * at least 0. The elements lie in row-major order. {@link Parameter#shape()} returns it,
+     * checkpoints record it and a load checks it.
+     *
+     * @throws IllegalArgumentException as {@link #add(String, TensorBuffer, TensorBuffer)}, and for
+     *     a shape whose product is not the length (or overflows), of rank above the maximum, or with
+     *     a negative dimension; nothing is registered then
+     */
+    public Parameter add(String name, TensorBuffer param, TensorBuffer grad, long... shape) {
         synchronized (optimizer) {
             optimizer.ensureUsable();
             AbstractTensorBuffer p = optimizer.ownBuffer("param", param);
@@ -193,6 +214,7 @@ public final class ParamGroup {
                 throw new IllegalArgumentException("param '" + name + "' has " + p.length() + " elements but its grad has "
                         + g.length());
             }
+            long[] dims = checkedDims(name, shape, p.length());
             requireUnregistered("param", p);
             requireUnregistered("grad", g);
             optimizer.requireUnsharedMemory("param '" + name + "'", p, "grad of '" + name + "'", g);
@@ -202,7 +224,7 @@ public final class ParamGroup {
             Map<StateKind, AbstractTensorBuffer> states = new LinkedHashMap<>(); // in config.stateKinds() order
             AbstractTensorBuffer master = null;
             try {
-                boolean quantized = optimizer.quantizesStatesOf(p.length());
+                boolean quantized = optimizer.quantizesStatesOf(config, p.length());
                 for (StateKind kind : config.stateKinds()) {
                     float initialValue = UpdatePlan.initialValue(config, kind);
                     states.put(kind, quantized ? optimizer.allocateQuantizedForRegistration(p.length(), kind, initialValue)
@@ -226,13 +248,39 @@ public final class ParamGroup {
             if (master != null) master.markRegistered("master weights of '" + name + "'");
             optimizer.claimMemory("param '" + name + "'", p);
             optimizer.claimMemory("grad of '" + name + "'", g);
-            Parameter parameter = new Parameter(optimizer, this, name, p, g, states, master);
+            Parameter parameter = new Parameter(optimizer, this, name, p, g, states, master, dims);
             parameter.restoreSteps(appliedSteps, 0, false); // its own step 1 is the optimizer's next step
             parameters.add(parameter);
             optimizer.registered(parameter);
             optimizer.tensorsChanged();
             return parameter;
         }
+    }
+
+    /**
+     * {@code shape} checked against {@code length}: null for no shape or a one-dimensional one
+     * (kept as the length), else a copy.
+     */
+    private static long[] checkedDims(String name, long[] shape, long length) {
+        if (shape == null) return null;
+        if (shape.length > Safetensors.MAX_RANK) {
+            throw new IllegalArgumentException("param '" + name + "' has shape " + Arrays.toString(shape) + " of rank " + shape.length
+                    + "; at most " + Safetensors.MAX_RANK + " dimensions");
+        }
+        long product = 1;
+        for (long d : shape) {
+            if (d < 0) throw new IllegalArgumentException("param '" + name + "' has shape " + Arrays.toString(shape) + ": dimensions are >= 0");
+            try {
+                product = Math.multiplyExact(product, d);
+            } catch (ArithmeticException e) {
+                throw new IllegalArgumentException("param '" + name + "' has shape " + Arrays.toString(shape) + ", more elements than a long holds");
+            }
+        }
+        if (product != length) {
+            throw new IllegalArgumentException("param '" + name + "' has shape " + Arrays.toString(shape) + " of " + product
+                    + " elements, but its buffers hold " + length);
+        }
+        return shape.length == 1 ? null : shape.clone();
     }
 
     /**

@@ -34,6 +34,8 @@ public final class Parameter {
     private AbstractTensorBuffer grad;
     private final Map<StateKind, AbstractTensorBuffer> states;
     private final AbstractTensorBuffer master;
+    /** Its shape where registered with one of rank other than 1; null: one-dimensional. */
+    private final long[] dims;
     /** While not frozen: the optimizer's applied-step counter minus this tensor's own count. */
     private long stepOffset;
     private boolean frozen;
@@ -41,7 +43,7 @@ public final class Parameter {
     private long frozenStepCount;
 
     Parameter(DeviceOptimizer optimizer, ParamGroup group, String name, AbstractTensorBuffer param,
-              AbstractTensorBuffer grad, Map<StateKind, AbstractTensorBuffer> states, AbstractTensorBuffer master) {
+              AbstractTensorBuffer grad, Map<StateKind, AbstractTensorBuffer> states, AbstractTensorBuffer master, long[] dims) {
         this.optimizer = optimizer;
         this.group = group;
         this.name = name;
@@ -49,6 +51,7 @@ public final class Parameter {
         this.grad = grad;
         this.states = states;
         this.master = master;
+        this.dims = dims;
     }
 
     public String name() { return name; }
@@ -56,6 +59,20 @@ public final class Parameter {
     public ParamGroup group() { return group; }
 
     public long length() { return param.length(); }
+
+    /**
+     * The shape it was registered with ({@link ParamGroup#add(String, TensorBuffer, TensorBuffer, long...)}),
+     * {@code [length()]} when registered without one; a copy. Checkpoints record it, and a load
+     * checks it.
+     */
+    public long[] shape() {
+        return dims == null ? new long[] {param.length()} : dims.clone();
+    }
+
+    /** {@link #shape()} where it is not one-dimensional, else null (no array per tensor). */
+    long[] dimsOrNull() {
+        return dims;
+    }
 
     /** The buffer updated in place at each step. */
     public TensorBuffer param() { return param; }

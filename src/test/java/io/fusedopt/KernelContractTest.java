@@ -92,6 +92,10 @@ class KernelContractTest {
         assertTrue(header.replace("\\", " ").replaceAll("\\s+", " ").contains("extern \"C\" __global__ void name(const FoTensor* tensors, const FoChunk* chunks,"
                 + " int chunk_count, const FoControl* control, const float* hyper, const FoEntryStep* steps, const int* flags)"),
                 "update kernel signature");
+        // The 8-bit entry point: the mixed entry's arguments and the two code maps (CodeMap.SIGNED's values, then UNSIGNED's).
+        assertTrue(header.replace("\\", " ").replaceAll("\\s+", " ").contains("extern \"C\" __global__ void name##_q8(const FoTensor* tensors,"
+                + " const FoChunk* chunks, int chunk_count, const FoControl* control, const float* hyper, const FoEntryStep* steps,"
+                + " const int* flags, const float* code_maps)"), "8-bit update kernel signature");
         assertTrue(header.replace("\\", " ").replaceAll("\\s+", " ").contains("extern \"C\" __global__ void name##_norms(const FoTensor* tensors,"
                 + " const FoChunk* chunks, int chunk_count, const FoControl* control, const float* hyper, const FoEntryStep* steps,"
                 + " const int* flags, double* chunk_sums)"), "layer-wise norm pass signature");
@@ -103,6 +107,10 @@ class KernelContractTest {
                     : "FO_UPDATE_KERNELS\\(" + kernel.entryPoint() + ", (\\d+), (\\w+), (\\w+)\\)").matcher(source);
             assertTrue(use.find(), kernel.entryPoint() + " not found in " + kernel.family() + ".cu");
             assertEquals(kernel.stateSlots(), Integer.parseInt(use.group(1)), kernel + " state slots");
+            // The 8-bit entry point, with the same operation, exactly for the kernels of algorithms with 8-bit states.
+            boolean quantized = source.contains("FO_QUANTIZED_UPDATE_KERNEL(" + kernel.entryPoint() + ", " + use.group(1) + ", "
+                    + use.group(2) + ", " + use.group(3) + ")");
+            assertEquals(kernel.hasQuantizedEntryPoint(), quantized, kernel + ": an 8-bit entry point exactly when its algorithm has 8-bit states");
             // The struct's data members come first, floats only, then its static of(...): the
             // finalize kernel no longer writes it, but the Java scalar count must match its layout.
             Matcher struct = Pattern.compile("struct " + use.group(3) + " \\{\\n(.*?)\\n\\n\\s*// h: .*?__device__ static "

@@ -292,6 +292,18 @@ public final class CudaEngine implements Engine {
         return controlBlock;
     }
 
+    /** The code maps of the _q8 entry points (DeviceSegmentTable.codeMaps), uploaded once per engine. */
+    private long codeMaps;
+
+    /** The address of the code maps' table, uploaded at the first call. */
+    synchronized long codeMapsAddress() {
+        if (codeMaps == 0) {
+            float[] maps = DeviceSegmentTable.codeMaps();
+            codeMaps = upload(Pointer.to(maps), (long) maps.length * Float.BYTES, "code maps");
+        }
+        return codeMaps;
+    }
+
     /** Frees memory from {@link #upload} before the engine closes. */
     synchronized void freeTable(long address) {
         if (tables.remove(address)) free(address);

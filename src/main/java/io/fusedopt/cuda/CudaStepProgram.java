@@ -103,14 +103,17 @@ final class CudaStepProgram implements StepProgram {
                         Pointer.to(new int[] {chunkCount}), ptr(control), ptr(partials + offset * Double.BYTES)),
                         "cuLaunchKernel(fusedopt_grad_stats, " + chunkCount + " chunks)"));
                 offset += chunkCount;
-                String entry = batch.mixed() ? batch.kernel().mixedEntryPoint() : batch.kernel().entryPoint();
-                CUfunction update = modules.function(batch.kernel(), batch.mixed());
+                String entry = batch.quantized() ? batch.kernel().quantizedEntryPoint()
+                        : batch.mixed() ? batch.kernel().mixedEntryPoint() : batch.kernel().entryPoint();
+                CUfunction update = batch.quantized() ? modules.quantizedFunction(batch.kernel()) : modules.function(batch.kernel(), batch.mixed());
                 String call = "cuLaunchKernel(" + entry + ", " + batch.tensors().size() + " tensors, " + chunkCount + " chunks)";
                 if (batch.kernel() instanceof LayerwiseKernel layerwise) {
                     addLayerwiseLaunches(layerwise, batch, segmentTables.get(b), t, update, call, steps, flags);
                 } else {
-                    updateLaunches.add(new Launch(update, engine.gridFor(chunkCount), Pointer.to(ptr(t[0]), ptr(t[1]),
-                            Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(steps), ptr(flags)), call));
+                    List<Pointer> args = new ArrayList<>(List.of(ptr(t[0]), ptr(t[1]), Pointer.to(new int[] {chunkCount}), ptr(control),
+                            ptr(hyper), ptr(steps), ptr(flags)));
+                    if (batch.quantized()) args.add(ptr(engine.codeMapsAddress())); // the _q8 entry's last argument
+                    updateLaunches.add(new Launch(update, engine.gridFor(chunkCount), Pointer.to(args.toArray(new Pointer[0])), call));
                 }
             }
             finalizeLaunch = new Launch(modules.function("control", "fusedopt_finalize_step"), 1,

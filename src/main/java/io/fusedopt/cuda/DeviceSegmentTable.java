@@ -2,6 +2,9 @@ package io.fusedopt.cuda;
 
 import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.BlockwiseQuantization;
+import io.fusedopt.internal.BlockwiseQuantization.CodeMap;
+import io.fusedopt.internal.QuantizedBuffer;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.StepControl;
 import io.fusedopt.internal.TensorOperands;
@@ -22,6 +25,10 @@ final class DeviceSegmentTable {
     static final int STATE_SLOTS = 3;
     /** Index of the master address in {@link #addresses}. */
     static final int MASTER = 2 + STATE_SLOTS;
+    /** FoTensor.state_dtype of a tensor whose state slots are all 8-bit blockwise (FO_Q8). */
+    static final int STATE_Q8 = 3;
+    /** In an {@link #STATE_Q8} state_dtype, bit {@code SHIFT + j} marks slot j as using the signed map (FO_Q8_SIGNED_SHIFT). */
+    static final int Q8_SIGNED_SHIFT = 8;
 
     /** The per-tensor descriptors; {@code width} is the kernel's vector width (4 or 8 elements). */
     static byte[] encodeTensors(List<TensorOperands> tensors, long[][] addresses, int width) {
@@ -33,13 +40,45 @@ final class DeviceSegmentTable {
             for (int j = 0; j <= MASTER; j++) b.putLong(base + 8 * j, a[j]);
             b.putLong(base + 48, tensor.param().length());
             b.putInt(base + 56, tensor.group());
-            b.putInt(base + 60, vectorPhase(a, elementSizes(tensor), width));
+            // The _q8 path takes one element per thread: no vector phase.
+            b.putInt(base + 60, tensor.quantized() ? -1 : vectorPhase(a, elementSizes(tensor), width));
             b.putInt(base + 64, tensor.param().precision().code());
             b.putInt(base + 68, tensor.grad().precision().code());
-            b.putInt(base + 72, tensor.statePrecision().code());
+            b.putInt(base + 72, stateDtype(tensor));
             b.putInt(base + 76, tensor.roundingStream());
         }
         return b.array();
+    }
+
+    /** FoTensor.state_dtype: the states' precision, or for 8-bit states {@link #quantizedStateDtype} of their maps. */
+    static int stateDtype(TensorOperands tensor) {
+        if (!tensor.quantized()) return tensor.statePrecision().code();
+        CodeMap[] maps = new CodeMap[STATE_SLOTS];
+        for (int j = 0; j < tensor.slots().length; j++) {
+            if (tensor.slots()[j] instanceof QuantizedBuffer q) maps[j] = q.codeMap();
+        }
+        return quantizedStateDtype(maps);
+    }
+
+    /**
+     * The code_maps argument of the _q8 entry points: {@link CodeMap#SIGNED}'s 256 values, then
+     * {@link CodeMap#UNSIGNED}'s.
+     */
+    static float[] codeMaps() {
+        float[] maps = new float[2 * BlockwiseQuantization.CODES];
+        System.arraycopy(CodeMap.SIGNED.table(), 0, maps, 0, BlockwiseQuantization.CODES);
+        System.arraycopy(CodeMap.UNSIGNED.table(), 0, maps, BlockwiseQuantization.CODES, BlockwiseQuantization.CODES);
+        return maps;
+    }
+
+    /**
+     * The state_dtype of a tensor with 8-bit states whose slot j (null where unused) decodes
+     * through {@code slotMaps[j]}: {@link #STATE_Q8} and a bit per slot on the signed map.
+     */
+    static int quantizedStateDtype(CodeMap... slotMaps) {
+        int signedSlots = 0;
+        for (int j = 0; j < slotMaps.length; j++) if (slotMaps[j] == CodeMap.SIGNED) signedSlots |= 1 << j;
+        return STATE_Q8 | signedSlots << Q8_SIGNED_SHIFT;
     }
 
     /** Bytes per element of each operand, in the order of {@link #addresses}. */

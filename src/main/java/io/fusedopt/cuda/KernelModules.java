@@ -26,6 +26,8 @@ final class KernelModules implements AutoCloseable {
     /** By {@link UpdateKernel#code()}. */
     private final CUfunction[] functions = new CUfunction[Algorithms.kernels().size()];
     private final CUfunction[] mixedFunctions = new CUfunction[Algorithms.kernels().size()];
+    /** The entry points for 8-bit states, by code (null for layer-wise kernels, which have none). */
+    private final CUfunction[] quantizedFunctions = new CUfunction[Algorithms.kernels().size()];
     /** The norm passes of the layer-wise kernels, by code (null for elementwise kernels). */
     private final CUfunction[] normsFunctions = new CUfunction[Algorithms.kernels().size()];
     private final CUfunction[] normsMixedFunctions = new CUfunction[Algorithms.kernels().size()];
@@ -63,6 +65,8 @@ final class KernelModules implements AutoCloseable {
                 if (kernel instanceof LayerwiseKernel layerwise) {
                     normsFunctions[kernel.code()] = function(kernel.family(), layerwise.normsEntryPoint());
                     normsMixedFunctions[kernel.code()] = function(kernel.family(), layerwise.normsMixedEntryPoint());
+                } else if (kernel.hasQuantizedEntryPoint()) {
+                    quantizedFunctions[kernel.code()] = function(kernel.family(), kernel.quantizedEntryPoint());
                 }
             }
         } catch (RuntimeException e) {
@@ -74,6 +78,13 @@ final class KernelModules implements AutoCloseable {
     /** The float32-only entry point, or with {@code mixed} the one for any storage formats. */
     CUfunction function(UpdateKernel kernel, boolean mixed) {
         return (mixed ? mixedFunctions : functions)[kernel.code()];
+    }
+
+    /** The entry point for 8-bit states of an elementwise kernel. */
+    CUfunction quantizedFunction(UpdateKernel kernel) {
+        CUfunction function = quantizedFunctions[kernel.code()];
+        if (function == null) throw new IllegalArgumentException(kernel + " has no entry point for 8-bit states");
+        return function;
     }
 
     /** A layer-wise kernel's norm pass: float32 only, or with {@code mixed} for any storage formats. */
@@ -126,6 +137,7 @@ final class KernelModules implements AutoCloseable {
         modules.clear();
         java.util.Arrays.fill(functions, null);
         java.util.Arrays.fill(mixedFunctions, null);
+        java.util.Arrays.fill(quantizedFunctions, null);
         java.util.Arrays.fill(normsFunctions, null);
         java.util.Arrays.fill(normsMixedFunctions, null);
     }

@@ -49,6 +49,7 @@ public final class Algorithms {
             }
             for (UpdateKernel k : a.kernels()) {
                 k.assignCode(kernels.size());
+                if (a.hasQuantizedStates()) k.markQuantized();
                 kernels.add(k);
             }
         }

@@ -35,8 +35,74 @@ public final class Safetensors {
     /** The longest key the reader accepts, in chars; it bounds parameter names (io.fusedopt.Parameter.MAX_NAME_LENGTH). */
     public static final int MAX_NAME_CHARS = 50_000;
 
-    /** One tensor: one-dimensional, {@code length} elements of {@code dtype} at data bytes [begin, end). */
-    public record Entry(String name, Precision dtype, long length, long begin, long end) {}
+    /**
+     * The element types a fusedopt checkpoint holds, named as safetensors names them: the three
+     * float formats of {@link Precision}, and U8 for the codes of 8-bit blockwise states.
+     */
+    public enum Dtype {
+        F32(Precision.FP32), BF16(Precision.BF16), F16(Precision.FP16), U8(null);
+
+        private final Precision precision;
+
+        Dtype(Precision precision) {
+            this.precision = precision;
+        }
+
+        /** The float format of this type; null for {@link #U8}. */
+        public Precision precision() {
+            return precision;
+        }
+
+        /** Bytes per element. */
+        public int bytes() {
+            return precision == null ? 1 : precision.bytes();
+        }
+
+        /** The type of a float format. */
+        public static Dtype of(Precision p) {
+            return switch (p) {
+                case FP32 -> F32;
+                case BF16 -> BF16;
+                case FP16 -> F16;
+            };
+        }
+    }
+
+    /** The most dimensions a tensor of a fusedopt checkpoint has. */
+    public static final int MAX_RANK = 4;
+
+    /**
+     * One tensor: {@code length} elements of {@code dtype} at data bytes [begin, end), of shape
+     * {@code dims}, or one-dimensional ({@code [length]}) where {@code dims} is null: the usual case
+     * keeps no array of its own.
+     */
+    public record Entry(String name, Dtype dtype, long length, long begin, long end, long[] dims) {
+        /** A one-dimensional tensor. */
+        public Entry(String name, Dtype dtype, long length, long begin, long end) {
+            this(name, dtype, length, begin, end, null);
+        }
+
+        /** A one-dimensional tensor of a float format. */
+        public Entry(String name, Precision precision, long length, long begin, long end) {
+            this(name, Dtype.of(precision), length, begin, end, null);
+        }
+
+        /** Its shape (a copy). */
+        public long[] shape() {
+            return dims == null ? new long[] {length} : dims.clone();
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof Entry e && name.equals(e.name) && dtype == e.dtype && length == e.length && begin == e.begin
+                    && end == e.end && java.util.Arrays.equals(shape(), e.shape());
+        }
+
+        @Override
+        public int hashCode() {
+            return java.util.Objects.hash(name, dtype, length, begin, end, java.util.Arrays.hashCode(shape()));
+        }
+    }
 
     /** A parsed header: metadata, entries in data order, and where the data starts in the file. */
     public record Header(Metadata metadata, List<Entry> entries, long dataStart, long dataLength) {}
@@ -53,15 +119,6 @@ public final class Safetensors {
         if (to - from != 8) return false;
         for (int i = 7; i >= 0; i--, crc >>>= 4) if (text.charAt(from + i) != Character.forDigit((int) (crc & 15), 16)) return false;
         return true;
-    }
-
-    /** The safetensors dtype name of a precision. */
-    public static String dtypeName(Precision p) {
-        return switch (p) {
-            case FP32 -> "F32";
-            case BF16 -> "BF16";
-            case FP16 -> "F16";
-        };
     }
 
     /** The header bytes, length prefix included, for these entries (offsets must be contiguous from 0). */
@@ -93,8 +150,11 @@ public final class Safetensors {
         g.endObject();
         for (Entry e : entries) {
             g.name(e.name()).beginObject();
-            g.name("dtype").value(dtypeName(e.dtype()));
-            g.name("shape").beginArray().value(e.length()).endArray();
+            g.name("dtype").value(e.dtype().name());
+            g.name("shape").beginArray();
+            if (e.dims() == null) g.value(e.length());
+            else for (long d : e.dims()) g.value(d);
+            g.endArray();
             g.name("data_offsets").beginArray().value(e.begin()).value(e.end()).endArray();
             g.endObject();
         }
@@ -129,7 +189,8 @@ public final class Safetensors {
         long length = 1024;
         for (Map.Entry<String, String> e : metadata.entrySet()) length += e.getKey().length() + e.getValue().length() + 6;
         for (Entry e : entries) {
-            length += 3L * e.name().length() + 90 + decimalDigits(e.length()) + decimalDigits(e.begin()) + decimalDigits(e.end());
+            length += 3L * e.name().length() + 90 + decimalDigits(e.length()) + decimalDigits(e.begin()) + decimalDigits(e.end())
+                    + (e.dims() == null ? 0 : 21L * e.dims().length);
         }
         return (int) Math.min(length, Integer.MAX_VALUE - 8);
     }
@@ -462,7 +523,7 @@ public final class Safetensors {
      * otherwise make four arrays per tensor.
      */
     private static final class EntryFields {
-        final long[] shape = new long[4];
+        final long[] shape = new long[MAX_RANK];
         final long[] offsets = new long[4];
     }
 
@@ -487,26 +548,34 @@ public final class Safetensors {
         if (dtype == null || shapeRank < 0 || offsetCount < 0) {
             throw new CheckpointException(file + ": tensor '" + name + "' lacks dtype, shape or data_offsets");
         }
-        Precision precision = switch (dtype) {
-            case "F32" -> Precision.FP32;
-            case "BF16" -> Precision.BF16;
-            case "F16" -> Precision.FP16;
-            default -> throw new CheckpointException(file + ": tensor '" + name + "' has dtype " + dtype + "; fusedopt stores F32, BF16, F16");
+        Dtype type = switch (dtype) {
+            case "F32" -> Dtype.F32;
+            case "BF16" -> Dtype.BF16;
+            case "F16" -> Dtype.F16;
+            case "U8" -> Dtype.U8;
+            default -> throw new CheckpointException(file + ": tensor '" + name + "' has dtype " + dtype
+                    + "; fusedopt stores F32, BF16, F16 and U8 (8-bit codes)");
         };
-        if (shapeRank != 1) throw new CheckpointException(file + ": tensor '" + name + "' has shape of rank " + shapeRank + ", not 1");
         if (offsetCount != 2) throw new CheckpointException(file + ": data_offsets of '" + name + "' must hold 2 numbers");
-        long length = shape[0];
+        long length = 1;
+        for (int d = 0; d < shapeRank; d++) {
+            if (shape[d] > 0 && length > Long.MAX_VALUE / shape[d]) {
+                throw new CheckpointException(file + ": tensor '" + name + "' has shape " + java.util.Arrays.toString(
+                        java.util.Arrays.copyOf(shape, shapeRank)) + ", whose element count is not a long");
+            }
+            length *= shape[d];
+        }
         long begin = offsets[0], end = offsets[1];
         if (length < 0 || begin < 0 || end < begin || end > dataLength) {
             throw new CheckpointException(file + ": tensor '" + name + "' claims data bytes [" + begin + ", " + end + ") of "
                     + length + " elements, but the file holds " + dataLength + " data bytes"
                     + (end > dataLength ? " (truncated, or the header claims more data than exists)" : ""));
         }
-        if (length > (end - begin) / precision.bytes() || (end - begin) != length * precision.bytes()) {
+        if (length > (end - begin) / type.bytes() || (end - begin) != length * type.bytes()) {
             throw new CheckpointException(file + ": tensor '" + name + "' has " + length + " " + dtype + " elements but "
                     + (end - begin) + " data bytes");
         }
-        return new Entry(name, precision, length, begin, end);
+        return new Entry(name, type, length, begin, end, shapeRank == 1 ? null : java.util.Arrays.copyOf(shape, shapeRank));
     }
 
     /** At most 4 non-negative integers, each within a long: {@code field} of tensor {@code name}, into {@code values}; how many. */

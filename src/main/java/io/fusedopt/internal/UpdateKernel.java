@@ -5,7 +5,8 @@ import java.nio.FloatBuffer;
 
 /**
  * One elementwise update kernel: its CUDA family (the fatbin of {@code kernels/FAMILY.cu}) and
- * entry point (plus the {@code _mixed} entry point for storage formats other than float32), how
+ * entry point (plus the {@code _mixed} entry point for storage formats other than float32 and the
+ * {@code _q8} one for 8-bit states), how
  * many state slots it takes after param and grad (a slot may be null when the variant does not use
  * it), how many float scalars its per-step scalar struct holds, and its arithmetic on the host: the
  * per-step scalars, the reference update and the vector update. Each {@link Algorithm} declares its
@@ -25,6 +26,7 @@ public abstract class UpdateKernel {
     private final int stateSlots;
     private final int scalarCount;
     private int code = -1;
+    private boolean quantized;
     private volatile VectorUpdate vectorUpdate;
 
     /**
@@ -49,6 +51,21 @@ public abstract class UpdateKernel {
     public String entryPoint() { return entryPoint; }
     /** The entry point that reads any storage format and master weights. */
     public String mixedEntryPoint() { return entryPoint + "_mixed"; }
+    /**
+     * The entry point for 8-bit blockwise states ({@code kernels/FAMILY.cu} declares it with
+     * FO_QUANTIZED_UPDATE_KERNEL); only the kernels of algorithms with 8-bit states have one
+     * ({@link #hasQuantizedEntryPoint}).
+     */
+    public String quantizedEntryPoint() { return entryPoint + "_q8"; }
+
+    /** Whether this kernel has {@link #quantizedEntryPoint()}: it runs an algorithm with 8-bit states. */
+    public boolean hasQuantizedEntryPoint() {
+        return quantized;
+    }
+
+    void markQuantized() {
+        quantized = true;
+    }
     public int stateSlots() { return stateSlots; }
     public int scalarCount() { return scalarCount; }
     public String name() { return name; }

@@ -1,10 +1,17 @@
 package io.fusedopt.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.fusedopt.internal.BlockwiseQuantization.CodeMap;
 import io.fusedopt.internal.SegmentTable;
+import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -15,6 +22,23 @@ import org.junit.jupiter.api.Test;
 class DeviceSegmentTableTest {
 
     private static final int[] FLOAT32 = {4, 4, 4, 4, 4, 4};
+
+    @Test
+    void quantizedStateDtypeMatchesTheHeader() throws IOException {
+        String header = Files.readString(Path.of("kernels", "fusedopt_common.cuh"));
+        assertEquals(DeviceSegmentTable.STATE_Q8, define(header, "FO_Q8"));
+        assertEquals(DeviceSegmentTable.Q8_SIGNED_SHIFT, define(header, "FO_Q8_SIGNED_SHIFT"));
+        // Adam's slots: exp_avg on the signed map, exp_avg_sq and max_exp_avg_sq (or none) on the unsigned one.
+        assertEquals(3 | 1 << 8, DeviceSegmentTable.quantizedStateDtype(CodeMap.SIGNED, CodeMap.UNSIGNED, null));
+        assertEquals(3 | 0b101 << 8, DeviceSegmentTable.quantizedStateDtype(CodeMap.SIGNED, CodeMap.UNSIGNED, CodeMap.SIGNED));
+        assertEquals(3, DeviceSegmentTable.quantizedStateDtype(CodeMap.UNSIGNED));
+    }
+
+    private static int define(String source, String name) {
+        Matcher m = Pattern.compile("#define " + name + "\\s+(\\d+)").matcher(source);
+        assertTrue(m.find(), name + " missing");
+        return Integer.parseInt(m.group(1));
+    }
 
     @Test
     void misalignedWrappedPointersSelectTheScalarPath() {

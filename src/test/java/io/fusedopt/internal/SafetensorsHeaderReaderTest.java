@@ -162,7 +162,8 @@ class SafetensorsHeaderReaderTest {
         refused("{" + META + "," + A.replace("[3]", "[\"3\"]") + "}", "holds a non-integer");
         refused("{" + META + "," + A.replace("[3]", "[[3]]") + "}", "holds a non-integer");
         refused("{" + META + "," + A.replace("[3]", "[true]") + "}", "holds a non-integer");
-        refused("{" + META + "," + A.replace("[3]", "[3,1]") + "}", "rank 2");
+        refused("{" + META + "," + A.replace("[3]", "[3,2]") + "}", "has 6 F32 elements but 12 data bytes"); // shapes of rank 2 to 4: ShapesTest
+        refused("{" + META + "," + A.replace("[3]", "[4294967296,4294967296,2]") + "}", "whose element count is not a long");
         refused("{" + META + "," + A.replace("[3]", "[1,1,1,1,1]") + "}", "too long");
         refused("{" + META + "," + A.replace("[0,12]", "[12]") + "}", "must hold 2 numbers");
         refused("{" + META + "," + A.replace(",\"shape\":[3]", "") + "}", "lacks dtype, shape or data_offsets");
