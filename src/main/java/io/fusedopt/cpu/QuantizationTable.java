@@ -42,7 +42,6 @@ final class QuantizationTable {
     private static final QuantizationTable SIGNED = new QuantizationTable(CodeMap.SIGNED);
     private static final QuantizationTable UNSIGNED = new QuantizationTable(CodeMap.UNSIGNED);
 
-    private final CodeMap map;
     /** Per bucket: threshold &lt;&lt; 16 | codeFrom &lt;&lt; 8 | codeBelow (see the class). */
     private final int[] entries;
     /** The map's values, for dequantizing without a call per element. */
@@ -51,7 +50,6 @@ final class QuantizationTable {
     private final byte zeroCode;
 
     private QuantizationTable(CodeMap map) {
-        this.map = map;
         this.values = map.table();
         this.entries = new int[1 << INDEX_BITS];
         for (int bucket = 0; bucket < entries.length; bucket++) entries[bucket] = entry(map, bucket);
@@ -63,24 +61,9 @@ final class QuantizationTable {
         return map == CodeMap.SIGNED ? SIGNED : UNSIGNED;
     }
 
-    /** The map it looks up. */
-    CodeMap map() {
-        return map;
-    }
-
     /** The packed entries, for {@link VectorQuantization}'s gathers (never written). */
     int[] entries() {
         return entries;
-    }
-
-    /** The map's 256 values, for {@link VectorQuantization}'s gathers (never written). */
-    float[] values() {
-        return values;
-    }
-
-    /** The code of 0 in this map. */
-    byte zeroCode() {
-        return zeroCode;
     }
 
     private static int entry(CodeMap map, int bucket) {
