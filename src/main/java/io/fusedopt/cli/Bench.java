@@ -3,6 +3,8 @@ package io.fusedopt.cli;
 import io.fusedopt.Backend;
 import io.fusedopt.DeviceOptimizer;
 import io.fusedopt.OptimizerConfig;
+import io.fusedopt.Precision;
+import io.fusedopt.StateQuantization;
 import io.fusedopt.TensorBuffer;
 import io.fusedopt.cuda.DeviceCopy;
 import io.fusedopt.internal.UpdatePlan;
@@ -146,9 +148,20 @@ final class Bench {
 
     /**
      * Measures every algorithm at every size on {@code backend} (not {@link Backend#AUTO}: the
-     * caller decides it once), each row by {@code plan}.
+     * caller decides it once), each row by {@code plan}, with float32 states.
      */
     public static List<Result> run(List<String> algorithms, List<Long> sizes, Backend backend, Plan plan, Progress progress) {
+        return run(algorithms, sizes, backend, StateQuantization.NONE, plan, progress);
+    }
+
+    /**
+     * {@link #run(List, List, Backend, Plan, Progress)} with the states stored as {@code states}
+     * says (8-bit from {@link StateQuantization#MIN_ELEMENTS} elements on); such a row's algorithm
+     * reads "adam 8-bit" and its bytes per step count codes and absmax
+     * ({@link UpdatePlan#quantizedBytesPerStep}).
+     */
+    public static List<Result> run(List<String> algorithms, List<Long> sizes, Backend backend, StateQuantization states, Plan plan,
+                                   Progress progress) {
         for (String a : algorithms) config(a); // unknown names fail before any work
         long largest = sizes.stream().mapToLong(Long::longValue).max().orElse(1);
         List<Result> results = new ArrayList<>();
@@ -156,7 +169,8 @@ final class Bench {
         for (String algorithm : algorithms) {
             for (long size : sizes) {
                 progress.rowStarted(algorithm, size);
-                try (DeviceOptimizer opt = DeviceOptimizer.create(backend, config(algorithm))) {
+                try (DeviceOptimizer opt = DeviceOptimizer.builder(config(algorithm)).optBackend(backend)
+                        .optStateQuantization(states).build()) {
                     if (Double.isNaN(copyGBs)) copyGBs = copyBandwidth(opt.backend(), largest);
                     TensorBuffer p = opt.allocate(size);
                     TensorBuffer g = opt.allocate(size);
@@ -177,8 +191,11 @@ final class Bench {
                     }
                     double[] sorted = seconds.clone();
                     Arrays.sort(sorted);
-                    long bytes = UpdatePlan.of(config(algorithm)).bytesPerElement() * size;
-                    results.add(new Result(algorithm, size, opt.backend().name(), opt.deviceDescription(), median(seconds),
+                    UpdatePlan update = UpdatePlan.of(config(algorithm));
+                    boolean quantized = states == StateQuantization.BLOCKWISE_8BIT && size >= StateQuantization.MIN_ELEMENTS;
+                    long bytes = quantized ? update.quantizedBytesPerStep(size, Precision.FP32, Precision.FP32, false)
+                            : update.bytesPerElement() * size;
+                    results.add(new Result(quantized ? algorithm + " 8-bit" : algorithm, size, opt.backend().name(), opt.deviceDescription(), median(seconds),
                             sorted[0], sorted[sorted.length - 1], warmup.steps(), warmup.stable(), plan.repetitions(), bytes, copyGBs));
                 }
                 progress.rowDone();

@@ -1,6 +1,8 @@
 package io.fusedopt.cli;
 
 import io.fusedopt.Backend;
+import io.fusedopt.StateQuantization;
+import io.fusedopt.internal.Algorithms;
 import io.fusedopt.cuda.CudaProbe;
 import io.fusedopt.internal.Json;
 import java.io.IOException;
@@ -70,6 +72,11 @@ final class BenchCommand implements Callable<Integer> {
             + " (default: ${DEFAULT-VALUE}).")
     int steps;
 
+    @Option(names = "--state-quantization", paramLabel = "<states>", defaultValue = "NONE", description = "${COMPLETION-CANDIDATES}"
+            + " (default: ${DEFAULT-VALUE}): BLOCKWISE_8BIT measures 8-bit states (rows 'adam 8-bit', ...) for the algorithms that"
+            + " have them, on tensors of at least 4096 elements.")
+    StateQuantization stateQuantization;
+
     @Option(names = "--csv", paramLabel = "<file>", description = "Also write the table as CSV to this file.")
     Path csv;
 
@@ -110,7 +117,7 @@ final class BenchCommand implements Callable<Integer> {
 
         List<Bench.Result> results;
         if (noProgress) {
-            results = Bench.run(names, elements, choice.backend(), plan, Bench.Progress.NONE);
+            results = Bench.run(names, elements, choice.backend(), stateQuantization, plan, Bench.Progress.NONE);
         } else {
             PrintWriter err = spec.commandLine().getErr();
             // Redrawn in place on the command's error stream (carriage return, no new line).
@@ -123,7 +130,7 @@ final class BenchCommand implements Callable<Integer> {
             // count of steps would have a total that grows while the bar runs.
             try (ProgressBar bar = new ProgressBarBuilder().setTaskName("bench").setInitialMax((long) names.size() * elements.size())
                     .setStyle(ProgressBarStyle.ASCII).setUnit(" rows", 1).setConsumer(console).build()) {
-                results = Bench.run(names, elements, choice.backend(), plan, new Bench.Progress() {
+                results = Bench.run(names, elements, choice.backend(), stateQuantization, plan, new Bench.Progress() {
                     private String row = "";
                     private long rowSteps;
 
@@ -167,6 +174,11 @@ final class BenchCommand implements Callable<Integer> {
             if (!Bench.ALGORITHMS.contains(name)) {
                 throw Inputs.refuse(spec, "--algorithms", "unknown algorithm '" + a + "'; known: "
                         + String.join(", ", Bench.ALGORITHMS) + " (in any case)");
+            }
+            if (stateQuantization != StateQuantization.NONE && !Algorithms.of(Bench.config(name)).hasQuantizedStates()) {
+                throw Inputs.refuse(spec, "--algorithms", "'" + name + "' has no 8-bit states (--state-quantization "
+                        + stateQuantization + "); the bench configurations with them: " + String.join(", ", Bench.ALGORITHMS.stream()
+                        .filter(n -> Algorithms.of(Bench.config(n)).hasQuantizedStates()).toList()));
             }
             names.add(name);
         }

@@ -297,6 +297,22 @@ class CommandLineTest {
         }
     }
 
+    /** With --state-quantization BLOCKWISE_8BIT a row at 4096 elements or more measures 8-bit states, counting their bytes. */
+    @Test
+    void benchMeasuresEightBitStates() throws Exception {
+        Path csv = dir.resolve("bench-8bit.csv");
+        Run run = cli("bench", "--algorithms", "adam", "--sizes", "1000,5000", "--backend", "CPU_FAST", "--state-quantization",
+                "blockwise_8bit", "--warmup", "1", "--warmup-ms", "0", "--warmup-max-ms", "100", "--repetitions", "1", "--steps", "2",
+                "--no-progress", "--csv", csv.toString());
+        assertEquals(0, run.status(), run.out() + run.err());
+        List<String> lines = Files.readAllLines(csv);
+        assertTrue(lines.get(2).startsWith("adam,1000,CPU_FAST,"), "below 4096 elements the states stay float32: " + lines.get(2));
+        assertTrue(lines.get(3).startsWith("adam 8-bit,5000,CPU_FAST,"), lines.get(3));
+        Run refused = cli("bench", "--algorithms", "adam,nadam", "--state-quantization", "BLOCKWISE_8BIT", "--no-progress");
+        assertEquals(2, refused.status());
+        assertTrue(refused.err().contains("'nadam' has no 8-bit states"), refused.err());
+    }
+
     @Test
     void benchRefusesBadInputWithAUsageError() {
         Run badSize = cli("bench", "--sizes", "0", "--no-progress");
