@@ -224,7 +224,9 @@ final class BenchCommand implements Callable<Integer> {
             out.println("device: " + results.get(0).device() + howChosen);
             out.printf("copy bandwidth (read + write): %.1f GB/s%n%n", results.get(0).copyGBs());
         }
-        String format = "%-9s %12s %-9s %10s %12s %7s %12s %9s %9s%n";
+        int width = "algorithm".length(); // as wide as the longest name ("ademamix 8-bit")
+        for (Bench.Result r : results) width = Math.max(width, r.algorithm().length());
+        String format = "%-" + width + "s %12s %-9s %10s %12s %7s %12s %9s %9s%n";
         out.printf(format, "algorithm", "elements", "backend", "warm-up", "time/step", "spread", "Mparams/s", "GB/s", "of copy");
         boolean unstable = false;
         for (Bench.Result r : results) {
