@@ -57,19 +57,23 @@ final class SpiralNetwork {
         double total = 0;
         double[] h = new double[hidden];
         double[] p = new double[CLASSES];
+        double[] d = new double[CLASSES];
         for (int k = 0; k < n; k++) {
             forward(w, x[k], h, p);
             total -= Math.log(Math.max(p[labels[k]], 1e-300));
             p[labels[k]] -= 1; // dL/dlogits
             for (int c = 0; c < CLASSES; c++) {
-                double d = p[c] / n;
-                g[b2 + c] += d;
-                for (int j = 0; j < hidden; j++) g[w2 + j * CLASSES + c] += h[j] * d;
+                d[c] = p[c] / n;
+                g[b2 + c] += d[c];
             }
             for (int j = 0; j < hidden; j++) {
-                if (h[j] <= 0) continue;
+                if (h[j] <= 0) continue; // an inactive unit: no gradient through it, none into w2's row
+                int row = w2 + j * CLASSES;
                 double dh = 0;
-                for (int c = 0; c < CLASSES; c++) dh += w[w2 + j * CLASSES + c] * p[c] / n;
+                for (int c = 0; c < CLASSES; c++) {
+                    g[row + c] += h[j] * d[c];
+                    dh += w[row + c] * d[c];
+                }
                 g[b1 + j] += dh;
                 g[w1 + j] += x[k][0] * dh;
                 g[w1 + hidden + j] += x[k][1] * dh;

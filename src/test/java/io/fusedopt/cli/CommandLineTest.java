@@ -17,7 +17,6 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import javax.imageio.ImageIO;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -27,13 +26,23 @@ class CommandLineTest {
     @TempDir
     static Path dir;
 
-    private static Demo.Result demo;
+    private static Demo.Result demoResult;
     /** Fewer than the command's default: the memory savers' network is 2-700-3, its steps cost milliseconds. */
     private static final int MEMORY_STEPS = 800;
 
-    @BeforeAll
-    static void runDemo() throws Exception {
-        demo = Demo.run(Backend.CPU_FAST, dir.resolve("demo"), 200, 40, 300, MEMORY_STEPS);
+    /**
+     * The demo's run, made by the first test that reads it: the suite's GPU execution runs only
+     * the GPU tests of this class, which need none (its memory savers' run takes seconds).
+     */
+    private static synchronized Demo.Result demo() {
+        if (demoResult == null) {
+            try {
+                demoResult = Demo.run(Backend.CPU_FAST, dir.resolve("demo"), 200, 40, 300, MEMORY_STEPS);
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }
+        return demoResult;
     }
 
     private record Run(int status, String out, String err) {}
@@ -232,7 +241,7 @@ class CommandLineTest {
      */
     @Test
     void everyOptimizerHasAColourOfItsOwn() {
-        for (org.knowm.xchart.XYChart chart : List.of(Demo.spiralChart(demo.spiral(), 300), Demo.pathChart(demo.paths(), 40))) {
+        for (org.knowm.xchart.XYChart chart : List.of(Demo.spiralChart(demo().spiral(), 300), Demo.pathChart(demo().paths(), 40))) {
             org.knowm.xchart.BitmapEncoder.getBufferedImage(chart); // colours not set explicitly are assigned when drawn
             List<org.knowm.xchart.XYSeries> optimizers = chart.getSeriesMap().values().stream().filter(s -> s.isShowInLegend()).toList();
             assertEquals(SpiralDemo.optimizers().size(), optimizers.size(), chart.getTitle());
@@ -287,9 +296,9 @@ class CommandLineTest {
      */
     @Test
     void theBiasCorrectionLegendCoversNoCurve() {
-        org.knowm.xchart.XYChart chart = Demo.biasCorrectionChart(demo.biasCorrection());
+        org.knowm.xchart.XYChart chart = Demo.biasCorrectionChart(demo().biasCorrection());
         BufferedImage image = org.knowm.xchart.BitmapEncoder.getBufferedImage(chart);
-        for (Charts.Line line : demo.biasCorrection()) {
+        for (Charts.Line line : demo().biasCorrection()) {
             if (!line.name().contains("fresh correction")) continue;
             java.awt.Color colour = chart.getSeriesMap().get(line.name()).getLineColor();
             List<Integer> missing = ChartPixels.columnsWithoutColourBetweenFirstAndLast(image, colour);
@@ -328,10 +337,12 @@ class CommandLineTest {
     @Test
     void demoWritesThreePngsOfTheExpectedSizeAndAReport() throws Exception {
         for (String name : new String[] {Demo.BIAS_CORRECTION_PNG, Demo.PATHS_PNG, Demo.SPIRAL_PNG}) {
+            demo();
             BufferedImage image = ImageIO.read(dir.resolve("demo").resolve(name).toFile());
             assertEquals(Charts.WIDTH, image.getWidth(), name);
             assertEquals(Charts.HEIGHT, image.getHeight(), name);
         }
+        demo();
         String report = Files.readString(dir.resolve("demo").resolve(Demo.REPORT));
         for (String name : new String[] {Demo.BIAS_CORRECTION_PNG, Demo.PATHS_PNG, Demo.SPIRAL_PNG}) {
             assertTrue(report.contains("](" + name + ")"), name);
@@ -369,12 +380,12 @@ class CommandLineTest {
     }
 
     private static Charts.Line line(String name) {
-        return demo.biasCorrection().stream().filter(l -> l.name().equals(name)).findFirst().orElseThrow();
+        return demo().biasCorrection().stream().filter(l -> l.name().equals(name)).findFirst().orElseThrow();
     }
 
     @Test
     void pathsStartTogetherAndShowTheOptimizersCharacters() {
-        Map<String, Charts.Line> paths = demo.paths();
+        Map<String, Charts.Line> paths = demo().paths();
         assertEquals(OptimizerPathsDemo.optimizers().keySet(), paths.keySet());
         double start = OptimizerPathsDemo.f(-7, 2);
         for (Charts.Line p : paths.values()) {
@@ -402,13 +413,13 @@ class CommandLineTest {
 
     @Test
     void everyOptimizerTrainsTheSpiralClassifier() {
-        assertEquals(SpiralDemo.optimizers().keySet(), demo.spiral().keySet());
-        demo.spiral().forEach((name, t) -> {
+        assertEquals(SpiralDemo.optimizers().keySet(), demo().spiral().keySet());
+        demo().spiral().forEach((name, t) -> {
             double first = t.loss()[0], last = t.loss()[t.loss().length - 1];
             for (double l : t.loss()) assertTrue(Double.isFinite(l), name);
             assertTrue(last < first, name + ": " + first + " -> " + last);
         });
-        SpiralDemo.Training adam = demo.spiral().get("Adam (lr 0.01)");
+        SpiralDemo.Training adam = demo().spiral().get("Adam (lr 0.01)");
         assertTrue(adam.loss()[299] < 0.6 * adam.loss()[0], "Adam: " + adam.loss()[299]);
         assertTrue(adam.accuracy() > 0.6, "Adam's training accuracy " + adam.accuracy());
     }
@@ -421,7 +432,7 @@ class CommandLineTest {
      */
     @Test
     void stochasticRoundingTrainsWhereRoundingToNearestStalls() {
-        assertEquals(MemorySaversDemo.setups().keySet(), demo.memorySavers().keySet());
+        assertEquals(MemorySaversDemo.setups().keySet(), demo().memorySavers().keySet());
         double fp32 = finalLoss("fp32 weights"), master = finalLoss("bf16 weights, fp32 master");
         double nearest = finalLoss("bf16 weights rounded to nearest"), stochastic = finalLoss("bf16 weights rounded stochastically");
         assertEquals(fp32, master, 0.01 * fp32, "fp32 master weights");
@@ -432,7 +443,7 @@ class CommandLineTest {
     }
 
     private static double finalLoss(String setup) {
-        double[] loss = demo.memorySavers().get(setup).loss();
+        double[] loss = demo().memorySavers().get(setup).loss();
         return loss[loss.length - 1];
     }
 
