@@ -137,6 +137,21 @@ class QuantizedStatesTest {
         }
     }
 
+    /** Every state an 8-bit algorithm keeps has a code map; the kernels of the others have no 8-bit entry point. */
+    @Test
+    void everyEightBitStateHasACodeMap() {
+        Variants.withQuantizedStates().forEach((name, config) -> {
+            for (StateKind kind : config.stateKinds()) {
+                assertTrue(BlockwiseQuantization.mapFor(kind) != null, name + ": " + kind + " has no code map");
+            }
+        });
+        for (io.fusedopt.internal.Algorithm<?> a : io.fusedopt.internal.Algorithms.all()) {
+            for (io.fusedopt.internal.UpdateKernel k : a.kernels()) {
+                assertEquals(a.hasQuantizedStates(), k.hasQuantizedEntryPoint(), k.toString());
+            }
+        }
+    }
+
     static java.util.stream.Stream<String> quantizedVariants() {
         return Variants.withQuantizedStates().keySet().stream();
     }
