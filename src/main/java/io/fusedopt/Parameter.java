@@ -258,12 +258,14 @@ public final class Parameter {
 
     /**
      * One line for a debugger: the name, the length, the storage formats (the param's, the grad's
-     * when it differs, fp32 master weights when kept), the group, and whether it is frozen.
+     * when it differs, fp32 master weights when kept, 8-bit states), the group, and whether it is frozen.
      */
     @Override
     public String toString() {
         return "Parameter[" + name + ", " + param.length() + " elements, " + param.precision()
                 + (grad.precision() != param.precision() ? " (grad " + grad.precision() + ")" : "")
-                + (master != null ? " with fp32 master weights" : "") + ", group " + group.index() + (frozen ? ", frozen" : "") + "]";
+                + (master != null ? " with fp32 master weights" : "")
+                + (states.values().stream().anyMatch(b -> b instanceof io.fusedopt.internal.QuantizedBuffer) ? ", 8-bit states" : "")
+                + ", group " + group.index() + (frozen ? ", frozen" : "") + "]";
     }
 }

@@ -45,10 +45,12 @@ class QuantizedStatesTest {
             opt.addGroup().add("w", opt.allocate(N), opt.allocate(N));
             long blocks = (N + 255) / 256;
             assertEquals(2L * N * Float.BYTES + 2 * (N + blocks * Float.BYTES), opt.ownedBytes() - before);
+            assertTrue(opt.parameter("w").orElseThrow().toString().contains(", 8-bit states"), opt.parameter("w").toString());
             long small = StateQuantization.MIN_ELEMENTS - 1;
             long beforeSmall = opt.ownedBytes();
             opt.addGroup().add("b", opt.allocate(small), opt.allocate(small));
             assertEquals(4L * small * Float.BYTES, opt.ownedBytes() - beforeSmall);
+            assertTrue(!opt.parameter("b").orElseThrow().toString().contains("8-bit"), opt.parameter("b").toString());
         }
     }
 
