@@ -257,12 +257,13 @@ public final class Parameter {
     }
 
     /**
-     * One line for a debugger: the name, the length, the storage formats (the param's, the grad's
+     * One line for a debugger: the name, the length (and shape, when not one-dimensional), the storage formats (the param's, the grad's
      * when it differs, fp32 master weights when kept, 8-bit states), the group, and whether it is frozen.
      */
     @Override
     public String toString() {
-        return "Parameter[" + name + ", " + param.length() + " elements, " + param.precision()
+        return "Parameter[" + name + ", " + param.length() + " elements" + (dims != null ? " " + java.util.Arrays.toString(dims) : "")
+                + ", " + param.precision()
                 + (grad.precision() != param.precision() ? " (grad " + grad.precision() + ")" : "")
                 + (master != null ? " with fp32 master weights" : "")
                 + (states.values().stream().anyMatch(b -> b instanceof io.fusedopt.internal.QuantizedBuffer) ? ", 8-bit states" : "")

@@ -30,7 +30,9 @@ class ShapesTest {
             Parameter flat = g.add("b", opt.allocate(5), opt.allocate(5));
             Parameter scalar = g.add("s", opt.allocate(1), opt.allocate(1), new long[0]);
             assertArrayEquals(new long[] {3, 4}, matrix.shape());
+            assertTrue(matrix.toString().startsWith("Parameter[w, 12 elements [3, 4], FP32"), matrix.toString());
             assertArrayEquals(new long[] {5}, flat.shape());
+            assertTrue(flat.toString().startsWith("Parameter[b, 5 elements, FP32"), flat.toString());
             assertArrayEquals(new long[0], scalar.shape());
             matrix.shape()[0] = 7; // a copy
             assertArrayEquals(new long[] {3, 4}, matrix.shape());
