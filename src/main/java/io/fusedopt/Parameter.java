@@ -247,13 +247,13 @@ public final class Parameter {
     Map<StateKind, AbstractTensorBuffer> stateBuffers() { return states; }
 
     /**
-     * This tensor as a kernel sees it: state buffers in the kernel's slot order, and the index of
-     * its entry in the group table (its group and step offset).
+     * This tensor as a kernel sees it: state buffers in the kernel's slot order, the index of its
+     * entry in the group table (its group and step offset), and its shape.
      */
     TensorOperands operands(StateKind[] slots, int group) {
         AbstractTensorBuffer[] slotBuffers = new AbstractTensorBuffer[slots.length];
         for (int i = 0; i < slots.length; i++) slotBuffers[i] = slots[i] == null ? null : states.get(slots[i]);
-        return new TensorOperands(param, grad, slotBuffers, master, group, TensorOperands.roundingStream(name));
+        return new TensorOperands(param, grad, slotBuffers, master, group, TensorOperands.roundingStream(name), shape());
     }
 
     /**

@@ -7,10 +7,12 @@ import java.nio.charset.StandardCharsets;
 /**
  * One tensor as an update kernel sees it: param, grad, the kernel's state slots (null where
  * unused), the fp32 master weights (null unless the param is 16-bit and master weights are kept),
- * the index of its group, and the random stream its param's stochastic rounding draws from.
+ * the index of its group, the random stream its param's stochastic rounding draws from, and its
+ * shape (row-major; {@code [length]} for a tensor registered without one), which the kernels that
+ * see a tensor as a matrix read.
  */
 public record TensorOperands(AbstractTensorBuffer param, AbstractTensorBuffer grad, AbstractTensorBuffer[] slots,
-                             AbstractTensorBuffer master, int group, int roundingStream) {
+                             AbstractTensorBuffer master, int group, int roundingStream, long[] shape) {
 
     /**
      * The random stream of the parameter named {@code name}: the 32-bit FNV-1a hash of its UTF-8
