@@ -97,7 +97,7 @@ def muon_step(param, grad, buf, hp):
     update = newton_schulz(update, tuple(hp["ns_coefficients"]), hp["ns_steps"], hp["eps"])
     lr = hp["lr"]
     param = param * (1.0 - lr * hp["weight_decay"])
-    param = param - adjusted_lr(lr, hp["adjust_lr_fn"], param.shape) * update
+    param = param - adjusted_lr(lr, hp.get("adjust_lr_fn"), param.shape) * update
     return param, buf
 
 
@@ -108,7 +108,7 @@ def float32_matrix(rng, shape, scale):
 HYPER_PARAMETER_SETS = [
     ("defaults", dict(lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
                       ns_coefficients=list(DEFAULT_COEFFICIENTS), eps=DEFAULT_EPS,
-                      ns_steps=DEFAULT_NS_STEPS, adjust_lr_fn=None)),
+                      ns_steps=DEFAULT_NS_STEPS)),  # adjust_lr_fn unset: "original"
     ("plain_momentum_match_rms_adamw", dict(lr=0.02, weight_decay=0.01, momentum=0.9, nesterov=False,
                                             ns_coefficients=list(DEFAULT_COEFFICIENTS), eps=DEFAULT_EPS,
                                             ns_steps=DEFAULT_NS_STEPS, adjust_lr_fn="match_rms_adamw")),

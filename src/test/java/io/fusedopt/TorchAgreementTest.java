@@ -324,7 +324,7 @@ class TorchAgreementTest {
     // ---------------------------------------------------------------------------------------------
     // JSON as maps, lists, strings, doubles and booleans
 
-    private static Object read(Json.Reader reader) throws Json.SyntaxException {
+    static Object read(Json.Reader reader) throws Json.SyntaxException {
         switch (reader.peek()) {
             case OBJECT -> {
                 Map<String, Object> map = new LinkedHashMap<>();

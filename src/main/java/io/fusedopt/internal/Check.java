@@ -21,6 +21,11 @@ public final class Check {
         if (!(f >= 0f)) throw outside(name, value, f, ">= 0");
     }
 
+    /** Finite, of any sign, also after rounding to float32; a non-zero value must not round to 0. */
+    public static void finite(String name, double value) {
+        toFloat32(name, value, "(of any sign)");
+    }
+
     /** Finite and > 0, also after rounding to float32. */
     public static void positive(String name, double value) {
         float f = toFloat32(name, value, "> 0");
