@@ -116,13 +116,13 @@ public record Muon(double learningRate, double weightDecay, double momentum, boo
 
         private Builder() {}
 
-        /** The learning rate lr (default 1e-3). @param v the value @return this builder */
+        /** The learning rate lr (default 1e-3). */
         public Builder optLearningRate(double v) { learningRate = v; return this; }
-        /** The decoupled weight decay coefficient (default 0.1). @param v the value @return this builder */
+        /** The decoupled weight decay coefficient (default 0.1). */
         public Builder optWeightDecay(double v) { weightDecay = v; return this; }
-        /** The momentum factor (default 0.95). @param v the value @return this builder */
+        /** The momentum factor (default 0.95). */
         public Builder optMomentum(double v) { momentum = v; return this; }
-        /** Nesterov's interpolation (default true). @param v the value @return this builder */
+        /** Nesterov's interpolation (default true). */
         public Builder optNesterov(boolean v) { nesterov = v; return this; }
         /**
          * The Newton-Schulz coefficients (default (3.4445, -4.775, 2.0315)).
@@ -138,14 +138,14 @@ public record Muon(double learningRate, double weightDecay, double momentum, boo
             this.c = c;
             return this;
         }
-        /** The floor of the Frobenius norm (default 1e-7). @param v the value @return this builder */
+        /** The floor of the Frobenius norm (default 1e-7). */
         public Builder optEps(double v) { eps = v; return this; }
-        /** The number of Newton-Schulz steps (default 5). @param v the value @return this builder */
+        /** The number of Newton-Schulz steps (default 5). */
         public Builder optNsSteps(int v) { nsSteps = v; return this; }
-        /** The learning-rate adjustment (default {@link LrAdjustment#ORIGINAL}). @param v the value @return this builder */
+        /** The learning-rate adjustment (default {@link LrAdjustment#ORIGINAL}). */
         public Builder optLrAdjustment(LrAdjustment v) { lrAdjustment = v; return this; }
 
-        /** The configuration, validated. @return the configuration */
+        /** The configuration, validated. */
         public Muon build() {
             return new Muon(learningRate, weightDecay, momentum, nesterov, a, b, c, eps, nsSteps, lrAdjustment);
         }
