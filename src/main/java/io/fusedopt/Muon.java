@@ -8,10 +8,6 @@ import java.util.List;
  * semantics (PyTorch 2.9+, {@code torch/optim/_muon.py}; where its docstring and its code differ,
  * this follows the code: docs/muon.md).
  *
- * <p><b>Work in progress (branch wip-muon):</b> this configuration is not yet an
- * {@link OptimizerConfig} and no backend runs it; it becomes one when the CPU reference, CPU_FAST
- * and CUDA backends all have the kernels.
- *
  * <p>Per 2-D parameter W (rows x cols), gradient G and momentum buffer B:
  * <pre>
  *   B  = lerp(B, G, 1 - momentum)                       an exponential average
@@ -23,6 +19,15 @@ import java.util.List;
  * </pre>
  * with lr' = lr sqrt(max(1, rows/cols)) ({@link LrAdjustment#ORIGINAL}) or
  * lr 0.2 sqrt(max(rows, cols)) ({@link LrAdjustment#MATCH_RMS_ADAMW}).
+ *
+ * <p>Exact mode (the only one so far): every operation above in float32 with fusedopt's fixed
+ * orders (each product element accumulated over k in increasing order with fused multiply-adds,
+ * the norm's sum of squares in the layer-wise norms' order), so that every backend gives the same
+ * bits. A parameter must be registered with a shape of two dimensions
+ * ({@link ParamGroup#add(String, TensorBuffer, TensorBuffer, long...)}); any other is refused.
+ * There is no {@code maximize} (PyTorch's Muon has none): {@link Builder#optMaximize} refuses
+ * {@code true}. {@link #nsSteps} cannot change once a group has it
+ * ({@link ParamGroup#setConfig} refuses: a prepared step's launches depend on it).
  *
  * <p>State: {@link StateKind#MOMENTUM_BUFFER}. Defaults follow PyTorch: lr = 1e-3,
  * weightDecay = 0.1, momentum = 0.95, nesterov on, coefficients (3.4445, -4.775, 2.0315), eps = 1e-7,
@@ -41,7 +46,7 @@ import java.util.List;
  * @param lrAdjustment how the learning rate is scaled by the parameter's shape
  */
 public record Muon(double learningRate, double weightDecay, double momentum, boolean nesterov,
-                   double a, double b, double c, double eps, int nsSteps, LrAdjustment lrAdjustment) {
+                   double a, double b, double c, double eps, int nsSteps, LrAdjustment lrAdjustment) implements OptimizerConfig {
 
     /** The largest number of Newton-Schulz steps (PyTorch refuses 100 or more). */
     public static final int MAX_NS_STEPS = 99;
@@ -75,6 +80,7 @@ public record Muon(double learningRate, double weightDecay, double momentum, boo
     }
 
     /** A builder holding this configuration's values. */
+    @Override
     public Builder toBuilder() {
         return new Builder().optLearningRate(learningRate).optWeightDecay(weightDecay).optMomentum(momentum)
                 .optNesterov(nesterov).optNsCoefficients(a, b, c).optEps(eps).optNsSteps(nsSteps)
@@ -87,22 +93,25 @@ public record Muon(double learningRate, double weightDecay, double momentum, boo
      * @param lr the new learning rate, &gt;= 0
      * @return the new configuration
      */
+    @Override
     public Muon withLearningRate(double lr) {
         return toBuilder().optLearningRate(lr).build();
     }
 
     /** {@code "muon"}. */
+    @Override
     public String algorithm() {
         return "muon";
     }
 
     /** The per-element state: the momentum buffer. */
+    @Override
     public List<StateKind> stateKinds() {
         return List.of(StateKind.MOMENTUM_BUFFER);
     }
 
     /** Builder; every value is optional. */
-    public static final class Builder {
+    public static final class Builder implements OptimizerConfig.Builder {
         private double learningRate = 1e-3;
         private double weightDecay = 0.1;
         private double momentum = 0.95;
@@ -113,13 +122,19 @@ public record Muon(double learningRate, double weightDecay, double momentum, boo
         private double eps = 1e-7;
         private int nsSteps = 5;
         private LrAdjustment lrAdjustment = LrAdjustment.ORIGINAL;
+        private boolean maximize;
 
         private Builder() {}
 
         /** The learning rate lr (default 1e-3). */
+        @Override
         public Builder optLearningRate(double v) { learningRate = v; return this; }
         /** The decoupled weight decay coefficient (default 0.1). */
+        @Override
         public Builder optWeightDecay(double v) { weightDecay = v; return this; }
+        /** Muon has no maximize (PyTorch's has none): {@link #build} refuses {@code true}. */
+        @Override
+        public Builder optMaximize(boolean v) { maximize = v; return this; }
         /** The momentum factor (default 0.95). */
         public Builder optMomentum(double v) { momentum = v; return this; }
         /** Nesterov's interpolation (default true). */
@@ -145,8 +160,14 @@ public record Muon(double learningRate, double weightDecay, double momentum, boo
         /** The learning-rate adjustment (default {@link LrAdjustment#ORIGINAL}). */
         public Builder optLrAdjustment(LrAdjustment v) { lrAdjustment = v; return this; }
 
-        /** The configuration, validated. */
+        /**
+         * The configuration, validated.
+         *
+         * @throws IllegalArgumentException for a value out of its domain (named), or maximize
+         */
+        @Override
         public Muon build() {
+            if (maximize) throw new IllegalArgumentException("Muon has no maximize option (torch.optim.Muon has none): negate the loss instead");
             return new Muon(learningRate, weightDecay, momentum, nesterov, a, b, c, eps, nsSteps, lrAdjustment);
         }
     }

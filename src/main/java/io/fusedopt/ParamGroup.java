@@ -1,6 +1,7 @@
 package io.fusedopt;
 
 import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.Algorithms;
 import io.fusedopt.internal.Check;
 import io.fusedopt.internal.LrSegments;
 import io.fusedopt.internal.Safetensors;
@@ -60,6 +61,11 @@ public final class ParamGroup {
                         + " a group of the other algorithm instead");
             }
             UpdatePlan newPlan = UpdatePlan.of(newConfig);
+            if (newPlan.structure() != plan.structure()) {
+                throw new IllegalArgumentException("the new configuration runs " + newPlan.structure() + " iterations of "
+                        + newPlan.kernel() + " per step, but this group runs " + plan.structure() + " (a prepared or captured"
+                        + " step's launches depend on it): add a group with the new value instead");
+            }
             if (!newPlan.sameLayout(plan)) {
                 throw new IllegalArgumentException("the new configuration keeps the state tensors "
                         + newConfig.stateKinds() + " with kernel " + newPlan.kernel() + ", but this group keeps "
@@ -215,6 +221,7 @@ public final class ParamGroup {
                         + g.length());
             }
             long[] dims = checkedDims(name, shape, p.length());
+            Algorithms.of(config).requireSupportedShape(name, dims == null ? new long[] {p.length()} : dims);
             requireUnregistered("param", p);
             requireUnregistered("grad", g);
             optimizer.requireUnsharedMemory("param '" + name + "'", p, "grad of '" + name + "'", g);

@@ -8,7 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.fusedopt.internal.Json;
 import io.fusedopt.internal.MuonReference;
-import io.fusedopt.internal.NewtonSchulzReference;
+import io.fusedopt.internal.NewtonSchulz;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
@@ -24,7 +24,7 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * Work in progress (issue 30, Muon): the {@link Muon} configuration's defaults and refusals, and
- * the float32 exact-mode Newton-Schulz ({@link NewtonSchulzReference}) against the float64
+ * the float32 exact-mode Newton-Schulz ({@link NewtonSchulz}) against the float64
  * transcription of PyTorch's {@code _zeropower_via_newtonschulz} stored by
  * src/test/python/muon_reference.py.
  *
@@ -62,7 +62,7 @@ class MuonNewtonSchulzTest {
             assertEquals(input[i], u[i], "the stored input is float32");
             sumOfSquares += (double) u[i] * u[i];
         }
-        float[] actual = NewtonSchulzReference.orthogonalize(u, rows, cols, sumOfSquares, (float) defaults.a(),
+        float[] actual = NewtonSchulz.orthogonalize(u, rows, cols, sumOfSquares, (float) defaults.a(),
                 (float) defaults.b(), (float) defaults.c(), defaults.eps(), defaults.nsSteps());
         assertEquals(expected.length, actual.length);
         for (int i = 0; i < expected.length; i++) {
@@ -141,13 +141,13 @@ class MuonNewtonSchulzTest {
 
         float[] gram = new float[m * m];
         float[] full = new float[m * m];
-        NewtonSchulzReference.gramOfRows(x, m, n, gram);
-        NewtonSchulzReference.product(x, xt, m, n, m, full);
+        NewtonSchulz.gramOfRows(x, m, n, gram);
+        NewtonSchulz.product(x, xt, m, n, m, full);
         assertArrayEquals(full, gram);
 
         float[] square = new float[m * m];
-        NewtonSchulzReference.symmetricSquare(gram, m, square);
-        NewtonSchulzReference.product(gram, gram, m, m, m, full);
+        NewtonSchulz.symmetricSquare(gram, m, square);
+        NewtonSchulz.product(gram, gram, m, m, m, full);
         assertArrayEquals(full, square);
     }
 

@@ -9,6 +9,8 @@ import io.fusedopt.internal.KernelBatch;
 import io.fusedopt.internal.KernelFlags;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.LayerwiseKernel;
+import io.fusedopt.internal.MatrixKernel;
+import io.fusedopt.internal.NewtonSchulz;
 import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.StochasticRounding;
 import io.fusedopt.internal.TensorNorms;
@@ -74,6 +76,8 @@ final class CpuStepProgram extends HostStepProgram {
     /** The per-tensor norms of the layer-wise kernels' chunks; null when no kernel is layer-wise. */
     private final TensorNorms norms;
     private TensorNorms.Scratch normScratch;
+    /** The matrix kernels' tensors, updated after the others; null when there is none. */
+    private final HostMatrixPhase matrices;
     private final double[] partials;
     private final double[] lanes = new double[GradientStatistics.LANES];
     private final float[] scalars = new float[StepScalars.SCALAR_STRIDE];
@@ -113,7 +117,8 @@ final class CpuStepProgram extends HostStepProgram {
                 tensorOperands[t] = o;
             }
             boolean[] inRun = new boolean[tensors.size()];
-            List<SmallTensorRuns.Run> runs = batch.mixed() || batch.quantized() || batch.kernel() instanceof LayerwiseKernel ? List.of()
+            boolean matrix = batch.kernel() instanceof MatrixKernel; // updated by the matrix phase; its gradients are in the statistics
+            List<SmallTensorRuns.Run> runs = matrix || batch.mixed() || batch.quantized() || batch.kernel() instanceof LayerwiseKernel ? List.of()
                     : SmallTensorRuns.form(tensorOperands, lengths, tensorGroups, inRun);
             int nextRun = 0;
             SegmentTable table = SegmentTable.of(lengths);
@@ -124,6 +129,7 @@ final class CpuStepProgram extends HostStepProgram {
                 grads.add(o[1]);
                 from.add(chunkStart);
                 to.add(chunkEnd);
+                if (matrix) continue;
                 if (nextRun < runs.size() && runs.get(nextRun).first() == t) { // a run's update where its first tensor is
                     SmallTensorRuns.Run run = runs.get(nextRun++);
                     kernels.add(batch.kernel());
@@ -169,6 +175,7 @@ final class CpuStepProgram extends HostStepProgram {
         updateStream = updateStreams.toArray();
         partials = new double[chunkGrad.length];
         norms = TensorNorms.of(batches);
+        matrices = HostMatrixPhase.of(batches, NewtonSchulz.REFERENCE);
     }
 
 
@@ -203,6 +210,7 @@ final class CpuStepProgram extends HostStepProgram {
                 ReferenceKernels.run(updateKernel[u], float32Operands, u * KERNEL_OPERANDS, 0, updateTo[u] - updateFrom[u], scalars, flags);
             }
         }
+        if (matrices != null) matrices.run(groups, control);
     }
 
     /**

@@ -4,9 +4,8 @@ import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * Work in progress (Muon's exact mode, branch wip-muon; no step program calls it yet): the float32
- * matrix product {@code out = p q} with the bits of
- * {@link io.fusedopt.internal.NewtonSchulzReference#product}: each output element is
+ * The float32 matrix product of CPU_FAST's Newton-Schulz iteration ({@link FastMatrixProducts}): {@code out = p q} with the bits of
+ * {@link io.fusedopt.internal.NewtonSchulz#product(float[], float[], int, int, int, float[])}: each output element is
  * {@code acc = +0; for k increasing: acc = fma(p[i][k], q[k][j], acc)}.
  *
  * <p>Each vector lane owns one output element, so a lane-wise fma over k in order is the

@@ -10,6 +10,7 @@ import io.fusedopt.internal.KernelBatch;
 import io.fusedopt.internal.KernelFlags;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.LayerwiseKernel;
+import io.fusedopt.internal.MatrixKernel;
 import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.StochasticRounding;
 import io.fusedopt.internal.TensorNorms;
@@ -232,6 +233,8 @@ final class FastStepProgram extends HostStepProgram {
     private final StochasticRounding[] rounding; // [worker]
     /** The per-tensor norms of the layer-wise kernels' chunks; null when no kernel is layer-wise. */
     private final TensorNorms norms;
+    /** The matrix kernels' tensors, updated after the others, their products on the team; null when there is none. */
+    private final HostMatrixPhase matrices;
     private final TensorNorms.Scratch[] normScratch; // [worker], created at the first norm pass
     private final float[][] scalars;       // [worker][SCALAR_STRIDE]
     private final boolean vector;
@@ -300,7 +303,8 @@ final class FastStepProgram extends HostStepProgram {
             }
             boolean[] inRun = new boolean[tensors.size()];
             // A layer-wise kernel's tensors each take their own trust ratio: they never form runs.
-            List<SmallTensorRuns.Run> runs = batch.mixed() || batch.quantized() || batch.kernel() instanceof LayerwiseKernel ? List.of()
+            boolean matrix = batch.kernel() instanceof MatrixKernel; // updated by the matrix phase; its gradients are in the statistics
+            List<SmallTensorRuns.Run> runs = matrix || batch.mixed() || batch.quantized() || batch.kernel() instanceof LayerwiseKernel ? List.of()
                     : SmallTensorRuns.form(operands, lengths, tensorGroups, inRun);
             int nextRun = 0;
             SegmentTable table = SegmentTable.of(lengths);
@@ -315,6 +319,7 @@ final class FastStepProgram extends HostStepProgram {
                 chunkGradPrecision.add(grad.precision());
                 chunkGradOffset.add(grad.offset(start));
                 chunkLengths.add(length);
+                if (matrix) continue;
                 if (nextRun < runs.size() && runs.get(nextRun).first() == t) { // a run's update where its first tensor is
                     list.add(Item.run(batch.kernel(), tensorGroups[t], runs.get(nextRun++), vector));
                 }
@@ -344,6 +349,7 @@ final class FastStepProgram extends HostStepProgram {
         rounding = new StochasticRounding[workers];
         for (int w = 0; w < workers; w++) rounding[w] = new StochasticRounding();
         norms = TensorNorms.of(batches);
+        matrices = HostMatrixPhase.of(batches, new FastMatrixProducts(team, vector && VectorSupport.available()));
         normScratch = new TensorNorms.Scratch[workers];
         scalars = new float[workers][StepScalars.SCALAR_STRIDE];
         boolean[] widens = new boolean[KERNEL_OPERANDS];
@@ -476,6 +482,7 @@ final class FastStepProgram extends HostStepProgram {
             norms.reduce();
         }
         forEachUnit(unitStarts, updateTask);
+        if (matrices != null) matrices.run(groups, control);
     }
 
     private void forEachUnit(int[] starts, WorkerTeam.Task task) {

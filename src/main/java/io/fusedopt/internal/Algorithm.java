@@ -57,6 +57,38 @@ public abstract class Algorithm<C extends OptimizerConfig> {
         return false;
     }
 
+    /**
+     * Whether this algorithm sees each parameter as a matrix (its kernel is a {@link MatrixKernel}):
+     * its parameters are registered with a shape of two dimensions, and the suites over every
+     * variant give its tensors one ({@link #exampleShape}).
+     */
+    public boolean takesMatrices() {
+        return false;
+    }
+
+    /**
+     * Refuses a parameter named {@code name} of {@code shape} ({@code [length]} when registered
+     * without one) that this algorithm cannot update, with a message naming both; every shape by
+     * default.
+     *
+     * @throws IllegalArgumentException for a shape this algorithm refuses
+     */
+    public void requireSupportedShape(String name, long[] shape) {
+    }
+
+    /**
+     * The shape the command line's self-test and the suites over every variant give a tensor of
+     * {@code length} elements: {@code [length]}, or for an algorithm that {@link #takesMatrices} the
+     * matrix {@code [r, length / r]} with r the largest divisor of {@code length} at most its square
+     * root (1 x length for a prime), the most nearly square one.
+     */
+    public final long[] exampleShape(long length) {
+        if (!takesMatrices()) return new long[] {length};
+        long rows = Math.max(1, (long) Math.sqrt((double) length));
+        while (rows > 1 && length % rows != 0) rows--;
+        return new long[] {rows, length == 0 ? 0 : length / rows};
+    }
+
     /** The value a state tensor of {@code config} starts at (0 unless the algorithm says otherwise). */
     public float initialValue(C config, StateKind kind) {
         return 0f;

@@ -32,7 +32,7 @@ public final class MuonReference {
             update[i] = config.nesterov() ? lerp(grad[i], buffer[i], momentum) : buffer[i];
             sumOfSquares += (double) update[i] * update[i];
         }
-        float[] orthogonal = NewtonSchulzReference.orthogonalize(update, rows, cols, sumOfSquares,
+        float[] orthogonal = NewtonSchulz.orthogonalize(update, rows, cols, sumOfSquares,
                 (float) config.a(), (float) config.b(), (float) config.c(), (float) config.eps(), config.nsSteps());
         float decay = (float) (1.0 - (double) lrFloat * (float) config.weightDecay());
         float adjustedLr = (float) ((double) lrFloat * lrRatio(config.lrAdjustment(), rows, cols));

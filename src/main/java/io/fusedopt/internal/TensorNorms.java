@@ -156,8 +156,13 @@ public final class TensorNorms {
      * sums, then their sum): what the norm pass and the per-tensor sums give for it.
      */
     public static double sumOfSquares(float[] values) {
+        return sumOfSquares(values, values.length);
+    }
+
+    /** {@link #sumOfSquares(float[])} of the tensor {@code values[0, n)}. */
+    public static double sumOfSquares(float[] values, int n) {
         double[] lanes = new double[LANES];
-        SegmentTable table = SegmentTable.of(new long[] {values.length});
+        SegmentTable table = SegmentTable.of(new long[] {n});
         double[] partials = new double[table.chunkCount()];
         for (int c = 0; c < partials.length; c++) {
             partials[c] = GradientStatistics.chunkSumOfSquares(i -> values[(int) i], table.start(c), table.end(c), 1f, lanes);

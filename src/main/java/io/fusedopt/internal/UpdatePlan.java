@@ -7,10 +7,16 @@ import java.util.Arrays;
 
 /**
  * How one configuration runs: which kernel, which state tensor sits in each of its state slots
- * (null where the variant does not use the slot), and the flags that do not change from step to
- * step.
+ * (null where the variant does not use the slot), the flags that do not change from step to
+ * step, and the number the prepared launches depend on besides the kernel ({@code structure}:
+ * Muon's Newton-Schulz steps; 0 for every elementwise kernel), which a group keeps like its states.
  */
-public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags) {
+public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags, int structure) {
+
+    /** The plan of an elementwise kernel (structure 0). */
+    public UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags) {
+        this(kernel, slots, staticFlags, 0);
+    }
 
     /** The plan of {@code config}, from its {@link Algorithm}. */
     public static UpdatePlan of(OptimizerConfig config) {
@@ -59,9 +65,9 @@ public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags
         return perElement * elements + 2L * states * Float.BYTES * blocks;
     }
 
-    /** Same kernel and same state tensors in the same slots (hyper-parameters may differ). */
+    /** Same kernel, same state tensors in the same slots and same structure (hyper-parameters may differ). */
     public boolean sameLayout(UpdatePlan other) {
-        return kernel == other.kernel && Arrays.equals(slots, other.slots);
+        return kernel == other.kernel && Arrays.equals(slots, other.slots) && structure == other.structure;
     }
 
     /** The number of state slots this variant uses. */
@@ -84,16 +90,17 @@ public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags
     @Override
     public boolean equals(Object o) {
         return o instanceof UpdatePlan p && kernel == p.kernel && staticFlags == p.staticFlags
-                && Arrays.equals(slots, p.slots);
+                && Arrays.equals(slots, p.slots) && structure == p.structure;
     }
 
     @Override
     public int hashCode() {
-        return 31 * (31 * kernel.hashCode() + Arrays.hashCode(slots)) + staticFlags;
+        return 31 * (31 * (31 * kernel.hashCode() + Arrays.hashCode(slots)) + staticFlags) + structure;
     }
 
     @Override
     public String toString() {
-        return "UpdatePlan[" + kernel + ", slots=" + Arrays.toString(slots) + ", flags=" + staticFlags + "]";
+        return "UpdatePlan[" + kernel + ", slots=" + Arrays.toString(slots) + ", flags=" + staticFlags
+                + (structure != 0 ? ", structure=" + structure : "") + "]";
     }
 }

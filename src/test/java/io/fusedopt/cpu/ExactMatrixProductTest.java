@@ -2,7 +2,7 @@ package io.fusedopt.cpu;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 
-import io.fusedopt.internal.NewtonSchulzReference;
+import io.fusedopt.internal.NewtonSchulz;
 import java.util.Random;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -22,7 +22,7 @@ class ExactMatrixProductTest {
         float[] p = randomMatrix(random, r * s);
         float[] q = randomMatrix(random, s * t);
         float[] expected = new float[r * t];
-        NewtonSchulzReference.product(p, q, r, s, t, expected);
+        NewtonSchulz.product(p, q, r, s, t, expected);
 
         float[] whole = new float[r * t];
         ExactMatrixProduct.product(p, q, s, t, whole, 0, r);

@@ -1,0 +1,131 @@
+package io.fusedopt.cpu;
+
+import io.fusedopt.Precision;
+import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.Conversions;
+import io.fusedopt.internal.GroupTable;
+import io.fusedopt.internal.KernelBatch;
+import io.fusedopt.internal.KernelFlags;
+import io.fusedopt.internal.MatrixKernel;
+import io.fusedopt.internal.NewtonSchulz;
+import io.fusedopt.internal.StepControl;
+import io.fusedopt.internal.StepScalars;
+import io.fusedopt.internal.StochasticRounding;
+import io.fusedopt.internal.TensorNorms;
+import io.fusedopt.internal.TensorOperands;
+import java.nio.FloatBuffer;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The tensors of the matrix kernels ({@link MatrixKernel}: Muon) in a host step program, tensor by
+ * tensor in the device's order: the matrix input, its sum of squares in the norms' order, the
+ * Newton-Schulz iteration (whose products are the program's: plain loops on the reference backend,
+ * SIMD on all cores on CPU_FAST), then the update pass. Each tensor is read into float32 arrays
+ * (the master instead of a 16-bit param, the gradient prepared) and written back in its formats (the
+ * master, then the param rounded to nearest or stochastically, the states), as the mixed kernels do.
+ * The arrays are sized for the largest tensor once and reused; a tensor must have fewer than 2^31
+ * elements on the host.
+ */
+final class HostMatrixPhase {
+    /** Kernel operands: param, grad, the kernel's slots (the last: O). */
+    private static final int PARAM = 0, GRAD = 1, FIRST_SLOT = 2;
+
+    private final MatrixKernel[] kernels;
+    private final TensorOperands[] tensors;
+    private final NewtonSchulz.Products products;
+    private final NewtonSchulz.Workspace workspace = new NewtonSchulz.Workspace();
+    private final StochasticRounding rounding = new StochasticRounding();
+    private final float[] scalars = new float[StepScalars.SCALAR_STRIDE];
+    private final float[][] arrays;
+    private final FloatBuffer[] operands;
+    private final short[] roundedBits;
+
+    private HostMatrixPhase(List<MatrixKernel> kernels, List<TensorOperands> tensors, NewtonSchulz.Products products) {
+        this.kernels = kernels.toArray(new MatrixKernel[0]);
+        this.tensors = tensors.toArray(new TensorOperands[0]);
+        this.products = products;
+        int longest = 0;
+        int operandCount = FIRST_SLOT;
+        for (int t = 0; t < this.tensors.length; t++) {
+            long length = this.tensors[t].param().length();
+            if (length > Integer.MAX_VALUE - 8) {
+                throw new IllegalArgumentException(this.kernels[t] + " on the CPU takes tensors of fewer than 2^31 elements, got "
+                        + length + " (shape " + java.util.Arrays.toString(this.tensors[t].shape()) + ")");
+            }
+            longest = Math.max(longest, (int) length);
+            operandCount = Math.max(operandCount, FIRST_SLOT + this.kernels[t].stateSlots());
+        }
+        arrays = new float[operandCount][longest];
+        operands = new FloatBuffer[operandCount];
+        for (int j = 0; j < operandCount; j++) operands[j] = FloatBuffer.wrap(arrays[j]);
+        roundedBits = new short[longest];
+    }
+
+    /** The phase over the matrix kernels' tensors among {@code batches}, or null where there is none. */
+    static HostMatrixPhase of(List<KernelBatch> batches, NewtonSchulz.Products products) {
+        List<MatrixKernel> kernels = new ArrayList<>();
+        List<TensorOperands> tensors = new ArrayList<>();
+        for (KernelBatch batch : batches) {
+            if (!(batch.kernel() instanceof MatrixKernel kernel)) continue;
+            for (TensorOperands t : batch.tensors()) {
+                kernels.add(kernel);
+                tensors.add(t);
+            }
+        }
+        return tensors.isEmpty() ? null : new HostMatrixPhase(kernels, tensors, products);
+    }
+
+    /** Updates every matrix tensor with the step's scalars and flags in {@code groups} (after the finalize computation; not for a skipped step). */
+    void run(GroupTable groups, StepControl control) {
+        for (int t = 0; t < tensors.length; t++) update(kernels[t], tensors[t], groups, control);
+    }
+
+    private void update(MatrixKernel kernel, TensorOperands tensor, GroupTable groups, StepControl control) {
+        int n = (int) tensor.param().length();
+        if (n == 0) return;
+        int group = tensor.group();
+        System.arraycopy(groups.scalars(), group * StepScalars.SCALAR_STRIDE, scalars, 0, StepScalars.SCALAR_STRIDE);
+        int flags = groups.flags()[group];
+        AbstractTensorBuffer master = tensor.master();
+        (master != null ? master : tensor.param()).copyTo(0, arrays[PARAM], 0, n);
+        float[] grad = arrays[GRAD];
+        tensor.grad().copyTo(0, grad, 0, n);
+        if (KernelFlags.has(flags, KernelFlags.UNSCALE) || KernelFlags.has(flags, KernelFlags.CLIP)) {
+            for (int i = 0; i < n; i++) grad[i] = control.prepareGrad(grad[i], flags);
+        }
+        int orthogonal = FIRST_SLOT + kernel.orthogonalSlot();
+        for (int j = 0; j < kernel.orthogonalSlot(); j++) {
+            AbstractTensorBuffer slot = tensor.slots()[j];
+            if (slot != null) slot.copyTo(0, arrays[FIRST_SLOT + j], 0, n);
+        }
+        float[] matrix = arrays[orthogonal]; // the input U, then (orthogonalize reads it before writing) O
+        kernel.matrixInput(operands, 0, 0, n, scalars, flags, matrix);
+        double sumOfSquares = TensorNorms.sumOfSquares(matrix, n);
+        long[] shape = tensor.shape();
+        kernel.tensorScalars(shape[0], shape[1], scalars, flags);
+        NewtonSchulz.orthogonalize(matrix, (int) shape[0], (int) shape[1], sumOfSquares, scalars[MatrixKernel.NS_A],
+                scalars[MatrixKernel.NS_B], scalars[MatrixKernel.NS_C], scalars[MatrixKernel.NS_EPS],
+                (int) scalars[MatrixKernel.NS_STEPS], products, workspace, matrix);
+        kernel.reference(operands, 0, 0, n, scalars, flags);
+        storeParam(tensor, n, flags, control);
+        for (int j = 0; j < kernel.orthogonalSlot(); j++) {
+            AbstractTensorBuffer slot = tensor.slots()[j];
+            if (slot != null) slot.copyFrom(arrays[FIRST_SLOT + j], 0, 0, n);
+        }
+    }
+
+    /** The master (when there is one), then the param: rounded to nearest, or stochastically where the step asks. */
+    private void storeParam(TensorOperands tensor, int n, int flags, StepControl control) {
+        float[] p = arrays[PARAM];
+        AbstractTensorBuffer param = tensor.param();
+        if (tensor.master() != null) tensor.master().copyFrom(p, 0, 0, n);
+        Precision precision = param.precision();
+        if (KernelFlags.has(flags, KernelFlags.STOCHASTIC_ROUNDING) && tensor.master() == null && precision != Precision.FP32) {
+            rounding.narrow(precision, p, 0, roundedBits, 0, n, control.roundingSeed, control.step, tensor.roundingStream(), 0);
+            // Each rounded value is exact in the param's format, so storing it widened rounds it to itself.
+            for (int i = 0; i < n; i++) p[i] = Conversions.widen(precision, roundedBits[i]);
+        }
+        param.copyFrom(p, 0, 0, n);
+    }
+}
