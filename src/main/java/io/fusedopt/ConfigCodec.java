@@ -8,7 +8,7 @@ import java.util.Map;
 
 /**
  * A configuration as string pairs and back, for checkpoint metadata: the record's components by
- * name ({@code Double.toString} for numbers, names for enums), plus {@code "type"}. Decoding goes
+ * name ({@code Double.toString} and {@code Integer.toString} for numbers, names for enums), plus {@code "type"}. Decoding goes
  * through the canonical constructor, so a decoded configuration is validated like any other.
  */
 final class ConfigCodec {
@@ -43,6 +43,7 @@ final class ConfigCodec {
             if (v == null) throw new IllegalArgumentException(type + " lacks '" + c.getName() + "'");
             try {
                 if (c.getType() == double.class) args[i] = Double.parseDouble(v);
+                else if (c.getType() == int.class) args[i] = Integer.parseInt(v);
                 else if (c.getType() == boolean.class) {
                     if (!v.equals("true") && !v.equals("false")) throw new IllegalArgumentException("not a boolean");
                     args[i] = Boolean.parseBoolean(v);

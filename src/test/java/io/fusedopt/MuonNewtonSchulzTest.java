@@ -7,7 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.fusedopt.internal.Json;
-import io.fusedopt.internal.MuonReference;
 import io.fusedopt.internal.NewtonSchulz;
 import java.io.IOException;
 import java.io.InputStream;
@@ -23,7 +22,7 @@ import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * Work in progress (issue 30, Muon): the {@link Muon} configuration's defaults and refusals, and
+ * The {@link Muon} configuration's defaults and refusals, and
  * the float32 exact-mode Newton-Schulz ({@link NewtonSchulz}) against the float64
  * transcription of PyTorch's {@code _zeropower_via_newtonschulz} stored by
  * src/test/python/muon_reference.py.
@@ -63,7 +62,7 @@ class MuonNewtonSchulzTest {
             sumOfSquares += (double) u[i] * u[i];
         }
         float[] actual = NewtonSchulz.orthogonalize(u, rows, cols, sumOfSquares, (float) defaults.a(),
-                (float) defaults.b(), (float) defaults.c(), defaults.eps(), defaults.nsSteps());
+                (float) defaults.b(), (float) defaults.c(), (float) defaults.eps(), defaults.nsSteps());
         assertEquals(expected.length, actual.length);
         for (int i = 0; i < expected.length; i++) {
             int element = i;
@@ -78,7 +77,8 @@ class MuonNewtonSchulzTest {
     }
 
     /**
-     * Six float32 steps of {@link MuonReference} against the float64 trajectory. Bound per element:
+     * Six float32 steps through the optimizer (the CPU reference backend and CPU_FAST, the same
+     * bits) against the float64 trajectory. Bound per element:
      * {@value #TRAJECTORY_BOUND}. Each step moves the parameter by lr' * O with lr' &lt;= 0.02 * 0.2 * 4
      * (the largest adjusted lr stored) and O within 1e-5 of its float64 value (above), plus two float32
      * roundings of |p| &lt; 2 (2 * 2^-24 * 2); six steps: &lt; 6 * (1.6e-2 * 1e-5 + 2.4e-7) ~ 2.4e-6.
@@ -100,14 +100,25 @@ class MuonNewtonSchulzTest {
                 .build();
         int rows = ((Double) stored.get("rows")).intValue();
         int cols = ((Double) stored.get("cols")).intValue();
-        float[] param = floats(stored.get("initial"));
-        float[] buffer = new float[param.length];
-        List<Object> steps = TorchAgreementTest.list(stored.get("steps"));
-        for (int t = 0; t < steps.size(); t++) {
-            Map<String, Object> step = TorchAgreementTest.object(steps.get(t));
-            MuonReference.step(param, floats(step.get("grad")), buffer, rows, cols, config, (Double) torch.get("lr"));
-            assertNear(name + " step " + (t + 1) + " param", doubles(step.get("param")), param);
-            assertNear(name + " step " + (t + 1) + " momentum_buffer", doubles(step.get("momentum_buffer")), buffer);
+        float[] reference = null;
+        for (Backend backend : new Backend[] {Backend.CPU, Backend.CPU_FAST}) {
+            try (DeviceOptimizer opt = DeviceOptimizer.builder(config).optBackend(backend).build()) {
+                float[] initial = floats(stored.get("initial"));
+                TensorBuffer w = opt.allocate(initial.length);
+                w.copyFrom(initial);
+                Parameter p = opt.addGroup(config.withLearningRate((Double) torch.get("lr"))).add("w", w, opt.allocate(initial.length), rows, cols);
+                List<Object> steps = TorchAgreementTest.list(stored.get("steps"));
+                for (int t = 0; t < steps.size(); t++) {
+                    Map<String, Object> step = TorchAgreementTest.object(steps.get(t));
+                    p.grad().copyFrom(floats(step.get("grad")));
+                    opt.step();
+                    assertNear(name + " step " + (t + 1) + " param", doubles(step.get("param")), p.param().toArray());
+                    assertNear(name + " step " + (t + 1) + " momentum_buffer", doubles(step.get("momentum_buffer")),
+                            p.state(StateKind.MOMENTUM_BUFFER).toArray());
+                }
+                if (reference == null) reference = p.param().toArray();
+                else assertArrayEquals(reference, p.param().toArray(), name + ": CPU_FAST gives the reference backend's bits");
+            }
         }
     }
 
