@@ -37,7 +37,7 @@ class CudaPipelineTest {
         // Every variant through the whole pipeline in fp32; the storage formats (the kernel's mixed
         // entry point) once per kernel.
         Map<String, OptimizerConfig> perKernel = Variants.onePerKernel();
-        for (Map.Entry<String, OptimizerConfig> v : Variants.all().entrySet()) {
+        for (Map.Entry<String, OptimizerConfig> v : Variants.elementwise().entrySet()) {
             Scenario base = Scenario.of(v.getValue(), SIZES);
             out.add(Arguments.of(v.getKey() + " fp32 clip+skip+scale",
                     base.pipeline(NonFinitePolicy.SKIP_STEP, 2.0, 1024, 3)));

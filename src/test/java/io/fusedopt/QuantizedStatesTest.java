@@ -167,7 +167,7 @@ class QuantizedStatesTest {
     @org.junit.jupiter.params.ParameterizedTest
     @org.junit.jupiter.params.provider.MethodSource("quantizedVariants")
     void everyEightBitVariantTracksItsFloat32Self(String variant) {
-        OptimizerConfig config = Variants.all().get(variant);
+        OptimizerConfig config = Variants.elementwise().get(variant);
         float[][] params = new float[2][];
         float[][][] states = new float[2][][];
         float[] start = new float[N];

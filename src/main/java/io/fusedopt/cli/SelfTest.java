@@ -121,7 +121,7 @@ final class SelfTest {
                 TensorBuffer p = opt.allocate(sizes[i], format);
                 TensorBuffer g = opt.allocate(sizes[i], format);
                 p.copyFrom(gaussian(random, sizes[i], 1f));
-                params.add(group.add("t" + i, p, g));
+                params.add(group.add("t" + i, p, g, Algorithms.of(config).exampleShape(sizes[i]))); // a matrix for Muon
                 grads.add(g);
             }
             if (scaled) opt.setGradScale(scale);

@@ -175,7 +175,7 @@ final class CpuStepProgram extends HostStepProgram {
         updateStream = updateStreams.toArray();
         partials = new double[chunkGrad.length];
         norms = TensorNorms.of(batches);
-        matrices = HostMatrixPhase.of(batches, NewtonSchulz.REFERENCE);
+        matrices = HostMatrixPhase.of(batches, NewtonSchulz.REFERENCE, false);
     }
 
 

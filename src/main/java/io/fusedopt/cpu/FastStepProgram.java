@@ -349,7 +349,7 @@ final class FastStepProgram extends HostStepProgram {
         rounding = new StochasticRounding[workers];
         for (int w = 0; w < workers; w++) rounding[w] = new StochasticRounding();
         norms = TensorNorms.of(batches);
-        matrices = HostMatrixPhase.of(batches, new FastMatrixProducts(team, vector && VectorSupport.available()));
+        matrices = HostMatrixPhase.of(batches, new FastMatrixProducts(team, vector), vector);
         normScratch = new TensorNorms.Scratch[workers];
         scalars = new float[workers][StepScalars.SCALAR_STRIDE];
         boolean[] widens = new boolean[KERNEL_OPERANDS];

@@ -21,7 +21,7 @@ import java.util.List;
  * The tensors of the matrix kernels ({@link MatrixKernel}: Muon) in a host step program, tensor by
  * tensor in the device's order: the matrix input, its sum of squares in the norms' order, the
  * Newton-Schulz iteration (whose products are the program's: plain loops on the reference backend,
- * SIMD on all cores on CPU_FAST), then the update pass. Each tensor is read into float32 arrays
+ * SIMD on all cores on CPU_FAST), then the update pass (the kernel's vector form on CPU_FAST). Each tensor is read into float32 arrays
  * (the master instead of a 16-bit param, the gradient prepared) and written back in its formats (the
  * master, then the param rounded to nearest or stochastically, the states), as the mixed kernels do.
  * The arrays are sized for the largest tensor once and reused; a tensor must have fewer than 2^31
@@ -34,6 +34,9 @@ final class HostMatrixPhase {
     private final MatrixKernel[] kernels;
     private final TensorOperands[] tensors;
     private final NewtonSchulz.Products products;
+    /** Whether the update pass runs the kernel's vector form (CPU_FAST with the Vector API); its class loads only then. */
+    private final boolean vector;
+    private VectorOperand[] vectorOperands;
     private final NewtonSchulz.Workspace workspace = new NewtonSchulz.Workspace();
     private final StochasticRounding rounding = new StochasticRounding();
     private final float[] scalars = new float[StepScalars.SCALAR_STRIDE];
@@ -41,10 +44,11 @@ final class HostMatrixPhase {
     private final FloatBuffer[] operands;
     private final short[] roundedBits;
 
-    private HostMatrixPhase(List<MatrixKernel> kernels, List<TensorOperands> tensors, NewtonSchulz.Products products) {
+    private HostMatrixPhase(List<MatrixKernel> kernels, List<TensorOperands> tensors, NewtonSchulz.Products products, boolean vector) {
         this.kernels = kernels.toArray(new MatrixKernel[0]);
         this.tensors = tensors.toArray(new TensorOperands[0]);
         this.products = products;
+        this.vector = vector;
         int longest = 0;
         int operandCount = FIRST_SLOT;
         for (int t = 0; t < this.tensors.length; t++) {
@@ -62,8 +66,11 @@ final class HostMatrixPhase {
         roundedBits = new short[longest];
     }
 
-    /** The phase over the matrix kernels' tensors among {@code batches}, or null where there is none. */
-    static HostMatrixPhase of(List<KernelBatch> batches, NewtonSchulz.Products products) {
+    /**
+     * The phase over the matrix kernels' tensors among {@code batches}, or null where there is none;
+     * {@code vector}: the update pass runs the kernels' vector form (the Vector API module is present).
+     */
+    static HostMatrixPhase of(List<KernelBatch> batches, NewtonSchulz.Products products, boolean vector) {
         List<MatrixKernel> kernels = new ArrayList<>();
         List<TensorOperands> tensors = new ArrayList<>();
         for (KernelBatch batch : batches) {
@@ -73,7 +80,7 @@ final class HostMatrixPhase {
                 tensors.add(t);
             }
         }
-        return tensors.isEmpty() ? null : new HostMatrixPhase(kernels, tensors, products);
+        return tensors.isEmpty() ? null : new HostMatrixPhase(kernels, tensors, products, vector);
     }
 
     /** Updates every matrix tensor with the step's scalars and flags in {@code groups} (after the finalize computation; not for a skipped step). */
@@ -107,7 +114,15 @@ final class HostMatrixPhase {
         NewtonSchulz.orthogonalize(matrix, (int) shape[0], (int) shape[1], sumOfSquares, scalars[MatrixKernel.NS_A],
                 scalars[MatrixKernel.NS_B], scalars[MatrixKernel.NS_C], scalars[MatrixKernel.NS_EPS],
                 (int) scalars[MatrixKernel.NS_STEPS], products, workspace, matrix);
-        kernel.reference(operands, 0, 0, n, scalars, flags);
+        if (vector) {
+            if (vectorOperands == null) {
+                vectorOperands = new VectorOperand[arrays.length];
+                for (int j = 0; j < arrays.length; j++) vectorOperands[j] = VectorOperand.ofArray(arrays[j], 0);
+            }
+            VectorKernels.run(kernel, vectorOperands, operands, 0, n, scalars, flags);
+        } else {
+            kernel.reference(operands, 0, 0, n, scalars, flags);
+        }
         storeParam(tensor, n, flags, control);
         for (int j = 0; j < kernel.orthogonalSlot(); j++) {
             AbstractTensorBuffer slot = tensor.slots()[j];

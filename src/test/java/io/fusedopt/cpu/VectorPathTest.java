@@ -136,6 +136,8 @@ class VectorPathTest {
     void everyVariantEqualsTheReferenceOnTheExpectedPath(Memory param, Memory grad) {
         boolean vectors = param.vectorized() && grad.vectorized();
         for (Map.Entry<String, OptimizerConfig> variant : VariantCatalog.all().entrySet()) {
+            // A matrix kernel's update pass reads the matrix phase's arrays, not the tensors' memory (MuonTest covers it).
+            if (io.fusedopt.internal.Algorithms.of(variant.getValue()).takesMatrices()) continue;
             String what = variant.getKey() + ", param " + param + ", grad " + grad;
             List<float[]> reference = REFERENCE.computeIfAbsent(variant.getKey(),
                     name -> run(Backend.CPU, variant.getValue(), Memory.ALLOCATED, Memory.ALLOCATED, null));

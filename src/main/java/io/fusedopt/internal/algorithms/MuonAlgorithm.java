@@ -95,9 +95,13 @@ public final class MuonAlgorithm extends Algorithm<Muon> {
         return v;
     }
 
+    /**
+     * None: the elementwise benchmarks' one-dimensional tensors do not fit Muon; its cost is the
+     * Newton-Schulz products of matrices, which NewtonSchulzBenchmark measures on transformer shapes.
+     */
     @Override
     public Map<String, Muon> benchmarkConfigs() {
-        return Map.of("muon", Muon.builder().build());
+        return Map.of();
     }
 
     /** Jordan et al., "Muon: An optimizer for hidden layers in neural networks" (2024). */
