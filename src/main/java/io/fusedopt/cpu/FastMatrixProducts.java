@@ -11,8 +11,12 @@ import io.fusedopt.internal.NewtonSchulz;
  * it keeps the current product's operands for the team's task.
  */
 final class FastMatrixProducts implements NewtonSchulz.Products {
-    /** Output rows per item of the parallel loop (a multiple of the SIMD tile's rows). */
-    private static final int ROWS_PER_ITEM = 16;
+    /**
+     * Output rows per item of the parallel loop, at most (a multiple of the SIMD tile's rows): an
+     * item passes its rows over each block of q once, so larger items read q less often; smaller
+     * ones, down to {@value #MIN_ROWS_PER_ITEM}, give every worker some.
+     */
+    private static final int MAX_ROWS_PER_ITEM = 128, MIN_ROWS_PER_ITEM = 16;
     /** Below this many multiply-adds a product runs on the calling thread: waking the team would cost more. */
     private static final long SERIAL_WORK = 1L << 18;
 
@@ -21,7 +25,7 @@ final class FastMatrixProducts implements NewtonSchulz.Products {
     private final WorkerTeam.Task rowBlock = this::rowBlock;
     private float[] transposed = new float[0];
     private float[] p, q, out;
-    private int rows, inner, columns;
+    private int rows, inner, columns, rowsPerItem;
 
     FastMatrixProducts(WorkerTeam team, boolean vector) {
         this.team = team;
@@ -48,7 +52,9 @@ final class FastMatrixProducts implements NewtonSchulz.Products {
         rows = r;
         inner = s;
         columns = t;
-        int items = (r + ROWS_PER_ITEM - 1) / ROWS_PER_ITEM;
+        int perWorker = (r + team.size() - 1) / team.size();
+        rowsPerItem = Math.max(MIN_ROWS_PER_ITEM, Math.min(MAX_ROWS_PER_ITEM, (perWorker + 3) / 4 * 4));
+        int items = (r + rowsPerItem - 1) / rowsPerItem;
         if ((long) r * s * t < SERIAL_WORK || items == 1 || team.size() == 1) {
             rows(0, r);
         } else {
@@ -58,8 +64,8 @@ final class FastMatrixProducts implements NewtonSchulz.Products {
     }
 
     private void rowBlock(int worker, int item) {
-        int from = item * ROWS_PER_ITEM;
-        rows(from, Math.min(rows, from + ROWS_PER_ITEM));
+        int from = item * rowsPerItem;
+        rows(from, Math.min(rows, from + rowsPerItem));
     }
 
     private void rows(int from, int to) {

@@ -16,7 +16,7 @@ import org.junit.jupiter.params.provider.CsvSource;
 class ExactMatrixProductTest {
 
     @ParameterizedTest(name = "{0}x{1} times {1}x{2}")
-    @CsvSource({"1, 1, 1", "3, 5, 7", "4, 16, 32", "7, 33, 37", "16, 16, 64", "13, 40, 71"})
+    @CsvSource({"1, 1, 1", "3, 5, 7", "4, 16, 32", "7, 33, 37", "16, 16, 64", "13, 40, 71", "9, 300, 530", "3, 0, 5"})
     void vectorProductHasTheReferenceBits(int r, int s, int t) {
         Random random = new Random(30L * r + 7L * s + t);
         float[] p = randomMatrix(random, r * s);
