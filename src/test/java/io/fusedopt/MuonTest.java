@@ -246,6 +246,22 @@ class MuonTest {
         }
     }
 
+    /** After warm-up a CPU_FAST Muon step, products on the team and bf16 params among them, allocates nothing. */
+    @Test
+    void aFastStepAllocatesNothing() {
+        Muon config = variant("muon");
+        try (DeviceOptimizer opt = DeviceOptimizer.builder(config).optBackend(Backend.CPU_FAST).optCpuThreads(3)
+                .optMaxGradNorm(1.0).build()) {
+            ParamGroup group = opt.addGroup(config);
+            for (Precision p : new Precision[] {Precision.FP32, Precision.BF16}) {
+                TensorBuffer w = opt.allocate(64 * 96, p), g = opt.allocate(64 * 96, p);
+                g.copyFrom(Scenario.gaussian(new Random(3), 64 * 96, 1f));
+                group.add("w" + p, w, g, 96, 64);
+            }
+            FastCpuBackendTest.assertStepsAllocateNothing(opt, 2);
+        }
+    }
+
     @Test
     void badInputIsRefusedAndChangesNothing() {
         Muon config = variant("muon");

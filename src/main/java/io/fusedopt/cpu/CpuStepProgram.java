@@ -35,6 +35,9 @@ import java.util.function.Function;
  * tensor cost several times the arithmetic. The statistics keep their chunks, whose order fixes
  * the bits of the gradient's norm. A layer-wise kernel's tensors never form runs: each takes its own
  * trust ratio, from its norm pass ({@link TensorNorms}) over the same chunks as the statistics.
+ *
+ * <p>The matrix kernels' tensors (Muon) are updated last, tensor by tensor, by {@link HostMatrixPhase}
+ * with the reference's product loops.
  */
 final class CpuStepProgram extends HostStepProgram {
     private static final int CHUNK = (int) SegmentTable.CHUNK_ELEMENTS;

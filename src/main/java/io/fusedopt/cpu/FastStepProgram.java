@@ -42,6 +42,8 @@ import java.util.function.Function;
  * through scratch too: its tile decoded ({@link QuantizationTable}), updated, and each of its
  * blocks quantized again with its new absmax ({@link VectorQuantization}, or the table's loops). The scratch is indexed like
  * the chunk (one chunk long per operand), so one index range serves in-place and scratch operands.
+ * The matrix kernels' tensors (Muon) are updated last, tensor by tensor, by {@link HostMatrixPhase}
+ * with the products on the team ({@link FastMatrixProducts}).
  * Everything a run touches is prepared here, so a step allocates nothing.
  */
 final class FastStepProgram extends HostStepProgram {
@@ -298,7 +300,7 @@ final class FastStepProgram extends HostStepProgram {
                 o[5] = tensor.master() == null ? null : host.apply(tensor.master());
                 operands[t] = o;
                 vectorsReadThem[t] = vector && vectorsRead(o);
-                paths.add(o, vectorsReadThem[t]);
+                if (!(batch.kernel() instanceof MatrixKernel)) paths.add(o, vectorsReadThem[t]); // the matrix phase reads through arrays
                 if (quantized[t] != null) quantizedTensors++;
             }
             boolean[] inRun = new boolean[tensors.size()];

@@ -3,6 +3,7 @@ package io.fusedopt.cpu;
 import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.Conversions;
+import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
 import io.fusedopt.internal.KernelFlags;
@@ -43,6 +44,8 @@ final class HostMatrixPhase {
     private final float[][] arrays;
     private final FloatBuffer[] operands;
     private final short[] roundedBits;
+    private final double[] lanes = new double[GradientStatistics.LANES];
+    private final double[] partials;
 
     private HostMatrixPhase(List<MatrixKernel> kernels, List<TensorOperands> tensors, NewtonSchulz.Products products, boolean vector) {
         this.kernels = kernels.toArray(new MatrixKernel[0]);
@@ -64,6 +67,7 @@ final class HostMatrixPhase {
         operands = new FloatBuffer[operandCount];
         for (int j = 0; j < operandCount; j++) operands[j] = FloatBuffer.wrap(arrays[j]);
         roundedBits = new short[longest];
+        partials = new double[TensorNorms.chunks(longest)];
     }
 
     /**
@@ -108,7 +112,7 @@ final class HostMatrixPhase {
         }
         float[] matrix = arrays[orthogonal]; // the input U, then (orthogonalize reads it before writing) O
         kernel.matrixInput(operands, 0, 0, n, scalars, flags, matrix);
-        double sumOfSquares = TensorNorms.sumOfSquares(matrix, n);
+        double sumOfSquares = TensorNorms.sumOfSquares(matrix, n, lanes, partials);
         long[] shape = tensor.shape();
         kernel.tensorScalars(shape[0], shape[1], scalars, flags);
         NewtonSchulz.orthogonalize(matrix, (int) shape[0], (int) shape[1], sumOfSquares, scalars[MatrixKernel.NS_A],

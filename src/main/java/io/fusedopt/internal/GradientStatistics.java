@@ -50,12 +50,17 @@ public final class GradientStatistics {
      * values front to back gives each lane its elements {@code l, l + LANES, ...} in order.
      */
     public static double chunkSumOfSquares(float[] values, int n, double[] lanes) {
+        return chunkSumOfSquares(values, 0, n, lanes);
+    }
+
+    /** {@link #chunkSumOfSquares(float[], int, double[])} of the chunk {@code values[from..from + n)}. */
+    public static double chunkSumOfSquares(float[] values, int from, int n, double[] lanes) {
         int used = lanesUsed(n);
         java.util.Arrays.fill(lanes, 0, used, 0.0);
         for (int start = 0; start < n; start += LANES) {
             int m = Math.min(LANES, n - start);
             for (int l = 0; l < m; l++) {
-                double x = values[start + l];
+                double x = values[from + start + l];
                 lanes[l] = lanes[l] + x * x;
             }
         }
