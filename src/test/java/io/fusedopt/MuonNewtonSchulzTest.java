@@ -63,7 +63,7 @@ class MuonNewtonSchulzTest {
             sumOfSquares += (double) u[i] * u[i];
         }
         float[] actual = NewtonSchulz.orthogonalize(u, rows, cols, sumOfSquares, (float) defaults.a(),
-                (float) defaults.b(), (float) defaults.c(), defaults.eps(), defaults.nsSteps());
+                (float) defaults.b(), (float) defaults.c(), (float) defaults.eps(), defaults.nsSteps());
         assertEquals(expected.length, actual.length);
         for (int i = 0; i < expected.length; i++) {
             int element = i;
