@@ -11,12 +11,14 @@ import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.Algorithms;
 import io.fusedopt.internal.LayerwiseKernel;
+import io.fusedopt.internal.MatrixKernel;
 import io.fusedopt.internal.UpdateKernel;
 import java.io.IOException;
 import java.io.InputStream;
 import java.lang.reflect.Field;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Properties;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -99,11 +101,25 @@ class KernelContractTest {
         assertTrue(header.replace("\\", " ").replaceAll("\\s+", " ").contains("extern \"C\" __global__ void name##_norms(const FoTensor* tensors,"
                 + " const FoChunk* chunks, int chunk_count, const FoControl* control, const float* hyper, const FoEntryStep* steps,"
                 + " const int* flags, double* chunk_sums)"), "layer-wise norm pass signature");
+        // The matrix kernels' entry points (MatrixKernel's names), with the arguments CudaStepProgram passes.
+        String matrixHeader = Files.readString(KERNELS.resolve("fusedopt_matrix.cuh")).replace("\\", " ").replaceAll("\\s+", " ");
+        String chunkArguments = "(const FoTensor* tensors, const FoChunk* chunks, int chunk_count, const FoControl* control,"
+                + " const float* hyper, const FoEntryStep* steps, const int* flags, const FoMatrix* matrices";
+        for (String signature : List.of("name##_input" + chunkArguments + ", double* chunk_sums)",
+                "name##_normalize" + chunkArguments + ", const double* tensor_sums)",
+                "name##_product(const FoTensor* tensors, const FoMatrix* matrices, const int* members, const FoControl* control,"
+                        + " const float* hyper, const FoEntryStep* steps, const int* flags, int product, int step)",
+                "name" + chunkArguments + ")", "name##_mixed" + chunkArguments + ")")) {
+            assertTrue(matrixHeader.contains("extern \"C\" __global__ void " + signature), "matrix kernel signature " + signature);
+        }
         for (UpdateKernel kernel : Algorithms.kernels()) {
             String source = Files.readString(KERNELS.resolve(kernel.family() + ".cu"));
-            // FO_UPDATE_KERNELS(entry, SLOTS, Op, Scalars); a layer-wise kernel FO_LAYERWISE_KERNELS(entry, SLOTS, NormOp, Op, Scalars).
+            // FO_UPDATE_KERNELS(entry, SLOTS, Op, Scalars); a layer-wise kernel FO_LAYERWISE_KERNELS(entry, SLOTS, NormOp, Op,
+            // Scalars); a matrix kernel FO_MATRIX_KERNELS(entry, SLOTS, InputOp, Op, Scalars).
             Matcher use = Pattern.compile(kernel instanceof LayerwiseKernel
                     ? "FO_LAYERWISE_KERNELS\\(" + kernel.entryPoint() + ", (\\d+), \\w+, (\\w+), (\\w+)\\)"
+                    : kernel instanceof MatrixKernel
+                    ? "FO_MATRIX_KERNELS\\(" + kernel.entryPoint() + ", (\\d+), \\w+, (\\w+), (\\w+)\\)"
                     : "FO_UPDATE_KERNELS\\(" + kernel.entryPoint() + ", (\\d+), (\\w+), (\\w+)\\)").matcher(source);
             assertTrue(use.find(), kernel.entryPoint() + " not found in " + kernel.family() + ".cu");
             assertEquals(kernel.stateSlots(), Integer.parseInt(use.group(1)), kernel + " state slots");

@@ -280,6 +280,16 @@ public final class CudaEngine implements Engine {
     }
 
     /**
+     * New device memory of {@code bytes} with no contents, which this engine frees when it closes
+     * (or at {@link #freeTable}): a step program's workspace, which its kernels write before they read.
+     */
+    long allocateWorkspace(long bytes) {
+        long address = Driver.allocate(Math.max(bytes, 1));
+        tables.add(address);
+        return address;
+    }
+
+    /**
      * The control block (FoControl) of this optimizer's step programs, one program at a time:
      * allocated by the first and kept until the engine closes, so that its address, handed to
      * callers for the loss scale, stays valid when a program is rebuilt.

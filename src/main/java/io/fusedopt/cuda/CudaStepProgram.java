@@ -5,11 +5,16 @@ import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
 import io.fusedopt.internal.LayerwiseKernel;
+import io.fusedopt.internal.MatrixKernel;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.StepControl;
 import io.fusedopt.internal.StepProgram;
+import io.fusedopt.internal.StepScalars;
+import io.fusedopt.internal.TensorOperands;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
 import java.util.function.Consumer;
 import java.util.function.ToLongFunction;
 import jcuda.Pointer;
@@ -23,7 +28,8 @@ import jcuda.driver.JCudaDriver;
 /**
  * A step on the device with no host round trip: the control block, the group tables, the segment
  * tables and the partial sums live in device memory, so every kernel argument is fixed here and a
- * run queues the same launches every time (kernels/control.cu, then one update launch per batch).
+ * run queues the same launches every time (kernels/control.cu, then one update launch per batch;
+ * a layer-wise or matrix batch runs its passes before its update).
  * The host writes only what changed (hyper-parameters, control inputs), before the launches and
  * on the same stream.
  */
@@ -49,7 +55,20 @@ final class CudaStepProgram implements StepProgram {
     /** sizeof(FoEntryStep) in kernels/fusedopt_common.cuh. */
     static final int ENTRY_STEP_BYTES = 16;
 
-    private record Launch(CUfunction function, int grid, Pointer params, String call) {}
+    /** The output tile edge of the Newton-Schulz products, whose blocks have TILE x TILE threads (FO_MATRIX_TILE). */
+    static final int MATRIX_TILE = 16;
+    /** FO_PRODUCT_GRAM, FO_PRODUCT_SQUARE, FO_PRODUCT_COMBINE in kernels/fusedopt_matrix.cuh. */
+    static final int PRODUCT_GRAM = 0, PRODUCT_SQUARE = 1, PRODUCT_COMBINE = 2;
+    /** The most blocks a launch's y and z grid dimensions take (CUDA's limit). */
+    private static final int MAX_GRID_YZ = 65535;
+
+    /** One launch: its grid and block shapes, and its arguments, fixed when the step is prepared. */
+    private record Launch(CUfunction function, int gridX, int gridY, int gridZ, int blockX, int blockY, Pointer params, String call) {
+        /** A launch of {@code grid} blocks of {@link GradientStatistics#LANES} threads. */
+        Launch(CUfunction function, int grid, Pointer params, String call) {
+            this(function, grid, 1, 1, GradientStatistics.LANES, 1, params, call);
+        }
+    }
 
     CudaStepProgram(CudaEngine engine, List<KernelBatch> batches, GroupTable groups, ToLongFunction<AbstractTensorBuffer> address) {
         this.engine = engine;
@@ -109,6 +128,8 @@ final class CudaStepProgram implements StepProgram {
                 String call = "cuLaunchKernel(" + entry + ", " + batch.tensors().size() + " tensors, " + chunkCount + " chunks)";
                 if (batch.kernel() instanceof LayerwiseKernel layerwise) {
                     addLayerwiseLaunches(layerwise, batch, segmentTables.get(b), t, update, call, steps, flags);
+                } else if (batch.kernel() instanceof MatrixKernel matrix) {
+                    addMatrixLaunches(matrix, batch, segmentTables.get(b), t, update, call, steps, flags);
                 } else {
                     List<Pointer> args = new ArrayList<>(List.of(ptr(t[0]), ptr(t[1]), Pointer.to(new int[] {chunkCount}), ptr(control),
                             ptr(hyper), ptr(steps), ptr(flags)));
@@ -133,26 +154,137 @@ final class CudaStepProgram implements StepProgram {
      */
     private void addLayerwiseLaunches(LayerwiseKernel kernel, KernelBatch batch, SegmentTable segments, long[] table,
                                       CUfunction update, String updateCall, long steps, long flags) {
-        int tensors = segments.tensorCount();
         int chunkCount = segments.chunkCount();
-        int[] tensorChunks = new int[2 * tensors]; // first chunk, chunk count
-        for (int c = chunkCount - 1; c >= 0; c--) {
-            tensorChunks[2 * segments.tensor(c)] = c;
-            tensorChunks[2 * segments.tensor(c) + 1]++;
-        }
         long chunkSums = upload(Pointer.to(new double[2 * chunkCount]), 2L * chunkCount * Double.BYTES, "chunk norm sums");
-        long tensorSums = upload(Pointer.to(new double[2 * tensors]), 2L * tensors * Double.BYTES, "tensor norm sums");
-        long ranges = upload(Pointer.to(tensorChunks), (long) tensorChunks.length * Integer.BYTES, "tensor chunk ranges");
         String normsEntry = batch.mixed() ? kernel.normsMixedEntryPoint() : kernel.normsEntryPoint();
         KernelModules modules = engine.modules();
         updateLaunches.add(new Launch(modules.normsFunction(kernel, batch.mixed()), engine.gridFor(chunkCount),
                 Pointer.to(ptr(table[0]), ptr(table[1]), Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(steps),
                         ptr(flags), ptr(chunkSums)), "cuLaunchKernel(" + normsEntry + ", " + chunkCount + " chunks)"));
-        updateLaunches.add(new Launch(modules.function("control", "fusedopt_tensor_norms"), engine.gridFor(tensors),
-                Pointer.to(ptr(ranges), Pointer.to(new int[] {tensors}), ptr(control), ptr(chunkSums), ptr(tensorSums)),
-                "cuLaunchKernel(fusedopt_tensor_norms, " + tensors + " tensors)"));
+        long tensorSums = addTensorNormsLaunch(segments, chunkSums);
         updateLaunches.add(new Launch(update, engine.gridFor(chunkCount), Pointer.to(ptr(table[0]), ptr(table[1]),
                 Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(steps), ptr(flags), ptr(tensorSums)), updateCall));
+    }
+
+    /**
+     * fusedopt_tensor_norms over a batch's tensors: each tensor's two sums from the two partial sums
+     * per chunk in {@code chunkSums} (a tensor's chunks are consecutive). Returns the address of
+     * the sums (two doubles per tensor).
+     */
+    private long addTensorNormsLaunch(SegmentTable segments, long chunkSums) {
+        int tensors = segments.tensorCount();
+        int[] tensorChunks = new int[2 * tensors]; // first chunk, chunk count
+        for (int c = segments.chunkCount() - 1; c >= 0; c--) {
+            tensorChunks[2 * segments.tensor(c)] = c;
+            tensorChunks[2 * segments.tensor(c) + 1]++;
+        }
+        long tensorSums = upload(Pointer.to(new double[2 * tensors]), 2L * tensors * Double.BYTES, "tensor norm sums");
+        long ranges = upload(Pointer.to(tensorChunks), (long) tensorChunks.length * Integer.BYTES, "tensor chunk ranges");
+        updateLaunches.add(new Launch(engine.modules().function("control", "fusedopt_tensor_norms"), engine.gridFor(tensors),
+                Pointer.to(ptr(ranges), Pointer.to(new int[] {tensors}), ptr(control), ptr(chunkSums), ptr(tensorSums)),
+                "cuLaunchKernel(fusedopt_tensor_norms, " + tensors + " tensors)"));
+        return tensorSums;
+    }
+
+    /**
+     * A matrix batch's launches (kernels/fusedopt_matrix.cuh, FO_MATRIX_KERNELS) in the host's order
+     * (io.fusedopt.cpu.HostMatrixPhase): the input pass into each tensor's X[0] with its chunks'
+     * sums of squares, the tensors' sums (fusedopt_tensor_norms), the normalization, the
+     * Newton-Schulz products of each step count's tensors (three per step, the tensors along
+     * gridDim.z), then the update. Each tensor's workspaces (X[0] and X[1] of its length, A and B
+     * of m x m floats, m = min(rows, cols)) are allocated here and freed with the program. The
+     * number of product launches is fixed here from each group's step count, which a group keeps
+     * (UpdatePlan.structure).
+     */
+    private void addMatrixLaunches(MatrixKernel kernel, KernelBatch batch, SegmentTable segments, long[] table,
+                                   CUfunction update, String updateCall, long steps, long flags) {
+        int chunkCount = segments.chunkCount();
+        List<TensorOperands> operands = batch.tensors();
+        int count = operands.size();
+        long[][] workspaces = new long[count][];
+        long[][] shapes = new long[count][];
+        int[] iterations = new int[count];
+        Map<Integer, List<Integer>> byIterations = new TreeMap<>();
+        for (int t = 0; t < count; t++) {
+            TensorOperands tensor = operands.get(t);
+            long[] shape = tensor.shape();
+            if (shape[0] > Integer.MAX_VALUE || shape[1] > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException(kernel + " on the CUDA backend takes matrices of fewer than 2^31 rows and columns,"
+                        + " got shape " + java.util.Arrays.toString(shape));
+            }
+            long m = Math.min(shape[0], shape[1]), n = Math.max(shape[0], shape[1]);
+            long matrixBytes = m * n * Float.BYTES, squareBytes = m * m * Float.BYTES;
+            workspaces[t] = new long[] {workspace(matrixBytes), workspace(matrixBytes), workspace(squareBytes), workspace(squareBytes)};
+            shapes[t] = shape;
+            iterations[t] = kernel.iterations(groups.hyper(), tensor.group() * StepScalars.HYPER_STRIDE);
+            byIterations.computeIfAbsent(iterations[t], k -> new ArrayList<>()).add(t);
+        }
+        byte[] matrixBytes = DeviceSegmentTable.encodeMatrices(workspaces, shapes, iterations);
+        long matrices = upload(Pointer.to(matrixBytes), matrixBytes.length, "matrix workspaces");
+        long chunkSums = upload(Pointer.to(new double[2 * chunkCount]), 2L * chunkCount * Double.BYTES, "chunk norm sums");
+        KernelModules modules = engine.modules();
+        int grid = engine.gridFor(chunkCount);
+        updateLaunches.add(new Launch(modules.inputFunction(kernel), grid, Pointer.to(ptr(table[0]), ptr(table[1]),
+                Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(steps), ptr(flags), ptr(matrices), ptr(chunkSums)),
+                "cuLaunchKernel(" + kernel.inputEntryPoint() + ", " + chunkCount + " chunks)"));
+        long tensorSums = addTensorNormsLaunch(segments, chunkSums);
+        updateLaunches.add(new Launch(modules.normalizeFunction(kernel), grid, Pointer.to(ptr(table[0]), ptr(table[1]),
+                Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(steps), ptr(flags), ptr(matrices), ptr(tensorSums)),
+                "cuLaunchKernel(" + kernel.normalizeEntryPoint() + ", " + chunkCount + " chunks)"));
+        for (Map.Entry<Integer, List<Integer>> e : byIterations.entrySet()) {
+            addProductLaunches(kernel, e.getKey(), e.getValue(), shapes, table[0], matrices, steps, flags);
+        }
+        updateLaunches.add(new Launch(update, grid, Pointer.to(ptr(table[0]), ptr(table[1]), Pointer.to(new int[] {chunkCount}),
+                ptr(control), ptr(hyper), ptr(steps), ptr(flags), ptr(matrices)), updateCall));
+    }
+
+    /**
+     * The Newton-Schulz products of {@code members} (indices into the batch's tensors), which all
+     * take {@code iterations} steps: per step, the Gram matrix, the polynomial and the combination,
+     * each over at most {@link #MAX_GRID_YZ} members at a time, its grid sized for the largest.
+     */
+    private void addProductLaunches(MatrixKernel kernel, int iterations, List<Integer> members, long[][] shapes, long tensors,
+                                    long matrices, long steps, long flags) {
+        int[] indices = members.stream().mapToInt(Integer::intValue).toArray();
+        long memberTable = upload(Pointer.to(indices), (long) indices.length * Integer.BYTES, "matrix step members");
+        CUfunction product = engine.modules().productFunction(kernel);
+        for (int from = 0; from < indices.length; from += MAX_GRID_YZ) {
+            int to = Math.min(indices.length, from + MAX_GRID_YZ);
+            long m = 0, n = 0;
+            for (int i = from; i < to; i++) {
+                long[] shape = shapes[indices[i]];
+                m = Math.max(m, Math.min(shape[0], shape[1]));
+                n = Math.max(n, Math.max(shape[0], shape[1]));
+            }
+            int squareTiles = tiles(m), wideTiles = tiles(n);
+            if (squareTiles > MAX_GRID_YZ) {
+                throw new IllegalArgumentException(kernel + " on the CUDA backend takes matrices whose smaller side is at most "
+                        + (long) MAX_GRID_YZ * MATRIX_TILE + ", got " + m);
+            }
+            long slice = memberTable + (long) from * Integer.BYTES;
+            for (int step = 0; step < iterations; step++) {
+                for (int which : new int[] {PRODUCT_GRAM, PRODUCT_SQUARE, PRODUCT_COMBINE}) {
+                    int gridX = which == PRODUCT_COMBINE ? wideTiles : squareTiles;
+                    updateLaunches.add(new Launch(product, gridX, squareTiles, to - from, MATRIX_TILE, MATRIX_TILE,
+                            Pointer.to(ptr(tensors), ptr(matrices), ptr(slice), ptr(control), ptr(hyper), ptr(steps), ptr(flags),
+                                    Pointer.to(new int[] {which}), Pointer.to(new int[] {step})),
+                            "cuLaunchKernel(" + kernel.productEntryPoint() + ", product " + which + ", step " + step + ", "
+                                    + (to - from) + " tensors)"));
+                }
+            }
+        }
+    }
+
+    /** Tiles of {@link #MATRIX_TILE} covering {@code extent} (at least one: an empty launch is refused). */
+    private static int tiles(long extent) {
+        return (int) Math.max(1, (extent + MATRIX_TILE - 1) / MATRIX_TILE);
+    }
+
+    /** A workspace freed with the program. */
+    private long workspace(long bytes) {
+        long address = engine.allocateWorkspace(bytes);
+        memory.add(address);
+        return address;
     }
 
     private long upload(Pointer host, long bytes, String what) {
@@ -214,7 +346,7 @@ final class CudaStepProgram implements StepProgram {
     }
 
     private void launch(Launch l, CUstream stream) {
-        Driver.check(JCudaDriver.cuLaunchKernel(l.function(), l.grid(), 1, 1, GradientStatistics.LANES, 1, 1, 0, stream,
+        Driver.check(JCudaDriver.cuLaunchKernel(l.function(), l.gridX(), l.gridY(), l.gridZ(), l.blockX(), l.blockY(), 1, 0, stream,
                 l.params(), null), l.call());
     }
 

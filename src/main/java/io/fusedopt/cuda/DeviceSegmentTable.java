@@ -120,6 +120,26 @@ final class DeviceSegmentTable {
         return b.array();
     }
 
+    /** sizeof(FoMatrix) in kernels/fusedopt_matrix.cuh. */
+    static final int MATRIX_BYTES = 48;
+
+    /**
+     * The per-tensor FoMatrix of a matrix batch: for tensor t, its workspaces {@code workspaces[t]}
+     * (X[0], X[1], A, B), its shape (rows, cols) and which X holds the result after
+     * {@code iterations[t]} Newton-Schulz steps (their parity).
+     */
+    static byte[] encodeMatrices(long[][] workspaces, long[][] shapes, int[] iterations) {
+        ByteBuffer b = ByteBuffer.allocate(workspaces.length * MATRIX_BYTES).order(ByteOrder.LITTLE_ENDIAN);
+        for (int t = 0; t < workspaces.length; t++) {
+            int base = t * MATRIX_BYTES;
+            for (int j = 0; j < 4; j++) b.putLong(base + 8 * j, workspaces[t][j]);
+            b.putInt(base + 32, Math.toIntExact(shapes[t][0]));
+            b.putInt(base + 36, Math.toIntExact(shapes[t][1]));
+            b.putInt(base + 40, iterations[t] & 1);
+        }
+        return b.array();
+    }
+
     /** The addresses of a tensor's operands: param, grad, the three state slots, master (0 when absent). */
     static long[] addresses(TensorOperands tensor, ToLongFunction<AbstractTensorBuffer> address) {
         long[] a = new long[MASTER + 1];

@@ -3,6 +3,7 @@ package io.fusedopt.cuda;
 import io.fusedopt.BackendUnavailableException;
 import io.fusedopt.internal.Algorithms;
 import io.fusedopt.internal.LayerwiseKernel;
+import io.fusedopt.internal.MatrixKernel;
 import io.fusedopt.internal.UpdateKernel;
 import java.io.IOException;
 import java.io.InputStream;
@@ -31,6 +32,10 @@ final class KernelModules implements AutoCloseable {
     /** The norm passes of the layer-wise kernels, by code (null for elementwise kernels). */
     private final CUfunction[] normsFunctions = new CUfunction[Algorithms.kernels().size()];
     private final CUfunction[] normsMixedFunctions = new CUfunction[Algorithms.kernels().size()];
+    /** The matrix kernels' passes before the update, by code (null for the other kernels). */
+    private final CUfunction[] inputFunctions = new CUfunction[Algorithms.kernels().size()];
+    private final CUfunction[] normalizeFunctions = new CUfunction[Algorithms.kernels().size()];
+    private final CUfunction[] productFunctions = new CUfunction[Algorithms.kernels().size()];
 
     /** The manifest written by kernels/build.sh. */
     static Properties manifest() {
@@ -65,6 +70,10 @@ final class KernelModules implements AutoCloseable {
                 if (kernel instanceof LayerwiseKernel layerwise) {
                     normsFunctions[kernel.code()] = function(kernel.family(), layerwise.normsEntryPoint());
                     normsMixedFunctions[kernel.code()] = function(kernel.family(), layerwise.normsMixedEntryPoint());
+                } else if (kernel instanceof MatrixKernel matrix) {
+                    inputFunctions[kernel.code()] = function(kernel.family(), matrix.inputEntryPoint());
+                    normalizeFunctions[kernel.code()] = function(kernel.family(), matrix.normalizeEntryPoint());
+                    productFunctions[kernel.code()] = function(kernel.family(), matrix.productEntryPoint());
                 } else if (kernel.hasQuantizedEntryPoint()) {
                     quantizedFunctions[kernel.code()] = function(kernel.family(), kernel.quantizedEntryPoint());
                 }
@@ -90,6 +99,21 @@ final class KernelModules implements AutoCloseable {
     /** A layer-wise kernel's norm pass: float32 only, or with {@code mixed} for any storage formats. */
     CUfunction normsFunction(LayerwiseKernel kernel, boolean mixed) {
         return (mixed ? normsMixedFunctions : normsFunctions)[kernel.code()];
+    }
+
+    /** A matrix kernel's input pass (any storage formats). */
+    CUfunction inputFunction(MatrixKernel kernel) {
+        return inputFunctions[kernel.code()];
+    }
+
+    /** A matrix kernel's normalization. */
+    CUfunction normalizeFunction(MatrixKernel kernel) {
+        return normalizeFunctions[kernel.code()];
+    }
+
+    /** A matrix kernel's Newton-Schulz products. */
+    CUfunction productFunction(MatrixKernel kernel) {
+        return productFunctions[kernel.code()];
     }
 
     /** Any entry point of a loaded family. */
@@ -140,5 +164,8 @@ final class KernelModules implements AutoCloseable {
         java.util.Arrays.fill(quantizedFunctions, null);
         java.util.Arrays.fill(normsFunctions, null);
         java.util.Arrays.fill(normsMixedFunctions, null);
+        java.util.Arrays.fill(inputFunctions, null);
+        java.util.Arrays.fill(normalizeFunctions, null);
+        java.util.Arrays.fill(productFunctions, null);
     }
 }

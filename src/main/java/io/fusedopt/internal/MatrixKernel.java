@@ -41,6 +41,21 @@ public abstract class MatrixKernel extends UpdateKernel {
         return stateSlots() - 1;
     }
 
+    /** The input pass's entry point (any storage formats): {@code NAME_input}. */
+    public String inputEntryPoint() {
+        return entryPoint() + "_input";
+    }
+
+    /** The normalization's entry point: {@code NAME_normalize}. */
+    public String normalizeEntryPoint() {
+        return entryPoint() + "_normalize";
+    }
+
+    /** The entry point of the Newton-Schulz products: {@code NAME_product}. */
+    public String productEntryPoint() {
+        return entryPoint() + "_product";
+    }
+
     /**
      * The matrix input of elements [from, to) of one tensor: with the operands {param, grad, slots}
      * at {@code o[first]} onwards (the gradient already prepared: unscaled and clipped) and the

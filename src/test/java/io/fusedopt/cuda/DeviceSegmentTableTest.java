@@ -34,6 +34,29 @@ class DeviceSegmentTableTest {
         assertEquals(3, DeviceSegmentTable.quantizedStateDtype(CodeMap.UNSIGNED));
     }
 
+    /** FoMatrix and the product constants of kernels/fusedopt_matrix.cuh, and a row's bytes. */
+    @Test
+    void matrixTableMatchesTheHeader() throws IOException {
+        String header = Files.readString(Path.of("kernels", "fusedopt_matrix.cuh"));
+        Matcher size = Pattern.compile("struct FoMatrix \\{\\s+// (\\d+) bytes").matcher(header);
+        assertTrue(size.find(), "FoMatrix's size comment");
+        assertEquals(DeviceSegmentTable.MATRIX_BYTES, Integer.parseInt(size.group(1)));
+        assertEquals(CudaStepProgram.MATRIX_TILE, define(header, "FO_MATRIX_TILE"));
+        assertEquals(CudaStepProgram.PRODUCT_GRAM, define(header, "FO_PRODUCT_GRAM"));
+        assertEquals(CudaStepProgram.PRODUCT_SQUARE, define(header, "FO_PRODUCT_SQUARE"));
+        assertEquals(CudaStepProgram.PRODUCT_COMBINE, define(header, "FO_PRODUCT_COMBINE"));
+        byte[] bytes = DeviceSegmentTable.encodeMatrices(new long[][] {{0x100, 0x200, 0x300, 0x400}, {1, 2, 3, 4}},
+                new long[][] {{33, 17}, {3, 5}}, new int[] {5, 2});
+        ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+        assertEquals(2 * DeviceSegmentTable.MATRIX_BYTES, bytes.length);
+        assertEquals(0x300, b.getLong(16));
+        assertEquals(33, b.getInt(32));
+        assertEquals(17, b.getInt(36));
+        assertEquals(1, b.getInt(40), "5 steps end in X[1]");
+        assertEquals(4, b.getLong(DeviceSegmentTable.MATRIX_BYTES + 24));
+        assertEquals(0, b.getInt(DeviceSegmentTable.MATRIX_BYTES + 40), "2 steps end in X[0]");
+    }
+
     private static int define(String source, String name) {
         Matcher m = Pattern.compile("#define " + name + "\\s+(\\d+)").matcher(source);
         assertTrue(m.find(), name + " missing");

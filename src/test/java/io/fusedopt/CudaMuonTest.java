@@ -1,0 +1,273 @@
+package io.fusedopt;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.fusedopt.internal.algorithms.MuonAlgorithm;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.function.UnaryOperator;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * Muon on the CUDA backend (kernels/muon.cu, fusedopt_matrix.cuh: the input pass, the norms, the
+ * normalization, the Newton-Schulz products, the update) equals the CPU reference backend bit for
+ * bit: params, master weights and momentum buffers, on shapes wide, tall (the transposed path),
+ * square, a single row, and one that crosses the products' 16-element tiles in every dimension;
+ * with 16-bit params, master weights, stochastic rounding, bf16 states, loss scaling with
+ * clipping, a step skipped for a non-finite gradient, a captured step, beside an AdamW group, and
+ * groups of different Newton-Schulz step counts. Skipped, with the probe's reason, without a GPU.
+ */
+@Tag("gpu")
+class CudaMuonTest {
+    /** rows x cols: wide, tall (transposed), square, one row, and across the 16 x 16 product tiles. */
+    private static final int[][] SHAPES = {{3, 5}, {8, 4}, {16, 16}, {1, 7}, {33, 17}};
+    private static final int STEPS = 3;
+
+    @BeforeEach
+    void requireGpu() {
+        GpuTests.assumeGpu();
+    }
+
+    /** One run's setup: the optimizer's options, the groups (each with every shape), the params' format. */
+    private record Setup(UnaryOperator<DeviceOptimizer.Builder> options, List<OptimizerConfig> groups, Precision paramPrecision,
+                         float gradScale) {
+        Setup(OptimizerConfig config) {
+            this(b -> b, List.of(config), Precision.FP32, 1f);
+        }
+
+        Setup options(UnaryOperator<DeviceOptimizer.Builder> o) {
+            return new Setup(o, groups, paramPrecision, gradScale);
+        }
+
+        Setup params(Precision p) {
+            return new Setup(options, groups, p, gradScale);
+        }
+
+        Setup gradScale(float scale) {
+            return new Setup(options, groups, paramPrecision, scale);
+        }
+    }
+
+    /** An optimizer of the setup with its params registered, each group holding every shape. */
+    private static final class Model implements AutoCloseable {
+        final DeviceOptimizer opt;
+        final List<Parameter> params = new ArrayList<>();
+        final Setup setup;
+
+        Model(Backend backend, Setup setup) {
+            this.setup = setup;
+            opt = setup.options().apply(DeviceOptimizer.builder(setup.groups().get(0)).optBackend(backend)).build();
+            for (int g = 0; g < setup.groups().size(); g++) {
+                ParamGroup group = opt.addGroup(setup.groups().get(g));
+                for (int[] shape : SHAPES) {
+                    int n = shape[0] * shape[1];
+                    String name = "g" + g + "." + shape[0] + "x" + shape[1];
+                    TensorBuffer p = opt.allocate(n, setup.paramPrecision());
+                    p.copyFrom(Scenario.gaussian(new Random(name.hashCode()), n, 0.5f));
+                    TensorBuffer grad = opt.allocate(n, setup.paramPrecision());
+                    params.add(muon(group) ? group.add(name, p, grad, shape[0], shape[1]) : group.add(name, p, grad));
+                }
+            }
+        }
+
+        private static boolean muon(ParamGroup group) {
+            return group.config() instanceof Muon;
+        }
+
+        /** Step t's gradients (a function of the name and t), scaled by the setup's loss scale; NaN in the first tensor with {@code poison}. */
+        void feed(int t, boolean poison) {
+            for (Parameter p : params) {
+                float[] g = Scenario.gaussian(new Random(31L * p.name().hashCode() + t), (int) p.length(), setup.gradScale());
+                if (poison && p == params.get(0)) g[1] = Float.NaN;
+                p.grad().copyFrom(g);
+            }
+        }
+
+        /** Changes the first group's learning rate (a step scalar the device reads, and the adjusted lr it derives). */
+        void changeLearningRate() {
+            ParamGroup group = opt.groups().get(0);
+            group.setLearningRate(group.learningRate() * 0.5);
+        }
+
+        /** Every param, master and state as raw bits, by name. */
+        Map<String, int[]> bits() {
+            Map<String, int[]> out = new LinkedHashMap<>();
+            for (Parameter p : params) {
+                out.put(p.name(), raw(p.param().toArray()));
+                p.masterWeights().ifPresent(m -> out.put(p.name() + "/master", raw(m.toArray())));
+                for (StateKind k : p.stateKinds()) out.put(p.name() + "/" + k.stateName(), raw(p.state(k).toArray()));
+            }
+            return out;
+        }
+
+        @Override
+        public void close() {
+            opt.close();
+        }
+    }
+
+    private static int[] raw(float[] values) {
+        int[] bits = new int[values.length];
+        for (int i = 0; i < values.length; i++) bits[i] = Float.floatToRawIntBits(values[i]);
+        return bits;
+    }
+
+    /** The state after STEPS steps, the learning rate halved after the first. */
+    private static Map<String, int[]> run(Backend backend, Setup setup) {
+        try (Model model = new Model(backend, setup)) {
+            for (int t = 0; t < STEPS; t++) {
+                model.feed(t, false);
+                model.opt.step();
+                if (t == 0) model.changeLearningRate();
+            }
+            return model.bits();
+        }
+    }
+
+    private static void assertSameBits(Map<String, int[]> expected, Map<String, int[]> actual, String what) {
+        assertEquals(expected.keySet(), actual.keySet(), what + ": tensors");
+        for (Map.Entry<String, int[]> e : expected.entrySet()) {
+            assertArrayEquals(e.getValue(), actual.get(e.getKey()), what + ": " + e.getKey() + " differs from the CPU backend");
+        }
+    }
+
+    private static void assertCudaEqualsCpu(Setup setup, String what) {
+        assertSameBits(run(Backend.CPU, setup), run(Backend.CUDA, setup), what);
+    }
+
+    static Stream<Arguments> variants() {
+        return new MuonAlgorithm().variants().entrySet().stream().map(e -> Arguments.of(e.getKey(), e.getValue()));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("variants")
+    void everyVariantEqualsTheCpuBackend(String name, Muon config) {
+        assertCudaEqualsCpu(new Setup(config), name);
+    }
+
+    @Test
+    void bf16ParamsWithMasterWeights() {
+        assertCudaEqualsCpu(new Setup(Muon.builder().optLearningRate(0.02).build()).params(Precision.BF16)
+                .options(b -> b.optMasterWeights(true)), "bf16 + master");
+    }
+
+    @Test
+    void bf16ParamsRoundedStochastically() {
+        assertCudaEqualsCpu(new Setup(Muon.builder().optLearningRate(0.02).build()).params(Precision.BF16)
+                .options(b -> b.optMasterWeights(false).optStochasticRounding(0x5EEDL)), "bf16 stochastic rounding");
+    }
+
+    @Test
+    void bf16States() {
+        assertCudaEqualsCpu(new Setup(Muon.builder().optLearningRate(0.02).build())
+                .options(b -> b.optStatePrecision(Precision.BF16)), "bf16 states");
+    }
+
+    /** The gradient pipeline: unscaled by the loss scale, then clipped to the global norm (both flags set). */
+    @Test
+    void lossScalingAndClipping() {
+        Setup setup = new Setup(Muon.builder().optLearningRate(0.02).build()).gradScale(1024f)
+                .options(b -> b.optMaxGradNorm(0.5));
+        Map<String, int[]> cpu, cuda;
+        try (Model model = new Model(Backend.CPU, setup)) {
+            cpu = scaledRun(model);
+        }
+        try (Model model = new Model(Backend.CUDA, setup)) {
+            cuda = scaledRun(model);
+        }
+        assertSameBits(cpu, cuda, "loss scale + clipping");
+    }
+
+    private static Map<String, int[]> scaledRun(Model model) {
+        model.opt.setGradScale(1024);
+        for (int t = 0; t < STEPS; t++) {
+            model.feed(t, false);
+            model.opt.step();
+            assertTrue(model.opt.lastStep().clipCoefficient() < 1f, "the gradient is clipped");
+        }
+        return model.bits();
+    }
+
+    /** A non-finite gradient with SKIP_STEP: the step changes nothing (the matrix passes return early too). */
+    @Test
+    void aSkippedStepChangesNothing() {
+        Setup setup = new Setup(Muon.builder().optLearningRate(0.02).build()).options(b -> b.optNonFinitePolicy(NonFinitePolicy.SKIP_STEP));
+        try (Model model = new Model(Backend.CUDA, setup)) {
+            model.feed(0, false);
+            model.opt.step();
+            Map<String, int[]> before = model.bits();
+            model.feed(1, true);
+            model.opt.step();
+            assertTrue(model.opt.lastStep().skipped());
+            assertSameBits(before, model.bits(), "after a skipped step");
+        }
+    }
+
+    /** A captured step replayed (the learning rate changed between replays) equals steps run on the CPU backend. */
+    @Test
+    void capturedStepReplaysEqualTheCpuBackend() {
+        Setup setup = new Setup(Muon.builder().optLearningRate(0.02).build());
+        Map<String, int[]> cuda;
+        try (Model model = new Model(Backend.CUDA, setup); StepGraph graph = model.opt.captureStep()) {
+            for (int t = 0; t < STEPS; t++) {
+                model.feed(t, false);
+                graph.replay();
+                if (t == 0) model.changeLearningRate();
+            }
+            cuda = model.bits();
+        }
+        assertSameBits(run(Backend.CPU, setup), cuda, "captured step");
+    }
+
+    @Test
+    void besideAnAdamWGroup() {
+        assertCudaEqualsCpu(new Setup(b -> b, List.of(Adam.adamW().optLearningRate(1e-2).build(),
+                Muon.builder().optLearningRate(0.02).build()), Precision.FP32, 1f), "AdamW + Muon");
+    }
+
+    /**
+     * A tall tensor of two chunks (the transposed path across a chunk boundary; the tensor's sum of
+     * squares from two partial sums), one Newton-Schulz step to keep the emulator fast.
+     */
+    @Test
+    void aTensorOfTwoChunks() {
+        int rows = (1 << 16) + 7;
+        Muon config = Muon.builder().optLearningRate(0.02).optNsSteps(1).build();
+        Map<String, int[]> expected = null;
+        for (Backend backend : List.of(Backend.CPU, Backend.CUDA)) {
+            try (DeviceOptimizer opt = DeviceOptimizer.builder(config).optBackend(backend).build()) {
+                TensorBuffer p = opt.allocate(rows);
+                p.copyFrom(Scenario.gaussian(new Random(7), rows, 0.5f));
+                Parameter param = opt.addGroup(config).add("tall", p, opt.allocate(rows), rows, 1);
+                for (int t = 0; t < 2; t++) {
+                    param.grad().copyFrom(Scenario.gaussian(new Random(100 + t), rows, 1f));
+                    opt.step();
+                }
+                Map<String, int[]> bits = Map.of("param", raw(param.param().toArray()),
+                        "buffer", raw(param.state(StateKind.MOMENTUM_BUFFER).toArray()));
+                if (expected == null) expected = bits;
+                else assertSameBits(expected, bits, "two chunks");
+            }
+        }
+    }
+
+    /** Groups of 5, 2 and 0 Newton-Schulz steps: their tensors take separate product launches, 0 takes none. */
+    @Test
+    void groupsOfDifferentStepCounts() {
+        assertCudaEqualsCpu(new Setup(b -> b, List.of(Muon.builder().optLearningRate(0.02).build(),
+                Muon.builder().optLearningRate(0.01).optNsSteps(2).build(),
+                Muon.builder().optLearningRate(0.01).optNsSteps(0).optNesterov(false).build()), Precision.FP32, 1f),
+                "nsSteps 5, 2, 0");
+    }
+}
