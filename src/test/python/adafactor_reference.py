@@ -8,7 +8,7 @@ Every line of `adafactor_step` names the line of that function it transcribes. T
 choices fusedopt makes around it, are in docs/algorithms.md ("Adafactor") on this branch.
 
 Writes src/test/resources/io/fusedopt/adafactor-reference/adafactor.json: for every case the
-hyper-parameters (torch's names), and for each tensor its shape, its initial float32 values, for
+hyper-parameters (torch's keyword arguments, and fusedopt's Adafactor builder values), and for each tensor its shape, its initial float32 values, for
 each step the float32 gradient fed and the float64 parameters after the step, and the final state
 (row_var and col_var for a tensor of rank >= 2, variance for a vector; float64, flattened
 row-major in torch's keepdim shapes [..., R, 1] and [..., 1, C]). The gradient of a step is a
@@ -141,6 +141,19 @@ CASES = [
 ]
 
 
+def torch_arguments(hyper):
+    """torch.optim.Adafactor's keyword arguments as Python writes them (eps may hold None)."""
+    return {k: repr(tuple(v)) if k == "eps" else v for k, v in hyper.items()}
+
+
+def fusedopt_values(hyper):
+    """The values fusedopt's Adafactor builder takes: numbers only, eps1 None as the float32 epsilon."""
+    eps1, eps2 = hyper["eps"]
+    return {"learningRate": hyper["lr"], "beta2Decay": hyper["beta2_decay"],
+            "eps1": FLOAT32_EPS if eps1 is None else eps1, "eps2": eps2, "d": hyper["d"],
+            "weightDecay": hyper["weight_decay"], "maximize": hyper["maximize"]}
+
+
 def run_case(name, hyper, options):
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     tensors = []
@@ -175,13 +188,14 @@ def dumps(value, indent=0):
 
 
 def main():
-    cases = [{"name": n, "why": why, "torch": h, "tensors": run_case(n, h, o)} for n, h, o, why in CASES]
+    cases = [{"name": n, "why": why, "torch": torch_arguments(h), "fusedopt": fusedopt_values(h),
+              "tensors": run_case(n, h, o)} for n, h, o, why in CASES]
     document = {
         "format": FORMAT,
         "algorithm": "adafactor",
         "generator": "src/test/python/adafactor_reference.py",
         "reference": "float64 NumPy transcription of " + SOURCE,
-        "eps1_none": "eps[0] = null means torch.finfo(float32).eps = 2^-23",
+        "eps1_none": "torch's eps[0] = None is torch.finfo(float32).eps = 2^-23 (fusedopt.eps1)",
         "encoding": "floats are the hex digits of their IEEE-754 bits: 8 for float32, 16 for float64; "
                     "arrays flattened row-major",
         "steps": STEPS,
