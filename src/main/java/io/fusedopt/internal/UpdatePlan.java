@@ -71,6 +71,16 @@ public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags
         return states;
     }
 
+    /** The state tensors a parameter of shape {@code shape} keeps under {@code config} ({@link Algorithm#stateKinds}). */
+    public static java.util.List<StateKind> stateKinds(OptimizerConfig config, long[] shape) {
+        return Algorithms.of(config).stateKindsOf(config, shape);
+    }
+
+    /** The shape of state {@code kind} of a parameter of shape {@code shape} under {@code config} ({@link Algorithm#stateShape}). */
+    public static long[] stateShape(OptimizerConfig config, StateKind kind, long[] shape) {
+        return Algorithms.of(config).stateShape(kind, shape);
+    }
+
     /** The value a state tensor of this configuration starts at. */
     public static float initialValue(OptimizerConfig config, StateKind kind) {
         return Algorithms.of(config).initialValueOf(config, kind);
