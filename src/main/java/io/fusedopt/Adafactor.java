@@ -1,6 +1,7 @@
 package io.fusedopt;
 
 import io.fusedopt.internal.Check;
+import java.util.List;
 
 /**
  * Adafactor (Shazeer and Stern 2018, "Adafactor: Adaptive Learning Rates with Sublinear Memory
@@ -8,10 +9,6 @@ import io.fusedopt.internal.Check;
  * {@code torch/optim/_adafactor.py}, {@code _single_tensor_adafactor} (read at pytorch/pytorch
  * 051d6a09bb159a48ac11006c454c0c979511d0f3; where that file's docstring and its code differ, this
  * follows the code).
- *
- * <p><b>Work in progress (issue 30):</b> this configuration is not an {@link OptimizerConfig} yet
- * and no backend runs it; it joins the algorithms once the CPU reference, CPU_FAST and CUDA
- * backends all implement it, bit for bit.
  *
  * <p>Per tensor and step, with {@code t} the tensor's own step counter and {@code G} the gradient
  * ({@code -g} when maximizing):
@@ -41,7 +38,7 @@ import io.fusedopt.internal.Check;
  * @param maximize     maximizes the objective instead of minimizing it
  */
 public record Adafactor(double learningRate, double beta2Decay, double eps1, double eps2, double d, double weightDecay,
-                        boolean maximize) {
+                        boolean maximize) implements OptimizerConfig {
 
     /** {@code torch.finfo(torch.float32).eps}, 2^-23: eps1 when PyTorch's is {@code None}. */
     public static final double FLOAT32_EPSILON = 0x1p-23;
@@ -61,24 +58,35 @@ public record Adafactor(double learningRate, double beta2Decay, double eps1, dou
         return new Builder();
     }
 
-    /** A builder holding this configuration's values. */
+    @Override
     public Builder toBuilder() {
         return new Builder().optLearningRate(learningRate).optBeta2Decay(beta2Decay).optEps(eps1, eps2).optD(d)
                 .optWeightDecay(weightDecay).optMaximize(maximize);
     }
 
-    /** A copy with another learning rate (for schedules); validated like the original. */
+    @Override
     public Adafactor withLearningRate(double lr) {
         return toBuilder().optLearningRate(lr).build();
     }
 
-    /** The short, stable name of the algorithm family. */
+    @Override
     public String algorithm() {
         return "adafactor";
     }
 
+    /**
+     * Every state a parameter may keep: {@link StateKind#VARIANCE} for a one-dimensional parameter,
+     * {@link StateKind#ROW_VAR} and {@link StateKind#COL_VAR} for one of rank &gt;= 2 (shapes
+     * [..., R, 1] and [..., 1, C]), as PyTorch keeps them; {@link Parameter#stateKinds()} names a
+     * parameter's own.
+     */
+    @Override
+    public List<StateKind> stateKinds() {
+        return List.of(StateKind.VARIANCE, StateKind.ROW_VAR, StateKind.COL_VAR);
+    }
+
     /** Builder; every value is optional, the defaults are PyTorch's. */
-    public static final class Builder {
+    public static final class Builder implements OptimizerConfig.Builder {
         private double learningRate = 1e-2;
         private double beta2Decay = -0.8;
         private double eps1 = FLOAT32_EPSILON;

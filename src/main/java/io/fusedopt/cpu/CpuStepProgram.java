@@ -3,6 +3,7 @@ package io.fusedopt.cpu;
 import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.BlockwiseQuantization;
+import io.fusedopt.internal.FactoredStep;
 import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
@@ -74,6 +75,8 @@ final class CpuStepProgram extends HostStepProgram {
     /** The per-tensor norms of the layer-wise kernels' chunks; null when no kernel is layer-wise. */
     private final TensorNorms norms;
     private TensorNorms.Scratch normScratch;
+    /** The factored kernels' tensors, updated whole after the chunk-wise updates; null when there is none. */
+    private final FactoredStep factored;
     private final double[] partials;
     private final double[] lanes = new double[GradientStatistics.LANES];
     private final float[] scalars = new float[StepScalars.SCALAR_STRIDE];
@@ -113,8 +116,9 @@ final class CpuStepProgram extends HostStepProgram {
                 tensorOperands[t] = o;
             }
             boolean[] inRun = new boolean[tensors.size()];
-            List<SmallTensorRuns.Run> runs = batch.mixed() || batch.quantized() || batch.kernel() instanceof LayerwiseKernel ? List.of()
-                    : SmallTensorRuns.form(tensorOperands, lengths, tensorGroups, inRun);
+            boolean wholeTensors = FactoredStep.updates(batch); // its chunks are the statistics' only
+            List<SmallTensorRuns.Run> runs = batch.mixed() || batch.quantized() || batch.kernel() instanceof LayerwiseKernel
+                    || wholeTensors ? List.of() : SmallTensorRuns.form(tensorOperands, lengths, tensorGroups, inRun);
             int nextRun = 0;
             SegmentTable table = SegmentTable.of(lengths);
             for (int c = 0; c < table.chunkCount(); c++) {
@@ -124,6 +128,7 @@ final class CpuStepProgram extends HostStepProgram {
                 grads.add(o[1]);
                 from.add(chunkStart);
                 to.add(chunkEnd);
+                if (wholeTensors) continue;
                 if (nextRun < runs.size() && runs.get(nextRun).first() == t) { // a run's update where its first tensor is
                     SmallTensorRuns.Run run = runs.get(nextRun++);
                     kernels.add(batch.kernel());
@@ -169,6 +174,7 @@ final class CpuStepProgram extends HostStepProgram {
         updateStream = updateStreams.toArray();
         partials = new double[chunkGrad.length];
         norms = TensorNorms.of(batches);
+        factored = FactoredStep.of(batches);
     }
 
 
@@ -203,6 +209,7 @@ final class CpuStepProgram extends HostStepProgram {
                 ReferenceKernels.run(updateKernel[u], float32Operands, u * KERNEL_OPERANDS, 0, updateTo[u] - updateFrom[u], scalars, flags);
             }
         }
+        if (factored != null) factored.run(groups, control);
     }
 
     /**

@@ -4,6 +4,7 @@ import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.BlockwiseQuantization;
 import io.fusedopt.internal.Conversions;
+import io.fusedopt.internal.FactoredStep;
 import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
@@ -233,6 +234,8 @@ final class FastStepProgram extends HostStepProgram {
     /** The per-tensor norms of the layer-wise kernels' chunks; null when no kernel is layer-wise. */
     private final TensorNorms norms;
     private final TensorNorms.Scratch[] normScratch; // [worker], created at the first norm pass
+    /** The factored kernels' tensors, updated whole (one after the other, after the chunk-wise updates); null when there is none. */
+    private final FactoredStep factored;
     private final float[][] scalars;       // [worker][SCALAR_STRIDE]
     private final boolean vector;
     /** [worker][kernel operand]: one chunk of scratch where some chunk widens that operand (always for the grad), else null. */
@@ -299,9 +302,10 @@ final class FastStepProgram extends HostStepProgram {
                 if (quantized[t] != null) quantizedTensors++;
             }
             boolean[] inRun = new boolean[tensors.size()];
+            boolean wholeTensors = FactoredStep.updates(batch); // its chunks are the statistics' only
             // A layer-wise kernel's tensors each take their own trust ratio: they never form runs.
-            List<SmallTensorRuns.Run> runs = batch.mixed() || batch.quantized() || batch.kernel() instanceof LayerwiseKernel ? List.of()
-                    : SmallTensorRuns.form(operands, lengths, tensorGroups, inRun);
+            List<SmallTensorRuns.Run> runs = batch.mixed() || batch.quantized() || batch.kernel() instanceof LayerwiseKernel
+                    || wholeTensors ? List.of() : SmallTensorRuns.form(operands, lengths, tensorGroups, inRun);
             int nextRun = 0;
             SegmentTable table = SegmentTable.of(lengths);
             for (int c = 0; c < table.chunkCount(); c++) {
@@ -315,6 +319,7 @@ final class FastStepProgram extends HostStepProgram {
                 chunkGradPrecision.add(grad.precision());
                 chunkGradOffset.add(grad.offset(start));
                 chunkLengths.add(length);
+                if (wholeTensors) continue;
                 if (nextRun < runs.size() && runs.get(nextRun).first() == t) { // a run's update where its first tensor is
                     list.add(Item.run(batch.kernel(), tensorGroups[t], runs.get(nextRun++), vector));
                 }
@@ -344,6 +349,7 @@ final class FastStepProgram extends HostStepProgram {
         rounding = new StochasticRounding[workers];
         for (int w = 0; w < workers; w++) rounding[w] = new StochasticRounding();
         norms = TensorNorms.of(batches);
+        factored = FactoredStep.of(batches);
         normScratch = new TensorNorms.Scratch[workers];
         scalars = new float[workers][StepScalars.SCALAR_STRIDE];
         boolean[] widens = new boolean[KERNEL_OPERANDS];
@@ -476,6 +482,7 @@ final class FastStepProgram extends HostStepProgram {
             norms.reduce();
         }
         forEachUnit(unitStarts, updateTask);
+        if (factored != null) factored.run(groups, control);
     }
 
     private void forEachUnit(int[] starts, WorkerTeam.Task task) {
