@@ -25,7 +25,25 @@ import java.util.List;
  *   p     = p - alpha / max(1, RMS(U)/d) * U
  * </pre>
  * There is no first moment. The factored second moment keeps R + C values per matrix instead of
- * R * C.
+ * R * C: register a tensor with its shape ({@link ParamGroup#add(String, TensorBuffer, TensorBuffer,
+ * long...)}); one registered without one is a vector.
+ *
+ * <p>In float32, on every backend bit for bit: w, 1 - w, rho, 1 - lr*weightDecay and eps1^2 are
+ * computed in double from the float32 hyper-parameters and t, each rounded once; a row's or
+ * column's mean of G^2 is its sum in double divided in double, rounded once; each factor is stored
+ * (rounded to the state format) before it is read; V = (r_i * c_j) / mean, U = G / sqrt(max(V,
+ * eps1^2)) (IEEE square root and division where PyTorch multiplies by rsqrt); alpha and the
+ * clipping denominator are computed in double from the sums of squares of p and U, and
+ * p = fma(-alpha/denominator, U, p * (1 - lr*weightDecay)) with -alpha/denominator rounded once.
+ * Every sum is taken in double in a fixed order (docs/algorithms.md, "Adafactor"); a maximum
+ * propagates NaN, as PyTorch's clamp does. lerp(a, b, w) is PyTorch's: fma(w, b - a, a) for
+ * |w| &lt; 0.5, else fma(-(b - a), 1 - w, b), so that the first step (w = 1) sets the states to
+ * the squares exactly.
+ *
+ * <p>State: {@link StateKind#VARIANCE} for a vector, {@link StateKind#ROW_VAR} ([..., R, 1]) and
+ * {@link StateKind#COL_VAR} ([..., 1, C]) for a tensor of rank &gt;= 2, PyTorch's names and
+ * shapes, which checkpoints record and a load checks. Adafactor has no 8-bit states: an optimizer
+ * with {@link StateQuantization#BLOCKWISE_8BIT} refuses an Adafactor group.
  *
  * @param learningRate lr, &gt;= 0: the cap of the relative step size rho and the weight decay's factor
  * @param beta2Decay   the exponent of t in the interpolation weight, &lt;= 0

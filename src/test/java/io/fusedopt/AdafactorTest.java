@@ -290,6 +290,21 @@ class AdafactorTest {
         }
     }
 
+    /** CPU_FAST's description counts the tensors it updates whole apart from those its vectors or loops update chunk by chunk. */
+    @Test
+    void theFastDescriptionSaysWhichTensorsAreUpdatedWhole() {
+        try (Run run = new Run(Backend.CPU_FAST, Adafactor.builder().build(), Setup.FLOAT32, 1)) {
+            run.step(1);
+            assertTrue(run.opt.deviceDescription().endsWith("; step: 4 tensors updated whole by loops (factored kernels))"),
+                    run.opt.deviceDescription());
+            ParamGroup sgd = run.opt.addGroup(Sgd.builder().build());
+            sgd.add("w", run.opt.allocate(9), run.opt.allocate(9));
+            run.opt.step();
+            assertTrue(run.opt.deviceDescription().endsWith("); 4 tensors updated whole by loops (factored kernels))"),
+                    run.opt.deviceDescription());
+        }
+    }
+
     /** 8-bit states are refused (Adafactor has no 8-bit form); nothing is added. */
     @Test
     void eightBitStatesAreRefused() {

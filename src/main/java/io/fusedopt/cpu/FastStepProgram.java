@@ -270,7 +270,7 @@ final class FastStepProgram extends HostStepProgram {
         List<Precision> chunkGradPrecision = new ArrayList<>();
         IntList chunkGradOffset = new IntList(), chunkLengths = new IntList();
         PathCount paths = new PathCount();
-        int quantizedTensors = 0;
+        int quantizedTensors = 0, wholeTensorCount = 0;
         Map<BlockedHostBuffer, VectorOperand[]> vectorMemory = new IdentityHashMap<>();
         for (KernelBatch batch : batches) {
             List<TensorOperands> tensors = batch.tensors();
@@ -279,6 +279,7 @@ final class FastStepProgram extends HostStepProgram {
             BlockedHostBuffer[][] operands = new BlockedHostBuffer[tensors.size()][];
             HostQuantizedBuffer[][] quantized = new HostQuantizedBuffer[tensors.size()][];
             boolean[] vectorsReadThem = new boolean[tensors.size()];
+            boolean wholeTensors = FactoredStep.updates(batch); // its chunks are the statistics' only
             for (int t = 0; t < tensors.size(); t++) {
                 TensorOperands tensor = tensors.get(t);
                 lengths[t] = tensor.param().length();
@@ -298,11 +299,11 @@ final class FastStepProgram extends HostStepProgram {
                 o[5] = tensor.master() == null ? null : host.apply(tensor.master());
                 operands[t] = o;
                 vectorsReadThem[t] = vector && vectorsRead(o);
-                paths.add(o, vectorsReadThem[t]);
+                if (wholeTensors) wholeTensorCount++;
+                else paths.add(o, vectorsReadThem[t]);
                 if (quantized[t] != null) quantizedTensors++;
             }
             boolean[] inRun = new boolean[tensors.size()];
-            boolean wholeTensors = FactoredStep.updates(batch); // its chunks are the statistics' only
             // A layer-wise kernel's tensors each take their own trust ratio: they never form runs.
             List<SmallTensorRuns.Run> runs = batch.mixed() || batch.quantized() || batch.kernel() instanceof LayerwiseKernel
                     || wholeTensors ? List.of() : SmallTensorRuns.form(operands, lengths, tensorGroups, inRun);
@@ -358,8 +359,10 @@ final class FastStepProgram extends HostStepProgram {
         vectorQuantizers = new VectorQuantization[workers];
         boolean quantizeWithVectors = quantizedTensors > 0 && vector && VectorSupport.quantizes();
         for (int w = 0; quantizeWithVectors && w < workers; w++) vectorQuantizers[w] = new VectorQuantization();
-        pathSummary = paths.summary() + (quantizedTensors == 0 ? "" : "; 8-bit states of " + quantizedTensors + " tensors quantized by "
+        String summary = paths.summary() + (quantizedTensors == 0 ? "" : "; 8-bit states of " + quantizedTensors + " tensors quantized by "
                 + (quantizeWithVectors ? "vectors" : "table loops" + (vector ? " (" + VectorSupport.whyQuantizationLoops() + ")" : "")));
+        pathSummary = wholeTensorCount == 0 ? summary
+                : summary + (summary.isEmpty() ? "" : "; ") + wholeTensorCount + " tensors updated whole by loops (factored kernels)";
         scratch = new float[workers][KERNEL_OPERANDS][];
         scratchFloats = new FloatBuffer[workers][KERNEL_OPERANDS];
         scratchVectors = vector ? new VectorOperand[workers][KERNEL_OPERANDS] : null;
@@ -419,7 +422,8 @@ final class FastStepProgram extends HostStepProgram {
      * Which kernels the tensors' updates run, in one line: "vectors for 3 of 3 tensors (memory:
      * allocated, float[] or heap FloatBuffer)", with "loops for N (kind: why)" where some tensors
      * run the loops. A tensor runs the vectors when the memory of each of its float32 operands
-     * allows (16-bit operands are widened into scratch, which always does).
+     * allows (16-bit operands are widened into scratch, which always does). A factored kernel's
+     * tensors (updated whole, {@link FactoredStep}) are counted apart.
      */
     String pathSummary() {
         return pathSummary;
