@@ -91,6 +91,32 @@ __device__ __forceinline__ float adafactor_param(float p, float u, float step_si
 
 // ---- float arithmetic end ----
 
+// Loads, called rather than inlined in each of the passes (the fatbin's size): an operand's element
+// widened, and G (the prepared gradient, negated for maximize).
+static __device__ __noinline__ float adafactor_load(const void* base, int dtype, long long k) {
+  return fo_load_at<true>(base, dtype, k);
+}
+static __device__ __noinline__ float adafactor_grad(const FoTensor& t, long long k, const FoGradPrep& prep, int flags) {
+  const float g = fo_load_grad<true>(t, k, prep, flags);
+  return (flags & FO_MAXIMIZE) ? -g : g;
+}
+
+// The update u of element k with gradient g (AdafactorAlgorithm.Kernel): a vector's from its new
+// variance (written to *variance, not stored), a matrix element's from its row's and column's
+// factors and its matrix's row mean. Called, not inlined, by the two passes that compute it.
+static __device__ __noinline__ float adafactor_element(const FoTensor& t, const FoFactoredShape& shape, const AdafactorScalars& s,
+                                                const float* row_means, long long k, float g, float* variance) {
+  if (t.state[0]) {
+    *variance = adafactor_variance(adafactor_load(t.state[0], t.state_dtype, k), g, s);
+    return adafactor_update(g, *variance, s);
+  }
+  const long long size = (long long)shape.rows * shape.cols;
+  const long long m = k / size, in_matrix = k - m * size, i = in_matrix / shape.cols, j = in_matrix - i * shape.cols;
+  const float r = adafactor_load(t.state[1], t.state_dtype, m * shape.rows + i);
+  const float c = adafactor_load(t.state[2], t.state_dtype, m * shape.cols + j);
+  return adafactor_update(g, adafactor_factored_variance(r, c, row_means[m]), s);
+}
+
 // One tensor by one block (AdafactorAlgorithm.Kernel.step, pass for pass): RMS(p)'s sum; for a
 // matrix tensor, per matrix each row's and column's sum of G^2 into its factor (thread 0 stores
 // it), then the row factors' mean (into row_means[m]); RMS(u)'s sum (u computed, a vector's
@@ -102,12 +128,10 @@ struct AdafactorStep {
     const long long n = t.length;
     const bool factored = t.state[0] == nullptr;
     const long long rows = shape.rows, cols = shape.cols, size = rows * cols;
-    auto grad = [&](long long k) {
-      const float g = fo_load_grad<MIXED>(t, k, prep, flags);
-      return (flags & FO_MAXIMIZE) ? -g : g;
-    };
-    auto state = [&](int slot, long long k) { return fo_load_at<MIXED>(t.state[slot], t.state_dtype, k); };
-    const double param_squares = fo_block_tensor_sum(n, [&](long long k) { return adafactor_square(fo_load_param<MIXED>(t, k)); }, lanes);
+    auto grad = [&](long long k) { return adafactor_grad(t, k, prep, flags); };
+    auto state = [&](int slot, long long k) { return adafactor_load(t.state[slot], t.state_dtype, k); };
+    auto param = [&](long long k) { return t.master ? t.master[k] : adafactor_load(t.param, t.param_dtype, k); };
+    const double param_squares = fo_block_tensor_sum(n, [&](long long k) { return adafactor_square(param(k)); }, lanes);
     if (factored) {
       for (long long m = 0; m < shape.matrices; m++) {
         const long long base = m * size;
@@ -131,24 +155,18 @@ struct AdafactorStep {
       }
       __syncthreads();  // the row means are stored before any thread reads them
     }
-    auto update = [&](long long k, float g) {
-      if (!factored) return adafactor_update(g, adafactor_variance(state(0, k), g, s), s);
-      const long long m = k / size, i = (k % size) / cols, j = k % cols;
-      return adafactor_update(g, adafactor_factored_variance(state(1, m * rows + i), state(2, m * cols + j), row_means[m]), s);
-    };
-    const double update_squares = fo_block_tensor_sum(n, [&](long long k) { return adafactor_square(update(k, grad(k))); }, lanes);
+    const double update_squares = fo_block_tensor_sum(n, [&](long long k) {
+      float variance;
+      return adafactor_square(adafactor_element(t, shape, s, row_means, k, grad(k), &variance));
+    }, lanes);
     const float step_size = adafactor_step_size(param_squares, update_squares, n, s);
+#pragma unroll 1
     for (long long k = threadIdx.x; k < n; k += FO_LANES) {
       const float g = grad(k);
-      float u;
-      if (factored) {
-        u = update(k, g);
-      } else {
-        const float v = adafactor_variance(state(0, k), g, s);
-        fo_store_at<MIXED>(t.state[0], t.state_dtype, k, v);
-        u = adafactor_update(g, v, s);
-      }
-      fo_store_param<MIXED>(t, k, adafactor_param(fo_load_param<MIXED>(t, k), u, step_size, s), rounding, flags);
+      float variance;
+      const float u = adafactor_element(t, shape, s, row_means, k, g, &variance);
+      if (!factored) fo_store_at<MIXED>(t.state[0], t.state_dtype, k, variance);
+      fo_store_param<MIXED>(t, k, adafactor_param(param(k), u, step_size, s), rounding, flags);
     }
   }
 };

@@ -685,18 +685,25 @@ struct FoFactoredShape {    // 24 bytes
   int cols;
 };
 
+// Every thread: the tree sum of each thread's lane value (fo_tree_sum); called, not inlined, by
+// the factored passes' many sums.
+static __device__ __noinline__ double fo_block_tree_sum(double lane, double* lanes) {
+  lanes[threadIdx.x] = lane;
+  fo_tree_sum(lanes);
+  const double total = lanes[0];
+  __syncthreads();  // every thread has read lane 0 before the lanes are written again
+  return total;
+}
+
 // Every thread: the sum of value(i) (a double), i in [0, count), in the lanes' order (lane l adds
 // l, l + FO_LANES, ... in order), then the tree (GradientStatistics' order). lanes: FO_LANES
 // doubles of shared memory.
 template <typename Value>
 __device__ __forceinline__ double fo_block_sum(long long count, const Value& value, double* lanes) {
   double sum = 0.0;
+#pragma unroll 1
   for (long long i = threadIdx.x; i < count; i += FO_LANES) sum = __dadd_rn(sum, value(i));
-  lanes[threadIdx.x] = sum;
-  fo_tree_sum(lanes);
-  const double total = lanes[0];
-  __syncthreads();  // every thread has read lane 0 before the lanes are written again
-  return total;
+  return fo_block_tree_sum(sum, lanes);
 }
 
 // Every thread: the sum over k in [0, n) of square(k) in the layer-wise kernels' order
@@ -706,24 +713,21 @@ template <typename Square>
 __device__ __forceinline__ double fo_block_tensor_sum(long long n, const Square& square, double* lanes) {
   double chunk_sums = 0.0;
   const long long chunks = (n + FO_CHUNK_ELEMENTS - 1) / FO_CHUNK_ELEMENTS;
+#pragma unroll 1
   for (long long c = 0; c < chunks; c++) {
     const long long from = c * FO_CHUNK_ELEMENTS;
     const long long count = n - from < FO_CHUNK_ELEMENTS ? n - from : FO_CHUNK_ELEMENTS;
     const double partial = fo_block_sum(count, [&](long long i) { return square(from + i); }, lanes);
     if (threadIdx.x == c % FO_LANES) chunk_sums = __dadd_rn(chunk_sums, partial);
   }
-  lanes[threadIdx.x] = chunk_sums;
-  fo_tree_sum(lanes);
-  const double total = lanes[0];
-  __syncthreads();
-  return total;
+  return fo_block_tree_sum(chunk_sums, lanes);
 }
 
 // The body of a factored kernel: nothing when the finalize kernel decided to skip the step; else
 // per tensor its entry's scalars and Step::run<MIXED>(tensor, shape, scalars, flags, prep,
 // rounding, scratch + its offset, lanes).
 template <bool MIXED, typename Step, typename Scalars>
-__device__ __forceinline__ void fo_factored(const FoTensor* __restrict__ tensors,
+__device__ __noinline__ void fo_factored(const FoTensor* __restrict__ tensors,
                                             const FoFactoredShape* __restrict__ shapes, int tensor_count,
                                             const FoControl* __restrict__ control,
                                             const float* __restrict__ hyper,
@@ -743,15 +747,16 @@ __device__ __forceinline__ void fo_factored(const FoTensor* __restrict__ tensors
   }
 }
 
-// The two entry points of a factored kernel, float32 storage only and any storage formats.
-// scratch: one float per matrix of the batch's tensors.
+// The two entry points of a factored kernel (the launches pick one by the batch's storage formats),
+// both reading any storage formats: a factored step's cost is its passes and barriers, and one
+// instantiation keeps the fatbin half as large. scratch: one float per matrix of the batch's tensors.
 #define FO_FACTORED_KERNELS(name, SLOTS, Step, Scalars)                                               \
   extern "C" __global__ void name(const FoTensor* tensors, const FoFactoredShape* shapes,              \
                                   int tensor_count, const FoControl* control, const float* hyper,      \
                                   const FoEntryStep* steps, const int* flags, float* scratch) {        \
     __shared__ double lanes[FO_LANES];                                                                 \
-    fo_factored<false, Step, Scalars>(tensors, shapes, tensor_count, control, hyper, steps, flags,     \
-                                      scratch, lanes);                                                 \
+    fo_factored<true, Step, Scalars>(tensors, shapes, tensor_count, control, hyper, steps, flags,      \
+                                     scratch, lanes);                                                  \
   }                                                                                                    \
   extern "C" __global__ void name##_mixed(const FoTensor* tensors, const FoFactoredShape* shapes,      \
                                           int tensor_count, const FoControl* control,                  \
