@@ -750,6 +750,7 @@ __device__ __noinline__ void fo_factored(const FoTensor* __restrict__ tensors,
 // The two entry points of a factored kernel (the launches pick one by the batch's storage formats),
 // both reading any storage formats: a factored step's cost is its passes and barriers, and one
 // instantiation keeps the fatbin half as large. scratch: one float per matrix of the batch's tensors.
+// SLOTS: the kernel's state slots (KernelContractTest holds it equal to the Java kernel's).
 #define FO_FACTORED_KERNELS(name, SLOTS, Step, Scalars)                                               \
   extern "C" __global__ void name(const FoTensor* tensors, const FoFactoredShape* shapes,              \
                                   int tensor_count, const FoControl* control, const float* hyper,      \
