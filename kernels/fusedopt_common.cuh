@@ -668,3 +668,102 @@ __device__ __forceinline__ float fo_effective_grad(float g, float p, float weigh
 __device__ __forceinline__ float fo_max_nan(float current, float candidate) {
   return (candidate > current || candidate != candidate) ? candidate : current;
 }
+
+// ---- Factored updates (Adafactor): whole tensors, one block each ----
+// Mirrored by io.fusedopt.internal.FactoredKernel and FactoredStep. A factored batch is one launch
+// after the finalize kernel: block b takes tensors b, b + gridDim.x, ..., each whole, in passes
+// separated by barriers, so that every sum has the fixed order of the host (lanes over the reduced
+// index, then the tree) whatever the grid. Launched with FO_LANES threads per block.
+
+// A tensor's matrices (io.fusedopt.cuda.DeviceSegmentTable.encodeFactoredShapes): rank >= 2: the
+// number of rows x cols matrices of its last two dimensions and the first of its floats in the
+// batch's per-matrix scratch; a vector: all 0.
+struct FoFactoredShape {    // 24 bytes
+  long long matrices;
+  long long scratch_offset;
+  int rows;
+  int cols;
+};
+
+// Every thread: the tree sum of each thread's lane value (fo_tree_sum); called, not inlined, by
+// the factored passes' many sums.
+static __device__ __noinline__ double fo_block_tree_sum(double lane, double* lanes) {
+  lanes[threadIdx.x] = lane;
+  fo_tree_sum(lanes);
+  const double total = lanes[0];
+  __syncthreads();  // every thread has read lane 0 before the lanes are written again
+  return total;
+}
+
+// Every thread: the sum of value(i) (a double), i in [0, count), in the lanes' order (lane l adds
+// l, l + FO_LANES, ... in order), then the tree (GradientStatistics' order). lanes: FO_LANES
+// doubles of shared memory.
+template <typename Value>
+__device__ __forceinline__ double fo_block_sum(long long count, const Value& value, double* lanes) {
+  double sum = 0.0;
+#pragma unroll 1
+  for (long long i = threadIdx.x; i < count; i += FO_LANES) sum = __dadd_rn(sum, value(i));
+  return fo_block_tree_sum(sum, lanes);
+}
+
+// Every thread: the sum over k in [0, n) of square(k) in the layer-wise kernels' order
+// (TensorNorms.sumOfSquares): per FO_CHUNK_ELEMENTS chunk by fo_block_sum, then the chunks' sums
+// in the lanes' order (chunk c's sum is added by lane c % FO_LANES, chunks in order) and the tree.
+template <typename Square>
+__device__ __forceinline__ double fo_block_tensor_sum(long long n, const Square& square, double* lanes) {
+  double chunk_sums = 0.0;
+  const long long chunks = (n + FO_CHUNK_ELEMENTS - 1) / FO_CHUNK_ELEMENTS;
+#pragma unroll 1
+  for (long long c = 0; c < chunks; c++) {
+    const long long from = c * FO_CHUNK_ELEMENTS;
+    const long long count = n - from < FO_CHUNK_ELEMENTS ? n - from : FO_CHUNK_ELEMENTS;
+    const double partial = fo_block_sum(count, [&](long long i) { return square(from + i); }, lanes);
+    if (threadIdx.x == c % FO_LANES) chunk_sums = __dadd_rn(chunk_sums, partial);
+  }
+  return fo_block_tree_sum(chunk_sums, lanes);
+}
+
+// The body of a factored kernel: nothing when the finalize kernel decided to skip the step; else
+// per tensor its entry's scalars and Step::run<MIXED>(tensor, shape, scalars, flags, prep,
+// rounding, scratch + its offset, lanes).
+template <bool MIXED, typename Step, typename Scalars>
+__device__ __noinline__ void fo_factored(const FoTensor* __restrict__ tensors,
+                                            const FoFactoredShape* __restrict__ shapes, int tensor_count,
+                                            const FoControl* __restrict__ control,
+                                            const float* __restrict__ hyper,
+                                            const FoEntryStep* __restrict__ steps,
+                                            const int* __restrict__ flags, float* __restrict__ scratch,
+                                            double* lanes) {
+  if (control->skip) return;
+  const FoGradPrep prep{control->step_inv_grad_scale, control->clip_coef};
+  const FoRounding rounding{control->rounding_seed, control->step};
+  for (int i = blockIdx.x; i < tensor_count; i += gridDim.x) {
+    const FoTensor t = tensors[i];
+    const FoFactoredShape shape = shapes[i];
+    const int f = flags[t.group];
+    const FoEntryStep entry = steps[t.group];
+    const Scalars s = Scalars::of(hyper + FO_HYPER_STRIDE * t.group, entry.lr, f, entry.step);
+    Step::template run<MIXED>(t, shape, s, f, prep, rounding, scratch + shape.scratch_offset, lanes);
+  }
+}
+
+// The two entry points of a factored kernel (the launches pick one by the batch's storage formats),
+// both reading any storage formats: a factored step's cost is its passes and barriers, and one
+// instantiation keeps the fatbin half as large. scratch: one float per matrix of the batch's tensors.
+// SLOTS: the kernel's state slots (KernelContractTest holds it equal to the Java kernel's).
+#define FO_FACTORED_KERNELS(name, SLOTS, Step, Scalars)                                               \
+  extern "C" __global__ void name(const FoTensor* tensors, const FoFactoredShape* shapes,              \
+                                  int tensor_count, const FoControl* control, const float* hyper,      \
+                                  const FoEntryStep* steps, const int* flags, float* scratch) {        \
+    __shared__ double lanes[FO_LANES];                                                                 \
+    fo_factored<true, Step, Scalars>(tensors, shapes, tensor_count, control, hyper, steps, flags,      \
+                                     scratch, lanes);                                                  \
+  }                                                                                                    \
+  extern "C" __global__ void name##_mixed(const FoTensor* tensors, const FoFactoredShape* shapes,      \
+                                          int tensor_count, const FoControl* control,                  \
+                                          const float* hyper, const FoEntryStep* steps,                \
+                                          const int* flags, float* scratch) {                          \
+    __shared__ double lanes[FO_LANES];                                                                 \
+    fo_factored<true, Step, Scalars>(tensors, shapes, tensor_count, control, hyper, steps, flags,      \
+                                     scratch, lanes);                                                  \
+  }

@@ -17,6 +17,7 @@
 #undef __host__
 #undef __shared__
 #undef __forceinline__
+#undef __noinline__
 #ifdef FO_EMU_SCAN_KERNELS
 // Preprocessing pass of the build: marks each kernel so that build.sh can list their names.
 #define __global__ FO_EMU_KERNEL_MARK
@@ -26,6 +27,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline __attribute__((always_inline))
+#define __noinline__ __attribute__((noinline))
 // Blocks run one at a time and the threads of a block share one OS thread, so one static instance
 // per variable is the block's shared memory. The section lets the emulator find it, refill it with
 // NaN before every block and allow kernel accesses to it.

@@ -111,12 +111,12 @@ final class Checkpoint {
         List<Item> items = new ArrayList<>();
         for (ParamGroup group : opt.groups()) {
             for (Parameter p : group.parameterList()) {
-                // Each tensor of a parameter has its shape (null: one-dimensional); an 8-bit state's codes too.
+                // Each tensor of a parameter has its shape (null: one-dimensional), a state its own; an 8-bit state's codes too.
                 long[] dims = p.dimsOrNull();
                 if (withParams) items.add(new Item(p.name(), PARAM, group.index(), p.paramBuffer(), dims));
                 if (p.masterBuffer() != null) items.add(new Item(p.name(), MASTER, group.index(), p.masterBuffer(), dims));
                 for (Map.Entry<StateKind, AbstractTensorBuffer> s : p.stateBuffers().entrySet()) {
-                    items.add(new Item(p.name(), s.getKey().stateName(), group.index(), s.getValue(), dims));
+                    items.add(new Item(p.name(), s.getKey().stateName(), group.index(), s.getValue(), p.stateDimsOrNull(s.getKey())));
                 }
             }
         }

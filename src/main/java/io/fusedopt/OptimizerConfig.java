@@ -15,7 +15,8 @@ import java.util.List;
  * sequence of float32 operations, fused multiply-adds written explicitly, so that the CPU reference
  * and the CUDA kernels agree bit for bit.
  */
-public sealed interface OptimizerConfig permits Sgd, Momentum, RmsProp, Adam, Adagrad, Adamax, Adadelta, Asgd, Rprop, NAdam, RAdam, Lion, AdEMAMix, Lars, Lamb, Muon {
+public sealed interface OptimizerConfig permits Sgd, Momentum, RmsProp, Adam, Adagrad, Adamax, Adadelta, Asgd, Rprop, NAdam, RAdam, Lion, AdEMAMix, Lars, Lamb,
+        Muon, Adafactor {
 
     /** The learning rate lr. */
     double learningRate();

@@ -228,14 +228,16 @@ public final class ParamGroup {
             // Read before anything is allocated: on CUDA it may wait for queued steps, and it may fail.
             long appliedSteps = optimizer.appliedSteps();
             optimizer.claimName(name);
-            Map<StateKind, AbstractTensorBuffer> states = new LinkedHashMap<>(); // in config.stateKinds() order
+            Map<StateKind, AbstractTensorBuffer> states = new LinkedHashMap<>(); // in the algorithm's order for this shape
             AbstractTensorBuffer master = null;
             try {
                 boolean quantized = optimizer.quantizesStatesOf(config, p.length());
-                for (StateKind kind : config.stateKinds()) {
+                long[] paramShape = dims == null ? new long[] {p.length()} : dims;
+                for (StateKind kind : UpdatePlan.stateKinds(config, paramShape)) {
                     float initialValue = UpdatePlan.initialValue(config, kind);
-                    states.put(kind, quantized ? optimizer.allocateQuantizedForRegistration(p.length(), kind, initialValue)
-                            : optimizer.allocateForRegistration(p.length(), optimizer.statePrecision(), initialValue));
+                    long length = elements(UpdatePlan.stateShape(config, kind, paramShape));
+                    states.put(kind, quantized ? optimizer.allocateQuantizedForRegistration(length, kind, initialValue)
+                            : optimizer.allocateForRegistration(length, optimizer.statePrecision(), initialValue));
                 }
                 if (p.precision() != Precision.FP32 && optimizer.usesMasterWeights()) {
                     master = optimizer.allocateForRegistration(p.length(), Precision.FP32, 0f);
@@ -262,6 +264,13 @@ public final class ParamGroup {
             optimizer.tensorsChanged();
             return parameter;
         }
+    }
+
+    /** The number of elements of a tensor of this (checked) shape. */
+    private static long elements(long[] shape) {
+        long product = 1;
+        for (long d : shape) product *= d;
+        return product;
     }
 
     /**

@@ -74,6 +74,15 @@ public final class Parameter {
         return dims;
     }
 
+    /**
+     * The shape of its state {@code kind} where it is not one-dimensional, else null: the
+     * parameter's own for a per-element state, an Adafactor factor's [..., R, 1] or [..., 1, C].
+     */
+    long[] stateDimsOrNull(StateKind kind) {
+        long[] stateShape = io.fusedopt.internal.UpdatePlan.stateShape(group.config(), kind, shape());
+        return stateShape.length == 1 ? null : stateShape;
+    }
+
     /** The buffer updated in place at each step. */
     public TensorBuffer param() { return param; }
 

@@ -1,6 +1,10 @@
 package io.fusedopt;
 
-/** The per-element state tensors an algorithm keeps, named as PyTorch names them where it has them. */
+/**
+ * The state tensors an algorithm keeps, named as PyTorch names them where it has them: one value per
+ * element of the parameter, except {@link #ROW_VAR} and {@link #COL_VAR}, one per row and per
+ * column.
+ */
 public enum StateKind {
     /** Momentum buffer b of {@link Momentum} (buffer form) and of {@link RmsProp} with momentum. */
     MOMENTUM_BUFFER("momentum_buffer"),
@@ -33,7 +37,19 @@ public enum StateKind {
     /** The slow EMA m2 of {@link AdEMAMix}, bitsandbytes' name (decay beta3, or its warm-up). */
     M2("m2"),
     /** The second moment nu of {@link AdEMAMix}, bitsandbytes' name (decay beta2). */
-    NU("nu");
+    NU("nu"),
+    /**
+     * The second-moment estimate of a one-dimensional parameter of {@link Adafactor}, one value per
+     * element (a parameter of rank &gt;= 2 keeps {@link #ROW_VAR} and {@link #COL_VAR} instead).
+     */
+    VARIANCE("variance"),
+    /**
+     * The row factor of {@link Adafactor}'s second moment of a parameter of shape
+     * [..., R, C]: one value per row of each matrix of the last two dimensions, shape [..., R, 1].
+     */
+    ROW_VAR("row_var"),
+    /** The column factor of {@link Adafactor}'s second moment: one value per column, shape [..., 1, C]. */
+    COL_VAR("col_var");
 
     private final String stateName;
 

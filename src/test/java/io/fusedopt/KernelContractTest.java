@@ -10,6 +10,7 @@ import io.fusedopt.internal.StepControl;
 import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.Algorithms;
+import io.fusedopt.internal.FactoredKernel;
 import io.fusedopt.internal.LayerwiseKernel;
 import io.fusedopt.internal.MatrixKernel;
 import io.fusedopt.internal.UpdateKernel;
@@ -112,14 +113,21 @@ class KernelContractTest {
                 "name" + chunkArguments + ")", "name##_mixed" + chunkArguments + ")")) {
             assertTrue(matrixHeader.contains("extern \"C\" __global__ void " + signature), "matrix kernel signature " + signature);
         }
+        assertTrue(header.replace("\\", " ").replaceAll("\\s+", " ").contains("extern \"C\" __global__ void name(const FoTensor* tensors,"
+                + " const FoFactoredShape* shapes, int tensor_count, const FoControl* control, const float* hyper,"
+                + " const FoEntryStep* steps, const int* flags, float* scratch)"), "factored kernel signature");
+        assertEquals(24, structBytes(header, "FoFactoredShape"), "FoFactoredShape: DeviceSegmentTable.FACTORED_SHAPE_BYTES");
         for (UpdateKernel kernel : Algorithms.kernels()) {
             String source = Files.readString(KERNELS.resolve(kernel.family() + ".cu"));
             // FO_UPDATE_KERNELS(entry, SLOTS, Op, Scalars); a layer-wise kernel FO_LAYERWISE_KERNELS(entry, SLOTS, NormOp, Op,
-            // Scalars); a matrix kernel FO_MATRIX_KERNELS(entry, SLOTS, InputOp, Op, Scalars).
+            // Scalars); a matrix kernel FO_MATRIX_KERNELS(entry, SLOTS, InputOp, Op, Scalars); a factored one
+            // FO_FACTORED_KERNELS(entry, SLOTS, Step, Scalars).
             Matcher use = Pattern.compile(kernel instanceof LayerwiseKernel
                     ? "FO_LAYERWISE_KERNELS\\(" + kernel.entryPoint() + ", (\\d+), \\w+, (\\w+), (\\w+)\\)"
                     : kernel instanceof MatrixKernel
                     ? "FO_MATRIX_KERNELS\\(" + kernel.entryPoint() + ", (\\d+), \\w+, (\\w+), (\\w+)\\)"
+                    : kernel instanceof FactoredKernel
+                    ? "FO_FACTORED_KERNELS\\(" + kernel.entryPoint() + ", (\\d+), (\\w+), (\\w+)\\)"
                     : "FO_UPDATE_KERNELS\\(" + kernel.entryPoint() + ", (\\d+), (\\w+), (\\w+)\\)").matcher(source);
             assertTrue(use.find(), kernel.entryPoint() + " not found in " + kernel.family() + ".cu");
             assertEquals(kernel.stateSlots(), Integer.parseInt(use.group(1)), kernel + " state slots");
@@ -139,6 +147,18 @@ class KernelContractTest {
             assertEquals(0, others, use.group(3) + " must hold only floats");
             assertTrue(kernel.scalarCount() <= StepScalars.SCALAR_STRIDE);
         }
+    }
+
+    /** The bytes of a struct of long long and int fields, each commented with nothing else on its line. */
+    private static int structBytes(String header, String name) {
+        Matcher struct = Pattern.compile("struct " + name + " \\{[^\\n]*\\n(.*?)\\n\\};", Pattern.DOTALL).matcher(header);
+        assertTrue(struct.find(), name);
+        int bytes = 0;
+        for (String line : struct.group(1).lines().map(String::trim).toList()) {
+            if (line.startsWith("long long ")) bytes += 8;
+            else if (line.startsWith("int ")) bytes += 4;
+        }
+        return bytes;
     }
 
     @Test
@@ -171,6 +191,19 @@ class KernelContractTest {
             Matcher op = Pattern.compile("void operator\\(\\)\\(float& p, float grad, float\\* st\\) const \\{(.*?)\\n  \\}",
                     Pattern.DOTALL).matcher(source);
             int ops = 0;
+            // A factored family's per-element arithmetic: the functions between its float arithmetic markers.
+            Matcher arithmetic = Pattern.compile("// ---- float arithmetic begin[^\\n]*\\n(.*?)// ---- float arithmetic end", Pattern.DOTALL)
+                    .matcher(source);
+            if (arithmetic.find()) {
+                ops++;
+                String body = arithmetic.group(1).replaceAll("//[^\\n]*", "")
+                        .replaceAll("__device__ __forceinline__ \\w+ \\w+\\([^)]*\\)", ""); // signatures: declarations, no arithmetic
+                Matcher bare = BARE_OPERATOR.matcher(body);
+                if (bare.find()) {
+                    throw new AssertionError(family + " has a bare arithmetic operator near: "
+                            + body.substring(Math.max(0, bare.start() - 20), Math.min(body.length(), bare.end() + 20)));
+                }
+            }
             while (op.find()) {
                 ops++;
                 String body = op.group(1)

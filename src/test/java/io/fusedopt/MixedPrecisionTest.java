@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.fusedopt.cpu.ReferenceKernels;
 import io.fusedopt.internal.Conversions;
 import io.fusedopt.internal.KernelFlags;
+import io.fusedopt.internal.FactoredKernel;
 import io.fusedopt.internal.LayerwiseKernel;
 import io.fusedopt.internal.TensorNorms;
 import io.fusedopt.internal.StepScalars;
@@ -181,8 +182,9 @@ class MixedPrecisionTest {
             s.master = hasMaster ? s.param.clone() : null;
             StateKind[] slots = plan.slots();
             float[][] slotValues = new float[3][];
+            List<StateKind> kept = UpdatePlan.stateKinds(config, new long[] {n}); // a vector's (Adafactor: its variance only)
             for (int j = 0; j < slots.length; j++) {
-                if (slots[j] == null) continue;
+                if (slots[j] == null || !kept.contains(slots[j])) continue;
                 float[] init = new float[n];
                 java.util.Arrays.fill(init, round(UpdatePlan.initialValue(config, slots[j]), stateP));
                 slotValues[j] = init;
@@ -194,6 +196,20 @@ class MixedPrecisionTest {
                 StepScalars.compute(config, t, scalars);
                 int flags = plan.staticFlags() | (t == 1 ? KernelFlags.FIRST_STEP : 0);
                 float[] g = grads.get(t - 1);
+                if (plan.kernel() instanceof FactoredKernel factored) {
+                    // The whole tensor at once, widened (the master instead of the param), then rounded as stored.
+                    float[] p = (hasMaster ? s.master : s.param).clone();
+                    float[] widenedGrad = new float[n];
+                    for (int i = 0; i < n; i++) widenedGrad[i] = round(g[i], gradP);
+                    factored.step(new FactoredKernel.Tensor(new long[] {n}, n, p, widenedGrad, slotValues, new float[n], stateP),
+                            scalars, flags);
+                    for (int i = 0; i < n; i++) {
+                        if (hasMaster) s.master[i] = p[i];
+                        s.param[i] = round(p[i], paramP);
+                        for (float[] state : slotValues) if (state != null) state[i] = round(state[i], stateP);
+                    }
+                    continue;
+                }
                 if (plan.kernel() instanceof LayerwiseKernel layerwise) {
                     // The norm pass over the widened operands, then the tensor's own scalars.
                     float[] a = new float[n], b = new float[n], ai = new float[1], bi = new float[1];
@@ -215,7 +231,7 @@ class MixedPrecisionTest {
                     }
                 }
             }
-            for (int j = 0; j < slots.length; j++) if (slots[j] != null) s.states.put(slots[j], slotValues[j]);
+            for (int j = 0; j < slots.length; j++) if (slotValues[j] != null) s.states.put(slots[j], slotValues[j]);
             return s;
         }
 

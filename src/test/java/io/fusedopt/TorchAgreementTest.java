@@ -366,7 +366,7 @@ class TorchAgreementTest {
         return (List<Object>) value;
     }
 
-    private static double number(Object value) {
+    static double number(Object value) {
         assertTrue(value instanceof Double, "a number was expected: " + value);
         return (Double) value;
     }
@@ -375,7 +375,7 @@ class TorchAgreementTest {
      * Float32 values stored as the 8 hex digits of their bits, or float64 values (the outputs of a
      * float64 case) as 16, rounded to float32: half a float32 ulp, far inside the bound.
      */
-    private static float[] floats(Object value) {
+    static float[] floats(Object value) {
         List<Object> hex = list(value);
         float[] out = new float[hex.size()];
         for (int i = 0; i < out.length; i++) {

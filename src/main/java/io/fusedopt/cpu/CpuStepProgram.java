@@ -3,6 +3,7 @@ package io.fusedopt.cpu;
 import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.BlockwiseQuantization;
+import io.fusedopt.internal.FactoredStep;
 import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
@@ -81,6 +82,8 @@ final class CpuStepProgram extends HostStepProgram {
     private TensorNorms.Scratch normScratch;
     /** The matrix kernels' tensors, updated after the others; null when there is none. */
     private final HostMatrixPhase matrices;
+    /** The factored kernels' tensors, updated whole after the chunk-wise updates; null when there is none. */
+    private final FactoredStep factored;
     private final double[] partials;
     private final double[] lanes = new double[GradientStatistics.LANES];
     private final float[] scalars = new float[StepScalars.SCALAR_STRIDE];
@@ -121,8 +124,9 @@ final class CpuStepProgram extends HostStepProgram {
             }
             boolean[] inRun = new boolean[tensors.size()];
             boolean matrix = batch.kernel() instanceof MatrixKernel; // updated by the matrix phase; its gradients are in the statistics
-            List<SmallTensorRuns.Run> runs = matrix || batch.mixed() || batch.quantized() || batch.kernel() instanceof LayerwiseKernel ? List.of()
-                    : SmallTensorRuns.form(tensorOperands, lengths, tensorGroups, inRun);
+            boolean wholeTensors = FactoredStep.updates(batch); // its chunks are the statistics' only
+            List<SmallTensorRuns.Run> runs = matrix || wholeTensors || batch.mixed() || batch.quantized() || batch.kernel() instanceof LayerwiseKernel
+                    ? List.of() : SmallTensorRuns.form(tensorOperands, lengths, tensorGroups, inRun);
             int nextRun = 0;
             SegmentTable table = SegmentTable.of(lengths);
             for (int c = 0; c < table.chunkCount(); c++) {
@@ -132,7 +136,7 @@ final class CpuStepProgram extends HostStepProgram {
                 grads.add(o[1]);
                 from.add(chunkStart);
                 to.add(chunkEnd);
-                if (matrix) continue;
+                if (matrix || wholeTensors) continue;
                 if (nextRun < runs.size() && runs.get(nextRun).first() == t) { // a run's update where its first tensor is
                     SmallTensorRuns.Run run = runs.get(nextRun++);
                     kernels.add(batch.kernel());
@@ -179,6 +183,7 @@ final class CpuStepProgram extends HostStepProgram {
         partials = new double[chunkGrad.length];
         norms = TensorNorms.of(batches);
         matrices = HostMatrixPhase.of(batches, NewtonSchulz.REFERENCE, false);
+        factored = FactoredStep.of(batches);
     }
 
 
@@ -214,6 +219,7 @@ final class CpuStepProgram extends HostStepProgram {
             }
         }
         if (matrices != null) matrices.run(groups, control);
+        if (factored != null) factored.run(groups, control);
     }
 
     /**

@@ -4,6 +4,7 @@ import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.BlockwiseQuantization;
 import io.fusedopt.internal.Conversions;
+import io.fusedopt.internal.FactoredStep;
 import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
@@ -238,6 +239,8 @@ final class FastStepProgram extends HostStepProgram {
     /** The matrix kernels' tensors, updated after the others, their products on the team; null when there is none. */
     private final HostMatrixPhase matrices;
     private final TensorNorms.Scratch[] normScratch; // [worker], created at the first norm pass
+    /** The factored kernels' tensors, updated whole (one after the other, after the chunk-wise updates); null when there is none. */
+    private final FactoredStep factored;
     private final float[][] scalars;       // [worker][SCALAR_STRIDE]
     private final boolean vector;
     /** [worker][kernel operand]: one chunk of scratch where some chunk widens that operand (always for the grad), else null. */
@@ -272,7 +275,7 @@ final class FastStepProgram extends HostStepProgram {
         List<Precision> chunkGradPrecision = new ArrayList<>();
         IntList chunkGradOffset = new IntList(), chunkLengths = new IntList();
         PathCount paths = new PathCount();
-        int quantizedTensors = 0;
+        int quantizedTensors = 0, wholeTensorCount = 0, matrixTensorCount = 0;
         Map<BlockedHostBuffer, VectorOperand[]> vectorMemory = new IdentityHashMap<>();
         for (KernelBatch batch : batches) {
             List<TensorOperands> tensors = batch.tensors();
@@ -281,6 +284,7 @@ final class FastStepProgram extends HostStepProgram {
             BlockedHostBuffer[][] operands = new BlockedHostBuffer[tensors.size()][];
             HostQuantizedBuffer[][] quantized = new HostQuantizedBuffer[tensors.size()][];
             boolean[] vectorsReadThem = new boolean[tensors.size()];
+            boolean wholeTensors = FactoredStep.updates(batch); // its chunks are the statistics' only
             for (int t = 0; t < tensors.size(); t++) {
                 TensorOperands tensor = tensors.get(t);
                 lengths[t] = tensor.param().length();
@@ -300,14 +304,16 @@ final class FastStepProgram extends HostStepProgram {
                 o[5] = tensor.master() == null ? null : host.apply(tensor.master());
                 operands[t] = o;
                 vectorsReadThem[t] = vector && vectorsRead(o);
-                if (!(batch.kernel() instanceof MatrixKernel)) paths.add(o, vectorsReadThem[t]); // the matrix phase reads through arrays
+                if (wholeTensors) wholeTensorCount++;
+                else if (batch.kernel() instanceof MatrixKernel) matrixTensorCount++; // the matrix phase reads through arrays
+                else paths.add(o, vectorsReadThem[t]);
                 if (quantized[t] != null) quantizedTensors++;
             }
             boolean[] inRun = new boolean[tensors.size()];
             // A layer-wise kernel's tensors each take their own trust ratio: they never form runs.
             boolean matrix = batch.kernel() instanceof MatrixKernel; // updated by the matrix phase; its gradients are in the statistics
-            List<SmallTensorRuns.Run> runs = matrix || batch.mixed() || batch.quantized() || batch.kernel() instanceof LayerwiseKernel ? List.of()
-                    : SmallTensorRuns.form(operands, lengths, tensorGroups, inRun);
+            List<SmallTensorRuns.Run> runs = matrix || wholeTensors || batch.mixed() || batch.quantized() || batch.kernel() instanceof LayerwiseKernel
+                    ? List.of() : SmallTensorRuns.form(operands, lengths, tensorGroups, inRun);
             int nextRun = 0;
             SegmentTable table = SegmentTable.of(lengths);
             for (int c = 0; c < table.chunkCount(); c++) {
@@ -321,7 +327,7 @@ final class FastStepProgram extends HostStepProgram {
                 chunkGradPrecision.add(grad.precision());
                 chunkGradOffset.add(grad.offset(start));
                 chunkLengths.add(length);
-                if (matrix) continue;
+                if (matrix || wholeTensors) continue;
                 if (nextRun < runs.size() && runs.get(nextRun).first() == t) { // a run's update where its first tensor is
                     list.add(Item.run(batch.kernel(), tensorGroups[t], runs.get(nextRun++), vector));
                 }
@@ -352,6 +358,7 @@ final class FastStepProgram extends HostStepProgram {
         for (int w = 0; w < workers; w++) rounding[w] = new StochasticRounding();
         norms = TensorNorms.of(batches);
         matrices = HostMatrixPhase.of(batches, new FastMatrixProducts(team, vector), vector);
+        factored = FactoredStep.of(batches);
         normScratch = new TensorNorms.Scratch[workers];
         scalars = new float[workers][StepScalars.SCALAR_STRIDE];
         boolean[] widens = new boolean[KERNEL_OPERANDS];
@@ -360,8 +367,16 @@ final class FastStepProgram extends HostStepProgram {
         vectorQuantizers = new VectorQuantization[workers];
         boolean quantizeWithVectors = quantizedTensors > 0 && vector && VectorSupport.quantizes();
         for (int w = 0; quantizeWithVectors && w < workers; w++) vectorQuantizers[w] = new VectorQuantization();
-        pathSummary = paths.summary() + (quantizedTensors == 0 ? "" : "; 8-bit states of " + quantizedTensors + " tensors quantized by "
+        String summary = paths.summary() + (quantizedTensors == 0 ? "" : "; 8-bit states of " + quantizedTensors + " tensors quantized by "
                 + (quantizeWithVectors ? "vectors" : "table loops" + (vector ? " (" + VectorSupport.whyQuantizationLoops() + ")" : "")));
+        if (wholeTensorCount > 0) {
+            summary = summary + (summary.isEmpty() ? "" : "; ") + wholeTensorCount + " tensors updated whole by loops (factored kernels)";
+        }
+        if (matrixTensorCount > 0) {
+            summary = summary + (summary.isEmpty() ? "" : "; ") + matrixTensorCount + " matrices orthogonalized by "
+                    + (vector ? "SIMD" : "loop") + " products on the team (matrix kernels)";
+        }
+        pathSummary = summary;
         scratch = new float[workers][KERNEL_OPERANDS][];
         scratchFloats = new FloatBuffer[workers][KERNEL_OPERANDS];
         scratchVectors = vector ? new VectorOperand[workers][KERNEL_OPERANDS] : null;
@@ -421,7 +436,8 @@ final class FastStepProgram extends HostStepProgram {
      * Which kernels the tensors' updates run, in one line: "vectors for 3 of 3 tensors (memory:
      * allocated, float[] or heap FloatBuffer)", with "loops for N (kind: why)" where some tensors
      * run the loops. A tensor runs the vectors when the memory of each of its float32 operands
-     * allows (16-bit operands are widened into scratch, which always does).
+     * allows (16-bit operands are widened into scratch, which always does). A factored kernel's
+     * tensors (updated whole, {@link FactoredStep}) are counted apart.
      */
     String pathSummary() {
         return pathSummary;
@@ -485,6 +501,7 @@ final class FastStepProgram extends HostStepProgram {
         }
         forEachUnit(unitStarts, updateTask);
         if (matrices != null) matrices.run(groups, control);
+        if (factored != null) factored.run(groups, control);
     }
 
     private void forEachUnit(int[] starts, WorkerTeam.Task task) {

@@ -1,6 +1,7 @@
 package io.fusedopt.cuda;
 
 import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.FactoredKernel;
 import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
@@ -130,6 +131,8 @@ final class CudaStepProgram implements StepProgram {
                     addLayerwiseLaunches(layerwise, batch, segmentTables.get(b), t, update, call, steps, flags);
                 } else if (batch.kernel() instanceof MatrixKernel matrix) {
                     addMatrixLaunches(matrix, batch, segmentTables.get(b), t, update, call, steps, flags);
+                } else if (batch.kernel() instanceof FactoredKernel) {
+                    addFactoredLaunch(batch, t, update, steps, flags);
                 } else {
                     List<Pointer> args = new ArrayList<>(List.of(ptr(t[0]), ptr(t[1]), Pointer.to(new int[] {chunkCount}), ptr(control),
                             ptr(hyper), ptr(steps), ptr(flags)));
@@ -285,6 +288,24 @@ final class CudaStepProgram implements StepProgram {
         long address = engine.allocateWorkspace(bytes);
         memory.add(address);
         return address;
+    }
+
+    /**
+     * A factored batch's launch (kernels/fusedopt_common.cuh, FO_FACTORED_KERNELS): one block per
+     * tensor, whole, with each tensor's matrices (FoFactoredShape) and a float per matrix of scratch.
+     */
+    private void addFactoredLaunch(KernelBatch batch, long[] table, CUfunction update, long steps, long flags) {
+        int tensors = batch.tensors().size();
+        byte[] shapeBytes = DeviceSegmentTable.encodeFactoredShapes(batch.tensors());
+        long shapes = upload(Pointer.to(shapeBytes), shapeBytes.length, "factored shapes");
+        long matrices = 0;
+        for (var tensor : batch.tensors()) matrices += DeviceSegmentTable.factoredMatrices(tensor);
+        long scratchBytes = Math.max(1, matrices) * Float.BYTES;
+        long scratch = upload(Pointer.to(new byte[(int) scratchBytes]), scratchBytes, "factored row means");
+        String entry = batch.mixed() ? batch.kernel().mixedEntryPoint() : batch.kernel().entryPoint();
+        updateLaunches.add(new Launch(update, engine.gridFor(tensors), Pointer.to(ptr(table[0]), ptr(shapes),
+                Pointer.to(new int[] {tensors}), ptr(control), ptr(hyper), ptr(steps), ptr(flags), ptr(scratch)),
+                "cuLaunchKernel(" + entry + ", " + tensors + " tensors)"));
     }
 
     private long upload(Pointer host, long bytes, String what) {

@@ -14,7 +14,7 @@ import java.util.List;
 import java.util.function.ToLongFunction;
 
 /**
- * The byte layouts the kernels read (FoTensor, FoChunk and FoControl in
+ * The byte layouts the kernels read (FoTensor, FoChunk, FoFactoredShape and FoControl in
  * kernels/fusedopt_common.cuh, little-endian). Pure encoding: the engine uploads the bytes.
  */
 final class DeviceSegmentTable {
@@ -109,6 +109,40 @@ final class DeviceSegmentTable {
             if (aligned) return r;
         }
         return -1;
+    }
+
+    /** sizeof(FoFactoredShape): a factored kernel's tensor as matrices. */
+    static final int FACTORED_SHAPE_BYTES = 24;
+
+    /**
+     * The FoFactoredShape of each tensor of a factored batch ({@link io.fusedopt.internal.FactoredKernel}):
+     * for rank &gt;= 2 its number of R x C matrices of the last two dimensions, the first of its
+     * floats in the batch's per-matrix scratch (the tensors' matrices one after the other), R and
+     * C; all 0 for a vector. The scratch's length is {@link #factoredMatrices} of every tensor.
+     */
+    static byte[] encodeFactoredShapes(List<TensorOperands> tensors) {
+        ByteBuffer b = ByteBuffer.allocate(tensors.size() * FACTORED_SHAPE_BYTES).order(ByteOrder.LITTLE_ENDIAN);
+        long offset = 0;
+        for (int t = 0; t < tensors.size(); t++) {
+            long[] shape = tensors.get(t).shape();
+            if (shape.length < 2) continue;
+            int at = t * FACTORED_SHAPE_BYTES;
+            long matrices = factoredMatrices(tensors.get(t));
+            b.putLong(at, matrices);
+            b.putLong(at + 8, offset);
+            b.putInt(at + 16, (int) shape[shape.length - 2]);
+            b.putInt(at + 20, (int) shape[shape.length - 1]);
+            offset += matrices;
+        }
+        return b.array();
+    }
+
+    /** The R x C matrices of a tensor's last two dimensions (0 for a vector or an empty tensor). */
+    static long factoredMatrices(TensorOperands tensor) {
+        long[] shape = tensor.shape();
+        if (shape.length < 2) return 0;
+        long size = shape[shape.length - 2] * shape[shape.length - 1];
+        return size == 0 ? 0 : tensor.param().length() / size;
     }
 
     static byte[] encodeChunks(SegmentTable table) {

@@ -89,6 +89,26 @@ public abstract class Algorithm<C extends OptimizerConfig> {
         return new long[] {rows, length == 0 ? 0 : length / rows};
     }
 
+    /**
+     * The state tensors a parameter of shape {@code shape} keeps under {@code config}, in a fixed
+     * order: {@link OptimizerConfig#stateKinds()}, unless the algorithm keeps other states for
+     * tensors of other ranks (Adafactor: two factors for a tensor of rank &gt;= 2, one per-element
+     * state for a vector). The plan's slots name every state any shape keeps; a parameter's
+     * missing ones are null slots.
+     */
+    public List<StateKind> stateKinds(C config, long[] shape) {
+        return config.stateKinds();
+    }
+
+    /**
+     * The shape of the state {@code kind} of a parameter of shape {@code shape} (its length is the
+     * product of the dimensions): the parameter's own for a per-element state. Checkpoints record
+     * it, and a load checks it.
+     */
+    public long[] stateShape(StateKind kind, long[] shape) {
+        return shape;
+    }
+
     /** The value a state tensor of {@code config} starts at (0 unless the algorithm says otherwise). */
     public float initialValue(C config, StateKind kind) {
         return 0f;
@@ -160,6 +180,10 @@ public abstract class Algorithm<C extends OptimizerConfig> {
         h[StepScalars.H_WEIGHT_DECAY] = (float) weightDecay(c);
         ownHyperParameters(c, h);
         return h;
+    }
+
+    final List<StateKind> stateKindsOf(OptimizerConfig config, long[] shape) {
+        return stateKinds(configType.cast(config), shape);
     }
 
     final float initialValueOf(OptimizerConfig config, StateKind kind) {

@@ -36,7 +36,8 @@ public final class Algorithms {
             new io.fusedopt.internal.algorithms.AdEMAMixAlgorithm(),
             new io.fusedopt.internal.algorithms.LarsAlgorithm(),
             new io.fusedopt.internal.algorithms.LambAlgorithm(),
-            new io.fusedopt.internal.algorithms.MuonAlgorithm());
+            new io.fusedopt.internal.algorithms.MuonAlgorithm(),
+            new io.fusedopt.internal.algorithms.AdafactorAlgorithm());
 
     private static final Map<Class<?>, Algorithm<?>> BY_CONFIG = new LinkedHashMap<>();
     private static final Map<String, Algorithm<?>> BY_TYPE_NAME = new LinkedHashMap<>();

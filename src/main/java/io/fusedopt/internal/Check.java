@@ -39,6 +39,20 @@ public final class Check {
         if (!(f >= 0f && (closed ? f <= 1f : f < 1f))) throw outside(name, value, f, domain);
     }
 
+    /** Finite and at least {@code min}, also after rounding to float32; a non-zero value must not round to 0. */
+    public static void atLeast(String name, double value, double min) {
+        String domain = ">= " + min;
+        float f = toFloat32(name, value, domain);
+        if (!(f >= min)) throw outside(name, value, f, domain);
+    }
+
+    /** Finite and at most {@code max}, also after rounding to float32; a non-zero value must not round to 0. */
+    public static void atMost(String name, double value, double max) {
+        String domain = "<= " + max;
+        float f = toFloat32(name, value, domain);
+        if (!(f <= max)) throw outside(name, value, f, domain);
+    }
+
     public static void notNull(String name, Object value) {
         if (value == null) {
             throw new IllegalArgumentException(name + " must not be null");

@@ -35,7 +35,9 @@ public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags
      * Bytes one element's update moves with these storage formats: reads of the param (or the
      * fp32 master), the grad and every used state; writes of the param, the master when there is
      * one, and every used state. A layer-wise kernel's norm pass reads the param (or master) and
-     * the grad once more, and the states where it reads them ({@link LayerwiseKernel#normsReadState}).
+     * the grad once more, and the states where it reads them ({@link LayerwiseKernel#normsReadState});
+     * a factored kernel's tensor sums read them all once more (a vector's: its RMS(p) pass, its
+     * RMS(u) pass reading the grad and the variance).
      */
     public int bytesPerElement(Precision param, Precision grad, Precision state,
                                boolean master) {
@@ -43,6 +45,8 @@ public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags
         int read = (master ? Float.BYTES : param.bytes()) + grad.bytes() + states * state.bytes();
         if (kernel instanceof LayerwiseKernel layerwise) {
             read += (master ? Float.BYTES : param.bytes()) + grad.bytes() + (layerwise.normsReadState() ? states * state.bytes() : 0);
+        } else if (kernel instanceof FactoredKernel) {
+            read += (master ? Float.BYTES : param.bytes()) + grad.bytes() + states * state.bytes();
         }
         int written = param.bytes() + (master ? Float.BYTES : 0) + states * state.bytes();
         return read + written;
@@ -70,11 +74,26 @@ public record UpdatePlan(UpdateKernel kernel, StateKind[] slots, int staticFlags
         return kernel == other.kernel && Arrays.equals(slots, other.slots) && structure == other.structure;
     }
 
-    /** The number of state slots this variant uses. */
+    /**
+     * The number of per-element state tensors this variant keeps for a one-dimensional parameter:
+     * its used state slots, except for a factored kernel, whose slots name the states of every
+     * rank and whose vector keeps one (its variance; a matrix keeps R + C factor values instead).
+     */
     public int usedSlots() {
+        if (kernel instanceof FactoredKernel) return 1;
         int states = 0;
         for (StateKind slot : slots) if (slot != null) states++;
         return states;
+    }
+
+    /** The state tensors a parameter of shape {@code shape} keeps under {@code config} ({@link Algorithm#stateKinds}). */
+    public static java.util.List<StateKind> stateKinds(OptimizerConfig config, long[] shape) {
+        return Algorithms.of(config).stateKindsOf(config, shape);
+    }
+
+    /** The shape of state {@code kind} of a parameter of shape {@code shape} under {@code config} ({@link Algorithm#stateShape}). */
+    public static long[] stateShape(OptimizerConfig config, StateKind kind, long[] shape) {
+        return Algorithms.of(config).stateShape(kind, shape);
     }
 
     /** The value a state tensor of this configuration starts at. */

@@ -29,7 +29,7 @@ import org.openjdk.jmh.annotations.Warmup;
 @Fork(value = 1, jvmArgsAppend = "--add-modules=jdk.incubator.vector")
 public class SameTrafficBenchmark {
 
-    @Param({"adam", "adamw", "rmsprop", "momentum", "sgd", "adagrad", "adamax", "adadelta", "asgd", "rprop", "nadam", "radam", "lion", "ademamix", "lars", "lamb"})
+    @Param({"adam", "adamw", "rmsprop", "momentum", "sgd", "adagrad", "adamax", "adadelta", "asgd", "rprop", "nadam", "radam", "lion", "ademamix", "lars", "lamb", "adafactor"})
     public String algorithm;
 
     /** As {@link StepBenchmark#tensorSet}. */

@@ -44,7 +44,7 @@ import org.openjdk.jmh.annotations.Warmup;
 @Fork(value = 1, jvmArgsAppend = "--add-modules=jdk.incubator.vector")
 public class StepBenchmark {
 
-    @Param({"adam", "adamw", "rmsprop", "momentum", "sgd", "adagrad", "adamax", "adadelta", "asgd", "rprop", "nadam", "radam", "lion", "ademamix", "lars", "lamb"})
+    @Param({"adam", "adamw", "rmsprop", "momentum", "sgd", "adagrad", "adamax", "adadelta", "asgd", "rprop", "nadam", "radam", "lion", "ademamix", "lars", "lamb", "adafactor"})
     public String algorithm;
 
     @Param({"CPU", "CPU_FAST", "CUDA"})
