@@ -135,7 +135,7 @@ missing=$(comm -23 <(printf '%s\n' "${required[@]}" | sort -u) "$work/emulated.t
 } > "$work/stubs.cpp"
 g++ -std=c++17 -O1 -fPIC -c "$work/stubs.cpp" -o "$work/stubs.o"
 
-printf '{\n  global: cu*;\n  local: *;\n};\n' > "$work/exports.map"
+printf '{\n  global: cu*; fo_emu_enqueue_host_work;\n  local: *;\n};\n' > "$work/exports.map"
 g++ -shared -o "$work/libcuda.so.1" -Wl,-soname,libcuda.so.1 -Wl,--version-script="$work/exports.map" -Wl,--no-undefined \
   "$work"/*.o -lpthread
 

@@ -72,6 +72,10 @@ size_t device_capacity();
 void free_all(int device);
 // Zeroes the stamps of every live allocation (when the stamps run out and start again).
 void clear_access_stamps();
+// Why work on `device` may not `op` ("read", "write") the bytes [address, address+bytes): a host
+// or null pointer, memory of another device, out of bounds, a use after free. Empty when it may;
+// then *out is the live allocation holding them. The fault kind is set when not empty.
+std::string access_problem(uintptr_t address, size_t bytes, const char* op, int device, FaultKind* kind, Allocation* out);
 
 // ---- Execution ----
 
