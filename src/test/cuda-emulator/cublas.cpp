@@ -5,6 +5,7 @@
 // checked when it runs, its faults poisoning the context as a kernel's would. Only these functions
 // exist: JCublas2's natives bind lazily, and a call to any other cuBLAS function ends the JVM with
 // "undefined symbol", which a test that reaches one makes plain.
+// cublasCreate allocates device memory, as cuBLAS's does: not during a stream capture.
 //
 // The arithmetic, defined here because cuBLAS promises no order (fusedopt holds cuBLAS results to
 // its own within tolerances, never bits):
@@ -54,7 +55,13 @@ struct Handle {
   CUstream stream = nullptr;  // null: the legacy default stream, as in cuBLAS
   int math = kMathDefault;
   int pointer_mode = kPointerHost;
+  CUdeviceptr resources = 0;  // what cublasCreate allocates on the device (unused here)
 };
+
+// cublasCreate "allocates hardware resources on the host and device" (cuBLAS documentation): the
+// double allocates this much, so that creating a handle during a stream capture fails and
+// invalidates the capture as an allocation does, and the memory counts in cuMemGetInfo.
+constexpr size_t kHandleDeviceBytes = 4096;
 
 std::mutex handles_lock;
 std::set<Handle*>& handles = *new std::set<Handle*>();  // live handles; never destroyed (exit order)
@@ -103,6 +110,11 @@ fo_emu_operand matrices(CUdeviceptr base, int rows, int cols, int ld, long long 
   return fo_emu_operand{start, (size_t)(end - start), written, name};
 }
 
+const char* result_name(CUresult r) {
+  const char* name = nullptr;
+  return cuGetErrorName(r, &name) == CUDA_SUCCESS && name ? name : "unknown CUresult";
+}
+
 // Queues work on the handle's stream; a failure to queue is what cuBLAS reports for a kernel that
 // failed to launch.
 template <typename Work>
@@ -111,9 +123,7 @@ int queue(const Handle& h, const char* call, const std::vector<fo_emu_operand>& 
       h.stream, call, operands.data(), operands.size(), [](void* p) { return static_cast<Work*>(p)->run(); }, work,
       [](void* p) { delete static_cast<Work*>(p); });
   if (r == CUDA_SUCCESS) return kSuccess;
-  const char* name = nullptr;
-  cuGetErrorName(r, &name);
-  fprintf(stderr, "fusedopt cuBLAS double: %s could not be queued: %s\n", call, name ? name : "unknown CUresult");
+  fprintf(stderr, "fusedopt cuBLAS double: %s could not be queued: %s\n", call, result_name(r));
   return kExecutionFailed;
 }
 
@@ -228,7 +238,13 @@ int cublasCreate_v2(cublasHandle_t* out) {
   if (!out) return kInvalidValue;
   CUcontext current = nullptr;
   if (cuCtxGetCurrent(&current) != CUDA_SUCCESS || !current) return kNotInitialized;  // no device to work on
+  CUdeviceptr resources = 0;
+  if (CUresult r = cuMemAlloc(&resources, kHandleDeviceBytes); r != CUDA_SUCCESS) {
+    fprintf(stderr, "fusedopt cuBLAS double: cublasCreate_v2 could not allocate its device resources: %s\n", result_name(r));
+    return kAllocFailed;
+  }
   auto* h = new Handle();
+  h->resources = resources;
   std::lock_guard<std::mutex> guard(handles_lock);
   handles.insert(h);
   *out = reinterpret_cast<cublasHandle_t>(h);
@@ -240,6 +256,7 @@ int cublasDestroy_v2(cublasHandle_t handle) {
   Handle* h = live(handle);
   if (!h) return kNotInitialized;
   cuCtxSynchronize();  // an error it reports stays with the context, for the next driver call
+  cuMemFree(h->resources);  // fails harmlessly when a context reset has freed it already
   std::lock_guard<std::mutex> guard(handles_lock);
   handles.erase(h);
   delete h;

@@ -21,7 +21,8 @@ import jcuda.runtime.cudaStream_t;
  * ({@code cublasGemmStridedBatchedEx}, {@code CUBLAS_COMPUTE_32F}), as PyTorch runs Muon's
  * Newton-Schulz iteration. One cuBLAS handle, created in the engine's primary context (the engine
  * creates this object on first use, see {@link CudaEngine#cublas()}); each product goes to the
- * stream it is given, so that it can be captured into a graph like a kernel launch.
+ * stream it is given, so that it can be captured into a graph like a kernel launch. Creating the
+ * handle allocates device memory, which a stream capture forbids: create it before capturing.
  *
  * <p>cuBLAS promises no summation order: its results are to be held against fusedopt's own within
  * tolerances, not bit for bit (the CUDA emulator's cuBLAS double defines one order, see

@@ -150,7 +150,8 @@ public final class CudaEngine implements Engine {
     }
 
     /**
-     * This engine's cuBLAS GEMMs, on a handle created on the first call.
+     * This engine's cuBLAS GEMMs, on a handle created on the first call, which must not come
+     * during a stream capture (cublasCreate allocates device memory).
      *
      * @throws io.fusedopt.BackendUnavailableException where cuBLAS cannot load (CublasSupport says why)
      */

@@ -29,17 +29,19 @@ import org.junit.jupiter.api.Test;
  */
 @Tag("gpu")
 class CublasGemmTest {
-    private static final double FP32_UNIT_ROUNDOFF = 0x1p-24;
+    /** One fp32 rounding's relative error, in any direction (tensor cores may truncate their sums). */
+    private static final double FP32_ROUNDING = 0x1p-23;
     private static final double BF16_UNIT_ROUNDOFF = 0x1p-8;
 
     /**
      * gamma(k + 2) = (k + 2)u / (1 - (k + 2)u): relative to the magnitudes, how far an fp32
-     * evaluation of alpha * (k products summed) + beta * C, rounding each operation once, may be
-     * from the exact value (Higham, Accuracy and Stability of Numerical Algorithms, 3.1).
+     * evaluation of alpha * (k products summed) + beta * C, rounding each operation once with a
+     * relative error of at most u, may be from the exact value, in any summation order (Higham,
+     * Accuracy and Stability of Numerical Algorithms, 3.1).
      */
     private static double accumulationBound(int k) {
         double n = k + 2;
-        return n * FP32_UNIT_ROUNDOFF / (1 - n * FP32_UNIT_ROUNDOFF);
+        return n * FP32_ROUNDING / (1 - n * FP32_ROUNDING);
     }
 
     @BeforeEach
@@ -114,11 +116,12 @@ class CublasGemmTest {
         Operands first = Operands.random(product, random);
         Operands second = Operands.random(product, random);
         try (CudaEngine engine = new CudaEngine(0)) {
+            CublasGemm cublas = engine.cublas(); // before the capture: creating the handle allocates
             long a = first.uploadA(product);
             long b = first.uploadB(product);
             long c = upload(first.c);
             try {
-                CUgraphExec exec = CudaStepProgram.captureGraph(stream -> engine.cublas().queue(stream, product, a, b, c, 1f, 1f));
+                CUgraphExec exec = CudaStepProgram.captureGraph(stream -> cublas.queue(stream, product, a, b, c, 1f, 1f));
                 try {
                     engine.synchronize();
                     assertArrayBits(first.c, download(c, first.c.length), "capture runs nothing");
@@ -139,6 +142,18 @@ class CublasGemmTest {
                 engine.free(b);
                 engine.free(c);
             }
+        }
+    }
+
+    /** cublasCreate allocates device memory: during a capture it fails, and says so. */
+    @Test
+    void handleCreatedDuringACaptureFailsClearly() {
+        assumeTrue(GpuTests.onEmulator(), "whether a real cuBLAS allocates at cublasCreate is its own affair");
+        try (CudaEngine engine = new CudaEngine(0)) {
+            CudaException e = assertThrows(CudaException.class, () -> CudaStepProgram.captureGraph(stream -> engine.cublas()));
+            assertEquals("cublasCreate", e.call(), e.getMessage());
+            assertEquals("CUBLAS_STATUS_ALLOC_FAILED", e.codeName(), e.getMessage());
+            engine.cublas(); // and after the capture, the handle is created
         }
     }
 
