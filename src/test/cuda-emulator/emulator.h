@@ -4,6 +4,8 @@
 //   execution.cpp  a launch: blocks and their threads as user-level threads, barriers, faults
 //   driver.cpp     contexts, streams and their worker, capture and graphs, the cu* entry points
 //   registry.cpp   kernel families (one per kernels/*.cu) and the binaries that name them
+//   host_work.h    the exported hook through which other test doubles queue work on streams
+//                  (cublas.cpp, built as libcublas.so.12 beside libcuda.so.1)
 #pragma once
 #include <cuda.h>
 

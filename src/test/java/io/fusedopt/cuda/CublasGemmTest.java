@@ -160,7 +160,8 @@ class CublasGemmTest {
     /**
      * cuBLAS cannot check device pointers at the call: a product on memory too small for it is
      * queued, then fails on the device as a kernel's illegal access does, and the next driver call
-     * says so. (The emulator's report on stderr names the call and the operand.)
+     * says so. (The emulator's report on stderr names the call and cuBLAS's operand: CublasGemm
+     * passes the row-major B as cuBLAS's A.)
      */
     @Test
     void productOnTooSmallMemoryFailsAsAnIllegalAddress() {
