@@ -72,6 +72,26 @@ Handle* live(void* handle) {
   return handles.count(h) ? h : nullptr;
 }
 
+// A handle's setting, changed when the value is valid (the cublasSet* functions).
+template <typename T>
+int write_setting(void* handle, T value, bool valid, T Handle::*setting) {
+  Handle* h = live(handle);
+  if (!h) return kNotInitialized;
+  if (!valid) return kInvalidValue;
+  h->*setting = value;
+  return kSuccess;
+}
+
+// A handle's setting, written where the caller says (the cublasGet* functions).
+template <typename T>
+int read_setting(void* handle, T* out, T Handle::*setting) {
+  Handle* h = live(handle);
+  if (!h) return kNotInitialized;
+  if (!out) return kInvalidValue;
+  *out = h->*setting;
+  return kSuccess;
+}
+
 // A scalar argument: read at the call in host pointer mode, when the work runs in device mode.
 struct Scalar {
   bool on_device;
@@ -264,51 +284,28 @@ int cublasDestroy_v2(cublasHandle_t handle) {
 }
 
 int cublasSetStream_v2(cublasHandle_t handle, CUstream stream) {
-  Handle* h = live(handle);
-  if (!h) return kNotInitialized;
-  h->stream = stream;
-  return kSuccess;
+  return write_setting(handle, stream, true, &Handle::stream);
 }
 
 int cublasGetStream_v2(cublasHandle_t handle, CUstream* stream) {
-  Handle* h = live(handle);
-  if (!h) return kNotInitialized;
-  if (!stream) return kInvalidValue;
-  *stream = h->stream;
-  return kSuccess;
+  return read_setting(handle, stream, &Handle::stream);
 }
 
 int cublasSetMathMode(cublasHandle_t handle, int mode) {
-  Handle* h = live(handle);
-  if (!h) return kNotInitialized;
   const int base = mode & ~kMathDisallowReducedPrecisionReduction;
-  if (base < kMathDefault || base > kMathTf32) return kInvalidValue;
-  h->math = mode;
-  return kSuccess;
+  return write_setting(handle, mode, base >= kMathDefault && base <= kMathTf32, &Handle::math);
 }
 
 int cublasGetMathMode(cublasHandle_t handle, int* mode) {
-  Handle* h = live(handle);
-  if (!h) return kNotInitialized;
-  if (!mode) return kInvalidValue;
-  *mode = h->math;
-  return kSuccess;
+  return read_setting(handle, mode, &Handle::math);
 }
 
 int cublasSetPointerMode_v2(cublasHandle_t handle, int mode) {
-  Handle* h = live(handle);
-  if (!h) return kNotInitialized;
-  if (mode != kPointerHost && mode != kPointerDevice) return kInvalidValue;
-  h->pointer_mode = mode;
-  return kSuccess;
+  return write_setting(handle, mode, mode == kPointerHost || mode == kPointerDevice, &Handle::pointer_mode);
 }
 
 int cublasGetPointerMode_v2(cublasHandle_t handle, int* mode) {
-  Handle* h = live(handle);
-  if (!h) return kNotInitialized;
-  if (!mode) return kInvalidValue;
-  *mode = h->pointer_mode;
-  return kSuccess;
+  return read_setting(handle, mode, &Handle::pointer_mode);
 }
 
 int cublasSaxpy_v2(cublasHandle_t handle, int n, const float* alpha, const float* x, int incx, float* y, int incy) {
