@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the CUDA driver emulator: OUT/libcuda.so.1, a test double of the NVIDIA driver library
 # that JCuda's real native library loads (through LD_LIBRARY_PATH, in a test execution of its
-# own), running kernels/*.cu compiled for the CPU; and OUT/selftest, its own tests.
+# own), running kernels/*.cu compiled for the CPU; OUT/libcublas.so.12, a test double of cuBLAS
+# over it for JCublas2's natives (cublas.cpp); and OUT/selftest, the emulator's own tests.
 #
-#   build.sh OUT KERNEL_BINARIES JCUDA_NATIVES_JAR
+#   build.sh OUT KERNEL_BINARIES JCUDA_NATIVES_JAR JCUBLAS_NATIVES_JAR
 #
 # OUT/status says "ready", or why the emulator cannot be built here (no g++, no CUDA headers, not
 # x86-64 Linux); then the build goes on and the emulator's tests skip with that reason. Called by
@@ -11,14 +12,16 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 kernels_src=$(cd "$here/../../../kernels" && pwd)
-out=${1:?usage: build.sh OUT KERNEL_BINARIES JCUDA_NATIVES_JAR}
-binaries=${2:?usage: build.sh OUT KERNEL_BINARIES JCUDA_NATIVES_JAR}
-jar=${3:?usage: build.sh OUT KERNEL_BINARIES JCUDA_NATIVES_JAR}
+usage="usage: build.sh OUT KERNEL_BINARIES JCUDA_NATIVES_JAR JCUBLAS_NATIVES_JAR"
+out=${1:?$usage}
+binaries=${2:?$usage}
+jar=${3:?$usage}
+cublas_jar=${4:?$usage}
 mkdir -p "$out"
 
 unavailable() {
   printf 'unavailable: %s\n' "$1" > "$out/status"
-  rm -f "$out/libcuda.so.1"
+  rm -f "$out/libcuda.so.1" "$out/libcublas.so.12"
   echo "cuda-emulator: not built: $1"
   exit 0
 }
@@ -31,6 +34,10 @@ required=(cuInit cuDriverGetVersion cuDeviceGetCount cuDeviceGet cuDeviceGetName
   cuMemsetD32Async cuModuleLoadData cuModuleUnload cuModuleGetFunction cuLaunchKernel cuStreamCreate
   cuStreamDestroy_v2 cuStreamSynchronize cuStreamGetCtx cuStreamBeginCapture_v2 cuStreamEndCapture
   cuGraphInstantiateWithFlags cuGraphLaunch cuGraphDestroy cuGraphExecDestroy)
+# The cuBLAS entry points fusedopt reaches (CublasGemm, CublasSgdBaseline): the double defines
+# exactly these (emulated, no stubs), and JCublas2's natives must import each by this name.
+cublas_required=(cublasCreate_v2 cublasDestroy_v2 cublasSetStream_v2 cublasGetStream_v2 cublasSetMathMode cublasGetMathMode
+  cublasSetPointerMode_v2 cublasGetPointerMode_v2 cublasSaxpy_v2 cublasSgemmStridedBatched cublasGemmStridedBatchedEx)
 
 [[ "$(uname -s)-$(uname -m)" == Linux-x86_64 ]] || unavailable "the emulator runs on x86-64 Linux only (this is $(uname -s)-$(uname -m))"
 command -v g++ >/dev/null 2>&1 || unavailable "g++ is not on the PATH"
@@ -42,6 +49,7 @@ for dir in ${CUDA_HOME:+"$CUDA_HOME/include"} ${CUDA_PATH:+"$CUDA_PATH/include"}
 done
 [[ -n "$cuda_include" ]] || unavailable "the CUDA toolkit headers (cuda.h, cuda_bf16.h, cuda_fp16.h) were not found; set CUDA_HOME"
 [[ -f "$jar" ]] || unavailable "JCuda's native jar $jar is missing"
+[[ -f "$cublas_jar" ]] || unavailable "JCublas's native jar $cublas_jar is missing"
 command -v objdump >/dev/null 2>&1 || unavailable "objdump (binutils) is not on the PATH"
 
 families=()
@@ -63,8 +71,8 @@ kernel_flags=(-std=c++17 -O2 -g1 -gdwarf-4 -fPIC -fvisibility=hidden -ffp-contra
 core_flags=(-std=c++17 -O2 -fPIC -Wall -Wextra -Werror -I "$here" -I "$cuda_include")
 
 digest=$( (cat "$here"/*.h "$here"/*.cpp "$here"/*.cu "$here/build.sh" "$kernels_src"/*.cu "$kernels_src"/*.cuh \
-  "$binaries"/*.fatbin; sha256sum "$jar"; g++ --version; echo "$cuda_include ${kernel_flags[*]} ${core_flags[*]}") | sha256sum | cut -d' ' -f1)
-if [[ -f "$out/libcuda.so.1" && -f "$out/selftest" && "$(cat "$out/.digest" 2>/dev/null)" == "$digest" ]]; then
+  "$binaries"/*.fatbin; sha256sum "$jar" "$cublas_jar"; g++ --version; echo "$cuda_include ${kernel_flags[*]} ${core_flags[*]}") | sha256sum | cut -d' ' -f1)
+if [[ -f "$out/libcuda.so.1" && -f "$out/libcublas.so.12" && -f "$out/selftest" && "$(cat "$out/.digest" 2>/dev/null)" == "$digest" ]]; then
   echo "ready" > "$out/status"
   echo "cuda-emulator: up to date ($out/libcuda.so.1)"
   exit 0
@@ -76,6 +84,8 @@ rm -rf "$work"; mkdir -p "$work"
 # 1. The entry points JCuda's driver library imports: all must exist, or a call aborts the JVM.
 unzip -p "$jar" 'lib/libJCudaDriver-*-linux-x86_64.so' > "$work/libJCudaDriver.so"
 objdump -T "$work/libJCudaDriver.so" | awk '/\*UND\*/ {print $NF}' | grep '^cu' | sort -u > "$work/jcuda-imports.txt"
+unzip -p "$cublas_jar" 'lib/libJCublas2-*-linux-x86_64.so' > "$work/libJCublas2.so"
+objdump -T "$work/libJCublas2.so" | awk 'NF > 1 && /\*UND\*/ && $(NF-1) == "(libcublas.so.12)" {print $NF}' | sort -u > "$work/jcublas-imports.txt"
 
 # 2. One unit per kernel family: the .cu file as it is, then its kernels registered by name.
 unit() {  # unit NAME SOURCE IMAGE_SYMBOL_OR_STRING
@@ -118,6 +128,8 @@ done
 for f in "${families[@]}" selftest; do
   g++ "${kernel_flags[@]}" -c "$work/family_$f.cpp" -o "$work/family_$f.o" & pids+=($!)
 done
+mkdir -p "$work/cublas"  # not among the objects of libcuda.so.1
+g++ "${core_flags[@]}" -c "$here/cublas.cpp" -o "$work/cublas/cublas.o" & pids+=($!)
 for p in "${pids[@]}"; do wait "$p"; done
 g++ -c "$work/images.S" -o "$work/images.o"
 
@@ -135,7 +147,7 @@ missing=$(comm -23 <(printf '%s\n' "${required[@]}" | sort -u) "$work/emulated.t
 } > "$work/stubs.cpp"
 g++ -std=c++17 -O1 -fPIC -c "$work/stubs.cpp" -o "$work/stubs.o"
 
-printf '{\n  global: cu*;\n  local: *;\n};\n' > "$work/exports.map"
+printf '{\n  global: cu*; fo_emu_enqueue_host_work;\n  local: *;\n};\n' > "$work/exports.map"
 g++ -shared -o "$work/libcuda.so.1" -Wl,-soname,libcuda.so.1 -Wl,--version-script="$work/exports.map" -Wl,--no-undefined \
   "$work"/*.o -lpthread
 
@@ -144,9 +156,22 @@ nm -D --defined-only "$work/libcuda.so.1" | awk '{print $3}' | sort -u > "$work/
 unresolved=$(comm -23 "$work/jcuda-imports.txt" "$work/exported.txt")
 [[ -z "$unresolved" ]] || { echo "cuda-emulator: JCuda imports missing from libcuda.so.1: $unresolved" >&2; exit 1; }
 
+# 5. The cuBLAS double: its symbols carry the version node libcublas.so.12, which the dynamic
+# linker requires of the library before JCublas2's natives load at all.
+printf 'libcublas.so.12 {\n  global: cublas*;\n  local: *;\n};\n' > "$work/cublas.map"
+g++ -shared -o "$work/libcublas.so.12" -Wl,-soname,libcublas.so.12 -Wl,--version-script="$work/cublas.map" -Wl,--no-undefined \
+  "$work/cublas/cublas.o" -L"$work" -l:libcuda.so.1 -Wl,-rpath,'$ORIGIN'
+objdump -T "$work/libcublas.so.12" | awk 'NF > 1 && !/\*UND\*/ && $(NF-1) == "libcublas.so.12" && $NF ~ /^cublas/ {print $NF}' | sort -u > "$work/cublas-exported.txt"
+missing=$(comm -23 <(printf '%s\n' "${cublas_required[@]}" | sort -u) "$work/cublas-exported.txt")
+[[ -z "$missing" ]] || { echo "cuda-emulator: cuBLAS entry points fusedopt needs are not in libcublas.so.12: $missing" >&2; exit 1; }
+extra=$(comm -13 <(printf '%s\n' "${cublas_required[@]}" | sort -u) "$work/cublas-exported.txt")
+[[ -z "$extra" ]] || { echo "cuda-emulator: libcublas.so.12 exports what build.sh does not list: $extra" >&2; exit 1; }
+unknown=$(comm -23 "$work/cublas-exported.txt" "$work/jcublas-imports.txt")
+[[ -z "$unknown" ]] || { echo "cuda-emulator: JCublas2's natives import none of: $unknown" >&2; exit 1; }
+
 g++ "${core_flags[@]}" -o "$work/selftest" "$here/selftest.cpp" -L"$work" -l:libcuda.so.1 -Wl,-rpath,'$ORIGIN' -lpthread
 
-mv "$work/libcuda.so.1" "$work/selftest" "$out/"
+mv "$work/libcuda.so.1" "$work/libcublas.so.12" "$work/selftest" "$out/"
 echo "$digest" > "$out/.digest"
 echo "ready" > "$out/status"
-echo "cuda-emulator: built $out/libcuda.so.1 ($(wc -l < "$work/jcuda-imports.txt") JCuda imports: $(wc -l < "$work/emulated.txt") emulated, the rest stubs; kernels of ${families[*]})"
+echo "cuda-emulator: built $out/libcuda.so.1 ($(wc -l < "$work/jcuda-imports.txt") JCuda imports: $(wc -l < "$work/emulated.txt") emulated, the rest stubs; kernels of ${families[*]}; libcublas.so.12: ${#cublas_required[@]} entry points)"

@@ -8,6 +8,7 @@
 // synchronize reads stale memory every time instead of passing by luck. Among operations that are
 // ready at once, the worker picks in a seeded random order.
 #include "emulator.h"
+#include "host_work.h"
 
 #include <algorithm>
 #include <condition_variable>
@@ -21,6 +22,8 @@
 #include <set>
 #include <thread>
 #include <unordered_set>
+
+#include <xmmintrin.h>
 
 namespace fo_emu {
 namespace {
@@ -734,6 +737,50 @@ CUresult cuLaunchKernel(CUfunction handle, unsigned gx, unsigned gy, unsigned gz
     Fault fault = run_kernel(k, device, shape, reinterpret_cast<const unsigned char*>(args->data()), number);
     if (fault.kind != FaultKind::None) fputs(fault.report.c_str(), stderr);
     return fault.code;
+  }, false);
+}
+
+CUresult fo_emu_enqueue_host_work(CUstream stream, const char* call, const fo_emu_operand* operands, size_t operand_count,
+                                  CUresult (*run)(void* payload), void* payload, void (*release)(void* payload)) {
+  // Released with the last queue entry or graph that holds it (under the emulator's lock).
+  std::shared_ptr<void> owned(payload, [release](void* p) {
+    if (release) release(p);
+  });
+  FO_EMU_LOCK;
+  FO_EMU_CONTEXT;
+  if (!call || !run || (operand_count && !operands)) return CUDA_ERROR_INVALID_VALUE;
+  Stream* s;
+  if (CUresult r = resolve(ctx, stream, &s); r != 0) return r;
+  struct Operand {
+    CUdeviceptr address;
+    size_t bytes;
+    const char* access;
+    std::string name;
+  };
+  std::vector<Operand> checked;
+  for (size_t i = 0; i < operand_count; i++) {
+    const fo_emu_operand& o = operands[i];
+    checked.push_back(Operand{o.address, o.bytes, o.written ? "write" : "read", o.name ? o.name : "?"});
+  }
+  const int device = ctx->device;
+  return submit(lk, s, [name = std::string(call), checked, device, run, owned]() {
+    for (const Operand& o : checked) {
+      if (o.bytes == 0) continue;
+      Allocation a;
+      FaultKind kind;
+      const std::string problem = access_problem(o.address, o.bytes, o.access, device, &kind, &a);
+      if (!problem.empty()) {
+        fprintf(stderr, "fusedopt CUDA emulator: illegal address in %s, operand %s: %s\n", name.c_str(), o.name.c_str(),
+                problem.c_str());
+        return CUDA_ERROR_ILLEGAL_ADDRESS;
+      }
+    }
+    // The arithmetic environment of a kernel launch (execution.cpp): round to nearest, no FTZ/DAZ.
+    const unsigned csr = _mm_getcsr();
+    _mm_setcsr(0x1F80);
+    const CUresult result = run(owned.get());
+    _mm_setcsr(csr);
+    return result;
   }, false);
 }
 

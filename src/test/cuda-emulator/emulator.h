@@ -4,6 +4,8 @@
 //   execution.cpp  a launch: blocks and their threads as user-level threads, barriers, faults
 //   driver.cpp     contexts, streams and their worker, capture and graphs, the cu* entry points
 //   registry.cpp   kernel families (one per kernels/*.cu) and the binaries that name them
+//   host_work.h    the exported hook through which other test doubles queue work on streams
+//                  (cublas.cpp, built as libcublas.so.12 beside libcuda.so.1)
 #pragma once
 #include <cuda.h>
 
@@ -72,6 +74,10 @@ size_t device_capacity();
 void free_all(int device);
 // Zeroes the stamps of every live allocation (when the stamps run out and start again).
 void clear_access_stamps();
+// Why work on `device` may not `op` ("read", "write") the bytes [address, address+bytes): a host
+// or null pointer, memory of another device, out of bounds, a use after free. Empty when it may;
+// then *out is the live allocation holding them. The fault kind is set when not empty.
+std::string access_problem(uintptr_t address, size_t bytes, const char* op, int device, FaultKind* kind, Allocation* out);
 
 // ---- Execution ----
 

@@ -252,7 +252,6 @@ const char* access_name(Access access) {
 const ValidRange* check_slow(uintptr_t a, size_t n, Access access) {
   Running& r = *running;
   const char* op = access_name(access);
-  char what[512];
   const uintptr_t shared_lo = (uintptr_t)__start_fo_emu_shared, shared_hi = (uintptr_t)__stop_fo_emu_shared;
   ValidRange& valid = r.valid[r.next_valid];
   if (shared_lo && a >= shared_lo && a + n <= shared_hi) {
@@ -262,37 +261,10 @@ const ValidRange* check_slow(uintptr_t a, size_t n, Access access) {
   }
   const uintptr_t builtins_lo = (uintptr_t)&fo_emu_builtins;
   if (a >= builtins_lo && a + n <= builtins_lo + sizeof fo_emu_builtins) return nullptr;
-  const int device = device_of_address(a);
-  if (device < 0) {
-    snprintf(what, sizeof what, "%s of %zu bytes at 0x%" PRIxPTR ": not device memory (a host or null pointer)", op, n, a);
-    raise_fault(FaultKind::HostPointer, CUDA_ERROR_ILLEGAL_ADDRESS, what);
-  }
-  if (device != r.device) {
-    snprintf(what, sizeof what, "%s of %zu bytes at 0x%" PRIxPTR ": memory of device %d, kernel runs on device %d", op, n, a,
-             device, r.device);
-    raise_fault(FaultKind::OtherDevice, CUDA_ERROR_ILLEGAL_ADDRESS, what);
-  }
   Allocation alloc;
-  if (!find_any(a, &alloc)) {
-    if (find_below(a, &alloc)) {
-      snprintf(what, sizeof what, "%s of %zu bytes at 0x%" PRIxPTR ": %zu bytes after the end of %s allocation #%" PRIu64
-               " (%zu bytes at 0x%" PRIxPTR ")", op, n, a, (size_t)(a - alloc.base - alloc.size), alloc.live ? "live" : "freed",
-               alloc.id, alloc.size, alloc.base);
-    } else {
-      snprintf(what, sizeof what, "%s of %zu bytes at 0x%" PRIxPTR ": in no allocation of device %d", op, n, a, device);
-    }
-    raise_fault(FaultKind::OutOfBounds, CUDA_ERROR_ILLEGAL_ADDRESS, what);
-  }
-  if (!alloc.live) {
-    snprintf(what, sizeof what, "%s of %zu bytes at 0x%" PRIxPTR ": use after free of allocation #%" PRIu64
-             " (%zu bytes at 0x%" PRIxPTR ")", op, n, a, alloc.id, alloc.size, alloc.base);
-    raise_fault(FaultKind::UseAfterFree, CUDA_ERROR_ILLEGAL_ADDRESS, what);
-  }
-  if (a + n > alloc.base + alloc.size) {
-    snprintf(what, sizeof what, "%s of %zu bytes at 0x%" PRIxPTR ": %zu bytes past the end of allocation #%" PRIu64
-             " (%zu bytes at 0x%" PRIxPTR ")", op, n, a, (size_t)(a + n - alloc.base - alloc.size), alloc.id, alloc.size, alloc.base);
-    raise_fault(FaultKind::OutOfBounds, CUDA_ERROR_ILLEGAL_ADDRESS, what);
-  }
+  FaultKind kind;
+  const std::string problem = access_problem(a, n, op, r.device, &kind, &alloc);
+  if (!problem.empty()) raise_fault(kind, CUDA_ERROR_ILLEGAL_ADDRESS, problem);
   valid = ValidRange{alloc.base, alloc.base + alloc.size, alloc.stamps, nullptr};
   r.next_valid = (r.next_valid + 1) % kValidRanges;
   return &valid;

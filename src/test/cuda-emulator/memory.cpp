@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -148,6 +149,41 @@ void free_all(int device) {
     }
   }
   for (uintptr_t base : live) device_free(base);
+}
+
+std::string access_problem(uintptr_t a, size_t n, const char* op, int device, FaultKind* kind, Allocation* out) {
+  char what[512];
+  const int owner = device_of_address(a);
+  Allocation alloc;
+  if (owner < 0) {
+    *kind = FaultKind::HostPointer;
+    snprintf(what, sizeof what, "%s of %zu bytes at 0x%" PRIxPTR ": not device memory (a host or null pointer)", op, n, a);
+  } else if (owner != device) {
+    *kind = FaultKind::OtherDevice;
+    snprintf(what, sizeof what, "%s of %zu bytes at 0x%" PRIxPTR ": memory of device %d, the work runs on device %d", op, n, a,
+             owner, device);
+  } else if (!find_any(a, &alloc)) {
+    *kind = FaultKind::OutOfBounds;
+    if (find_below(a, &alloc)) {
+      snprintf(what, sizeof what, "%s of %zu bytes at 0x%" PRIxPTR ": %zu bytes after the end of %s allocation #%" PRIu64
+               " (%zu bytes at 0x%" PRIxPTR ")", op, n, a, (size_t)(a - alloc.base - alloc.size), alloc.live ? "live" : "freed",
+               alloc.id, alloc.size, alloc.base);
+    } else {
+      snprintf(what, sizeof what, "%s of %zu bytes at 0x%" PRIxPTR ": in no allocation of device %d", op, n, a, owner);
+    }
+  } else if (!alloc.live) {
+    *kind = FaultKind::UseAfterFree;
+    snprintf(what, sizeof what, "%s of %zu bytes at 0x%" PRIxPTR ": use after free of allocation #%" PRIu64
+             " (%zu bytes at 0x%" PRIxPTR ")", op, n, a, alloc.id, alloc.size, alloc.base);
+  } else if (a + n > alloc.base + alloc.size) {
+    *kind = FaultKind::OutOfBounds;
+    snprintf(what, sizeof what, "%s of %zu bytes at 0x%" PRIxPTR ": %zu bytes past the end of allocation #%" PRIu64
+             " (%zu bytes at 0x%" PRIxPTR ")", op, n, a, (size_t)(a + n - alloc.base - alloc.size), alloc.id, alloc.size, alloc.base);
+  } else {
+    *out = alloc;
+    return "";
+  }
+  return what;
 }
 
 void clear_access_stamps() {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "access_stamps.h"
+#include "host_work.h"
 
 #include <cmath>
 #include <cstdio>
@@ -84,6 +85,35 @@ static void expect_fault(const char* what, CUresult code, const char* kernel, st
   snprintf(text, sizeof text, "%s: queued, then %d at synchronize and at the next call", what, (int)code);
   check(queued == CUDA_SUCCESS && sync == code && after == code, text);
   fresh_context();
+}
+
+// ---- Host work (host_work.h, the cuBLAS double's way onto streams) ----
+
+// Doubles `n` floats at `data` each time it runs; counts its runs and its release.
+struct Doubling {
+  float* data;
+  long long n;
+  int* runs;
+  int* released;
+};
+
+static CUresult enqueue_doubling(CUstream stream, CUdeviceptr data, size_t bytes, int* runs, int* released) {
+  fo_emu_operand operand{data, bytes, 1, "data"};
+  auto* work = new Doubling{reinterpret_cast<float*>(data), (long long)(bytes / sizeof(float)), runs, released};
+  return fo_emu_enqueue_host_work(
+      stream, "doubling", &operand, 1,
+      [](void* p) {
+        auto* d = static_cast<Doubling*>(p);
+        for (long long i = 0; i < d->n; i++) d->data[i] *= 2;
+        ++*d->runs;
+        return CUDA_SUCCESS;
+      },
+      work,
+      [](void* p) {
+        auto* d = static_cast<Doubling*>(p);
+        ++*d->released;
+        delete d;
+      });
 }
 
 // ---- Races ----
@@ -354,6 +384,36 @@ int main(int argc, char** argv) {
   cuStreamSynchronize(CU_STREAM_LEGACY);
   v = read(a, n);
   check(v[0] == 3.f && v[999] == 3.f, "a replayed graph does the captured work");
+
+  // Host work: ordered on its stream like a kernel, captured like one, its operands checked.
+  int runs = 0, released = 0;
+  float five = 5.f;
+  launch("emu_fill", 2, 64, s, {&a, &five, &count_arg});
+  expect(enqueue_doubling(s, a, n * sizeof(float), &runs, &released), CUDA_SUCCESS, "host work is queued");
+  check(runs == 0, "queued host work waits, like a kernel, until the host waits for it");
+  cuStreamSynchronize(s);
+  v = read(a, n);
+  check(runs == 1 && released == 1 && v[0] == 10.f && v[999] == 10.f, "host work runs after the stream's earlier kernel, once");
+  cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+  enqueue_doubling(s, a, n * sizeof(float), &runs, &released);
+  cuStreamEndCapture(s, &graph);
+  check(runs == 1, "captured host work does not run at capture");
+  cuGraphInstantiateWithFlags(&exec, graph, 0);
+  cuGraphDestroy(graph);
+  cuGraphLaunch(exec, s);
+  cuGraphLaunch(exec, s);
+  cuGraphExecDestroy(exec);
+  cuStreamSynchronize(s);
+  v = read(a, n);
+  check(runs == 3 && released == 2 && v[0] == 40.f, "captured host work runs at each graph launch, released after the last");
+  expect(enqueue_doubling(s, a + 4, n * sizeof(float), &runs, &released), CUDA_SUCCESS, "host work past its allocation is queued");
+  CUresult sync = cuStreamSynchronize(s);
+  CUdeviceptr after_fault;
+  check(sync == CUDA_ERROR_ILLEGAL_ADDRESS && cuMemAlloc(&after_fault, 64) == CUDA_ERROR_ILLEGAL_ADDRESS && runs == 3,
+        "and faults when it runs, as a kernel does: it does not run, the context is poisoned");
+  fresh_context();
+  cuStreamCreate(&s, CU_STREAM_NON_BLOCKING);
+  cuMemAlloc(&a, n * sizeof(float));
 
   // Pointer attributes and other devices.
   cuDevicePrimaryCtxRetain(&ctx1, 1);

@@ -16,8 +16,9 @@ import org.junit.jupiter.api.Test;
  * The CUDA driver emulator's own tests (src/test/cuda-emulator/selftest.cpp): that it computes,
  * varies orders, and enforces every rule a GPU test relies on it to catch (bounds, alignment, use
  * after free, host and other-device pointers, barriers, data races in shared and global memory,
- * capture rules, context reset). Runs in the emulator execution only; the selftest logs its own
- * deliberate races to a file of its own, not to the execution's race log.
+ * capture rules, context reset, host work on streams and in graphs). Runs in the emulator
+ * execution only; the selftest logs its own deliberate races to a file of its own, not to the
+ * execution's race log.
  */
 @Tag("gpu")
 class CudaEmulatorSelfTest {

@@ -54,6 +54,25 @@ public final class CublasSgdBaseline implements AutoCloseable {
         }
     }
 
+    /** Sets the parameters and the gradient (for tests: a benchmark only times steps). */
+    void load(float[] parameters, float[] gradient) {
+        if (parameters.length != length || gradient.length != length) {
+            throw new IllegalArgumentException("parameters and gradient must hold " + length + " values, got " + parameters.length
+                    + " and " + gradient.length);
+        }
+        Driver.check(JCudaDriver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
+        Driver.check(JCudaDriver.cuMemcpyHtoD(Driver.pointerAt(param), Pointer.to(parameters), length * Float.BYTES), "cuMemcpyHtoD");
+        Driver.check(JCudaDriver.cuMemcpyHtoD(Driver.pointerAt(grad), Pointer.to(gradient), length * Float.BYTES), "cuMemcpyHtoD");
+    }
+
+    /** The parameters after the steps queued so far (waits for them). */
+    float[] parameters() {
+        float[] values = new float[Math.toIntExact(length)];
+        Driver.check(JCudaDriver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
+        Driver.check(JCudaDriver.cuMemcpyDtoH(Pointer.to(values), Driver.pointerAt(param), length * Float.BYTES), "cuMemcpyDtoH");
+        return values;
+    }
+
     public void synchronize() {
         Driver.check(JCudaDriver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
         Driver.check(JCudaDriver.cuCtxSynchronize(), "cuCtxSynchronize");

@@ -62,6 +62,8 @@ public final class CudaEngine implements Engine {
     private volatile boolean closed;
     /** See {@link #engineLaunches()}. */
     private final java.util.concurrent.atomic.AtomicLong launches = new java.util.concurrent.atomic.AtomicLong();
+    /** This engine's cuBLAS handle, created on first use (cuBLAS is optional); null until then. */
+    private CublasGemm cublas;
 
     /**
      * Opens device {@code ordinal}.
@@ -145,6 +147,18 @@ public final class CudaEngine implements Engine {
      */
     public long engineLaunches() {
         return launches.get();
+    }
+
+    /**
+     * This engine's cuBLAS GEMMs, on a handle created on the first call, which must not come
+     * during a stream capture (cublasCreate allocates device memory).
+     *
+     * @throws io.fusedopt.BackendUnavailableException where cuBLAS cannot load (CublasSupport says why)
+     */
+    synchronized CublasGemm cublas() {
+        if (closed) throw new IllegalStateException("the optimizer is closed");
+        if (cublas == null) cublas = new CublasGemm(this);
+        return cublas;
     }
 
     /** Makes this engine's primary context current on the calling thread. */
@@ -393,6 +407,13 @@ public final class CudaEngine implements Engine {
         tables.forEach(this::free);
         tables.clear();
         modules.close();
+        if (cublas != null) {
+            try {
+                cublas.close();
+            } catch (RuntimeException e) {
+                LOG.log(Level.WARNING, "closing " + description + ": " + e.getMessage());
+            }
+        }
         closed = true;
         JCudaDriver.cuDevicePrimaryCtxRelease(device);
     }

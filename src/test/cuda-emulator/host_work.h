@@ -1,0 +1,32 @@
+// The emulator's interface for its other test doubles (libcublas.so.12, cublas.cpp): work that a
+// library would run as kernels, queued on a stream like a kernel launch and computed on the host
+// when the device worker reaches it. Exported by libcuda.so.1; a C interface, as between two
+// separately linked libraries.
+#pragma once
+#include <cuda.h>
+#include <stddef.h>
+
+extern "C" {
+
+// Device memory a piece of work reads or writes, checked each time the work runs, as a kernel's
+// accesses are.
+struct fo_emu_operand {
+  CUdeviceptr address;
+  size_t bytes;
+  int written;       // 0: read only
+  const char* name;  // for the fault report, e.g. "A"
+};
+
+// Queues run(payload) on `stream` (0 and CU_STREAM_LEGACY: the legacy default stream) of the
+// calling thread's current context, ordered as a kernel launch there would be; on a capturing
+// stream it is recorded into the capture instead, and every launch of the graph runs it again.
+// Before each run, every operand must lie in live device memory of the context's device;
+// otherwise the run faults as a kernel would: CUDA_ERROR_ILLEGAL_ADDRESS poisons the context, a
+// report naming `call` and the operand goes to stderr, and run is not called. An error that run
+// returns poisons the context likewise. release(payload) is called once, when nothing can run it
+// any more (at once when queuing fails), possibly on the device worker under the emulator's lock,
+// so it must not call the driver. Returns what a kernel launch would return at the call:
+// the context's errors, CUDA_ERROR_INVALID_HANDLE for an unknown stream, the capture errors.
+CUresult fo_emu_enqueue_host_work(CUstream stream, const char* call, const fo_emu_operand* operands, size_t operand_count,
+                                  CUresult (*run)(void* payload), void* payload, void (*release)(void* payload));
+}
