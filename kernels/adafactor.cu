@@ -92,11 +92,13 @@ __device__ __forceinline__ float adafactor_param(float p, float u, float step_si
 // ---- float arithmetic end ----
 
 // Loads, called rather than inlined in each of the passes (the fatbin's size): an operand's element
-// widened, and G (the prepared gradient, negated for maximize).
-static __device__ __noinline__ float adafactor_load(const void* base, int dtype, long long k) {
+// widened, and G (the prepared gradient, negated for maximize). inline, not static: nvcc names a
+// static device function after a hash of the source's path, which would make the fatbin depend on
+// where the checkout lies (build.sh --check compares it byte for byte).
+inline __device__ __noinline__ float adafactor_load(const void* base, int dtype, long long k) {
   return fo_load_at<true>(base, dtype, k);
 }
-static __device__ __noinline__ float adafactor_grad(const FoTensor& t, long long k, const FoGradPrep& prep, int flags) {
+inline __device__ __noinline__ float adafactor_grad(const FoTensor& t, long long k, const FoGradPrep& prep, int flags) {
   const float g = fo_load_grad<true>(t, k, prep, flags);
   return (flags & FO_MAXIMIZE) ? -g : g;
 }
@@ -104,7 +106,7 @@ static __device__ __noinline__ float adafactor_grad(const FoTensor& t, long long
 // The update u of element k with gradient g (AdafactorAlgorithm.Kernel): a vector's from its new
 // variance (written to *variance, not stored), a matrix element's from its row's and column's
 // factors and its matrix's row mean. Called, not inlined, by the two passes that compute it.
-static __device__ __noinline__ float adafactor_element(const FoTensor& t, const FoFactoredShape& shape, const AdafactorScalars& s,
+inline __device__ __noinline__ float adafactor_element(const FoTensor& t, const FoFactoredShape& shape, const AdafactorScalars& s,
                                                 const float* row_means, long long k, float g, float* variance) {
   if (t.state[0]) {
     *variance = adafactor_variance(adafactor_load(t.state[0], t.state_dtype, k), g, s);

@@ -686,8 +686,8 @@ struct FoFactoredShape {    // 24 bytes
 };
 
 // Every thread: the tree sum of each thread's lane value (fo_tree_sum); called, not inlined, by
-// the factored passes' many sums.
-static __device__ __noinline__ double fo_block_tree_sum(double lane, double* lanes) {
+// the factored passes' many sums. inline, not static: see adafactor_load in kernels/adafactor.cu.
+inline __device__ __noinline__ double fo_block_tree_sum(double lane, double* lanes) {
   lanes[threadIdx.x] = lane;
   fo_tree_sum(lanes);
   const double total = lanes[0];
