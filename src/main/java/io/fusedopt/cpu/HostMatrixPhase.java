@@ -1,12 +1,9 @@
 package io.fusedopt.cpu;
 
-import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
-import io.fusedopt.internal.Conversions;
 import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
-import io.fusedopt.internal.KernelFlags;
 import io.fusedopt.internal.MatrixKernel;
 import io.fusedopt.internal.NewtonSchulz;
 import io.fusedopt.internal.StepControl;
@@ -14,6 +11,7 @@ import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.StochasticRounding;
 import io.fusedopt.internal.TensorNorms;
 import io.fusedopt.internal.TensorOperands;
+import io.fusedopt.internal.WholeTensorIo;
 import java.nio.FloatBuffer;
 import java.util.ArrayList;
 import java.util.List;
@@ -98,13 +96,7 @@ final class HostMatrixPhase {
         int group = tensor.group();
         System.arraycopy(groups.scalars(), group * StepScalars.SCALAR_STRIDE, scalars, 0, StepScalars.SCALAR_STRIDE);
         int flags = groups.flags()[group];
-        AbstractTensorBuffer master = tensor.master();
-        (master != null ? master : tensor.param()).copyTo(0, arrays[PARAM], 0, n);
-        float[] grad = arrays[GRAD];
-        tensor.grad().copyTo(0, grad, 0, n);
-        if (KernelFlags.has(flags, KernelFlags.UNSCALE) || KernelFlags.has(flags, KernelFlags.CLIP)) {
-            for (int i = 0; i < n; i++) grad[i] = control.prepareGrad(grad[i], flags);
-        }
+        WholeTensorIo.readParamAndGrad(tensor, arrays[PARAM], arrays[GRAD], n, flags, control);
         int orthogonal = FIRST_SLOT + kernel.orthogonalSlot();
         for (int j = 0; j < kernel.orthogonalSlot(); j++) {
             AbstractTensorBuffer slot = tensor.slots()[j];
@@ -127,24 +119,10 @@ final class HostMatrixPhase {
         } else {
             kernel.reference(operands, 0, 0, n, scalars, flags);
         }
-        storeParam(tensor, n, flags, control);
+        WholeTensorIo.storeParam(tensor, arrays[PARAM], n, flags, control, rounding, roundedBits);
         for (int j = 0; j < kernel.orthogonalSlot(); j++) {
             AbstractTensorBuffer slot = tensor.slots()[j];
             if (slot != null) slot.copyFrom(arrays[FIRST_SLOT + j], 0, 0, n);
         }
-    }
-
-    /** The master (when there is one), then the param: rounded to nearest, or stochastically where the step asks. */
-    private void storeParam(TensorOperands tensor, int n, int flags, StepControl control) {
-        float[] p = arrays[PARAM];
-        AbstractTensorBuffer param = tensor.param();
-        if (tensor.master() != null) tensor.master().copyFrom(p, 0, 0, n);
-        Precision precision = param.precision();
-        if (KernelFlags.has(flags, KernelFlags.STOCHASTIC_ROUNDING) && tensor.master() == null && precision != Precision.FP32) {
-            rounding.narrow(precision, p, 0, roundedBits, 0, n, control.roundingSeed, control.step, tensor.roundingStream(), 0);
-            // Each rounded value is exact in the param's format, so storing it widened rounds it to itself.
-            for (int i = 0; i < n; i++) p[i] = Conversions.widen(precision, roundedBits[i]);
-        }
-        param.copyFrom(p, 0, 0, n);
     }
 }

@@ -1,6 +1,5 @@
 package io.fusedopt.internal;
 
-import io.fusedopt.Precision;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -19,6 +18,7 @@ public final class FactoredStep {
     private final float[] scalars = new float[StepScalars.SCALAR_STRIDE];
     private final StochasticRounding rounding = new StochasticRounding();
     private float[] param = new float[0], grad = new float[0], update = new float[0];
+    private short[] bits = new short[0];
     /** Per tensor, its states' float32 copies (allocated at its first step, so a step allocates nothing after). */
     private final float[][][] states;
 
@@ -68,24 +68,13 @@ public final class FactoredStep {
             param = new float[n];
             grad = new float[n];
             update = new float[n];
+            bits = new short[n];
         }
-        AbstractTensorBuffer master = o.master();
-        (master != null ? master : o.param()).read(0, param, 0, n);
-        o.grad().read(0, grad, 0, n);
-        for (int i = 0; i < n; i++) grad[i] = control.prepareGrad(grad[i], flags);
+        WholeTensorIo.readParamAndGrad(o, param, grad, n, flags, control);
         AbstractTensorBuffer[] slotBuffers = o.slots();
         for (int j = 0; j < slots.length; j++) if (slots[j] != null) slotBuffers[j].read(0, slots[j], 0, slots[j].length);
         kernel.step(new FactoredKernel.Tensor(o.shape(), n, param, grad, slots, update, o.statePrecision()), scalars, flags);
-        if (master != null) master.write(param, 0, 0, n);
-        AbstractTensorBuffer p = o.param();
-        if (KernelFlags.has(flags, KernelFlags.STOCHASTIC_ROUNDING) && master == null && p.precision() != Precision.FP32) {
-            // Each value rounded stochastically is a 16-bit value: storing it rounds to itself.
-            for (int i = 0; i < n; i++) {
-                param[i] = Conversions.widen(p.precision(),
-                        rounding.narrow(p.precision(), param[i], control.roundingSeed, control.step, o.roundingStream(), i));
-            }
-        }
-        p.write(param, 0, 0, n);
+        WholeTensorIo.storeParam(o, param, n, flags, control, rounding, bits);
         for (int j = 0; j < slots.length; j++) if (slots[j] != null) slotBuffers[j].write(slots[j], 0, 0, slots[j].length);
     }
 }
