@@ -15,7 +15,11 @@
 //   3. NAME_normalize, per chunk: X[0] = U / (float)max(sqrt(sum), eps), NaN propagating;
 //   4. per Newton-Schulz step, three NAME_product launches over the tensors with that step count
 //      (gridDim.z): A = X X^T; B = fma(b, A, c * (A A)); X' = fma(a, X, B X), X and X' the two
-//      halves of the ping-pong pair;
+//      halves of the ping-pong pair. In fast mode (Muon.Numerics.FAST) the three products are cuBLAS
+//      strided batched GEMMs over the tensors of one shape (bf16 inputs, fp32 accumulation and
+//      results; the host queues them, io.fusedopt.cuda.CublasGemm) and NAME_fast does the rest:
+//      Xh = bf16(X); [A = Xh Xh^T]; Sh = bf16(A); [B = Sh Sh]; B = fma(b, A, c * B), Sh = bf16(B);
+//      [X' = Sh Xh]; X' = fma(a, X, X'), the brackets being cuBLAS's;
 //   5. NAME / NAME_mixed, per chunk: the update Op(p, g, st), whose last slot st[SLOTS - 1] is the
 //      orthogonalized O read from the final X (transposed back); the states before it are stored.
 #pragma once
@@ -23,7 +27,7 @@
 
 // Per tensor of a matrix batch, parallel to its FoTensor table: the workspaces the step program
 // allocates when it prepares the step (io.fusedopt.cuda.CudaStepProgram) and the tensor's shape.
-struct FoMatrix {          // 48 bytes
+struct FoMatrix {          // 64 bytes
   float* x[2];             //  0, 8: m x n, row-major, m = min(rows, cols), n = max(rows, cols)
   float* gram;             // 16: A, m x m
   float* poly;             // 24: B, m x m
@@ -31,12 +35,19 @@ struct FoMatrix {          // 48 bytes
   int cols;                // 36
   int result;              // 40: the x holding O after the group's steps (the step count's parity)
   int reserved;            // 44
+  __nv_bfloat16* x_half;   // 48: fast mode's bf16 X, m x n (null in exact mode)
+  __nv_bfloat16* square_half;  // 56: fast mode's bf16 A, then B, m x m (null in exact mode)
 };
 
 // The three products of a Newton-Schulz step (NAME_product's `product` argument).
 #define FO_PRODUCT_GRAM 0     // A = X X^T
 #define FO_PRODUCT_SQUARE 1   // B = fma(b, A, c * (A A))
 #define FO_PRODUCT_COMBINE 2  // X' = fma(a, X, B X)
+// The elementwise passes of fast mode's Newton-Schulz step (NAME_fast's `pass` argument).
+#define FO_FAST_ROUND_X 0      // Xh = bf16(X)
+#define FO_FAST_ROUND_GRAM 1   // Sh = bf16(A)
+#define FO_FAST_POLYNOMIAL 2   // B = fma(b, A, c * B), B holding Sh Sh; Sh = bf16(B)
+#define FO_FAST_COMBINE 3      // X' = fma(a, X, X'), X' holding Sh Xh
 // Output tile edge of NAME_product: blocks of FO_MATRIX_TILE x FO_MATRIX_TILE threads.
 #define FO_MATRIX_TILE 16
 
@@ -151,6 +162,39 @@ __device__ __forceinline__ void fo_matrix_product(const FoTensor* __restrict__ t
   }
 }
 
+// Pass 4 in fast mode: one elementwise pass (FO_FAST_*) of step `step` over the tensor
+// members[blockIdx.z], grid-strided over its m x n or m x m elements. Each element is one rounding
+// (to bf16, nearest even) or one float32 operation of the exact iteration's, so only the cuBLAS
+// products between them differ from exact mode.
+template <typename Scalars>
+__device__ __forceinline__ void fo_matrix_fast(const FoTensor* __restrict__ tensors, const FoMatrix* __restrict__ matrices,
+                                               const int* __restrict__ members, const FoControl* __restrict__ control,
+                                               const float* __restrict__ hyper, const FoEntryStep* __restrict__ steps,
+                                               const int* __restrict__ flags, int pass, int step) {
+  if (control->skip) return;
+  const int tensor = members[blockIdx.z];
+  const FoMatrix mx = matrices[tensor];
+  const long long m = mx.rows < mx.cols ? mx.rows : mx.cols, n = mx.rows < mx.cols ? mx.cols : mx.rows;
+  const long long count = (pass == FO_FAST_ROUND_X || pass == FO_FAST_COMBINE) ? m * n : m * m;
+  const int e = tensors[tensor].group;
+  const Scalars s = Scalars::of(hyper + FO_HYPER_STRIDE * e, steps[e].lr, flags[e], steps[e].step);
+  const float* x = mx.x[step & 1];
+  float* next = mx.x[(step + 1) & 1];
+  for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < count; k += (long long)gridDim.x * blockDim.x) {
+    if (pass == FO_FAST_ROUND_X) {
+      mx.x_half[k] = __float2bfloat16_rn(x[k]);
+    } else if (pass == FO_FAST_ROUND_GRAM) {
+      mx.square_half[k] = __float2bfloat16_rn(mx.gram[k]);
+    } else if (pass == FO_FAST_POLYNOMIAL) {
+      const float b = __fmaf_rn(s.ns_b, mx.gram[k], __fmul_rn(s.ns_c, mx.poly[k]));
+      mx.poly[k] = b;
+      mx.square_half[k] = __float2bfloat16_rn(b);
+    } else {
+      next[k] = __fmaf_rn(s.ns_a, x[k], next[k]);
+    }
+  }
+}
+
 // Pass 5: per chunk and element, op(p, g, st) with st[SLOTS - 1] = O, then the param (master,
 // rounding, stochastic rounding) and the states before O stored. Scalars::matrix completes the
 // scalars with the tensor's shape.
@@ -214,6 +258,12 @@ __device__ __forceinline__ void fo_matrix_update(const FoTensor* __restrict__ te
     __shared__ float qs[FO_MATRIX_TILE][FO_MATRIX_TILE];                                               \
     fo_matrix_product<Scalars>(tensors, matrices, members, control, hyper, steps, flags, product, step, \
                                ps, qs);                                                                \
+  }                                                                                                    \
+  extern "C" __global__ void name##_fast(const FoTensor* tensors, const FoMatrix* matrices,           \
+                                         const int* members, const FoControl* control,                 \
+                                         const float* hyper, const FoEntryStep* steps,                 \
+                                         const int* flags, int pass, int step) {                       \
+    fo_matrix_fast<Scalars>(tensors, matrices, members, control, hyper, steps, flags, pass, step);     \
   }                                                                                                    \
   extern "C" __global__ void name(const FoTensor* tensors, const FoChunk* chunks, int chunk_count,    \
                                   const FoControl* control, const float* hyper,                        \

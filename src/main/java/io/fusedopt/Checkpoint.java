@@ -1,6 +1,8 @@
 package io.fusedopt;
 
 import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.Algorithm;
+import io.fusedopt.internal.Algorithms;
 import io.fusedopt.internal.BlockwiseQuantization;
 import io.fusedopt.internal.BlockwiseQuantization.CodeMap;
 import io.fusedopt.internal.Conversions;
@@ -1038,7 +1040,17 @@ final class Checkpoint {
             } catch (IllegalArgumentException e) {
                 throw new CheckpointException(name + ": group " + g.index() + ": " + e.getMessage(), e);
             }
-            if (!UpdatePlan.of(config).sameLayout(g.plan())) {
+            if (config.getClass() == g.currentConfig().getClass()) {
+                config = Algorithms.of(config).resumedConfigOf(config, g.currentConfig());
+            }
+            UpdatePlan savedPlan = UpdatePlan.of(config);
+            if (savedPlan.kernel() == g.plan().kernel() && savedPlan.structure() != g.plan().structure()) {
+                Algorithm<?> savedAlgorithm = Algorithms.of(config);
+                throw new CheckpointException(name + ": group " + g.index() + " was saved running "
+                        + savedAlgorithm.describeStructure(savedPlan.structure()) + ", but this optimizer's group runs "
+                        + savedAlgorithm.describeStructure(g.plan().structure()) + ": build the group with the saved configuration");
+            }
+            if (!savedPlan.sameLayout(g.plan())) {
                 throw new CheckpointException(name + ": group " + g.index() + " was saved as " + config + ", whose state tensors"
                         + " differ from this optimizer's " + g.currentConfig());
             }

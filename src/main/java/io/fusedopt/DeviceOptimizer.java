@@ -158,6 +158,12 @@ public final class DeviceOptimizer implements AutoCloseable {
     private RegistrationAllocator registrationAllocator;
 
     private DeviceOptimizer(Engine engine, String backendReason, Builder builder) {
+        try {
+            Algorithms.of(builder.defaults).requireRunsOn(builder.defaults, engine);
+        } catch (IllegalArgumentException e) {
+            engine.close(); // the engine was opened for this optimizer only
+            throw e;
+        }
         this.engine = engine;
         this.backendReason = backendReason;
         this.defaults = builder.defaults;
@@ -226,7 +232,9 @@ public final class DeviceOptimizer implements AutoCloseable {
      * usable; adding a tensor to it does not.
      *
      * @throws IllegalArgumentException for an algorithm that keeps states but has no 8-bit form,
-     *     in an optimizer with {@link Builder#optStateQuantization 8-bit states}; nothing is added
+     *     in an optimizer with {@link Builder#optStateQuantization 8-bit states}, or a configuration
+     *     this backend cannot run (Muon's {@link Muon.Numerics#FAST} without cuBLAS, with the
+     *     reason); nothing is added
      */
     public synchronized ParamGroup addGroup(OptimizerConfig config) {
         ensureUsable();
@@ -237,10 +245,19 @@ public final class DeviceOptimizer implements AutoCloseable {
                     + config.getClass().getSimpleName() + " has no form of; the algorithms with 8-bit states are "
                     + Algorithms.withQuantizedStates() + " (and those without states, such as Sgd, may join)");
         }
+        requireRunsHere(config);
         ParamGroup group = new ParamGroup(this, groups.size(), config);
         groups.add(group);
         // An empty group changes no update: the program and its captures stay (its tensors' add() rebuilds).
         return group;
+    }
+
+    /**
+     * Refuses a configuration this optimizer's backend cannot run (Muon's fast mode without
+     * cuBLAS), with the reason.
+     */
+    void requireRunsHere(OptimizerConfig config) {
+        Algorithms.of(config).requireRunsOn(config, engine);
     }
 
     /** The groups in the order they were added. */

@@ -20,14 +20,16 @@ import java.util.List;
  * with lr' = lr sqrt(max(1, rows/cols)) ({@link LrAdjustment#ORIGINAL}) or
  * lr 0.2 sqrt(max(rows, cols)) ({@link LrAdjustment#MATCH_RMS_ADAMW}).
  *
- * <p>Exact mode (the only one so far): every operation above in float32 with fusedopt's fixed
- * orders (each product element accumulated over k in increasing order with fused multiply-adds,
- * the norm's sum of squares in the layer-wise norms' order), so that every backend gives the same
- * bits. A parameter must be registered with a shape of two dimensions
+ * <p>Two numerics ({@link Numerics}). {@link Numerics#EXACT} (the default): every operation above
+ * in float32 with fusedopt's fixed orders (each product element accumulated over k in increasing
+ * order with fused multiply-adds, the norm's sum of squares in the layer-wise norms' order), so that
+ * every backend gives the same bits. {@link Numerics#FAST}: the Newton-Schulz products on cuBLAS
+ * with bf16 inputs and fp32 accumulation (tensor cores), the CUDA backend only, within
+ * {@link #FAST_TOLERANCE} of exact mode (docs/muon.md). A parameter must be registered with a shape of two dimensions
  * ({@link ParamGroup#add(String, TensorBuffer, TensorBuffer, long...)}); any other is refused.
  * There is no {@code maximize} (PyTorch's Muon has none): {@link Builder#optMaximize} refuses
- * {@code true}. {@link #nsSteps} cannot change once a group has it
- * ({@link ParamGroup#setConfig} refuses: a prepared step's launches depend on it).
+ * {@code true}. {@link #nsSteps} and {@link #numerics} cannot change once a group has them
+ * ({@link ParamGroup#setConfig} refuses: a prepared step's launches depend on them).
  *
  * <p>State: {@link StateKind#MOMENTUM_BUFFER}. Defaults follow PyTorch: lr = 1e-3,
  * weightDecay = 0.1, momentum = 0.95, nesterov on, coefficients (3.4445, -4.775, 2.0315), eps = 1e-7,
@@ -44,12 +46,44 @@ import java.util.List;
  * @param nsSteps      the number of Newton-Schulz iterations, in [0, {@value #MAX_NS_STEPS}]
  *                     (0 only normalizes)
  * @param lrAdjustment how the learning rate is scaled by the parameter's shape
+ * @param numerics     how the Newton-Schulz products are computed
  */
 public record Muon(double learningRate, double weightDecay, double momentum, boolean nesterov,
-                   double a, double b, double c, double eps, int nsSteps, LrAdjustment lrAdjustment) implements OptimizerConfig {
+                   double a, double b, double c, double eps, int nsSteps, LrAdjustment lrAdjustment,
+                   Numerics numerics) implements OptimizerConfig {
 
     /** The largest number of Newton-Schulz steps (PyTorch refuses 100 or more). */
     public static final int MAX_NS_STEPS = 99;
+
+    /**
+     * How far a {@link Numerics#FAST} update may be from the exact one, relative: per tensor and
+     * step, {@code ||O_fast - O_exact||_F <= FAST_TOLERANCE * ||O_exact||_F} for the orthogonalized
+     * matrix O of the same momentum (O is what the update scales by the adjusted learning rate).
+     * bf16 rounds each product input by up to 2^-9 relative, and the iteration amplifies what that
+     * does to small singular values: on Gaussian momenta of 17 to 128 rows and columns, five default
+     * iterations differ by 0.020 to 0.039; the bound is over twice the worst (docs/muon.md, "Fast
+     * mode"; held by the tests on the emulator's cuBLAS double and, when lent, a real GPU).
+     */
+    public static final double FAST_TOLERANCE = 0.1;
+
+    /** How the Newton-Schulz products are computed. */
+    public enum Numerics {
+        /**
+         * fusedopt's own float32 products in a fixed order: the CPU reference, CPU_FAST and CUDA
+         * give the same bits. The default.
+         */
+        EXACT,
+        /**
+         * cuBLAS strided batched GEMMs, tensors of the same shape in one call, with bf16 inputs
+         * (X, A and B rounded to nearest even before each product) and fp32 accumulation and
+         * results, as PyTorch runs Muon on tensor cores; the normalization, the polynomial's
+         * elementwise operations and the update stay exact-mode float32. CUDA only, with cuBLAS
+         * ({@code io.fusedopt.cuda.CublasSupport}); a group of it is refused elsewhere, with the
+         * reason. cuBLAS promises no summation order: results are held against exact mode within
+         * {@link #FAST_TOLERANCE}, not bit for bit.
+         */
+        FAST
+    }
 
     /** How the learning rate of a rows x cols parameter is scaled (PyTorch's {@code adjust_lr_fn}). */
     public enum LrAdjustment {
@@ -72,6 +106,7 @@ public record Muon(double learningRate, double weightDecay, double momentum, boo
             throw new IllegalArgumentException("nsSteps must be in [0, " + MAX_NS_STEPS + "], got " + nsSteps);
         }
         Check.notNull("lrAdjustment", lrAdjustment);
+        Check.notNull("numerics", numerics);
     }
 
     /** Muon with PyTorch's defaults. */
@@ -84,7 +119,7 @@ public record Muon(double learningRate, double weightDecay, double momentum, boo
     public Builder toBuilder() {
         return new Builder().optLearningRate(learningRate).optWeightDecay(weightDecay).optMomentum(momentum)
                 .optNesterov(nesterov).optNsCoefficients(a, b, c).optEps(eps).optNsSteps(nsSteps)
-                .optLrAdjustment(lrAdjustment);
+                .optLrAdjustment(lrAdjustment).optNumerics(numerics);
     }
 
     /**
@@ -122,6 +157,7 @@ public record Muon(double learningRate, double weightDecay, double momentum, boo
         private double eps = 1e-7;
         private int nsSteps = 5;
         private LrAdjustment lrAdjustment = LrAdjustment.ORIGINAL;
+        private Numerics numerics = Numerics.EXACT;
         private boolean maximize;
 
         private Builder() {}
@@ -159,6 +195,8 @@ public record Muon(double learningRate, double weightDecay, double momentum, boo
         public Builder optNsSteps(int v) { nsSteps = v; return this; }
         /** The learning-rate adjustment (default {@link LrAdjustment#ORIGINAL}). */
         public Builder optLrAdjustment(LrAdjustment v) { lrAdjustment = v; return this; }
+        /** How the Newton-Schulz products are computed (default {@link Numerics#EXACT}; {@link Numerics#FAST}: CUDA with cuBLAS only). */
+        public Builder optNumerics(Numerics v) { numerics = v; return this; }
 
         /**
          * The configuration, validated.
@@ -168,7 +206,7 @@ public record Muon(double learningRate, double weightDecay, double momentum, boo
         @Override
         public Muon build() {
             if (maximize) throw new IllegalArgumentException("Muon has no maximize option (torch.optim.Muon has none): negate the loss instead");
-            return new Muon(learningRate, weightDecay, momentum, nesterov, a, b, c, eps, nsSteps, lrAdjustment);
+            return new Muon(learningRate, weightDecay, momentum, nesterov, a, b, c, eps, nsSteps, lrAdjustment, numerics);
         }
     }
 }

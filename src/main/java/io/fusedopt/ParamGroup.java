@@ -1,6 +1,7 @@
 package io.fusedopt;
 
 import io.fusedopt.internal.AbstractTensorBuffer;
+import io.fusedopt.internal.Algorithm;
 import io.fusedopt.internal.Algorithms;
 import io.fusedopt.internal.Check;
 import io.fusedopt.internal.LrSegments;
@@ -62,10 +63,12 @@ public final class ParamGroup {
             }
             UpdatePlan newPlan = UpdatePlan.of(newConfig);
             if (newPlan.structure() != plan.structure()) {
-                throw new IllegalArgumentException("the new configuration runs " + newPlan.structure() + " iterations of "
-                        + newPlan.kernel() + " per step, but this group runs " + plan.structure() + " (a prepared or captured"
-                        + " step's launches depend on it): add a group with the new value instead");
+                Algorithm<?> algorithm = Algorithms.of(newConfig);
+                throw new IllegalArgumentException("the new configuration runs " + algorithm.describeStructure(newPlan.structure())
+                        + " per step, but this group runs " + algorithm.describeStructure(plan.structure()) + " (a prepared or"
+                        + " captured step's launches depend on it): add a group with the new value instead");
             }
+            optimizer.requireRunsHere(newConfig);
             if (!newPlan.sameLayout(plan)) {
                 throw new IllegalArgumentException("the new configuration keeps the state tensors "
                         + newConfig.stateKinds() + " with kernel " + newPlan.kernel() + ", but this group keeps "

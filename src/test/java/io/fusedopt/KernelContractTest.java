@@ -110,6 +110,8 @@ class KernelContractTest {
                 "name##_normalize" + chunkArguments + ", const double* tensor_sums)",
                 "name##_product(const FoTensor* tensors, const FoMatrix* matrices, const int* members, const FoControl* control,"
                         + " const float* hyper, const FoEntryStep* steps, const int* flags, int product, int step)",
+                "name##_fast(const FoTensor* tensors, const FoMatrix* matrices, const int* members, const FoControl* control,"
+                        + " const float* hyper, const FoEntryStep* steps, const int* flags, int pass, int step)",
                 "name" + chunkArguments + ")", "name##_mixed" + chunkArguments + ")")) {
             assertTrue(matrixHeader.contains("extern \"C\" __global__ void " + signature), "matrix kernel signature " + signature);
         }

@@ -165,7 +165,7 @@ class MuonNewtonSchulzTest {
     @Test
     void defaultsArePyTorchs() {
         Muon muon = Muon.builder().build();
-        assertEquals(new Muon(1e-3, 0.1, 0.95, true, 3.4445, -4.775, 2.0315, 1e-7, 5, Muon.LrAdjustment.ORIGINAL), muon);
+        assertEquals(new Muon(1e-3, 0.1, 0.95, true, 3.4445, -4.775, 2.0315, 1e-7, 5, Muon.LrAdjustment.ORIGINAL, Muon.Numerics.EXACT), muon);
         assertEquals(muon, muon.toBuilder().build());
         assertEquals(0.5, muon.withLearningRate(0.5).learningRate());
     }

@@ -279,7 +279,12 @@ class MuonTest {
 
             IllegalArgumentException steps = assertThrows(IllegalArgumentException.class,
                     () -> group.setConfig(config.toBuilder().optNsSteps(6).build()));
-            assertTrue(steps.getMessage().contains("runs 6 iterations of MUON per step, but this group runs 5"), steps.getMessage());
+            assertTrue(steps.getMessage().contains("runs 6 Newton-Schulz steps in EXACT numerics per step, but this group runs 5"
+                    + " Newton-Schulz steps in EXACT numerics"), steps.getMessage());
+            assertEquals(config, group.config(), "the group keeps its configuration");
+            IllegalArgumentException numerics = assertThrows(IllegalArgumentException.class,
+                    () -> group.setConfig(config.toBuilder().optNumerics(Muon.Numerics.FAST).build()));
+            assertTrue(numerics.getMessage().contains("runs 5 Newton-Schulz steps in FAST numerics per step"), numerics.getMessage());
             assertEquals(config, group.config(), "the group keeps its configuration");
             group.setConfig(config.toBuilder().optMomentum(0.9).optLrAdjustment(Muon.LrAdjustment.MATCH_RMS_ADAMW).build());
             assertEquals(List.of(StateKind.MOMENTUM_BUFFER), w.stateKinds());
@@ -291,5 +296,29 @@ class MuonTest {
                 () -> DeviceOptimizer.builder(config).optBackend(Backend.CPU).optStateQuantization(StateQuantization.BLOCKWISE_8BIT).build()
                         .close());
         assertTrue(eightBit.getMessage().contains("Muon"), eightBit.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> Muon.builder().optNumerics(null).build());
+    }
+
+    /** Fast mode needs cuBLAS: the CPU backends refuse it in every place a configuration enters, changing nothing. */
+    @Test
+    void fastModeIsRefusedOnTheCpuBackends() {
+        Muon exact = variant("muon");
+        Muon fast = exact.toBuilder().optNumerics(Muon.Numerics.FAST).build();
+        String reason = "backend has no cuBLAS: Muon's fast mode runs on the CUDA backend only";
+        for (Backend backend : new Backend[] {Backend.CPU, Backend.CPU_FAST}) {
+            IllegalArgumentException built = assertThrows(IllegalArgumentException.class,
+                    () -> DeviceOptimizer.builder(fast).optBackend(backend).build().close());
+            assertTrue(built.getMessage().contains("the " + backend + " " + reason), built.getMessage());
+            try (DeviceOptimizer opt = DeviceOptimizer.builder(exact).optBackend(backend).build()) {
+                IllegalArgumentException added = assertThrows(IllegalArgumentException.class, () -> opt.addGroup(fast));
+                assertTrue(added.getMessage().contains(reason), added.getMessage());
+                assertEquals(0, opt.groups().size(), "no group added");
+                ParamGroup group = opt.addGroup(exact);
+                group.add("w", opt.allocate(6), opt.allocate(6), 2, 3);
+                assertThrows(IllegalArgumentException.class, () -> group.setConfig(fast));
+                assertEquals(exact, group.config(), "the group keeps its configuration");
+                opt.step();
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@ import io.fusedopt.Precision;
 import io.fusedopt.internal.AbstractTensorBuffer;
 import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
+import io.fusedopt.internal.NewtonSchulz;
 import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.StepProgram;
 import java.nio.FloatBuffer;
@@ -20,6 +21,23 @@ import java.util.List;
 public final class CpuEngine extends HostEngine {
     /** The largest Java array the JVM reliably allocates. */
     static final int MAX_LENGTH = Integer.MAX_VALUE - 8;
+
+    /** How the Newton-Schulz products of matrix kernels (Muon) are computed. */
+    private final NewtonSchulz.Products matrixProducts;
+
+    /** The reference backend. */
+    public CpuEngine() {
+        this(NewtonSchulz.REFERENCE);
+    }
+
+    /**
+     * The reference backend with other Newton-Schulz products: a test's model of another backend's
+     * (the CUDA fast mode's bf16-input products on the emulator's cuBLAS double). Everything else is
+     * the reference's.
+     */
+    public CpuEngine(NewtonSchulz.Products matrixProducts) {
+        this.matrixProducts = matrixProducts;
+    }
 
     @Override
     public Backend backend() {
@@ -76,6 +94,6 @@ public final class CpuEngine extends HostEngine {
     @Override
     public StepProgram prepare(List<KernelBatch> batches, GroupTable groups) {
         ensureOpen();
-        return new CpuStepProgram(batches, groups, b -> host(b, HostBuffer.class));
+        return new CpuStepProgram(batches, groups, b -> host(b, HostBuffer.class), matrixProducts);
     }
 }

@@ -91,7 +91,8 @@ final class CpuStepProgram extends HostStepProgram {
     private FloatBuffer[] scratchBuffers;
     private final FloatBuffer[] gathered = new FloatBuffer[KERNEL_OPERANDS];
 
-    CpuStepProgram(List<KernelBatch> batches, GroupTable groups, Function<AbstractTensorBuffer, HostBuffer> host) {
+    CpuStepProgram(List<KernelBatch> batches, GroupTable groups, Function<AbstractTensorBuffer, HostBuffer> host,
+                   NewtonSchulz.Products matrixProducts) {
         this.groups = groups;
         List<HostBuffer> grads = new ArrayList<>();
         IntList from = new IntList(), to = new IntList();
@@ -182,7 +183,7 @@ final class CpuStepProgram extends HostStepProgram {
         updateStream = updateStreams.toArray();
         partials = new double[chunkGrad.length];
         norms = TensorNorms.of(batches);
-        matrices = HostMatrixPhase.of(batches, NewtonSchulz.REFERENCE, false);
+        matrices = HostMatrixPhase.of(batches, matrixProducts, false);
         factored = FactoredStep.of(batches);
     }
 

@@ -2,7 +2,7 @@ package io.fusedopt.cuda;
 
 /**
  * Whether the optional cuBLAS features can run here, decided once: {@link CublasGemm} (the
- * groundwork of Muon's fast mode) and {@link CublasSgdBaseline}, an unfused baseline for the
+ * products of Muon's fast mode) and {@link CublasSgdBaseline}, an unfused baseline for the
  * benchmarks.
  *
  * <p>cuBLAS comes through JCuda's {@code org.jcuda:jcublas} 12.6.0 (an optional dependency; its

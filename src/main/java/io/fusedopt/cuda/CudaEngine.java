@@ -161,6 +161,13 @@ public final class CudaEngine implements Engine {
         return cublas;
     }
 
+    /** Null where {@link CublasSupport} loaded cuBLAS, else its reason: one sentence. */
+    @Override
+    public String cublasUnavailableReason() {
+        CublasSupport.Status status = CublasSupport.status();
+        return status.available() ? null : "Muon's fast mode is unavailable here: " + status.reason();
+    }
+
     /** Makes this engine's primary context current on the calling thread. */
     void makeCurrent() {
         if (closed) throw new IllegalStateException("the optimizer is closed");

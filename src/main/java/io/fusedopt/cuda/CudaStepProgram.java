@@ -46,7 +46,7 @@ final class CudaStepProgram implements StepProgram {
     private final long segments;
     private final List<Launch> statsLaunches = new ArrayList<>();
     private final Launch finalizeLaunch;
-    private final List<Launch> updateLaunches = new ArrayList<>();
+    private final List<Queued> updateLaunches = new ArrayList<>();
     /** The host's copy of the control inputs; uploaded before the next run when changed. */
     private final StepControl inputs = new StepControl();
     private boolean groupsDirty;
@@ -63,11 +63,35 @@ final class CudaStepProgram implements StepProgram {
     /** The most blocks a launch's y and z grid dimensions take (CUDA's limit). */
     private static final int MAX_GRID_YZ = 65535;
 
+    /** FO_FAST_ROUND_X, FO_FAST_ROUND_GRAM, FO_FAST_POLYNOMIAL, FO_FAST_COMBINE in kernels/fusedopt_matrix.cuh. */
+    static final int FAST_ROUND_X = 0, FAST_ROUND_GRAM = 1, FAST_POLYNOMIAL = 2, FAST_COMBINE = 3;
+    /** The most blocks along x of one of fast mode's elementwise passes (they stride over the rest). */
+    private static final int FAST_PASS_MAX_BLOCKS = 1024;
+
+    /** Work queued on a stream by every run of the step, in order: a kernel launch or a cuBLAS product. */
+    private interface Queued {
+        void queue(CUstream stream);
+    }
+
     /** One launch: its grid and block shapes, and its arguments, fixed when the step is prepared. */
-    private record Launch(CUfunction function, int gridX, int gridY, int gridZ, int blockX, int blockY, Pointer params, String call) {
+    private record Launch(CUfunction function, int gridX, int gridY, int gridZ, int blockX, int blockY, Pointer params, String call)
+            implements Queued {
         /** A launch of {@code grid} blocks of {@link GradientStatistics#LANES} threads. */
         Launch(CUfunction function, int grid, Pointer params, String call) {
             this(function, grid, 1, 1, GradientStatistics.LANES, 1, params, call);
+        }
+
+        @Override
+        public void queue(CUstream stream) {
+            Driver.check(JCudaDriver.cuLaunchKernel(function, gridX, gridY, gridZ, blockX, blockY, 1, 0, stream, params, null), call);
+        }
+    }
+
+    /** One cuBLAS product {@code C = op(A) op(B)} (alpha 1, beta 0) on fixed device addresses (fast mode). */
+    private record Gemm(CublasGemm cublas, CublasGemm.Product product, long a, long b, long c) implements Queued {
+        @Override
+        public void queue(CUstream stream) {
+            cublas.queue(stream, product, a, b, c, 1f, 0f);
         }
     }
 
@@ -208,6 +232,8 @@ final class CudaStepProgram implements StepProgram {
         long[][] shapes = new long[count][];
         int[] iterations = new int[count];
         Map<Integer, List<Integer>> byIterations = new TreeMap<>();
+        // Fast mode: the tensors of one step count and one Newton-Schulz shape (m, n), batched in cuBLAS calls.
+        Map<List<Long>, List<Integer>> fastClasses = new java.util.LinkedHashMap<>();
         for (int t = 0; t < count; t++) {
             TensorOperands tensor = operands.get(t);
             long[] shape = tensor.shape();
@@ -216,11 +242,18 @@ final class CudaStepProgram implements StepProgram {
                         + " got shape " + java.util.Arrays.toString(shape));
             }
             long m = Math.min(shape[0], shape[1]), n = Math.max(shape[0], shape[1]);
-            long matrixBytes = m * n * Float.BYTES, squareBytes = m * m * Float.BYTES;
-            workspaces[t] = new long[] {workspace(matrixBytes), workspace(matrixBytes), workspace(squareBytes), workspace(squareBytes)};
             shapes[t] = shape;
             iterations[t] = kernel.iterations(groups.hyper(), tensor.group() * StepScalars.HYPER_STRIDE);
-            byIterations.computeIfAbsent(iterations[t], k -> new ArrayList<>()).add(t);
+            if (kernel.fastProducts(groups.staticFlags(tensor.group()))) {
+                fastClasses.computeIfAbsent(List.of((long) iterations[t], m, n), k -> new ArrayList<>()).add(t);
+            } else {
+                long matrixBytes = m * n * Float.BYTES, squareBytes = m * m * Float.BYTES;
+                workspaces[t] = new long[] {workspace(matrixBytes), workspace(matrixBytes), workspace(squareBytes), workspace(squareBytes)};
+                byIterations.computeIfAbsent(iterations[t], k -> new ArrayList<>()).add(t);
+            }
+        }
+        for (Map.Entry<List<Long>, List<Integer>> c : fastClasses.entrySet()) {
+            allocateFastWorkspaces(c.getValue(), c.getKey().get(1), c.getKey().get(2), workspaces);
         }
         byte[] matrixBytes = DeviceSegmentTable.encodeMatrices(workspaces, shapes, iterations);
         long matrices = upload(Pointer.to(matrixBytes), matrixBytes.length, "matrix workspaces");
@@ -236,6 +269,10 @@ final class CudaStepProgram implements StepProgram {
                 "cuLaunchKernel(" + kernel.normalizeEntryPoint() + ", " + chunkCount + " chunks)"));
         for (Map.Entry<Integer, List<Integer>> e : byIterations.entrySet()) {
             addProductLaunches(kernel, e.getKey(), e.getValue(), shapes, table[0], matrices, steps, flags);
+        }
+        for (Map.Entry<List<Long>, List<Integer>> c : fastClasses.entrySet()) {
+            addFastLaunches(kernel, c.getKey().get(0).intValue(), c.getValue(), c.getKey().get(1).intValue(),
+                    c.getKey().get(2).intValue(), workspaces, table[0], matrices, steps, flags);
         }
         updateLaunches.add(new Launch(update, grid, Pointer.to(ptr(table[0]), ptr(table[1]), Pointer.to(new int[] {chunkCount}),
                 ptr(control), ptr(hyper), ptr(steps), ptr(flags), ptr(matrices)), updateCall));
@@ -276,6 +313,70 @@ final class CudaStepProgram implements StepProgram {
                 }
             }
         }
+    }
+
+    /**
+     * The workspaces of one fast-mode class ({@code members}, all m x n in the Newton-Schulz layout):
+     * each of X[0], X[1], A, B, bf16 X and bf16 A/B is one allocation holding the members' matrices
+     * one after the other, the layout of cuBLAS's strided batches; each member's FoMatrix points at
+     * its own.
+     */
+    private void allocateFastWorkspaces(List<Integer> members, long m, long n, long[][] workspaces) {
+        long count = members.size(), matrix = m * n, square = m * m;
+        long[] bases = {workspace(count * matrix * Float.BYTES), workspace(count * matrix * Float.BYTES),
+                workspace(count * square * Float.BYTES), workspace(count * square * Float.BYTES),
+                workspace(count * matrix * Short.BYTES), workspace(count * square * Short.BYTES)};
+        long[] elements = {matrix, matrix, square, square, matrix, square};
+        int[] bytes = {Float.BYTES, Float.BYTES, Float.BYTES, Float.BYTES, Short.BYTES, Short.BYTES};
+        for (int i = 0; i < members.size(); i++) {
+            long[] own = new long[bases.length];
+            for (int j = 0; j < bases.length; j++) own[j] = bases[j] + i * elements[j] * bytes[j];
+            workspaces[members.get(i)] = own;
+        }
+    }
+
+    /**
+     * Fast mode's Newton-Schulz steps for one class of {@code members} (indices into the batch's
+     * tensors, whose workspaces {@link #allocateFastWorkspaces} laid out one after the other), all
+     * m x n and taking {@code iterations} steps: per step, kernels/fusedopt_matrix.cuh's four
+     * elementwise passes (NAME_fast) around three cuBLAS strided batched GEMMs with bf16 inputs,
+     * over at most {@link #MAX_GRID_YZ} members at a time. The cuBLAS handle is the engine's,
+     * created here, before any capture.
+     */
+    private void addFastLaunches(MatrixKernel kernel, int iterations, List<Integer> members, int m, int n, long[][] workspaces,
+                                 long tensors, long matrices, long steps, long flags) {
+        if (iterations == 0 || m == 0) return; // nothing to multiply: O is the normalized input (or empty)
+        int[] indices = members.stream().mapToInt(Integer::intValue).toArray();
+        long memberTable = upload(Pointer.to(indices), (long) indices.length * Integer.BYTES, "matrix step members");
+        CUfunction fast = engine.modules().fastFunction(kernel);
+        CublasGemm cublas = engine.cublas();
+        for (int from = 0; from < indices.length; from += MAX_GRID_YZ) {
+            int to = Math.min(indices.length, from + MAX_GRID_YZ), batches = to - from;
+            long[] first = workspaces[indices[from]]; // the slice's first member: X[0], X[1], A, B, bf16 X, bf16 A/B
+            long slice = memberTable + (long) from * Integer.BYTES;
+            CublasGemm.Product gram = new CublasGemm.Product(CublasGemm.Input.BF16, batches, m, m, n, false, true);
+            CublasGemm.Product square = new CublasGemm.Product(CublasGemm.Input.BF16, batches, m, m, m, false, false);
+            CublasGemm.Product combine = new CublasGemm.Product(CublasGemm.Input.BF16, batches, m, n, m, false, false);
+            for (int step = 0; step < iterations; step++) {
+                addFastPass(fast, kernel, FAST_ROUND_X, step, (long) m * n, batches, tensors, matrices, slice, steps, flags);
+                updateLaunches.add(new Gemm(cublas, gram, first[4], first[4], first[2]));
+                addFastPass(fast, kernel, FAST_ROUND_GRAM, step, (long) m * m, batches, tensors, matrices, slice, steps, flags);
+                updateLaunches.add(new Gemm(cublas, square, first[5], first[5], first[3]));
+                addFastPass(fast, kernel, FAST_POLYNOMIAL, step, (long) m * m, batches, tensors, matrices, slice, steps, flags);
+                updateLaunches.add(new Gemm(cublas, combine, first[5], first[4], first[(step + 1) & 1]));
+                addFastPass(fast, kernel, FAST_COMBINE, step, (long) m * n, batches, tensors, matrices, slice, steps, flags);
+            }
+        }
+    }
+
+    /** One of fast mode's elementwise passes over {@code elements} per member, {@code batches} members along gridDim.z. */
+    private void addFastPass(CUfunction fast, MatrixKernel kernel, int pass, int step, long elements, int batches, long tensors,
+                             long matrices, long slice, long steps, long flags) {
+        int blocks = (int) Math.max(1, Math.min(FAST_PASS_MAX_BLOCKS, (elements + GradientStatistics.LANES - 1) / GradientStatistics.LANES));
+        updateLaunches.add(new Launch(fast, blocks, 1, batches, GradientStatistics.LANES, 1,
+                Pointer.to(ptr(tensors), ptr(matrices), ptr(slice), ptr(control), ptr(hyper), ptr(steps), ptr(flags),
+                        Pointer.to(new int[] {pass}), Pointer.to(new int[] {step})),
+                "cuLaunchKernel(" + kernel.fastEntryPoint() + ", pass " + pass + ", step " + step + ", " + batches + " tensors)"));
     }
 
     /** Tiles of {@link #MATRIX_TILE} covering {@code extent} (at least one: an empty launch is refused). */
@@ -363,12 +464,11 @@ final class CudaStepProgram implements StepProgram {
     private void queue(CUstream stream) {
         if (inputs.checkGrads) for (Launch l : statsLaunches) launch(l, stream);
         launch(finalizeLaunch, stream);
-        for (Launch l : updateLaunches) launch(l, stream);
+        for (Queued l : updateLaunches) launch(l, stream);
     }
 
-    private void launch(Launch l, CUstream stream) {
-        Driver.check(JCudaDriver.cuLaunchKernel(l.function(), l.gridX(), l.gridY(), l.gridZ(), l.blockX(), l.blockY(), 1, 0, stream,
-                l.params(), null), l.call());
+    private void launch(Queued work, CUstream stream) {
+        work.queue(stream);
     }
 
     @Override

@@ -155,12 +155,13 @@ final class DeviceSegmentTable {
     }
 
     /** sizeof(FoMatrix) in kernels/fusedopt_matrix.cuh. */
-    static final int MATRIX_BYTES = 48;
+    static final int MATRIX_BYTES = 64;
 
     /**
      * The per-tensor FoMatrix of a matrix batch: for tensor t, its workspaces {@code workspaces[t]}
-     * (X[0], X[1], A, B), its shape (rows, cols) and which X holds the result after
-     * {@code iterations[t]} Newton-Schulz steps (their parity).
+     * (X[0], X[1], A, B, and in fast mode the bf16 X and the bf16 A/B; absent entries are null
+     * pointers), its shape (rows, cols) and which X holds the result after {@code iterations[t]}
+     * Newton-Schulz steps (their parity).
      */
     static byte[] encodeMatrices(long[][] workspaces, long[][] shapes, int[] iterations) {
         ByteBuffer b = ByteBuffer.allocate(workspaces.length * MATRIX_BYTES).order(ByteOrder.LITTLE_ENDIAN);
@@ -170,6 +171,7 @@ final class DeviceSegmentTable {
             b.putInt(base + 32, Math.toIntExact(shapes[t][0]));
             b.putInt(base + 36, Math.toIntExact(shapes[t][1]));
             b.putInt(base + 40, iterations[t] & 1);
+            for (int j = 4; j < workspaces[t].length; j++) b.putLong(base + 48 + 8 * (j - 4), workspaces[t][j]);
         }
         return b.array();
     }

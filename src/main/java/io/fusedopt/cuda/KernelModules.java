@@ -36,6 +36,7 @@ final class KernelModules implements AutoCloseable {
     private final CUfunction[] inputFunctions = new CUfunction[Algorithms.kernels().size()];
     private final CUfunction[] normalizeFunctions = new CUfunction[Algorithms.kernels().size()];
     private final CUfunction[] productFunctions = new CUfunction[Algorithms.kernels().size()];
+    private final CUfunction[] fastFunctions = new CUfunction[Algorithms.kernels().size()];
 
     /** The manifest written by kernels/build.sh. */
     static Properties manifest() {
@@ -74,6 +75,7 @@ final class KernelModules implements AutoCloseable {
                     inputFunctions[kernel.code()] = function(kernel.family(), matrix.inputEntryPoint());
                     normalizeFunctions[kernel.code()] = function(kernel.family(), matrix.normalizeEntryPoint());
                     productFunctions[kernel.code()] = function(kernel.family(), matrix.productEntryPoint());
+                    fastFunctions[kernel.code()] = function(kernel.family(), matrix.fastEntryPoint());
                 } else if (kernel.hasQuantizedEntryPoint()) {
                     quantizedFunctions[kernel.code()] = function(kernel.family(), kernel.quantizedEntryPoint());
                 }
@@ -114,6 +116,11 @@ final class KernelModules implements AutoCloseable {
     /** A matrix kernel's Newton-Schulz products. */
     CUfunction productFunction(MatrixKernel kernel) {
         return productFunctions[kernel.code()];
+    }
+
+    /** A matrix kernel's elementwise passes around fast mode's cuBLAS products. */
+    CUfunction fastFunction(MatrixKernel kernel) {
+        return fastFunctions[kernel.code()];
     }
 
     /** Any entry point of a loaded family. */

@@ -77,6 +77,47 @@ public abstract class Algorithm<C extends OptimizerConfig> {
     }
 
     /**
+     * Why {@code config} cannot run on {@code engine}, in one sentence, or null when it can (every
+     * configuration everywhere by default; Muon's fast mode needs cuBLAS).
+     */
+    protected String unavailableReason(C config, Engine engine) {
+        return null;
+    }
+
+    /**
+     * Refuses a configuration that cannot run on {@code engine}, with {@link #unavailableReason}.
+     *
+     * @throws IllegalArgumentException when it cannot
+     */
+    public final void requireRunsOn(OptimizerConfig config, Engine engine) {
+        String reason = unavailableReason(configType.cast(config), engine);
+        if (reason != null) throw new IllegalArgumentException(reason);
+    }
+
+    /**
+     * What a plan's {@link UpdatePlan#structure} means, for messages that refuse a change of it
+     * (Muon: the Newton-Schulz step count and numerics).
+     */
+    public String describeStructure(int structure) {
+        return "launch structure " + structure;
+    }
+
+    /**
+     * The configuration a group of {@code current} resumes with from a checkpoint that saved
+     * {@code saved}: {@code saved}, unless the algorithm keeps a choice of how the update is
+     * computed on this optimizer (Muon keeps the group's {@link io.fusedopt.Muon.Numerics}: a run
+     * saved in fast mode on a GPU resumes in exact mode on a CPU).
+     */
+    protected C resumedConfig(C saved, C current) {
+        return saved;
+    }
+
+    /** {@link #resumedConfig} of configurations known to be of this algorithm. */
+    public final OptimizerConfig resumedConfigOf(OptimizerConfig saved, OptimizerConfig current) {
+        return resumedConfig(configType.cast(saved), configType.cast(current));
+    }
+
+    /**
      * The shape the command line's self-test and the suites over every variant give a tensor of
      * {@code length} elements: {@code [length]}, or for an algorithm that {@link #takesMatrices} the
      * matrix {@code [r, length / r]} with r the largest divisor of {@code length} at most its square

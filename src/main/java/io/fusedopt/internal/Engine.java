@@ -16,6 +16,15 @@ public interface Engine extends BufferOwner, AutoCloseable {
     /** A one-line description of the device (for logs and errors). */
     String description();
 
+    /**
+     * Why this engine cannot run matrix products on cuBLAS (Muon's fast mode), in one sentence, or
+     * null when it can: only the CUDA backend with cuBLAS loaded can.
+     */
+    default String cublasUnavailableReason() {
+        return "the " + backend() + " backend has no cuBLAS: Muon's fast mode runs on the CUDA backend only (exact mode,"
+                + " Muon.Numerics.EXACT, runs on every backend, bit for bit alike)";
+    }
+
     /** New owned memory of {@code length} elements, every element set to {@code initialValue} (rounded). */
     AbstractTensorBuffer allocate(long length, Precision precision, float initialValue);
 

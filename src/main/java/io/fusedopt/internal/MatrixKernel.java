@@ -74,4 +74,18 @@ public abstract class MatrixKernel extends UpdateKernel {
 
     /** The number of Newton-Schulz steps of the group whose hyper-parameters start at {@code hyper[h]}: the prepared launches depend on it. */
     public abstract int iterations(float[] hyper, int h);
+
+    /**
+     * Whether a group with these flags runs its Newton-Schulz products on cuBLAS with bf16 inputs
+     * (Muon's fast mode; the CUDA backend only, which launches {@link #fastEntryPoint} around the
+     * products): the prepared launches depend on it. False by default.
+     */
+    public boolean fastProducts(int flags) {
+        return false;
+    }
+
+    /** The elementwise passes around the cuBLAS products of fast mode: {@code NAME_fast}. */
+    public String fastEntryPoint() {
+        return entryPoint() + "_fast";
+    }
 }

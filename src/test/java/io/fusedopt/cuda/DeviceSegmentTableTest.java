@@ -45,7 +45,11 @@ class DeviceSegmentTableTest {
         assertEquals(CudaStepProgram.PRODUCT_GRAM, define(header, "FO_PRODUCT_GRAM"));
         assertEquals(CudaStepProgram.PRODUCT_SQUARE, define(header, "FO_PRODUCT_SQUARE"));
         assertEquals(CudaStepProgram.PRODUCT_COMBINE, define(header, "FO_PRODUCT_COMBINE"));
-        byte[] bytes = DeviceSegmentTable.encodeMatrices(new long[][] {{0x100, 0x200, 0x300, 0x400}, {1, 2, 3, 4}},
+        assertEquals(CudaStepProgram.FAST_ROUND_X, define(header, "FO_FAST_ROUND_X"));
+        assertEquals(CudaStepProgram.FAST_ROUND_GRAM, define(header, "FO_FAST_ROUND_GRAM"));
+        assertEquals(CudaStepProgram.FAST_POLYNOMIAL, define(header, "FO_FAST_POLYNOMIAL"));
+        assertEquals(CudaStepProgram.FAST_COMBINE, define(header, "FO_FAST_COMBINE"));
+        byte[] bytes = DeviceSegmentTable.encodeMatrices(new long[][] {{0x100, 0x200, 0x300, 0x400, 0x500, 0x600}, {1, 2, 3, 4}},
                 new long[][] {{33, 17}, {3, 5}}, new int[] {5, 2});
         ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
         assertEquals(2 * DeviceSegmentTable.MATRIX_BYTES, bytes.length);
@@ -55,6 +59,10 @@ class DeviceSegmentTableTest {
         assertEquals(1, b.getInt(40), "5 steps end in X[1]");
         assertEquals(4, b.getLong(DeviceSegmentTable.MATRIX_BYTES + 24));
         assertEquals(0, b.getInt(DeviceSegmentTable.MATRIX_BYTES + 40), "2 steps end in X[0]");
+        assertEquals(0x500, b.getLong(48), "fast mode's bf16 X");
+        assertEquals(0x600, b.getLong(56), "fast mode's bf16 A and B");
+        assertEquals(0, b.getLong(DeviceSegmentTable.MATRIX_BYTES + 48), "exact mode: no bf16 workspaces");
+        assertEquals(0, b.getLong(DeviceSegmentTable.MATRIX_BYTES + 56));
     }
 
     private static int define(String source, String name) {

@@ -10,6 +10,7 @@ import io.fusedopt.StateKind;
 import io.fusedopt.cpu.VectorOperand;
 import io.fusedopt.cpu.VectorUpdate;
 import io.fusedopt.internal.Algorithm;
+import io.fusedopt.internal.Engine;
 import io.fusedopt.internal.MatrixKernel;
 import io.fusedopt.internal.UpdateKernel;
 import io.fusedopt.internal.UpdatePlan;
@@ -36,6 +37,10 @@ public final class MuonAlgorithm extends Algorithm<Muon> {
             DECAY_FACTOR = BUFFER_WEIGHT + 2, LR = BUFFER_WEIGHT + 3, NEG_ADJUSTED_LR = BUFFER_WEIGHT + 4, COUNT = BUFFER_WEIGHT + 5;
     /** The learning rate is adjusted by Moonshot's rule (0.2 sqrt(max(rows, cols))) instead of the original one. */
     public static final int MATCH_RMS_ADAMW = ALGORITHM_0;
+    /** The Newton-Schulz products run on cuBLAS with bf16 inputs ({@link Muon.Numerics#FAST}; CUDA only). */
+    public static final int FAST_PRODUCTS = ALGORITHM_0 << 1;
+    /** The plan's structure: the step count, plus this for fast numerics (both fix a prepared step's launches). */
+    static final int FAST_STRUCTURE = 1 << 8;
 
     static final MatrixKernel KERNEL = new Kernel();
 
@@ -48,12 +53,35 @@ public final class MuonAlgorithm extends Algorithm<Muon> {
         return List.of(KERNEL);
     }
 
-    /** The weight decay is always decoupled, from the unadjusted learning rate; the structure is the Newton-Schulz step count. */
+    /**
+     * The weight decay is always decoupled, from the unadjusted learning rate; the structure is the
+     * Newton-Schulz step count and the numerics.
+     */
     @Override
     public UpdatePlan plan(Muon c) {
+        boolean fast = c.numerics() == Muon.Numerics.FAST;
         int flags = (c.nesterov() ? NESTEROV : 0) | ((float) c.weightDecay() != 0f ? DECOUPLED_DECAY : 0)
-                | (c.lrAdjustment() == Muon.LrAdjustment.MATCH_RMS_ADAMW ? MATCH_RMS_ADAMW : 0);
-        return new UpdatePlan(KERNEL, new StateKind[] {StateKind.MOMENTUM_BUFFER, null}, flags, c.nsSteps());
+                | (c.lrAdjustment() == Muon.LrAdjustment.MATCH_RMS_ADAMW ? MATCH_RMS_ADAMW : 0) | (fast ? FAST_PRODUCTS : 0);
+        return new UpdatePlan(KERNEL, new StateKind[] {StateKind.MOMENTUM_BUFFER, null}, flags,
+                c.nsSteps() | (fast ? FAST_STRUCTURE : 0));
+    }
+
+    @Override
+    public String describeStructure(int structure) {
+        return (structure & (FAST_STRUCTURE - 1)) + " Newton-Schulz steps in "
+                + ((structure & FAST_STRUCTURE) != 0 ? Muon.Numerics.FAST : Muon.Numerics.EXACT) + " numerics";
+    }
+
+    /** Fast mode needs cuBLAS, which only the CUDA engine may have. */
+    @Override
+    protected String unavailableReason(Muon c, Engine engine) {
+        return c.numerics() == Muon.Numerics.FAST ? engine.cublasUnavailableReason() : null;
+    }
+
+    /** The numerics are the optimizer's choice, not the checkpoint's: the group keeps its own. */
+    @Override
+    protected Muon resumedConfig(Muon saved, Muon current) {
+        return saved.numerics() == current.numerics() ? saved : saved.toBuilder().optNumerics(current.numerics()).build();
     }
 
     @Override
@@ -149,6 +177,11 @@ public final class MuonAlgorithm extends Algorithm<Muon> {
         @Override
         public int iterations(float[] hyper, int h) {
             return (int) hyper[h + H_NS_STEPS];
+        }
+
+        @Override
+        public boolean fastProducts(int flags) {
+            return has(flags, FAST_PRODUCTS);
         }
 
         /** U = nesterov ? lerp(g, B', mu) : B' with B' = lerp(B, g, 1 - mu). Slot 0: momentum_buffer. */
