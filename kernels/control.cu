@@ -10,12 +10,15 @@
 //      runs its norm pass and fusedopt_tensor_norms (kernels/fusedopt_common.cuh).
 #include "fusedopt_scalars.cuh"
 
-// partials[c] = the sum over chunk c of (double)g^2, g the gradient unscaled by inv_grad_scale:
-// lane l adds the elements start+l, start+l+FO_LANES, ... in order, then the lanes are tree-summed.
-// Launched with FO_LANES threads per block.
+// partials[positions[c]] = the sum over chunk c of (double)g^2, g the gradient unscaled by
+// inv_grad_scale: lane l adds the elements start+l, start+l+FO_LANES, ... in order, then the lanes
+// are tree-summed. positions puts the partial sums in registration order, whatever the batch
+// (io.fusedopt.internal.GradientStatistics.registrationPositions). Launched with FO_LANES threads
+// per block.
 extern "C" __global__ void fusedopt_grad_stats(const FoTensor* __restrict__ tensors,
                                                const FoChunk* __restrict__ chunks, int chunk_count,
                                                const FoControl* __restrict__ control,
+                                               const int* __restrict__ positions,
                                                double* __restrict__ partials) {
   __shared__ double lanes[FO_LANES];
   const float inv_grad_scale = control->inv_grad_scale;
@@ -34,7 +37,7 @@ extern "C" __global__ void fusedopt_grad_stats(const FoTensor* __restrict__ tens
     }
     lanes[threadIdx.x] = sum;
     fo_tree_sum(lanes);
-    if (threadIdx.x == 0) partials[c] = lanes[0];
+    if (threadIdx.x == 0) partials[positions[c]] = lanes[0];
     __syncthreads();  // lanes is reused by the next chunk
   }
 }

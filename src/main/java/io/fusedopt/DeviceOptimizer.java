@@ -1000,6 +1000,7 @@ public final class DeviceOptimizer implements AutoCloseable {
         List<ParamGroup> entries = new ArrayList<>();
         List<Long> entryOffsets = new ArrayList<>();
         Map<KernelBatch, List<TensorOperands>> byLaunch = new LinkedHashMap<>(); // keyed by an empty batch of the kind
+        int registered = 0; // the statistics add the tensors' partial sums in this order (GradientStatistics.registrationPositions)
         for (ParamGroup group : groups) {
             Map<Long, Integer> entryOfOffset = new TreeMap<>();
             for (Parameter p : group.parameterList()) {
@@ -1009,7 +1010,7 @@ public final class DeviceOptimizer implements AutoCloseable {
                     entryOffsets.add(offset);
                     return entries.size() - 1;
                 });
-                TensorOperands t = p.operands(group.plan().slots(), entry);
+                TensorOperands t = p.operands(group.plan().slots(), entry, registered++);
                 KernelBatch kind = new KernelBatch(group.plan().kernel(), t.needsMixedKernel(), t.quantized(), List.of());
                 byLaunch.computeIfAbsent(kind, k -> new ArrayList<>()).add(t);
             }

@@ -257,12 +257,14 @@ public final class Parameter {
 
     /**
      * This tensor as a kernel sees it: state buffers in the kernel's slot order, the index of its
-     * entry in the group table (its group and step offset), and its shape.
+     * entry in the group table (its group and step offset), its shape, and its index among the
+     * step's tensors in registration order.
      */
-    TensorOperands operands(StateKind[] slots, int group) {
+    TensorOperands operands(StateKind[] slots, int group, int registrationOrder) {
         AbstractTensorBuffer[] slotBuffers = new AbstractTensorBuffer[slots.length];
         for (int i = 0; i < slots.length; i++) slotBuffers[i] = slots[i] == null ? null : states.get(slots[i]);
-        return new TensorOperands(param, grad, slotBuffers, master, group, TensorOperands.roundingStream(name), shape());
+        return new TensorOperands(param, grad, slotBuffers, master, group, TensorOperands.roundingStream(name), shape(),
+                registrationOrder);
     }
 
     /**

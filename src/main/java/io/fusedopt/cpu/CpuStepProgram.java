@@ -85,6 +85,8 @@ final class CpuStepProgram extends HostStepProgram {
     /** The factored kernels' tensors, updated whole after the chunk-wise updates; null when there is none. */
     private final FactoredStep factored;
     private final double[] partials;
+    /** Where each chunk's partial sum goes: the total adds them in registration order. */
+    private final int[] partialPositions;
     private final double[] lanes = new double[GradientStatistics.LANES];
     private final float[] scalars = new float[StepScalars.SCALAR_STRIDE];
     private float[][] scratch; // param, grad, slot0..2, allocated at the first update through scratch
@@ -182,6 +184,7 @@ final class CpuStepProgram extends HostStepProgram {
         updateChunk = updateChunks.toArray();
         updateStream = updateStreams.toArray();
         partials = new double[chunkGrad.length];
+        partialPositions = GradientStatistics.registrationPositions(batches);
         norms = TensorNorms.of(batches);
         matrices = HostMatrixPhase.of(batches, matrixProducts, false);
         factored = FactoredStep.of(batches);
@@ -193,11 +196,12 @@ final class CpuStepProgram extends HostStepProgram {
         int checked = 0; // partial sums written; the total is read only when the gradient is checked
         if (control.checkGrads) {
             for (int c = 0; c < chunkGrad.length; c++) {
-                partials[checked++] = GradientStatistics.chunkSumOfSquares(chunkGrad[c], chunkFrom[c], chunkTo[c],
+                partials[partialPositions[c]] = GradientStatistics.chunkSumOfSquares(chunkGrad[c], chunkFrom[c], chunkTo[c],
                         control.invGradScale, lanes);
             }
+            checked = chunkGrad.length;
         }
-        control.finalizeStep(GradientStatistics.totalOf(partials, checked, lanes), groups);
+        control.finalizeStep(total(partials, checked, lanes), groups);
         if (control.skip) return;
         if (norms != null) computeNorms();
         int group = -1;

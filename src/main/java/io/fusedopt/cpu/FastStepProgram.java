@@ -231,6 +231,8 @@ final class FastStepProgram extends HostStepProgram {
     private final int[] unitStarts;
     private final int[] statisticsUnitStarts;
     private final double[] partials;
+    /** Where each chunk's partial sum goes: the total adds them in registration order. */
+    private final int[] partialPositions;
     private final double[] totalLanes = new double[GradientStatistics.LANES];
     private final double[][] lanes;        // [worker][LANES]
     private final StochasticRounding[] rounding; // [worker]
@@ -345,6 +347,7 @@ final class FastStepProgram extends HostStepProgram {
         gradOffset = chunkGradOffset.toArray();
         chunkLength = chunkLengths.toArray();
         partials = new double[chunkLength.length];
+        partialPositions = GradientStatistics.registrationPositions(batches);
         int[] itemLengths = new int[items.length];
         for (int i = 0; i < items.length; i++) itemLengths[i] = items[i].length;
         unitStarts = workUnits(itemLengths);
@@ -493,7 +496,7 @@ final class FastStepProgram extends HostStepProgram {
     public void run() {
         if (control.checkGrads) forEachUnit(statisticsUnitStarts, statisticsTask);
         int checked = control.checkGrads ? partials.length : 0;
-        control.finalizeStep(GradientStatistics.totalOf(partials, checked, totalLanes), groups);
+        control.finalizeStep(total(partials, checked, totalLanes), groups);
         if (control.skip) return;
         if (norms != null) {
             forEachUnit(unitStarts, normsTask);
@@ -559,7 +562,7 @@ final class FastStepProgram extends HostStepProgram {
                 sums[l] = sums[l] + x * x;
             }
         }
-        partials[chunk] = GradientStatistics.treeSum(sums, used);
+        partials[partialPositions[chunk]] = GradientStatistics.treeSum(sums, used);
     }
 
     /**

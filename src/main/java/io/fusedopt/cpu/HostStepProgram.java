@@ -1,5 +1,6 @@
 package io.fusedopt.cpu;
 
+import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.StepControl;
 import io.fusedopt.internal.StepProgram;
 
@@ -9,6 +10,22 @@ import io.fusedopt.internal.StepProgram;
  */
 abstract class HostStepProgram implements StepProgram {
     final StepControl control = new StepControl();
+    private StatisticsExchange exchange;
+
+    @Override
+    public final void setStatisticsExchange(StatisticsExchange exchange) {
+        this.exchange = exchange;
+    }
+
+    /**
+     * The gradient statistics' total of the {@code count} partial sums in registration order: their
+     * own ({@link GradientStatistics#totalOf}), or, when the gradient is checked and an exchange is
+     * set, the exchange's, which every rank calls even with no chunk of its own.
+     */
+    final double total(double[] partials, int count, double[] lanes) {
+        if (exchange != null && control.checkGrads) return exchange.total(partials, count);
+        return GradientStatistics.totalOf(partials, count, lanes);
+    }
 
     @Override
     public final void groupsChanged() {

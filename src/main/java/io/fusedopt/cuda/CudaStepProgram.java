@@ -134,6 +134,9 @@ final class CudaStepProgram implements StepProgram {
                 totalChunks += table.chunkCount();
             }
             long partials = upload(Pointer.to(new double[totalChunks]), (long) totalChunks * Double.BYTES, "partial sums");
+            int[] positions = GradientStatistics.registrationPositions(batches);
+            long partialPositions = upload(Pointer.to(positions), (long) positions.length * Integer.BYTES,
+                    "partial sum positions");
 
             KernelModules modules = engine.modules();
             CUfunction stats = modules.function("control", "fusedopt_grad_stats");
@@ -144,7 +147,7 @@ final class CudaStepProgram implements StepProgram {
                 if (chunkCount == 0) continue;
                 KernelBatch batch = batches.get(b);
                 statsLaunches.add(new Launch(stats, engine.gridFor(chunkCount), Pointer.to(ptr(t[0]), ptr(t[1]),
-                        Pointer.to(new int[] {chunkCount}), ptr(control), ptr(partials + offset * Double.BYTES)),
+                        Pointer.to(new int[] {chunkCount}), ptr(control), ptr(partialPositions + offset * Integer.BYTES), ptr(partials)),
                         "cuLaunchKernel(fusedopt_grad_stats, " + chunkCount + " chunks)"));
                 offset += chunkCount;
                 String entry = batch.quantized() ? batch.kernel().quantizedEntryPoint()

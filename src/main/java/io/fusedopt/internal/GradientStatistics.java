@@ -72,6 +72,43 @@ public final class GradientStatistics {
         return (int) Math.min(LANES, elements);
     }
 
+    /**
+     * The position of each chunk's partial sum in the total's order, for the chunks of
+     * {@code batches} as the step programs walk them (batch after batch, each batch's tensors in
+     * order, each tensor's chunks of {@link SegmentTable#CHUNK_ELEMENTS} in order): the tensors in
+     * registration order ({@link TensorOperands#registrationOrder}), each tensor's chunks in order.
+     * The total then depends on the registered tensors only, not on how they are grouped into
+     * launches: a sharded step (docs/sharding.md) adds every rank's partial sums in the same order.
+     *
+     * @throws IllegalArgumentException when the registration orders are not 0 to n-1, each once
+     */
+    public static int[] registrationPositions(java.util.List<KernelBatch> batches) {
+        int tensors = 0;
+        for (KernelBatch b : batches) tensors += b.tensors().size();
+        long[] chunksOf = new long[tensors];
+        boolean[] seen = new boolean[tensors];
+        for (KernelBatch b : batches) {
+            for (TensorOperands t : b.tensors()) {
+                int order = t.registrationOrder();
+                if (order < 0 || order >= tensors || seen[order]) {
+                    throw new IllegalArgumentException("registration order " + order + " is not one of 0 to " + (tensors - 1) + ", once each");
+                }
+                seen[order] = true;
+                chunksOf[order] = SegmentTable.chunksOf(t.param().length());
+            }
+        }
+        long[] first = new long[tensors + 1];
+        for (int i = 0; i < tensors; i++) first[i + 1] = first[i] + chunksOf[i];
+        int[] positions = new int[Math.toIntExact(first[tensors])];
+        int c = 0;
+        for (KernelBatch b : batches) {
+            for (TensorOperands t : b.tensors()) {
+                for (long k = 0; k < chunksOf[t.registrationOrder()]; k++) positions[c++] = (int) (first[t.registrationOrder()] + k);
+            }
+        }
+        return positions;
+    }
+
     /** The sum of {@code count} partial sums in the finalize kernel's order. */
     public static double totalOf(double[] partials, int count, double[] lanes) {
         return totalOf(partials, 0, count, 1, lanes);

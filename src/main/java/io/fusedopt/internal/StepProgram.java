@@ -41,6 +41,26 @@ public interface StepProgram extends AutoCloseable {
      */
     CapturedStep capture();
 
+    /**
+     * From the next run, the gradient statistics' total is {@code exchange}'s (a sharded step,
+     * docs/sharding.md): the program still computes the partial sums of its own chunks, in
+     * registration order, and hands them over when the gradient is checked. Null: its own total.
+     *
+     * @throws UnsupportedOperationException on a backend that cannot exchange them yet
+     */
+    default void setStatisticsExchange(StatisticsExchange exchange) {
+        throw new UnsupportedOperationException("this backend's step cannot exchange gradient statistics (sharding) yet");
+    }
+
+    /** How a sharded step turns one rank's partial sums into the global total. */
+    interface StatisticsExchange {
+        /**
+         * The global sum of squares from this rank's {@code count} partial sums (its chunks in
+         * registration order), called once per run whose gradient is checked, on every rank.
+         */
+        double total(double[] partials, int count);
+    }
+
     /** Frees the program's memory (not the tensors). Idempotent. */
     @Override
     void close();

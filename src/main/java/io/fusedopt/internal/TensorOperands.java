@@ -9,10 +9,13 @@ import java.nio.charset.StandardCharsets;
  * unused), the fp32 master weights (null unless the param is 16-bit and master weights are kept),
  * the index of its group, the random stream its param's stochastic rounding draws from, and its
  * shape (row-major; {@code [length]} for a tensor registered without one), which the kernels that
- * see a tensor as a matrix read.
+ * see a tensor as a matrix read, and its registration order: its index among the step's tensors
+ * in the order they were registered (groups in order, each group's tensors in order), in which the
+ * gradient statistics add their chunks' partial sums ({@link GradientStatistics#registrationPositions}),
+ * whatever launch batches the tensors fall in.
  */
 public record TensorOperands(AbstractTensorBuffer param, AbstractTensorBuffer grad, AbstractTensorBuffer[] slots,
-                             AbstractTensorBuffer master, int group, int roundingStream, long[] shape) {
+                             AbstractTensorBuffer master, int group, int roundingStream, long[] shape, int registrationOrder) {
 
     /**
      * The random stream of the parameter named {@code name}: the 32-bit FNV-1a hash of its UTF-8
