@@ -503,15 +503,32 @@ final class Checkpoint {
         return load(opt, "byte array", new ByteArrayChannel(bytes), options);
     }
 
-    static LoadReport load(DeviceOptimizer opt, String name, SeekableByteChannel channel, LoadOptions options) throws IOException {
+    /**
+     * A checkpoint file's header: the tensors it holds ({@code name/param}, {@code name/exp_avg},
+     * ...) and its metadata, checked as a load checks them; the data are not read.
+     */
+    static Safetensors.Header header(Path file) throws IOException {
+        try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
+            return header(file.toString(), channel);
+        } catch (java.nio.file.NoSuchFileException e) {
+            throw new CheckpointException(file + ": no such file", e);
+        }
+    }
+
+    /** The header of the checkpoint in {@code channel}, named {@code name} in messages. */
+    private static Safetensors.Header header(String name, SeekableByteChannel channel) throws IOException {
         long size = channel.size();
         byte[] prefix = new byte[8];
         readFully(name, channel, ByteBuffer.wrap(prefix, 0, (int) Math.min(8, size)), 0);
-        Safetensors.Header header = Safetensors.parse(name, size, prefix, n -> {
+        return Safetensors.parse(name, size, prefix, n -> {
             byte[] h = new byte[n];
             readFully(name, channel, ByteBuffer.wrap(h), 8);
             return h;
         });
+    }
+
+    static LoadReport load(DeviceOptimizer opt, String name, SeekableByteChannel channel, LoadOptions options) throws IOException {
+        Safetensors.Header header = header(name, channel);
         return load(opt, name, header, options, new DataSource() {
             /**
              * The data from {@code windowStart} on, read ahead in blocks: tensors are read in data
@@ -602,7 +619,7 @@ final class Checkpoint {
         Plan plan = validate(opt, name, header, options.isStrict());
         SchedulesAndScaler extras = schedulesAndScaler(opt, name, header.metadata(), plan.configs());
         java.util.OptionalLong roundingSeed = roundingSeed(header.metadata(), name);
-        Map<Parameter, DeviceOptimizer.TensorSteps> tensorSteps = tensorSteps(opt, name, header.metadata(), plan, options.isStrict());
+        Map<Parameter, DeviceOptimizer.TensorSteps> tensorSteps = tensorSteps(opt, name, header.metadata(), plan, options);
         // Each loaded tensor's values, by its position in plan.loads(), kept until they are applied.
         LoadedValues data = new LoadedValues(plan.loads().size());
         LoadPositions positions = new LoadPositions(plan.loads());
@@ -842,12 +859,14 @@ final class Checkpoint {
      * Reads and checks each tensor's own step count and frozen flag; changes nothing. A tensor the
      * entries do not name counts with the optimizer and is not frozen. In a non-strict load a
      * tensor some of whose states were not loaded restarts at its own step 0 (its next update is its
-     * own step 1, as a tensor added now) and keeps its frozen flag; entries naming no tensor of this
+     * own step 1, as a tensor added now) and keeps its frozen flag (in a load of one shard file of
+     * several, {@link LoadOptions#oneShardOfMany}, it keeps its count: another file restores it); entries naming no tensor of this
      * optimizer are ignored there (the tensor is reported as unexpected), refused in a strict load.
      */
     private static Map<Parameter, DeviceOptimizer.TensorSteps> tensorSteps(DeviceOptimizer opt, String name,
-                                                                          Safetensors.Metadata m, Plan plan, boolean strict)
+                                                                          Safetensors.Metadata m, Plan plan, LoadOptions options)
             throws CheckpointException {
+        boolean strict = options.isStrict();
         Map<String, Long> counts = new LinkedHashMap<>();
         Map<String, Boolean> frozen = new LinkedHashMap<>();
         for (int i = 0; i < m.size(); i++) { // by position, keys compared in place: 10^5 tensors' pairs make no garbage
@@ -890,7 +909,7 @@ final class Checkpoint {
                 Boolean isFrozen = frozen.get(p.name());
                 out.put(p, count == null && isFrozen == null ? withOptimizer
                         : new DeviceOptimizer.TensorSteps(count != null ? count : plan.step(), isFrozen != null && isFrozen));
-            } else {
+            } else if (!options.keepsMissingSteps()) { // else another shard file of the save restores them
                 out.put(p, new DeviceOptimizer.TensorSteps(0, p.frozen()));
             }
         }

@@ -128,6 +128,8 @@ public final class DeviceOptimizer implements AutoCloseable {
     private final List<StepGraph> graphs = new ArrayList<>();
     /** The whole step over all tensors; built at the first step, null when the tensors changed. */
     private StepProgram program;
+    /** A sharded rank's exchange of gradient statistics ({@link ShardedOptimizer}); null when unsharded. */
+    private StepProgram.StatisticsExchange statisticsExchange;
     private GroupTable groupTable;
     /** Each entry of {@link #groupTable}: the group whose configuration it holds (its offset is in the table). */
     private List<ParamGroup> entryGroups = List.of();
@@ -387,7 +389,8 @@ public final class DeviceOptimizer implements AutoCloseable {
      */
     public synchronized void step() {
         ensureUsable();
-        if (program == null) requireRegisteredTensors("take a step");
+        // A sharded rank that owns no tensor still steps: its counters and verdict follow the others'.
+        if (program == null && statisticsExchange == null) requireRegisteredTensors("take a step");
         try {
             prepareProgram().run();
         } catch (RuntimeException e) {
@@ -1061,7 +1064,18 @@ public final class DeviceOptimizer implements AutoCloseable {
         program.groupsChanged();
     }
 
+    /**
+     * Makes this optimizer one rank of a sharded step ({@link ShardedOptimizer}): from the next
+     * step, the gradient statistics' total is {@code exchange}'s, over every rank's partial sums,
+     * and a step with no tensor of its own is taken (it updates nothing, and exchanges).
+     */
+    synchronized void shareStatistics(StepProgram.StatisticsExchange exchange) {
+        statisticsExchange = exchange;
+        if (program != null) program.setStatisticsExchange(exchange);
+    }
+
     private void applyInputs(StepProgram target) {
+        if (statisticsExchange != null) target.setStatisticsExchange(statisticsExchange);
         if (dynamicLossScaling != null) {
             target.setDynamicScaling(true, dynamicLossScaling.growthFactor(), dynamicLossScaling.backoffFactor(),
                     dynamicLossScaling.growthInterval());

@@ -14,9 +14,31 @@ public final class LoadOptions {
     private static final LoadOptions DEFAULTS = builder().build();
 
     private final boolean strict;
+    /** One shard file of several (ShardedCheckpoint): a tensor it lacks keeps its step count, which another file restores. */
+    private final boolean oneShardOfMany;
 
     private LoadOptions(Builder builder) {
         this.strict = builder.strict;
+        this.oneShardOfMany = false;
+    }
+
+    private LoadOptions(boolean strict, boolean oneShardOfMany) {
+        this.strict = strict;
+        this.oneShardOfMany = oneShardOfMany;
+    }
+
+    /**
+     * A non-strict load of one shard file of a sharded checkpoint (ShardedCheckpoint): the tensors
+     * it lacks keep their step counts (a non-strict load otherwise restarts them, as tensors with
+     * fresh states), since another file of the same save restores them.
+     */
+    static LoadOptions oneShardOfMany() {
+        return new LoadOptions(false, true);
+    }
+
+    /** Whether the tensors a non-strict load leaves keep their step counts ({@link #oneShardOfMany()}). */
+    boolean keepsMissingSteps() {
+        return oneShardOfMany;
     }
 
     /** Strict: every tensor must match. */

@@ -280,7 +280,7 @@ public final class ParamGroup {
      * {@code shape} checked against {@code length}: null for no shape or a one-dimensional one
      * (kept as the length), else a copy.
      */
-    private static long[] checkedDims(String name, long[] shape, long length) {
+    static long[] checkedDims(String name, long[] shape, long length) {
         if (shape == null) return null;
         if (shape.length > Safetensors.MAX_RANK) {
             throw new IllegalArgumentException("param '" + name + "' has shape " + Arrays.toString(shape) + " of rank " + shape.length
