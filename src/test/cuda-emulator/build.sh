@@ -2,7 +2,8 @@
 # Builds the CUDA driver emulator: OUT/libcuda.so.1, a test double of the NVIDIA driver library
 # that JCuda's real native library loads (through LD_LIBRARY_PATH, in a test execution of its
 # own), running kernels/*.cu compiled for the CPU; OUT/libcublas.so.12, a test double of cuBLAS
-# over it for JCublas2's natives (cublas.cpp); and OUT/selftest, the emulator's own tests.
+# over it for JCublas2's natives (cublas.cpp); OUT/libnccl.so.2, a test double of NCCL over it for
+# fusedopt's JNA binding (nccl.cpp); and OUT/selftest, the emulator's own tests.
 #
 #   build.sh OUT KERNEL_BINARIES JCUDA_NATIVES_JAR JCUBLAS_NATIVES_JAR
 #
@@ -21,7 +22,7 @@ mkdir -p "$out"
 
 unavailable() {
   printf 'unavailable: %s\n' "$1" > "$out/status"
-  rm -f "$out/libcuda.so.1" "$out/libcublas.so.12"
+  rm -f "$out/libcuda.so.1" "$out/libcublas.so.12" "$out/libnccl.so.2"
   echo "cuda-emulator: not built: $1"
   exit 0
 }
@@ -38,6 +39,10 @@ required=(cuInit cuDriverGetVersion cuDeviceGetCount cuDeviceGet cuDeviceGetName
 # exactly these (emulated, no stubs), and JCublas2's natives must import each by this name.
 cublas_required=(cublasCreate_v2 cublasDestroy_v2 cublasSetStream_v2 cublasGetStream_v2 cublasSetMathMode cublasGetMathMode
   cublasSetPointerMode_v2 cublasGetPointerMode_v2 cublasSaxpy_v2 cublasSgemmStridedBatched cublasGemmStridedBatchedEx)
+# The NCCL entry points fusedopt's binding (io.fusedopt.cuda.Nccl) declares: the double defines exactly these.
+nccl_required=(ncclGetVersion ncclGetUniqueId ncclCommInitRank ncclCommDestroy ncclCommAbort ncclCommCount ncclCommCuDevice
+  ncclCommUserRank ncclGetErrorString ncclGetLastError ncclGroupStart ncclGroupEnd ncclAllGather ncclBroadcast ncclAllReduce
+  ncclReduceScatter)
 
 [[ "$(uname -s)-$(uname -m)" == Linux-x86_64 ]] || unavailable "the emulator runs on x86-64 Linux only (this is $(uname -s)-$(uname -m))"
 command -v g++ >/dev/null 2>&1 || unavailable "g++ is not on the PATH"
@@ -72,7 +77,8 @@ core_flags=(-std=c++17 -O2 -fPIC -Wall -Wextra -Werror -I "$here" -I "$cuda_incl
 
 digest=$( (cat "$here"/*.h "$here"/*.cpp "$here"/*.cu "$here/build.sh" "$kernels_src"/*.cu "$kernels_src"/*.cuh \
   "$binaries"/*.fatbin; sha256sum "$jar" "$cublas_jar"; g++ --version; echo "$cuda_include ${kernel_flags[*]} ${core_flags[*]}") | sha256sum | cut -d' ' -f1)
-if [[ -f "$out/libcuda.so.1" && -f "$out/libcublas.so.12" && -f "$out/selftest" && "$(cat "$out/.digest" 2>/dev/null)" == "$digest" ]]; then
+if [[ -f "$out/libcuda.so.1" && -f "$out/libcublas.so.12" && -f "$out/libnccl.so.2" && -f "$out/selftest" \
+    && "$(cat "$out/.digest" 2>/dev/null)" == "$digest" ]]; then
   echo "ready" > "$out/status"
   echo "cuda-emulator: up to date ($out/libcuda.so.1)"
   exit 0
@@ -128,8 +134,9 @@ done
 for f in "${families[@]}" selftest; do
   g++ "${kernel_flags[@]}" -c "$work/family_$f.cpp" -o "$work/family_$f.o" & pids+=($!)
 done
-mkdir -p "$work/cublas"  # not among the objects of libcuda.so.1
+mkdir -p "$work/cublas" "$work/nccl"  # not among the objects of libcuda.so.1
 g++ "${core_flags[@]}" -c "$here/cublas.cpp" -o "$work/cublas/cublas.o" & pids+=($!)
+g++ "${core_flags[@]}" -c "$here/nccl.cpp" -o "$work/nccl/nccl.o" & pids+=($!)
 for p in "${pids[@]}"; do wait "$p"; done
 g++ -c "$work/images.S" -o "$work/images.o"
 
@@ -147,7 +154,7 @@ missing=$(comm -23 <(printf '%s\n' "${required[@]}" | sort -u) "$work/emulated.t
 } > "$work/stubs.cpp"
 g++ -std=c++17 -O1 -fPIC -c "$work/stubs.cpp" -o "$work/stubs.o"
 
-printf '{\n  global: cu*; fo_emu_enqueue_host_work;\n  local: *;\n};\n' > "$work/exports.map"
+printf '{\n  global: cu*; fo_emu_enqueue_host_work; fo_emu_enqueue_collective;\n  local: *;\n};\n' > "$work/exports.map"
 g++ -shared -o "$work/libcuda.so.1" -Wl,-soname,libcuda.so.1 -Wl,--version-script="$work/exports.map" -Wl,--no-undefined \
   "$work"/*.o -lpthread
 
@@ -169,9 +176,17 @@ extra=$(comm -13 <(printf '%s\n' "${cublas_required[@]}" | sort -u) "$work/cubla
 unknown=$(comm -23 "$work/cublas-exported.txt" "$work/jcublas-imports.txt")
 [[ -z "$unknown" ]] || { echo "cuda-emulator: JCublas2's natives import none of: $unknown" >&2; exit 1; }
 
+# 6. The NCCL double: unversioned symbols, as NCCL's own; exactly the entry points listed above.
+printf '{\n  global: nccl*;\n  local: *;\n};\n' > "$work/nccl.map"
+g++ -shared -o "$work/libnccl.so.2" -Wl,-soname,libnccl.so.2 -Wl,--version-script="$work/nccl.map" -Wl,--no-undefined \
+  "$work/nccl/nccl.o" -L"$work" -l:libcuda.so.1 -Wl,-rpath,'$ORIGIN' -lpthread
+nm -D --defined-only "$work/libnccl.so.2" | awk '$3 ~ /^nccl/ {print $3}' | sort -u > "$work/nccl-exported.txt"
+differ=$(comm -3 <(printf '%s\n' "${nccl_required[@]}" | sort -u) "$work/nccl-exported.txt")
+[[ -z "$differ" ]] || { echo "cuda-emulator: libnccl.so.2 exports differ from build.sh's list: $differ" >&2; exit 1; }
+
 g++ "${core_flags[@]}" -o "$work/selftest" "$here/selftest.cpp" -L"$work" -l:libcuda.so.1 -Wl,-rpath,'$ORIGIN' -lpthread
 
-mv "$work/libcuda.so.1" "$work/libcublas.so.12" "$work/selftest" "$out/"
+mv "$work/libcuda.so.1" "$work/libcublas.so.12" "$work/libnccl.so.2" "$work/selftest" "$out/"
 echo "$digest" > "$out/.digest"
 echo "ready" > "$out/status"
-echo "cuda-emulator: built $out/libcuda.so.1 ($(wc -l < "$work/jcuda-imports.txt") JCuda imports: $(wc -l < "$work/emulated.txt") emulated, the rest stubs; kernels of ${families[*]}; libcublas.so.12: ${#cublas_required[@]} entry points)"
+echo "cuda-emulator: built $out/libcuda.so.1 ($(wc -l < "$work/jcuda-imports.txt") JCuda imports: $(wc -l < "$work/emulated.txt") emulated, the rest stubs; kernels of ${families[*]}; libcublas.so.12: ${#cublas_required[@]} entry points; libnccl.so.2: ${#nccl_required[@]})"

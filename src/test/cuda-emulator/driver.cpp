@@ -16,6 +16,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -34,12 +35,42 @@ constexpr int kDriverVersion = 13000;  // what the kernel binaries of a CUDA 13 
 struct Context;
 struct Stream;
 
+struct Rendezvous;
+
 struct Op {
   Context* ctx;
   std::vector<std::shared_ptr<Op>> deps;
   std::function<CUresult()> work;
   bool demanded = false;
   bool done = false;
+  std::shared_ptr<Rendezvous> rendezvous;  // a collective's participant (fo_emu_enqueue_collective)
+};
+
+// A collective (host_work.h, fo_emu_enqueue_collective): one op per participant, each on its own
+// stream. It is ready when every participant has queued its op and each op's own dependencies are
+// done; then its work runs once, for all of them, and they are all done together.
+struct Rendezvous {
+  size_t expected = 0;
+  std::vector<std::shared_ptr<Op>> ops;          // by participant index; null until it arrives
+  size_t arrived = 0;
+  std::vector<std::shared_ptr<void>> payloads;   // by participant index
+  std::vector<std::function<CUresult()>> checks;  // each participant's operands, on its device
+  CUresult (*run)(void* const* payloads, int participants) = nullptr;
+
+  // The collective's work: every participant's operands checked, then run over every payload, in
+  // the arithmetic environment of a kernel launch (execution.cpp).
+  CUresult work() const {
+    for (const auto& check : checks) {
+      if (CUresult fault = check(); fault != CUDA_SUCCESS) return fault;
+    }
+    std::vector<void*> raw;
+    for (const auto& p : payloads) raw.push_back(p.get());
+    const unsigned csr = _mm_getcsr();
+    _mm_setcsr(0x1F80);
+    const CUresult result = run(raw.data(), (int)raw.size());
+    _mm_setcsr(csr);
+    return result;
+  }
 };
 
 // What a capture records, and a graph replays: the work of each captured call, in order.
@@ -105,10 +136,20 @@ thread_local Context* current = nullptr;
 
 // ---- The device worker ----
 
-bool ready(const Op& op) {
-  if (!op.demanded || op.done) return false;
+bool deps_done(const Op& op) {
   for (const auto& d : op.deps) {
     if (!d->done) return false;
+  }
+  return true;
+}
+
+bool ready(const Op& op) {
+  if (!op.demanded || op.done || !deps_done(op)) return false;
+  if (const auto& r = op.rendezvous) {
+    if (r->arrived < r->expected) return false;
+    for (const auto& o : r->ops) {
+      if (!deps_done(*o)) return false;
+    }
   }
   return true;
 }
@@ -126,6 +167,27 @@ bool ready(const Op& op) {
     });
     const size_t index = candidates[S.pick() % candidates.size()];
     std::shared_ptr<Op> op = S.pending[index];
+    if (std::shared_ptr<Rendezvous> r = op->rendezvous) {  // every participant at once
+      bool poisoned = false;
+      for (const auto& o : r->ops) {
+        S.pending.erase(std::find(S.pending.begin(), S.pending.end(), o));
+        poisoned |= o->ctx->sticky != CUDA_SUCCESS;
+      }
+      lk.unlock();
+      CUresult result = poisoned ? CUDA_SUCCESS : r->work();  // r is kept alive by op
+      lk.lock();
+      for (const auto& o : r->ops) {
+        if (result != CUDA_SUCCESS && o->ctx->sticky == CUDA_SUCCESS) o->ctx->sticky = result;
+        o->done = true;
+        o->deps.clear();
+        o->work = nullptr;
+        o->rendezvous = nullptr;
+      }
+      r->payloads.clear();  // released on the worker: release must not call the driver
+      r->checks.clear();
+      S.changed.notify_all();
+      continue;
+    }
     S.pending.erase(S.pending.begin() + (ptrdiff_t)index);
     Context* ctx = op->ctx;
     const bool poisoned = ctx->sticky != CUDA_SUCCESS;  // a faulted context runs nothing more
@@ -149,6 +211,11 @@ void demand(const std::shared_ptr<Op>& op) {
     if (o->demanded || o->done) continue;
     o->demanded = true;
     for (const auto& d : o->deps) todo.push_back(d.get());
+    if (o->rendezvous) {  // a collective runs when all its participants can: the host waits for them all
+      for (const auto& sibling : o->rendezvous->ops) {
+        if (sibling) todo.push_back(sibling.get());
+      }
+    }
   }
 }
 
@@ -281,6 +348,42 @@ CUresult still_live(CUdeviceptr address, size_t bytes, const char* call) {
           call, bytes, (unsigned long long)address);
   return CUDA_ERROR_ILLEGAL_ADDRESS;
 }
+
+// A device operand of host work (host_work.h), checked each time the work runs.
+struct CheckedOperand {
+  CUdeviceptr address;
+  size_t bytes;
+  const char* access;
+  std::string name;
+};
+
+std::vector<CheckedOperand> checked_operands(const fo_emu_operand* operands, size_t count) {
+  std::vector<CheckedOperand> checked;
+  for (size_t i = 0; i < count; i++) {
+    const fo_emu_operand& o = operands[i];
+    checked.push_back(CheckedOperand{o.address, o.bytes, o.written ? "write" : "read", o.name ? o.name : "?"});
+  }
+  return checked;
+}
+
+// CUDA_ERROR_ILLEGAL_ADDRESS, with a report on stderr, when an operand is not live memory of `device`.
+CUresult operand_fault(const std::string& call, const std::vector<CheckedOperand>& operands, int device) {
+  for (const CheckedOperand& o : operands) {
+    if (o.bytes == 0) continue;
+    Allocation a;
+    FaultKind kind;
+    const std::string problem = access_problem(o.address, o.bytes, o.access, device, &kind, &a);
+    if (!problem.empty()) {
+      fprintf(stderr, "fusedopt CUDA emulator: illegal address in %s, operand %s: %s\n", call.c_str(), o.name.c_str(),
+              problem.c_str());
+      return CUDA_ERROR_ILLEGAL_ADDRESS;
+    }
+  }
+  return CUDA_SUCCESS;
+}
+
+// The collectives whose participants have not all arrived, by key (fo_emu_enqueue_collective).
+std::map<const void*, std::shared_ptr<Rendezvous>>& open_collectives = *new std::map<const void*, std::shared_ptr<Rendezvous>>();
 
 // Queues, then waits when the host call is synchronous; returns the context's error, if any.
 CUresult submit(std::unique_lock<std::mutex>& lk, Stream* s, std::function<CUresult()> work, bool wait) {
@@ -474,6 +577,14 @@ CUresult cuCtxGetCurrent(CUcontext* out) {
   if (!S.initialized) return CUDA_ERROR_NOT_INITIALIZED;
   if (!out) return CUDA_ERROR_INVALID_VALUE;
   *out = reinterpret_cast<CUcontext>(current);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuCtxGetDevice(CUdevice* device) {
+  FO_EMU_LOCK;
+  FO_EMU_CONTEXT;
+  if (!device) return CUDA_ERROR_INVALID_VALUE;
+  *device = ctx->device;
   return CUDA_SUCCESS;
 }
 
@@ -751,30 +862,10 @@ CUresult fo_emu_enqueue_host_work(CUstream stream, const char* call, const fo_em
   if (!call || !run || (operand_count && !operands)) return CUDA_ERROR_INVALID_VALUE;
   Stream* s;
   if (CUresult r = resolve(ctx, stream, &s); r != 0) return r;
-  struct Operand {
-    CUdeviceptr address;
-    size_t bytes;
-    const char* access;
-    std::string name;
-  };
-  std::vector<Operand> checked;
-  for (size_t i = 0; i < operand_count; i++) {
-    const fo_emu_operand& o = operands[i];
-    checked.push_back(Operand{o.address, o.bytes, o.written ? "write" : "read", o.name ? o.name : "?"});
-  }
+  std::vector<CheckedOperand> checked = checked_operands(operands, operand_count);
   const int device = ctx->device;
   return submit(lk, s, [name = std::string(call), checked, device, run, owned]() {
-    for (const Operand& o : checked) {
-      if (o.bytes == 0) continue;
-      Allocation a;
-      FaultKind kind;
-      const std::string problem = access_problem(o.address, o.bytes, o.access, device, &kind, &a);
-      if (!problem.empty()) {
-        fprintf(stderr, "fusedopt CUDA emulator: illegal address in %s, operand %s: %s\n", name.c_str(), o.name.c_str(),
-                problem.c_str());
-        return CUDA_ERROR_ILLEGAL_ADDRESS;
-      }
-    }
+    if (CUresult fault = operand_fault(name, checked, device); fault != CUDA_SUCCESS) return fault;
     // The arithmetic environment of a kernel launch (execution.cpp): round to nearest, no FTZ/DAZ.
     const unsigned csr = _mm_getcsr();
     _mm_setcsr(0x1F80);
@@ -782,6 +873,54 @@ CUresult fo_emu_enqueue_host_work(CUstream stream, const char* call, const fo_em
     _mm_setcsr(csr);
     return result;
   }, false);
+}
+
+CUresult fo_emu_enqueue_collective(CUstream stream, const char* call, const void* key, int participants, int index,
+                                   const fo_emu_operand* operands, size_t operand_count,
+                                   CUresult (*run)(void* const* payloads, int participants), void* payload,
+                                   void (*release)(void* payload)) {
+  std::shared_ptr<void> owned(payload, [release](void* p) {
+    if (release) release(p);
+  });
+  FO_EMU_LOCK;
+  FO_EMU_CONTEXT;
+  if (!call || !key || !run || participants < 1 || index < 0 || index >= participants || (operand_count && !operands)) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  Stream* s;
+  if (CUresult r = resolve(ctx, stream, &s); r != 0) return r;
+  if (s->capturing) {  // a graph would replay one participant without the others
+    invalidate(s);
+    return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  }
+  std::shared_ptr<Rendezvous>& slot = open_collectives[key];
+  if (!slot) {
+    slot = std::make_shared<Rendezvous>();
+    slot->expected = (size_t)participants;
+    slot->ops.resize((size_t)participants);
+    slot->payloads.resize((size_t)participants);
+    slot->run = run;
+  }
+  std::shared_ptr<Rendezvous> r = slot;
+  if (r->expected != (size_t)participants || r->ops[(size_t)index] || r->run != run) return CUDA_ERROR_INVALID_VALUE;
+  std::shared_ptr<Op> op;
+  if (CUresult e = enqueue(s, [] { return CUDA_SUCCESS; }, &op); e != CUDA_SUCCESS) return e;
+  op->rendezvous = r;
+  r->ops[(size_t)index] = op;
+  r->payloads[(size_t)index] = owned;
+  r->checks.push_back([name = std::string(call), checked = checked_operands(operands, operand_count), device = ctx->device]() {
+    return operand_fault(name, checked, device);
+  });
+  if (++r->arrived == r->expected) open_collectives.erase(key);
+  // A participant the host already waits for makes the newcomer wanted too.
+  for (const auto& sibling : r->ops) {
+    if (sibling && sibling != op && sibling->demanded) {
+      demand(op);
+      S.changed.notify_all();
+      break;
+    }
+  }
+  return CUDA_SUCCESS;
 }
 
 // ---- Streams ----

@@ -1,5 +1,5 @@
-// The emulator's interface for its other test doubles (libcublas.so.12, cublas.cpp): work that a
-// library would run as kernels, queued on a stream like a kernel launch and computed on the host
+// The emulator's interface for its other test doubles (libcublas.so.12, cublas.cpp; libnccl.so.2,
+// nccl.cpp): work that a library would run as kernels, queued on a stream like a kernel launch and computed on the host
 // when the device worker reaches it. Exported by libcuda.so.1; a C interface, as between two
 // separately linked libraries.
 #pragma once
@@ -29,4 +29,19 @@ struct fo_emu_operand {
 // the context's errors, CUDA_ERROR_INVALID_HANDLE for an unknown stream, the capture errors.
 CUresult fo_emu_enqueue_host_work(CUstream stream, const char* call, const fo_emu_operand* operands, size_t operand_count,
                                   CUresult (*run)(void* payload), void* payload, void (*release)(void* payload));
+
+// Queues participant `index` of the `participants` of the collective `key` (each queues its own
+// part on its own stream, in its own context, with the same key, participants and run): when every
+// participant has queued its part and each part's earlier work on its stream is done,
+// run(payloads, participants) runs once for all of them (payloads by index), and every part is done.
+// A host that waits for any part waits for the whole collective. Each participant's operands are
+// checked on its device before the run, as fo_emu_enqueue_host_work's are. A capturing stream
+// refuses it (CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: a graph would replay one participant alone).
+// A key may be reused once its collective is complete. Returns what fo_emu_enqueue_host_work does,
+// and CUDA_ERROR_INVALID_VALUE for an index out of range or taken, or a participant count or run
+// that differs from the others'.
+CUresult fo_emu_enqueue_collective(CUstream stream, const char* call, const void* key, int participants, int index,
+                                   const fo_emu_operand* operands, size_t operand_count,
+                                   CUresult (*run)(void* const* payloads, int participants), void* payload,
+                                   void (*release)(void* payload));
 }

@@ -54,6 +54,8 @@ public final class CudaEngine implements Engine {
     private final String description;
     /** Where all work goes: the caller's stream or CU_STREAM_LEGACY, never null. */
     private final CUstream stream;
+    /** The stream's raw handle (CU_STREAM_LEGACY for the legacy default stream), for libraries bound outside JCuda (NCCL). */
+    private final long streamHandle;
     private final int maxBlocks;
     private final KernelModules modules;
     private final OwnedBuffers owned = new OwnedBuffers();
@@ -102,6 +104,7 @@ public final class CudaEngine implements Engine {
                     + " SMs, driver CUDA " + DriverProbe.cudaVersion(probe.driverCudaVersion()) + ")";
             maxBlocks = sms * BLOCKS_PER_SM;
             stream = Streams.of(streamHandle);
+            this.streamHandle = streamHandle == 0 ? Streams.LEGACY : streamHandle;
             if (streamHandle != 0) {
                 CUcontext owner = new CUcontext();
                 int result = JCudaDriver.cuStreamGetCtx(stream, owner);
@@ -363,6 +366,11 @@ public final class CudaEngine implements Engine {
     public void synchronize() {
         makeCurrent();
         Driver.check(JCudaDriver.cuStreamSynchronize(stream), "cuStreamSynchronize");
+    }
+
+    /** {@link #stream()}'s raw handle: CU_STREAM_LEGACY (1) for the legacy default stream. */
+    long streamHandle() {
+        return streamHandle;
     }
 
     /** The stream all work goes to (CU_STREAM_LEGACY for the legacy default stream; never null). */
