@@ -42,6 +42,16 @@ extern "C" __global__ void fusedopt_grad_stats(const FoTensor* __restrict__ tens
   }
 }
 
+// A sharded step's partial sums in registration order (io.fusedopt.ShardedOptimizer on CUDA):
+// out[i] = gathered[order[i]], where gathered holds every rank's partial sums after an NCCL
+// all-gather (rank r's at r * the largest rank's count) and order places each chunk's at its
+// position in the global registration order, which fusedopt_finalize_step then adds as an
+// unsharded step does.
+extern "C" __global__ void fusedopt_order_partials(const double* __restrict__ gathered, const int* __restrict__ order,
+                                                   int count, double* __restrict__ out) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < count; i += gridDim.x * blockDim.x) out[i] = gathered[order[i]];
+}
+
 // GradScaler's update (torch._amp_update_scale_), after the step's verdict: a non-finite gradient
 // multiplies the scale by backoff_factor; growth_interval clean steps in a row multiply it by
 // growth_factor (kept only when finite). The next step's gradient is read with its inverse,

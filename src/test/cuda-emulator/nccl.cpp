@@ -16,7 +16,8 @@
 //     float32 (16-bit values widened exactly, the sum rounded once to the type), in float64 for
 //     float64, then stored; ncclAvg divides that sum by the rank count (float32 or float64
 //     division); ncclReduceScatter gives rank r elements [r * count, (r + 1) * count).
-//   Other reduction operations and data types are refused (ncclInvalidArgument).
+//   Integers (int8, uint8, int64) are copied only; other reduction operations and data types are
+//   refused (ncclInvalidArgument).
 // ncclCommInitRank waits (on the host, up to 60 s) until every rank of the id has called it;
 // collectives during a stream capture are refused (the driver's hook refuses them: a graph would
 // replay one rank without the others), as ncclInvalidUsage.
@@ -48,7 +49,7 @@ enum Result {
   kInvalidArgument = 4,
   kInvalidUsage = 5,
 };
-enum DataType { kInt8 = 0, kUint8 = 1, kFloat16 = 6, kFloat32 = 7, kFloat64 = 8, kBfloat16 = 9 };
+enum DataType { kInt8 = 0, kUint8 = 1, kInt64 = 4, kFloat16 = 6, kFloat32 = 7, kFloat64 = 8, kBfloat16 = 9 };
 enum RedOp { kSum = 0, kAvg = 4 };
 constexpr int kVersion = 22707;  // what ncclGetVersion reports: 2.27.7
 constexpr size_t kUniqueIdBytes = 128;
@@ -62,7 +63,7 @@ size_t type_bytes(int type) {
     case kInt8: case kUint8: return 1;
     case kFloat16: case kBfloat16: return 2;
     case kFloat32: return 4;
-    case kFloat64: return 8;
+    case kFloat64: case kInt64: return 8;
     default: return 0;
   }
 }
@@ -196,8 +197,9 @@ Result enqueue(Comm* comm, const char* call, Part part, size_t send_elements, si
   if ((part.kind == Kind::AllReduce || part.kind == Kind::ReduceScatter) && part.op != kSum && part.op != kAvg) {
     return fail(kInvalidArgument, std::string(call) + ": only ncclSum and ncclAvg are emulated");
   }
-  if ((part.kind == Kind::AllReduce || part.kind == Kind::ReduceScatter) && (part.type == kInt8 || part.type == kUint8)) {
-    return fail(kInvalidArgument, std::string(call) + ": reductions of 8-bit integers are not emulated");
+  if ((part.kind == Kind::AllReduce || part.kind == Kind::ReduceScatter)
+      && (part.type == kInt8 || part.type == kUint8 || part.type == kInt64)) {
+    return fail(kInvalidArgument, std::string(call) + ": reductions of integers are not emulated");
   }
   if (part.kind == Kind::Broadcast && (part.root < 0 || part.root >= comm->world->size)) {
     return fail(kInvalidArgument, std::string(call) + ": root " + std::to_string(part.root) + " is not a rank");

@@ -4,8 +4,9 @@ package io.fusedopt;
  * The ranks of a sharded optimizer ({@link ShardedOptimizer}) and the one collective it needs: an
  * all-gather of bytes. Every rank of a world holds one communicator; every rank calls
  * {@link #allGather} the same number of times, in the same sequence. {@link LocalCommunicator}
- * gives a world of ranks in one JVM (threads), for the CPU backends and for tests; NCCL's, for
- * ranks on several GPUs, is not built yet (docs/sharding.md).
+ * gives a world of ranks in one JVM (threads), for the CPU backends and for tests;
+ * {@link io.fusedopt.cuda.NcclCommunicator}, one rank per GPU over NCCL, for the CUDA backend, whose
+ * steps also exchange through NCCL on the device (docs/sharding.md).
  */
 public interface Communicator {
     /** This rank, in [0, {@link #worldSize()}). */

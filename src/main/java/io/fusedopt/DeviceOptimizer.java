@@ -1493,6 +1493,16 @@ public final class DeviceOptimizer implements AutoCloseable {
             }
         }
 
+        /** The CUDA device ordinal chosen ({@link #optDeviceOrdinal}; 0 by default): a sharded optimizer's communicator must be on it. */
+        int deviceOrdinal() {
+            return deviceOrdinal;
+        }
+
+        /** The CUDA stream handle chosen ({@link #optCudaStream}; 0: the legacy default stream). */
+        long cudaStream() {
+            return cudaStream;
+        }
+
         /** Test seam: an optimizer on an engine the test configured (the fast CPU backend's small blocks). */
         DeviceOptimizer build(Engine engine) {
             return new DeviceOptimizer(engine, "given", this);

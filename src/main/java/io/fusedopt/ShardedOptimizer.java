@@ -1,5 +1,6 @@
 package io.fusedopt;
 
+import io.fusedopt.cuda.NcclCommunicator;
 import io.fusedopt.internal.Algorithms;
 import io.fusedopt.internal.Check;
 import io.fusedopt.internal.GradientStatistics;
@@ -46,7 +47,11 @@ import java.util.Optional;
  * or hangs) makes the others fail with a {@link CommunicationException} instead of waiting forever
  * ({@link LocalCommunicator}'s timeout).
  *
- * <p>Only the CPU backends shard so far: the CUDA backend's exchanges need NCCL (docs/sharding.md).
+ * <p>On the CPU backends the ranks exchange through the host ({@link LocalCommunicator}: ranks as
+ * threads of one JVM). On the CUDA backend they exchange through NCCL ({@link NcclCommunicator}, on
+ * the optimizer's device and stream): the statistics all-gathered on the device inside the step,
+ * the params broadcast from their owners after it, with no host round trip; such a step is not
+ * captured into a CUDA graph yet (docs/sharding.md).
  */
 public final class ShardedOptimizer implements AutoCloseable {
     private final DeviceOptimizer local;
@@ -95,12 +100,22 @@ public final class ShardedOptimizer implements AutoCloseable {
         }
         DeviceOptimizer local = builder.build();
         if (local.backend() == Backend.CUDA) {
-            local.close();
-            throw new UnsupportedOperationException("a sharded optimizer runs on the CPU backends only so far: on CUDA its"
-                    + " exchanges need NCCL, which fusedopt does not bind yet (docs/sharding.md); build with Backend.CPU or CPU_FAST");
+            String refused = null;
+            if (!(communicator instanceof NcclCommunicator nccl)) {
+                refused = "a sharded optimizer on the CUDA backend exchanges through NCCL: give it an NcclCommunicator, not a "
+                        + communicator.getClass().getSimpleName();
+            } else if (nccl.deviceOrdinal() != builder.deviceOrdinal() || nccl.streamHandle() != builder.cudaStream()) {
+                refused = "the NcclCommunicator is on CUDA device " + nccl.deviceOrdinal() + ", stream 0x"
+                        + Long.toHexString(nccl.streamHandle()) + ", but the optimizer on device " + builder.deviceOrdinal()
+                        + ", stream 0x" + Long.toHexString(builder.cudaStream()) + ": build both for the same device and stream";
+            }
+            if (refused != null) {
+                local.close();
+                throw new IllegalArgumentException(refused);
+            }
         }
         ShardedOptimizer sharded = new ShardedOptimizer(local, communicator);
-        local.shareStatistics(sharded::exchangeStatistics);
+        if (local.backend() != Backend.CUDA) local.shareStatistics(sharded::exchangeStatistics);
         return sharded;
     }
 
@@ -177,9 +192,36 @@ public final class ShardedOptimizer implements AutoCloseable {
      * @throws CommunicationException when a rank does not reach an exchange in time
      */
     public void step() {
-        if (!verified) verifyRegistrations();
+        if (!verified) {
+            verifyRegistrations();
+            if (local.backend() == Backend.CUDA && communicator instanceof NcclCommunicator nccl) { // NCCL classes load on CUDA only
+                local.shareStatistics(deviceStatisticsExchange(nccl));
+            }
+        }
         local.step();
         gatherParams();
+    }
+
+    /**
+     * The CUDA step program's exchange for the current registrations: each rank's chunk count, and
+     * for each chunk in the global registration order where the all-gather puts its partial sum
+     * (its owner's index times the largest count, plus its index among its owner's chunks).
+     */
+    private StepProgram.StatisticsExchange deviceStatisticsExchange(NcclCommunicator nccl) {
+        List<Tensor> order = registrationOrder();
+        int[] chunksPerRank = new int[worldSize];
+        for (Tensor t : order) chunksPerRank[t.owner()] += Math.toIntExact(t.chunks());
+        int padded = 1;
+        for (int c : chunksPerRank) padded = Math.max(padded, c);
+        int[] next = new int[worldSize];
+        int total = 0;
+        for (int c : chunksPerRank) total += c;
+        int[] positions = new int[total];
+        int g = 0;
+        for (Tensor t : order) {
+            for (long c = 0; c < t.chunks(); c++) positions[g++] = t.owner() * padded + next[t.owner()]++;
+        }
+        return nccl.statisticsExchange(chunksPerRank, positions);
     }
 
     /**
@@ -347,9 +389,22 @@ public final class ShardedOptimizer implements AutoCloseable {
         verified = true;
     }
 
-    /** Each rank's updated params to every other rank, which copies them into its own buffers. */
+    /**
+     * Each rank's updated params to every other rank, which copies them into its own buffers: on
+     * CUDA an NCCL broadcast of each tensor from its owner, on the stream; else through the host.
+     */
     private void gatherParams() {
         List<Tensor> order = registrationOrder();
+        if (local.backend() == Backend.CUDA && communicator instanceof NcclCommunicator nccl) { // NCCL classes load on CUDA only
+            List<TensorBuffer> params = new ArrayList<>(order.size());
+            int[] owners = new int[order.size()];
+            for (int i = 0; i < order.size(); i++) {
+                params.add(order.get(i).param());
+                owners[i] = order.get(i).owner();
+            }
+            nccl.broadcastParams(params, owners);
+            return;
+        }
         long floats = 0;
         for (Tensor t : order) if (t.owner() == rank) floats += t.param().length();
         ByteBuffer mine = ByteBuffer.allocate(Math.toIntExact(floats * Float.BYTES)).order(ByteOrder.LITTLE_ENDIAN);

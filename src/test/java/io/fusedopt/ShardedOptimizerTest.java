@@ -36,7 +36,7 @@ class ShardedOptimizerTest {
     private static final int STEPS = 3;
 
     /** A tensor of the model: its group, name, shape and param format. */
-    private record Spec(int group, String name, long[] shape, Precision precision) {
+    record Spec(int group, String name, long[] shape, Precision precision) {
         long length() {
             long n = 1;
             for (long d : shape) n *= d;
@@ -45,10 +45,10 @@ class ShardedOptimizerTest {
     }
 
     /** One optimizer's setup: its builder's options, its groups' configurations, its tensors. */
-    private record Model(UnaryOperator<DeviceOptimizer.Builder> options, List<OptimizerConfig> groups, List<Spec> tensors) {}
+    record Model(UnaryOperator<DeviceOptimizer.Builder> options, List<OptimizerConfig> groups, List<Spec> tensors) {}
 
     /** Uneven sizes (one tensor of two chunks), AdamW, Muon (matrices, one transposed) and Lion, and a bf16 param with master weights. */
-    private static Model mixedModel(UnaryOperator<DeviceOptimizer.Builder> options) {
+    static Model mixedModel(UnaryOperator<DeviceOptimizer.Builder> options) {
         List<Spec> tensors = new ArrayList<>();
         long[] lengths = {1, 7, 300, (1 << 16) + 5, 4096, 1000, 33, 2};
         for (int i = 0; i < lengths.length; i++) {
@@ -90,12 +90,12 @@ class ShardedOptimizerTest {
     }
 
     /** What a test does with an optimizer before or after the steps. */
-    private interface Hook<O> {
+    interface Hook<O> {
         void accept(O optimizer) throws Exception;
     }
 
     /** The model stepped unsharded. */
-    private static Map<String, int[]> unsharded(Backend backend, Model model) throws Exception {
+    static Map<String, int[]> unsharded(Backend backend, Model model) throws Exception {
         return unsharded(backend, model, 0, STEPS, o -> {}, o -> {});
     }
 
@@ -133,29 +133,55 @@ class ShardedOptimizerTest {
     private static List<Map<String, int[]>> sharded(Backend backend, Model model, int worldSize, int from, int to,
                                                     Hook<ShardedOptimizer> before, Hook<ShardedOptimizer> after) throws Exception {
         List<LocalCommunicator> world = LocalCommunicator.world(worldSize, TIMEOUT);
-        return onEveryRank(world, communicator -> {
-            try (ShardedOptimizer opt = ShardedOptimizer.create(
-                    model.options().apply(DeviceOptimizer.builder(model.groups().get(0)).optBackend(backend)), communicator)) {
-                List<ShardedOptimizer.Group> groups = new ArrayList<>();
-                for (OptimizerConfig c : model.groups()) groups.add(opt.addGroup(c));
-                Map<String, TensorBuffer> params = new LinkedHashMap<>();
-                Map<String, TensorBuffer> grads = new LinkedHashMap<>();
-                for (Spec s : model.tensors()) {
-                    TensorBuffer p = opt.allocate(s.length(), s.precision()), g = opt.allocate(s.length(), s.precision());
-                    p.copyFrom(Scenario.gaussian(new Random(s.name().hashCode()), (int) s.length(), 0.5f));
-                    groups.get(s.group()).add(s.name(), p, g, s.shape());
-                    params.put(s.name(), p);
-                    grads.put(s.name(), g);
-                }
-                before.accept(opt);
-                for (int t = from; t < to; t++) {
-                    for (Spec s : model.tensors()) grads.get(s.name()).copyFrom(gradient(s, t));
-                    opt.step();
-                }
-                after.accept(opt);
-                return bits(model.tensors(), params, opt.local());
+        return onEveryRank(worldSize, rank -> runRank(model.options().apply(DeviceOptimizer.builder(model.groups().get(0))
+                .optBackend(backend)), world.get(rank), model, from, to, before, after));
+    }
+
+    /** One rank of a sharded run of the model: its optimizer built from {@code builder} over {@code communicator}; its bits. */
+    static Map<String, int[]> runRank(DeviceOptimizer.Builder builder, Communicator communicator, Model model, int from, int to,
+                                      Hook<ShardedOptimizer> before, Hook<ShardedOptimizer> after) throws Exception {
+        try (ShardedOptimizer opt = ShardedOptimizer.create(builder, communicator)) {
+            List<ShardedOptimizer.Group> groups = new ArrayList<>();
+            for (OptimizerConfig c : model.groups()) groups.add(opt.addGroup(c));
+            Map<String, TensorBuffer> params = new LinkedHashMap<>();
+            Map<String, TensorBuffer> grads = new LinkedHashMap<>();
+            for (Spec s : model.tensors()) {
+                TensorBuffer p = opt.allocate(s.length(), s.precision()), g = opt.allocate(s.length(), s.precision());
+                p.copyFrom(Scenario.gaussian(new Random(s.name().hashCode()), (int) s.length(), 0.5f));
+                groups.get(s.group()).add(s.name(), p, g, s.shape());
+                params.put(s.name(), p);
+                grads.put(s.name(), g);
             }
-        });
+            before.accept(opt);
+            for (int t = from; t < to; t++) {
+                for (Spec s : model.tensors()) grads.get(s.name()).copyFrom(gradient(s, t));
+                opt.step();
+            }
+            after.accept(opt);
+            return bits(model.tensors(), params, opt.local());
+        }
+    }
+
+    /** What each rank does, by rank. */
+    interface PerRank<T> {
+        T run(int rank) throws Exception;
+    }
+
+    /** {@code work} on {@code worldSize} ranks, each on its own thread; the results by rank. */
+    static <T> List<T> onEveryRank(int worldSize, PerRank<T> work) throws Exception {
+        ExecutorService pool = Executors.newFixedThreadPool(worldSize);
+        try {
+            List<Future<T>> futures = new ArrayList<>();
+            for (int r = 0; r < worldSize; r++) {
+                int rank = r;
+                futures.add(pool.submit(() -> work.run(rank)));
+            }
+            List<T> results = new ArrayList<>();
+            for (Future<T> f : futures) results.add(f.get());
+            return results;
+        } finally {
+            pool.shutdownNow();
+        }
     }
 
     /** What a rank does with its communicator. */
@@ -165,20 +191,11 @@ class ShardedOptimizerTest {
 
     /** {@code work} on every rank of {@code world}, each on its own thread; the results by rank. */
     private static <T> List<T> onEveryRank(List<LocalCommunicator> world, RankWork<T> work) throws Exception {
-        ExecutorService pool = Executors.newFixedThreadPool(world.size());
-        try {
-            List<Future<T>> futures = new ArrayList<>();
-            for (LocalCommunicator c : world) futures.add(pool.submit(() -> work.run(c)));
-            List<T> results = new ArrayList<>();
-            for (Future<T> f : futures) results.add(f.get());
-            return results;
-        } finally {
-            pool.shutdownNow();
-        }
+        return onEveryRank(world.size(), rank -> work.run(world.get(rank)));
     }
 
     /** Every rank's params equal the unsharded ones, and the ranks' states together are exactly the unsharded states. */
-    private static void assertShardedEqualsUnsharded(Map<String, int[]> expected, List<Map<String, int[]>> ranks, List<Spec> tensors) {
+    static void assertShardedEqualsUnsharded(Map<String, int[]> expected, List<Map<String, int[]>> ranks, List<Spec> tensors) {
         Map<String, int[]> states = new LinkedHashMap<>();
         for (int r = 0; r < ranks.size(); r++) {
             for (Map.Entry<String, int[]> e : ranks.get(r).entrySet()) {

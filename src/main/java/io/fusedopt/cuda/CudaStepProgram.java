@@ -45,7 +45,14 @@ final class CudaStepProgram implements StepProgram {
     private final long groupInfo;
     private final long segments;
     private final List<Launch> statsLaunches = new ArrayList<>();
-    private final Launch finalizeLaunch;
+    /** This program's partial sums (one per chunk of its tensors, in registration order) and their count. */
+    private final long partials;
+    private final int ownChunks;
+    private final long entrySteps;
+    private final long stepFlags;
+    private Launch finalizeLaunch;
+    /** A sharded rank's exchange of the partial sums (setStatisticsExchange), queued after the statistics; empty when unsharded. */
+    private final List<Queued> exchangeWork = new ArrayList<>();
     private final List<Queued> updateLaunches = new ArrayList<>();
     /** The host's copy of the control inputs; uploaded before the next run when changed. */
     private final StepControl inputs = new StepControl();
@@ -133,7 +140,10 @@ final class CudaStepProgram implements StepProgram {
                 segmentTables.add(table);
                 totalChunks += table.chunkCount();
             }
-            long partials = upload(Pointer.to(new double[totalChunks]), (long) totalChunks * Double.BYTES, "partial sums");
+            partials = upload(Pointer.to(new double[totalChunks]), (long) totalChunks * Double.BYTES, "partial sums");
+            ownChunks = totalChunks;
+            entrySteps = steps;
+            stepFlags = flags;
             int[] positions = GradientStatistics.registrationPositions(batches);
             long partialPositions = upload(Pointer.to(positions), (long) positions.length * Integer.BYTES,
                     "partial sum positions");
@@ -167,14 +177,62 @@ final class CudaStepProgram implements StepProgram {
                     updateLaunches.add(new Launch(update, engine.gridFor(chunkCount), Pointer.to(args.toArray(new Pointer[0])), call));
                 }
             }
-            finalizeLaunch = new Launch(modules.function("control", "fusedopt_finalize_step"), 1,
-                    Pointer.to(ptr(control), ptr(partials), Pointer.to(new int[] {totalChunks}), ptr(hyper), ptr(groupInfo),
-                            Pointer.to(new int[] {g}), ptr(segments), ptr(steps), ptr(flags)),
-                    "cuLaunchKernel(fusedopt_finalize_step, " + g + " groups)");
+            finalizeLaunch = finalizeLaunch(partials, totalChunks);
         } catch (RuntimeException e) {
             close();
             throw e;
         }
+    }
+
+    /** fusedopt_finalize_step over {@code count} partial sums at {@code partialSums}, in order. */
+    private Launch finalizeLaunch(long partialSums, int count) {
+        int g = groups.count();
+        return new Launch(engine.modules().function("control", "fusedopt_finalize_step"), 1,
+                Pointer.to(ptr(control), ptr(partialSums), Pointer.to(new int[] {count}), ptr(hyper), ptr(groupInfo),
+                        Pointer.to(new int[] {g}), ptr(segments), ptr(entrySteps), ptr(stepFlags)),
+                "cuLaunchKernel(fusedopt_finalize_step, " + g + " groups, " + count + " partial sums)");
+    }
+
+    /**
+     * A sharded rank's statistics, exchanged on the device (an {@link NcclStatisticsExchange}):
+     * after the statistics pass, this program's partial sums are copied into a buffer padded to the
+     * largest rank's count, all-gathered by NCCL, put in the global registration order
+     * (fusedopt_order_partials), and the finalize kernel adds all of them. Null: unsharded again.
+     *
+     * @throws UnsupportedOperationException for an exchange of another kind (the host's)
+     * @throws IllegalStateException when the exchange counts another number of partial sums for this rank
+     */
+    @Override
+    public void setStatisticsExchange(StatisticsExchange exchange) {
+        exchangeWork.clear();
+        if (exchange == null) {
+            finalizeLaunch = finalizeLaunch(partials, ownChunks);
+            return;
+        }
+        if (!(exchange instanceof NcclStatisticsExchange nccl)) {
+            throw new UnsupportedOperationException("the CUDA step program exchanges its statistics through NCCL (an"
+                    + " NcclCommunicator), not through " + exchange.getClass().getSimpleName());
+        }
+        int rank = nccl.nccl().rank(), padded = nccl.paddedChunks(), global = nccl.order().length;
+        if (nccl.chunksPerRank()[rank] != ownChunks) {
+            throw new IllegalStateException("the sharded step counts " + nccl.chunksPerRank()[rank] + " partial sums for rank " + rank
+                    + ", but its own tensors have " + ownChunks + " chunks");
+        }
+        long send = upload(Pointer.to(new double[padded]), (long) padded * Double.BYTES, "padded partial sums");
+        long gathered = workspace((long) nccl.nccl().worldSize() * padded * Double.BYTES);
+        long ordered = workspace((long) Math.max(1, global) * Double.BYTES);
+        long order = upload(Pointer.to(nccl.order()), (long) global * Integer.BYTES, "partial sum order");
+        if (ownChunks > 0) {
+            exchangeWork.add(stream -> Driver.check(JCudaDriver.cuMemcpyDtoDAsync(Driver.pointerAt(send), Driver.pointerAt(partials),
+                    (long) ownChunks * Double.BYTES, stream), "cuMemcpyDtoDAsync(partial sums)"));
+        }
+        exchangeWork.add(stream -> nccl.nccl().allGather(send, gathered, padded, Nccl.DataType.FLOAT64));
+        if (global > 0) {
+            exchangeWork.add(new Launch(engine.modules().function("control", "fusedopt_order_partials"), engine.gridFor(global),
+                    Pointer.to(ptr(gathered), ptr(order), Pointer.to(new int[] {global}), ptr(ordered)),
+                    "cuLaunchKernel(fusedopt_order_partials, " + global + " partial sums)"));
+        }
+        finalizeLaunch = finalizeLaunch(ordered, global);
     }
 
     /**
@@ -465,7 +523,10 @@ final class CudaStepProgram implements StepProgram {
 
     /** The step's launches on {@code stream}: statistics when checked, finalize, updates (with a layer-wise kernel's norm passes before its update). */
     private void queue(CUstream stream) {
-        if (inputs.checkGrads) for (Launch l : statsLaunches) launch(l, stream);
+        if (inputs.checkGrads) {
+            for (Launch l : statsLaunches) launch(l, stream);
+            for (Queued q : exchangeWork) launch(q, stream);
+        }
         launch(finalizeLaunch, stream);
         for (Queued l : updateLaunches) launch(l, stream);
     }
@@ -538,6 +599,10 @@ final class CudaStepProgram implements StepProgram {
      */
     @Override
     public CapturedStep capture() {
+        if (!exchangeWork.isEmpty()) {
+            throw new UnsupportedOperationException("a sharded step is not captured into a CUDA graph yet (its NCCL collectives go"
+                    + " to the communicator's stream): take steps with ShardedOptimizer.step()");
+        }
         uploadChanges();
         engine.synchronize();
         CUgraphExec exec = captureGraph(this::queue);

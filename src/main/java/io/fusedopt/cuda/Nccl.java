@@ -20,15 +20,14 @@ import java.util.List;
  * double ({@code src/test/cuda-emulator/nccl.cpp}), whose ranks are threads of one JVM on the
  * emulated devices.
  *
- * <p>Not yet used by the optimizer: {@link io.fusedopt.ShardedOptimizer} exchanges on the host so
- * far; this is the binding its CUDA path will run on.
+ * <p>Used by {@link NcclCommunicator}, the ranks of {@link io.fusedopt.ShardedOptimizer} on GPUs.
  */
 final class Nccl {
     private Nccl() {}
 
     /** ncclDataType_t. */
     enum DataType {
-        INT8(0, 1), UINT8(1, 1), FLOAT16(6, 2), FLOAT32(7, 4), FLOAT64(8, 8), BFLOAT16(9, 2);
+        INT8(0, 1), UINT8(1, 1), INT64(4, 8), FLOAT16(6, 2), FLOAT32(7, 4), FLOAT64(8, 8), BFLOAT16(9, 2);
 
         final int code;
         final int bytes;

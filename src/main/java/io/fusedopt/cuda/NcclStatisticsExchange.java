@@ -1,0 +1,29 @@
+package io.fusedopt.cuda;
+
+import io.fusedopt.internal.StepProgram;
+
+/**
+ * A sharded rank's gradient statistics exchanged on the device ({@link NcclCommunicator#statisticsExchange}):
+ * the CUDA step program all-gathers every rank's partial sums with NCCL, padded to the largest
+ * rank's count, and {@code fusedopt_order_partials} puts them in the global registration order
+ * before the finalize kernel adds them. No host round trip: the host form, {@link #total}, is not used.
+ *
+ * @param nccl          this rank's communicator
+ * @param chunksPerRank each rank's number of partial sums (its tensors' chunks)
+ * @param order         for each chunk in the global registration order, where its partial sum lies in
+ *                      the gathered array: rank * max(chunksPerRank) + its index among the rank's
+ */
+record NcclStatisticsExchange(Nccl.Communicator nccl, int[] chunksPerRank, int[] order) implements StepProgram.StatisticsExchange {
+    /** The largest rank's count: each rank's part of the all-gather (at least 1, NCCL's smallest). */
+    int paddedChunks() {
+        int max = 1;
+        for (int c : chunksPerRank) max = Math.max(max, c);
+        return max;
+    }
+
+    /** Never called: the CUDA step program exchanges on the device. */
+    @Override
+    public double total(double[] partials, int count) {
+        throw new UnsupportedOperationException("the CUDA step program exchanges its statistics on the device");
+    }
+}

@@ -1,0 +1,80 @@
+package io.fusedopt;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.fusedopt.cuda.CudaProbe;
+import io.fusedopt.cuda.NcclCommunicator;
+import io.fusedopt.cuda.NcclSupport;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A sharded optimizer on the CUDA backend, two ranks on two devices over NCCL (on the CUDA emulator:
+ * its NCCL double, ranks as threads): the statistics all-gathered on the device inside the step,
+ * the params broadcast from their owners, and the result the unsharded step's bit for bit (the CPU
+ * reference's, which the CUDA backend equals), with clipping, a skipped step, 16-bit params with
+ * master weights, Muon beside AdamW and Lion; refusals of a communicator that does not fit.
+ */
+@Tag("gpu")
+class CudaShardedOptimizerTest {
+    private static final int STEPS = 3;
+
+    @BeforeEach
+    void requireNccl() {
+        GpuTests.assumeGpu();
+        NcclSupport.Status status = NcclSupport.status();
+        if (GpuTests.onEmulator()) assertTrue(status.available(), status.reason());
+        else assumeTrue(status.available(), status.reason());
+        assumeTrue(CudaProbe.result().deviceCount() >= 2, "two ranks need two GPUs");
+    }
+
+    /** {@code worldSize} CUDA ranks, rank r on device r over one NCCL world, each running the model's steps [from, to). */
+    private static List<Map<String, int[]>> shardedOnCuda(ShardedOptimizerTest.Model model, int worldSize) throws Exception {
+        byte[] id = NcclCommunicator.uniqueId();
+        return ShardedOptimizerTest.onEveryRank(worldSize, rank -> {
+            try (NcclCommunicator nccl = new NcclCommunicator(rank, 0, worldSize, rank, id)) {
+                DeviceOptimizer.Builder builder = model.options().apply(DeviceOptimizer.builder(model.groups().get(0))
+                        .optBackend(Backend.CUDA).optDeviceOrdinal(rank));
+                return ShardedOptimizerTest.runRank(builder, nccl, model, 0, STEPS, o -> {}, o -> {});
+            }
+        });
+    }
+
+    @Test
+    void twoRanksEqualTheUnshardedStepBitForBit() throws Exception {
+        ShardedOptimizerTest.Model model = ShardedOptimizerTest.mixedModel(
+                b -> b.optMaxGradNorm(0.5).optNonFinitePolicy(NonFinitePolicy.SKIP_STEP));
+        ShardedOptimizerTest.assertShardedEqualsUnsharded(ShardedOptimizerTest.unsharded(Backend.CPU, model),
+                shardedOnCuda(model, 2), model.tensors());
+    }
+
+    /** A host communicator, or an NCCL one on another device: refused when the optimizer is created. */
+    @Test
+    void aCommunicatorThatDoesNotFitIsRefused() {
+        DeviceOptimizer.Builder onDevice0 = DeviceOptimizer.builder(Adam.adamW().build()).optBackend(Backend.CUDA);
+        IllegalArgumentException host = assertThrows(IllegalArgumentException.class,
+                () -> ShardedOptimizer.create(onDevice0, LocalCommunicator.world(1, java.time.Duration.ofSeconds(5)).get(0)));
+        assertTrue(host.getMessage().contains("exchanges through NCCL: give it an NcclCommunicator"), host.getMessage());
+        try (NcclCommunicator onDevice1 = new NcclCommunicator(1, 0, 1, 0, NcclCommunicator.uniqueId())) {
+            IllegalArgumentException device = assertThrows(IllegalArgumentException.class, () -> ShardedOptimizer.create(onDevice0, onDevice1));
+            assertTrue(device.getMessage().contains("is on CUDA device 1, stream 0x0, but the optimizer on device 0"), device.getMessage());
+            // On its own device, one rank shards nothing and steps like an unsharded optimizer.
+            try (ShardedOptimizer one = ShardedOptimizer.create(DeviceOptimizer.builder(Adam.adamW().build()).optBackend(Backend.CUDA)
+                    .optDeviceOrdinal(1).optMaxGradNorm(1.0), onDevice1)) {
+                TensorBuffer p = one.allocate(5, Precision.FP32), g = one.allocate(5, Precision.FP32);
+                g.copyFrom(new float[] {1, 2, 3, 4, 5});
+                one.addGroup().add("w", p, g);
+                one.step();
+                assertEquals(1, one.local().stepCount());
+                assertThrows(UnsupportedOperationException.class, () -> one.local().captureStep(),
+                        "a sharded step is not captured yet");
+            }
+        }
+    }
+}
