@@ -8,11 +8,13 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import io.fusedopt.cuda.CudaProbe;
 import io.fusedopt.cuda.NcclCommunicator;
 import io.fusedopt.cuda.NcclSupport;
+import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /**
  * A sharded optimizer on the CUDA backend, two ranks on two devices over NCCL (on the CUDA emulator:
@@ -34,16 +36,43 @@ class CudaShardedOptimizerTest {
         assumeTrue(CudaProbe.result().deviceCount() >= 2, "two ranks need two GPUs");
     }
 
-    /** {@code worldSize} CUDA ranks, rank r on device r over one NCCL world, each running the model's steps [from, to). */
+    /** {@code worldSize} CUDA ranks, rank r on device r over one NCCL world, each running the model's steps. */
     private static List<Map<String, int[]>> shardedOnCuda(ShardedOptimizerTest.Model model, int worldSize) throws Exception {
+        return shardedOnCuda(model, worldSize, 0, STEPS, o -> {}, o -> {});
+    }
+
+    /** As {@link #shardedOnCuda(ShardedOptimizerTest.Model, int)}, steps [from, to) between the hooks. */
+    private static List<Map<String, int[]>> shardedOnCuda(ShardedOptimizerTest.Model model, int worldSize, int from, int to,
+                                                          ShardedOptimizerTest.Hook<ShardedOptimizer> before,
+                                                          ShardedOptimizerTest.Hook<ShardedOptimizer> after) throws Exception {
         byte[] id = NcclCommunicator.uniqueId();
         return ShardedOptimizerTest.onEveryRank(worldSize, rank -> {
             try (NcclCommunicator nccl = new NcclCommunicator(rank, 0, worldSize, rank, id)) {
                 DeviceOptimizer.Builder builder = model.options().apply(DeviceOptimizer.builder(model.groups().get(0))
                         .optBackend(Backend.CUDA).optDeviceOrdinal(rank));
-                return ShardedOptimizerTest.runRank(builder, nccl, model, 0, STEPS, o -> {}, o -> {});
+                return ShardedOptimizerTest.runRank(builder, nccl, model, from, to, before, after);
             }
         });
+    }
+
+    /**
+     * Two CUDA ranks save after two steps; the third step after loading that directory on two CUDA
+     * ranks again, and into the CPU reference unsharded, equals three unsharded steps bit for bit.
+     */
+    @Test
+    void checkpointsOfCudaRanksResumeAnywhere(@TempDir Path dir) throws Exception {
+        ShardedOptimizerTest.Model model = ShardedOptimizerTest.mixedModel(
+                b -> b.optMaxGradNorm(0.5).optNonFinitePolicy(NonFinitePolicy.SKIP_STEP));
+        Map<String, int[]> expected = ShardedOptimizerTest.unsharded(Backend.CPU, model);
+        Path shards = dir.resolve("cuda-world-2");
+        shardedOnCuda(model, 2, 0, 2, o -> {}, o -> o.save(shards));
+        ShardedOptimizerTest.assertShardedEqualsUnsharded(expected, shardedOnCuda(model, 2, 2, STEPS, o -> o.load(shards), o -> {}),
+                model.tensors());
+        Map<String, int[]> unsharded = ShardedOptimizerTest.unsharded(Backend.CPU, model, 2, STEPS,
+                o -> ShardedOptimizer.loadShards(o, shards), o -> {});
+        for (Map.Entry<String, int[]> e : expected.entrySet()) {
+            org.junit.jupiter.api.Assertions.assertArrayEquals(e.getValue(), unsharded.get(e.getKey()), e.getKey());
+        }
     }
 
     @Test

@@ -100,7 +100,7 @@ class ShardedOptimizerTest {
     }
 
     /** The model's steps [from, to) unsharded, {@code before} run after the registration, {@code after} after the steps. */
-    private static Map<String, int[]> unsharded(Backend backend, Model model, int from, int to, Hook<DeviceOptimizer> before,
+    static Map<String, int[]> unsharded(Backend backend, Model model, int from, int to, Hook<DeviceOptimizer> before,
                                                 Hook<DeviceOptimizer> after) throws Exception {
         try (DeviceOptimizer opt = model.options().apply(DeviceOptimizer.builder(model.groups().get(0)).optBackend(backend)).build()) {
             List<ParamGroup> groups = new ArrayList<>();

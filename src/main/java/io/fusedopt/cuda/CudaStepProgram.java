@@ -51,6 +51,8 @@ final class CudaStepProgram implements StepProgram {
     private final long entrySteps;
     private final long stepFlags;
     private Launch finalizeLaunch;
+    /** The exchange set last (null: none). */
+    private StatisticsExchange statisticsExchange;
     /** A sharded rank's exchange of the partial sums (setStatisticsExchange), queued after the statistics; empty when unsharded. */
     private final List<Queued> exchangeWork = new ArrayList<>();
     private final List<Queued> updateLaunches = new ArrayList<>();
@@ -204,9 +206,11 @@ final class CudaStepProgram implements StepProgram {
      */
     @Override
     public void setStatisticsExchange(StatisticsExchange exchange) {
-        exchangeWork.clear();
+        if (exchange == statisticsExchange) return; // the optimizer applies its inputs again and again: set up once
         if (exchange == null) {
+            exchangeWork.clear();
             finalizeLaunch = finalizeLaunch(partials, ownChunks);
+            statisticsExchange = null;
             return;
         }
         if (!(exchange instanceof NcclStatisticsExchange nccl)) {
@@ -218,6 +222,7 @@ final class CudaStepProgram implements StepProgram {
             throw new IllegalStateException("the sharded step counts " + nccl.chunksPerRank()[rank] + " partial sums for rank " + rank
                     + ", but its own tensors have " + ownChunks + " chunks");
         }
+        exchangeWork.clear(); // the checks passed: the new exchange replaces the old one
         long send = upload(Pointer.to(new double[padded]), (long) padded * Double.BYTES, "padded partial sums");
         long gathered = workspace((long) nccl.nccl().worldSize() * padded * Double.BYTES);
         long ordered = workspace((long) Math.max(1, global) * Double.BYTES);
@@ -233,6 +238,7 @@ final class CudaStepProgram implements StepProgram {
                     "cuLaunchKernel(fusedopt_order_partials, " + global + " partial sums)"));
         }
         finalizeLaunch = finalizeLaunch(ordered, global);
+        statisticsExchange = exchange;
     }
 
     /**
