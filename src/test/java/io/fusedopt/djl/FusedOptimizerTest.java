@@ -1,0 +1,312 @@
+package io.fusedopt.djl;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.Device;
+import ai.djl.Model;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.nn.Activation;
+import ai.djl.nn.Block;
+import ai.djl.nn.Parameter;
+import ai.djl.nn.SequentialBlock;
+import ai.djl.nn.core.Linear;
+import ai.djl.training.DefaultTrainingConfig;
+import ai.djl.training.GradientCollector;
+import ai.djl.training.Trainer;
+import ai.djl.training.loss.Loss;
+import ai.djl.util.Pair;
+import io.fusedopt.Adagrad;
+import io.fusedopt.Adam;
+import io.fusedopt.Backend;
+import io.fusedopt.DeviceOptimizer;
+import io.fusedopt.Momentum;
+import io.fusedopt.OptimizerConfig;
+import io.fusedopt.ParamGroup;
+import io.fusedopt.RmsProp;
+import io.fusedopt.TensorBuffer;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.function.Consumer;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * DJL's PyTorch engine on the CPU (libtorch from Maven, no download) trains a small MLP through
+ * {@link FusedOptimizer}: bit for bit the steps fusedopt takes directly on the same gradients, with
+ * RMSProp, Adagrad and Nesterov momentum (which DJL's PyTorch engine lacks) lowering the loss,
+ * parameter groups by name, a resumed run continuing exactly, the memory DJL hands out aliasing its
+ * tensors, and refusals that change nothing.
+ */
+class FusedOptimizerTest {
+    private static final int BATCH = 16, INPUTS = 8, HIDDEN = 12;
+
+    private static Block mlp() {
+        return new SequentialBlock().add(Linear.builder().setUnits(HIDDEN).build()).add(Activation::tanh)
+                .add(Linear.builder().setUnits(1).build());
+    }
+
+    /** Generated regression data: x random, y a fixed function of x. */
+    private static NDList[] batch(NDManager manager, int step) {
+        Random random = new Random(1000 + step);
+        float[] x = new float[BATCH * INPUTS];
+        float[] y = new float[BATCH];
+        for (int i = 0; i < BATCH; i++) {
+            float sum = 0;
+            for (int j = 0; j < INPUTS; j++) {
+                x[i * INPUTS + j] = (float) random.nextGaussian();
+                sum += (j % 2 == 0 ? 0.5f : -0.25f) * x[i * INPUTS + j];
+            }
+            y[i] = (float) Math.sin(sum);
+        }
+        return new NDList[] {new NDList(manager.create(x, new Shape(BATCH, INPUTS))), new NDList(manager.create(y, new Shape(BATCH, 1)))};
+    }
+
+    /** A training run through DJL: the losses, each step's gradients by parameter name, and the weights before and after. */
+    private record Run(List<Float> losses, List<Map<String, float[]>> gradients, Map<String, float[]> initial, Map<String, float[]> last) {}
+
+    /**
+     * {@code steps} DJL steps of the MLP with {@code optimizer} built for the block; {@code atStart}
+     * runs after initialization, {@code atEnd} before the trainer closes.
+     */
+    private static Run train(java.util.function.Function<Block, FusedOptimizer> optimizer, int firstStep, int steps,
+                             Consumer<Block> atStart, Consumer<FusedOptimizer> afterInit, Consumer<FusedOptimizer> atEnd) {
+        Block block = mlp();
+        try (Model model = Model.newInstance("mlp", Device.cpu(), "PyTorch")) {
+            model.setBlock(block);
+            FusedOptimizer fused = optimizer.apply(block);
+            DefaultTrainingConfig config = new DefaultTrainingConfig(Loss.l2Loss()).optOptimizer(fused);
+            try (Trainer trainer = model.newTrainer(config); fused) {
+                trainer.initialize(new Shape(BATCH, INPUTS));
+                initialize(block);
+                atStart.accept(block);
+                afterInit.accept(fused);
+                Map<String, float[]> initial = weights(block);
+                List<Float> losses = new ArrayList<>();
+                List<Map<String, float[]>> gradients = new ArrayList<>();
+                for (int s = firstStep; s < firstStep + steps; s++) {
+                    NDList[] data = batch(trainer.getManager(), s);
+                    try (GradientCollector collector = trainer.newGradientCollector()) {
+                        NDArray loss = config.getLossFunction().evaluate(data[1], trainer.forward(data[0]));
+                        losses.add(loss.getFloat());
+                        collector.backward(loss);
+                    }
+                    Map<String, float[]> g = new LinkedHashMap<>();
+                    for (Pair<String, Parameter> p : block.getParameters()) g.put(p.getKey(), p.getValue().getArray().getGradient().toFloatArray());
+                    gradients.add(g);
+                    trainer.step();
+                }
+                atEnd.accept(fused);
+                return new Run(losses, gradients, initial, weights(block));
+            }
+        }
+    }
+
+    /** The same initial weights in every run: Gaussian, 0.3 standard deviation, from each parameter's name. */
+    private static void initialize(Block block) {
+        for (Pair<String, Parameter> p : block.getParameters()) {
+            NDArray array = p.getValue().getArray();
+            Random random = new Random(p.getKey().hashCode());
+            float[] values = new float[(int) array.size()];
+            for (int i = 0; i < values.length; i++) values[i] = (float) (0.3 * random.nextGaussian());
+            array.set(values);
+        }
+    }
+
+    /** DJL's own Adam on the PyTorch engine zeroes the gradient it applied: the adapter does the same. */
+    @Test
+    void djlsOwnOptimizerZeroesTheGradientItApplied() {
+        Block block = mlp();
+        try (Model model = Model.newInstance("mlp", Device.cpu(), "PyTorch")) {
+            model.setBlock(block);
+            DefaultTrainingConfig config = new DefaultTrainingConfig(Loss.l2Loss()).optOptimizer(ai.djl.training.optimizer.Optimizer.adam()
+                    .build());
+            try (Trainer trainer = model.newTrainer(config)) {
+                trainer.initialize(new Shape(BATCH, INPUTS));
+                NDList[] data = batch(trainer.getManager(), 0);
+                try (GradientCollector collector = trainer.newGradientCollector()) {
+                    collector.backward(config.getLossFunction().evaluate(data[1], trainer.forward(data[0])));
+                }
+                NDArray grad = block.getParameters().get(0).getValue().getArray().getGradient();
+                assertTrue(grad.abs().sum().getFloat() > 0, "backward gave a gradient");
+                trainer.step();
+                assertEquals(0f, grad.abs().sum().getFloat(), "DJL's Adam zeroed the gradient");
+            }
+        }
+    }
+
+    private static Run train(java.util.function.Function<Block, FusedOptimizer> optimizer, int steps) {
+        return train(optimizer, 0, steps, b -> {}, f -> {}, f -> {});
+    }
+
+    private static Map<String, float[]> weights(Block block) {
+        Map<String, float[]> out = new LinkedHashMap<>();
+        for (Pair<String, Parameter> p : block.getParameters()) out.put(p.getKey(), p.getValue().getArray().toFloatArray());
+        return out;
+    }
+
+    /**
+     * The same steps by fusedopt directly: the initial weights, the recorded gradients, each named
+     * parameter in the group of {@code groupConfig} when {@code names} accepts it, else of
+     * {@code defaults}, the groups added in order of first use as the adapter adds them.
+     */
+    private static Map<String, float[]> direct(Run run, OptimizerConfig defaults, java.util.function.Predicate<String> names,
+                                               OptimizerConfig groupConfig, double maxGradNorm) {
+        DeviceOptimizer.Builder builder = DeviceOptimizer.builder(defaults).optBackend(Backend.CPU);
+        if (maxGradNorm > 0) builder.optMaxGradNorm(maxGradNorm);
+        try (DeviceOptimizer opt = builder.build()) {
+            Map<Boolean, ParamGroup> groups = new LinkedHashMap<>();
+            Map<String, TensorBuffer> params = new LinkedHashMap<>(), grads = new LinkedHashMap<>();
+            for (Map.Entry<String, float[]> e : run.initial().entrySet()) {
+                boolean inGroup = names != null && names.test(e.getKey());
+                ParamGroup group = groups.computeIfAbsent(inGroup, g -> opt.addGroup(g ? groupConfig : defaults));
+                TensorBuffer p = opt.allocate(e.getValue().length), g = opt.allocate(e.getValue().length);
+                p.copyFrom(e.getValue());
+                group.add(e.getKey(), p, g);
+                params.put(e.getKey(), p);
+                grads.put(e.getKey(), g);
+            }
+            for (Map<String, float[]> step : run.gradients()) {
+                step.forEach((name, g) -> grads.get(name).copyFrom(g));
+                opt.step();
+            }
+            Map<String, float[]> out = new LinkedHashMap<>();
+            params.forEach((name, p) -> out.put(name, p.toArray()));
+            return out;
+        }
+    }
+
+    private static void assertSameWeights(Map<String, float[]> expected, Map<String, float[]> actual) {
+        assertEquals(expected.keySet(), actual.keySet());
+        for (Map.Entry<String, float[]> e : expected.entrySet()) {
+            float[] a = actual.get(e.getKey());
+            for (int i = 0; i < a.length; i++) {
+                assertEquals(Float.floatToRawIntBits(e.getValue()[i]), Float.floatToRawIntBits(a[i]), e.getKey() + "[" + i + "]");
+            }
+        }
+    }
+
+    /** AdamW with a group without weight decay for the biases, clipped by the global norm: DJL's steps are fusedopt's. */
+    @Test
+    void trainingThroughDjlEqualsFusedoptOnTheSameGradients() {
+        Adam adamW = Adam.adamW().optLearningRate(1e-2).optWeightDecay(0.1).build();
+        Adam noDecay = Adam.adamW().optLearningRate(1e-2).optWeightDecay(0).build();
+        java.util.function.Predicate<String> biases = name -> name.endsWith("bias");
+        Run run = train(block -> FusedOptimizer.builder(block, adamW).optGroup(biases, noDecay).optBackend(Backend.CPU_FAST)
+                .optOptions(b -> b.optMaxGradNorm(0.5)).build(), 6);
+        assertEquals(6, run.gradients().size());
+        assertSameWeights(direct(run, adamW, biases, noDecay, 0.5), run.last());
+    }
+
+    /** RMSProp, Adagrad and Nesterov momentum, which DJL's PyTorch engine does not implement, train through the adapter. */
+    @Test
+    void algorithmsDjlsPyTorchEngineLacksTrain() {
+        for (OptimizerConfig config : List.of(RmsProp.builder().optLearningRate(1e-2).build(), Adagrad.builder().optLearningRate(0.1).build(),
+                Momentum.builder().setMomentum(0.9).optLearningRate(0.01).optNesterov(true).build())) {
+            Run run = train(block -> FusedOptimizer.builder(block, config).optBackend(Backend.CPU).build(), 30);
+            assertSameWeights(direct(run, config, null, null, 0), run.last());
+            float first = (run.losses().get(0) + run.losses().get(1) + run.losses().get(2)) / 3;
+            float last = (run.losses().get(27) + run.losses().get(28) + run.losses().get(29)) / 3;
+            assertTrue(last < 0.7f * first, config + ": the loss went from " + first + " to " + last);
+        }
+    }
+
+    /** The memory DJL hands out for a CPU float32 tensor is the tensor's: a write through it is a write to the tensor. */
+    @Test
+    void theBufferDjlHandsOutAliasesTheTensor() {
+        try (NDManager manager = NDManager.newBaseManager(Device.cpu(), "PyTorch")) {
+            NDArray array = manager.create(new float[] {1, 2, 3});
+            ByteBuffer memory = array.toByteBuffer(true);
+            assertTrue(memory.isDirect());
+            memory.order(ByteOrder.nativeOrder()).asFloatBuffer().put(1, 42f);
+            assertArrayEquals(new float[] {1, 42, 3}, array.toFloatArray());
+        }
+    }
+
+    /** Saved after 4 steps (DJL's model and fusedopt's state), resumed in a new model: 4 more steps equal 8 uninterrupted. */
+    @Test
+    void aSavedRunResumesExactly(@TempDir Path dir) throws Exception {
+        RmsProp config = RmsProp.builder().optLearningRate(1e-2).optMomentum(0.5).build();
+        Run whole = train(block -> FusedOptimizer.builder(block, config).optBackend(Backend.CPU).build(), 8);
+        Path state = dir.resolve("optimizer.safetensors");
+        Map<String, float[]>[] savedWeights = new Map[1];
+        Run first = train(block -> FusedOptimizer.builder(block, config).optBackend(Backend.CPU).build(), 0, 4, b -> {}, f -> {},
+                f -> {
+                    try {
+                        f.save(state);
+                    } catch (java.io.IOException e) {
+                        throw new java.io.UncheckedIOException(e);
+                    }
+                });
+        savedWeights[0] = first.last();
+        Run resumed = train(block -> FusedOptimizer.builder(block, config).optBackend(Backend.CPU).build(), 4, 4, block -> {
+            // DJL's model file in a real run; here the saved weights, put back into the new block's arrays.
+            for (Pair<String, Parameter> p : block.getParameters()) p.getValue().getArray().set(savedWeights[0].get(p.getKey()));
+        }, f -> {
+            try {
+                f.load(state);
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }, f -> {});
+        assertSameWeights(whole.last(), resumed.last());
+    }
+
+    /** A float64 block, a parameter frozen after a step, DJL's own options: refused, naming them, nothing changed. */
+    @Test
+    void badInputIsRefused() {
+        Adam adam = Adam.builder().build();
+        IllegalArgumentException djlOptions = assertThrows(IllegalArgumentException.class,
+                () -> FusedOptimizer.builder(mlp(), adam).optClipGrad(1f).build());
+        assertTrue(djlOptions.getMessage().contains("DJL's rescaleGrad, clipGrad and weightDecays are not fusedopt's"), djlOptions.getMessage());
+        try (NDManager manager = NDManager.newBaseManager(Device.cpu(), "PyTorch")) {
+            Block doubles = mlp();
+            doubles.initialize(manager, DataType.FLOAT64, new Shape(BATCH, INPUTS));
+            Parameter first = doubles.getParameters().get(0).getValue();
+            try (FusedOptimizer fused = FusedOptimizer.builder(doubles, adam).optBackend(Backend.CPU).build()) {
+                IllegalArgumentException float64 = assertThrows(IllegalArgumentException.class,
+                        () -> fused.update(first.getId(), first.getArray(), first.getArray()));
+                assertTrue(float64.getMessage().contains("is float64: fusedopt updates float32 parameters"), float64.getMessage());
+                assertEquals(0, fused.fusedOptimizer().groups().stream().mapToInt(g -> g.parameters().size()).sum(), "nothing registered");
+            }
+        }
+        // A parameter frozen after a step: DJL stops updating it, the adapter refuses before updating anything.
+        Block block = mlp();
+        try (Model model = Model.newInstance("mlp", Device.cpu(), "PyTorch")) {
+            model.setBlock(block);
+            FusedOptimizer fused = FusedOptimizer.builder(block, adam).optBackend(Backend.CPU).build();
+            DefaultTrainingConfig config = new DefaultTrainingConfig(Loss.l2Loss()).optOptimizer(fused);
+            try (Trainer trainer = model.newTrainer(config); fused) {
+                trainer.initialize(new Shape(BATCH, INPUTS));
+                for (int s = 0; s < 2; s++) {
+                    NDList[] data = batch(trainer.getManager(), s);
+                    try (GradientCollector collector = trainer.newGradientCollector()) {
+                        collector.backward(config.getLossFunction().evaluate(data[1], trainer.forward(data[0])));
+                    }
+                    if (s == 0) {
+                        trainer.step();
+                        block.getParameters().get(0).getValue().freeze(true);
+                        continue;
+                    }
+                    Map<String, float[]> before = weights(block);
+                    IllegalStateException frozen = assertThrows(IllegalStateException.class, trainer::step);
+                    assertTrue(frozen.getMessage().contains("no longer requires a gradient (frozen)"), frozen.getMessage());
+                    assertSameWeights(before, weights(block));
+                    assertEquals(1, fused.fusedOptimizer().stepCount(), "the refused step took no fusedopt step");
+                }
+            }
+        }
+    }
+}
