@@ -79,19 +79,21 @@ class FusedOptimizerTest {
 
     /**
      * {@code steps} DJL steps of the MLP with {@code optimizer} built for the block; {@code atStart}
-     * runs after initialization, {@code atEnd} before the trainer closes.
+     * runs before the trainer is made (fresh parameters are then initialized, the same in every
+     * run), {@code afterInit} after, {@code atEnd} before the trainer closes.
      */
     private static Run train(java.util.function.Function<Block, FusedOptimizer> optimizer, int firstStep, int steps,
-                             Consumer<Block> atStart, Consumer<FusedOptimizer> afterInit, Consumer<FusedOptimizer> atEnd) {
+                             Consumer<Model> atStart, Consumer<FusedOptimizer> afterInit, java.util.function.BiConsumer<Model, FusedOptimizer> atEnd) {
         Block block = mlp();
         try (Model model = Model.newInstance("mlp", Device.cpu(), "PyTorch")) {
             model.setBlock(block);
+            atStart.accept(model); // a resumed run loads DJL's model file here, before the trainer
+            boolean fresh = block.getParameters().values().stream().noneMatch(Parameter::isInitialized);
             FusedOptimizer fused = optimizer.apply(block);
             DefaultTrainingConfig config = new DefaultTrainingConfig(Loss.l2Loss()).optOptimizer(fused);
             try (Trainer trainer = model.newTrainer(config); fused) {
                 trainer.initialize(new Shape(BATCH, INPUTS));
-                initialize(block);
-                atStart.accept(block);
+                if (fresh) initialize(block);
                 afterInit.accept(fused);
                 Map<String, float[]> initial = weights(block);
                 List<Float> losses = new ArrayList<>();
@@ -108,7 +110,7 @@ class FusedOptimizerTest {
                     gradients.add(g);
                     trainer.step();
                 }
-                atEnd.accept(fused);
+                atEnd.accept(model, fused);
                 return new Run(losses, gradients, initial, weights(block));
             }
         }
@@ -148,7 +150,7 @@ class FusedOptimizerTest {
     }
 
     private static Run train(java.util.function.Function<Block, FusedOptimizer> optimizer, int steps) {
-        return train(optimizer, 0, steps, b -> {}, f -> {}, f -> {});
+        return train(optimizer, 0, steps, m -> {}, f -> {}, (m, f) -> {});
     }
 
     private static Map<String, float[]> weights(Block block) {
@@ -235,33 +237,80 @@ class FusedOptimizerTest {
         }
     }
 
-    /** Saved after 4 steps (DJL's model and fusedopt's state), resumed in a new model: 4 more steps equal 8 uninterrupted. */
+    /**
+     * Saved after 4 steps (DJL's model file and fusedopt's state), resumed in a new model loaded
+     * from them: 4 more steps end bit for bit where 8 uninterrupted steps do.
+     */
     @Test
-    void aSavedRunResumesExactly(@TempDir Path dir) throws Exception {
+    void aSavedRunResumesExactly(@TempDir Path dir) {
         RmsProp config = RmsProp.builder().optLearningRate(1e-2).optMomentum(0.5).build();
         Run whole = train(block -> FusedOptimizer.builder(block, config).optBackend(Backend.CPU).build(), 8);
         Path state = dir.resolve("optimizer.safetensors");
-        Map<String, float[]>[] savedWeights = new Map[1];
-        Run first = train(block -> FusedOptimizer.builder(block, config).optBackend(Backend.CPU).build(), 0, 4, b -> {}, f -> {},
-                f -> {
-                    try {
-                        f.save(state);
-                    } catch (java.io.IOException e) {
-                        throw new java.io.UncheckedIOException(e);
-                    }
-                });
-        savedWeights[0] = first.last();
-        Run resumed = train(block -> FusedOptimizer.builder(block, config).optBackend(Backend.CPU).build(), 4, 4, block -> {
-            // DJL's model file in a real run; here the saved weights, put back into the new block's arrays.
-            for (Pair<String, Parameter> p : block.getParameters()) p.getValue().getArray().set(savedWeights[0].get(p.getKey()));
+        train(block -> FusedOptimizer.builder(block, config).optBackend(Backend.CPU).build(), 0, 4, m -> {}, f -> {}, (model, f) -> {
+            try {
+                model.save(dir, "mlp");
+                f.save(state);
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        });
+        Run resumed = train(block -> FusedOptimizer.builder(block, config).optBackend(Backend.CPU).build(), 4, 4, model -> {
+            try {
+                model.load(dir, "mlp");
+            } catch (java.io.IOException | ai.djl.MalformedModelException e) {
+                throw new IllegalStateException(e);
+            }
         }, f -> {
             try {
                 f.load(state);
             } catch (java.io.IOException e) {
                 throw new java.io.UncheckedIOException(e);
             }
-        }, f -> {});
+        }, (m, f) -> {});
         assertSameWeights(whole.last(), resumed.last());
+    }
+
+    /**
+     * DJL's model file loaded into a model in training gives its parameters new arrays: the next
+     * step is refused, naming the parameter, and nothing is updated.
+     */
+    @Test
+    void parametersGivenNewArraysAreRefused(@TempDir Path dir) {
+        Adam adam = Adam.builder().optLearningRate(1e-2).build();
+        train(block -> FusedOptimizer.builder(block, adam).optBackend(Backend.CPU).build(), 0, 1, m -> {}, f -> {}, (model, f) -> {
+            try {
+                model.save(dir, "mlp");
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        });
+        Block block = mlp();
+        try (Model model = Model.newInstance("mlp", Device.cpu(), "PyTorch")) {
+            model.setBlock(block);
+            FusedOptimizer fused = FusedOptimizer.builder(block, adam).optBackend(Backend.CPU).build();
+            DefaultTrainingConfig config = new DefaultTrainingConfig(Loss.l2Loss()).optOptimizer(fused);
+            try (Trainer trainer = model.newTrainer(config); fused) {
+                trainer.initialize(new Shape(BATCH, INPUTS));
+                for (int s = 0; s < 2; s++) {
+                    NDList[] data = batch(trainer.getManager(), s);
+                    try (GradientCollector collector = trainer.newGradientCollector()) {
+                        collector.backward(config.getLossFunction().evaluate(data[1], trainer.forward(data[0])));
+                    }
+                    if (s == 0) {
+                        trainer.step();
+                        model.load(dir, "mlp"); // new arrays for every parameter
+                        continue;
+                    }
+                    Map<String, float[]> before = weights(block);
+                    IllegalStateException moved = assertThrows(IllegalStateException.class, trainer::step);
+                    assertTrue(moved.getMessage().contains("lies in other memory than at the first step"), moved.getMessage());
+                    assertSameWeights(before, weights(block));
+                    assertEquals(1, fused.fusedOptimizer().stepCount());
+                }
+            } catch (java.io.IOException | ai.djl.MalformedModelException e) {
+                throw new IllegalStateException(e);
+            }
+        }
     }
 
     /** A float64 block, a parameter frozen after a step, DJL's own options: refused, naming them, nothing changed. */
