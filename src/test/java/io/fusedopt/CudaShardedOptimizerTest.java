@@ -21,7 +21,8 @@ import org.junit.jupiter.api.io.TempDir;
  * its NCCL double, ranks as threads): the statistics all-gathered on the device inside the step,
  * the params broadcast from their owners, and the result the unsharded step's bit for bit (the CPU
  * reference's, which the CUDA backend equals), with clipping, a skipped step, 16-bit params with
- * master weights, Muon beside AdamW and Lion; refusals of a communicator that does not fit.
+ * master weights, Muon beside AdamW and Lion; one rank alone likewise (on a single GPU too);
+ * refusals of a communicator that does not fit.
  */
 @Tag("gpu")
 class CudaShardedOptimizerTest {
@@ -33,7 +34,19 @@ class CudaShardedOptimizerTest {
         NcclSupport.Status status = NcclSupport.status();
         if (GpuTests.onEmulator()) assertTrue(status.available(), status.reason());
         else assumeTrue(status.available(), status.reason());
+    }
+
+    private static void requireTwoGpus() {
         assumeTrue(CudaProbe.result().deviceCount() >= 2, "two ranks need two GPUs");
+    }
+
+    /** World size 1 on one GPU (what a single lent GPU runs): the NCCL path equals the unsharded step bit for bit. */
+    @Test
+    void oneRankEqualsTheUnshardedStepBitForBit() throws Exception {
+        ShardedOptimizerTest.Model model = ShardedOptimizerTest.mixedModel(
+                b -> b.optMaxGradNorm(0.5).optNonFinitePolicy(NonFinitePolicy.SKIP_STEP));
+        ShardedOptimizerTest.assertShardedEqualsUnsharded(ShardedOptimizerTest.unsharded(Backend.CPU, model),
+                shardedOnCuda(model, 1), model.tensors());
     }
 
     /** {@code worldSize} CUDA ranks, rank r on device r over one NCCL world, each running the model's steps. */
@@ -61,6 +74,7 @@ class CudaShardedOptimizerTest {
      */
     @Test
     void checkpointsOfCudaRanksResumeAnywhere(@TempDir Path dir) throws Exception {
+        requireTwoGpus();
         ShardedOptimizerTest.Model model = ShardedOptimizerTest.mixedModel(
                 b -> b.optMaxGradNorm(0.5).optNonFinitePolicy(NonFinitePolicy.SKIP_STEP));
         Map<String, int[]> expected = ShardedOptimizerTest.unsharded(Backend.CPU, model);
@@ -77,6 +91,7 @@ class CudaShardedOptimizerTest {
 
     @Test
     void twoRanksEqualTheUnshardedStepBitForBit() throws Exception {
+        requireTwoGpus();
         ShardedOptimizerTest.Model model = ShardedOptimizerTest.mixedModel(
                 b -> b.optMaxGradNorm(0.5).optNonFinitePolicy(NonFinitePolicy.SKIP_STEP));
         ShardedOptimizerTest.assertShardedEqualsUnsharded(ShardedOptimizerTest.unsharded(Backend.CPU, model),
@@ -86,6 +101,7 @@ class CudaShardedOptimizerTest {
     /** A host communicator, or an NCCL one on another device: refused when the optimizer is created. */
     @Test
     void aCommunicatorThatDoesNotFitIsRefused() {
+        requireTwoGpus();
         DeviceOptimizer.Builder onDevice0 = DeviceOptimizer.builder(Adam.adamW().build()).optBackend(Backend.CUDA);
         IllegalArgumentException host = assertThrows(IllegalArgumentException.class,
                 () -> ShardedOptimizer.create(onDevice0, LocalCommunicator.world(1, java.time.Duration.ofSeconds(5)).get(0)));
