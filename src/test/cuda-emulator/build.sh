@@ -33,7 +33,7 @@ required=(cuInit cuDriverGetVersion cuDeviceGetCount cuDeviceGet cuDeviceGetName
   cuMemAlloc_v2 cuMemFree_v2 cuMemGetInfo_v2 cuMemGetAddressRange_v2 cuPointerGetAttribute cuMemcpyHtoD_v2
   cuMemcpyDtoH_v2 cuMemcpyHtoDAsync_v2 cuMemcpyDtoHAsync_v2 cuMemcpyDtoDAsync_v2 cuMemsetD8_v2 cuMemsetD16Async
   cuMemsetD32Async cuModuleLoadData cuModuleUnload cuModuleGetFunction cuLaunchKernel cuStreamCreate
-  cuStreamDestroy_v2 cuStreamSynchronize cuStreamGetCtx cuStreamBeginCapture_v2 cuStreamEndCapture
+  cuStreamDestroy_v2 cuStreamSynchronize cuStreamQuery cuStreamGetCtx cuStreamBeginCapture_v2 cuStreamEndCapture
   cuGraphInstantiateWithFlags cuGraphLaunch cuGraphDestroy cuGraphExecDestroy)
 # The cuBLAS entry points fusedopt reaches (CublasGemm, CublasSgdBaseline): the double defines
 # exactly these (emulated, no stubs), and JCublas2's natives must import each by this name.
@@ -154,7 +154,7 @@ missing=$(comm -23 <(printf '%s\n' "${required[@]}" | sort -u) "$work/emulated.t
 } > "$work/stubs.cpp"
 g++ -std=c++17 -O1 -fPIC -c "$work/stubs.cpp" -o "$work/stubs.o"
 
-printf '{\n  global: cu*; fo_emu_enqueue_host_work; fo_emu_enqueue_collective;\n  local: *;\n};\n' > "$work/exports.map"
+printf '{\n  global: cu*; fo_emu_enqueue_host_work; fo_emu_enqueue_collective; fo_emu_abort_collective;\n  local: *;\n};\n' > "$work/exports.map"
 g++ -shared -o "$work/libcuda.so.1" -Wl,-soname,libcuda.so.1 -Wl,--version-script="$work/exports.map" -Wl,--no-undefined \
   "$work"/*.o -lpthread
 

@@ -56,10 +56,15 @@ struct Rendezvous {
   std::vector<std::shared_ptr<void>> payloads;   // by participant index
   std::vector<std::function<CUresult()>> checks;  // each participant's operands, on its device
   CUresult (*run)(void* const* payloads, int participants) = nullptr;
+  bool aborted = false;                          // fo_emu_abort_collective: runs now, with whoever arrived, and fails
 
   // The collective's work: every participant's operands checked, then run over every payload, in
   // the arithmetic environment of a kernel launch (execution.cpp).
   CUresult work() const {
+    if (aborted) {
+      fprintf(stderr, "fusedopt CUDA emulator: a collective was aborted with %zu of its %zu participants\n", arrived, expected);
+      return CUDA_ERROR_LAUNCH_FAILED;
+    }
     for (const auto& check : checks) {
       if (CUresult fault = check(); fault != CUDA_SUCCESS) return fault;
     }
@@ -146,9 +151,9 @@ bool deps_done(const Op& op) {
 bool ready(const Op& op) {
   if (!op.demanded || op.done || !deps_done(op)) return false;
   if (const auto& r = op.rendezvous) {
-    if (r->arrived < r->expected) return false;
+    if (r->arrived < r->expected && !r->aborted) return false;
     for (const auto& o : r->ops) {
-      if (!deps_done(*o)) return false;
+      if (o && !deps_done(*o)) return false;
     }
   }
   return true;
@@ -170,6 +175,7 @@ bool ready(const Op& op) {
     if (std::shared_ptr<Rendezvous> r = op->rendezvous) {  // every participant at once
       bool poisoned = false;
       for (const auto& o : r->ops) {
+        if (!o) continue;  // an aborted collective's missing participant
         S.pending.erase(std::find(S.pending.begin(), S.pending.end(), o));
         poisoned |= o->ctx->sticky != CUDA_SUCCESS;
       }
@@ -177,6 +183,7 @@ bool ready(const Op& op) {
       CUresult result = poisoned ? CUDA_SUCCESS : r->work();  // r is kept alive by op
       lk.lock();
       for (const auto& o : r->ops) {
+        if (!o) continue;
         if (result != CUDA_SUCCESS && o->ctx->sticky == CUDA_SUCCESS) o->ctx->sticky = result;
         o->done = true;
         o->deps.clear();
@@ -430,6 +437,7 @@ const char* error_name(CUresult r, bool description) {
     FO_EMU_ERROR(CUDA_ERROR_MISALIGNED_ADDRESS, "misaligned address")
     FO_EMU_ERROR(CUDA_ERROR_LAUNCH_FAILED, "unspecified launch failure")
     FO_EMU_ERROR(CUDA_ERROR_NOT_SUPPORTED, "operation not supported")
+    FO_EMU_ERROR(CUDA_ERROR_NOT_READY, "device not ready")
     FO_EMU_ERROR(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "operation not permitted when stream is capturing")
     FO_EMU_ERROR(CUDA_ERROR_STREAM_CAPTURE_INVALIDATED, "operation failed due to a previous error during capture")
     FO_EMU_ERROR(CUDA_ERROR_STREAM_CAPTURE_IMPLICIT, "operation would make the legacy stream depend on a capturing blocking stream")
@@ -923,6 +931,17 @@ CUresult fo_emu_enqueue_collective(CUstream stream, const char* call, const void
   return CUDA_SUCCESS;
 }
 
+CUresult fo_emu_abort_collective(const void* key) {
+  FO_EMU_LOCK;
+  auto it = open_collectives.find(key);
+  if (it == open_collectives.end()) return CUDA_SUCCESS;  // complete, or never started: nothing waits
+  std::shared_ptr<Rendezvous> r = it->second;
+  open_collectives.erase(it);
+  r->aborted = true;
+  S.changed.notify_all();
+  return CUDA_SUCCESS;
+}
+
 // ---- Streams ----
 
 CUresult cuStreamCreate(CUstream* out, unsigned int flags) {
@@ -944,6 +963,22 @@ CUresult cuStreamDestroy(CUstream handle) {
   // Its queued work still runs: the queue holds the operations, not the stream.
   destroy_stream(s);
   return CUDA_SUCCESS;
+}
+
+CUresult cuStreamQuery(CUstream handle) {
+  FO_EMU_LOCK;
+  FO_EMU_CONTEXT;
+  Stream* s;
+  if (CUresult r = resolve(ctx, handle, &s); r != 0) return r;
+  if (s->capturing) {
+    invalidate(s);
+    return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  }
+  std::shared_ptr<Op> last = s->last;
+  if (!last || last->done) return ctx->sticky;
+  demand(last);  // the host asks: the queued work runs now, as it would on a device
+  S.changed.notify_all();
+  return CUDA_ERROR_NOT_READY;
 }
 
 CUresult cuStreamSynchronize(CUstream handle) {

@@ -44,4 +44,9 @@ CUresult fo_emu_enqueue_collective(CUstream stream, const char* call, const void
                                    const fo_emu_operand* operands, size_t operand_count,
                                    CUresult (*run)(void* const* payloads, int participants), void* payload,
                                    void (*release)(void* payload));
+
+// Ends the collective `key` that not every participant joined (a rank that died): the parts queued
+// so far run at once and fail with CUDA_ERROR_LAUNCH_FAILED, poisoning their contexts as a faulting
+// kernel would, so that nothing waits for it any more. Nothing happens for a complete or unknown key.
+CUresult fo_emu_abort_collective(const void* key);
 }

@@ -19,6 +19,8 @@
 //   Integers (int8, uint8, int64) are copied only; other reduction operations and data types are
 //   refused (ncclInvalidArgument).
 // ncclCommInitRank waits (on the host, up to 60 s) until every rank of the id has called it;
+// ncclCommAbort ends the collectives not every rank joined (their queued parts fail, poisoning those
+// contexts) and makes every later collective of the world fail with ncclRemoteError;
 // collectives during a stream capture are refused (the driver's hook refuses them: a graph would
 // replay one rank without the others), as ncclInvalidUsage.
 #include "host_work.h"
@@ -48,6 +50,7 @@ enum Result {
   kInternalError = 3,
   kInvalidArgument = 4,
   kInvalidUsage = 5,
+  kRemoteError = 6,
 };
 enum DataType { kInt8 = 0, kUint8 = 1, kInt64 = 4, kFloat16 = 6, kFloat32 = 7, kFloat64 = 8, kBfloat16 = 9 };
 enum RedOp { kSum = 0, kAvg = 4 };
@@ -72,6 +75,7 @@ size_t type_bytes(int type) {
 struct World {
   int size = 0;
   int joined = 0;
+  bool aborted = false;  // a rank called ncclCommAbort: every collective fails from then on
   std::deque<char> calls;  // one stable address per collective: the hook's key
   std::vector<size_t> next_call;  // by rank: the index of its next collective
 };
@@ -208,6 +212,7 @@ Result enqueue(Comm* comm, const char* call, Part part, size_t send_elements, si
   {
     std::lock_guard<std::mutex> g(lock);
     World* w = comm->world;
+    if (w->aborted) return fail(kRemoteError, std::string(call) + ": a rank aborted the communicator");
     size_t index = w->next_call[(size_t)comm->rank]++;
     while (w->calls.size() <= index) w->calls.push_back(0);
     key = &w->calls[index];
@@ -241,6 +246,7 @@ const char* ncclGetErrorString(int result) {
     case kInternalError: return "internal error - please report this issue to the NCCL developers";
     case kInvalidArgument: return "invalid argument (run with NCCL_DEBUG=WARN for details)";
     case kInvalidUsage: return "invalid usage (run with NCCL_DEBUG=WARN for details)";
+    case kRemoteError: return "remote process exited or there was a network error";
     default: return "unknown result code";
   }
 }
@@ -295,8 +301,20 @@ int ncclCommDestroy(ncclComm_t comm) {
   return kSuccess;
 }
 
+// Ends the world's collectives that not every rank joined (the driver fails the parts queued so far,
+// poisoning their contexts: nothing waits for them any more), marks the world aborted, and frees the
+// communicator, as ncclCommAbort does.
 int ncclCommAbort(ncclComm_t comm) {
-  return ncclCommDestroy(comm);
+  if (!comm) return fail(kInvalidArgument, "ncclCommAbort: null communicator");
+  std::vector<const void*> keys;
+  {
+    std::lock_guard<std::mutex> g(lock);
+    comm->world->aborted = true;
+    for (const char& call : comm->world->calls) keys.push_back(&call);
+  }
+  for (const void* key : keys) fo_emu_abort_collective(key);
+  delete comm;
+  return kSuccess;
 }
 
 int ncclCommCount(const ncclComm_t comm, int* count) {

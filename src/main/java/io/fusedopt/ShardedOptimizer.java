@@ -403,6 +403,7 @@ public final class ShardedOptimizer implements AutoCloseable {
                 owners[i] = order.get(i).owner();
             }
             nccl.broadcastParams(params, owners);
+            nccl.awaitCollectives(); // bounds the wait for a rank that died by the communicator's timeout
             return;
         }
         long floats = 0;

@@ -98,6 +98,35 @@ class CudaShardedOptimizerTest {
                 shardedOnCuda(model, 2), model.tensors());
     }
 
+    /**
+     * A rank that stops taking steps: the other's next step fails after its communicator's timeout
+     * with a clear error, instead of waiting forever in the collective.
+     */
+    @Test
+    void aRankThatStopsFailsTheOtherAfterTheTimeout() throws Exception {
+        requireTwoGpus();
+        byte[] id = NcclCommunicator.uniqueId();
+        List<String> outcomes = ShardedOptimizerTest.onEveryRank(2, rank -> {
+            try (NcclCommunicator nccl = new NcclCommunicator(rank, 0, 2, rank, id, java.time.Duration.ofMillis(300));
+                 ShardedOptimizer opt = ShardedOptimizer.create(DeviceOptimizer.builder(Adam.adamW().build()).optBackend(Backend.CUDA)
+                         .optDeviceOrdinal(rank).optMaxGradNorm(1.0), nccl)) {
+                ShardedOptimizer.Group group = opt.addGroup();
+                for (int t = 0; t < 2; t++) {
+                    TensorBuffer p = opt.allocate(8, Precision.FP32), g = opt.allocate(8, Precision.FP32);
+                    g.copyFrom(new float[] {1, 2, 3, 4, 5, 6, 7, 8});
+                    group.add("t" + t, p, g);
+                }
+                opt.step();
+                if (rank == 1) return "stopped";
+                CommunicationException e = assertThrows(CommunicationException.class, opt::step);
+                return e.getMessage();
+            }
+        });
+        assertEquals("stopped", outcomes.get(1));
+        assertTrue(outcomes.get(0).startsWith("rank 0 waited PT0.3S for its NCCL collectives: a rank failed, stopped or hangs;"
+                + " the communicator was aborted"), outcomes.get(0));
+    }
+
     /** A host communicator, or an NCCL one on another device: refused when the optimizer is created. */
     @Test
     void aCommunicatorThatDoesNotFitIsRefused() {

@@ -71,6 +71,8 @@ final class Nccl {
 
         int ncclCommDestroy(Pointer comm);
 
+        int ncclCommAbort(Pointer comm);
+
         int ncclCommCount(Pointer comm, IntByReference count);
 
         int ncclCommCuDevice(Pointer comm, IntByReference device);
@@ -248,6 +250,17 @@ final class Nccl {
             if (closed) throw new IllegalStateException("the NCCL communicator is closed");
             engine.makeCurrent();
             return comm;
+        }
+
+        /**
+         * Aborts the communicator (ncclCommAbort): collectives in flight end, failing, and it is
+         * freed; every rank's later collectives fail. Idempotent with {@link #close}.
+         */
+        void abort() {
+            if (closed) return;
+            closed = true;
+            engine.makeCurrent();
+            check(api().ncclCommAbort(comm), "ncclCommAbort", null);
         }
 
         /** Destroys the communicator (after its queued collectives, as ncclCommDestroy does). Idempotent. */

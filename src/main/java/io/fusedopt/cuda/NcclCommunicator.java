@@ -1,11 +1,14 @@
 package io.fusedopt.cuda;
 
+import io.fusedopt.CommunicationException;
 import io.fusedopt.Communicator;
 import io.fusedopt.Precision;
 import io.fusedopt.TensorBuffer;
 import io.fusedopt.internal.StepProgram;
+import java.time.Duration;
 import java.util.List;
 import jcuda.Pointer;
+import jcuda.driver.CUresult;
 import jcuda.driver.JCudaDriver;
 
 /**
@@ -18,14 +21,20 @@ import jcuda.driver.JCudaDriver;
  * over the caller's own channel (every process of a multi-process job), and with the device and
  * stream its optimizer will use ({@link io.fusedopt.DeviceOptimizer.Builder#optDeviceOrdinal},
  * {@link io.fusedopt.DeviceOptimizer.Builder#optCudaStream}): the constructor waits until every
- * rank has joined. NCCL has no timeout of its own: a rank that dies mid-step leaves the others
- * waiting in the collective (the host-side {@link io.fusedopt.LocalCommunicator} has one).
+ * rank has joined. NCCL has no timeout of its own, so this rank bounds its own wait: an exchange, and
+ * a sharded step, wait for their collectives at most the timeout ({@link #DEFAULT_TIMEOUT}, or the
+ * one given), then abort the communicator and fail with a {@link CommunicationException} instead of
+ * hanging on a rank that died ({@link #awaitCollectives}).
  */
 public final class NcclCommunicator implements Communicator, AutoCloseable {
     private final CudaEngine engine;
     private final Nccl.Communicator nccl;
     private final int deviceOrdinal;
     private final long streamHandle;
+    private final Duration timeout;
+
+    /** How long a rank waits for its collectives by default: PyTorch's default process-group timeout. */
+    public static final Duration DEFAULT_TIMEOUT = Duration.ofMinutes(30);
 
     /**
      * Joins the world of {@code uniqueId} as {@code rank} of {@code worldSize} on CUDA device
@@ -35,6 +44,20 @@ public final class NcclCommunicator implements Communicator, AutoCloseable {
      * @throws IllegalArgumentException for a world size below 1, a rank outside it, a bad id or device
      */
     public NcclCommunicator(int deviceOrdinal, long streamHandle, int worldSize, int rank, byte[] uniqueId) {
+        this(deviceOrdinal, streamHandle, worldSize, rank, uniqueId, DEFAULT_TIMEOUT);
+    }
+
+    /**
+     * As {@link #NcclCommunicator(int, long, int, int, byte[])}, waiting at most {@code timeout} for
+     * the collectives of an exchange or a step ({@link #awaitCollectives}) before aborting.
+     *
+     * @throws IllegalArgumentException also for a timeout not above zero
+     */
+    public NcclCommunicator(int deviceOrdinal, long streamHandle, int worldSize, int rank, byte[] uniqueId, Duration timeout) {
+        if (timeout == null || timeout.isNegative() || timeout.isZero()) {
+            throw new IllegalArgumentException("the timeout must be more than zero, got " + timeout);
+        }
+        this.timeout = timeout;
         if (worldSize < 1) throw new IllegalArgumentException("the world size must be at least 1, got " + worldSize);
         if (rank < 0 || rank >= worldSize) throw new IllegalArgumentException("rank " + rank + " is outside [0, " + worldSize + ")");
         CudaEngine opened = new CudaEngine(deviceOrdinal, streamHandle);
@@ -107,7 +130,7 @@ public final class NcclCommunicator implements Communicator, AutoCloseable {
     }
 
     private void download(long address, Pointer host, long bytes) {
-        engine.synchronize();
+        awaitCollectives();
         Driver.check(JCudaDriver.cuMemcpyDtoH(host, Driver.pointerAt(address), bytes), "cuMemcpyDtoH(all-gather)");
     }
 
@@ -143,6 +166,35 @@ public final class NcclCommunicator implements Communicator, AutoCloseable {
             case BF16 -> Nccl.DataType.BFLOAT16;
             case FP16 -> Nccl.DataType.FLOAT16;
         };
+    }
+
+    /**
+     * Waits until everything queued on this rank's stream (its collectives among it) is done, at
+     * most the timeout: NCCL has no timeout of its own, and a rank that died leaves the others'
+     * collectives waiting forever. Past the timeout the communicator is aborted (its collectives in
+     * flight fail, and the device's context with them, as after a faulting kernel) and the world
+     * cannot be used any more.
+     *
+     * @throws CommunicationException past the timeout, naming this rank
+     * @throws io.fusedopt.CudaException when the queued work failed
+     */
+    public synchronized void awaitCollectives() {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        long pause = 20_000; // ns: short steps first, then up to a millisecond
+        while (true) {
+            int status = JCudaDriver.cuStreamQuery(engine.stream());
+            if (status != CUresult.CUDA_ERROR_NOT_READY) {
+                Driver.check(status, "cuStreamQuery");
+                return;
+            }
+            if (System.nanoTime() > deadline) {
+                nccl.abort();
+                throw new CommunicationException("rank " + rank() + " waited " + timeout + " for its NCCL collectives: a rank failed,"
+                        + " stopped or hangs; the communicator was aborted and the world cannot be used any more");
+            }
+            java.util.concurrent.locks.LockSupport.parkNanos(pause);
+            pause = Math.min(1_000_000, pause * 2);
+        }
     }
 
     /** Destroys the NCCL communicator and releases the device. Idempotent. */
