@@ -392,6 +392,24 @@ CUresult operand_fault(const std::string& call, const std::vector<CheckedOperand
 // The collectives whose participants have not all arrived, by key (fo_emu_enqueue_collective).
 std::map<const void*, std::shared_ptr<Rendezvous>>& open_collectives = *new std::map<const void*, std::shared_ptr<Rendezvous>>();
 
+// A host wait for (or a query of) stream s is illegal while s captures, or, for the legacy stream,
+// while a blocking stream of its context captures: the capture is invalidated and the error returned.
+CUresult refuse_wait_during_capture(Context* ctx, Stream* s) {
+  if (s->capturing) {
+    invalidate(s);
+    return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  }
+  if (s->legacy) {
+    for (Stream* other : ctx->streams) {
+      if (other->blocking && other->capturing) {
+        invalidate(other);
+        return CUDA_ERROR_STREAM_CAPTURE_IMPLICIT;
+      }
+    }
+  }
+  return CUDA_SUCCESS;
+}
+
 // Queues, then waits when the host call is synchronous; returns the context's error, if any.
 CUresult submit(std::unique_lock<std::mutex>& lk, Stream* s, std::function<CUresult()> work, bool wait) {
   std::shared_ptr<Op> op;
@@ -970,10 +988,7 @@ CUresult cuStreamQuery(CUstream handle) {
   FO_EMU_CONTEXT;
   Stream* s;
   if (CUresult r = resolve(ctx, handle, &s); r != 0) return r;
-  if (s->capturing) {
-    invalidate(s);
-    return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
-  }
+  if (CUresult r = refuse_wait_during_capture(ctx, s); r != 0) return r;
   std::shared_ptr<Op> last = s->last;
   if (!last || last->done) return ctx->sticky;
   demand(last);  // the host asks: the queued work runs now, as it would on a device
@@ -986,18 +1001,7 @@ CUresult cuStreamSynchronize(CUstream handle) {
   FO_EMU_CONTEXT;
   Stream* s;
   if (CUresult r = resolve(ctx, handle, &s); r != 0) return r;
-  if (s->capturing) {
-    invalidate(s);
-    return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
-  }
-  if (s->legacy) {
-    for (Stream* other : ctx->streams) {
-      if (other->blocking && other->capturing) {
-        invalidate(other);
-        return CUDA_ERROR_STREAM_CAPTURE_IMPLICIT;
-      }
-    }
-  }
+  if (CUresult r = refuse_wait_during_capture(ctx, s); r != 0) return r;
   std::shared_ptr<Op> last = s->last;
   wait_for(lk, last);
   return ctx->sticky;

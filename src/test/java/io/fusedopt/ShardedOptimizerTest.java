@@ -101,26 +101,47 @@ class ShardedOptimizerTest {
 
     /** The model's steps [from, to) unsharded, {@code before} run after the registration, {@code after} after the steps. */
     static Map<String, int[]> unsharded(Backend backend, Model model, int from, int to, Hook<DeviceOptimizer> before,
-                                                Hook<DeviceOptimizer> after) throws Exception {
+                                        Hook<DeviceOptimizer> after) throws Exception {
         try (DeviceOptimizer opt = model.options().apply(DeviceOptimizer.builder(model.groups().get(0)).optBackend(backend)).build()) {
             List<ParamGroup> groups = new ArrayList<>();
             for (OptimizerConfig c : model.groups()) groups.add(opt.addGroup(c));
-            Map<String, TensorBuffer> params = new LinkedHashMap<>();
-            Map<String, TensorBuffer> grads = new LinkedHashMap<>();
-            for (Spec s : model.tensors()) {
-                TensorBuffer p = opt.allocate(s.length(), s.precision()), g = opt.allocate(s.length(), s.precision());
-                p.copyFrom(Scenario.gaussian(new Random(s.name().hashCode()), (int) s.length(), 0.5f));
-                groups.get(s.group()).add(s.name(), p, g, s.shape());
-                params.put(s.name(), p);
-                grads.put(s.name(), g);
-            }
+            Tensors tensors = Tensors.register(model, opt::allocate, (s, p, g) -> groups.get(s.group()).add(s.name(), p, g, s.shape()));
             before.accept(opt);
-            for (int t = from; t < to; t++) {
-                for (Spec s : model.tensors()) grads.get(s.name()).copyFrom(gradient(s, t));
-                opt.step();
-            }
+            tensors.step(model, from, to, opt::step);
             after.accept(opt);
-            return bits(model.tensors(), params, opt);
+            return bits(model.tensors(), tensors.params(), opt);
+        }
+    }
+
+    /** A run's params and gradients by name. */
+    private record Tensors(Map<String, TensorBuffer> params, Map<String, TensorBuffer> grads) {
+        interface Allocator {
+            TensorBuffer allocate(long length, Precision precision);
+        }
+
+        interface Adder {
+            void add(Spec spec, TensorBuffer param, TensorBuffer grad);
+        }
+
+        /** Every tensor of the model allocated, its param set from its name, and added. */
+        static Tensors register(Model model, Allocator allocator, Adder adder) {
+            Tensors t = new Tensors(new LinkedHashMap<>(), new LinkedHashMap<>());
+            for (Spec s : model.tensors()) {
+                TensorBuffer p = allocator.allocate(s.length(), s.precision()), g = allocator.allocate(s.length(), s.precision());
+                p.copyFrom(Scenario.gaussian(new Random(s.name().hashCode()), (int) s.length(), 0.5f));
+                adder.add(s, p, g);
+                t.params().put(s.name(), p);
+                t.grads().put(s.name(), g);
+            }
+            return t;
+        }
+
+        /** Steps [from, to): each step's gradients, then {@code step}. */
+        void step(Model model, int from, int to, Runnable step) {
+            for (int t = from; t < to; t++) {
+                for (Spec s : model.tensors()) grads().get(s.name()).copyFrom(gradient(s, t));
+                step.run();
+            }
         }
     }
 
@@ -143,22 +164,11 @@ class ShardedOptimizerTest {
         try (ShardedOptimizer opt = ShardedOptimizer.create(builder, communicator)) {
             List<ShardedOptimizer.Group> groups = new ArrayList<>();
             for (OptimizerConfig c : model.groups()) groups.add(opt.addGroup(c));
-            Map<String, TensorBuffer> params = new LinkedHashMap<>();
-            Map<String, TensorBuffer> grads = new LinkedHashMap<>();
-            for (Spec s : model.tensors()) {
-                TensorBuffer p = opt.allocate(s.length(), s.precision()), g = opt.allocate(s.length(), s.precision());
-                p.copyFrom(Scenario.gaussian(new Random(s.name().hashCode()), (int) s.length(), 0.5f));
-                groups.get(s.group()).add(s.name(), p, g, s.shape());
-                params.put(s.name(), p);
-                grads.put(s.name(), g);
-            }
+            Tensors tensors = Tensors.register(model, opt::allocate, (s, p, g) -> groups.get(s.group()).add(s.name(), p, g, s.shape()));
             before.accept(opt);
-            for (int t = from; t < to; t++) {
-                for (Spec s : model.tensors()) grads.get(s.name()).copyFrom(gradient(s, t));
-                opt.step();
-            }
+            tensors.step(model, from, to, opt::step);
             after.accept(opt);
-            return bits(model.tensors(), params, opt.local());
+            return bits(model.tensors(), tensors.params(), opt.local());
         }
     }
 
