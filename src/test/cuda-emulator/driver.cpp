@@ -78,8 +78,28 @@ struct Rendezvous {
   }
 };
 
-// What a capture records, and a graph replays: the work of each captured call, in order.
-using Nodes = std::vector<std::function<CUresult()>>;
+struct CheckedOperand;
+
+// A collective's part recorded into a capture (fo_emu_enqueue_collective on a capturing stream):
+// each launch of the graph joins the collective anew, under the key its library gives for this
+// participant's next collective.
+struct CapturedCollective {
+  std::string call;
+  int participants;
+  int index;
+  std::function<CUresult()> check;  // the operands, on this participant's device
+  CUresult (*run)(void* const* payloads, int participants);
+  std::shared_ptr<void> payload;
+  const void* (*next_key)(void* payload);
+};
+
+// What a capture records, and a graph replays: the work of each captured call, in order, or a
+// collective's part.
+struct Node {
+  std::function<CUresult()> work;
+  std::shared_ptr<CapturedCollective> collective;
+};
+using Nodes = std::vector<Node>;
 
 struct Stream {
   Context* ctx = nullptr;
@@ -315,7 +335,7 @@ CUresult enqueue(Stream* s, std::function<CUresult()> work, std::shared_ptr<Op>*
   Context* ctx = s->ctx;
   if (s->capturing) {
     if (s->invalidated) return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
-    s->captured->push_back(std::move(work));
+    s->captured->push_back(Node{std::move(work), nullptr});
     return CUDA_SUCCESS;
   }
   auto op = std::make_shared<Op>();
@@ -391,6 +411,38 @@ CUresult operand_fault(const std::string& call, const std::vector<CheckedOperand
 
 // The collectives whose participants have not all arrived, by key (fo_emu_enqueue_collective).
 std::map<const void*, std::shared_ptr<Rendezvous>>& open_collectives = *new std::map<const void*, std::shared_ptr<Rendezvous>>();
+
+// Queues participant `index`'s part of the collective `key` on s (fo_emu_enqueue_collective; each
+// launch of a graph that captured one). The caller holds the lock.
+CUresult join_collective(std::unique_lock<std::mutex>&, Stream* s, const void* key, int participants, int index,
+                         std::function<CUresult()> check, CUresult (*run)(void* const*, int), std::shared_ptr<void> payload) {
+  std::shared_ptr<Rendezvous>& slot = open_collectives[key];
+  if (!slot) {
+    slot = std::make_shared<Rendezvous>();
+    slot->expected = (size_t)participants;
+    slot->ops.resize((size_t)participants);
+    slot->payloads.resize((size_t)participants);
+    slot->run = run;
+  }
+  std::shared_ptr<Rendezvous> r = slot;
+  if (r->expected != (size_t)participants || r->ops[(size_t)index] || r->run != run) return CUDA_ERROR_INVALID_VALUE;
+  std::shared_ptr<Op> op;
+  if (CUresult e = enqueue(s, [] { return CUDA_SUCCESS; }, &op); e != CUDA_SUCCESS) return e;
+  op->rendezvous = r;
+  r->ops[(size_t)index] = op;
+  r->payloads[(size_t)index] = std::move(payload);
+  r->checks.push_back(std::move(check));
+  if (++r->arrived == r->expected) open_collectives.erase(key);
+  // A participant the host already waits for makes the newcomer wanted too.
+  for (const auto& sibling : r->ops) {
+    if (sibling && sibling != op && sibling->demanded) {
+      demand(op);
+      S.changed.notify_all();
+      break;
+    }
+  }
+  return CUDA_SUCCESS;
+}
 
 // A host wait for (or a query of) stream s is illegal while s captures, or, for the legacy stream,
 // while a blocking stream of its context captures: the capture is invalidated and the error returned.
@@ -904,7 +956,7 @@ CUresult fo_emu_enqueue_host_work(CUstream stream, const char* call, const fo_em
 CUresult fo_emu_enqueue_collective(CUstream stream, const char* call, const void* key, int participants, int index,
                                    const fo_emu_operand* operands, size_t operand_count,
                                    CUresult (*run)(void* const* payloads, int participants), void* payload,
-                                   void (*release)(void* payload)) {
+                                   void (*release)(void* payload), const void* (*next_key)(void* payload)) {
   std::shared_ptr<void> owned(payload, [release](void* p) {
     if (release) release(p);
   });
@@ -915,38 +967,20 @@ CUresult fo_emu_enqueue_collective(CUstream stream, const char* call, const void
   }
   Stream* s;
   if (CUresult r = resolve(ctx, stream, &s); r != 0) return r;
-  if (s->capturing) {  // a graph would replay one participant without the others
-    invalidate(s);
-    return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
-  }
-  std::shared_ptr<Rendezvous>& slot = open_collectives[key];
-  if (!slot) {
-    slot = std::make_shared<Rendezvous>();
-    slot->expected = (size_t)participants;
-    slot->ops.resize((size_t)participants);
-    slot->payloads.resize((size_t)participants);
-    slot->run = run;
-  }
-  std::shared_ptr<Rendezvous> r = slot;
-  if (r->expected != (size_t)participants || r->ops[(size_t)index] || r->run != run) return CUDA_ERROR_INVALID_VALUE;
-  std::shared_ptr<Op> op;
-  if (CUresult e = enqueue(s, [] { return CUDA_SUCCESS; }, &op); e != CUDA_SUCCESS) return e;
-  op->rendezvous = r;
-  r->ops[(size_t)index] = op;
-  r->payloads[(size_t)index] = owned;
-  r->checks.push_back([name = std::string(call), checked = checked_operands(operands, operand_count), device = ctx->device]() {
-    return operand_fault(name, checked, device);
-  });
-  if (++r->arrived == r->expected) open_collectives.erase(key);
-  // A participant the host already waits for makes the newcomer wanted too.
-  for (const auto& sibling : r->ops) {
-    if (sibling && sibling != op && sibling->demanded) {
-      demand(op);
-      S.changed.notify_all();
-      break;
+  std::function<CUresult()> check = [name = std::string(call), checked = checked_operands(operands, operand_count),
+                                     device = ctx->device]() { return operand_fault(name, checked, device); };
+  if (s->capturing) {  // each launch of the graph joins a collective of its own
+    if (s->invalidated) return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+    if (!next_key) {
+      invalidate(s);
+      return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
     }
+    auto c = std::make_shared<CapturedCollective>();
+    *c = CapturedCollective{call, participants, index, check, run, owned, next_key};
+    s->captured->push_back(Node{nullptr, c});
+    return CUDA_SUCCESS;
   }
-  return CUDA_SUCCESS;
+  return join_collective(lk, s, key, participants, index, std::move(check), run, owned);
 }
 
 CUresult fo_emu_abort_collective(const void* key) {
@@ -1086,12 +1120,31 @@ CUresult cuGraphLaunch(CUgraphExec handle, CUstream stream) {
   Stream* s;
   if (CUresult r = resolve(ctx, stream, &s); r != 0) return r;
   std::shared_ptr<Nodes> nodes = e->nodes;  // a launched graph runs even if its exec is destroyed
-  return submit(lk, s, [nodes]() {
-    for (const auto& node : *nodes) {
-      if (CUresult r = node(); r != CUDA_SUCCESS) return r;
+  // The nodes between collectives run as one queued op each; each captured collective part joins a
+  // collective of its own, under its library's next key for this participant.
+  auto segment = std::make_shared<std::vector<std::function<CUresult()>>>();
+  auto flush = [&]() -> CUresult {
+    if (segment->empty()) return CUDA_SUCCESS;
+    auto run = segment;
+    segment = std::make_shared<std::vector<std::function<CUresult()>>>();
+    return submit(lk, s, [run]() {
+      for (const auto& work : *run) {
+        if (CUresult r = work(); r != CUDA_SUCCESS) return r;
+      }
+      return CUDA_SUCCESS;
+    }, false);
+  };
+  for (const Node& node : *nodes) {
+    if (!node.collective) {
+      segment->push_back(node.work);
+      continue;
     }
-    return CUDA_SUCCESS;
-  }, false);
+    if (CUresult r = flush(); r != CUDA_SUCCESS) return r;
+    const CapturedCollective& c = *node.collective;
+    const void* key = c.next_key(c.payload.get());
+    if (CUresult r = join_collective(lk, s, key, c.participants, c.index, c.check, c.run, c.payload); r != CUDA_SUCCESS) return r;
+  }
+  return flush();
 }
 
 CUresult cuGraphDestroy(CUgraph graph) {

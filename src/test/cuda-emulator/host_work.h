@@ -35,15 +35,17 @@ CUresult fo_emu_enqueue_host_work(CUstream stream, const char* call, const fo_em
 // participant has queued its part and each part's earlier work on its stream is done,
 // run(payloads, participants) runs once for all of them (payloads by index), and every part is done.
 // A host that waits for any part waits for the whole collective. Each participant's operands are
-// checked on its device before the run, as fo_emu_enqueue_host_work's are. A capturing stream
-// refuses it (CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: a graph would replay one participant alone).
-// A key may be reused once its collective is complete. Returns what fo_emu_enqueue_host_work does,
+// checked on its device before the run, as fo_emu_enqueue_host_work's are. On a capturing stream
+// the part is recorded instead, and each launch of the graph joins a collective of its own, under
+// the key next_key(payload) gives then (the library's next collective of this participant: every
+// participant replays its graph in the same order); without next_key a capture is refused
+// (CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED). A key may be reused once its collective is complete. Returns what fo_emu_enqueue_host_work does,
 // and CUDA_ERROR_INVALID_VALUE for an index out of range or taken, or a participant count or run
 // that differs from the others'.
 CUresult fo_emu_enqueue_collective(CUstream stream, const char* call, const void* key, int participants, int index,
                                    const fo_emu_operand* operands, size_t operand_count,
                                    CUresult (*run)(void* const* payloads, int participants), void* payload,
-                                   void (*release)(void* payload));
+                                   void (*release)(void* payload), const void* (*next_key)(void* payload));
 
 // Ends the collective `key` that not every participant joined (a rank that died): the parts queued
 // so far run at once and fail with CUDA_ERROR_LAUNCH_FAILED, poisoning their contexts as a faulting

@@ -18,11 +18,11 @@
 //     division); ncclReduceScatter gives rank r elements [r * count, (r + 1) * count).
 //   Integers (int8, uint8, int64) are copied only; other reduction operations and data types are
 //   refused (ncclInvalidArgument).
+// A collective queued during a stream capture is recorded into the graph, and every launch of the
+// graph joins a collective of its own (each rank's next one): ranks must replay in the same order.
 // ncclCommInitRank waits (on the host, up to 60 s) until every rank of the id has called it;
 // ncclCommAbort ends the collectives not every rank joined (their queued parts fail, poisoning those
 // contexts) and makes every later collective of the world fail with ncclRemoteError;
-// collectives during a stream capture are refused (the driver's hook refuses them: a graph would
-// replay one rank without the others), as ncclInvalidUsage.
 #include "host_work.h"
 
 #include <cuda.h>
@@ -96,6 +96,8 @@ enum class Kind { AllGather, Broadcast, AllReduce, ReduceScatter };
 
 // One rank's part of a collective.
 struct Part {
+  World* world;  // for a captured part's key at each graph launch (next_key)
+  int rank;
   Kind kind;
   const char* send;
   char* recv;
@@ -194,6 +196,16 @@ Result fail(Result r, const std::string& why) {
   return r;
 }
 
+// The key of rank part->rank's next collective of its world (a captured part, at each graph launch).
+const void* next_key(void* payload) {
+  const Part* part = static_cast<const Part*>(payload);
+  std::lock_guard<std::mutex> g(lock);
+  World* w = part->world;
+  size_t index = w->next_call[(size_t)part->rank]++;
+  while (w->calls.size() <= index) w->calls.push_back(0);
+  return &w->calls[index];
+}
+
 Result enqueue(Comm* comm, const char* call, Part part, size_t send_elements, size_t recv_elements, CUstream stream) {
   if (!comm) return fail(kInvalidArgument, std::string(call) + ": null communicator");
   const size_t bytes = type_bytes(part.type);
@@ -224,10 +236,8 @@ Result enqueue(Comm* comm, const char* call, Part part, size_t send_elements, si
   const bool sends = part.kind != Kind::Broadcast || part.root == comm->rank;
   Part* payload = new Part(part);
   const CUresult r = fo_emu_enqueue_collective(stream, call, key, comm->world->size, comm->rank, sends ? operands : operands + 1,
-                                               sends ? 2 : 1, run_collective, payload, [](void* p) { delete static_cast<Part*>(p); });
-  if (r == CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED) {
-    return fail(kInvalidUsage, std::string(call) + ": collectives cannot be captured in the emulator's NCCL");
-  }
+                                               sends ? 2 : 1, run_collective, payload, [](void* p) { delete static_cast<Part*>(p); },
+                                               next_key);
   if (r != CUDA_SUCCESS) return fail(kUnhandledCudaError, std::string(call) + ": CUDA error " + std::to_string(r));
   return kSuccess;
 }
@@ -346,17 +356,19 @@ int ncclGroupEnd() {
 
 int ncclAllGather(const void* sendbuff, void* recvbuff, size_t sendcount, int datatype, ncclComm_t comm, CUstream stream) {
   if (!comm) return fail(kInvalidArgument, "ncclAllGather: null communicator");
-  return enqueue(comm, "ncclAllGather", Part{Kind::AllGather, (const char*)sendbuff, (char*)recvbuff, sendcount, datatype, kSum, 0},
+  return enqueue(comm, "ncclAllGather", Part{comm->world, comm->rank, Kind::AllGather, (const char*)sendbuff, (char*)recvbuff, sendcount, datatype, kSum, 0},
                  sendcount, sendcount * (size_t)comm->world->size, stream);
 }
 
 int ncclBroadcast(const void* sendbuff, void* recvbuff, size_t count, int datatype, int root, ncclComm_t comm, CUstream stream) {
-  return enqueue(comm, "ncclBroadcast", Part{Kind::Broadcast, (const char*)sendbuff, (char*)recvbuff, count, datatype, kSum, root},
+  if (!comm) return fail(kInvalidArgument, "ncclBroadcast: null communicator");
+  return enqueue(comm, "ncclBroadcast", Part{comm->world, comm->rank, Kind::Broadcast, (const char*)sendbuff, (char*)recvbuff, count, datatype, kSum, root},
                  count, count, stream);
 }
 
 int ncclAllReduce(const void* sendbuff, void* recvbuff, size_t count, int datatype, int op, ncclComm_t comm, CUstream stream) {
-  return enqueue(comm, "ncclAllReduce", Part{Kind::AllReduce, (const char*)sendbuff, (char*)recvbuff, count, datatype, op, 0},
+  if (!comm) return fail(kInvalidArgument, "ncclAllReduce: null communicator");
+  return enqueue(comm, "ncclAllReduce", Part{comm->world, comm->rank, Kind::AllReduce, (const char*)sendbuff, (char*)recvbuff, count, datatype, op, 0},
                  count, count, stream);
 }
 
@@ -364,7 +376,7 @@ int ncclReduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount, in
                       CUstream stream) {
   if (!comm) return fail(kInvalidArgument, "ncclReduceScatter: null communicator");
   return enqueue(comm, "ncclReduceScatter",
-                 Part{Kind::ReduceScatter, (const char*)sendbuff, (char*)recvbuff, recvcount, datatype, op, 0},
+                 Part{comm->world, comm->rank, Kind::ReduceScatter, (const char*)sendbuff, (char*)recvbuff, recvcount, datatype, op, 0},
                  recvcount * (size_t)comm->world->size, recvcount, stream);
 }
 

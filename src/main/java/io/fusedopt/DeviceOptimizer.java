@@ -414,14 +414,22 @@ public final class DeviceOptimizer implements AutoCloseable {
      *     registered (nothing is captured then), the optimizer is closed, or an earlier step failed
      */
     public synchronized StepGraph captureStep() {
+        return captureStep(null);
+    }
+
+    /**
+     * {@link #captureStep()} with more work in the same graph after the step, queued by
+     * {@code alsoCaptured} on the capturing stream (a sharded step's NCCL broadcasts); null: none.
+     */
+    synchronized StepGraph captureStep(java.util.function.LongConsumer alsoCaptured) {
         ensureUsable();
-        if (program == null) requireRegisteredTensors("capture a step");
+        if (program == null && statisticsExchange == null) requireRegisteredTensors("capture a step");
         if (nonFinitePolicy == NonFinitePolicy.THROW) {
             throw new IllegalStateException("a captured step cannot throw on a non-finite gradient: use NonFinitePolicy.SKIP_STEP"
                     + " and read lastStep()");
         }
         StepProgram source = prepareProgram();
-        StepProgram.CapturedStep captured = source.capture();
+        StepProgram.CapturedStep captured = alsoCaptured == null ? source.capture() : source.capture(alsoCaptured);
         capturedFrom.put(captured, source);
         StepGraph graph = new StepGraph(this, captured);
         graphs.add(graph);

@@ -50,8 +50,8 @@ import java.util.Optional;
  * <p>On the CPU backends the ranks exchange through the host ({@link LocalCommunicator}: ranks as
  * threads of one JVM). On the CUDA backend they exchange through NCCL ({@link NcclCommunicator}, on
  * the optimizer's device and stream): the statistics all-gathered on the device inside the step,
- * the params broadcast from their owners after it, with no host round trip; such a step is not
- * captured into a CUDA graph yet (docs/sharding.md).
+ * the params broadcast from their owners after it, with no host round trip, and the whole step can
+ * be captured into one CUDA graph ({@link #captureStep()}; docs/sharding.md).
  */
 public final class ShardedOptimizer implements AutoCloseable {
     private final DeviceOptimizer local;
@@ -304,6 +304,67 @@ public final class ShardedOptimizer implements AutoCloseable {
             if (all[r].length > 0) return "rank " + r + ": " + new String(all[r], StandardCharsets.UTF_8);
         }
         return null;
+    }
+
+    /**
+     * One sharded step captured for replay, every rank calling it: on CUDA one CUDA graph of the
+     * whole step (the statistics' NCCL all-gather, the update, the params' NCCL broadcasts), so that
+     * a step costs one launch; on the CPU backends a replay is {@link #step()}. Every rank must
+     * replay its capture in the same order as the others (and take no other step between).
+     *
+     * @throws IllegalStateException as {@link #step()} for registrations that differ, and as
+     *     {@link DeviceOptimizer#captureStep()}
+     */
+    public ShardedStepGraph captureStep() {
+        if (local.backend() != Backend.CUDA) return new ShardedStepGraph(this, null, null);
+        NcclCommunicator nccl = (NcclCommunicator) communicator;
+        if (!verified) {
+            verifyRegistrations();
+            local.shareStatistics(deviceStatisticsExchange(nccl));
+        }
+        List<Tensor> order = registrationOrder();
+        List<TensorBuffer> params = new ArrayList<>(order.size());
+        int[] owners = new int[order.size()];
+        for (int i = 0; i < order.size(); i++) {
+            params.add(order.get(i).param());
+            owners[i] = order.get(i).owner();
+        }
+        StepGraph graph = local.captureStep(stream -> nccl.broadcastParams(params, owners, stream));
+        return new ShardedStepGraph(this, graph, nccl);
+    }
+
+    /** A captured sharded step ({@link #captureStep()}). */
+    public static final class ShardedStepGraph implements AutoCloseable {
+        private final ShardedOptimizer optimizer;
+        private final StepGraph graph;
+        private final NcclCommunicator nccl;
+
+        private ShardedStepGraph(ShardedOptimizer optimizer, StepGraph graph, NcclCommunicator nccl) {
+            this.optimizer = optimizer;
+            this.graph = graph;
+            this.nccl = nccl;
+        }
+
+        /**
+         * One sharded step (every rank replays); on CUDA it waits for the step's collectives at most
+         * the communicator's timeout, as {@link ShardedOptimizer#step()} does.
+         *
+         * @throws IllegalStateException as {@link StepGraph#replay()} (a tensor added since the capture)
+         * @throws CommunicationException past the timeout
+         */
+        public void replay() {
+            if (graph == null) {
+                optimizer.step();
+                return;
+            }
+            graph.replay();
+            nccl.awaitCollectives();
+        }
+
+        @Override
+        public void close() {
+            if (graph != null) graph.close();
+        }
     }
 
     /** Closes the local optimizer (not the communicator, which the caller owns). */

@@ -161,12 +161,24 @@ class ShardedOptimizerTest {
     /** One rank of a sharded run of the model: its optimizer built from {@code builder} over {@code communicator}; its bits. */
     static Map<String, int[]> runRank(DeviceOptimizer.Builder builder, Communicator communicator, Model model, int from, int to,
                                       Hook<ShardedOptimizer> before, Hook<ShardedOptimizer> after) throws Exception {
+        return runRank(builder, communicator, model, from, to, before, after, false);
+    }
+
+    /** As {@link #runRank(DeviceOptimizer.Builder, Communicator, Model, int, int, Hook, Hook)}, the steps replays of a capture when {@code captured}. */
+    static Map<String, int[]> runRank(DeviceOptimizer.Builder builder, Communicator communicator, Model model, int from, int to,
+                                      Hook<ShardedOptimizer> before, Hook<ShardedOptimizer> after, boolean captured) throws Exception {
         try (ShardedOptimizer opt = ShardedOptimizer.create(builder, communicator)) {
             List<ShardedOptimizer.Group> groups = new ArrayList<>();
             for (OptimizerConfig c : model.groups()) groups.add(opt.addGroup(c));
             Tensors tensors = Tensors.register(model, opt::allocate, (s, p, g) -> groups.get(s.group()).add(s.name(), p, g, s.shape()));
             before.accept(opt);
-            tensors.step(model, from, to, opt::step);
+            if (captured) {
+                try (ShardedOptimizer.ShardedStepGraph graph = opt.captureStep()) {
+                    tensors.step(model, from, to, graph::replay);
+                }
+            } else {
+                tensors.step(model, from, to, opt::step);
+            }
             after.accept(opt);
             return bits(model.tensors(), tensors.params(), opt.local());
         }
@@ -229,6 +241,16 @@ class ShardedOptimizerTest {
     void shardedStepsEqualTheUnshardedStepBitForBit(Backend backend, int worldSize) throws Exception {
         Model model = mixedModel(b -> b.optMaxGradNorm(0.5).optNonFinitePolicy(NonFinitePolicy.SKIP_STEP));
         assertShardedEqualsUnsharded(unsharded(backend, model), sharded(backend, model, worldSize), model.tensors());
+    }
+
+    /** On the CPU backends a captured sharded step replays as a step. */
+    @Test
+    void capturedStepsReplayAsSteps() throws Exception {
+        Model model = mixedModel(b -> b.optMaxGradNorm(0.5).optNonFinitePolicy(NonFinitePolicy.SKIP_STEP));
+        List<LocalCommunicator> world = LocalCommunicator.world(3, TIMEOUT);
+        assertShardedEqualsUnsharded(unsharded(Backend.CPU, model), onEveryRank(3, rank -> runRank(model.options().apply(
+                DeviceOptimizer.builder(model.groups().get(0)).optBackend(Backend.CPU_FAST)), world.get(rank), model, 0, STEPS,
+                o -> {}, o -> {}, true)), model.tensors());
     }
 
     /** Dynamic loss scaling: the scale's backoff after the non-finite step is every rank's, as the unsharded one's. */

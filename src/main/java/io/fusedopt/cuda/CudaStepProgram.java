@@ -231,7 +231,7 @@ final class CudaStepProgram implements StepProgram {
             exchangeWork.add(stream -> Driver.check(JCudaDriver.cuMemcpyDtoDAsync(Driver.pointerAt(send), Driver.pointerAt(partials),
                     (long) ownChunks * Double.BYTES, stream), "cuMemcpyDtoDAsync(partial sums)"));
         }
-        exchangeWork.add(stream -> nccl.nccl().allGather(send, gathered, padded, Nccl.DataType.FLOAT64));
+        exchangeWork.add(stream -> nccl.nccl().allGather(send, gathered, padded, Nccl.DataType.FLOAT64, Streams.handleOf(stream)));
         if (global > 0) {
             exchangeWork.add(new Launch(engine.modules().function("control", "fusedopt_order_partials"), engine.gridFor(global),
                     Pointer.to(ptr(gathered), ptr(order), Pointer.to(new int[] {global}), ptr(ordered)),
@@ -605,13 +605,17 @@ final class CudaStepProgram implements StepProgram {
      */
     @Override
     public CapturedStep capture() {
-        if (!exchangeWork.isEmpty()) {
-            throw new UnsupportedOperationException("a sharded step is not captured into a CUDA graph yet (its NCCL collectives go"
-                    + " to the communicator's stream): take steps with ShardedOptimizer.step()");
-        }
+        return capture(null);
+    }
+
+    @Override
+    public CapturedStep capture(java.util.function.LongConsumer alsoCaptured) {
         uploadChanges();
         engine.synchronize();
-        CUgraphExec exec = captureGraph(this::queue);
+        CUgraphExec exec = captureGraph(stream -> {
+            queue(stream);
+            if (alsoCaptured != null) alsoCaptured.accept(Streams.handleOf(stream));
+        });
         return new CapturedStep() {
             private boolean released;
 

@@ -225,12 +225,23 @@ final class Nccl {
 
         /** recv[r * count + i] = rank r's send[i]. */
         void allGather(long send, long recv, long count, DataType type) {
-            check(api().ncclAllGather(send, recv, count, type.code, open(), stream), "ncclAllGather(" + count + " " + type + ")", comm);
+            allGather(send, recv, count, type, Pointer.nativeValue(stream));
+        }
+
+        /** {@link #allGather(long, long, long, DataType)} on the stream {@code streamHandle} (a capturing one). */
+        void allGather(long send, long recv, long count, DataType type, long streamHandle) {
+            check(api().ncclAllGather(send, recv, count, type.code, open(), new Pointer(streamHandle)),
+                    "ncclAllGather(" + count + " " + type + ")", comm);
         }
 
         /** recv[i] = rank root's send[i] on every rank. */
         void broadcast(long send, long recv, long count, DataType type, int root) {
-            check(api().ncclBroadcast(send, recv, count, type.code, root, open(), stream),
+            broadcast(send, recv, count, type, root, Pointer.nativeValue(stream));
+        }
+
+        /** {@link #broadcast(long, long, long, DataType, int)} on the stream {@code streamHandle} (a capturing one). */
+        void broadcast(long send, long recv, long count, DataType type, int root, long streamHandle) {
+            check(api().ncclBroadcast(send, recv, count, type.code, root, open(), new Pointer(streamHandle)),
                     "ncclBroadcast(" + count + " " + type + ", root " + root + ")", comm);
         }
 

@@ -151,12 +151,20 @@ public final class NcclCommunicator implements Communicator, AutoCloseable {
      * @throws IllegalArgumentException for a param that is not device memory of the CUDA backend
      */
     public void broadcastParams(List<TensorBuffer> params, int[] owners) {
+        broadcastParams(params, owners, streamHandle == 0 ? Streams.LEGACY : streamHandle);
+    }
+
+    /**
+     * {@link #broadcastParams(List, int[])} on the stream {@code streamHandle}: a stream capturing a
+     * sharded step ({@link io.fusedopt.ShardedOptimizer#captureStep}).
+     */
+    public void broadcastParams(List<TensorBuffer> params, int[] owners, long streamHandle) {
         for (int t = 0; t < params.size(); t++) {
             if (!(params.get(t) instanceof DeviceBuffer buffer)) {
                 throw new IllegalArgumentException("param " + t + " is not device memory of the CUDA backend: " + params.get(t));
             }
             if (buffer.length() == 0) continue;
-            nccl.broadcast(buffer.address(), buffer.address(), buffer.length(), dataType(buffer.precision()), owners[t]);
+            nccl.broadcast(buffer.address(), buffer.address(), buffer.length(), dataType(buffer.precision()), owners[t], streamHandle);
         }
     }
 

@@ -18,6 +18,20 @@ final class Streams {
      * null: some of JCuda's wrappers (cuGraphLaunch) throw NullPointerException for a null stream.
      * JCuda has a constructor from a native handle, but keeps it package-private; this is its only use.
      */
+    /**
+     * The raw handle of a JCuda stream (for libraries bound outside JCuda, NCCL): JCuda keeps it in
+     * NativePointerObject, readable through its protected getNativePointer.
+     */
+    static long handleOf(CUstream stream) {
+        try {
+            java.lang.reflect.Method getter = jcuda.NativePointerObject.class.getDeclaredMethod("getNativePointer");
+            getter.setAccessible(true);
+            return (long) getter.invoke(stream);
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            throw new IllegalStateException("cannot read the handle of a CUstream with this JCuda version: " + e, e);
+        }
+    }
+
     static CUstream of(long handle) {
         long raw = handle == 0 ? LEGACY : handle;
         try {

@@ -42,6 +42,17 @@ public interface StepProgram extends AutoCloseable {
     CapturedStep capture();
 
     /**
+     * {@link #capture()} with more work in the same graph after the step: {@code alsoCaptured}
+     * queues it on the capturing stream, whose raw handle it is given (a sharded step's NCCL
+     * broadcasts of the params).
+     *
+     * @throws UnsupportedOperationException on a backend without graphs
+     */
+    default CapturedStep capture(java.util.function.LongConsumer alsoCaptured) {
+        throw new UnsupportedOperationException("this backend's step is not captured with more work");
+    }
+
+    /**
      * From the next run, the gradient statistics' total is {@code exchange}'s (a sharded step,
      * docs/sharding.md): the program still computes the partial sums of its own chunks, in
      * registration order, and hands them over when the gradient is checked. Null: its own total.
