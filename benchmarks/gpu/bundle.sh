@@ -23,6 +23,9 @@ rm -f "$out"/lib/jazzer-[0-9]*.jar
 # Nor XChart's vector-format exporters (PDF, SVG, EPS: 4 MB): the demo and its tests write PNGs only.
 rm -f "$out"/lib/pdfbox-*.jar "$out"/lib/fontbox-*.jar "$out"/lib/graphics2d-*.jar "$out"/lib/VectorGraphics2D-*.jar \
   "$out"/lib/commons-logging-*.jar
+# Nor DJL's PyTorch engine with its libtorch (115 MB): the DJL adapter's tests are not GPU tests
+# (the run selects the tag "gpu"); DJL's API stays, for the classes that compile against it.
+rm -f "$out"/lib/pytorch-native-cpu-*.jar "$out"/lib/pytorch-jni-*.jar "$out"/lib/pytorch-engine-*.jar
 for jar in "$out"/lib/jcuda-natives-*.jar; do
   zip -qd "$jar" 'lib/libJNvPTXCompiler*' 'lib/libJNvrtc*' 'lib/libJCudaRuntime*'
 done
