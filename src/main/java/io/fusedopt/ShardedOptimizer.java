@@ -192,14 +192,35 @@ public final class ShardedOptimizer implements AutoCloseable {
      * @throws CommunicationException when a rank does not reach an exchange in time
      */
     public void step() {
-        if (!verified) {
-            verifyRegistrations();
-            if (local.backend() == Backend.CUDA && communicator instanceof NcclCommunicator nccl) { // NCCL classes load on CUDA only
-                local.shareStatistics(deviceStatisticsExchange(nccl));
-            }
-        }
+        verifyOnce();
         local.step();
         gatherParams();
+    }
+
+    /**
+     * At the first step or capture after a registration: the ranks compare their registrations,
+     * and on CUDA the step program gets the statistics exchange of the current tensors.
+     */
+    private void verifyOnce() {
+        if (verified) return;
+        verifyRegistrations();
+        if (local.backend() == Backend.CUDA && communicator instanceof NcclCommunicator nccl) { // NCCL classes load on CUDA only
+            local.shareStatistics(deviceStatisticsExchange(nccl));
+        }
+    }
+
+    /** Every tensor's param in registration order, and its owner. */
+    private record ParamOwners(List<TensorBuffer> params, int[] owners) {}
+
+    private ParamOwners paramOwners() {
+        List<Tensor> order = registrationOrder();
+        List<TensorBuffer> params = new ArrayList<>(order.size());
+        int[] owners = new int[order.size()];
+        for (int i = 0; i < order.size(); i++) {
+            params.add(order.get(i).param());
+            owners[i] = order.get(i).owner();
+        }
+        return new ParamOwners(params, owners);
     }
 
     /**
@@ -318,18 +339,9 @@ public final class ShardedOptimizer implements AutoCloseable {
     public ShardedStepGraph captureStep() {
         if (local.backend() != Backend.CUDA) return new ShardedStepGraph(this, null, null);
         NcclCommunicator nccl = (NcclCommunicator) communicator;
-        if (!verified) {
-            verifyRegistrations();
-            local.shareStatistics(deviceStatisticsExchange(nccl));
-        }
-        List<Tensor> order = registrationOrder();
-        List<TensorBuffer> params = new ArrayList<>(order.size());
-        int[] owners = new int[order.size()];
-        for (int i = 0; i < order.size(); i++) {
-            params.add(order.get(i).param());
-            owners[i] = order.get(i).owner();
-        }
-        StepGraph graph = local.captureStep(stream -> nccl.broadcastParams(params, owners, stream));
+        verifyOnce();
+        ParamOwners all = paramOwners();
+        StepGraph graph = local.captureStep(stream -> nccl.broadcastParams(all.params(), all.owners(), stream));
         return new ShardedStepGraph(this, graph, nccl);
     }
 
@@ -455,18 +467,13 @@ public final class ShardedOptimizer implements AutoCloseable {
      * CUDA an NCCL broadcast of each tensor from its owner, on the stream; else through the host.
      */
     private void gatherParams() {
-        List<Tensor> order = registrationOrder();
         if (local.backend() == Backend.CUDA && communicator instanceof NcclCommunicator nccl) { // NCCL classes load on CUDA only
-            List<TensorBuffer> params = new ArrayList<>(order.size());
-            int[] owners = new int[order.size()];
-            for (int i = 0; i < order.size(); i++) {
-                params.add(order.get(i).param());
-                owners[i] = order.get(i).owner();
-            }
-            nccl.broadcastParams(params, owners);
+            ParamOwners all = paramOwners();
+            nccl.broadcastParams(all.params(), all.owners());
             nccl.awaitCollectives(); // bounds the wait for a rank that died by the communicator's timeout
             return;
         }
+        List<Tensor> order = registrationOrder();
         long floats = 0;
         for (Tensor t : order) if (t.owner() == rank) floats += t.param().length();
         ByteBuffer mine = ByteBuffer.allocate(Math.toIntExact(floats * Float.BYTES)).order(ByteOrder.LITTLE_ENDIAN);
