@@ -5,9 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.fusedopt.internal.Algorithms;
 import io.fusedopt.internal.UpdatePlan;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
 import java.util.TreeSet;
@@ -48,7 +45,7 @@ class MemoryTableTest {
 
     @Test
     void everyCellIsWhatTheOptimizerOwns() throws Exception {
-        List<String[]> rows = readTable();
+        List<String[]> rows = ReadmeTable.bodyRows("### Memory per parameter", 2 + Setup.values().length);
         Set<String> named = new TreeSet<>();
         for (String[] row : rows) {
             String name = row[0].replace("`", "").trim();
@@ -76,21 +73,5 @@ class MemoryTableTest {
             }
         }
         assertEquals(new TreeSet<>(Algorithms.benchmarkConfigs().keySet()), named, "a row per bench configuration");
-    }
-
-    /** The table's body rows, split into cells (the leading and trailing '|' dropped). */
-    private static List<String[]> readTable() throws Exception {
-        List<String> lines = Files.readAllLines(Path.of("README.md"));
-        int start = lines.indexOf("### Memory per parameter");
-        assertTrue(start >= 0, "README.md has no 'Memory per parameter' section");
-        List<String[]> rows = new ArrayList<>();
-        for (int i = start + 1; i < lines.size() && !lines.get(i).startsWith("#"); i++) {
-            String line = lines.get(i);
-            if (!line.startsWith("| `")) continue;
-            String[] cells = line.substring(1, line.length() - 1).split("\\|");
-            assertEquals(2 + Setup.values().length, cells.length, line);
-            rows.add(cells);
-        }
-        return rows;
     }
 }

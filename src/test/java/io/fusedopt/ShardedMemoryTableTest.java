@@ -5,8 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.fusedopt.internal.Algorithms;
 import io.fusedopt.internal.UpdatePlan;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -65,7 +63,7 @@ class ShardedMemoryTableTest {
 
     @Test
     void everyCellIsTheFormulaAndWhatTheRanksOwn() throws Exception {
-        List<String[]> rows = readTable();
+        List<String[]> rows = ReadmeTable.bodyRows("### Memory per rank, sharded", 3 + WORLD_SIZES.length);
         assertEquals(11, rows.size(), "3 storages by their state counts");
         for (String[] row : rows) {
             Storage storage = Storage.of(row[0].trim());
@@ -120,21 +118,5 @@ class ShardedMemoryTableTest {
     /** A tensor's shape: a vector, or Muon's 64 x 64 matrix. */
     private static long[] shapeOf(OptimizerConfig config) {
         return config instanceof Muon ? new long[] {64, 64} : new long[] {N};
-    }
-
-    /** The table's body rows, split into cells (the leading and trailing '|' dropped). */
-    private static List<String[]> readTable() throws Exception {
-        List<String> lines = Files.readAllLines(Path.of("README.md"));
-        int start = lines.indexOf("### Memory per rank, sharded");
-        assertTrue(start >= 0, "README.md has no 'Memory per rank, sharded' section");
-        List<String[]> rows = new ArrayList<>();
-        for (int i = start + 1; i < lines.size() && !lines.get(i).startsWith("#"); i++) {
-            String line = lines.get(i);
-            if (!line.startsWith("| ") || line.startsWith("| storage") || line.startsWith("| ---")) continue;
-            String[] cells = line.substring(1, line.length() - 1).split("\\|");
-            assertEquals(3 + WORLD_SIZES.length, cells.length, line);
-            rows.add(cells);
-        }
-        return rows;
     }
 }
