@@ -40,9 +40,8 @@ required=(cuInit cuDriverGetVersion cuDeviceGetCount cuDeviceGet cuDeviceGetName
 cublas_required=(cublasCreate_v2 cublasDestroy_v2 cublasSetStream_v2 cublasGetStream_v2 cublasSetMathMode cublasGetMathMode
   cublasSetPointerMode_v2 cublasGetPointerMode_v2 cublasSaxpy_v2 cublasSgemmStridedBatched cublasGemmStridedBatchedEx)
 # The NCCL entry points fusedopt's binding (io.fusedopt.cuda.Nccl) declares: the double defines exactly these.
-nccl_required=(ncclGetVersion ncclGetUniqueId ncclCommInitRank ncclCommDestroy ncclCommAbort ncclCommCount ncclCommCuDevice
-  ncclCommUserRank ncclGetErrorString ncclGetLastError ncclGroupStart ncclGroupEnd ncclAllGather ncclBroadcast ncclAllReduce
-  ncclReduceScatter)
+nccl_required=(ncclGetVersion ncclGetUniqueId ncclCommInitRank ncclCommDestroy ncclCommAbort ncclCommCuDevice
+  ncclGetErrorString ncclGetLastError ncclAllGather ncclBroadcast ncclAllReduce ncclReduceScatter)
 
 [[ "$(uname -s)-$(uname -m)" == Linux-x86_64 ]] || unavailable "the emulator runs on x86-64 Linux only (this is $(uname -s)-$(uname -m))"
 command -v g++ >/dev/null 2>&1 || unavailable "g++ is not on the PATH"

@@ -327,30 +327,9 @@ int ncclCommAbort(ncclComm_t comm) {
   return kSuccess;
 }
 
-int ncclCommCount(const ncclComm_t comm, int* count) {
-  if (!comm || !count) return fail(kInvalidArgument, "ncclCommCount: null pointer");
-  *count = comm->world->size;
-  return kSuccess;
-}
-
 int ncclCommCuDevice(const ncclComm_t comm, int* device) {
   if (!comm || !device) return fail(kInvalidArgument, "ncclCommCuDevice: null pointer");
   *device = comm->device;
-  return kSuccess;
-}
-
-int ncclCommUserRank(const ncclComm_t comm, int* rank) {
-  if (!comm || !rank) return fail(kInvalidArgument, "ncclCommUserRank: null pointer");
-  *rank = comm->rank;
-  return kSuccess;
-}
-
-// Groups only batch the calls between them; each collective here is queued at its call already.
-int ncclGroupStart() {
-  return kSuccess;
-}
-
-int ncclGroupEnd() {
   return kSuccess;
 }
 

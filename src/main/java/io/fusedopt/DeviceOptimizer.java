@@ -1156,12 +1156,17 @@ public final class DeviceOptimizer implements AutoCloseable {
 
     /** Reserves a parameter name, unique within this optimizer. */
     synchronized void claimName(String name) {
+        requireValidName(name);
+        if (!parameterNames.add(name)) throw new IllegalArgumentException("a parameter named '" + name + "' already exists");
+    }
+
+    /** A parameter name: not null or blank, at most {@link Parameter#MAX_NAME_LENGTH} characters. */
+    static void requireValidName(String name) {
         if (name == null || name.isBlank()) throw new IllegalArgumentException("parameter name must not be null or blank");
         if (name.length() > Parameter.MAX_NAME_LENGTH) {
             throw new IllegalArgumentException("parameter name must be at most " + Parameter.MAX_NAME_LENGTH + " characters (the"
                     + " longest a checkpoint can load), got " + name.length() + " characters starting '" + name.substring(0, 40) + "...'");
         }
-        if (!parameterNames.add(name)) throw new IllegalArgumentException("a parameter named '" + name + "' already exists");
     }
 
     synchronized void releaseName(String name) {

@@ -213,18 +213,7 @@ public final class ParamGroup {
             optimizer.ensureUsable();
             AbstractTensorBuffer p = optimizer.ownBuffer("param", param);
             AbstractTensorBuffer g = optimizer.ownBuffer("grad", grad);
-            if (p == g) throw new IllegalArgumentException("param and grad must be different buffers");
-            if (optimizer.stochasticRoundingSeed().isPresent() && p.precision() == Precision.FP32) {
-                throw new IllegalArgumentException("param '" + name + "' is FP32, but this optimizer rounds params stochastically"
-                        + " (optStochasticRounding), which is for BF16 or FP16 params: allocate it in a 16-bit format, or use"
-                        + " another optimizer for FP32 params");
-            }
-            if (p.length() != g.length()) {
-                throw new IllegalArgumentException("param '" + name + "' has " + p.length() + " elements but its grad has "
-                        + g.length());
-            }
-            long[] dims = checkedDims(name, shape, p.length());
-            Algorithms.of(config).requireSupportedShape(name, dims == null ? new long[] {p.length()} : dims);
+            long[] dims = checkedTensor(name, p, g, shape);
             requireUnregistered("param", p);
             requireUnregistered("grad", g);
             optimizer.requireUnsharedMemory("param '" + name + "'", p, "grad of '" + name + "'", g);
@@ -274,6 +263,29 @@ public final class ParamGroup {
         long product = 1;
         for (long d : shape) product *= d;
         return product;
+    }
+
+    /**
+     * The checks of {@link #add(String, TensorBuffer, TensorBuffer, long...)} that need neither the
+     * buffers' memory nor the optimizer's registrations: param and grad different buffers of one
+     * length, 16-bit params under stochastic rounding, the shape against the length and against the
+     * group's algorithm. Returns the checked dims ({@link #checkedDims}). A sharded optimizer runs
+     * them on every rank, so that the ranks that do not own a tensor refuse it as its owner does.
+     */
+    long[] checkedTensor(String name, TensorBuffer param, TensorBuffer grad, long[] shape) {
+        if (param == grad) throw new IllegalArgumentException("param and grad must be different buffers");
+        if (optimizer.stochasticRoundingSeed().isPresent() && param.precision() == Precision.FP32) {
+            throw new IllegalArgumentException("param '" + name + "' is FP32, but this optimizer rounds params stochastically"
+                    + " (optStochasticRounding), which is for BF16 or FP16 params: allocate it in a 16-bit format, or use"
+                    + " another optimizer for FP32 params");
+        }
+        if (param.length() != grad.length()) {
+            throw new IllegalArgumentException("param '" + name + "' has " + param.length() + " elements but its grad has "
+                    + grad.length());
+        }
+        long[] dims = checkedDims(name, shape, param.length());
+        Algorithms.of(config).requireSupportedShape(name, dims == null ? new long[] {param.length()} : dims);
+        return dims;
     }
 
     /**

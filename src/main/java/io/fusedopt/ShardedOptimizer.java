@@ -70,7 +70,7 @@ public final class ShardedOptimizer implements AutoCloseable {
     /** A registered tensor: its buffers (full on every rank), its shape, its owner. */
     private record Tensor(String name, TensorBuffer param, TensorBuffer grad, long[] shape, int owner) {
         long chunks() {
-            return (param.length() + SegmentTable.CHUNK_ELEMENTS - 1) / SegmentTable.CHUNK_ELEMENTS;
+            return SegmentTable.chunksOf(param.length());
         }
     }
 
@@ -87,8 +87,8 @@ public final class ShardedOptimizer implements AutoCloseable {
      *
      * @throws IllegalArgumentException for a communicator whose world size is below 1 or whose rank
      *     is outside [0, world size)
-     * @throws UnsupportedOperationException when the builder's backend is CUDA (or AUTO chose it):
-     *     the CUDA backend's exchanges need NCCL, which is not built yet
+     * @throws IllegalArgumentException also when the builder's backend is CUDA (or AUTO chose it)
+     *     and the communicator is not an {@link NcclCommunicator} of the builder's device and stream
      */
     public static ShardedOptimizer create(DeviceOptimizer.Builder builder, Communicator communicator) {
         Check.notNull("builder", builder);
@@ -223,26 +223,17 @@ public final class ShardedOptimizer implements AutoCloseable {
         return new ParamOwners(params, owners);
     }
 
-    /**
-     * The CUDA step program's exchange for the current registrations: each rank's chunk count, and
-     * for each chunk in the global registration order where the all-gather puts its partial sum
-     * (its owner's index times the largest count, plus its index among its owner's chunks).
-     */
+    /** The CUDA step program's exchange for the current registrations: the owner of each chunk, in registration order. */
     private StepProgram.StatisticsExchange deviceStatisticsExchange(NcclCommunicator nccl) {
         List<Tensor> order = registrationOrder();
-        int[] chunksPerRank = new int[worldSize];
-        for (Tensor t : order) chunksPerRank[t.owner()] += Math.toIntExact(t.chunks());
-        int padded = 1;
-        for (int c : chunksPerRank) padded = Math.max(padded, c);
-        int[] next = new int[worldSize];
-        int total = 0;
-        for (int c : chunksPerRank) total += c;
-        int[] positions = new int[total];
+        long total = 0;
+        for (Tensor t : order) total += t.chunks();
+        int[] chunkOwners = new int[Math.toIntExact(total)];
         int g = 0;
         for (Tensor t : order) {
-            for (long c = 0; c < t.chunks(); c++) positions[g++] = t.owner() * padded + next[t.owner()]++;
+            for (long c = 0; c < t.chunks(); c++) chunkOwners[g++] = t.owner();
         }
-        return nccl.statisticsExchange(chunksPerRank, positions);
+        return nccl.statisticsExchange(chunkOwners);
     }
 
     /**
@@ -528,15 +519,10 @@ public final class ShardedOptimizer implements AutoCloseable {
         public Optional<Parameter> add(String name, TensorBuffer param, TensorBuffer grad, long... shape) {
             Check.notNull("param", param);
             Check.notNull("grad", grad);
-            if (name == null || name.isBlank()) throw new IllegalArgumentException("parameter name must not be null or blank");
+            DeviceOptimizer.requireValidName(name);
             if (byName.containsKey(name)) throw new IllegalArgumentException("a parameter named '" + name + "' already exists");
-            if (param.length() != grad.length()) {
-                throw new IllegalArgumentException("param '" + name + "' has " + param.length() + " elements but its grad has "
-                        + grad.length());
-            }
-            long[] dims = ParamGroup.checkedDims(name, shape, param.length());
+            long[] dims = local.checkedTensor(name, param, grad, shape);
             long[] fullShape = dims == null ? new long[] {param.length()} : dims;
-            Algorithms.of(local.config()).requireSupportedShape(name, fullShape);
             int owner = 0;
             for (int r = 1; r < worldSize; r++) if (ownedElements[r] < ownedElements[owner]) owner = r;
             Optional<Parameter> registered = owner == rank ? Optional.of(local.add(name, param, grad, fullShape)) : Optional.empty();

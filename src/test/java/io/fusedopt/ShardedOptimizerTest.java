@@ -18,6 +18,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.function.UnaryOperator;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.function.Executable;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -391,6 +392,35 @@ class ShardedOptimizerTest {
             assertThrows(IllegalArgumentException.class, () -> g.add("y", opt.local().wrapHost(new float[4]), opt.local().wrapHost(new float[4]), 3, 2));
             assertEquals(0, opt.owner("w"));
             assertThrows(IllegalArgumentException.class, () -> opt.owner("x"), "nothing was registered by the refusals");
+        }
+    }
+
+    /**
+     * A rank refuses a tensor that it would not own as its owner refuses it (the checks that need no
+     * registration of the owner's: the name, the buffers' lengths and formats, the shape), so that
+     * no rank registers what another refused.
+     */
+    @Test
+    void aRankRefusesWhatTheOwnerWouldRefuse() {
+        DeviceOptimizer.Builder builder = DeviceOptimizer.builder(Adam.adamW().build()).optBackend(Backend.CPU).optStochasticRounding(7);
+        try (ShardedOptimizer opt = ShardedOptimizer.create(builder, LocalCommunicator.world(2, TIMEOUT).get(0));
+             DeviceOptimizer unsharded = builder.build()) {
+            ShardedOptimizer.Group g = opt.addGroup();
+            ParamGroup u = unsharded.addGroup();
+            assertTrue(g.add("a", opt.allocate(8, Precision.BF16), opt.allocate(8, Precision.BF16)).isPresent());
+            assertEquals(0, opt.owner("a"), "so the next tensor goes to rank 1, not this one");
+            String longName = "n".repeat(Parameter.MAX_NAME_LENGTH + 1);
+            TensorBuffer bf16 = opt.allocate(8, Precision.BF16), fp32 = opt.allocate(8, Precision.FP32);
+            TensorBuffer uBf16 = unsharded.allocate(8, Precision.BF16), uFp32 = unsharded.allocate(8, Precision.FP32);
+            List<Executable> sharded = List.of(() -> g.add(longName, bf16, opt.allocate(8, Precision.BF16)),
+                    () -> g.add("fp32", fp32, opt.allocate(8, Precision.FP32)), () -> g.add("same", bf16, bf16));
+            List<Executable> plain = List.of(() -> u.add(longName, uBf16, unsharded.allocate(8, Precision.BF16)),
+                    () -> u.add("fp32", uFp32, unsharded.allocate(8, Precision.FP32)), () -> u.add("same", uBf16, uBf16));
+            for (int i = 0; i < sharded.size(); i++) {
+                String expected = assertThrows(IllegalArgumentException.class, plain.get(i)).getMessage();
+                assertEquals(expected, assertThrows(IllegalArgumentException.class, sharded.get(i)).getMessage());
+            }
+            assertThrows(IllegalArgumentException.class, () -> opt.owner("fp32"), "nothing was registered by the refusals");
         }
     }
 

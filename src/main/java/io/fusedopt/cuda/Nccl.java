@@ -73,19 +73,11 @@ final class Nccl {
 
         int ncclCommAbort(Pointer comm);
 
-        int ncclCommCount(Pointer comm, IntByReference count);
-
         int ncclCommCuDevice(Pointer comm, IntByReference device);
-
-        int ncclCommUserRank(Pointer comm, IntByReference rank);
 
         String ncclGetErrorString(int result);
 
         String ncclGetLastError(Pointer comm);
-
-        int ncclGroupStart();
-
-        int ncclGroupEnd();
 
         int ncclAllGather(long sendbuff, long recvbuff, long sendcount, int datatype, Pointer comm, Pointer stream);
 

@@ -135,13 +135,15 @@ public final class NcclCommunicator implements Communicator, AutoCloseable {
     }
 
     /**
-     * The gradient statistics' exchange of a sharded step on the device: {@code chunksPerRank[r]}
-     * partial sums from rank r, placed by {@code order} (for each chunk in the global registration
-     * order: r * max(chunksPerRank) + its index among rank r's) for the finalize kernel.
+     * The gradient statistics' exchange of a sharded step on the device, for partial sums whose
+     * owners, in the global registration order, are {@code chunkOwners}: each rank sends its own,
+     * in that order, and the step program puts all of them in that order for the finalize kernel.
      * For {@link io.fusedopt.ShardedOptimizer}; the step program of this rank's optimizer runs it.
+     *
+     * @throws IllegalArgumentException for an owner outside [0, world size)
      */
-    public StepProgram.StatisticsExchange statisticsExchange(int[] chunksPerRank, int[] order) {
-        return new NcclStatisticsExchange(nccl, chunksPerRank.clone(), order.clone());
+    public StepProgram.StatisticsExchange statisticsExchange(int[] chunkOwners) {
+        return NcclStatisticsExchange.of(nccl, chunkOwners);
     }
 
     /**
@@ -151,7 +153,7 @@ public final class NcclCommunicator implements Communicator, AutoCloseable {
      * @throws IllegalArgumentException for a param that is not device memory of the CUDA backend
      */
     public void broadcastParams(List<TensorBuffer> params, int[] owners) {
-        broadcastParams(params, owners, streamHandle == 0 ? Streams.LEGACY : streamHandle);
+        broadcastParams(params, owners, engine.streamHandle());
     }
 
     /**

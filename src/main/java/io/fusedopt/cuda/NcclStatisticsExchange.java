@@ -10,15 +10,27 @@ import io.fusedopt.internal.StepProgram;
  *
  * @param nccl          this rank's communicator
  * @param chunksPerRank each rank's number of partial sums (its tensors' chunks)
+ * @param paddedChunks  the largest rank's count: each rank's part of the all-gather (at least 1, NCCL's smallest)
  * @param order         for each chunk in the global registration order, where its partial sum lies in
- *                      the gathered array: rank * max(chunksPerRank) + its index among the rank's
+ *                      the gathered array: rank * paddedChunks + its index among the rank's
  */
-record NcclStatisticsExchange(Nccl.Communicator nccl, int[] chunksPerRank, int[] order) implements StepProgram.StatisticsExchange {
-    /** The largest rank's count: each rank's part of the all-gather (at least 1, NCCL's smallest). */
-    int paddedChunks() {
-        int max = 1;
-        for (int c : chunksPerRank) max = Math.max(max, c);
-        return max;
+record NcclStatisticsExchange(Nccl.Communicator nccl, int[] chunksPerRank, int paddedChunks, int[] order)
+        implements StepProgram.StatisticsExchange {
+    /** The exchange of partial sums whose owners, in the global registration order, are {@code chunkOwners}. */
+    static NcclStatisticsExchange of(Nccl.Communicator nccl, int[] chunkOwners) {
+        int[] chunksPerRank = new int[nccl.worldSize()];
+        for (int owner : chunkOwners) {
+            if (owner < 0 || owner >= chunksPerRank.length) {
+                throw new IllegalArgumentException("chunk owner " + owner + " is outside [0, " + chunksPerRank.length + ")");
+            }
+            chunksPerRank[owner]++;
+        }
+        int padded = 1;
+        for (int c : chunksPerRank) padded = Math.max(padded, c);
+        int[] next = new int[chunksPerRank.length];
+        int[] order = new int[chunkOwners.length];
+        for (int c = 0; c < chunkOwners.length; c++) order[c] = chunkOwners[c] * padded + next[chunkOwners[c]]++;
+        return new NcclStatisticsExchange(nccl, chunksPerRank, padded, order);
     }
 
     /** Never called: the CUDA step program exchanges on the device. */

@@ -46,7 +46,8 @@ public final class SegmentTable {
         return new SegmentTable(lengths.clone(), tensor, start);
     }
 
-    static long chunksOf(long length) {
+    /** The chunks of a tensor of {@code length} elements: its length over {@link #CHUNK_ELEMENTS}, rounded up. */
+    public static long chunksOf(long length) {
         return (length + CHUNK_ELEMENTS - 1) / CHUNK_ELEMENTS;
     }
 
