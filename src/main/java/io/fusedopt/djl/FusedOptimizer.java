@@ -158,13 +158,23 @@ public final class FusedOptimizer extends Optimizer implements AutoCloseable {
                 throw new IllegalStateException("parameter '" + t.name() + "' changed shape to " + weight.getShape() + " (it had "
                         + t.param().length() + " elements): build a new FusedOptimizer for the new shapes");
             }
-            if (!t.copied() && !(t.weightMemory().equals(memoryOf(weight)) && t.gradMemory().equals(memoryOf(weight.getGradient())))) {
+            if (t.copied()) continue;
+            boolean sameMemory = t.weightMemory().equals(memoryOf(weight));
+            if (sameMemory) { // a new array would have no gradient (getGradient throws)
+                try (NDArray grad = weight.getGradient()) { // a new array of the parameters' manager at each call: closed here
+                    sameMemory = t.gradMemory().equals(memoryOf(grad));
+                }
+            }
+            if (!sameMemory) {
                 throw new IllegalStateException("parameter '" + t.name() + "' or its gradient lies in other memory than at the first"
                         + " step: FusedOptimizer updates the memory it registered; build a new one");
             }
         }
         for (Tensor t : tensors.values()) {
-            if (t.copied()) t.gradient().copyFrom(t.parameter().getArray().getGradient().toFloatArray());
+            if (!t.copied()) continue;
+            try (NDArray grad = t.parameter().getArray().getGradient()) {
+                t.gradient().copyFrom(grad.toFloatArray());
+            }
         }
         optimizer.step();
         // DJL's own optimizers zero the gradient they applied (DJL's PyTorch engine accumulates
@@ -174,7 +184,9 @@ public final class FusedOptimizer extends Optimizer implements AutoCloseable {
             if (!t.copied()) continue;
             NDArray weight = t.parameter().getArray();
             weight.set(t.param().toArray());
-            weight.getGradient().subi(weight.getGradient());
+            try (NDArray grad = weight.getGradient()) {
+                grad.subi(grad);
+            }
         }
     }
 
@@ -201,9 +213,10 @@ public final class FusedOptimizer extends Optimizer implements AutoCloseable {
             OptimizerConfig config = rule < groupRules.size() ? groupRules.get(rule).getValue() : defaults;
             ParamGroup group = groups.computeIfAbsent(rule, r -> optimizer.addGroup(config));
             FloatBuffer weightMemory = aliasable(weight);
-            FloatBuffer gradMemory = aliasable(weight.getGradient());
-            boolean copied = weightMemory == null || gradMemory == null
-                    || MemoryRange.of(weightMemory) == null || MemoryRange.of(gradMemory) == null;
+            FloatBuffer gradMemory = aliasable(weight.getGradient()); // kept open: the optimizer wraps its memory
+            MemoryRange weightRange = weightMemory == null ? null : MemoryRange.of(weightMemory);
+            MemoryRange gradRange = gradMemory == null ? null : MemoryRange.of(gradMemory);
+            boolean copied = weightRange == null || gradRange == null;
             TensorBuffer param, gradient;
             if (copied) {
                 param = optimizer.allocate(weight.size());
@@ -215,8 +228,7 @@ public final class FusedOptimizer extends Optimizer implements AutoCloseable {
             }
             long[] shape = weight.getShape().getShape();
             group.add(name, param, gradient, shape.length == 0 ? new long[] {1} : shape);
-            tensors.put(p.getId(), new Tensor(name, p, weight, param, gradient, copied ? null : MemoryRange.of(weightMemory),
-                    copied ? null : MemoryRange.of(gradMemory)));
+            tensors.put(p.getId(), new Tensor(name, p, weight, param, gradient, copied ? null : weightRange, copied ? null : gradRange));
         }
         registered = true;
     }
