@@ -6,6 +6,7 @@ import io.fusedopt.internal.GroupTable;
 import io.fusedopt.internal.KernelBatch;
 import io.fusedopt.internal.MatrixKernel;
 import io.fusedopt.internal.NewtonSchulz;
+import io.fusedopt.internal.SegmentTable;
 import io.fusedopt.internal.StepControl;
 import io.fusedopt.internal.StepScalars;
 import io.fusedopt.internal.StochasticRounding;
@@ -65,7 +66,7 @@ final class HostMatrixPhase {
         operands = new FloatBuffer[operandCount];
         for (int j = 0; j < operandCount; j++) operands[j] = FloatBuffer.wrap(arrays[j]);
         roundedBits = new short[longest];
-        partials = new double[TensorNorms.chunks(longest)];
+        partials = new double[(int) SegmentTable.chunksOf(longest)];
     }
 
     /**

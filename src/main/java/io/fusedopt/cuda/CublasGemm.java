@@ -124,8 +124,6 @@ final class CublasGemm implements AutoCloseable {
         int transposeSecond = product.transposeA() ? cublasOperation.CUBLAS_OP_T : cublasOperation.CUBLAS_OP_N;
         int ldFirst = product.transposeB() ? product.k() : product.n();
         int ldSecond = product.transposeA() ? product.m() : product.k();
-        String call = (product.input() == Input.FP32 ? "cublasSgemmStridedBatched" : "cublasGemmStridedBatchedEx") + "("
-                + product + ")";
         int status = product.input() == Input.FP32
                 ? JCublas2.cublasSgemmStridedBatched(handle, transposeFirst, transposeSecond, m, n, k, Pointer.to(this.alpha),
                         Driver.pointerAt(b), ldFirst, product.bElements(), Driver.pointerAt(a), ldSecond, product.aElements(),
@@ -135,7 +133,10 @@ final class CublasGemm implements AutoCloseable {
                         product.input().cudaType, ldSecond, product.aElements(), Pointer.to(this.beta), Driver.pointerAt(c),
                         cudaDataType.CUDA_R_32F, m, product.cElements(), product.batches(), cublasComputeType.CUBLAS_COMPUTE_32F,
                         cublasGemmAlgo.CUBLAS_GEMM_DEFAULT);
-        check(status, call);
+        if (status != cublasStatus.CUBLAS_STATUS_SUCCESS) { // the call's name only for the failure: a step queues many
+            check(status, (product.input() == Input.FP32 ? "cublasSgemmStridedBatched" : "cublasGemmStridedBatchedEx") + "("
+                    + product + ")");
+        }
     }
 
     /** Throws {@link CudaException} naming the call and the cublasStatus unless {@code status} is success. */

@@ -120,8 +120,8 @@ final class CudaStepProgram implements StepProgram {
             byte[] segmentBytes = groups.segmentTable(); // fixed capacity per group: a new schedule fits in place
             segments = upload(Pointer.to(segmentBytes), segmentBytes.length, "schedule segments");
             // FoEntryStep per entry (own step, lr), written by the finalize kernel before any update reads it.
-            long steps = upload(Pointer.to(new byte[g * ENTRY_STEP_BYTES]), (long) g * ENTRY_STEP_BYTES, "entry steps");
-            long flags = upload(Pointer.to(groups.flags()), (long) g * Integer.BYTES, "step flags");
+            entrySteps = upload(Pointer.to(new byte[g * ENTRY_STEP_BYTES]), (long) g * ENTRY_STEP_BYTES, "entry steps");
+            stepFlags = upload(Pointer.to(groups.flags()), (long) g * Integer.BYTES, "step flags");
 
             int totalChunks = 0;
             List<long[]> tables = new ArrayList<>(); // {tensors, chunks, chunkCount}
@@ -144,8 +144,6 @@ final class CudaStepProgram implements StepProgram {
             }
             partials = upload(Pointer.to(new double[totalChunks]), (long) totalChunks * Double.BYTES, "partial sums");
             ownChunks = totalChunks;
-            entrySteps = steps;
-            stepFlags = flags;
             int[] positions = GradientStatistics.registrationPositions(batches);
             long partialPositions = upload(Pointer.to(positions), (long) positions.length * Integer.BYTES,
                     "partial sum positions");
@@ -167,14 +165,14 @@ final class CudaStepProgram implements StepProgram {
                 CUfunction update = batch.quantized() ? modules.quantizedFunction(batch.kernel()) : modules.function(batch.kernel(), batch.mixed());
                 String call = "cuLaunchKernel(" + entry + ", " + batch.tensors().size() + " tensors, " + chunkCount + " chunks)";
                 if (batch.kernel() instanceof LayerwiseKernel layerwise) {
-                    addLayerwiseLaunches(layerwise, batch, segmentTables.get(b), t, update, call, steps, flags);
+                    addLayerwiseLaunches(layerwise, batch, segmentTables.get(b), t, update, call);
                 } else if (batch.kernel() instanceof MatrixKernel matrix) {
-                    addMatrixLaunches(matrix, batch, segmentTables.get(b), t, update, call, steps, flags);
+                    addMatrixLaunches(matrix, batch, segmentTables.get(b), t, update, call);
                 } else if (batch.kernel() instanceof FactoredKernel) {
-                    addFactoredLaunch(batch, t, update, steps, flags);
+                    addFactoredLaunch(batch, t, update);
                 } else {
                     List<Pointer> args = new ArrayList<>(List.of(ptr(t[0]), ptr(t[1]), Pointer.to(new int[] {chunkCount}), ptr(control),
-                            ptr(hyper), ptr(steps), ptr(flags)));
+                            ptr(hyper), ptr(entrySteps), ptr(stepFlags)));
                     if (batch.quantized()) args.add(ptr(engine.codeMapsAddress())); // the _q8 entry's last argument
                     updateLaunches.add(new Launch(update, engine.gridFor(chunkCount), Pointer.to(args.toArray(new Pointer[0])), call));
                 }
@@ -247,17 +245,17 @@ final class CudaStepProgram implements StepProgram {
      * its chunks' range: a tensor's chunks are consecutive), then the update, which reads them.
      */
     private void addLayerwiseLaunches(LayerwiseKernel kernel, KernelBatch batch, SegmentTable segments, long[] table,
-                                      CUfunction update, String updateCall, long steps, long flags) {
+                                      CUfunction update, String updateCall) {
         int chunkCount = segments.chunkCount();
         long chunkSums = upload(Pointer.to(new double[2 * chunkCount]), 2L * chunkCount * Double.BYTES, "chunk norm sums");
         String normsEntry = batch.mixed() ? kernel.normsMixedEntryPoint() : kernel.normsEntryPoint();
         KernelModules modules = engine.modules();
         updateLaunches.add(new Launch(modules.normsFunction(kernel, batch.mixed()), engine.gridFor(chunkCount),
-                Pointer.to(ptr(table[0]), ptr(table[1]), Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(steps),
-                        ptr(flags), ptr(chunkSums)), "cuLaunchKernel(" + normsEntry + ", " + chunkCount + " chunks)"));
+                Pointer.to(ptr(table[0]), ptr(table[1]), Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(entrySteps),
+                        ptr(stepFlags), ptr(chunkSums)), "cuLaunchKernel(" + normsEntry + ", " + chunkCount + " chunks)"));
         long tensorSums = addTensorNormsLaunch(segments, chunkSums);
         updateLaunches.add(new Launch(update, engine.gridFor(chunkCount), Pointer.to(ptr(table[0]), ptr(table[1]),
-                Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(steps), ptr(flags), ptr(tensorSums)), updateCall));
+                Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(entrySteps), ptr(stepFlags), ptr(tensorSums)), updateCall));
     }
 
     /**
@@ -280,6 +278,9 @@ final class CudaStepProgram implements StepProgram {
         return tensorSums;
     }
 
+    /** Fast mode's tensors that share their cuBLAS calls: one step count, one Newton-Schulz shape m x n (m <= n). */
+    private record FastClass(int iterations, int m, int n) {}
+
     /**
      * A matrix batch's launches (kernels/fusedopt_matrix.cuh, FO_MATRIX_KERNELS) in the host's order
      * (io.fusedopt.cpu.HostMatrixPhase): the input pass into each tensor's X[0] with its chunks'
@@ -291,7 +292,7 @@ final class CudaStepProgram implements StepProgram {
      * (UpdatePlan.structure).
      */
     private void addMatrixLaunches(MatrixKernel kernel, KernelBatch batch, SegmentTable segments, long[] table,
-                                   CUfunction update, String updateCall, long steps, long flags) {
+                                   CUfunction update, String updateCall) {
         int chunkCount = segments.chunkCount();
         List<TensorOperands> operands = batch.tensors();
         int count = operands.size();
@@ -300,7 +301,7 @@ final class CudaStepProgram implements StepProgram {
         int[] iterations = new int[count];
         Map<Integer, List<Integer>> byIterations = new TreeMap<>();
         // Fast mode: the tensors of one step count and one Newton-Schulz shape (m, n), batched in cuBLAS calls.
-        Map<List<Long>, List<Integer>> fastClasses = new java.util.LinkedHashMap<>();
+        Map<FastClass, List<Integer>> fastClasses = new java.util.LinkedHashMap<>();
         for (int t = 0; t < count; t++) {
             TensorOperands tensor = operands.get(t);
             long[] shape = tensor.shape();
@@ -312,15 +313,15 @@ final class CudaStepProgram implements StepProgram {
             shapes[t] = shape;
             iterations[t] = kernel.iterations(groups.hyper(), tensor.group() * StepScalars.HYPER_STRIDE);
             if (kernel.fastProducts(groups.staticFlags(tensor.group()))) {
-                fastClasses.computeIfAbsent(List.of((long) iterations[t], m, n), k -> new ArrayList<>()).add(t);
+                fastClasses.computeIfAbsent(new FastClass(iterations[t], (int) m, (int) n), k -> new ArrayList<>()).add(t);
             } else {
                 long matrixBytes = m * n * Float.BYTES, squareBytes = m * m * Float.BYTES;
                 workspaces[t] = new long[] {workspace(matrixBytes), workspace(matrixBytes), workspace(squareBytes), workspace(squareBytes)};
                 byIterations.computeIfAbsent(iterations[t], k -> new ArrayList<>()).add(t);
             }
         }
-        for (Map.Entry<List<Long>, List<Integer>> c : fastClasses.entrySet()) {
-            allocateFastWorkspaces(c.getValue(), c.getKey().get(1), c.getKey().get(2), workspaces);
+        for (Map.Entry<FastClass, List<Integer>> c : fastClasses.entrySet()) {
+            allocateFastWorkspaces(c.getValue(), c.getKey().m(), c.getKey().n(), workspaces);
         }
         byte[] matrixBytes = DeviceSegmentTable.encodeMatrices(workspaces, shapes, iterations);
         long matrices = upload(Pointer.to(matrixBytes), matrixBytes.length, "matrix workspaces");
@@ -328,21 +329,20 @@ final class CudaStepProgram implements StepProgram {
         KernelModules modules = engine.modules();
         int grid = engine.gridFor(chunkCount);
         updateLaunches.add(new Launch(modules.inputFunction(kernel), grid, Pointer.to(ptr(table[0]), ptr(table[1]),
-                Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(steps), ptr(flags), ptr(matrices), ptr(chunkSums)),
+                Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(entrySteps), ptr(stepFlags), ptr(matrices), ptr(chunkSums)),
                 "cuLaunchKernel(" + kernel.inputEntryPoint() + ", " + chunkCount + " chunks)"));
         long tensorSums = addTensorNormsLaunch(segments, chunkSums);
         updateLaunches.add(new Launch(modules.normalizeFunction(kernel), grid, Pointer.to(ptr(table[0]), ptr(table[1]),
-                Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(steps), ptr(flags), ptr(matrices), ptr(tensorSums)),
+                Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(entrySteps), ptr(stepFlags), ptr(matrices), ptr(tensorSums)),
                 "cuLaunchKernel(" + kernel.normalizeEntryPoint() + ", " + chunkCount + " chunks)"));
         for (Map.Entry<Integer, List<Integer>> e : byIterations.entrySet()) {
-            addProductLaunches(kernel, e.getKey(), e.getValue(), shapes, table[0], matrices, steps, flags);
+            addProductLaunches(kernel, e.getKey(), e.getValue(), shapes, table[0], matrices);
         }
-        for (Map.Entry<List<Long>, List<Integer>> c : fastClasses.entrySet()) {
-            addFastLaunches(kernel, c.getKey().get(0).intValue(), c.getValue(), c.getKey().get(1).intValue(),
-                    c.getKey().get(2).intValue(), workspaces, table[0], matrices, steps, flags);
+        for (Map.Entry<FastClass, List<Integer>> c : fastClasses.entrySet()) {
+            addFastLaunches(kernel, c.getKey().iterations(), c.getValue(), c.getKey().m(), c.getKey().n(), workspaces, table[0], matrices);
         }
         updateLaunches.add(new Launch(update, grid, Pointer.to(ptr(table[0]), ptr(table[1]), Pointer.to(new int[] {chunkCount}),
-                ptr(control), ptr(hyper), ptr(steps), ptr(flags), ptr(matrices)), updateCall));
+                ptr(control), ptr(hyper), ptr(entrySteps), ptr(stepFlags), ptr(matrices)), updateCall));
     }
 
     /**
@@ -351,7 +351,7 @@ final class CudaStepProgram implements StepProgram {
      * each over at most {@link #MAX_GRID_YZ} members at a time, its grid sized for the largest.
      */
     private void addProductLaunches(MatrixKernel kernel, int iterations, List<Integer> members, long[][] shapes, long tensors,
-                                    long matrices, long steps, long flags) {
+                                    long matrices) {
         int[] indices = members.stream().mapToInt(Integer::intValue).toArray();
         long memberTable = upload(Pointer.to(indices), (long) indices.length * Integer.BYTES, "matrix step members");
         CUfunction product = engine.modules().productFunction(kernel);
@@ -373,7 +373,7 @@ final class CudaStepProgram implements StepProgram {
                 for (int which : new int[] {PRODUCT_GRAM, PRODUCT_SQUARE, PRODUCT_COMBINE}) {
                     int gridX = which == PRODUCT_COMBINE ? wideTiles : squareTiles;
                     updateLaunches.add(new Launch(product, gridX, squareTiles, to - from, MATRIX_TILE, MATRIX_TILE,
-                            Pointer.to(ptr(tensors), ptr(matrices), ptr(slice), ptr(control), ptr(hyper), ptr(steps), ptr(flags),
+                            Pointer.to(ptr(tensors), ptr(matrices), ptr(slice), ptr(control), ptr(hyper), ptr(entrySteps), ptr(stepFlags),
                                     Pointer.to(new int[] {which}), Pointer.to(new int[] {step})),
                             "cuLaunchKernel(" + kernel.productEntryPoint() + ", product " + which + ", step " + step + ", "
                                     + (to - from) + " tensors)"));
@@ -411,7 +411,7 @@ final class CudaStepProgram implements StepProgram {
      * created here, before any capture.
      */
     private void addFastLaunches(MatrixKernel kernel, int iterations, List<Integer> members, int m, int n, long[][] workspaces,
-                                 long tensors, long matrices, long steps, long flags) {
+                                 long tensors, long matrices) {
         if (iterations == 0 || m == 0) return; // nothing to multiply: O is the normalized input (or empty)
         int[] indices = members.stream().mapToInt(Integer::intValue).toArray();
         long memberTable = upload(Pointer.to(indices), (long) indices.length * Integer.BYTES, "matrix step members");
@@ -425,23 +425,23 @@ final class CudaStepProgram implements StepProgram {
             CublasGemm.Product square = new CublasGemm.Product(CublasGemm.Input.BF16, batches, m, m, m, false, false);
             CublasGemm.Product combine = new CublasGemm.Product(CublasGemm.Input.BF16, batches, m, n, m, false, false);
             for (int step = 0; step < iterations; step++) {
-                addFastPass(fast, kernel, FAST_ROUND_X, step, (long) m * n, batches, tensors, matrices, slice, steps, flags);
+                addFastPass(fast, kernel, FAST_ROUND_X, step, (long) m * n, batches, tensors, matrices, slice);
                 updateLaunches.add(new Gemm(cublas, gram, first[4], first[4], first[2]));
-                addFastPass(fast, kernel, FAST_ROUND_GRAM, step, (long) m * m, batches, tensors, matrices, slice, steps, flags);
+                addFastPass(fast, kernel, FAST_ROUND_GRAM, step, (long) m * m, batches, tensors, matrices, slice);
                 updateLaunches.add(new Gemm(cublas, square, first[5], first[5], first[3]));
-                addFastPass(fast, kernel, FAST_POLYNOMIAL, step, (long) m * m, batches, tensors, matrices, slice, steps, flags);
+                addFastPass(fast, kernel, FAST_POLYNOMIAL, step, (long) m * m, batches, tensors, matrices, slice);
                 updateLaunches.add(new Gemm(cublas, combine, first[5], first[4], first[(step + 1) & 1]));
-                addFastPass(fast, kernel, FAST_COMBINE, step, (long) m * n, batches, tensors, matrices, slice, steps, flags);
+                addFastPass(fast, kernel, FAST_COMBINE, step, (long) m * n, batches, tensors, matrices, slice);
             }
         }
     }
 
     /** One of fast mode's elementwise passes over {@code elements} per member, {@code batches} members along gridDim.z. */
     private void addFastPass(CUfunction fast, MatrixKernel kernel, int pass, int step, long elements, int batches, long tensors,
-                             long matrices, long slice, long steps, long flags) {
+                             long matrices, long slice) {
         int blocks = (int) Math.max(1, Math.min(FAST_PASS_MAX_BLOCKS, (elements + GradientStatistics.LANES - 1) / GradientStatistics.LANES));
         updateLaunches.add(new Launch(fast, blocks, 1, batches, GradientStatistics.LANES, 1,
-                Pointer.to(ptr(tensors), ptr(matrices), ptr(slice), ptr(control), ptr(hyper), ptr(steps), ptr(flags),
+                Pointer.to(ptr(tensors), ptr(matrices), ptr(slice), ptr(control), ptr(hyper), ptr(entrySteps), ptr(stepFlags),
                         Pointer.to(new int[] {pass}), Pointer.to(new int[] {step})),
                 "cuLaunchKernel(" + kernel.fastEntryPoint() + ", pass " + pass + ", step " + step + ", " + batches + " tensors)"));
     }
@@ -462,7 +462,7 @@ final class CudaStepProgram implements StepProgram {
      * A factored batch's launch (kernels/fusedopt_common.cuh, FO_FACTORED_KERNELS): one block per
      * tensor, whole, with each tensor's matrices (FoFactoredShape) and a float per matrix of scratch.
      */
-    private void addFactoredLaunch(KernelBatch batch, long[] table, CUfunction update, long steps, long flags) {
+    private void addFactoredLaunch(KernelBatch batch, long[] table, CUfunction update) {
         int tensors = batch.tensors().size();
         byte[] shapeBytes = DeviceSegmentTable.encodeFactoredShapes(batch.tensors());
         long shapes = upload(Pointer.to(shapeBytes), shapeBytes.length, "factored shapes");
@@ -472,7 +472,7 @@ final class CudaStepProgram implements StepProgram {
         long scratch = upload(Pointer.to(new byte[(int) scratchBytes]), scratchBytes, "factored row means");
         String entry = batch.mixed() ? batch.kernel().mixedEntryPoint() : batch.kernel().entryPoint();
         updateLaunches.add(new Launch(update, engine.gridFor(tensors), Pointer.to(ptr(table[0]), ptr(shapes),
-                Pointer.to(new int[] {tensors}), ptr(control), ptr(hyper), ptr(steps), ptr(flags), ptr(scratch)),
+                Pointer.to(new int[] {tensors}), ptr(control), ptr(hyper), ptr(entrySteps), ptr(stepFlags), ptr(scratch)),
                 "cuLaunchKernel(" + entry + ", " + tensors + " tensors)"));
     }
 
@@ -530,15 +530,11 @@ final class CudaStepProgram implements StepProgram {
     /** The step's launches on {@code stream}: statistics when checked, finalize, updates (with a layer-wise kernel's norm passes before its update). */
     private void queue(CUstream stream) {
         if (inputs.checkGrads) {
-            for (Launch l : statsLaunches) launch(l, stream);
-            for (Queued q : exchangeWork) launch(q, stream);
+            for (Launch l : statsLaunches) l.queue(stream);
+            for (Queued q : exchangeWork) q.queue(stream);
         }
-        launch(finalizeLaunch, stream);
-        for (Queued l : updateLaunches) launch(l, stream);
-    }
-
-    private void launch(Queued work, CUstream stream) {
-        work.queue(stream);
+        finalizeLaunch.queue(stream);
+        for (Queued q : updateLaunches) q.queue(stream);
     }
 
     @Override

@@ -8,7 +8,9 @@ import io.fusedopt.internal.UpdateKernel;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
+import java.util.Arrays;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import jcuda.driver.CUfunction;
@@ -37,6 +39,9 @@ final class KernelModules implements AutoCloseable {
     private final CUfunction[] normalizeFunctions = new CUfunction[Algorithms.kernels().size()];
     private final CUfunction[] productFunctions = new CUfunction[Algorithms.kernels().size()];
     private final CUfunction[] fastFunctions = new CUfunction[Algorithms.kernels().size()];
+    /** Every table above, emptied together at close. */
+    private final List<CUfunction[]> tables = List.of(functions, mixedFunctions, quantizedFunctions, normsFunctions,
+            normsMixedFunctions, inputFunctions, normalizeFunctions, productFunctions, fastFunctions);
 
     /** The manifest written by kernels/build.sh. */
     static Properties manifest() {
@@ -166,13 +171,6 @@ final class KernelModules implements AutoCloseable {
             JCudaDriver.cuModuleUnload(module); // best effort: the context is released next
         }
         modules.clear();
-        java.util.Arrays.fill(functions, null);
-        java.util.Arrays.fill(mixedFunctions, null);
-        java.util.Arrays.fill(quantizedFunctions, null);
-        java.util.Arrays.fill(normsFunctions, null);
-        java.util.Arrays.fill(normsMixedFunctions, null);
-        java.util.Arrays.fill(inputFunctions, null);
-        java.util.Arrays.fill(normalizeFunctions, null);
-        java.util.Arrays.fill(productFunctions, null);
+        for (CUfunction[] table : tables) Arrays.fill(table, null);
     }
 }

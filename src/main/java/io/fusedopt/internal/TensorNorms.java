@@ -156,26 +156,21 @@ public final class TensorNorms {
      * sums, then their sum): what the norm pass and the per-tensor sums give for it.
      */
     public static double sumOfSquares(float[] values) {
-        return sumOfSquares(values, values.length, new double[LANES], new double[chunks(values.length)]);
+        return sumOfSquares(values, values.length, new double[LANES], new double[(int) SegmentTable.chunksOf(values.length)]);
     }
 
     /**
      * {@link #sumOfSquares(float[])} of the tensor {@code values[0, n)}, with scratch: {@code lanes}
      * of {@link GradientStatistics#LANES} doubles and {@code partials} of at least
-     * {@link #chunks chunks(n)}, so that a step allocates nothing.
+     * {@link SegmentTable#chunksOf chunksOf(n)}, so that a step allocates nothing.
      */
     public static double sumOfSquares(float[] values, int n, double[] lanes, double[] partials) {
-        int count = chunks(n);
+        int count = (int) SegmentTable.chunksOf(n);
         for (int c = 0; c < count; c++) {
             int start = c * CHUNK;
             partials[c] = GradientStatistics.chunkSumOfSquares(values, start, Math.min(CHUNK, n - start), lanes);
         }
         return GradientStatistics.totalOf(partials, 0, count, 1, lanes);
-    }
-
-    /** The chunks of the segment table of one tensor of {@code n} elements (a chunk starts every {@link SegmentTable#CHUNK_ELEMENTS}). */
-    public static int chunks(long n) {
-        return (int) ((n + CHUNK - 1) / CHUNK);
     }
 
     /** Completes the step's scalars {@code s} of chunk {@code c} with its tensor's own ({@link LayerwiseKernel#tensorScalars}). */
