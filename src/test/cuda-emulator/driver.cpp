@@ -24,7 +24,6 @@
 #include <thread>
 #include <unordered_set>
 
-#include <xmmintrin.h>
 
 namespace fo_emu {
 namespace {
@@ -70,15 +69,10 @@ struct Rendezvous {
     }
     std::vector<void*> raw;
     for (const auto& p : payloads) raw.push_back(p.get());
-    const unsigned csr = _mm_getcsr();
-    _mm_setcsr(0x1F80);
-    const CUresult result = run(raw.data(), (int)raw.size());
-    _mm_setcsr(csr);
-    return result;
+    const KernelFloatEnvironment environment;
+    return run(raw.data(), (int)raw.size());
   }
 };
-
-struct CheckedOperand;
 
 // A collective's part recorded into a capture (fo_emu_enqueue_collective on a capturing stream):
 // each launch of the graph joins the collective anew, under the key its library gives for this
@@ -179,6 +173,15 @@ bool ready(const Op& op) {
   return true;
 }
 
+// An op that ran with result (or was skipped in a faulted context; caller holds the lock): a fault
+// poisons its context, and what waits for it may run.
+void finish(Op& op, CUresult result) {
+  if (result != CUDA_SUCCESS && op.ctx->sticky == CUDA_SUCCESS) op.ctx->sticky = result;
+  op.done = true;
+  op.deps.clear();
+  op.work = nullptr;
+}
+
 [[noreturn]] void worker() {
   std::unique_lock<std::mutex> lk(S.lock);
   for (;;) {
@@ -204,10 +207,7 @@ bool ready(const Op& op) {
       lk.lock();
       for (const auto& o : r->ops) {
         if (!o) continue;
-        if (result != CUDA_SUCCESS && o->ctx->sticky == CUDA_SUCCESS) o->ctx->sticky = result;
-        o->done = true;
-        o->deps.clear();
-        o->work = nullptr;
+        finish(*o, result);
         o->rendezvous = nullptr;
       }
       r->payloads.clear();  // released on the worker: release must not call the driver
@@ -221,10 +221,7 @@ bool ready(const Op& op) {
     lk.unlock();
     CUresult result = poisoned ? CUDA_SUCCESS : op->work();
     lk.lock();
-    if (result != CUDA_SUCCESS && ctx->sticky == CUDA_SUCCESS) ctx->sticky = result;
-    op->done = true;
-    op->deps.clear();
-    op->work = nullptr;
+    finish(*op, result);
     S.changed.notify_all();
   }
 }
@@ -944,12 +941,8 @@ CUresult fo_emu_enqueue_host_work(CUstream stream, const char* call, const fo_em
   const int device = ctx->device;
   return submit(lk, s, [name = std::string(call), checked, device, run, owned]() {
     if (CUresult fault = operand_fault(name, checked, device); fault != CUDA_SUCCESS) return fault;
-    // The arithmetic environment of a kernel launch (execution.cpp): round to nearest, no FTZ/DAZ.
-    const unsigned csr = _mm_getcsr();
-    _mm_setcsr(0x1F80);
-    const CUresult result = run(owned.get());
-    _mm_setcsr(csr);
-    return result;
+    const KernelFloatEnvironment environment;
+    return run(owned.get());
   }, false);
 }
 

@@ -11,6 +11,8 @@
 
 #include "access_stamps.h"
 
+#include <xmmintrin.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -21,6 +23,20 @@ namespace fo_emu {
 constexpr int kDeviceCount = 2;
 
 // ---- Kernels ----
+
+// The arithmetic environment of a kernel launch, for the scope of one (a kernel, or host work and
+// collectives queued as one): round to nearest, exceptions masked, subnormals kept (no FTZ/DAZ).
+// The caller's is restored at the end of the scope.
+class KernelFloatEnvironment {
+ public:
+  KernelFloatEnvironment() : saved_(_mm_getcsr()) { _mm_setcsr(0x1F80); }
+  ~KernelFloatEnvironment() { _mm_setcsr(saved_); }
+  KernelFloatEnvironment(const KernelFloatEnvironment&) = delete;
+  KernelFloatEnvironment& operator=(const KernelFloatEnvironment&) = delete;
+
+ private:
+  const unsigned saved_;
+};
 
 // One kernel entry point compiled for the host, with what a launch needs to copy its arguments.
 struct Kernel {

@@ -23,7 +23,6 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <xmmintrin.h>
 
 #include <algorithm>
 #include <cinttypes>
@@ -469,8 +468,7 @@ Fault run_kernel(const Kernel& kernel, int device, const LaunchShape& shape, con
   r.args = args;
   r.device = device;
   r.launch_number = launch_number;
-  const unsigned csr = _mm_getcsr();
-  _mm_setcsr(0x1F80);  // round to nearest, exceptions masked, subnormals kept (no FTZ/DAZ)
+  const KernelFloatEnvironment environment;
   running = &r;
   fo_emu_builtins.blockDim = dim3(shape.block[0], shape.block[1], shape.block[2]);
   fo_emu_builtins.gridDim = dim3(shape.grid[0], shape.grid[1], shape.grid[2]);
@@ -496,7 +494,6 @@ Fault run_kernel(const Kernel& kernel, int device, const LaunchShape& shape, con
             " conflicting accesses in all (the first is reported above)\n", kernel.name, launch_number, r.hazards);
   }
   running = nullptr;
-  _mm_setcsr(csr);
   return r.fault;
 }
 

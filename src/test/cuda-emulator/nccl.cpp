@@ -196,18 +196,23 @@ Result fail(Result r, const std::string& why) {
   return r;
 }
 
-// The key of rank part->rank's next collective of its world (a captured part, at each graph launch).
-const void* next_key(void* payload) {
-  const Part* part = static_cast<const Part*>(payload);
-  std::lock_guard<std::mutex> g(lock);
-  World* w = part->world;
-  size_t index = w->next_call[(size_t)part->rank]++;
+// The key of rank's next collective of world w: the same on every rank for their n-th collective.
+// The caller holds lock.
+const void* claim_key(World* w, int rank) {
+  size_t index = w->next_call[(size_t)rank]++;
   while (w->calls.size() <= index) w->calls.push_back(0);
   return &w->calls[index];
 }
 
+// The key of rank part->rank's next collective of its world (a captured part, at each graph launch).
+const void* next_key(void* payload) {
+  const Part* part = static_cast<const Part*>(payload);
+  std::lock_guard<std::mutex> g(lock);
+  return claim_key(part->world, part->rank);
+}
+
+// comm is not null: each collective checks it first.
 Result enqueue(Comm* comm, const char* call, Part part, size_t send_elements, size_t recv_elements, CUstream stream) {
-  if (!comm) return fail(kInvalidArgument, std::string(call) + ": null communicator");
   const size_t bytes = type_bytes(part.type);
   if (bytes == 0) return fail(kInvalidArgument, std::string(call) + ": data type " + std::to_string(part.type) + " is not emulated");
   if ((part.kind == Kind::AllReduce || part.kind == Kind::ReduceScatter) && part.op != kSum && part.op != kAvg) {
@@ -225,9 +230,7 @@ Result enqueue(Comm* comm, const char* call, Part part, size_t send_elements, si
     std::lock_guard<std::mutex> g(lock);
     World* w = comm->world;
     if (w->aborted) return fail(kRemoteError, std::string(call) + ": a rank aborted the communicator");
-    size_t index = w->next_call[(size_t)comm->rank]++;
-    while (w->calls.size() <= index) w->calls.push_back(0);
-    key = &w->calls[index];
+    key = claim_key(w, comm->rank);
   }
   const fo_emu_operand operands[2] = {
       {(CUdeviceptr)part.send, send_elements * bytes, 0, "sendbuff"},

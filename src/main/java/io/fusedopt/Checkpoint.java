@@ -486,11 +486,20 @@ final class Checkpoint {
 
     /** Validates the whole file against the optimizer, then applies it; nothing changes on any failure. */
     static LoadReport load(DeviceOptimizer opt, Path file, LoadOptions options) throws IOException {
+        return read(file, channel -> load(opt, file.toString(), channel, options));
+    }
+
+    /** What {@code reader} reads from {@code file}; a missing file is a {@link CheckpointException} naming it. */
+    private static <T> T read(Path file, ChannelReader<T> reader) throws IOException {
         try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
-            return load(opt, file.toString(), channel, options);
+            return reader.read(channel);
         } catch (java.nio.file.NoSuchFileException e) {
             throw new CheckpointException(file + ": no such file", e);
         }
+    }
+
+    private interface ChannelReader<T> {
+        T read(SeekableByteChannel channel) throws IOException;
     }
 
     /** A strict load from any channel (the fuzz test reads from memory); {@code name} names it in messages. */
@@ -508,11 +517,7 @@ final class Checkpoint {
      * ...) and its metadata, checked as a load checks them; the data are not read.
      */
     static Safetensors.Header header(Path file) throws IOException {
-        try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
-            return header(file.toString(), channel);
-        } catch (java.nio.file.NoSuchFileException e) {
-            throw new CheckpointException(file + ": no such file", e);
-        }
+        return read(file, channel -> header(file.toString(), channel));
     }
 
     /** The header of the checkpoint in {@code channel}, named {@code name} in messages. */
