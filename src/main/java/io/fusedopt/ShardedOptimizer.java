@@ -66,6 +66,8 @@ public final class ShardedOptimizer implements AutoCloseable {
     private final double[] lanes = new double[GradientStatistics.LANES];
     /** Whether the ranks have compared their registrations since the last one. */
     private boolean verified;
+    /** Groups and tensors registered so far: a capture replays only the registrations it was captured with. */
+    private long registrations;
 
     /** A registered tensor: its buffers (full on every rank), its shape, its owner. */
     private record Tensor(String name, TensorBuffer param, TensorBuffer grad, long[] shape, int owner) {
@@ -152,8 +154,13 @@ public final class ShardedOptimizer implements AutoCloseable {
     public Group addGroup(OptimizerConfig config) {
         Group group = new Group(local.addGroup(config));
         groups.add(group);
-        verified = false;
+        registered();
         return group;
+    }
+
+    private void registered() {
+        registrations++;
+        verified = false;
     }
 
     /** The groups in the order they were added. */
@@ -328,12 +335,12 @@ public final class ShardedOptimizer implements AutoCloseable {
      *     {@link DeviceOptimizer#captureStep()}
      */
     public ShardedStepGraph captureStep() {
-        if (local.backend() != Backend.CUDA) return new ShardedStepGraph(this, null, null);
+        if (local.backend() != Backend.CUDA) return new ShardedStepGraph(this, null, null, 0);
         NcclCommunicator nccl = (NcclCommunicator) communicator;
         verifyOnce();
         ParamOwners all = paramOwners();
         StepGraph graph = local.captureStep(stream -> nccl.broadcastParams(all.params(), all.owners(), stream));
-        return new ShardedStepGraph(this, graph, nccl);
+        return new ShardedStepGraph(this, graph, nccl, registrations);
     }
 
     /** A captured sharded step ({@link #captureStep()}). */
@@ -341,24 +348,33 @@ public final class ShardedOptimizer implements AutoCloseable {
         private final ShardedOptimizer optimizer;
         private final StepGraph graph;
         private final NcclCommunicator nccl;
+        /** The optimizer's registrations when captured. */
+        private final long registrations;
 
-        private ShardedStepGraph(ShardedOptimizer optimizer, StepGraph graph, NcclCommunicator nccl) {
+        private ShardedStepGraph(ShardedOptimizer optimizer, StepGraph graph, NcclCommunicator nccl, long registrations) {
             this.optimizer = optimizer;
             this.graph = graph;
             this.nccl = nccl;
+            this.registrations = registrations;
         }
 
         /**
          * One sharded step (every rank replays); on CUDA it waits for the step's collectives at most
          * the communicator's timeout, as {@link ShardedOptimizer#step()} does.
          *
-         * @throws IllegalStateException as {@link StepGraph#replay()} (a tensor added since the capture)
+         * @throws IllegalStateException on every rank, before anything runs, when a group or tensor was
+         *     added since the capture (on any rank: a rank's own program may be unchanged, but its
+         *     exchanges are not), and as {@link StepGraph#replay()}
          * @throws CommunicationException past the timeout
          */
         public void replay() {
             if (graph == null) {
                 optimizer.step();
                 return;
+            }
+            if (optimizer.registrations != registrations) {
+                throw new IllegalStateException("this captured sharded step was captured before a group or tensor was added:"
+                        + " capture the step again with captureStep() on every rank");
             }
             graph.replay();
             nccl.awaitCollectives();
@@ -530,7 +546,7 @@ public final class ShardedOptimizer implements AutoCloseable {
             tensors.add(t);
             byName.put(name, t);
             ownedElements[owner] += param.length();
-            verified = false;
+            registered();
             return registered;
         }
     }

@@ -60,6 +60,44 @@ class CudaShardedOptimizerTest {
         ShardedOptimizerTest.assertShardedEqualsUnsharded(ShardedOptimizerTest.unsharded(Backend.CPU, model), ranks, model.tensors());
     }
 
+    /**
+     * A tensor added after a capture, owned by rank 1: rank 0's own program is unchanged, but the
+     * step's exchanges are not, so both ranks refuse to replay the capture, before any collective,
+     * and step on after capturing again.
+     */
+    @Test
+    void aCaptureIsRefusedAfterATensorIsAddedOnAnyRank() throws Exception {
+        requireTwoGpus();
+        byte[] id = NcclCommunicator.uniqueId();
+        List<String> refusals = ShardedOptimizerTest.onEveryRank(2, rank -> {
+            try (NcclCommunicator nccl = new NcclCommunicator(rank, 0, 2, rank, id);
+                 ShardedOptimizer opt = ShardedOptimizer.create(DeviceOptimizer.builder(Adam.adamW().build()).optBackend(Backend.CUDA)
+                         .optDeviceOrdinal(rank), nccl)) {
+                ShardedOptimizer.Group group = opt.addGroup();
+                group.add("t0", opt.allocate(8, Precision.FP32), opt.allocate(8, Precision.FP32));
+                group.add("t1", opt.allocate(8, Precision.FP32), opt.allocate(8, Precision.FP32));
+                group.add("t2", opt.allocate(8, Precision.FP32), opt.allocate(8, Precision.FP32));
+                assertEquals(1, opt.owner("t1"));
+                String refusal;
+                try (ShardedOptimizer.ShardedStepGraph graph = opt.captureStep()) {
+                    graph.replay();
+                    group.add("t3", opt.allocate(8, Precision.FP32), opt.allocate(8, Precision.FP32));
+                    assertEquals(1, opt.owner("t3"), "rank 0 owns 16 elements, rank 1 8");
+                    refusal = assertThrows(IllegalStateException.class, graph::replay).getMessage();
+                }
+                try (ShardedOptimizer.ShardedStepGraph again = opt.captureStep()) {
+                    again.replay();
+                }
+                assertEquals(2, opt.local().stepCount());
+                return refusal;
+            }
+        });
+        for (String refusal : refusals) {
+            assertEquals("this captured sharded step was captured before a group or tensor was added: capture the step again with"
+                    + " captureStep() on every rank", refusal);
+        }
+    }
+
     /** World size 1 on one GPU (what a single lent GPU runs): the NCCL path equals the unsharded step bit for bit. */
     @Test
     void oneRankEqualsTheUnshardedStepBitForBit() throws Exception {
