@@ -160,13 +160,13 @@ public final class DeviceOptimizer implements AutoCloseable {
     private RegistrationAllocator registrationAllocator;
 
     private DeviceOptimizer(Engine engine, String backendReason, Builder builder) {
+        this.engine = engine;
         try {
-            Algorithms.of(builder.defaults).requireRunsOn(builder.defaults, engine);
+            requireRunsHere(builder.defaults);
         } catch (IllegalArgumentException e) {
             engine.close(); // the engine was opened for this optimizer only
             throw e;
         }
-        this.engine = engine;
         this.backendReason = backendReason;
         this.defaults = builder.defaults;
         this.statePrecision = builder.statePrecision;
