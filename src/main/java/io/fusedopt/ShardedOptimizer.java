@@ -1,7 +1,6 @@
 package io.fusedopt;
 
 import io.fusedopt.cuda.NcclCommunicator;
-import io.fusedopt.internal.Algorithms;
 import io.fusedopt.internal.Check;
 import io.fusedopt.internal.GradientStatistics;
 import io.fusedopt.internal.SegmentTable;
