@@ -255,7 +255,8 @@ final class CudaStepProgram implements StepProgram {
                         ptr(stepFlags), ptr(chunkSums)), "cuLaunchKernel(" + normsEntry + ", " + chunkCount + " chunks)"));
         long tensorSums = addTensorNormsLaunch(segments, chunkSums);
         updateLaunches.add(new Launch(update, engine.gridFor(chunkCount), Pointer.to(ptr(table[0]), ptr(table[1]),
-                Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(entrySteps), ptr(stepFlags), ptr(tensorSums)), updateCall));
+                Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(entrySteps), ptr(stepFlags), ptr(tensorSums)),
+                updateCall));
     }
 
     /**
@@ -329,11 +330,13 @@ final class CudaStepProgram implements StepProgram {
         KernelModules modules = engine.modules();
         int grid = engine.gridFor(chunkCount);
         updateLaunches.add(new Launch(modules.inputFunction(kernel), grid, Pointer.to(ptr(table[0]), ptr(table[1]),
-                Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(entrySteps), ptr(stepFlags), ptr(matrices), ptr(chunkSums)),
+                Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(entrySteps), ptr(stepFlags), ptr(matrices),
+                ptr(chunkSums)),
                 "cuLaunchKernel(" + kernel.inputEntryPoint() + ", " + chunkCount + " chunks)"));
         long tensorSums = addTensorNormsLaunch(segments, chunkSums);
         updateLaunches.add(new Launch(modules.normalizeFunction(kernel), grid, Pointer.to(ptr(table[0]), ptr(table[1]),
-                Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(entrySteps), ptr(stepFlags), ptr(matrices), ptr(tensorSums)),
+                Pointer.to(new int[] {chunkCount}), ptr(control), ptr(hyper), ptr(entrySteps), ptr(stepFlags), ptr(matrices),
+                ptr(tensorSums)),
                 "cuLaunchKernel(" + kernel.normalizeEntryPoint() + ", " + chunkCount + " chunks)"));
         for (Map.Entry<Integer, List<Integer>> e : byIterations.entrySet()) {
             addProductLaunches(kernel, e.getKey(), e.getValue(), shapes, table[0], matrices);
