@@ -273,14 +273,18 @@ class FusedOptimizerTest {
 
     /**
      * Saved after 4 steps (DJL's model file and fusedopt's state), resumed in a new model loaded
-     * from them: 4 more steps end bit for bit where 8 uninterrupted steps do.
+     * from them: 4 more steps end bit for bit where fusedopt's 8 uninterrupted steps on the same
+     * gradients (those DJL computed before and after the save) end. Not against 8 uninterrupted
+     * DJL steps: libtorch need not compute the same gradient bits in two runs of the same model
+     * (its CPU products can depend on where their inputs lie in memory), and RMSProp's first
+     * steps move a weight by about lr / sqrt(1 - alpha) whatever its gradient's size, so a
+     * different last bit can become a different weight; such a comparison failed in CI once.
      */
     @Test
     void aSavedRunResumesExactly(@TempDir Path dir) {
         RmsProp config = RmsProp.builder().optLearningRate(1e-2).optMomentum(0.5).build();
-        Run whole = train(block -> FusedOptimizer.builder(block, config).optBackend(Backend.CPU).build(), 8);
         Path state = dir.resolve("optimizer.safetensors");
-        train(block -> FusedOptimizer.builder(block, config).optBackend(Backend.CPU).build(), 0, 4, m -> {}, f -> {}, (model, f) -> {
+        Run saved = train(block -> FusedOptimizer.builder(block, config).optBackend(Backend.CPU).build(), 0, 4, m -> {}, f -> {}, (model, f) -> {
             try {
                 model.save(dir, "mlp");
                 f.save(state);
@@ -301,7 +305,11 @@ class FusedOptimizerTest {
                 throw new java.io.UncheckedIOException(e);
             }
         }, (m, f) -> {});
-        assertSameWeights(whole.last(), resumed.last());
+        assertSameWeights(saved.last(), resumed.initial()); // DJL's model file holds the weights exactly
+        List<Map<String, float[]>> gradients = new ArrayList<>(saved.gradients());
+        gradients.addAll(resumed.gradients());
+        Run uninterrupted = new Run(List.of(), gradients, saved.initial(), null);
+        assertSameWeights(direct(uninterrupted, config, null, null, 0), resumed.last());
     }
 
     /**
