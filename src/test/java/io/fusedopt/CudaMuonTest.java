@@ -331,7 +331,9 @@ class CudaMuonTest {
         return rounded;
     }
 
+    /** Fast mode's config; a test that builds one needs cuBLAS (skipped on a real GPU without it). */
     private static Muon fast(Muon.Builder builder) {
+        GpuTests.assumeCublas();
         return builder.optNumerics(Muon.Numerics.FAST).build();
     }
 

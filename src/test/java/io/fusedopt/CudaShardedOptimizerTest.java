@@ -11,6 +11,7 @@ import io.fusedopt.cuda.NcclSupport;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
+import java.util.logging.Level;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -103,8 +104,13 @@ class CudaShardedOptimizerTest {
     void oneRankEqualsTheUnshardedStepBitForBit() throws Exception {
         ShardedOptimizerTest.Model model = ShardedOptimizerTest.mixedModel(
                 b -> b.optMaxGradNorm(0.5).optNonFinitePolicy(NonFinitePolicy.SKIP_STEP));
-        ShardedOptimizerTest.assertShardedEqualsUnsharded(ShardedOptimizerTest.unsharded(Backend.CPU, model),
-                shardedOnCuda(model, 1), model.tensors());
+        try (LogRecords log = new LogRecords()) {
+            ShardedOptimizerTest.assertShardedEqualsUnsharded(ShardedOptimizerTest.unsharded(Backend.CPU, model),
+                    shardedOnCuda(model, 1), model.tensors());
+            // A failed cuMemFree is only logged (callers are closing): the all-gather's buffers were
+            // once freed twice, which the H200 run showed as four such warnings.
+            assertEquals(List.of(), log.messages(Level.WARNING), "nothing is freed twice, nothing fails at close");
+        }
     }
 
     /** {@code worldSize} CUDA ranks, rank r on device r over one NCCL world, each running the model's steps. */
@@ -152,8 +158,11 @@ class CudaShardedOptimizerTest {
         requireTwoGpus();
         ShardedOptimizerTest.Model model = ShardedOptimizerTest.mixedModel(
                 b -> b.optMaxGradNorm(0.5).optNonFinitePolicy(NonFinitePolicy.SKIP_STEP));
-        ShardedOptimizerTest.assertShardedEqualsUnsharded(ShardedOptimizerTest.unsharded(Backend.CPU, model),
-                shardedOnCuda(model, 2), model.tensors());
+        try (LogRecords log = new LogRecords()) {
+            ShardedOptimizerTest.assertShardedEqualsUnsharded(ShardedOptimizerTest.unsharded(Backend.CPU, model),
+                    shardedOnCuda(model, 2), model.tensors());
+            assertEquals(List.of(), log.messages(Level.WARNING), "nothing is freed twice, nothing fails at close");
+        }
     }
 
     /**

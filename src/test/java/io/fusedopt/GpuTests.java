@@ -3,6 +3,7 @@ package io.fusedopt;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import io.fusedopt.cuda.CublasSupport;
 import io.fusedopt.cuda.CudaProbe;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -38,6 +39,22 @@ public final class GpuTests {
         }
         if (emulatorDirectory != null) requireEmulator(probe);
         announce("[fusedopt] GPU tests run on " + runsOn(probe));
+    }
+
+    /**
+     * For tests of cuBLAS features (Muon's fast mode, the products): on the emulator its cuBLAS
+     * double must load, so that CI never skips them; on a real GPU the test is skipped, with the
+     * reason, where JCublas finds no cuBLAS it can bind (the first H200 host had CUDA 13's
+     * libcublas.so.13 only, and JCublas 12 binds libcublas.so.12).
+     */
+    public static void assumeCublas() {
+        assumeGpu();
+        CublasSupport.Status status = CublasSupport.status();
+        if (onEmulator()) {
+            assertTrue(status.available(), "the emulator ships a cuBLAS double, yet: " + status.reason());
+        } else {
+            assumeTrue(status.available(), status.reason());
+        }
     }
 
     /** Whether the GPU tests run on the CUDA emulator (its accounting is exact; its timings mean nothing). */

@@ -97,7 +97,12 @@ public final class NcclCommunicator implements Communicator, AutoCloseable {
         return streamHandle;
     }
 
-    /** Every rank's bytes: the lengths, then the bytes padded to the longest, all-gathered through the device. */
+    /**
+     * Every rank's bytes: the lengths, then the bytes padded to the longest, all-gathered through the
+     * device. Its four buffers come from the engine's tracked allocations and go back through
+     * {@code freeTable}, which forgets them too (a plain free left them for the engine to free a
+     * second time at close: the first H200 run logged each as "cuMemFree failed: invalid argument").
+     */
     @Override
     public synchronized byte[][] allGather(byte[] data) {
         int w = worldSize();
@@ -108,8 +113,8 @@ public final class NcclCommunicator implements Communicator, AutoCloseable {
             nccl.allGather(lengthsOnDevice, allLengths, 1, Nccl.DataType.INT64);
             download(allLengths, Pointer.to(lengths), (long) w * Long.BYTES);
         } finally {
-            engine.free(lengthsOnDevice);
-            engine.free(allLengths);
+            engine.freeTable(lengthsOnDevice);
+            engine.freeTable(allLengths);
         }
         long longest = 0;
         for (long l : lengths) longest = Math.max(longest, l);
@@ -121,8 +126,8 @@ public final class NcclCommunicator implements Communicator, AutoCloseable {
             nccl.allGather(send, receive, padded.length, Nccl.DataType.UINT8);
             download(receive, Pointer.to(all), all.length);
         } finally {
-            engine.free(send);
-            engine.free(receive);
+            engine.freeTable(send);
+            engine.freeTable(receive);
         }
         byte[][] out = new byte[w][];
         for (int r = 0; r < w; r++) out[r] = java.util.Arrays.copyOfRange(all, r * padded.length, r * padded.length + (int) lengths[r]);

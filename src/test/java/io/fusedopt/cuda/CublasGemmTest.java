@@ -2,7 +2,6 @@ package io.fusedopt.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.fusedopt.CudaException;
@@ -46,13 +45,7 @@ class CublasGemmTest {
 
     @BeforeEach
     void requireCublas() {
-        GpuTests.assumeGpu();
-        CublasSupport.Status status = CublasSupport.status();
-        if (GpuTests.onEmulator()) {
-            assertTrue(status.available(), "the emulator ships a cuBLAS double, yet: " + status.reason());
-        } else {
-            assumeTrue(status.available(), status.reason());
-        }
+        GpuTests.assumeCublas();
     }
 
     @Test
