@@ -84,12 +84,22 @@ __attribute__((noinline, no_sanitize_thread, no_sanitize_undefined)) T atomicCAS
 }
 
 // ---- Float32 intrinsics: one IEEE operation each, round to nearest even ----
-static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
-static inline float __fmul_rn(float a, float b) { return a * b; }
-static inline float __fadd_rn(float a, float b) { return a + b; }
-static inline float __fsub_rn(float a, float b) { return a - b; }
-static inline float __fdiv_rn(float a, float b) { return a / b; }
-static inline float __fsqrt_rn(float a) { return sqrtf(a); }
+// A NaN result has the GPU's bits: an H200 (2026-12-04, DriverQuestions) wrote 0x7FFFFFFF for every
+// float32 NaN an operation made, generated (inf - inf) or carried from an operand with a payload,
+// where x86 gives 0xFFC00000 or keeps the payload.
+static inline float fo_emu_gpu_nan(float x) {
+  if (x == x) return x;
+  const unsigned int canonical = 0x7FFFFFFFu;
+  float nan;
+  memcpy(&nan, &canonical, sizeof nan);
+  return nan;
+}
+static inline float __fmaf_rn(float a, float b, float c) { return fo_emu_gpu_nan(fmaf(a, b, c)); }
+static inline float __fmul_rn(float a, float b) { return fo_emu_gpu_nan(a * b); }
+static inline float __fadd_rn(float a, float b) { return fo_emu_gpu_nan(a + b); }
+static inline float __fsub_rn(float a, float b) { return fo_emu_gpu_nan(a - b); }
+static inline float __fdiv_rn(float a, float b) { return fo_emu_gpu_nan(a / b); }
+static inline float __fsqrt_rn(float a) { return fo_emu_gpu_nan(sqrtf(a)); }
 
 // ---- Double intrinsics ----
 static inline double __dadd_rn(double a, double b) { return a + b; }

@@ -747,9 +747,15 @@ static CUresult copy_to_device(CUdeviceptr dst, const void* src, size_t bytes, C
   if (!src || !device_range(dst, bytes)) return CUDA_ERROR_INVALID_VALUE;
   Stream* s;
   if (CUresult r = resolve(ctx, handle, &s); r != 0) return r;
-  if (s->capturing) {  // a copy from pageable memory cannot be part of a graph
-    invalidate(s);
-    return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  if (s->capturing) {
+    // The driver records an async copy from pageable memory into the capture, in every capture
+    // mode (the H200 run of 2026-12-04, DriverQuestions): the graph's node reads the host address
+    // at each replay, not what it held at capture, so that memory must outlive the graph.
+    return submit(lk, s, [dst, src, bytes]() {
+      if (CUresult r = still_live(dst, bytes, "cuMemcpyHtoD"); r != 0) return r;
+      memcpy((void*)dst, src, bytes);
+      return CUDA_SUCCESS;
+    }, false);
   }
   // From pageable memory the driver stages the source before the call returns.
   auto staged = std::make_shared<std::vector<unsigned char>>((const unsigned char*)src, (const unsigned char*)src + bytes);

@@ -384,6 +384,20 @@ int main(int argc, char** argv) {
   cuStreamSynchronize(CU_STREAM_LEGACY);
   v = read(a, n);
   check(v[0] == 3.f && v[999] == 3.f, "a replayed graph does the captured work");
+  // An async copy from pageable memory is captured (as the driver does): the replay reads the host
+  // memory as it is then.
+  float source[4] = {1.f, 1.f, 1.f, 1.f};
+  cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL);
+  expect(cuMemcpyHtoDAsync(a, source, sizeof source, s), CUDA_SUCCESS, "a pageable async copy may be captured");
+  expect(cuStreamEndCapture(s, &graph), CUDA_SUCCESS, "and the capture stays valid");
+  check(read(a, 1)[0] == 3.f, "the captured copy does not run at capture");
+  source[0] = 7.f;
+  cuGraphInstantiateWithFlags(&exec, graph, 0);
+  cuGraphDestroy(graph);
+  cuGraphLaunch(exec, s);
+  cuStreamSynchronize(s);
+  cuGraphExecDestroy(exec);
+  check(read(a, 1)[0] == 7.f, "its replay copies what the host memory holds at replay");
 
   // Host work: ordered on its stream like a kernel, captured like one, its operands checked.
   int runs = 0, released = 0;
