@@ -114,7 +114,7 @@ public final class CudaEngine implements Engine {
                             + (result != 0 ? " (cuStreamGetCtx: " + Driver.describe(result) + ")" : ""));
                 }
             }
-            modules = new KernelModules(description);
+            modules = new KernelModules(context, description);
         } catch (RuntimeException e) {
             JCudaDriver.cuDevicePrimaryCtxRelease(device);
             throw e;

@@ -57,7 +57,7 @@ final class DriverProbe {
         }
         try {
             Driver.check(JCudaDriver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
-            new KernelModules(what).close();
+            KernelModules.loadingAll(context, what).close();
             return null;
         } catch (BackendUnavailableException e) {
             return e.getMessage();
