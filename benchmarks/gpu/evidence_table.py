@@ -12,7 +12,13 @@ import os
 import sys
 
 SETS = ["one", "transformer"]
-STORAGES = ["fp32", "bf16-master"]
+STORAGES = ["fp32", "bf16-master", "bf16"]
+
+
+def peer_storages(storage):
+    """PyTorch's rows to compare a row of ours with: fp32 with fp32; both bf16 rows with PyTorch in
+    bf16 throughout ("bf16"; records before 2026-12-05 named it "bf16-master")."""
+    return ["fp32"] if storage == "fp32" else ["bf16", "bf16-master"]
 
 
 def read(path):
@@ -94,9 +100,10 @@ def main():
                         traffic = t
                 of_traffic = traffic["seconds_per_step"] / seconds if traffic else None
                 of_copy = r["gb_per_s"] / copy_gbs if copy_gbs else None
-                peer = find(theirs, kind="step", algorithm=algorithm, storage=storage, set=set_name)
+                peer = next((p for p in (find(theirs, kind="step", algorithm=algorithm, storage=st, set=set_name)
+                                         for st in peer_storages(storage)) if p), None)
                 speedup = peer["seconds_per_step"] / seconds if peer else None
-                peer_label = (peer["implementation"] + (" (bf16 states, no master)" if storage != "fp32" else "")) if peer else "n/a"
+                peer_label = (peer["implementation"] + (" (bf16 states, no master)" if storage == "bf16-master" else "")) if peer else "n/a"
                 say(f"| {set_name} | {storage} | {algorithm} | {us(seconds)} | {gbs(r['gb_per_s'])} | {pct(of_copy)} | "
                     f"{pct(of_traffic)} | {peer_label} | {us(peer['seconds_per_step']) if peer else 'n/a'} | {ratio(speedup)} |")
                 need = 1.3 if set_name == "transformer" and storage == "fp32" else 1.0

@@ -3,7 +3,7 @@
 the same way, and the 20-step agreement with fusedopt's final params.
 
 Input (written by io.fusedopt.bench.GpuEvidence into --work):
-  cases.tsv      algorithm, storage (fp32 | bf16-master), set (one | transformer | tiny), lengths
+  cases.tsv      algorithm, storage (fp32 | bf16), set (one | transformer | tiny), lengths
   agreement.tsv  algorithm, fusedopt's final params (little-endian float32), lengths, steps, the step
                  from which the rate is halved
   torch-optimizers.json  each algorithm's torch.optim class and keyword arguments, from the registration
@@ -13,8 +13,9 @@ Output (--out, one JSON object a line): a "meta" record, then one record per cas
 Which PyTorch implementation: fused=True where the class has it (Adam, AdamW, SGD, Adagrad on CUDA),
 RMSprop with foreach=True (no fused RMSprop exists), each falling back to foreach, then to the
 default, when the installed PyTorch refuses it (on the CPU rehearsal, PyTorch 1.13 has no fused CPU
-kernels); the record names the one used. bf16-master rows: PyTorch has no master weights in its
-optimizers, so its params, grads and states are bf16 (fewer bytes than ours). The tiny-tensor set
+kernels); the record names the one used. bf16 rows: params, grads and states in bf16 (PyTorch's
+optimizers keep no master weights), the peer of fusedopt's "bf16" rows (the same traffic) and of
+its "bf16-master" rows (fp32 master weights and states: more bytes). The tiny-tensor set
 runs replayed from a CUDA graph (captured with capturable=True where the optimizer takes that
 argument, as it is where it does not) where that works, else eagerly.
 

@@ -68,7 +68,16 @@ public final class GpuEvidence {
     /** The algorithms of the evidence run, named as {@link StepBenchmark#config} and benchmarks/torch_optim.py name them. */
     static final List<String> ALGORITHMS = List.of("adam", "adamw", "amsgrad", "rmsprop", "rmsprop-centered-momentum",
             "momentum", "heavy-ball", "sgd", "adagrad");
-    static final List<String> STORAGES = List.of("fp32", "bf16-master");
+    /**
+     * The storage classes: "fp32"; "bf16-master", bf16 params and grads with fp32 master weights
+     * and states; "bf16", bf16 params, grads and states without master weights, the traffic of
+     * PyTorch's bf16 rows (its optimizers keep no master weights), so the like-for-like comparison.
+     */
+    static final List<String> STORAGES = List.of("fp32", "bf16-master", "bf16");
+    /** The storage classes the same-traffic kernel has (fp32 states only). */
+    static final List<String> TRAFFIC_STORAGES = List.of("fp32", "bf16-master");
+    /** PyTorch's storage classes: fp32, and bf16 throughout, the peer of both bf16 rows of ours. */
+    static final List<String> TORCH_STORAGES = List.of("fp32", "bf16");
     /** Agreement run: steps, and the step from which the rate is halved. */
     static final int AGREEMENT_STEPS = 20;
     static final int RATE_CHANGE_STEP = 11;
@@ -153,7 +162,7 @@ public final class GpuEvidence {
             long elements = TensorSets.total(sizes.set(set));
             Set<String> done = new LinkedHashSet<>();
             for (String algorithm : ALGORITHMS) {
-                for (String storage : STORAGES) {
+                for (String storage : TRAFFIC_STORAGES) {
                     int states = UpdatePlan.of(StepBenchmark.config(algorithm)).usedSlots();
                     boolean master = !storage.equals("fp32");
                     if (!done.add(states + "/" + master)) continue;   // one row per distinct traffic
@@ -179,12 +188,16 @@ public final class GpuEvidence {
 
     /** One algorithm's step over a tensor set: called, or replayed from a captured graph. */
     private String step(String algorithm, String storage, long[] lengths, boolean graph) {
-        Precision precision = StepBenchmark.paramPrecision(storage);
-        try (DeviceOptimizer optimizer = DeviceOptimizer.create(Backend.CUDA, StepBenchmark.config(algorithm))) {
+        boolean pureBf16 = storage.equals("bf16");
+        Precision precision = pureBf16 ? Precision.BF16 : StepBenchmark.paramPrecision(storage);
+        Precision states = pureBf16 ? Precision.BF16 : Precision.FP32;
+        boolean master = precision != Precision.FP32 && !pureBf16;
+        try (DeviceOptimizer optimizer = DeviceOptimizer.builder(StepBenchmark.config(algorithm)).optBackend(Backend.CUDA)
+                .optStatePrecision(states).optMasterWeights(master).build()) {
             StepBenchmark.addTensors(optimizer, lengths, precision);
             long elements = TensorSets.total(lengths);
             long bytes = (long) UpdatePlan.of(StepBenchmark.config(algorithm))
-                    .bytesPerElement(precision, precision, Precision.FP32, precision != Precision.FP32) * elements;
+                    .bytesPerElement(precision, precision, states, master) * elements;
             if (!graph) return measured(time(optimizer::step, optimizer::synchronize), bytes, lengths.length, elements);
             try (StepGraph captured = optimizer.captureStep()) {
                 return measured(time(captured::replay, optimizer::synchronize), bytes, lengths.length, elements);
@@ -197,7 +210,7 @@ public final class GpuEvidence {
         StringBuilder cases = new StringBuilder();
         for (String set : List.of("one", "transformer", "tiny")) {
             for (String algorithm : ALGORITHMS) {
-                for (String storage : set.equals("tiny") ? List.of("fp32") : STORAGES) {
+                for (String storage : set.equals("tiny") ? List.of("fp32") : TORCH_STORAGES) {
                     cases.append(algorithm).append('\t').append(storage).append('\t').append(set).append('\t');
                     long[] lengths = sizes.set(set);
                     for (int t = 0; t < lengths.length; t++) cases.append(t == 0 ? "" : ",").append(lengths[t]);
