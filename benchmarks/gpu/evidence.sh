@@ -165,8 +165,14 @@ for tool in memcheck racecheck synccheck initcheck; do
   elif ! command -v compute-sanitizer >/dev/null 2>&1; then
     BOX=checks part "$tool" "$work/sanitizer.$tool" echo "$tool: compute-sanitizer is not on the PATH of this machine" &
   else
-    BOX=checks part "$tool" "$work/sanitizer.$tool" compute-sanitizer --tool "$tool" --error-exitcode 99 --print-limit 50 \
-      "${junit[@]}" --select-class io.fusedopt.CudaEquivalenceTest &
+    # Each tool with a temporary folder of its own, started 2 s after the one before: on the first
+    # H200 run, of four started in the same second, synccheck's JVM died of SIGBUS in the dynamic
+    # loader before its first CUDA call (a file mapped by one and rewritten by another is the
+    # likely cause; the other three ran clean).
+    mkdir -p "$work/tmp.$tool"
+    BOX=checks part "$tool" "$work/sanitizer.$tool" env TMPDIR="$work/tmp.$tool" compute-sanitizer --tool "$tool" \
+      --error-exitcode 99 --print-limit 50 "${junit[@]}" --select-class io.fusedopt.CudaEquivalenceTest &
+    sleep 2
   fi
 done
 wait
