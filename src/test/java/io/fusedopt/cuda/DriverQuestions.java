@@ -139,8 +139,8 @@ public final class DriverQuestions {
         }
     }
 
-    /** The param bits (16-bit formats widened exactly to float32) after one SGD step of rate 1. */
-    private static int[] stepBits(Backend backend, Precision precision, float[] params, float[] grads) {
+    /** The param bits (16-bit formats widened exactly to float32) after one SGD step of rate 1 (p - g). */
+    public static int[] stepBits(Backend backend, Precision precision, float[] params, float[] grads) {
         try (DeviceOptimizer optimizer = DeviceOptimizer.create(backend, Sgd.builder().optLearningRate(1.0).build())) {
             TensorBuffer p = optimizer.allocate(params.length, precision);
             TensorBuffer g = optimizer.allocate(grads.length, precision);
