@@ -253,6 +253,22 @@ struct FoRounding {
   }
 };
 
+// The random words of one tensor's elements, taken in increasing order (Philox.word): element k
+// draws word k % 4 of the block of quad k / 4, whatever element a vector begins at (a vector
+// phase need not be a multiple of 4). The last block is kept for the next element of its quad.
+struct FoRandomWords {
+  long long quad = -1;
+  unsigned int block[4];
+  __device__ __forceinline__ unsigned int at(const FoRounding& rounding, const FoTensor& t, long long k) {
+    if ((k >> 2) != quad) {
+      quad = k >> 2;
+      fo_random_block(rounding.seed, rounding.step, t.rounding_stream, quad, block);
+    }
+    const int word = (int)(k & 3);  // a select, not an index: block stays in registers in a rolled loop
+    return word == 0 ? block[0] : word == 1 ? block[1] : word == 2 ? block[2] : block[3];
+  }
+};
+
 // The gradient before the algorithm sees it: unscaled by the loss scale, then clipped
 // (io.fusedopt.internal.StepControl.prepareGrad). Each multiply is skipped when its factor is 1.
 struct FoGradPrep {
@@ -367,15 +383,10 @@ __device__ __forceinline__ void fo_update_vector(const FoTensor& t, long long k,
   }
   if (master) fo_store_vec<W>(t.master, FO_F32, k, p);
   if (MIXED && rounding.applies(t, flags)) {
-    // k is W-aligned (W = 8): the Philox blocks of elements k..k+3 and k+4..k+7, one per block.
     unsigned short rounded[W];
+    FoRandomWords random;
 #pragma unroll
-    for (int i = 0; i < W; i += 4) {
-      unsigned int block[4];
-      fo_random_block(rounding.seed, rounding.step, t.rounding_stream, (k + i) >> 2, block);
-#pragma unroll
-      for (int j = 0; j < 4; j++) rounded[i + j] = fo_narrow16_stochastic(p[i + j], t.param_dtype, block[j]);
-    }
+    for (int i = 0; i < W; i++) rounded[i] = fo_narrow16_stochastic(p[i], t.param_dtype, random.at(rounding, t, k + i));
     uint4* dst = reinterpret_cast<uint4*>(static_cast<unsigned short*>(t.param) + k);
 #pragma unroll
     for (int i = 0; i < W / 8; i++) {
@@ -456,6 +467,115 @@ __device__ __forceinline__ void fo_multi_tensor(const FoTensor* __restrict__ ten
       });
 }
 
+// ---- Every operand 16-bit, no master weights: the _narrow entry point ----
+// A 16-bit operand moves half the bytes of a float32 one per element, so a block must keep twice
+// the elements in flight to reach the same bandwidth. The _mixed entry point widens every element
+// of its 8-element vectors at once, and the registers that takes bound the threads an SM keeps
+// resident (the first H200 run measured 47% of the copy bandwidth for bf16 Adam). Here each
+// operand's FO_NARROW_ELEMENTS elements stay packed as they were loaded, two to a word, and a
+// rolled loop takes one word of every operand at a time, updates its two elements in order (op's
+// arithmetic, as fo_update_scalar's) and rotates the result words in at the end of each array:
+// after FO_NARROW_WORDS turns every array holds its results in order, ready to store.
+#define FO_NARROW_WORDS 8
+#define FO_NARROW_ELEMENTS (2 * FO_NARROW_WORDS)
+
+__device__ __forceinline__ void fo_load_words(const void* base, long long k, unsigned int (&w)[FO_NARROW_WORDS]) {
+  const uint4* src = reinterpret_cast<const uint4*>(static_cast<const unsigned short*>(base) + k);
+#pragma unroll
+  for (int i = 0; i < FO_NARROW_WORDS / 4; i++) {
+    const uint4 v = src[i];
+    w[4 * i] = v.x; w[4 * i + 1] = v.y; w[4 * i + 2] = v.z; w[4 * i + 3] = v.w;
+  }
+}
+__device__ __forceinline__ void fo_store_words(void* base, long long k, const unsigned int (&w)[FO_NARROW_WORDS]) {
+  uint4* dst = reinterpret_cast<uint4*>(static_cast<unsigned short*>(base) + k);
+#pragma unroll
+  for (int i = 0; i < FO_NARROW_WORDS / 4; i++) dst[i] = make_uint4(w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]);
+}
+// w = w[1..], next: word 0 is the next to take. Constant indices only, so w stays in registers.
+__device__ __forceinline__ void fo_rotate_in(unsigned int (&w)[FO_NARROW_WORDS], unsigned int next) {
+#pragma unroll
+  for (int i = 0; i < FO_NARROW_WORDS - 1; i++) w[i] = w[i + 1];
+  w[FO_NARROW_WORDS - 1] = next;
+}
+
+// FO_NARROW_ELEMENTS elements from k, at which every operand is 16-byte aligned.
+template <int SLOTS, typename Op>
+__device__ __forceinline__ void fo_update_narrow(const FoTensor& t, long long k, const Op& op,
+                                                 const FoGradPrep& prep, const FoRounding& rounding, int flags) {
+  unsigned int p[FO_NARROW_WORDS], g[FO_NARROW_WORDS], st[3][FO_NARROW_WORDS];
+  fo_load_words(t.param, k, p);
+  fo_load_words(t.grad, k, g);
+#pragma unroll
+  for (int j = 0; j < SLOTS; j++) if (t.state[j]) fo_load_words(t.state[j], k, st[j]);
+  const bool stochastic = rounding.applies(t, flags);
+  FoRandomWords random;
+#pragma unroll 1
+  for (int word = 0; word < FO_NARROW_WORDS; word++) {
+    unsigned int p_out = 0, st_out[3] = {0u, 0u, 0u};
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const int shift = 16 * half;
+      float pv = fo_widen16((unsigned short)(p[0] >> shift), t.param_dtype);
+      const float gv = fo_widen16((unsigned short)(g[0] >> shift), t.grad_dtype);
+      float s[3] = {0.f, 0.f, 0.f};
+#pragma unroll
+      for (int j = 0; j < SLOTS; j++) if (t.state[j]) s[j] = fo_widen16((unsigned short)(st[j][0] >> shift), t.state_dtype);
+      op(pv, prep(gv, flags), s);
+      const unsigned short rounded = stochastic
+          ? fo_narrow16_stochastic(pv, t.param_dtype, random.at(rounding, t, k + 2 * word + half))
+          : fo_narrow16(pv, t.param_dtype);
+      p_out |= (unsigned int)rounded << shift;
+#pragma unroll
+      for (int j = 0; j < SLOTS; j++) st_out[j] |= (unsigned int)fo_narrow16(s[j], t.state_dtype) << shift;
+    }
+    fo_rotate_in(p, p_out);
+    fo_rotate_in(g, 0u);
+#pragma unroll
+    for (int j = 0; j < SLOTS; j++) fo_rotate_in(st[j], st_out[j]);
+  }
+  fo_store_words(t.param, k, p);
+#pragma unroll
+  for (int j = 0; j < SLOTS; j++) if (t.state[j]) fo_store_words(t.state[j], k, st[j]);
+}
+
+// fo_update_range for the _narrow entry point: a scalar head up to the first element at which
+// every operand is 16-byte aligned (the vector phase, 8 elements wide), FO_NARROW_ELEMENTS-element
+// vectors, and a scalar tail. Which path an element takes never changes its arithmetic.
+template <int SLOTS, typename Op>
+__device__ __forceinline__ void fo_update_range_narrow(const FoTensor& t, long long from, long long to, const Op& op,
+                                                       const FoGradPrep& prep, const FoRounding& rounding, int flags) {
+  long long scalar_from = from;
+  if (t.vector_phase >= 0) {
+    long long first = from + ((t.vector_phase - from) & 7);
+    if (first > to) first = to;
+    for (long long k = from + threadIdx.x; k < first; k += blockDim.x) fo_update_scalar<SLOTS, true>(t, k, op, prep, rounding, flags);
+    const long long vectors = (to - first) / FO_NARROW_ELEMENTS;
+    for (long long v = threadIdx.x; v < vectors; v += blockDim.x) {
+      fo_update_narrow<SLOTS>(t, first + FO_NARROW_ELEMENTS * v, op, prep, rounding, flags);
+    }
+    scalar_from = first + FO_NARROW_ELEMENTS * vectors;
+  }
+  for (long long k = scalar_from + threadIdx.x; k < to; k += blockDim.x) fo_update_scalar<SLOTS, true>(t, k, op, prep, rounding, flags);
+}
+
+// The body of the _narrow entry point: fo_multi_tensor's, each chunk by fo_update_range_narrow.
+template <int SLOTS, typename Op, typename Scalars>
+__device__ __forceinline__ void fo_multi_tensor_narrow(const FoTensor* __restrict__ tensors,
+                                                       const FoChunk* __restrict__ chunks, int chunk_count,
+                                                       const FoControl* __restrict__ control,
+                                                       const float* __restrict__ hyper,
+                                                       const FoEntryStep* __restrict__ steps,
+                                                       const int* __restrict__ flags) {
+  if (control->skip) return;
+  const FoGradPrep prep{control->step_inv_grad_scale, control->clip_coef};
+  const FoRounding rounding{control->rounding_seed, control->step};
+  fo_for_each_chunk<Scalars>(tensors, chunks, chunk_count, hyper, steps, flags,
+      [&](int, int, const FoTensor& t, long long from, long long to, int f, const Scalars& s) {
+        fo_update_range_narrow<SLOTS>(t, from, to, Op{s, f}, prep, rounding, f);
+      });
+}
+
 // ---- 8-bit blockwise states (the _q8 entry points) ----
 // The same rule as the CPU backends' quantized batches (io.fusedopt.cpu.CpuStepProgram: dequantize
 // a block, update it, quantize it back). The layout is io.fusedopt.cuda.DeviceQuantizedBuffer's: a
@@ -532,8 +652,9 @@ __device__ __forceinline__ void fo_multi_tensor_q8(const FoTensor* __restrict__ 
       });
 }
 
-// The three entry points of an update kernel: float32 storage only, any storage formats, and any
-// param and grad formats with 8-bit states (fo_multi_tensor_q8; code_maps: 512 floats).
+// The entry points of an update kernel: float32 storage only, any storage formats (_mixed), and
+// every operand 16-bit without master weights (_narrow: the same arithmetic, more elements in
+// flight); FO_QUANTIZED_UPDATE_KERNEL adds the one for 8-bit states.
 #define FO_UPDATE_KERNELS(name, SLOTS, Op, Scalars)                                                   \
   extern "C" __global__ void name(const FoTensor* tensors, const FoChunk* chunks, int chunk_count,    \
                                   const FoControl* control, const float* hyper,                        \
@@ -545,6 +666,12 @@ __device__ __forceinline__ void fo_multi_tensor_q8(const FoTensor* __restrict__ 
                                           const float* hyper, const FoEntryStep* steps,                \
                                           const int* flags) {                                          \
     fo_multi_tensor<SLOTS, true, false, Op, Scalars>(tensors, chunks, chunk_count, control, hyper, steps, flags, nullptr); \
+  }                                                                                                    \
+  extern "C" __global__ void name##_narrow(const FoTensor* tensors, const FoChunk* chunks,            \
+                                           int chunk_count, const FoControl* control,                  \
+                                           const float* hyper, const FoEntryStep* steps,               \
+                                           const int* flags) {                                         \
+    fo_multi_tensor_narrow<SLOTS, Op, Scalars>(tensors, chunks, chunk_count, control, hyper, steps, flags); \
   }
 
 // The entry point for 8-bit blockwise states, declared beside FO_UPDATE_KERNELS by the families of

@@ -999,7 +999,7 @@ public final class DeviceOptimizer implements AutoCloseable {
 
     /**
      * The step program over every tensor: one update launch per kernel kind and storage class
-     * (float32-only or mixed), all groups in one table.
+     * (float32-only, mixed, every operand 16-bit, 8-bit states), all groups in one table.
      */
     private StepProgram prepareProgram() {
         if (program != null) {
@@ -1022,12 +1022,14 @@ public final class DeviceOptimizer implements AutoCloseable {
                     return entries.size() - 1;
                 });
                 TensorOperands t = p.operands(group.plan().slots(), entry, registered++);
-                KernelBatch kind = new KernelBatch(group.plan().kernel(), t.needsMixedKernel(), t.quantized(), List.of());
+                UpdateKernel kernel = group.plan().kernel();
+                KernelBatch kind = new KernelBatch(kernel, t.needsMixedKernel(), kernel.hasNarrowEntryPoint() && t.narrow(),
+                        t.quantized(), List.of());
                 byLaunch.computeIfAbsent(kind, k -> new ArrayList<>()).add(t);
             }
         }
         List<KernelBatch> batches = new ArrayList<>();
-        byLaunch.forEach((kind, tensors) -> batches.add(new KernelBatch(kind.kernel(), kind.mixed(), kind.quantized(), tensors)));
+        byLaunch.forEach((kind, tensors) -> batches.add(new KernelBatch(kind.kernel(), kind.mixed(), kind.narrow(), kind.quantized(), tensors)));
         groupTable = new GroupTable(entries.size());
         groupTable.setSchedulesCountSkippedSteps(scheduleClock == ScheduleClock.ITERATIONS);
         entryGroups = entries;

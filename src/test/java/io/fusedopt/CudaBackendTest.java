@@ -140,6 +140,43 @@ class CudaBackendTest {
         }
     }
 
+    /**
+     * Stochastic rounding where the vectors begin at an element index of 7 mod 8: SGD (no states)
+     * on a bf16 param and a grad both wrapped one element past a 16-byte boundary. Each element
+     * still draws its own random word (element k: word k % 4 of the Philox block k / 4), as on the
+     * CPU backend; with a bf16 grad (every operand 16-bit) and with a float32 one.
+     */
+    @Test
+    void stochasticRoundingAtAnOddVectorPhaseDrawsTheReferencesBits() {
+        int n = 1037; // vectors and a scalar head and tail
+        float[] weights = CudaEquivalenceTest.gaussian(new Random(3), n, 1f);
+        float[] grads = CudaEquivalenceTest.gaussian(new Random(4), n, 1f);
+        OptimizerConfig config = Sgd.builder().optLearningRate(1e-3).build();
+        for (Precision gradPrecision : new Precision[] {Precision.BF16, Precision.FP32}) {
+            float[] expected;
+            try (DeviceOptimizer cpu = DeviceOptimizer.builder(config).optBackend(Backend.CPU).optStochasticRounding(77).build()) {
+                expected = twoSteps(cpu, cpu.allocate(n, Precision.BF16), cpu.allocate(n, gradPrecision), weights, grads);
+            }
+            try (CallerContext context = new CallerContext(0);
+                 CallerContext.Allocation pm = context.allocate((n + 8) * 2L);
+                 CallerContext.Allocation gm = context.allocate((n + 8) * 4L);
+                 DeviceOptimizer cuda = DeviceOptimizer.builder(config).optBackend(Backend.CUDA).optStochasticRounding(77).build()) {
+                float[] actual = twoSteps(cuda, cuda.wrapDevicePointer(pm.address() + 2, n, Precision.BF16),
+                        cuda.wrapDevicePointer(gm.address() + gradPrecision.bytes(), n, gradPrecision), weights, grads);
+                CudaEquivalenceTest.assertBitEqual(expected, actual, "bf16 param, " + gradPrecision + " grad, one element past 16 bytes");
+            }
+        }
+    }
+
+    private static float[] twoSteps(DeviceOptimizer opt, TensorBuffer p, TensorBuffer g, float[] weights, float[] grads) {
+        p.copyFrom(weights);
+        g.copyFrom(grads);
+        opt.addGroup().add("w", p, g);
+        opt.step();
+        opt.step();
+        return p.toArray();
+    }
+
     /** A stream the test creates under its own retain of the context, as a framework would; its raw handle is what fusedopt takes. */
     static final class CallerStream extends jcuda.driver.CUstream implements AutoCloseable {
         private final CallerContext context;

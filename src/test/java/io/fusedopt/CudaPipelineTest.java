@@ -46,8 +46,12 @@ class CudaPipelineTest {
                 out.add(Arguments.of(v.getKey() + " " + f[0] + "/" + f[1] + "/" + f[2] + " master",
                         base.formats(f[0], f[1], f[2], true)));
             }
+            // Every operand 16-bit, no master: the _narrow entry point (16-element packed vectors), in
+            // bf16 throughout and with fp16 params and grads (states may not be fp16).
             out.add(Arguments.of(v.getKey() + " bf16 no master, clipped",
                     base.formats(Precision.BF16, Precision.BF16, Precision.BF16, false).pipeline(NonFinitePolicy.PROPAGATE, 1.0, 1, -1)));
+            out.add(Arguments.of(v.getKey() + " FP16/FP16/BF16 no master",
+                    base.formats(Precision.FP16, Precision.FP16, Precision.BF16, false)));
         }
         return out.stream();
     }

@@ -99,6 +99,10 @@ class KernelContractTest {
         assertTrue(header.replace("\\", " ").replaceAll("\\s+", " ").contains("extern \"C\" __global__ void name##_q8(const FoTensor* tensors,"
                 + " const FoChunk* chunks, int chunk_count, const FoControl* control, const float* hyper, const FoEntryStep* steps,"
                 + " const int* flags, const float* code_maps)"), "8-bit update kernel signature");
+        // The entry point for every operand 16-bit: the update kernel's arguments (CudaStepProgram passes the same).
+        assertTrue(header.replace("\\", " ").replaceAll("\\s+", " ").contains("extern \"C\" __global__ void name##_narrow(const FoTensor* tensors,"
+                + " const FoChunk* chunks, int chunk_count, const FoControl* control, const float* hyper, const FoEntryStep* steps,"
+                + " const int* flags)"), "16-bit update kernel signature");
         assertTrue(header.replace("\\", " ").replaceAll("\\s+", " ").contains("extern \"C\" __global__ void name##_norms(const FoTensor* tensors,"
                 + " const FoChunk* chunks, int chunk_count, const FoControl* control, const float* hyper, const FoEntryStep* steps,"
                 + " const int* flags, double* chunk_sums)"), "layer-wise norm pass signature");
@@ -133,6 +137,10 @@ class KernelContractTest {
                     : "FO_UPDATE_KERNELS\\(" + kernel.entryPoint() + ", (\\d+), (\\w+), (\\w+)\\)").matcher(source);
             assertTrue(use.find(), kernel.entryPoint() + " not found in " + kernel.family() + ".cu");
             assertEquals(kernel.stateSlots(), Integer.parseInt(use.group(1)), kernel + " state slots");
+            // FO_UPDATE_KERNELS declares the _narrow entry point; the other launch shapes have none.
+            boolean plainElementwise = !(kernel instanceof LayerwiseKernel || kernel instanceof MatrixKernel || kernel instanceof FactoredKernel);
+            assertEquals(plainElementwise, kernel.hasNarrowEntryPoint(),
+                    kernel + ": a 16-bit entry point exactly when FO_UPDATE_KERNELS declares it");
             // The 8-bit entry point, with the same operation, exactly for the kernels of algorithms with 8-bit states.
             boolean quantized = source.contains("FO_QUANTIZED_UPDATE_KERNEL(" + kernel.entryPoint() + ", " + use.group(1) + ", "
                     + use.group(2) + ", " + use.group(3) + ")");

@@ -119,9 +119,14 @@ class StochasticRoundingTest {
 
     /** Adam on bf16 and fp16 params with stochastic rounding, 4 steps; the params after each. */
     private static List<float[]> run(Backend backend, Precision precision, long seed) {
+        return run(backend, precision, Precision.FP32, seed);
+    }
+
+    /** {@link #run(Backend, Precision, long)} with the states in {@code states} (BF16: every operand 16-bit). */
+    private static List<float[]> run(Backend backend, Precision precision, Precision states, long seed) {
         Random random = new Random(precision.ordinal());
         try (DeviceOptimizer opt = DeviceOptimizer.builder(Adam.adamW().optLearningRate(1e-2).build()).optBackend(backend)
-                .optStochasticRounding(seed).build()) {
+                .optStochasticRounding(seed).optStatePrecision(states).build()) {
             TensorBuffer p = opt.allocate(SIZE, precision), g = opt.allocate(SIZE, precision);
             TensorBuffer q = opt.allocate(7, precision), h = opt.allocate(7, precision);
             p.copyFrom(Scenario.gaussian(random, SIZE, 1f));
@@ -153,6 +158,8 @@ class StochasticRoundingTest {
         GpuTests.assumeGpu();
         for (Precision precision : new Precision[] {Precision.BF16, Precision.FP16}) {
             assertSameBits(run(Backend.CPU, precision, -5), run(Backend.CUDA, precision, -5), "CUDA " + precision);
+            assertSameBits(run(Backend.CPU, precision, Precision.BF16, -5), run(Backend.CUDA, precision, Precision.BF16, -5),
+                    "CUDA " + precision + ", bf16 states");
         }
     }
 

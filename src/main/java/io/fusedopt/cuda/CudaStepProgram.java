@@ -161,8 +161,10 @@ final class CudaStepProgram implements StepProgram {
                         "cuLaunchKernel(fusedopt_grad_stats, " + chunkCount + " chunks)"));
                 offset += chunkCount;
                 String entry = batch.quantized() ? batch.kernel().quantizedEntryPoint()
+                        : batch.narrow() ? batch.kernel().narrowEntryPoint()
                         : batch.mixed() ? batch.kernel().mixedEntryPoint() : batch.kernel().entryPoint();
-                CUfunction update = batch.quantized() ? modules.quantizedFunction(batch.kernel()) : modules.function(batch.kernel(), batch.mixed());
+                CUfunction update = batch.quantized() ? modules.quantizedFunction(batch.kernel())
+                        : batch.narrow() ? modules.narrowFunction(batch.kernel()) : modules.function(batch.kernel(), batch.mixed());
                 String call = "cuLaunchKernel(" + entry + ", " + batch.tensors().size() + " tensors, " + chunkCount + " chunks)";
                 if (batch.kernel() instanceof LayerwiseKernel layerwise) {
                     addLayerwiseLaunches(layerwise, batch, segmentTables.get(b), t, update, call);

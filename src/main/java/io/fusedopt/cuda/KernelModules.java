@@ -48,6 +48,8 @@ final class KernelModules implements AutoCloseable {
     /** By {@link UpdateKernel#code()}; filled at a kernel's first use. */
     private final CUfunction[] functions = new CUfunction[Algorithms.kernels().size()];
     private final CUfunction[] mixedFunctions = new CUfunction[Algorithms.kernels().size()];
+    /** The entry points for tensors whose every operand is 16-bit, by code (null for kernels without one). */
+    private final CUfunction[] narrowFunctions = new CUfunction[Algorithms.kernels().size()];
     /** The entry points for 8-bit states, by code (null for layer-wise kernels, which have none). */
     private final CUfunction[] quantizedFunctions = new CUfunction[Algorithms.kernels().size()];
     /** The norm passes of the layer-wise kernels, by code (null for elementwise kernels). */
@@ -59,7 +61,7 @@ final class KernelModules implements AutoCloseable {
     private final CUfunction[] productFunctions = new CUfunction[Algorithms.kernels().size()];
     private final CUfunction[] fastFunctions = new CUfunction[Algorithms.kernels().size()];
     /** Every table above, emptied together at close. */
-    private final List<CUfunction[]> tables = List.of(functions, mixedFunctions, quantizedFunctions, normsFunctions,
+    private final List<CUfunction[]> tables = List.of(functions, mixedFunctions, narrowFunctions, quantizedFunctions, normsFunctions,
             normsMixedFunctions, inputFunctions, normalizeFunctions, productFunctions, fastFunctions);
     /** Which kernels' entry points are in the tables, by code. */
     private final boolean[] resolved = new boolean[Algorithms.kernels().size()];
@@ -128,6 +130,7 @@ final class KernelModules implements AutoCloseable {
         if (resolved[kernel.code()]) return;
         functions[kernel.code()] = function(kernel.family(), kernel.entryPoint());
         mixedFunctions[kernel.code()] = function(kernel.family(), kernel.mixedEntryPoint());
+        if (kernel.hasNarrowEntryPoint()) narrowFunctions[kernel.code()] = function(kernel.family(), kernel.narrowEntryPoint());
         if (kernel instanceof LayerwiseKernel layerwise) {
             normsFunctions[kernel.code()] = function(kernel.family(), layerwise.normsEntryPoint());
             normsMixedFunctions[kernel.code()] = function(kernel.family(), layerwise.normsMixedEntryPoint());
@@ -151,6 +154,13 @@ final class KernelModules implements AutoCloseable {
     /** The float32-only entry point, or with {@code mixed} the one for any storage formats. */
     CUfunction function(UpdateKernel kernel, boolean mixed) {
         return entry(mixed ? mixedFunctions : functions, kernel);
+    }
+
+    /** The entry point for tensors whose every operand is 16-bit, of a kernel that has one. */
+    CUfunction narrowFunction(UpdateKernel kernel) {
+        CUfunction function = entry(narrowFunctions, kernel);
+        if (function == null) throw new IllegalArgumentException(kernel + " has no entry point for 16-bit operands only");
+        return function;
     }
 
     /** The entry point for 8-bit states of an elementwise kernel. */

@@ -26,6 +26,12 @@ import java.nio.FloatBuffer;
  * {@link #reference} and {@link #vectorUpdate} refuse.
  */
 public abstract class FactoredKernel extends UpdateKernel {
+    /** Its launches are its own ({@code FO_FACTORED_KERNELS}): no entry point for 16-bit operands only. */
+    @Override
+    public final boolean hasNarrowEntryPoint() {
+        return false;
+    }
+
 
     /**
      * @see UpdateKernel#UpdateKernel(String, String, String, int, int)

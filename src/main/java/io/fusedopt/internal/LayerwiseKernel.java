@@ -21,6 +21,12 @@ import java.nio.FloatBuffer;
  * The gradient is read in both passes and never written.
  */
 public abstract class LayerwiseKernel extends UpdateKernel {
+    /** Its launches are its own ({@code FO_LAYERWISE_KERNELS}): no entry point for 16-bit operands only. */
+    @Override
+    public final boolean hasNarrowEntryPoint() {
+        return false;
+    }
+
     private final boolean normsReadState;
 
     /**

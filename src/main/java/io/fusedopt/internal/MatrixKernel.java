@@ -23,6 +23,12 @@ import java.nio.FloatBuffer;
  * {@code FO_MATRIX_KERNELS} (fusedopt_matrix.cuh).
  */
 public abstract class MatrixKernel extends UpdateKernel {
+    /** Its launches are its own ({@code FO_MATRIX_KERNELS}): no entry point for 16-bit operands only. */
+    @Override
+    public final boolean hasNarrowEntryPoint() {
+        return false;
+    }
+
     /** The scalars every matrix kernel's scalar struct starts with: the Newton-Schulz coefficients, eps, and the step count (a float holding an integer). */
     public static final int NS_A = 0, NS_B = 1, NS_C = 2, NS_EPS = 3, NS_STEPS = 4;
     /** The first scalar a matrix kernel lays out for itself. */

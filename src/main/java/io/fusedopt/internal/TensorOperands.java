@@ -41,6 +41,18 @@ public record TensorOperands(AbstractTensorBuffer param, AbstractTensorBuffer gr
         return false;
     }
 
+    /**
+     * True when every operand is 16-bit (param, grad and each state slot, none 8-bit) and there
+     * are no master weights: what the {@code _narrow} entry point runs ({@link UpdateKernel#narrowEntryPoint}).
+     */
+    public boolean narrow() {
+        if (master != null || param.precision() == Precision.FP32 || grad.precision() == Precision.FP32) return false;
+        for (AbstractTensorBuffer s : slots) {
+            if (s != null && (s instanceof QuantizedBuffer || s.precision() == Precision.FP32)) return false;
+        }
+        return true;
+    }
+
     /** Whether its states are 8-bit blockwise ({@link QuantizedBuffer}): all of them or none. */
     public boolean quantized() {
         for (AbstractTensorBuffer s : slots) if (s instanceof QuantizedBuffer) return true;

@@ -5,8 +5,9 @@ import java.nio.FloatBuffer;
 
 /**
  * One elementwise update kernel: its CUDA family (the fatbin of {@code kernels/FAMILY.cu}) and
- * entry point (plus the {@code _mixed} entry point for storage formats other than float32 and the
- * {@code _q8} one for 8-bit states), how
+ * entry point (plus the {@code _mixed} entry point for storage formats other than float32, the
+ * {@code _narrow} one for tensors whose every operand is 16-bit, and the {@code _q8} one for 8-bit
+ * states), how
  * many state slots it takes after param and grad (a slot may be null when the variant does not use
  * it), how many float scalars its per-step scalar struct holds, and its arithmetic on the host: the
  * per-step scalars, the reference update and the vector update. Each {@link Algorithm} declares its
@@ -51,6 +52,19 @@ public abstract class UpdateKernel {
     public String entryPoint() { return entryPoint; }
     /** The entry point that reads any storage format and master weights. */
     public String mixedEntryPoint() { return entryPoint + "_mixed"; }
+
+    /**
+     * The entry point for tensors whose every operand (param, grad, each state) is 16-bit, without
+     * master weights ({@link TensorOperands#narrow}): the mixed entry point's arithmetic, with
+     * twice the elements in flight per thread. Only plain elementwise kernels
+     * ({@code FO_UPDATE_KERNELS}) have one ({@link #hasNarrowEntryPoint}).
+     */
+    public String narrowEntryPoint() { return entryPoint + "_narrow"; }
+
+    /** Whether this kernel has {@link #narrowEntryPoint()}: true unless a subclass launches otherwise. */
+    public boolean hasNarrowEntryPoint() {
+        return true;
+    }
     /**
      * The entry point for 8-bit blockwise states ({@code kernels/FAMILY.cu} declares it with
      * FO_QUANTIZED_UPDATE_KERNEL); only the kernels of algorithms with 8-bit states have one
