@@ -15,7 +15,7 @@
 #   run(command="bash benchmarks/gpu/evidence.sh", carry=["gpu-bundle"], timeout_s=600)
 #
 # Parts, in order: environment; the checks (the GPU tests against the driver, and compute-sanitizer
-# memcheck, racecheck, synccheck and initcheck over the CUDA equivalence tests: five processes at
+# memcheck, racecheck, synccheck and initcheck over the CUDA equivalence tests and the 16-bit stochastic rounding tests: five processes at
 # once, since each is bound by the host and the GPU has room for all; the first real run gave the
 # suite 100 s and each tool 35 s in turn, and none finished); the emulator's three open questions
 # (DriverQuestions); fusedopt's benchmarks (GpuEvidence bench: copy, same-traffic kernels,
@@ -159,6 +159,11 @@ part environment "$out/environment.txt" bash -c environment
 test_timeout=(--config=junit.jupiter.execution.timeout.default=120s
   --config=junit.jupiter.execution.timeout.thread.mode.default=SEPARATE_THREAD)
 BOX=checks part tests "$out/tests.txt" "${junit[@]}" "${test_timeout[@]}" "${tests[@]}" &
+# What the sanitizer tools run: every algorithm's kernels (the equivalence tests), and the entry point
+# for 16-bit operands only (_narrow) with stochastic rounding, at an aligned and at an odd vector phase.
+sanitized=(--select-class io.fusedopt.CudaEquivalenceTest
+  --select-method io.fusedopt.StochasticRoundingTest#cudaDrawsTheReferencesBits
+  --select-method io.fusedopt.CudaBackendTest#stochasticRoundingAtAnOddVectorPhaseDrawsTheReferencesBits)
 for tool in memcheck racecheck synccheck initcheck; do
   if [[ $rehearsal == 1 ]]; then
     BOX=checks part "$tool" "$work/sanitizer.$tool" echo "$tool: skipped in a rehearsal (compute-sanitizer needs the real driver)" &
@@ -171,7 +176,7 @@ for tool in memcheck racecheck synccheck initcheck; do
     # likely cause; the other three ran clean).
     mkdir -p "$work/tmp.$tool"
     BOX=checks part "$tool" "$work/sanitizer.$tool" env TMPDIR="$work/tmp.$tool" compute-sanitizer --tool "$tool" \
-      --error-exitcode 99 --print-limit 50 "${junit[@]}" --select-class io.fusedopt.CudaEquivalenceTest &
+      --error-exitcode 99 --print-limit 50 "${junit[@]}" "${sanitized[@]}" &
     sleep 2
   fi
 done
