@@ -421,52 +421,6 @@ __device__ __forceinline__ void fo_update_range(const FoTensor& t, long long fro
   for (long long k = scalar_from + threadIdx.x; k < to; k += blockDim.x) fo_update_scalar<SLOTS, MIXED>(t, k, op, prep, rounding, flags);
 }
 
-// The chunk loop of every pass over the segment table: blocks stride over the chunks, and each
-// chunk's entry (group and step offset) picks its flags and step from the tables the finalize
-// kernel wrote, and its hyper-parameters, from which Scalars::of computes the family's per-step
-// scalars (a few double operations per chunk and thread, the same in every thread, so no
-// block-level sharing is needed). Then body(c, tensor index, tensor, from, to, flags, scalars)
-// for the chunk's elements [from, to).
-template <typename Scalars, typename Body>
-__device__ __forceinline__ void fo_for_each_chunk(const FoTensor* __restrict__ tensors,
-                                                  const FoChunk* __restrict__ chunks, int chunk_count,
-                                                  const float* __restrict__ hyper,
-                                                  const FoEntryStep* __restrict__ steps,
-                                                  const int* __restrict__ flags, const Body& body) {
-  for (int c = blockIdx.x; c < chunk_count; c += gridDim.x) {
-    const FoChunk chunk = chunks[c];
-    const FoTensor t = tensors[chunk.tensor];
-    long long end = chunk.start + FO_CHUNK_ELEMENTS;
-    if (end > t.length) end = t.length;
-    const int f = flags[t.group];
-    const FoEntryStep entry = steps[t.group];
-    body(c, chunk.tensor, t, chunk.start, end, f, Scalars::of(hyper + FO_HYPER_STRIDE * t.group, entry.lr, f, entry.step));
-  }
-}
-
-// The body of every update kernel: nothing when the finalize kernel decided to skip the step;
-// else each chunk's elements by fo_update_range.
-//
-// LAYERWISE: tensor_sums holds each tensor's two sums of squares (fusedopt_tensor_norms), from
-// which Scalars::layer completes the scalars with the tensor's own factor.
-template <int SLOTS, bool MIXED, bool LAYERWISE, typename Op, typename Scalars>
-__device__ __forceinline__ void fo_multi_tensor(const FoTensor* __restrict__ tensors,
-                                                const FoChunk* __restrict__ chunks, int chunk_count,
-                                                const FoControl* __restrict__ control,
-                                                const float* __restrict__ hyper,
-                                                const FoEntryStep* __restrict__ steps,
-                                                const int* __restrict__ flags,
-                                                const double* __restrict__ tensor_sums) {
-  if (control->skip) return;
-  const FoGradPrep prep{control->step_inv_grad_scale, control->clip_coef};
-  const FoRounding rounding{control->rounding_seed, control->step};
-  fo_for_each_chunk<Scalars>(tensors, chunks, chunk_count, hyper, steps, flags,
-      [&](int, int tensor, const FoTensor& t, long long from, long long to, int f, Scalars s) {
-        if constexpr (LAYERWISE) s.layer(tensor_sums[2 * tensor], tensor_sums[2 * tensor + 1], f);
-        fo_update_range<SLOTS, MIXED>(t, from, to, Op{s, f}, prep, rounding, f);
-      });
-}
-
 // ---- Every operand 16-bit, no master weights: the _narrow entry point ----
 // A 16-bit operand moves half the bytes of a float32 one per element, so a block must keep twice
 // the elements in flight to reach the same bandwidth. The _mixed entry point widens every element
@@ -559,20 +513,50 @@ __device__ __forceinline__ void fo_update_range_narrow(const FoTensor& t, long l
   for (long long k = scalar_from + threadIdx.x; k < to; k += blockDim.x) fo_update_scalar<SLOTS, true>(t, k, op, prep, rounding, flags);
 }
 
-// The body of the _narrow entry point: fo_multi_tensor's, each chunk by fo_update_range_narrow.
-template <int SLOTS, typename Op, typename Scalars>
-__device__ __forceinline__ void fo_multi_tensor_narrow(const FoTensor* __restrict__ tensors,
-                                                       const FoChunk* __restrict__ chunks, int chunk_count,
-                                                       const FoControl* __restrict__ control,
-                                                       const float* __restrict__ hyper,
-                                                       const FoEntryStep* __restrict__ steps,
-                                                       const int* __restrict__ flags) {
+// The chunk loop of every pass over the segment table: blocks stride over the chunks, and each
+// chunk's entry (group and step offset) picks its flags and step from the tables the finalize
+// kernel wrote, and its hyper-parameters, from which Scalars::of computes the family's per-step
+// scalars (a few double operations per chunk and thread, the same in every thread, so no
+// block-level sharing is needed). Then body(c, tensor index, tensor, from, to, flags, scalars)
+// for the chunk's elements [from, to).
+template <typename Scalars, typename Body>
+__device__ __forceinline__ void fo_for_each_chunk(const FoTensor* __restrict__ tensors,
+                                                  const FoChunk* __restrict__ chunks, int chunk_count,
+                                                  const float* __restrict__ hyper,
+                                                  const FoEntryStep* __restrict__ steps,
+                                                  const int* __restrict__ flags, const Body& body) {
+  for (int c = blockIdx.x; c < chunk_count; c += gridDim.x) {
+    const FoChunk chunk = chunks[c];
+    const FoTensor t = tensors[chunk.tensor];
+    long long end = chunk.start + FO_CHUNK_ELEMENTS;
+    if (end > t.length) end = t.length;
+    const int f = flags[t.group];
+    const FoEntryStep entry = steps[t.group];
+    body(c, chunk.tensor, t, chunk.start, end, f, Scalars::of(hyper + FO_HYPER_STRIDE * t.group, entry.lr, f, entry.step));
+  }
+}
+
+// The body of every update kernel: nothing when the finalize kernel decided to skip the step;
+// else each chunk's elements by fo_update_range (NARROW: fo_update_range_narrow).
+//
+// LAYERWISE: tensor_sums holds each tensor's two sums of squares (fusedopt_tensor_norms), from
+// which Scalars::layer completes the scalars with the tensor's own factor.
+template <int SLOTS, bool MIXED, bool LAYERWISE, typename Op, typename Scalars, bool NARROW = false>
+__device__ __forceinline__ void fo_multi_tensor(const FoTensor* __restrict__ tensors,
+                                                const FoChunk* __restrict__ chunks, int chunk_count,
+                                                const FoControl* __restrict__ control,
+                                                const float* __restrict__ hyper,
+                                                const FoEntryStep* __restrict__ steps,
+                                                const int* __restrict__ flags,
+                                                const double* __restrict__ tensor_sums) {
   if (control->skip) return;
   const FoGradPrep prep{control->step_inv_grad_scale, control->clip_coef};
   const FoRounding rounding{control->rounding_seed, control->step};
   fo_for_each_chunk<Scalars>(tensors, chunks, chunk_count, hyper, steps, flags,
-      [&](int, int, const FoTensor& t, long long from, long long to, int f, const Scalars& s) {
-        fo_update_range_narrow<SLOTS>(t, from, to, Op{s, f}, prep, rounding, f);
+      [&](int, int tensor, const FoTensor& t, long long from, long long to, int f, Scalars s) {
+        if constexpr (LAYERWISE) s.layer(tensor_sums[2 * tensor], tensor_sums[2 * tensor + 1], f);
+        if constexpr (NARROW) fo_update_range_narrow<SLOTS>(t, from, to, Op{s, f}, prep, rounding, f);
+        else fo_update_range<SLOTS, MIXED>(t, from, to, Op{s, f}, prep, rounding, f);
       });
 }
 
@@ -671,7 +655,7 @@ __device__ __forceinline__ void fo_multi_tensor_q8(const FoTensor* __restrict__ 
                                            int chunk_count, const FoControl* control,                  \
                                            const float* hyper, const FoEntryStep* steps,               \
                                            const int* flags) {                                         \
-    fo_multi_tensor_narrow<SLOTS, Op, Scalars>(tensors, chunks, chunk_count, control, hyper, steps, flags); \
+    fo_multi_tensor<SLOTS, true, false, Op, Scalars, true>(tensors, chunks, chunk_count, control, hyper, steps, flags, nullptr); \
   }
 
 // The entry point for 8-bit blockwise states, declared beside FO_UPDATE_KERNELS by the families of
