@@ -425,7 +425,7 @@ __device__ __forceinline__ void fo_update_range(const FoTensor& t, long long fro
 // A 16-bit operand moves half the bytes of a float32 one per element, so a block must keep twice
 // the elements in flight to reach the same bandwidth. The _mixed entry point widens every element
 // of its 8-element vectors at once, and the registers that takes bound the threads an SM keeps
-// resident (the first H200 run measured 47% of the copy bandwidth for bf16 Adam). Here each
+// resident (an H200 measured 47% of the copy bandwidth for bf16 Adam through it). Here each
 // operand's FO_NARROW_ELEMENTS elements stay packed as they were loaded, two to a word, and a
 // rolled loop takes one word of every operand at a time, updates its two elements in order (op's
 // arithmetic, as fo_update_scalar's) and rotates the result words in at the end of each array:
