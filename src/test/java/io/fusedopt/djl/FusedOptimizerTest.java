@@ -233,29 +233,45 @@ class FusedOptimizerTest {
      */
     @Test
     void stepsLeaveNoArraysBehind() {
+        withAdapterTrainer(Adam.builder().optLearningRate(1e-2).build(), (model, block, fused, trainer) -> {
+            NDManager parameters = block.getParameters().get(0).getValue().getArray().getManager();
+            int[] added = new int[8];
+            for (int s = 0; s < added.length; s++) {
+                computeGradients(trainer, s);
+                int before = parameters.getManagedArrays().size();
+                trainer.step();
+                added[s] = parameters.getManagedArrays().size() - before;
+            }
+            for (int s = 1; s < added.length; s++) {
+                assertEquals(0, added[s], "arrays each step added: " + java.util.Arrays.toString(added));
+            }
+        });
+    }
+
+    /** What a test does with an initialized DJL trainer of the MLP whose optimizer is fusedopt's adapter. */
+    private interface AdapterSession {
+        void run(Model model, Block block, FusedOptimizer fused, Trainer trainer);
+    }
+
+    /** A new MLP, the adapter over {@code adam} on the CPU backend, and an initialized trainer, closed after {@code session}. */
+    private static void withAdapterTrainer(Adam adam, AdapterSession session) {
         Block block = mlp();
-        Adam adam = Adam.builder().optLearningRate(1e-2).build();
         try (Model model = Model.newInstance("mlp", Device.cpu(), "PyTorch")) {
             model.setBlock(block);
             FusedOptimizer fused = FusedOptimizer.builder(block, adam).optBackend(Backend.CPU).build();
             DefaultTrainingConfig config = new DefaultTrainingConfig(Loss.l2Loss()).optOptimizer(fused);
             try (Trainer trainer = model.newTrainer(config); fused) {
                 trainer.initialize(new Shape(BATCH, INPUTS));
-                NDManager parameters = block.getParameters().get(0).getValue().getArray().getManager();
-                int[] added = new int[8];
-                for (int s = 0; s < added.length; s++) {
-                    NDList[] data = batch(trainer.getManager(), s);
-                    try (GradientCollector collector = trainer.newGradientCollector()) {
-                        collector.backward(config.getLossFunction().evaluate(data[1], trainer.forward(data[0])));
-                    }
-                    int before = parameters.getManagedArrays().size();
-                    trainer.step();
-                    added[s] = parameters.getManagedArrays().size() - before;
-                }
-                for (int s = 1; s < added.length; s++) {
-                    assertEquals(0, added[s], "arrays each step added: " + java.util.Arrays.toString(added));
-                }
+                session.run(model, block, fused, trainer);
             }
+        }
+    }
+
+    /** The forward and backward pass of batch {@code s}: the parameters' gradients, ready for {@code trainer.step()}. */
+    private static void computeGradients(Trainer trainer, int s) {
+        NDList[] data = batch(trainer.getManager(), s);
+        try (GradientCollector collector = trainer.newGradientCollector()) {
+            collector.backward(trainer.getLoss().evaluate(data[1], trainer.forward(data[0])));
         }
     }
 
@@ -340,31 +356,17 @@ class FusedOptimizerTest {
      * message containing {@code expected}, the weights and fusedopt's step count unchanged.
      */
     private static void assertSecondStepRefused(Adam adam, java.util.function.BiConsumer<Model, Block> change, String expected) {
-        Block block = mlp();
-        try (Model model = Model.newInstance("mlp", Device.cpu(), "PyTorch")) {
-            model.setBlock(block);
-            FusedOptimizer fused = FusedOptimizer.builder(block, adam).optBackend(Backend.CPU).build();
-            DefaultTrainingConfig config = new DefaultTrainingConfig(Loss.l2Loss()).optOptimizer(fused);
-            try (Trainer trainer = model.newTrainer(config); fused) {
-                trainer.initialize(new Shape(BATCH, INPUTS));
-                for (int s = 0; s < 2; s++) {
-                    NDList[] data = batch(trainer.getManager(), s);
-                    try (GradientCollector collector = trainer.newGradientCollector()) {
-                        collector.backward(config.getLossFunction().evaluate(data[1], trainer.forward(data[0])));
-                    }
-                    if (s == 0) {
-                        trainer.step();
-                        change.accept(model, block);
-                        continue;
-                    }
-                    Map<String, float[]> before = weights(block);
-                    IllegalStateException refused = assertThrows(IllegalStateException.class, trainer::step);
-                    assertTrue(refused.getMessage().contains(expected), refused.getMessage());
-                    assertSameWeights(before, weights(block));
-                    assertEquals(1, fused.fusedOptimizer().stepCount(), "the refused step took no fusedopt step");
-                }
-            }
-        }
+        withAdapterTrainer(adam, (model, block, fused, trainer) -> {
+            computeGradients(trainer, 0);
+            trainer.step();
+            change.accept(model, block);
+            computeGradients(trainer, 1);
+            Map<String, float[]> before = weights(block);
+            IllegalStateException refused = assertThrows(IllegalStateException.class, trainer::step);
+            assertTrue(refused.getMessage().contains(expected), refused.getMessage());
+            assertSameWeights(before, weights(block));
+            assertEquals(1, fused.fusedOptimizer().stepCount(), "the refused step took no fusedopt step");
+        });
     }
 
     /** A float64 block, a parameter frozen after a step, DJL's own options: refused, naming them, nothing changed. */
